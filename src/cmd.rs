@@ -1,0 +1,238 @@
+//! Building commands: `cmd("SET").arg("key").arg(42)`.
+//!
+//! A [`Cmd`] keeps all argument bytes in one buffer plus the end offset of each argument,
+//! so building one costs two allocations whatever its arity, and routing can look at any
+//! argument without re-parsing.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::resp::encode;
+
+/// One command with its arguments, ready to be routed and encoded.
+///
+/// ```
+/// use redis_cluster_uring::cmd;
+/// let c = cmd("SET").arg("user:1").arg(42).arg(b"\x00binary".as_slice());
+/// assert_eq!(c.name(), b"SET");
+/// assert_eq!(c.arg_at(2), Some(b"42".as_slice()));
+/// assert_eq!(c.len(), 4);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Cmd {
+    data: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+/// Starts a command with its name: `cmd("GET").arg("k")`.
+pub fn cmd(name: &str) -> Cmd {
+    Cmd::new().arg(name)
+}
+
+impl Cmd {
+    /// An empty command; add the name with [`Cmd::arg`].
+    pub fn new() -> Cmd {
+        Cmd {
+            data: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Appends an argument (builder style).
+    pub fn arg<A: ToArg>(mut self, arg: A) -> Cmd {
+        self.push_arg(arg);
+        self
+    }
+
+    /// Appends an argument in place.
+    pub fn push_arg<A: ToArg>(&mut self, arg: A) -> &mut Cmd {
+        arg.write_arg(&mut self.data);
+        // A single argument larger than 4 GiB is beyond what Redis accepts (512 MiB).
+        self.ends
+            .push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
+        self
+    }
+
+    /// Number of arguments, the name included.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when not even a name was given.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The command name as given (case preserved).
+    pub fn name(&self) -> &[u8] {
+        self.arg_at(0).unwrap_or(b"")
+    }
+
+    /// Argument `i` (0 is the name).
+    pub fn arg_at(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.data.get(start..end)
+    }
+
+    /// All arguments, name first.
+    pub fn args(&self) -> Args<'_> {
+        Args { cmd: self, next: 0 }
+    }
+
+    /// Exact number of bytes of the RESP encoding.
+    pub fn encoded_len(&self) -> usize {
+        encode::encoded_len(self.args())
+    }
+
+    /// Appends the RESP encoding to `dst`.
+    pub fn write_to(&self, dst: &mut BytesMut) {
+        encode::encode_command(dst, self.args());
+    }
+
+    /// The RESP encoding as a standalone buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(self.encoded_len());
+        self.write_to(&mut buf);
+        buf.freeze()
+    }
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for a in self.args() {
+            list.entry(&String::from_utf8_lossy(a));
+        }
+        list.finish()
+    }
+}
+
+/// Iterator over a command's arguments.
+#[derive(Debug, Clone)]
+pub struct Args<'a> {
+    cmd: &'a Cmd,
+    next: usize,
+}
+
+impl<'a> Iterator for Args<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let a = self.cmd.arg_at(self.next)?;
+        self.next += 1;
+        Some(a)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.cmd.len().saturating_sub(self.next);
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Args<'_> {}
+
+/// A value that can be a command argument: strings, bytes, integers, floats.
+pub trait ToArg {
+    /// Appends the argument's bytes to `out`.
+    fn write_arg(&self, out: &mut Vec<u8>);
+}
+
+impl<T: ToArg + ?Sized> ToArg for &T {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        (**self).write_arg(out)
+    }
+}
+
+impl ToArg for [u8] {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self)
+    }
+}
+
+impl<const N: usize> ToArg for [u8; N] {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self)
+    }
+}
+
+impl ToArg for Vec<u8> {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self)
+    }
+}
+
+impl ToArg for Bytes {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self)
+    }
+}
+
+impl ToArg for str {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes())
+    }
+}
+
+impl ToArg for String {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes())
+    }
+}
+
+macro_rules! int_arg {
+    ($($t:ty),*) => {$(
+        impl ToArg for $t {
+            fn write_arg(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes())
+            }
+        }
+    )*};
+}
+int_arg!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+
+impl ToArg for f64 {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        // Redis parses `inf`/`-inf`; Rust prints `inf` too, and shortest round-trip digits.
+        out.extend_from_slice(self.to_string().as_bytes())
+    }
+}
+
+impl ToArg for f32 {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        (*self as f64).write_arg(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_round_trip() {
+        let c = cmd("MSET")
+            .arg("a")
+            .arg(1u8)
+            .arg(b"")
+            .arg(-7i64)
+            .arg(1.5f64);
+        let args: Vec<&[u8]> = c.args().collect();
+        assert_eq!(args, vec![&b"MSET"[..], b"a", b"1", b"", b"-7", b"1.5"]);
+        assert_eq!(c.args().len(), 6);
+        assert_eq!(c.arg_at(6), None);
+    }
+
+    #[test]
+    fn encodes_exactly() {
+        let c = cmd("GET").arg("k");
+        assert_eq!(&c.to_bytes()[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(c.encoded_len(), c.to_bytes().len());
+    }
+
+    #[test]
+    fn empty_command() {
+        let c = Cmd::new();
+        assert!(c.is_empty());
+        assert_eq!(c.name(), b"");
+        assert_eq!(&c.to_bytes()[..], b"*0\r\n");
+    }
+}

@@ -1,0 +1,1 @@
+//! Pipeline planning, reply reassembly and redirect decisions. (STUB: being written.)

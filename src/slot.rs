@@ -1,0 +1,148 @@
+//! Hash slots: which of the 16384 slots a key belongs to.
+//!
+//! The cluster spec hashes a key with CRC16 (XMODEM variant) modulo 16384. When a key
+//! contains a hash tag, only the tag is hashed, so related keys can be kept together:
+//! the tag is the bytes between the first `{` and the first `}` after it, and only when
+//! that span is non-empty. `foo{}{bar}` therefore hashes the whole key.
+
+use std::fmt;
+
+/// Number of hash slots in a Redis Cluster.
+pub const SLOT_COUNT: u16 = 16384;
+
+/// A hash slot, always `< 16384`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slot(u16);
+
+impl Slot {
+    /// The slot with this number, or `None` when it is out of range.
+    pub const fn new(n: u16) -> Option<Slot> {
+        if n < SLOT_COUNT {
+            Some(Slot(n))
+        } else {
+            None
+        }
+    }
+
+    /// The slot number, `0..16384`.
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The slot number as an index into a 16384-entry table.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The part of `key` that decides its slot: the hash tag when there is a non-empty one,
+/// otherwise the whole key.
+///
+/// ```
+/// use redis_cluster_uring::slot::hash_tag;
+/// assert_eq!(hash_tag(b"{user1000}.following"), b"user1000");
+/// assert_eq!(hash_tag(b"foo{}{bar}"), b"foo{}{bar}");
+/// assert_eq!(hash_tag(b"foo{{bar}}zap"), b"{bar");
+/// ```
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        let rest = &key[open + 1..];
+        if let Some(close) = rest.iter().position(|&b| b == b'}') {
+            if close > 0 {
+                return &rest[..close];
+            }
+        }
+    }
+    key
+}
+
+/// The slot of `key`, as a Redis Cluster node computes it (`CLUSTER KEYSLOT`).
+///
+/// ```
+/// use redis_cluster_uring::slot::slot_for_key;
+/// assert_eq!(slot_for_key(b"foo").get(), 12182);
+/// assert_eq!(slot_for_key(b"{user1000}.following"), slot_for_key(b"{user1000}.followers"));
+/// ```
+pub fn slot_for_key(key: &[u8]) -> Slot {
+    let crc = crc16::State::<crc16::XMODEM>::calculate(hash_tag(key));
+    Slot(crc % SLOT_COUNT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn crc16_spec_vector() {
+        assert_eq!(
+            crc16::State::<crc16::XMODEM>::calculate(b"123456789"),
+            0x31C3
+        );
+    }
+
+    #[test]
+    fn known_slots() {
+        // Values from a real server's CLUSTER KEYSLOT.
+        assert_eq!(slot_for_key(b"foo").get(), 12182);
+        assert_eq!(slot_for_key(b"bar").get(), 5061);
+        assert_eq!(slot_for_key(b"").get(), 0);
+        assert_eq!(slot_for_key(b"123456789").get(), 0x31C3 % 16384);
+    }
+
+    #[test]
+    fn hash_tag_rules_from_the_spec() {
+        assert_eq!(hash_tag(b"{user1000}.following"), b"user1000");
+        assert_eq!(hash_tag(b"{user1000}.followers"), b"user1000");
+        assert_eq!(hash_tag(b"foo{}{bar}"), b"foo{}{bar}");
+        assert_eq!(hash_tag(b"foo{{bar}}zap"), b"{bar");
+        assert_eq!(hash_tag(b"foo{bar}{zap}"), b"bar");
+        assert_eq!(hash_tag(b"foo{bar"), b"foo{bar");
+        assert_eq!(hash_tag(b"foo}bar{"), b"foo}bar{");
+        assert_eq!(hash_tag(b"{}"), b"{}");
+        assert_eq!(hash_tag(b"}{a}"), b"a");
+    }
+
+    #[test]
+    fn tagged_keys_share_a_slot() {
+        assert_eq!(
+            slot_for_key(b"{user1000}.following"),
+            slot_for_key(b"{user1000}.followers")
+        );
+        assert_eq!(slot_for_key(b"foo{bar}{zap}"), slot_for_key(b"bar"));
+        assert_eq!(slot_for_key(b"foo{{bar}}zap"), slot_for_key(b"{bar"));
+    }
+
+    #[test]
+    fn slot_bounds() {
+        assert!(Slot::new(16383).is_some());
+        assert!(Slot::new(16384).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn slot_is_in_range_and_tag_decides(prefix in proptest::collection::vec(any::<u8>(), 0..16),
+                                            tag in "[a-z0-9]{1,12}",
+                                            suffix in proptest::collection::vec(any::<u8>(), 0..16)) {
+            // A key whose first `{` opens our tag: the slot is the tag's slot whatever follows.
+            let prefix: Vec<u8> = prefix.into_iter().filter(|&b| b != b'{').collect();
+            let mut key = prefix.clone();
+            key.push(b'{');
+            key.extend_from_slice(tag.as_bytes());
+            key.push(b'}');
+            key.extend_from_slice(&suffix);
+            prop_assert_eq!(slot_for_key(&key), slot_for_key(tag.as_bytes()));
+        }
+
+        #[test]
+        fn any_key_maps_in_range(key in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert!(slot_for_key(&key).get() < SLOT_COUNT);
+        }
+    }
+}
