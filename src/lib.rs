@@ -1,16 +1,65 @@
 //! A Redis Cluster client on a single-threaded io_uring event loop.
+//!
+//! A pipeline whose commands touch many nodes is split into one batch per node, every
+//! batch is written in the same io_uring submission, and all replies are awaited together:
+//! the pipeline costs the slowest node's round trip, not the sum of them. One thread, no
+//! task per request; a [`Client`] is `!Send`, the natural shape for thread-per-core
+//! servers that embed one client per core.
+//!
+//! # Quick start
+//! ```no_run
+//! use redis_cluster_uring::{Client, Config, Pipeline};
+//! tokio_uring::start(async {
+//!     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+//!     let mut pipe = Pipeline::new();
+//!     pipe.set("a", 1).set("b", 2).get("a").get("b");
+//!     for reply in client.execute(&pipe).await? {
+//!         println!("{:?}", reply?);
+//!     }
+//!     Ok::<(), redis_cluster_uring::Error>(())
+//! })
+//! .unwrap();
+//! ```
+//!
+//! # Layout
+//! The pure core (no sockets, no clocks; unit-tested without a server):
+//! - [`resp`]: RESP2/RESP3 values, the incremental decoder, the command encoder.
+//! - [`slot`]: CRC16 key hashing and hash tags.
+//! - [`cmd`]: the command builder.
+//! - [`route`]: which key of a command decides its slot.
+//! - [`topology`]: the slot map, built from `CLUSTER SLOTS` / `CLUSTER SHARDS`.
+//! - [`plan`]: pipeline planning into per-node batches, reply reassembly, redirect and
+//!   retry decisions.
+//! - [`error`]: the one error type.
+//!
+//! The driver:
+//! - `pool`: connections and in-flight requests in slabs; matches replies to requests.
+//! - `connection`: one connection's writer and long-lived reader, over any engine.
+//! - `io`: the engines (`io/uring.rs` on `tokio-uring`); the only code that touches sockets.
+//! - [`client`]: the public [`Client`] and [`Pipeline`]: rounds, redirects, refreshes.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod client;
 pub mod cmd;
+pub mod config;
+mod connection;
 pub mod error;
+mod io;
 pub mod plan;
+mod pool;
+pub mod reply;
 pub mod resp;
 pub mod route;
 pub mod slot;
+pub mod stats;
 pub mod topology;
 
+pub use client::{Client, Pipeline};
 pub use cmd::{cmd, Cmd, ToArg};
+pub use config::{Config, Execution, ReadFrom};
 pub use error::{Error, ErrorKind, Result};
+pub use reply::FromReply;
 pub use resp::Value;
 pub use slot::{slot_for_key, Slot};
+pub use stats::Stats;
 pub use topology::{NodeAddr, SlotMap};

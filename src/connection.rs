@@ -1,0 +1,210 @@
+//! One node connection's life, over any engine: connect, then one writer loop and one
+//! long-lived reader.
+//!
+//! The reader is the only code that reads the socket, and it never gives up a read
+//! half-way: with io_uring an abandoned read still completes into its buffer, so a reader
+//! that could be cancelled would lose bytes and shift every later reply. Timeouts
+//! therefore act on requests (see [`crate::pool`]), never on reads.
+
+use std::cell::RefCell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::sync::Notify;
+
+use crate::error::{Error, ErrorKind};
+use crate::io::Transport;
+use crate::pool::{ConnId, Pool};
+use crate::resp::decode::decode;
+use crate::resp::DecodeLimits;
+use crate::stats::Counters as Stats;
+use crate::topology::NodeAddr;
+
+/// Below this much spare room the reader grows its buffer before the next read.
+const MIN_READ_SPACE: usize = 4096;
+
+/// What a connection task needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnOptions {
+    pub(crate) connect_timeout: Duration,
+    /// Wait before connecting (backoff after a failed connection to the same node).
+    pub(crate) delay: Duration,
+    pub(crate) limits: DecodeLimits,
+    pub(crate) read_buffer_size: usize,
+}
+
+/// Resolves a node address. IP literals (what clusters announce) need no lookup; a host
+/// name goes through the system resolver once per connection.
+pub(crate) fn resolve(addr: &NodeAddr) -> Result<SocketAddr, Error> {
+    if let Ok(ip) = addr.host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, addr.port));
+    }
+    (addr.host.as_str(), addr.port)
+        .to_socket_addrs()
+        .map_err(|e| Error::io(format!("resolve {addr}"), e))?
+        .next()
+        .ok_or_else(|| Error::new(ErrorKind::Io, format!("{addr} resolves to no address")))
+}
+
+/// Runs a connection until it fails or the client goes away. Spawned once per connection
+/// on the client's thread.
+pub(crate) async fn run_connection<T: Transport>(
+    pool: Weak<RefCell<Pool>>,
+    stats: Rc<Stats>,
+    conn: ConnId,
+    addr: NodeAddr,
+    wake_writer: Rc<Notify>,
+    options: ConnOptions,
+) {
+    let stream = match connect::<T>(&addr, &options).await {
+        Ok(stream) => Rc::new(stream),
+        Err(error) => {
+            if let Some(pool) = pool.upgrade() {
+                let mut pool = pool.borrow_mut();
+                pool.fail(conn, &error);
+                pool.release(conn);
+            }
+            return;
+        }
+    };
+    tracing::debug!(%addr, "connected");
+    let reader = tokio::task::spawn_local(read_loop(
+        stream.clone(),
+        pool.clone(),
+        stats.clone(),
+        conn,
+        options.clone(),
+    ));
+    write_loop(&*stream, &pool, &stats, conn, &wake_writer).await;
+    // Whoever stopped first, the other must stop too: shutting the socket down completes
+    // the reader's outstanding read, which is then its last.
+    stream.shutdown();
+    let _ = reader.await;
+    if let Some(pool) = pool.upgrade() {
+        pool.borrow_mut().release(conn);
+    }
+    tracing::debug!(%addr, "connection closed");
+}
+
+async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result<T, Error> {
+    if !options.delay.is_zero() {
+        tokio::time::sleep(options.delay).await;
+    }
+    let sock = resolve(addr)?;
+    match tokio::time::timeout(options.connect_timeout, T::connect(sock)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(Error::io(format!("connect to {addr}"), e)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Io,
+            format!("connect to {addr} timed out after {:?}", options.connect_timeout),
+        )),
+    }
+}
+
+async fn write_loop<T: Transport>(
+    stream: &T,
+    pool: &Weak<RefCell<Pool>>,
+    stats: &Stats,
+    conn: ConnId,
+    wake_writer: &Notify,
+) {
+    loop {
+        let out = match pool.upgrade() {
+            Some(pool) => pool.borrow_mut().take_output(conn),
+            None => None,
+        };
+        let Some(out) = out else { return };
+        if out.is_empty() {
+            // A permit stored by `notify_one` between `take_output` and here makes this
+            // return at once, so no queued batch can be missed.
+            wake_writer.notified().await;
+            continue;
+        }
+        stats.add_write(out.len());
+        let (res, _buf) = stream.write_all(out).await;
+        if let Err(e) = res {
+            if let Some(pool) = pool.upgrade() {
+                let addr = pool.borrow().addr(conn).cloned();
+                let error = match addr {
+                    Some(a) => Error::io(format!("write to {a}"), e),
+                    None => Error::io("write", e),
+                };
+                pool.borrow_mut().fail(conn, &error);
+            }
+            return;
+        }
+    }
+}
+
+async fn read_loop<T: Transport>(
+    stream: Rc<T>,
+    pool: Weak<RefCell<Pool>>,
+    stats: Rc<Stats>,
+    conn: ConnId,
+    options: ConnOptions,
+) {
+    let mut buf = BytesMut::with_capacity(options.read_buffer_size);
+    loop {
+        if buf.capacity() - buf.len() < MIN_READ_SPACE {
+            buf.reserve(options.read_buffer_size.max(MIN_READ_SPACE));
+        }
+        let (res, returned) = stream.read(buf).await;
+        buf = returned;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut pool = pool.borrow_mut();
+        let failure = match res {
+            Ok(0) => Some(Error::new(
+                ErrorKind::Io,
+                format!("{} closed the connection", describe(&pool, conn)),
+            )),
+            Err(e) => Some(Error::io(format!("read from {}", describe(&pool, conn)), e)),
+            Ok(n) => {
+                stats.add_read(n);
+                deliver_all(&mut pool, conn, &mut buf, &options.limits)
+            }
+        };
+        if let Some(error) = failure {
+            pool.fail(conn, &error);
+            return;
+        }
+        if pool.is_closed(conn) {
+            return;
+        }
+    }
+}
+
+/// Decodes every whole reply in `buf` and hands each to its sink. A decode error poisons
+/// the stream (nothing after it can be framed), so it ends the connection; replies before
+/// it were delivered already and are kept.
+fn deliver_all(
+    pool: &mut Pool,
+    conn: ConnId,
+    buf: &mut BytesMut,
+    limits: &DecodeLimits,
+) -> Option<Error> {
+    loop {
+        match decode(buf, limits) {
+            Ok(Some(value)) => {
+                if let Err(e) = pool.deliver(conn, value) {
+                    return Some(e);
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                return Some(Error::protocol(format!(
+                    "{}: {}",
+                    describe(pool, conn),
+                    e.detail()
+                )))
+            }
+        }
+    }
+}
+
+fn describe(pool: &Pool, conn: ConnId) -> String {
+    pool.addr(conn)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "node".into())
+}

@@ -1,0 +1,58 @@
+//! The io_uring engine, on `tokio-uring`.
+//!
+//! Submissions are batched by the runtime: operations created while tasks run are pushed
+//! to the submission queue and submitted with one `io_uring_enter` when the thread parks.
+//! A pipeline that queues a batch on every node's connection therefore puts all the
+//! writes in flight with a single system call.
+
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+
+use bytes::BytesMut;
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+use super::Transport;
+
+/// A tokio-uring TCP stream.
+pub(crate) struct UringStream(TcpStream);
+
+impl std::fmt::Debug for UringStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UringStream")
+    }
+}
+
+impl Transport for UringStream {
+    async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(UringStream(stream))
+    }
+
+    async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        let (res, buf) = self.0.write_all(buf).await;
+        (res, buf)
+    }
+
+    async fn read(&self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        // A plain read would fill the buffer from its start, over unparsed bytes; a slice
+        // starting at `len` makes the kernel write into the spare capacity only, and
+        // completing it advances `len` by the bytes read.
+        let start = buf.len();
+        let end = buf.capacity();
+        if start == end {
+            return (
+                Err(io::Error::new(io::ErrorKind::InvalidInput, "no spare capacity to read into")),
+                buf,
+            );
+        }
+        let (res, slice) = self.0.read(buf.slice(start..end)).await;
+        (res, slice.into_inner())
+    }
+
+    fn shutdown(&self) {
+        // Fails with ENOTCONN when the peer already closed; either way the read ends.
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}

@@ -1,0 +1,322 @@
+//! Connections and in-flight requests, as slab entries; no sockets here.
+//!
+//! The engine (`io/`) owns sockets and calls into the [`Pool`]: the writer task takes a
+//! connection's queued bytes with [`Pool::take_output`], the reader task hands each decoded
+//! reply to [`Pool::deliver`], and either reports a dead connection with [`Pool::fail`].
+//! The client side queues batches with [`Pool::enqueue`] and waits on an [`Exec`].
+//!
+//! Correlation is the per-connection FIFO of [`Sink`]s: Redis answers in request order, so
+//! the n-th reply on a connection belongs to the n-th sink pushed. Nothing ever removes a
+//! sink except a reply or the connection's failure; a timed-out request leaves its sinks in
+//! place (the exec is only marked abandoned), so later replies never shift.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use slab::Slab;
+use tokio::sync::Notify;
+
+use crate::error::{Error, ErrorKind};
+use crate::plan::NodeBatch;
+use crate::resp::Value;
+use crate::topology::NodeAddr;
+
+/// Where the next reply on a connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sink {
+    /// Read and drop (the `+OK` of an `ASKING`).
+    Discard,
+    /// Reply `index` of exec `exec`.
+    Reply { exec: usize, index: usize },
+}
+
+/// What one command got in one round.
+#[derive(Debug)]
+pub(crate) enum RoundReply {
+    /// The server's reply (error replies included).
+    Value(Value),
+    /// The connection failed. `sent`: whether the command's bytes had been handed to the
+    /// kernel; if so the server may have executed it, and it is not retried.
+    Failed { error: Error, sent: bool },
+}
+
+/// One pipeline (or single command) waiting for replies.
+#[derive(Debug, Default)]
+pub(crate) struct Exec {
+    replies: Vec<Option<RoundReply>>,
+    outstanding: usize,
+    waker: Option<Waker>,
+    abandoned: bool,
+}
+
+/// Identifies one incarnation of a connection: slab keys are reused after a connection
+/// dies, the id never is, so a stale task cannot touch its successor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnId {
+    pub(crate) key: usize,
+    pub(crate) id: u64,
+}
+
+#[derive(Debug)]
+struct Connection {
+    id: u64,
+    addr: NodeAddr,
+    /// Encoded commands not yet handed to the writer.
+    out: BytesMut,
+    /// Sinks in reply order; the last `unsent` of them belong to bytes still in `out`.
+    pending: VecDeque<Sink>,
+    unsent: usize,
+    wake_writer: Rc<Notify>,
+    closed: bool,
+}
+
+/// All connections and all in-flight execs of one client.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    conns: Slab<Connection>,
+    by_addr: HashMap<NodeAddr, usize>,
+    execs: Slab<Exec>,
+    next_id: u64,
+}
+
+impl Pool {
+    /// The live connection to `addr`, if there is one.
+    pub(crate) fn find(&self, addr: &NodeAddr) -> Option<ConnId> {
+        let key = *self.by_addr.get(addr)?;
+        Some(ConnId {
+            key,
+            id: self.conns[key].id,
+        })
+    }
+
+    /// Registers a new connection to `addr` (its engine task is started by the caller) and
+    /// returns its id and the notifier its writer waits on.
+    pub(crate) fn open(&mut self, addr: NodeAddr, buffer: usize) -> (ConnId, Rc<Notify>) {
+        self.next_id += 1;
+        let wake_writer = Rc::new(Notify::new());
+        let key = self.conns.insert(Connection {
+            id: self.next_id,
+            addr: addr.clone(),
+            out: BytesMut::with_capacity(buffer),
+            pending: VecDeque::new(),
+            unsent: 0,
+            wake_writer: wake_writer.clone(),
+            closed: false,
+        });
+        self.by_addr.insert(addr, key);
+        (
+            ConnId {
+                key,
+                id: self.next_id,
+            },
+            wake_writer,
+        )
+    }
+
+    fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Connection> {
+        self.conns
+            .get_mut(conn.key)
+            .filter(|c| c.id == conn.id && !c.closed)
+    }
+
+    /// Address of a connection.
+    pub(crate) fn addr(&self, conn: ConnId) -> Option<&NodeAddr> {
+        self.conns
+            .get(conn.key)
+            .filter(|c| c.id == conn.id)
+            .map(|c| &c.addr)
+    }
+
+    /// Number of live connections.
+    pub(crate) fn connection_count(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    /// Starts an exec awaiting up to `n` replies.
+    pub(crate) fn new_exec(&mut self, n: usize) -> usize {
+        let mut replies = Vec::with_capacity(n);
+        replies.resize_with(n, || None);
+        self.execs.insert(Exec {
+            replies,
+            ..Exec::default()
+        })
+    }
+
+    /// Queues a batch on a connection for `exec`. The bytes go out on the writer's next
+    /// turn, together with whatever else was queued in the same loop turn.
+    pub(crate) fn enqueue(&mut self, conn: ConnId, exec: usize, batch: NodeBatch) -> bool {
+        let Some(c) = self.conns.get_mut(conn.key).filter(|c| c.id == conn.id && !c.closed) else {
+            return false;
+        };
+        if c.out.is_empty() {
+            // The common case for a pipeline: the batch was encoded in its own buffer, so
+            // it becomes the output buffer without a copy.
+            let spare = std::mem::replace(&mut c.out, batch.buf);
+            drop(spare);
+        } else {
+            c.out.extend_from_slice(&batch.buf);
+        }
+        let mut sinks = 0;
+        for entry in &batch.entries {
+            if entry.asking {
+                c.pending.push_back(Sink::Discard);
+                sinks += 1;
+            }
+            c.pending.push_back(Sink::Reply {
+                exec,
+                index: entry.index,
+            });
+            sinks += 1;
+        }
+        c.unsent += sinks;
+        c.wake_writer.notify_one();
+        if let Some(e) = self.execs.get_mut(exec) {
+            e.outstanding += batch.entries.len();
+        }
+        true
+    }
+
+    /// For the writer: everything queued so far, now counted as sent. `None` when there is
+    /// nothing to write or the connection is gone (the writer then exits).
+    pub(crate) fn take_output(&mut self, conn: ConnId) -> Option<BytesMut> {
+        let c = self.conn_mut(conn)?;
+        c.unsent = 0;
+        Some(c.out.split())
+    }
+
+    /// True when the connection is gone (the engine's tasks exit).
+    pub(crate) fn is_closed(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(conn.key)
+            .is_none_or(|c| c.id != conn.id || c.closed)
+    }
+
+    /// For the reader: the next reply on the connection. A reply nobody asked for means
+    /// the stream is out of step, which is a protocol error (the caller closes).
+    pub(crate) fn deliver(&mut self, conn: ConnId, value: Value) -> Result<(), Error> {
+        let Some(c) = self.conn_mut(conn) else {
+            return Ok(());
+        };
+        if c.pending.len() <= c.unsent {
+            // Either nobody asked, or the reply is to bytes we have not written yet: the
+            // stream is out of step and nothing on it can be trusted any more.
+            return Err(Error::protocol(format!(
+                "{} sent a reply nobody asked for",
+                c.addr
+            )));
+        }
+        let Some(sink) = c.pending.pop_front() else {
+            return Ok(());
+        };
+        self.complete(sink, RoundReply::Value(value));
+        Ok(())
+    }
+
+    fn complete(&mut self, sink: Sink, reply: RoundReply) {
+        let Sink::Reply { exec, index } = sink else {
+            return;
+        };
+        let Some(e) = self.execs.get_mut(exec) else {
+            return;
+        };
+        if let Some(slot) = e.replies.get_mut(index) {
+            *slot = Some(reply);
+        }
+        e.outstanding = e.outstanding.saturating_sub(1);
+        if e.outstanding == 0 {
+            if e.abandoned {
+                self.execs.remove(exec);
+            } else if let Some(w) = e.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Marks a connection dead: it leaves the address map (the next request opens a new
+    /// one) and every sink it still holds gets `error`. Commands whose bytes were written
+    /// are reported `sent`: the server may have run them, so they are never silently
+    /// retried.
+    pub(crate) fn fail(&mut self, conn: ConnId, error: &Error) {
+        let Some(c) = self.conn_mut(conn) else {
+            return;
+        };
+        c.closed = true;
+        c.wake_writer.notify_one();
+        let addr = c.addr.clone();
+        let unsent = c.unsent;
+        let pending: Vec<Sink> = c.pending.drain(..).collect();
+        c.out.clear();
+        c.unsent = 0;
+        if self.by_addr.get(&addr) == Some(&conn.key) {
+            self.by_addr.remove(&addr);
+        }
+        let first_unsent = pending.len() - unsent.min(pending.len());
+        for (i, sink) in pending.into_iter().enumerate() {
+            self.complete(
+                sink,
+                RoundReply::Failed {
+                    error: error.clone(),
+                    sent: i < first_unsent,
+                },
+            );
+        }
+    }
+
+    /// The engine's tasks have exited: frees the slab entry.
+    pub(crate) fn release(&mut self, conn: ConnId) {
+        if self.conns.get(conn.key).is_some_and(|c| c.id == conn.id) {
+            self.fail(conn, &Error::new(ErrorKind::Io, "connection released"));
+            self.conns.remove(conn.key);
+        }
+    }
+
+    /// Fails every connection (shutdown).
+    pub(crate) fn fail_all(&mut self, error: &Error) {
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .map(|(key, c)| ConnId { key, id: c.id })
+            .collect();
+        for id in ids {
+            self.fail(id, error);
+        }
+    }
+
+    /// Ready when every reply of the current round is in.
+    pub(crate) fn poll_exec(&mut self, exec: usize, cx: &mut Context<'_>) -> Poll<()> {
+        match self.execs.get_mut(exec) {
+            Some(e) if e.outstanding > 0 => {
+                if !e.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    e.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+
+    /// Takes the reply of one command from the current round.
+    pub(crate) fn take_reply(&mut self, exec: usize, index: usize) -> Option<RoundReply> {
+        self.execs.get_mut(exec)?.replies.get_mut(index)?.take()
+    }
+
+    /// The caller gave up (timeout or dropped future): replies still on the wire are read
+    /// and dropped; the entry is freed when the last one arrives.
+    pub(crate) fn abandon(&mut self, exec: usize) {
+        if let Some(e) = self.execs.get_mut(exec) {
+            if e.outstanding == 0 {
+                self.execs.remove(exec);
+            } else {
+                e.abandoned = true;
+                e.waker = None;
+            }
+        }
+    }
+
+    /// Number of execs still holding slab entries (for tests: nothing leaks).
+    pub(crate) fn exec_count(&self) -> usize {
+        self.execs.len()
+    }
+}

@@ -1,0 +1,241 @@
+//! Converting replies into Rust types: [`FromReply`].
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use bytes::Bytes;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::resp::Value;
+
+/// A type a reply can be converted into.
+///
+/// Error replies become `Err` of kind [`ErrorKind::ServerError`] whatever the target type;
+/// `Value` itself accepts everything else unchanged.
+///
+/// ```
+/// use bytes::Bytes;
+/// use redis_cluster_uring::{FromReply, Value};
+/// assert_eq!(i64::from_reply(Value::Int(7)).unwrap(), 7);
+/// assert_eq!(i64::from_reply(Value::Bulk(Bytes::from_static(b"42"))).unwrap(), 42);
+/// assert_eq!(Option::<String>::from_reply(Value::Nil).unwrap(), None);
+/// assert!(String::from_reply(Value::Error(Bytes::from_static(b"ERR no"))).is_err());
+/// ```
+pub trait FromReply: Sized {
+    /// Converts one reply.
+    fn from_reply(value: Value) -> Result<Self>;
+}
+
+/// The error of an error reply.
+pub(crate) fn server_error(line: &[u8]) -> Error {
+    let text = String::from_utf8_lossy(line);
+    let kind = match text.split(' ').next() {
+        Some("CLUSTERDOWN") => ErrorKind::ClusterDown,
+        Some("CROSSSLOT") => ErrorKind::CrossSlot,
+        _ => ErrorKind::ServerError,
+    };
+    Error::new(kind, text)
+}
+
+fn mismatch(want: &str, got: &Value) -> Error {
+    let got = match got {
+        Value::Nil => "nil",
+        Value::SimpleString(_) => "simple string",
+        Value::Error(_) => "error",
+        Value::Int(_) => "integer",
+        Value::Bulk(_) => "bulk string",
+        Value::Array(_) => "array",
+        Value::Map(_) => "map",
+        Value::Set(_) => "set",
+        Value::Double(_) => "double",
+        Value::Boolean(_) => "boolean",
+        Value::BigNumber(_) => "big number",
+        Value::Verbatim { .. } => "verbatim string",
+        Value::Push(_) => "push",
+        Value::Attribute { .. } => "attribute",
+    };
+    Error::new(
+        ErrorKind::TypeMismatch,
+        format!("expected {want}, got {got}"),
+    )
+}
+
+/// Strips attributes and turns error replies into `Err`.
+fn plain(value: Value) -> Result<Value> {
+    match value.into_unattributed() {
+        Value::Error(line) => Err(server_error(&line)),
+        v => Ok(v),
+    }
+}
+
+impl FromReply for Value {
+    fn from_reply(value: Value) -> Result<Self> {
+        plain(value)
+    }
+}
+
+impl FromReply for () {
+    fn from_reply(value: Value) -> Result<Self> {
+        plain(value).map(|_| ())
+    }
+}
+
+impl FromReply for Bytes {
+    fn from_reply(value: Value) -> Result<Self> {
+        match plain(value)? {
+            Value::Bulk(b) | Value::SimpleString(b) | Value::BigNumber(b) => Ok(b),
+            Value::Verbatim { text, .. } => Ok(text),
+            Value::Int(i) => Ok(Bytes::from(i.to_string())),
+            Value::Double(d) => Ok(Bytes::from(d.to_string())),
+            v => Err(mismatch("a string", &v)),
+        }
+    }
+}
+
+/// Bytes (not a list of integers: `u8` deliberately has no `FromReply`, so `Vec<u8>` can
+/// mean the raw string).
+impl FromReply for Vec<u8> {
+    fn from_reply(value: Value) -> Result<Self> {
+        Bytes::from_reply(value).map(Vec::from)
+    }
+}
+
+impl FromReply for String {
+    fn from_reply(value: Value) -> Result<Self> {
+        let bytes = Bytes::from_reply(value)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::new(ErrorKind::TypeMismatch, "expected UTF-8 text"))
+    }
+}
+
+macro_rules! int_reply {
+    ($($t:ty),*) => {$(
+        impl FromReply for $t {
+            fn from_reply(value: Value) -> Result<Self> {
+                let v = plain(value)?;
+                let n: Option<$t> = match &v {
+                    Value::Int(i) => <$t>::try_from(*i).ok(),
+                    Value::Bulk(b) | Value::SimpleString(b) | Value::BigNumber(b) => {
+                        std::str::from_utf8(b).ok().and_then(|s| s.parse().ok())
+                    }
+                    Value::Boolean(b) => Some(<$t>::from(*b)),
+                    _ => None,
+                };
+                n.ok_or_else(|| mismatch(stringify!($t), &v))
+            }
+        }
+    )*};
+}
+int_reply!(i8, i16, i32, i64, i128, isize, u16, u32, u64, u128, usize);
+
+impl FromReply for f64 {
+    fn from_reply(value: Value) -> Result<Self> {
+        let v = plain(value)?;
+        let n = match &v {
+            Value::Double(d) => Some(*d),
+            Value::Int(i) => Some(*i as f64),
+            Value::Bulk(b) | Value::SimpleString(b) => {
+                std::str::from_utf8(b).ok().and_then(|s| s.parse().ok())
+            }
+            _ => None,
+        };
+        n.ok_or_else(|| mismatch("a number", &v))
+    }
+}
+
+impl FromReply for bool {
+    fn from_reply(value: Value) -> Result<Self> {
+        let v = plain(value)?;
+        match &v {
+            Value::Boolean(b) => Ok(*b),
+            Value::Int(i) => Ok(*i != 0),
+            Value::SimpleString(s) if &s[..] == b"OK" => Ok(true),
+            Value::Nil => Ok(false),
+            _ => Err(mismatch("a boolean", &v)),
+        }
+    }
+}
+
+impl<T: FromReply> FromReply for Option<T> {
+    fn from_reply(value: Value) -> Result<Self> {
+        match plain(value)? {
+            Value::Nil => Ok(None),
+            v => T::from_reply(v).map(Some),
+        }
+    }
+}
+
+impl<T: FromReply> FromReply for Vec<T> {
+    fn from_reply(value: Value) -> Result<Self> {
+        match plain(value)? {
+            Value::Array(items) | Value::Set(items) | Value::Push(items) => {
+                items.into_iter().map(T::from_reply).collect()
+            }
+            Value::Nil => Ok(Vec::new()),
+            v => Err(mismatch("an array", &v)),
+        }
+    }
+}
+
+impl<K: FromReply + Eq + Hash, V: FromReply> FromReply for HashMap<K, V> {
+    fn from_reply(value: Value) -> Result<Self> {
+        match plain(value)? {
+            Value::Map(pairs) => pairs
+                .into_iter()
+                .map(|(k, v)| Ok((K::from_reply(k)?, V::from_reply(v)?)))
+                .collect(),
+            // RESP2 returns maps (HGETALL, CONFIG GET) as flat key, value arrays.
+            Value::Array(items) if items.len() % 2 == 0 => {
+                let mut map = HashMap::with_capacity(items.len() / 2);
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    map.insert(K::from_reply(k)?, V::from_reply(v)?);
+                }
+                Ok(map)
+            }
+            Value::Nil => Ok(HashMap::new()),
+            v => Err(mismatch("a map", &v)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &'static str) -> Value {
+        Value::Bulk(Bytes::from_static(s.as_bytes()))
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(String::from_reply(bulk("hi")).unwrap(), "hi");
+        assert_eq!(u16::from_reply(Value::Int(65535)).unwrap(), 65535);
+        assert_eq!(u16::from_reply(Value::Int(65536)).unwrap_err().kind(), ErrorKind::TypeMismatch);
+        assert_eq!(Vec::<u8>::from_reply(bulk("raw")).unwrap(), b"raw");
+        assert_eq!(f64::from_reply(bulk("1.5")).unwrap(), 1.5);
+        assert!(bool::from_reply(Value::Int(1)).unwrap());
+        assert_eq!(Option::<i64>::from_reply(Value::Nil).unwrap(), None);
+    }
+
+    #[test]
+    fn errors_become_err_of_the_right_kind() {
+        let e = i64::from_reply(Value::Error(Bytes::from_static(b"WRONGTYPE Operation"))).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ServerError);
+        assert_eq!(e.code(), Some("WRONGTYPE"));
+        let e = Value::from_reply(Value::Error(Bytes::from_static(b"CLUSTERDOWN Hash slot not served"))).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ClusterDown);
+    }
+
+    #[test]
+    fn collections() {
+        let v = Value::Array(vec![bulk("a"), bulk("1"), bulk("b"), bulk("2")]);
+        let m: HashMap<String, i64> = HashMap::from_reply(v.clone()).unwrap();
+        assert_eq!(m["b"], 2);
+        let l: Vec<String> = Vec::from_reply(v).unwrap();
+        assert_eq!(l.len(), 4);
+        let m: HashMap<String, i64> =
+            HashMap::from_reply(Value::Map(vec![(bulk("x"), Value::Int(3))])).unwrap();
+        assert_eq!(m["x"], 3);
+    }
+}

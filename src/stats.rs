@@ -1,0 +1,88 @@
+//! Counters a benchmark or a test can read: how many writes and reads the engine issued,
+//! how many redirects and retries the client took.
+
+use std::cell::Cell;
+
+/// A snapshot of a client's counters since it was created.
+///
+/// `writes` and `reads` count socket operations (io_uring submissions of a write or a
+/// read), so `writes / pipelines` shows how batching behaves: a pipeline over three nodes
+/// costs three writes, all in one submission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Write operations issued.
+    pub writes: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Read operations that returned data.
+    pub reads: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Pipelines (and single commands) executed.
+    pub executions: u64,
+    /// MOVED and ASK redirects followed.
+    pub redirects: u64,
+    /// Commands retried (TRYAGAIN, CLUSTERDOWN, LOADING, unsent after a failure).
+    pub retries: u64,
+    /// Slot-map refreshes completed.
+    pub refreshes: u64,
+    /// Connections opened.
+    pub connects: u64,
+}
+
+/// The live counters (single-threaded, so plain cells).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    writes: Cell<u64>,
+    bytes_written: Cell<u64>,
+    reads: Cell<u64>,
+    bytes_read: Cell<u64>,
+    executions: Cell<u64>,
+    redirects: Cell<u64>,
+    retries: Cell<u64>,
+    refreshes: Cell<u64>,
+    connects: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>, by: u64) {
+    c.set(c.get().wrapping_add(by));
+}
+
+impl Counters {
+    pub(crate) fn add_write(&self, bytes: usize) {
+        bump(&self.writes, 1);
+        bump(&self.bytes_written, bytes as u64);
+    }
+    pub(crate) fn add_read(&self, bytes: usize) {
+        bump(&self.reads, 1);
+        bump(&self.bytes_read, bytes as u64);
+    }
+    pub(crate) fn add_execution(&self) {
+        bump(&self.executions, 1);
+    }
+    pub(crate) fn add_redirect(&self) {
+        bump(&self.redirects, 1);
+    }
+    pub(crate) fn retries_add(&self, n: usize) {
+        bump(&self.retries, n as u64);
+    }
+    pub(crate) fn add_refresh(&self) {
+        bump(&self.refreshes, 1);
+    }
+    pub(crate) fn add_connect(&self) {
+        bump(&self.connects, 1);
+    }
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            writes: self.writes.get(),
+            bytes_written: self.bytes_written.get(),
+            reads: self.reads.get(),
+            bytes_read: self.bytes_read.get(),
+            executions: self.executions.get(),
+            redirects: self.redirects.get(),
+            retries: self.retries.get(),
+            refreshes: self.refreshes.get(),
+            connects: self.connects.get(),
+        }
+    }
+}
