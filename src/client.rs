@@ -355,20 +355,24 @@ impl Client {
             return Ok(Vec::new());
         }
         self.inner.counters.add_execution();
-        match self.inner.config.request_timeout {
-            Some(limit) => match tokio::time::timeout(limit, self.run_rounds(cmds)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("no complete reply within {limit:?}"),
-                )),
-            },
-            None => self.run_rounds(cmds).await,
-        }
+        let deadline = self
+            .inner
+            .config
+            .request_timeout
+            .map(|t| tokio::time::Instant::now() + t);
+        self.run_rounds(cmds, deadline).await
     }
 
     /// Plans, sends and judges rounds until every command has its final result.
-    async fn run_rounds(&self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+    ///
+    /// At the deadline, commands still waiting get a [`ErrorKind::Timeout`] error each
+    /// while the replies already in are kept: a stalled node never costs the others their
+    /// results. The abandoned replies are still read and dropped in order.
+    async fn run_rounds(
+        &self,
+        cmds: &[Cmd],
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Vec<Result<Value>>> {
         let exec = self.inner.pool.borrow_mut().new_exec(cmds.len());
         let _guard = ExecGuard {
             pool: self.inner.pool.clone(),
@@ -388,7 +392,7 @@ impl Client {
         let mut batches = plan.batches;
         let limits = self.retry_limits();
         while !batches.is_empty() {
-            let sent = self.send_round(exec, batches).await;
+            let (sent, timed_out) = self.send_round(exec, batches, deadline).await;
             let mut resend: Vec<Resend> = Vec::new();
             let mut retry: Vec<usize> = Vec::new();
             for (node, entries) in &sent {
@@ -431,6 +435,12 @@ impl Client {
                                 results[i] = Some(Err(error));
                             }
                         }
+                        None if timed_out => {
+                            results[i] = Some(Err(Error::new(
+                                ErrorKind::Timeout,
+                                format!("{node} did not answer in time"),
+                            )))
+                        }
                         None => {
                             results[i] = Some(Err(Error::new(
                                 ErrorKind::Io,
@@ -440,17 +450,38 @@ impl Client {
                     }
                 }
             }
+            if timed_out {
+                let late = resend.iter().map(|r| r.0).chain(retry.iter().copied());
+                for i in late {
+                    results[i] = Some(Err(Error::new(
+                        ErrorKind::Timeout,
+                        "deadline passed before the command could be redirected or retried",
+                    )));
+                }
+                break;
+            }
             if !retry.is_empty() {
                 self.inner
                     .counters
                     .retries_add(retry.len());
                 let worst = retry.iter().map(|&i| attempts[i]).max().unwrap_or(1);
-                tokio::time::sleep(backoff(
+                let pause = backoff(
                     worst,
                     self.inner.config.retry_base_delay,
                     self.inner.config.retry_max_delay,
-                ))
-                .await;
+                );
+                let wake = tokio::time::Instant::now() + pause;
+                if deadline.is_some_and(|d| d <= wake) {
+                    for i in retry {
+                        results[i] = Some(Err(Error::new(
+                            ErrorKind::Timeout,
+                            "deadline passed while waiting to retry",
+                        )));
+                    }
+                    retry = Vec::new();
+                } else {
+                    tokio::time::sleep_until(wake).await;
+                }
                 let map = self.inner.map.borrow().clone();
                 for i in retry {
                     match route_target(&cmds[i], &map, &self.inner.seeds) {
@@ -461,19 +492,26 @@ impl Client {
             }
             batches = plan_resend(&resend, cmds);
         }
+        // Only a deadline leaves commands without a result (serial mode stops sending).
         Ok(results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::new(ErrorKind::Io, "no reply"))))
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(Error::new(ErrorKind::Timeout, "deadline passed before sending"))
+                })
+            })
             .collect())
     }
 
     /// Queues batches and waits for their replies: all at once (parallel) or one node at a
     /// time (serial). Returns, per batch, the node and the entries sent to it.
+    /// The second value is true when the deadline passed before every reply came in.
     async fn send_round(
         &self,
         exec: usize,
         batches: Vec<NodeBatch>,
-    ) -> Vec<(NodeAddr, Vec<BatchEntry>)> {
+        deadline: Option<tokio::time::Instant>,
+    ) -> (Vec<(NodeAddr, Vec<BatchEntry>)>, bool) {
         let mut sent = Vec::with_capacity(batches.len());
         let serial = self.inner.config.execution == Execution::Serial;
         for batch in batches {
@@ -481,19 +519,25 @@ impl Client {
             let entries = batch.entries.clone();
             self.dispatch(exec, batch);
             sent.push((node, entries));
-            if serial {
-                self.wait_round(exec).await;
+            if serial && !self.wait_round(exec, deadline).await {
+                return (sent, true);
             }
         }
-        if !serial {
-            self.wait_round(exec).await;
-        }
-        sent
+        let timed_out = !serial && !self.wait_round(exec, deadline).await;
+        (sent, timed_out)
     }
 
-    async fn wait_round(&self, exec: usize) {
+    /// Waits for the round's replies; false when the deadline came first.
+    async fn wait_round(&self, exec: usize, deadline: Option<tokio::time::Instant>) -> bool {
         let pool = &self.inner.pool;
-        poll_fn(|cx| pool.borrow_mut().poll_exec(exec, cx)).await;
+        let all_in = poll_fn(|cx| pool.borrow_mut().poll_exec(exec, cx));
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d, all_in).await.is_ok(),
+            None => {
+                all_in.await;
+                true
+            }
+        }
     }
 
     /// Queues one batch on its node's connection, opening the connection if needed.
@@ -575,14 +619,22 @@ impl Client {
             for batch in plan_resend(&[(0, node.clone(), false)], cmds) {
                 self.dispatch(exec, batch);
             }
-            self.wait_round(exec).await;
-            self.inner.pool.borrow_mut().take_reply(exec, 0)
+            let deadline = self
+                .inner
+                .config
+                .request_timeout
+                .map(|t| tokio::time::Instant::now() + t);
+            let in_time = self.wait_round(exec, deadline).await;
+            (in_time, self.inner.pool.borrow_mut().take_reply(exec, 0))
         };
-        let reply = match self.inner.config.request_timeout {
-            Some(limit) => tokio::time::timeout(limit, round).await.map_err(|_| {
-                Error::new(ErrorKind::Timeout, format!("{node} did not answer within {limit:?}"))
-            })?,
-            None => round.await,
+        let reply = match round.await {
+            (false, _) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("{node} did not answer in time"),
+                ))
+            }
+            (true, reply) => reply,
         };
         match reply {
             Some(RoundReply::Value(v)) => Ok(v),

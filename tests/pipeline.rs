@@ -1,0 +1,186 @@
+//! Pipelines across a real 3-master cluster: order, mixed commands, errors as values,
+//! large values, serial vs parallel, auto-pipelining.
+
+mod support;
+
+use std::rc::Rc;
+
+use redis_cluster_uring::{cmd, Config, ErrorKind, Execution, Pipeline, Value};
+use support::{client, client_with, cluster, run};
+
+fn bulk(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::Bulk(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// Builds a pipeline of `n` mixed commands over keys spread across every node and returns
+/// it with a checker for the replies.
+fn mixed_pipeline(prefix: &str, n: usize) -> Pipeline {
+    let mut pipe = Pipeline::with_capacity(n);
+    for i in 0..n {
+        let key = format!("{prefix}:{i}");
+        match i % 5 {
+            0 => pipe.set(&key, format!("v{i}")),
+            1 => pipe.add(cmd("INCRBY").arg(format!("{prefix}:ctr:{}", i % 7)).arg(1)),
+            2 => pipe.add(cmd("RPUSH").arg(format!("{{{prefix}:list}}:{}", i % 3)).arg(i)),
+            3 => pipe.add(cmd("ECHO").arg(format!("e{i}"))),
+            _ => pipe.get(format!("{prefix}:{}", i - 4)),
+        };
+    }
+    pipe
+}
+
+fn check_mixed(prefix: &str, n: usize, replies: &[redis_cluster_uring::Result<Value>]) {
+    assert_eq!(replies.len(), n);
+    for (i, r) in replies.iter().enumerate() {
+        let v = r.as_ref().unwrap_or_else(|e| panic!("command {i} failed: {e}"));
+        match i % 5 {
+            0 => assert_eq!(v, &Value::SimpleString("OK".into()), "reply {i}"),
+            1 | 2 => assert!(matches!(v, Value::Int(n) if *n >= 1), "reply {i}: {v:?}"),
+            3 => assert_eq!(bulk(v), Some(format!("e{i}").as_bytes()), "reply {i}"),
+            _ => assert_eq!(bulk(v), Some(format!("v{}", i - 4).as_bytes()), "reply {i} ({prefix})"),
+        }
+    }
+}
+
+#[test]
+fn pipelines_of_1_100_and_10000_commands_come_back_in_order() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        assert_eq!(client.slot_map().shards().len(), 3);
+        for n in [1, 100, 10_000] {
+            let prefix = format!("order{n}");
+            let pipe = mixed_pipeline(&prefix, n);
+            let replies = client.execute(&pipe).await.unwrap();
+            check_mixed(&prefix, n, &replies);
+        }
+        // Every node took part: the 10,000-command pipeline spread over all three.
+        assert_eq!(client.connection_count(), 3);
+    });
+}
+
+#[test]
+fn empty_pipeline_returns_nothing_without_io() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        let before = client.stats();
+        let replies = client.execute(&Pipeline::new()).await.unwrap();
+        assert!(replies.is_empty());
+        assert_eq!(client.stats().writes, before.writes);
+    });
+}
+
+#[test]
+fn server_errors_are_values_and_raise_on_error_fails_the_whole() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        let mut pipe = Pipeline::new();
+        pipe.set("err:str", "x")
+            .add(cmd("LPUSH").arg("err:str").arg(1)) // WRONGTYPE
+            .get("err:str")
+            .add(cmd("NOSUCHCOMMAND").arg("k"));
+        let replies = client.execute(&pipe).await.unwrap();
+        assert!(replies[0].is_ok());
+        let e = replies[1].as_ref().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ServerError);
+        assert_eq!(e.code(), Some("WRONGTYPE"));
+        assert_eq!(bulk(replies[2].as_ref().unwrap()), Some(&b"x"[..]));
+        assert_eq!(replies[3].as_ref().unwrap_err().kind(), ErrorKind::ServerError);
+
+        pipe.raise_on_error(true);
+        let e = client.execute(&pipe).await.unwrap_err();
+        assert_eq!(e.code(), Some("WRONGTYPE"));
+
+        // Cross-slot multi-key commands are refused before sending, for that command only.
+        let mut pipe = Pipeline::new();
+        pipe.add(cmd("MGET").arg("a").arg("b")).get("err:str");
+        let replies = client.execute(&pipe).await.unwrap();
+        assert_eq!(replies[0].as_ref().unwrap_err().kind(), ErrorKind::CrossSlot);
+        assert!(replies[1].is_ok());
+    });
+}
+
+#[test]
+fn one_mebibyte_values_and_hash_tags() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+        let mut pipe = Pipeline::new();
+        for i in 0..4 {
+            pipe.set(format!("big:{i}"), &big[..]);
+        }
+        for i in 0..4 {
+            pipe.get(format!("big:{i}"));
+        }
+        pipe.add(cmd("MSET").arg("{tag}a").arg(1).arg("{tag}b").arg(2));
+        pipe.add(cmd("MGET").arg("{tag}a").arg("{tag}b"));
+        let replies = client.execute(&pipe).await.unwrap();
+        for r in &replies[4..8] {
+            assert_eq!(bulk(r.as_ref().unwrap()).map(|b| b.len()), Some(big.len()));
+            assert!(bulk(r.as_ref().unwrap()).unwrap() == &big[..]);
+        }
+        let mget: Vec<String> = redis_cluster_uring::FromReply::from_reply(replies[9].clone().unwrap()).unwrap();
+        assert_eq!(mget, vec!["1", "2"]);
+    });
+}
+
+#[test]
+fn serial_and_parallel_modes_give_identical_results() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let parallel = client(&cluster).await;
+        let serial = client_with(&cluster, Config::default().execution(Execution::Serial)).await;
+        let mut setup = Pipeline::new();
+        for i in 0..300 {
+            setup.set(format!("same:{i}"), i * 3);
+        }
+        parallel.execute(&setup).await.unwrap();
+        let mut reads = Pipeline::new();
+        for i in 0..300 {
+            reads.get(format!("same:{i}"));
+            reads.add(cmd("STRLEN").arg(format!("same:{i}")));
+        }
+        let a: Vec<Value> = parallel.query_pipeline(&reads).await.unwrap();
+        let b: Vec<Value> = serial.query_pipeline(&reads).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(bulk(&a[2 * 7]), Some(&b"21"[..]));
+    });
+}
+
+#[test]
+fn concurrent_callers_share_connections_and_batch_writes() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = Rc::new(client(&cluster).await);
+        client.set("auto:key", "v").await.unwrap();
+        let before = client.stats();
+        let mut tasks = Vec::new();
+        for t in 0..50 {
+            let client = client.clone();
+            tasks.push(tokio_uring::spawn(async move {
+                for i in 0..20 {
+                    let n = client.incr(format!("auto:{t}"), 1).await.unwrap();
+                    assert_eq!(n, i + 1);
+                    let v: String = client.get("auto:key").await.unwrap();
+                    assert_eq!(v, "v");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let after = client.stats();
+        let commands = 50 * 20 * 2;
+        let writes = after.writes - before.writes;
+        // 50 callers issue their commands in the same loop turns: those share one write per
+        // node, so there are far fewer writes than commands.
+        assert!(writes * 4 < commands, "{writes} writes for {commands} commands");
+        assert_eq!(client.connection_count(), 3);
+    });
+}

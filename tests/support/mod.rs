@@ -1,0 +1,39 @@
+//! Shared setup for the integration tests: real clusters from the `test-cluster` harness
+//! and the runtime the client needs.
+#![allow(dead_code)]
+
+use std::future::Future;
+
+use redis_cluster_uring::{Client, Config};
+pub use test_cluster::{Cluster, ClusterSpec};
+
+/// Starts a cluster of `masters` primaries with `replicas` replicas each, or fails the test
+/// with the harness's message (which says how to install redis-server when it is missing).
+pub fn cluster(masters: usize, replicas: usize) -> Cluster {
+    let spec = ClusterSpec {
+        masters,
+        replicas_per_master: replicas,
+        ..ClusterSpec::default()
+    };
+    match Cluster::start(spec) {
+        Ok(c) => c,
+        Err(e) => panic!("could not start a test cluster: {e}"),
+    }
+}
+
+/// Runs a test body on the client's runtime.
+pub fn run<F: Future>(body: F) -> F::Output {
+    tokio_uring::start(body)
+}
+
+/// A client on `cluster` with the given configuration.
+pub async fn client_with(cluster: &Cluster, config: Config) -> Client {
+    Client::connect(&cluster.seed_addrs(), config)
+        .await
+        .expect("client connects to the test cluster")
+}
+
+/// A client with the default configuration.
+pub async fn client(cluster: &Cluster) -> Client {
+    client_with(cluster, Config::default()).await
+}
