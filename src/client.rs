@@ -25,6 +25,8 @@ use crate::cmd::{cmd, Cmd, ToArg};
 use crate::config::{Config, Execution};
 use crate::connection::{run_connection, ConnOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::engine::{self, Engine};
+use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
 use crate::plan::{backoff, decide, plan_pipeline, plan_resend, BatchEntry, Decision, NodeBatch, RetryLimits};
 use crate::pool::{ConnId, Pool, RoundReply};
@@ -122,6 +124,8 @@ struct Inner {
     map: RefCell<Rc<SlotMap>>,
     seeds: Vec<NodeAddr>,
     config: Config,
+    /// The engine in use (never `Auto`).
+    engine: Engine,
     counters: Rc<Counters>,
     refresh: RefCell<RefreshState>,
     /// Last failure time and count per node, for reconnect backoff.
@@ -197,8 +201,11 @@ impl Client {
         if parsed.is_empty() {
             return Err(Error::new(ErrorKind::Config, "no seed address given"));
         }
+        let engine = choose_engine(config.engine)?;
+        tracing::debug!(%engine, "client engine");
         let client = Client {
             inner: Rc::new(Inner {
+                engine,
                 pool: Rc::new(RefCell::new(Pool::default())),
                 map: RefCell::new(Rc::new(SlotMap::empty())),
                 seeds: parsed,
@@ -309,6 +316,11 @@ impl Client {
     /// The current slot map.
     pub fn slot_map(&self) -> Rc<SlotMap> {
         self.inner.map.borrow().clone()
+    }
+
+    /// The I/O engine this client uses (`IoUring` or `Epoll`).
+    pub fn engine(&self) -> Engine {
+        self.inner.engine
     }
 
     /// Counters since the client was created.
@@ -563,14 +575,27 @@ impl Client {
             limits: config.decode_limits,
             read_buffer_size: config.read_buffer_size,
         };
-        tokio::task::spawn_local(run_connection::<UringStream>(
-            Rc::downgrade(&self.inner.pool),
-            self.inner.counters.clone(),
-            conn,
-            node.clone(),
-            wake_writer,
-            options,
-        ));
+        let pool = Rc::downgrade(&self.inner.pool);
+        let counters = self.inner.counters.clone();
+        let node = node.clone();
+        match self.inner.engine {
+            Engine::Epoll => tokio::task::spawn_local(run_connection::<EpollStream>(
+                pool,
+                counters,
+                conn,
+                node,
+                wake_writer,
+                options,
+            )),
+            _ => tokio::task::spawn_local(run_connection::<UringStream>(
+                pool,
+                counters,
+                conn,
+                node,
+                wake_writer,
+                options,
+            )),
+        };
         conn
     }
 
@@ -714,6 +739,19 @@ async fn periodic_refresh(inner: Weak<Inner>, every: Duration) {
             return;
         }
         Client { inner }.schedule_refresh();
+    }
+}
+
+/// The concrete engine for a new client: the runtime's when [`engine::start`] runs this
+/// thread, otherwise what the configuration and the kernel allow.
+fn choose_engine(requested: Engine) -> Result<Engine> {
+    match (requested, engine::current()) {
+        (Engine::IoUring, Some(Engine::Epoll)) => Err(Error::new(
+            ErrorKind::IoUringUnavailable,
+            "Engine::IoUring requested inside a runtime started without io_uring",
+        )),
+        (Engine::Auto, Some(running)) => Ok(running),
+        (requested, _) => engine::resolve(requested),
     }
 }
 

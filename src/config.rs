@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::engine::Engine;
 use crate::resp::DecodeLimits;
 
 /// How a pipeline's per-node batches are executed.
@@ -66,6 +67,10 @@ pub struct Config {
     pub execution: Execution,
     /// Which nodes serve reads.
     pub read_from: ReadFrom,
+    /// The I/O engine. `Auto` follows the runtime [`engine::start`](crate::engine::start)
+    /// chose; inside a runtime of your own it means io_uring when the kernel allows it
+    /// (use `Engine::Epoll` inside a plain tokio runtime).
+    pub engine: Engine,
 }
 
 impl Default for Config {
@@ -83,6 +88,7 @@ impl Default for Config {
             read_buffer_size: 64 * 1024,
             execution: Execution::Parallel,
             read_from: ReadFrom::Primary,
+            engine: Engine::Auto,
         }
     }
 }
@@ -128,6 +134,12 @@ impl Config {
     /// Sets [`Config::execution`].
     pub fn execution(mut self, execution: Execution) -> Self {
         self.execution = execution;
+        self
+    }
+
+    /// Sets [`Config::engine`].
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
         self
     }
 

@@ -35,7 +35,9 @@
 //! The driver:
 //! - `pool`: connections and in-flight requests in slabs; matches replies to requests.
 //! - `connection`: one connection's writer and long-lived reader, over any engine.
-//! - `io`: the engines (`io/uring.rs` on `tokio-uring`); the only code that touches sockets.
+//! - `io`: the engines (`io/uring.rs` on `tokio-uring`, `io/epoll.rs` on plain tokio);
+//!   the only code that touches sockets.
+//! - [`engine`]: picks io_uring or epoll (probe, environment override, runtime start).
 //! - [`client`]: the public [`Client`] and [`Pipeline`]: rounds, redirects, refreshes.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -43,6 +45,7 @@ pub mod client;
 pub mod cmd;
 pub mod config;
 mod connection;
+pub mod engine;
 pub mod error;
 mod io;
 pub mod plan;
@@ -57,6 +60,7 @@ pub mod topology;
 pub use client::{Client, Pipeline};
 pub use cmd::{cmd, Cmd, ToArg};
 pub use config::{Config, Execution, ReadFrom};
+pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use reply::FromReply;
 pub use resp::Value;

@@ -168,7 +168,7 @@ fn timed_out_requests_never_shift_later_replies() {
         // replies arrive later, after the next request was queued behind them.
         let sleeper = {
             let (client, node) = (client.clone(), node.clone());
-            tokio_uring::spawn(async move {
+            tokio::task::spawn_local(async move {
                 client
                     .query_node::<Value>(&node, cmd("DEBUG").arg("SLEEP").arg("0.6"))
                     .await
@@ -269,7 +269,7 @@ fn shutdown_fails_new_requests_and_closes_connections() {
         let finished = Rc::new(Cell::new(false));
         let pending = {
             let (client, finished) = (client.clone(), finished.clone());
-            tokio_uring::spawn(async move {
+            tokio::task::spawn_local(async move {
                 let r = client.set("sd:key", "v").await;
                 finished.set(true);
                 r

@@ -163,7 +163,7 @@ fn concurrent_callers_share_connections_and_batch_writes() {
         let mut tasks = Vec::new();
         for t in 0..50 {
             let client = client.clone();
-            tasks.push(tokio_uring::spawn(async move {
+            tasks.push(tokio::task::spawn_local(async move {
                 for i in 0..20 {
                     let n = client.incr(format!("auto:{t}"), 1).await.unwrap();
                     assert_eq!(n, i + 1);

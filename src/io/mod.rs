@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 
+pub(crate) mod epoll;
 pub(crate) mod uring;
 
 /// A connected byte stream, as an engine provides it.

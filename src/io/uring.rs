@@ -56,3 +56,15 @@ impl Transport for UringStream {
         let _ = self.0.shutdown(Shutdown::Both);
     }
 }
+
+/// Sets up (and drops) a two-entry ring: the cheapest complete test that this process may
+/// use io_uring.
+pub(crate) fn probe() -> io::Result<()> {
+    io_uring::IoUring::new(2).map(drop)
+}
+
+/// Runs a future on a new tokio-uring runtime on this thread.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> io::Result<F::Output> {
+    let runtime = tokio_uring::Runtime::new(&tokio_uring::builder())?;
+    Ok(runtime.block_on(future))
+}

@@ -21,9 +21,9 @@ pub fn cluster(masters: usize, replicas: usize) -> Cluster {
     }
 }
 
-/// Runs a test body on the client's runtime.
+/// Runs a test body on the engine the environment asks for (`REDIS_CLUSTER_URING_ENGINE`), io_uring by default.
 pub fn run<F: Future>(body: F) -> F::Output {
-    tokio_uring::start(body)
+    redis_cluster_uring::engine::start(body)
 }
 
 /// A client on `cluster` with the given configuration.
