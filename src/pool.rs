@@ -320,3 +320,102 @@ impl Pool {
         self.execs.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::BatchEntry;
+    use bytes::Bytes;
+    use std::task::Waker;
+
+    fn batch(node: &NodeAddr, entries: &[(usize, bool)]) -> NodeBatch {
+        NodeBatch {
+            node: node.clone(),
+            entries: entries
+                .iter()
+                .map(|&(index, asking)| BatchEntry { index, asking })
+                .collect(),
+            buf: BytesMut::from(&b"*1\r\n$4\r\nPING\r\n"[..]),
+        }
+    }
+
+    fn bulk(s: &'static str) -> Value {
+        Value::Bulk(Bytes::from_static(s.as_bytes()))
+    }
+
+    fn ready(pool: &mut Pool, exec: usize) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        pool.poll_exec(exec, &mut cx).is_ready()
+    }
+
+    #[test]
+    fn replies_follow_fifo_order_and_asking_ok_is_discarded() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        let exec = pool.new_exec(3);
+        assert!(pool.enqueue(conn, exec, batch(&a, &[(2, false), (0, true), (1, false)])));
+        assert!(!ready(&mut pool, exec));
+        // A reply before the writer took the bytes cannot be ours.
+        assert!(pool.deliver(conn, bulk("early")).is_err());
+        let out = pool.take_output(conn).unwrap();
+        assert!(!out.is_empty());
+        for v in ["two", "OK", "zero", "one"] {
+            pool.deliver(conn, bulk(v)).unwrap();
+        }
+        assert!(ready(&mut pool, exec));
+        let got: Vec<Value> = (0..3)
+            .map(|i| match pool.take_reply(exec, i) {
+                Some(RoundReply::Value(v)) => v,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec![bulk("zero"), bulk("one"), bulk("two")]);
+        // Nothing pending any more: one more reply is a desynchronised stream.
+        assert!(pool.deliver(conn, bulk("extra")).is_err());
+    }
+
+    #[test]
+    fn failure_tells_sent_from_unsent() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        let exec = pool.new_exec(2);
+        pool.enqueue(conn, exec, batch(&a, &[(0, false)]));
+        pool.take_output(conn).unwrap();
+        pool.enqueue(conn, exec, batch(&a, &[(1, false)]));
+        pool.fail(conn, &Error::new(ErrorKind::Io, "reset"));
+        assert!(ready(&mut pool, exec));
+        assert!(matches!(pool.take_reply(exec, 0), Some(RoundReply::Failed { sent: true, .. })));
+        assert!(matches!(pool.take_reply(exec, 1), Some(RoundReply::Failed { sent: false, .. })));
+        assert!(pool.find(&a).is_none());
+        assert!(pool.is_closed(conn));
+        pool.release(conn);
+        // The slot is reused, but the old id no longer matches.
+        let (conn2, _) = pool.open(a.clone(), 1024);
+        assert_eq!(conn2.key, conn.key);
+        assert!(pool.is_closed(conn));
+        assert!(!pool.is_closed(conn2));
+    }
+
+    #[test]
+    fn abandoned_exec_swallows_late_replies_and_is_freed() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        let old = pool.new_exec(1);
+        pool.enqueue(conn, old, batch(&a, &[(0, false)]));
+        pool.take_output(conn).unwrap();
+        pool.abandon(old);
+        let new = pool.new_exec(1);
+        assert_ne!(new, old);
+        pool.enqueue(conn, new, batch(&a, &[(0, false)]));
+        pool.take_output(conn).unwrap();
+        pool.deliver(conn, bulk("stale")).unwrap();
+        assert!(!ready(&mut pool, new));
+        pool.deliver(conn, bulk("fresh")).unwrap();
+        assert!(matches!(pool.take_reply(new, 0), Some(RoundReply::Value(v)) if v == bulk("fresh")));
+        pool.abandon(new);
+        assert_eq!(pool.exec_count(), 0);
+    }
+}
