@@ -17,7 +17,8 @@ fn main() {
     let pipelines: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let k: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(128);
     let outcome = tokio_uring::start(async move {
-        let client = Client::connect(&[seed.as_str()], Config::default().periodic_refresh(None)).await?;
+        let client =
+            Client::connect(&[seed.as_str()], Config::default().periodic_refresh(None)).await?;
         let mut pipe = Pipeline::with_capacity(k);
         for i in 0..k {
             pipe.get(format!("bench:{i}"));

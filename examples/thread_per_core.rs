@@ -58,5 +58,8 @@ fn main() {
             }
         }
     }
-    println!("total: {:.0} commands/s on {threads} threads", total as f64 / seconds as f64);
+    println!(
+        "total: {:.0} commands/s on {threads} threads",
+        total as f64 / seconds as f64
+    );
 }

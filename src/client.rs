@@ -24,11 +24,13 @@ use std::time::{Duration, Instant};
 use crate::cmd::{cmd, Cmd, ToArg};
 use crate::config::{Config, Execution};
 use crate::connection::{run_connection, ConnOptions};
-use crate::error::{Error, ErrorKind, Result};
 use crate::engine::{self, Engine};
+use crate::error::{Error, ErrorKind, Result};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
-use crate::plan::{backoff, decide, plan_pipeline, plan_resend, BatchEntry, Decision, NodeBatch, RetryLimits};
+use crate::plan::{
+    backoff, decide, plan_pipeline, plan_resend, BatchEntry, Decision, NodeBatch, RetryLimits,
+};
 use crate::pool::{ConnId, Pool, RoundReply};
 use crate::reply::{server_error, FromReply};
 use crate::resp::Value;
@@ -292,7 +294,12 @@ impl Client {
     }
 
     /// `HSET key field value`: number of fields added.
-    pub async fn hset<K: ToArg, F: ToArg, V: ToArg>(&self, key: K, field: F, value: V) -> Result<u64> {
+    pub async fn hset<K: ToArg, F: ToArg, V: ToArg>(
+        &self,
+        key: K,
+        field: F,
+        value: V,
+    ) -> Result<u64> {
         self.query(cmd("HSET").arg(key).arg(field).arg(value)).await
     }
 
@@ -473,9 +480,7 @@ impl Client {
                 break;
             }
             if !retry.is_empty() {
-                self.inner
-                    .counters
-                    .retries_add(retry.len());
+                self.inner.counters.retries_add(retry.len());
                 let worst = retry.iter().map(|&i| attempts[i]).max().unwrap_or(1);
                 let pause = backoff(
                     worst,
@@ -509,7 +514,10 @@ impl Client {
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
-                    Err(Error::new(ErrorKind::Timeout, "deadline passed before sending"))
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        "deadline passed before sending",
+                    ))
                 })
             })
             .collect())
@@ -759,7 +767,10 @@ fn choose_engine(requested: Engine) -> Result<Engine> {
 fn route_target(command: &Cmd, map: &SlotMap, seeds: &[NodeAddr]) -> Result<NodeAddr> {
     match route_command(command)? {
         Route::Slot(slot) => map.node_for(slot).cloned().ok_or_else(|| {
-            Error::new(ErrorKind::ClusterDown, format!("no node serves slot {slot}"))
+            Error::new(
+                ErrorKind::ClusterDown,
+                format!("no node serves slot {slot}"),
+            )
         }),
         Route::AnyNode => map
             .shards()

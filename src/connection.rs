@@ -98,7 +98,10 @@ async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result
         Ok(Err(e)) => Err(Error::io(format!("connect to {addr}"), e)),
         Err(_) => Err(Error::new(
             ErrorKind::Io,
-            format!("connect to {addr} timed out after {:?}", options.connect_timeout),
+            format!(
+                "connect to {addr} timed out after {:?}",
+                options.connect_timeout
+            ),
         )),
     }
 }

@@ -87,7 +87,10 @@ pub fn probe_io_uring() -> Result<()> {
                 Some(12) => "no memory for a ring (ENOMEM: RLIMIT_MEMLOCK too low?)",
                 _ => "io_uring_setup failed",
             };
-            Err(Error::new(ErrorKind::IoUringUnavailable, format!("{why}: {e}")))
+            Err(Error::new(
+                ErrorKind::IoUringUnavailable,
+                format!("{why}: {e}"),
+            ))
         }
     }
 }
@@ -137,9 +140,8 @@ pub fn start_with<F: Future>(engine: Engine, future: F) -> Result<F::Output> {
     let engine = resolve(engine)?;
     let previous = RUNNING.with(|r| r.replace(Some(engine)));
     let out = match engine {
-        Engine::IoUring => {
-            crate::io::uring::block_on(future).map_err(|e| Error::io("start the io_uring runtime", e))
-        }
+        Engine::IoUring => crate::io::uring::block_on(future)
+            .map_err(|e| Error::io("start the io_uring runtime", e)),
         _ => {
             tracing::info!("running on the epoll engine");
             let runtime = tokio::runtime::Builder::new_current_thread()

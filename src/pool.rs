@@ -147,7 +147,11 @@ impl Pool {
     /// Queues a batch on a connection for `exec`. The bytes go out on the writer's next
     /// turn, together with whatever else was queued in the same loop turn.
     pub(crate) fn enqueue(&mut self, conn: ConnId, exec: usize, batch: NodeBatch) -> bool {
-        let Some(c) = self.conns.get_mut(conn.key).filter(|c| c.id == conn.id && !c.closed) else {
+        let Some(c) = self
+            .conns
+            .get_mut(conn.key)
+            .filter(|c| c.id == conn.id && !c.closed)
+        else {
             return false;
         };
         if c.out.is_empty() {
@@ -386,8 +390,14 @@ mod tests {
         pool.enqueue(conn, exec, batch(&a, &[(1, false)]));
         pool.fail(conn, &Error::new(ErrorKind::Io, "reset"));
         assert!(ready(&mut pool, exec));
-        assert!(matches!(pool.take_reply(exec, 0), Some(RoundReply::Failed { sent: true, .. })));
-        assert!(matches!(pool.take_reply(exec, 1), Some(RoundReply::Failed { sent: false, .. })));
+        assert!(matches!(
+            pool.take_reply(exec, 0),
+            Some(RoundReply::Failed { sent: true, .. })
+        ));
+        assert!(matches!(
+            pool.take_reply(exec, 1),
+            Some(RoundReply::Failed { sent: false, .. })
+        ));
         assert!(pool.find(&a).is_none());
         assert!(pool.is_closed(conn));
         pool.release(conn);
@@ -414,7 +424,9 @@ mod tests {
         pool.deliver(conn, bulk("stale")).unwrap();
         assert!(!ready(&mut pool, new));
         pool.deliver(conn, bulk("fresh")).unwrap();
-        assert!(matches!(pool.take_reply(new, 0), Some(RoundReply::Value(v)) if v == bulk("fresh")));
+        assert!(
+            matches!(pool.take_reply(new, 0), Some(RoundReply::Value(v)) if v == bulk("fresh"))
+        );
         pool.abandon(new);
         assert_eq!(pool.exec_count(), 0);
     }

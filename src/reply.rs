@@ -211,7 +211,10 @@ mod tests {
     fn scalars() {
         assert_eq!(String::from_reply(bulk("hi")).unwrap(), "hi");
         assert_eq!(u16::from_reply(Value::Int(65535)).unwrap(), 65535);
-        assert_eq!(u16::from_reply(Value::Int(65536)).unwrap_err().kind(), ErrorKind::TypeMismatch);
+        assert_eq!(
+            u16::from_reply(Value::Int(65536)).unwrap_err().kind(),
+            ErrorKind::TypeMismatch
+        );
         assert_eq!(Vec::<u8>::from_reply(bulk("raw")).unwrap(), b"raw");
         assert_eq!(f64::from_reply(bulk("1.5")).unwrap(), 1.5);
         assert!(bool::from_reply(Value::Int(1)).unwrap());
@@ -220,10 +223,14 @@ mod tests {
 
     #[test]
     fn errors_become_err_of_the_right_kind() {
-        let e = i64::from_reply(Value::Error(Bytes::from_static(b"WRONGTYPE Operation"))).unwrap_err();
+        let e =
+            i64::from_reply(Value::Error(Bytes::from_static(b"WRONGTYPE Operation"))).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ServerError);
         assert_eq!(e.code(), Some("WRONGTYPE"));
-        let e = Value::from_reply(Value::Error(Bytes::from_static(b"CLUSTERDOWN Hash slot not served"))).unwrap_err();
+        let e = Value::from_reply(Value::Error(Bytes::from_static(
+            b"CLUSTERDOWN Hash slot not served",
+        )))
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ClusterDown);
     }
 

@@ -1,15 +1,20 @@
-//! The slot map: which node serves each of the 16384 slots. (STUB: being written.)
+//! The slot map: which node serves each of the 16384 slots.
+//!
+//! Built by pure functions from a `CLUSTER SLOTS` or `CLUSTER SHARDS` reply; the client
+//! keeps it in an `Rc` and swaps in a new one when a refresh completes, so planning always
+//! sees one consistent map. A single `MOVED` updates one slot in place.
 
 use std::fmt;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::resp::Value;
-use crate::slot::Slot;
+use crate::slot::{Slot, SLOT_COUNT};
 
 /// A node's address as the cluster announces it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeAddr {
-    /// Host name or IP (IPv6 without brackets).
+    /// Host name or IP (IPv6 without brackets). Empty in a redirect means "the host of the
+    /// node that answered" (the client fills it in).
     pub host: String,
     /// TCP port.
     pub port: u16,
@@ -24,10 +29,27 @@ impl NodeAddr {
         }
     }
 
-    /// Parses `host:port` (also `[v6]:port` and the bare `v6:port` of MOVED replies).
+    /// Parses `host:port`, `[v6]:port`, and the bare `v6:port` that MOVED replies carry
+    /// (the last colon separates the port). `:port` gives an empty host.
+    ///
+    /// ```
+    /// use redis_cluster_uring::NodeAddr;
+    /// assert_eq!(NodeAddr::parse("127.0.0.1:7000"), Some(NodeAddr::new("127.0.0.1", 7000)));
+    /// assert_eq!(NodeAddr::parse("[::1]:7000"), Some(NodeAddr::new("::1", 7000)));
+    /// assert_eq!(NodeAddr::parse("::1:7000"), Some(NodeAddr::new("::1", 7000)));
+    /// assert_eq!(NodeAddr::parse("7000"), None);
+    /// ```
     pub fn parse(s: &str) -> Option<NodeAddr> {
-        let _ = s;
-        todo!()
+        let (host, port) = s.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        let host = match host.strip_prefix('[') {
+            Some(inner) => inner.strip_suffix(']')?,
+            None => host,
+        };
+        if host.contains(['[', ']', ' ']) {
+            return None;
+        }
+        Some(NodeAddr::new(host, port))
     }
 }
 
@@ -50,30 +72,229 @@ pub struct Shard {
     pub replicas: Vec<NodeAddr>,
 }
 
+/// Marks a slot nobody serves.
+const UNASSIGNED: u16 = u16::MAX;
+
 /// Slot → shard table.
+///
+/// ```
+/// use redis_cluster_uring::{NodeAddr, Slot, SlotMap};
+/// let mut map = SlotMap::empty();
+/// let slot = Slot::new(42).unwrap();
+/// assert!(map.node_for(slot).is_none());
+/// map.apply_moved(slot, &NodeAddr::new("10.0.0.1", 7000));
+/// assert_eq!(map.node_for(slot), Some(&NodeAddr::new("10.0.0.1", 7000)));
+/// assert_eq!(map.covered_slots(), 1);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotMap {
+    /// Shard index per slot, `UNASSIGNED` when none.
     slots: Box<[u16]>,
     shards: Vec<Shard>,
 }
 
+impl Default for SlotMap {
+    fn default() -> Self {
+        SlotMap::empty()
+    }
+}
+
+fn malformed(what: impl fmt::Display) -> Error {
+    Error::protocol(format!("malformed slot map reply: {what}"))
+}
+
+fn text(v: &Value) -> Option<&str> {
+    v.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => text(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+fn port(v: &Value) -> Result<u16> {
+    int(v)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|&p| p != 0)
+        .ok_or_else(|| malformed(format!("bad port {v:?}")))
+}
+
+fn slot_of(v: &Value) -> Result<u16> {
+    int(v)
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|&s| s < SLOT_COUNT)
+        .ok_or_else(|| malformed(format!("bad slot {v:?}")))
+}
+
+/// Key/value pairs of a RESP3 map or a RESP2 flat array.
+fn pairs(v: &Value) -> Result<Vec<(&Value, &Value)>> {
+    match v {
+        Value::Map(p) => Ok(p.iter().map(|(k, v)| (k, v)).collect()),
+        Value::Array(items) if items.len() % 2 == 0 => {
+            Ok(items.chunks_exact(2).map(|c| (&c[0], &c[1])).collect())
+        }
+        other => Err(malformed(format!("expected a map, got {other:?}"))),
+    }
+}
+
+fn field<'a>(pairs: &[(&'a Value, &'a Value)], name: &str) -> Option<&'a Value> {
+    pairs
+        .iter()
+        .find(|(k, _)| text(k) == Some(name))
+        .map(|(_, v)| *v)
+}
+
 impl SlotMap {
-    /// Builds the map from a `CLUSTER SLOTS` reply.
-    pub fn from_cluster_slots(reply: &Value) -> Result<SlotMap> {
-        let _ = reply;
-        todo!()
+    /// A map where no slot has an owner.
+    pub fn empty() -> SlotMap {
+        SlotMap {
+            slots: vec![UNASSIGNED; SLOT_COUNT as usize].into_boxed_slice(),
+            shards: Vec::new(),
+        }
     }
 
-    /// Builds the map from a `CLUSTER SHARDS` reply (Redis 7+).
-    pub fn from_cluster_shards(reply: &Value) -> Result<SlotMap> {
-        let _ = reply;
-        todo!()
+    /// Builds the map from a `CLUSTER SLOTS` reply.
+    ///
+    /// Node entries are `[ip, port, id, ...]`. An empty ip (Redis 7 with an unknown
+    /// endpoint) is kept empty; use [`SlotMap::from_cluster_slots_with_host`] to replace it
+    /// with the host of the node that answered, as the spec asks. Ranges that overlap an
+    /// earlier one override it (the server never sends that; last one wins, documented
+    /// rather than refused, so a transient odd view does not stop the client).
+    pub fn from_cluster_slots(reply: &Value) -> Result<SlotMap> {
+        SlotMap::from_cluster_slots_with_host(reply, "")
+    }
+
+    /// Like [`SlotMap::from_cluster_slots`], with `asked_host` used for nodes announced
+    /// with an empty or `?` address.
+    pub fn from_cluster_slots_with_host(reply: &Value, asked_host: &str) -> Result<SlotMap> {
+        let Value::Array(ranges) = reply else {
+            return Err(malformed("CLUSTER SLOTS reply is not an array"));
+        };
+        let mut map = SlotMap::empty();
+        for range in ranges {
+            let Value::Array(fields) = range else {
+                return Err(malformed("slot range is not an array"));
+            };
+            if fields.len() < 3 {
+                return Err(malformed("slot range without a primary"));
+            }
+            let start = slot_of(&fields[0])?;
+            let end = slot_of(&fields[1])?;
+            if start > end {
+                return Err(malformed(format!("slot range {start}-{end} is reversed")));
+            }
+            let mut nodes = Vec::with_capacity(fields.len() - 2);
+            for node in &fields[2..] {
+                let Value::Array(parts) = node else {
+                    return Err(malformed("node entry is not an array"));
+                };
+                if parts.len() < 2 {
+                    return Err(malformed("node entry without ip and port"));
+                }
+                let host = text(&parts[0]).ok_or_else(|| malformed("node ip is not text"))?;
+                let host = if host.is_empty() || host == "?" {
+                    asked_host
+                } else {
+                    host
+                };
+                nodes.push(NodeAddr::new(host, port(&parts[1])?));
+            }
+            let primary = nodes.remove(0);
+            let index = map.shard_index_or_insert(primary, nodes)?;
+            map.slots[start as usize..=end as usize].fill(index);
+        }
+        Ok(map)
+    }
+
+    /// Builds the map from a `CLUSTER SHARDS` reply (Redis 7+), RESP2 or RESP3.
+    ///
+    /// The primary is the node whose role is `master`; nodes reported `fail` are left
+    /// out. The address is the node's `endpoint`, else its `ip`; `asked_host` replaces an
+    /// empty or `?` one.
+    pub fn from_cluster_shards(reply: &Value, asked_host: &str) -> Result<SlotMap> {
+        let (Value::Array(shards) | Value::Set(shards)) = reply else {
+            return Err(malformed("CLUSTER SHARDS reply is not an array"));
+        };
+        let mut map = SlotMap::empty();
+        for shard in shards {
+            let shard = pairs(shard)?;
+            let Some(Value::Array(slots)) = field(&shard, "slots") else {
+                return Err(malformed("shard without slots"));
+            };
+            if slots.len() % 2 != 0 {
+                return Err(malformed("odd number of slot bounds"));
+            }
+            let Some(Value::Array(nodes)) = field(&shard, "nodes") else {
+                return Err(malformed("shard without nodes"));
+            };
+            let mut primary = None;
+            let mut replicas = Vec::new();
+            for node in nodes {
+                let node = pairs(node)?;
+                if field(&node, "health").and_then(text) == Some("fail") {
+                    continue;
+                }
+                let host = field(&node, "endpoint")
+                    .and_then(text)
+                    .filter(|h| !h.is_empty() && *h != "?")
+                    .or_else(|| field(&node, "ip").and_then(text))
+                    .filter(|h| !h.is_empty() && *h != "?")
+                    .unwrap_or(asked_host);
+                let port =
+                    port(field(&node, "port").ok_or_else(|| malformed("node without port"))?)?;
+                let addr = NodeAddr::new(host, port);
+                match field(&node, "role").and_then(text) {
+                    Some("master") => primary = Some(addr),
+                    _ => replicas.push(addr),
+                }
+            }
+            if slots.is_empty() {
+                continue;
+            }
+            let primary =
+                primary.ok_or_else(|| malformed("shard with slots but no healthy primary"))?;
+            let index = map.shard_index_or_insert(primary, replicas)?;
+            for bounds in slots.chunks_exact(2) {
+                let (start, end) = (slot_of(&bounds[0])?, slot_of(&bounds[1])?);
+                if start > end {
+                    return Err(malformed(format!("slot range {start}-{end} is reversed")));
+                }
+                map.slots[start as usize..=end as usize].fill(index);
+            }
+        }
+        Ok(map)
+    }
+
+    fn shard_index_or_insert(&mut self, primary: NodeAddr, replicas: Vec<NodeAddr>) -> Result<u16> {
+        if let Some(i) = self.shards.iter().position(|s| s.primary == primary) {
+            let shard = &mut self.shards[i];
+            for r in replicas {
+                if !shard.replicas.contains(&r) {
+                    shard.replicas.push(r);
+                }
+            }
+            return Ok(i as u16);
+        }
+        if self.shards.len() >= UNASSIGNED as usize {
+            return Err(malformed("more shards than slots"));
+        }
+        self.shards.push(Shard { primary, replicas });
+        Ok((self.shards.len() - 1) as u16)
+    }
+
+    /// Index (into [`SlotMap::shards`]) of the shard serving `slot`.
+    pub fn shard_index_for(&self, slot: Slot) -> Option<usize> {
+        match self.slots[slot.index()] {
+            UNASSIGNED => None,
+            i => Some(i as usize),
+        }
     }
 
     /// The shard serving `slot`, if any.
     pub fn shard_for(&self, slot: Slot) -> Option<&Shard> {
-        let _ = slot;
-        todo!()
+        self.shard_index_for(slot).map(|i| &self.shards[i])
     }
 
     /// The primary serving `slot`, if any.
@@ -81,19 +302,242 @@ impl SlotMap {
         self.shard_for(slot).map(|s| &s.primary)
     }
 
-    /// Points one slot at `addr` after a `MOVED`.
+    /// Points one slot at `addr` after a `MOVED`: the shard whose primary it is, or a new
+    /// shard without replicas. Other slots are untouched until a full refresh.
     pub fn apply_moved(&mut self, slot: Slot, addr: &NodeAddr) {
-        let _ = (slot, addr);
-        todo!()
+        if let Ok(index) = self.shard_index_or_insert(addr.clone(), Vec::new()) {
+            self.slots[slot.index()] = index;
+        }
     }
 
-    /// All shards.
+    /// All shards (some may own no slot after MOVED updates).
     pub fn shards(&self) -> &[Shard] {
         &self.shards
     }
 
+    /// The primaries, in shard order.
+    pub fn primaries(&self) -> impl Iterator<Item = &NodeAddr> {
+        self.shards.iter().map(|s| &s.primary)
+    }
+
     /// Number of slots that have an owner.
     pub fn covered_slots(&self) -> usize {
-        todo!()
+        self.slots.iter().filter(|&&s| s != UNASSIGNED).count()
+    }
+
+    /// True when every slot has an owner.
+    pub fn is_complete(&self) -> bool {
+        self.covered_slots() == SLOT_COUNT as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn bulk(s: &str) -> Value {
+        Value::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn node(ip: &str, port: i64, id: &str) -> Value {
+        Value::Array(vec![
+            bulk(ip),
+            Value::Int(port),
+            bulk(id),
+            Value::Array(vec![]),
+        ])
+    }
+
+    fn slots_reply() -> Value {
+        Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("127.0.0.1", 7000, "a"),
+                node("127.0.0.1", 7003, "d"),
+            ]),
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(10922),
+                node("127.0.0.1", 7001, "b"),
+            ]),
+            Value::Array(vec![
+                Value::Int(10923),
+                Value::Int(16383),
+                node("", 7002, "c"),
+            ]),
+        ])
+    }
+
+    #[test]
+    fn cluster_slots_builds_a_complete_map() {
+        let map = SlotMap::from_cluster_slots_with_host(&slots_reply(), "10.1.1.1").unwrap();
+        assert!(map.is_complete());
+        assert_eq!(map.shards().len(), 3);
+        let s = |n| Slot::new(n).unwrap();
+        assert_eq!(map.node_for(s(0)).unwrap().port, 7000);
+        assert_eq!(map.node_for(s(5460)).unwrap().port, 7000);
+        assert_eq!(map.node_for(s(5461)).unwrap().port, 7001);
+        assert_eq!(
+            map.shard_for(s(1)).unwrap().replicas,
+            vec![NodeAddr::new("127.0.0.1", 7003)]
+        );
+        // An empty ip means "the node you asked".
+        assert_eq!(
+            map.node_for(s(16383)),
+            Some(&NodeAddr::new("10.1.1.1", 7002))
+        );
+    }
+
+    #[test]
+    fn split_ranges_of_one_primary_share_a_shard() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![Value::Int(0), Value::Int(10), node("h", 1, "a")]),
+            Value::Array(vec![Value::Int(11), Value::Int(20), node("h", 2, "b")]),
+            Value::Array(vec![Value::Int(21), Value::Int(30), node("h", 1, "a")]),
+        ]);
+        let map = SlotMap::from_cluster_slots(&reply).unwrap();
+        assert_eq!(map.shards().len(), 2);
+        assert_eq!(map.covered_slots(), 31);
+        assert!(!map.is_complete());
+    }
+
+    #[test]
+    fn malformed_slots_replies_are_protocol_errors() {
+        let bad = [
+            Value::Int(1),
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Array(vec![Value::Int(0), Value::Int(1)])]),
+            Value::Array(vec![Value::Array(vec![
+                Value::Int(5),
+                Value::Int(1),
+                node("h", 1, "a"),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                Value::Int(0),
+                Value::Int(16384),
+                node("h", 1, "a"),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                Value::Int(-1),
+                Value::Int(3),
+                node("h", 1, "a"),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                Value::Int(0),
+                Value::Int(3),
+                node("h", 70000, "a"),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                Value::Int(0),
+                Value::Int(3),
+                Value::Array(vec![bulk("h")]),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                Value::Int(0),
+                Value::Int(3),
+                Value::Int(9),
+            ])]),
+        ];
+        for reply in bad {
+            let e = SlotMap::from_cluster_slots(&reply).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Protocol, "{reply:?}");
+        }
+    }
+
+    fn shard_node(port: i64, role: &str, health: &str) -> Value {
+        Value::Array(vec![
+            bulk("id"),
+            bulk("x"),
+            bulk("port"),
+            Value::Int(port),
+            bulk("ip"),
+            bulk("127.0.0.1"),
+            bulk("endpoint"),
+            bulk("127.0.0.1"),
+            bulk("role"),
+            bulk(role),
+            bulk("health"),
+            bulk(health),
+        ])
+    }
+
+    #[test]
+    fn cluster_shards_resp2_and_failed_nodes() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                bulk("slots"),
+                Value::Array(vec![Value::Int(0), Value::Int(8191)]),
+                bulk("nodes"),
+                Value::Array(vec![
+                    shard_node(7000, "master", "online"),
+                    shard_node(7003, "replica", "online"),
+                    shard_node(7004, "replica", "fail"),
+                ]),
+            ]),
+            Value::Map(vec![
+                (
+                    bulk("slots"),
+                    Value::Array(vec![
+                        Value::Int(8192),
+                        Value::Int(16000),
+                        Value::Int(16001),
+                        Value::Int(16383),
+                    ]),
+                ),
+                (
+                    bulk("nodes"),
+                    Value::Array(vec![shard_node(7001, "master", "online")]),
+                ),
+            ]),
+        ]);
+        let map = SlotMap::from_cluster_shards(&reply, "").unwrap();
+        assert!(map.is_complete());
+        assert_eq!(
+            map.shards()[0].replicas,
+            vec![NodeAddr::new("127.0.0.1", 7003)]
+        );
+        assert_eq!(map.node_for(Slot::new(16383).unwrap()).unwrap().port, 7001);
+        // A shard with slots and only failed nodes cannot be served.
+        let dead = Value::Array(vec![Value::Array(vec![
+            bulk("slots"),
+            Value::Array(vec![Value::Int(0), Value::Int(1)]),
+            bulk("nodes"),
+            Value::Array(vec![shard_node(7000, "master", "fail")]),
+        ])]);
+        assert!(SlotMap::from_cluster_shards(&dead, "").is_err());
+    }
+
+    #[test]
+    fn moved_updates_one_slot() {
+        let mut map = SlotMap::from_cluster_slots(&slots_reply()).unwrap();
+        let s = Slot::new(100).unwrap();
+        map.apply_moved(s, &NodeAddr::new("127.0.0.1", 7001));
+        assert_eq!(map.node_for(s).unwrap().port, 7001);
+        assert_eq!(map.node_for(Slot::new(101).unwrap()).unwrap().port, 7000);
+        assert_eq!(map.shards().len(), 3);
+        map.apply_moved(s, &NodeAddr::new("127.0.0.1", 7010));
+        assert_eq!(map.shards().len(), 4);
+        assert_eq!(map.node_for(s).unwrap().port, 7010);
+    }
+
+    #[test]
+    fn addresses_parse_and_print() {
+        for s in ["127.0.0.1:7000", "[::1]:7000", "redis-0.svc:6379"] {
+            assert_eq!(NodeAddr::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(NodeAddr::parse(":6380"), Some(NodeAddr::new("", 6380)));
+        for bad in [
+            "",
+            "host",
+            "host:",
+            "host:99999",
+            "host:-1",
+            "[::1:7000",
+            "a b:1",
+        ] {
+            assert_eq!(NodeAddr::parse(bad), None, "{bad}");
+        }
     }
 }

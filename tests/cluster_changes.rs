@@ -25,7 +25,12 @@ fn slot_migration_under_load_uses_ask_then_moved_and_loses_nothing() {
     let cluster = cluster(3, 0);
     let slot = slot_for_key(b"mig");
     let from = cluster.master_for_slot(slot.get());
-    let to = cluster.nodes().iter().map(|n| n.port).find(|&p| p != from).unwrap();
+    let to = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.port)
+        .find(|&p| p != from)
+        .unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::scope(|scope| {
@@ -66,7 +71,11 @@ fn slot_migration_under_load_uses_ask_then_moved_and_loses_nothing() {
                 let replies = client.execute(&pipe).await.unwrap();
                 for i in 0..50 {
                     let want = Value::Bulk(i.to_string().into());
-                    assert_eq!(replies[2 * i].as_ref().unwrap(), &want, "round {rounds} key {i}");
+                    assert_eq!(
+                        replies[2 * i].as_ref().unwrap(),
+                        &want,
+                        "round {rounds} key {i}"
+                    );
                     assert_eq!(replies[2 * i + 1].as_ref().unwrap(), &want);
                 }
                 let fresh = replies[101].as_ref().unwrap();
@@ -146,7 +155,10 @@ fn killed_master_is_replaced_by_its_replica_and_the_client_recovers() {
                 }
                 pause(50).await;
             }
-            assert!(recovered_after_kill > 5, "client did not recover after the failover");
+            assert!(
+                recovered_after_kill > 5,
+                "client did not recover after the failover"
+            );
             eprintln!("failover: {errors} commands failed with typed errors meanwhile");
             let owner = client.slot_map().node_for(slot).cloned().unwrap();
             assert_ne!(owner.port, victim, "slot map still names the dead master");
@@ -176,7 +188,10 @@ fn timed_out_requests_never_shift_later_replies() {
         };
         let stalled = client.get::<_, String>("{slow}a").await;
         assert_eq!(stalled.unwrap_err().kind(), ErrorKind::Timeout);
-        assert_eq!(sleeper.await.unwrap().unwrap_err().kind(), ErrorKind::Timeout);
+        assert_eq!(
+            sleeper.await.unwrap().unwrap_err().kind(),
+            ErrorKind::Timeout
+        );
         // Still inside the sleep: this GET also waits behind the stale replies.
         let mut ok = None;
         for _ in 0..20 {
@@ -199,17 +214,33 @@ fn redirect_loop_ends_in_a_typed_error_for_that_command_only() {
     let cluster = cluster(3, 0);
     let slot = slot_for_key(b"loop");
     let from = cluster.master_for_slot(slot.get());
-    let to = cluster.nodes().iter().map(|n| n.port).find(|&p| p != from).unwrap();
+    let to = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.port)
+        .find(|&p| p != from)
+        .unwrap();
     // Source says ASK (key absent, slot MIGRATING); the target is not importing and says
     // MOVED back to the source: an endless loop unless the client counts hops.
     let to_id = cluster.node_id(to);
     cluster
-        .run(from, &["CLUSTER", "SETSLOT", &slot.get().to_string(), "MIGRATING", &to_id])
+        .run(
+            from,
+            &[
+                "CLUSTER",
+                "SETSLOT",
+                &slot.get().to_string(),
+                "MIGRATING",
+                &to_id,
+            ],
+        )
         .unwrap();
     run(async {
         let client = client_with(&cluster, Config::default().max_redirects(4)).await;
         let mut pipe = Pipeline::new();
-        pipe.get("{loop}missing").set("elsewhere", "fine").get("elsewhere");
+        pipe.get("{loop}missing")
+            .set("elsewhere", "fine")
+            .get("elsewhere");
         let replies = client.execute(&pipe).await.unwrap();
         let e = replies[0].as_ref().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::RedirectLimit, "{e}");
@@ -218,7 +249,10 @@ fn redirect_loop_ends_in_a_typed_error_for_that_command_only() {
         assert_eq!(replies[2].as_ref().unwrap(), &Value::Bulk("fine".into()));
     });
     cluster
-        .run(from, &["CLUSTER", "SETSLOT", &slot.get().to_string(), "STABLE"])
+        .run(
+            from,
+            &["CLUSTER", "SETSLOT", &slot.get().to_string(), "STABLE"],
+        )
         .unwrap();
 }
 

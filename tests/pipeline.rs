@@ -24,7 +24,11 @@ fn mixed_pipeline(prefix: &str, n: usize) -> Pipeline {
         match i % 5 {
             0 => pipe.set(&key, format!("v{i}")),
             1 => pipe.add(cmd("INCRBY").arg(format!("{prefix}:ctr:{}", i % 7)).arg(1)),
-            2 => pipe.add(cmd("RPUSH").arg(format!("{{{prefix}:list}}:{}", i % 3)).arg(i)),
+            2 => pipe.add(
+                cmd("RPUSH")
+                    .arg(format!("{{{prefix}:list}}:{}", i % 3))
+                    .arg(i),
+            ),
             3 => pipe.add(cmd("ECHO").arg(format!("e{i}"))),
             _ => pipe.get(format!("{prefix}:{}", i - 4)),
         };
@@ -35,12 +39,18 @@ fn mixed_pipeline(prefix: &str, n: usize) -> Pipeline {
 fn check_mixed(prefix: &str, n: usize, replies: &[redis_cluster_uring::Result<Value>]) {
     assert_eq!(replies.len(), n);
     for (i, r) in replies.iter().enumerate() {
-        let v = r.as_ref().unwrap_or_else(|e| panic!("command {i} failed: {e}"));
+        let v = r
+            .as_ref()
+            .unwrap_or_else(|e| panic!("command {i} failed: {e}"));
         match i % 5 {
             0 => assert_eq!(v, &Value::SimpleString("OK".into()), "reply {i}"),
             1 | 2 => assert!(matches!(v, Value::Int(n) if *n >= 1), "reply {i}: {v:?}"),
             3 => assert_eq!(bulk(v), Some(format!("e{i}").as_bytes()), "reply {i}"),
-            _ => assert_eq!(bulk(v), Some(format!("v{}", i - 4).as_bytes()), "reply {i} ({prefix})"),
+            _ => assert_eq!(
+                bulk(v),
+                Some(format!("v{}", i - 4).as_bytes()),
+                "reply {i} ({prefix})"
+            ),
         }
     }
 }
@@ -90,7 +100,10 @@ fn server_errors_are_values_and_raise_on_error_fails_the_whole() {
         assert_eq!(e.kind(), ErrorKind::ServerError);
         assert_eq!(e.code(), Some("WRONGTYPE"));
         assert_eq!(bulk(replies[2].as_ref().unwrap()), Some(&b"x"[..]));
-        assert_eq!(replies[3].as_ref().unwrap_err().kind(), ErrorKind::ServerError);
+        assert_eq!(
+            replies[3].as_ref().unwrap_err().kind(),
+            ErrorKind::ServerError
+        );
 
         pipe.raise_on_error(true);
         let e = client.execute(&pipe).await.unwrap_err();
@@ -100,7 +113,10 @@ fn server_errors_are_values_and_raise_on_error_fails_the_whole() {
         let mut pipe = Pipeline::new();
         pipe.add(cmd("MGET").arg("a").arg("b")).get("err:str");
         let replies = client.execute(&pipe).await.unwrap();
-        assert_eq!(replies[0].as_ref().unwrap_err().kind(), ErrorKind::CrossSlot);
+        assert_eq!(
+            replies[0].as_ref().unwrap_err().kind(),
+            ErrorKind::CrossSlot
+        );
         assert!(replies[1].is_ok());
     });
 }
@@ -125,7 +141,8 @@ fn one_mebibyte_values_and_hash_tags() {
             assert_eq!(bulk(r.as_ref().unwrap()).map(|b| b.len()), Some(big.len()));
             assert!(bulk(r.as_ref().unwrap()).unwrap() == &big[..]);
         }
-        let mget: Vec<String> = redis_cluster_uring::FromReply::from_reply(replies[9].clone().unwrap()).unwrap();
+        let mget: Vec<String> =
+            redis_cluster_uring::FromReply::from_reply(replies[9].clone().unwrap()).unwrap();
         assert_eq!(mget, vec!["1", "2"]);
     });
 }
@@ -180,7 +197,10 @@ fn concurrent_callers_share_connections_and_batch_writes() {
         let writes = after.writes - before.writes;
         // 50 callers issue their commands in the same loop turns: those share one write per
         // node, so there are far fewer writes than commands.
-        assert!(writes * 4 < commands, "{writes} writes for {commands} commands");
+        assert!(
+            writes * 4 < commands,
+            "{writes} writes for {commands} commands"
+        );
         assert_eq!(client.connection_count(), 3);
     });
 }

@@ -43,7 +43,10 @@ impl Transport for UringStream {
         let end = buf.capacity();
         if start == end {
             return (
-                Err(io::Error::new(io::ErrorKind::InvalidInput, "no spare capacity to read into")),
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no spare capacity to read into",
+                )),
                 buf,
             );
         }

@@ -210,8 +210,7 @@ fn header(src: &[u8], pos: usize, limits: &DecodeLimits) -> Result<Option<Header
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
             let allow_null = kind == b'*';
-            let Some(count) = parse_len(line, limits.max_elements, "aggregate", allow_null)?
-            else {
+            let Some(count) = parse_len(line, limits.max_elements, "aggregate", allow_null)? else {
                 return scalar(after);
             };
             // Maps and attributes hold pairs; their element cap applies to pairs.
@@ -456,7 +455,10 @@ mod tests {
                     text: b("Some string"),
                 },
             ),
-            (b"!21\r\nSYNTAX invalid syntax\r\n", Value::Error(b("SYNTAX invalid syntax"))),
+            (
+                b"!21\r\nSYNTAX invalid syntax\r\n",
+                Value::Error(b("SYNTAX invalid syntax")),
+            ),
             (
                 b"%2\r\n+first\r\n:1\r\n+second\r\n:2\r\n",
                 Value::Map(vec![
@@ -470,7 +472,10 @@ mod tests {
             ),
             (
                 b">2\r\n+message\r\n$2\r\nhi\r\n",
-                Value::Push(vec![Value::SimpleString(b("message")), Value::Bulk(b("hi"))]),
+                Value::Push(vec![
+                    Value::SimpleString(b("message")),
+                    Value::Bulk(b("hi")),
+                ]),
             ),
             (
                 b"|1\r\n+ttl\r\n:3600\r\n*1\r\n:7\r\n",
@@ -487,7 +492,12 @@ mod tests {
     fn every_type_decodes() {
         for (wire, want) in samples() {
             let got = decode_slice(wire, &limits()).unwrap();
-            assert_eq!(got, Decoded::Complete(want, wire.len()), "{:?}", String::from_utf8_lossy(wire));
+            assert_eq!(
+                got,
+                Decoded::Complete(want, wire.len()),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
         }
     }
 
@@ -556,7 +566,8 @@ mod tests {
     }
 
     fn protocol_error(wire: &[u8], lim: &DecodeLimits) {
-        let e = decode_slice(wire, lim).expect_err(&format!("{:?} decoded", String::from_utf8_lossy(wire)));
+        let e = decode_slice(wire, lim)
+            .expect_err(&format!("{:?} decoded", String::from_utf8_lossy(wire)));
         assert_eq!(e.kind(), ErrorKind::Protocol);
         let mut buf = BytesMut::from(wire);
         assert!(decode(&mut buf, lim).is_err());
@@ -609,10 +620,13 @@ mod tests {
         // A huge count with almost no bytes behind it: refused at once, no allocation.
         protocol_error(b"*9223372036854775807\r\n", &limits());
         protocol_error(b"*4\r\n*4\r\n*4\r\n*4\r\n", &lim);
-        assert_eq!(decode_slice(b"*1\r\n*1\r\n*1\r\n:1\r\n", &lim).unwrap(), Decoded::Complete(
-            Value::Array(vec![Value::Array(vec![Value::Array(vec![Value::Int(1)])])]),
-            16
-        ));
+        assert_eq!(
+            decode_slice(b"*1\r\n*1\r\n*1\r\n:1\r\n", &lim).unwrap(),
+            Decoded::Complete(
+                Value::Array(vec![Value::Array(vec![Value::Array(vec![Value::Int(1)])])]),
+                16
+            )
+        );
         // Deep nesting far beyond the default cap never touches the thread's stack.
         let deep = "*1\r\n".repeat(100_000);
         protocol_error(deep.as_bytes(), &limits());
@@ -624,7 +638,10 @@ mod tests {
         wire.extend(std::iter::repeat_n(b'a', MAX_LINE_LEN + 1));
         protocol_error(&wire, &limits());
         // Just under the cap, it is merely incomplete.
-        assert_eq!(decode_slice(&wire[..MAX_LINE_LEN], &limits()).unwrap(), Decoded::Incomplete);
+        assert_eq!(
+            decode_slice(&wire[..MAX_LINE_LEN], &limits()).unwrap(),
+            Decoded::Incomplete
+        );
     }
 
     /// A test-only serializer, to round-trip generated values.
@@ -700,16 +717,26 @@ mod tests {
             (-1e300f64..1e300).prop_map(Value::Double),
             any::<bool>().prop_map(Value::Boolean),
             "-?[0-9]{1,60}".prop_map(|s| Value::BigNumber(Bytes::from(s.into_bytes()))),
-            bytes.prop_map(|text| Value::Verbatim { format: *b"txt", text }),
+            bytes.prop_map(|text| Value::Verbatim {
+                format: *b"txt",
+                text
+            }),
         ];
         leaf.prop_recursive(4, 64, 6, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                 proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Set),
                 proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Push),
-                proptest::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(Value::Map),
-                (proptest::collection::vec((inner.clone(), inner.clone()), 1..3), inner)
-                    .prop_map(|(attrs, v)| Value::Attribute { attrs, value: Box::new(v) }),
+                proptest::collection::vec((inner.clone(), inner.clone()), 0..4)
+                    .prop_map(Value::Map),
+                (
+                    proptest::collection::vec((inner.clone(), inner.clone()), 1..3),
+                    inner
+                )
+                    .prop_map(|(attrs, v)| Value::Attribute {
+                        attrs,
+                        value: Box::new(v)
+                    }),
             ]
         })
     }
