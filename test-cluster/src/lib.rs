@@ -1,0 +1,613 @@
+//! Throwaway Redis Clusters for tests and benchmarks.
+//!
+//! [`Cluster::start`] runs `redis-server` processes (Debian's `redis-server` 7.x on the
+//! PATH) on free loopback ports in a temporary directory, joins them into a cluster, and
+//! waits until every node reports `cluster_state:ok` with all 16384 slots covered and the
+//! same view. Dropping the [`Cluster`] kills the processes and deletes the directory, also
+//! when a test panics (drop runs during unwinding). A test process killed with SIGKILL
+//! leaves its servers behind; nothing can run at that point.
+//!
+//! ```no_run
+//! use test_cluster::{Cluster, ClusterSpec};
+//! let cluster = Cluster::start(ClusterSpec::default()).unwrap();
+//! println!("seeds: {:?}", cluster.seed_addrs());
+//! ```
+#![deny(missing_docs)]
+
+mod resp;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use resp::{Conn, Reply};
+
+/// How to install the servers, for every error that finds them missing.
+pub const INSTALL_HINT: &str = "redis-server and redis-cli are required for the tests: \
+run `sudo scripts/install-redis.sh` (or `sudo apt-get install -y redis-server redis-tools`)";
+
+/// Deadline of every wait (cluster ok, migration, failover).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// What went wrong while driving the test cluster.
+#[derive(Debug)]
+pub enum HarnessError {
+    /// `redis-server` is not installed.
+    MissingServer,
+    /// An operating-system error, with what the harness was doing.
+    Io(String, std::io::Error),
+    /// The cluster did not reach the expected state.
+    State(String),
+}
+
+impl fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HarnessError::MissingServer => f.write_str(INSTALL_HINT),
+            HarnessError::Io(what, e) => write!(f, "{what}: {e}"),
+            HarnessError::State(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+    let what = what.into();
+    move |e| HarnessError::Io(what, e)
+}
+
+/// The shape of a cluster to start.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Number of primaries (at least 1; 3 is the smallest that can fail over).
+    pub masters: usize,
+    /// Replicas per primary.
+    pub replicas_per_master: usize,
+    /// Per node (masters first, then replicas), a `cluster-announce-port`: the port the
+    /// node tells clients to use (a proxy in front of it). The bus port is announced
+    /// unchanged.
+    pub announce_ports: Option<Vec<u16>>,
+    /// Extra `redis.conf` lines for every node.
+    pub extra_config: Vec<(String, String)>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            masters: 3,
+            replicas_per_master: 0,
+            announce_ports: None,
+            extra_config: Vec::new(),
+        }
+    }
+}
+
+/// What a node was started as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Started as a primary.
+    Master,
+    /// Started as a replica.
+    Replica,
+}
+
+/// One server of the cluster.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    /// Its client port on 127.0.0.1.
+    pub port: u16,
+    /// Its cluster node id.
+    pub id: String,
+    /// What it was started as (failovers change the live role; ask the cluster).
+    pub role: Role,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// A running cluster; dropped, it is gone.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: PathBuf,
+    nodes: Vec<NodeHandle>,
+    children: Mutex<Vec<Option<Child>>>,
+}
+
+/// Ports handed out by this process, so parallel tests never pick the same one.
+fn taken() -> &'static Mutex<HashSet<u16>> {
+    static TAKEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    TAKEN.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A port whose bus port (+10000) is free too. Other processes may race for it; a node
+/// that fails to bind is restarted on another port.
+fn pick_port(seed: &mut u64) -> u16 {
+    loop {
+        // xorshift: spread picks over 20000..45000, away from the ephemeral range.
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let port = 20000 + (*seed % 25000) as u16;
+        let mut taken = taken().lock().unwrap_or_else(|p| p.into_inner());
+        if taken.contains(&port) || !port_is_free(port) || !port_is_free(port + 10000) {
+            continue;
+        }
+        taken.insert(port);
+        return port;
+    }
+}
+
+fn check_installed() -> Result<(), HarnessError> {
+    for program in ["redis-server", "redis-cli"] {
+        match Command::new(program)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(HarnessError::MissingServer)
+            }
+            Err(e) => return Err(HarnessError::Io(format!("run {program}"), e)),
+        }
+    }
+    Ok(())
+}
+
+fn new_dir() -> Result<PathBuf, HarnessError> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "test-cluster-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("create {}", dir.display())))?;
+    Ok(dir)
+}
+
+fn write_config(
+    dir: &Path,
+    port: u16,
+    announce: Option<u16>,
+    extra: &[(String, String)],
+) -> Result<PathBuf, HarnessError> {
+    let mut conf = format!(
+        "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\n\
+         cluster-enabled yes\ncluster-config-file nodes-{port}.conf\n\
+         cluster-node-timeout 2000\ncluster-replica-validity-factor 0\n\
+         appendonly no\nsave \"\"\ndir {}\nlogfile redis-{port}.log\n\
+         enable-debug-command yes\n",
+        dir.display()
+    );
+    if let Some(p) = announce {
+        conf.push_str(&format!(
+            "cluster-announce-port {p}\ncluster-announce-bus-port {}\n",
+            port + 10000
+        ));
+    }
+    for (k, v) in extra {
+        conf.push_str(&format!("{k} {v}\n"));
+    }
+    let path = dir.join(format!("redis-{port}.conf"));
+    std::fs::write(&path, conf).map_err(io_err(format!("write {}", path.display())))?;
+    Ok(path)
+}
+
+fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Result<T, HarnessError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(HarnessError::State(format!("timed out waiting for {what}")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs one command on a node.
+pub fn call(port: u16, args: &[&str]) -> Result<Reply, HarnessError> {
+    let mut conn = Conn::open(port).map_err(io_err(format!("connect to {port}")))?;
+    conn.call(args)
+        .map_err(io_err(format!("{} on {port}", args.join(" "))))
+}
+
+fn call_ok(port: u16, args: &[&str]) -> Result<Reply, HarnessError> {
+    match call(port, args)? {
+        Reply::Error(e) => Err(HarnessError::State(format!(
+            "{} on {port}: {e}",
+            args.join(" ")
+        ))),
+        r => Ok(r),
+    }
+}
+
+/// The master port per slot range, as one node sees it: `(start, end, master port)`.
+fn slot_view(port: u16) -> Option<Vec<(u16, u16, u16)>> {
+    let reply = call(port, &["CLUSTER", "SLOTS"]).ok()?;
+    let mut view: Vec<(u16, u16, u16)> = reply
+        .items()
+        .iter()
+        .filter_map(|r| {
+            let f = r.items();
+            let master = f.get(2)?.items();
+            Some((
+                f.first()?.int()? as u16,
+                f.get(1)?.int()? as u16,
+                master.get(1)?.int()? as u16,
+            ))
+        })
+        .collect();
+    view.sort_unstable();
+    Some(view)
+}
+
+fn covers_all(view: &[(u16, u16, u16)]) -> bool {
+    let mut next = 0u32;
+    for &(start, end, _) in view {
+        if u32::from(start) != next {
+            return false;
+        }
+        next = u32::from(end) + 1;
+    }
+    next == 16384
+}
+
+impl Cluster {
+    /// Starts a cluster and waits until it serves every slot.
+    pub fn start(spec: ClusterSpec) -> Result<Cluster, HarnessError> {
+        check_installed()?;
+        if spec.masters == 0 {
+            return Err(HarnessError::State("a cluster needs a master".into()));
+        }
+        let total = spec.masters * (1 + spec.replicas_per_master);
+        if let Some(ports) = &spec.announce_ports {
+            if ports.len() != total {
+                return Err(HarnessError::State(format!(
+                    "{} announce ports for {total} nodes",
+                    ports.len()
+                )));
+            }
+        }
+        let dir = new_dir()?;
+        let mut cluster = Cluster {
+            dir,
+            nodes: Vec::with_capacity(total),
+            children: Mutex::new(Vec::with_capacity(total)),
+        };
+        let mut seed = u64::from(std::process::id()) << 20
+            ^ SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        for i in 0..total {
+            let announce = spec.announce_ports.as_ref().map(|p| p[i]);
+            let role = if i < spec.masters {
+                Role::Master
+            } else {
+                Role::Replica
+            };
+            cluster.spawn_node(&mut seed, announce, role, &spec.extra_config)?;
+        }
+        cluster.form(&spec)?;
+        Ok(cluster)
+    }
+
+    /// Starts one server, retrying on another port if another process took this one.
+    fn spawn_node(
+        &mut self,
+        seed: &mut u64,
+        announce: Option<u16>,
+        role: Role,
+        extra: &[(String, String)],
+    ) -> Result<(), HarnessError> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = pick_port(seed);
+            let conf = write_config(&self.dir, port, announce, extra)?;
+            let mut child = Command::new("redis-server")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => HarnessError::MissingServer,
+                    _ => HarnessError::Io("spawn redis-server".into(), e),
+                })?;
+            let pid = child.id();
+            let up = wait_until("redis-server to answer PING", Duration::from_secs(10), || {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return Some(false);
+                }
+                matches!(call(port, &["PING"]), Ok(Reply::Status(_))).then_some(true)
+            });
+            match up {
+                Ok(true) => {
+                    let id = call_ok(port, &["CLUSTER", "MYID"])?
+                        .text()
+                        .ok_or_else(|| HarnessError::State("CLUSTER MYID gave no id".into()))?;
+                    self.nodes.push(NodeHandle {
+                        port,
+                        id,
+                        role,
+                        pid,
+                    });
+                    self.children
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Some(child));
+                    return Ok(());
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log = std::fs::read_to_string(self.dir.join(format!("redis-{port}.log")))
+                        .unwrap_or_default();
+                    last = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                }
+            }
+        }
+        Err(HarnessError::State(format!(
+            "redis-server would not start: {last}"
+        )))
+    }
+
+    /// Assigns slots, joins the nodes, attaches replicas and waits for a stable view.
+    fn form(&self, spec: &ClusterSpec) -> Result<(), HarnessError> {
+        let masters = &self.nodes[..spec.masters];
+        let per = 16384 / spec.masters;
+        for (i, m) in masters.iter().enumerate() {
+            let start = i * per;
+            let end = if i + 1 == spec.masters {
+                16383
+            } else {
+                start + per - 1
+            };
+            // Distinct epochs from the start, as `redis-cli --cluster create` does, so
+            // the nodes need no epoch-collision rounds.
+            call_ok(m.port, &["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()])?;
+            call_ok(
+                m.port,
+                &[
+                    "CLUSTER",
+                    "ADDSLOTSRANGE",
+                    &start.to_string(),
+                    &end.to_string(),
+                ],
+            )?;
+        }
+        let first = self.nodes[0].port;
+        for n in &self.nodes[1..] {
+            call_ok(first, &["CLUSTER", "MEET", "127.0.0.1", &n.port.to_string()])?;
+        }
+        let total = self.nodes.len();
+        for n in &self.nodes {
+            wait_until("every node to know every other", WAIT, || {
+                let nodes = call(n.port, &["CLUSTER", "NODES"]).ok()?.text()?;
+                let known = nodes
+                    .lines()
+                    .filter(|l| !l.contains("handshake") && !l.contains("noaddr"))
+                    .count();
+                (known == total).then_some(())
+            })?;
+        }
+        for (r, replica) in self.nodes[spec.masters..].iter().enumerate() {
+            let master = &masters[r % spec.masters];
+            call_ok(replica.port, &["CLUSTER", "REPLICATE", &master.id])?;
+        }
+        self.wait_cluster_ok(WAIT)?;
+        for replica in &self.nodes[spec.masters..] {
+            wait_until("replicas to sync", WAIT, || {
+                let info = call(replica.port, &["INFO", "replication"]).ok()?.text()?;
+                info.contains("master_link_status:up").then_some(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every live node says `cluster_state:ok`, covers all slots, and agrees
+    /// with the others on which master serves each slot.
+    pub fn wait_cluster_ok(&self, timeout: Duration) -> Result<(), HarnessError> {
+        wait_until("cluster_state:ok with one agreed view", timeout, || {
+            let mut first: Option<Vec<(u16, u16, u16)>> = None;
+            for n in self.live_nodes() {
+                let info = call(n.port, &["CLUSTER", "INFO"]).ok()?.text()?;
+                if !info.contains("cluster_state:ok") {
+                    return None;
+                }
+                let view = slot_view(n.port)?;
+                if !covers_all(&view) {
+                    return None;
+                }
+                match &first {
+                    None => first = Some(view),
+                    Some(v) if *v != view => return None,
+                    Some(_) => {}
+                }
+            }
+            Some(())
+        })
+    }
+
+    fn is_alive(&self, port: u16) -> bool {
+        let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        self.nodes
+            .iter()
+            .position(|n| n.port == port)
+            .is_some_and(|i| children[i].is_some())
+    }
+
+    fn live_nodes(&self) -> impl Iterator<Item = &NodeHandle> {
+        self.nodes.iter().filter(|n| self.is_alive(n.port))
+    }
+
+    /// `127.0.0.1:port` of every live node.
+    pub fn seed_addrs(&self) -> Vec<String> {
+        self.live_nodes()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// Every node, as started.
+    pub fn nodes(&self) -> &[NodeHandle] {
+        &self.nodes
+    }
+
+    /// The temporary directory holding configs and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The port of the master serving `slot` now, as the first live node sees it.
+    pub fn master_for_slot(&self, slot: u16) -> u16 {
+        self.live_nodes()
+            .find_map(|n| slot_view(n.port))
+            .and_then(|view| {
+                view.iter()
+                    .find(|&&(s, e, _)| s <= slot && slot <= e)
+                    .map(|&(_, _, p)| p)
+            })
+            .unwrap_or(0)
+    }
+
+    /// The node id of the node on `port` (empty when unknown).
+    pub fn node_id(&self, port: u16) -> String {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .map(|n| n.id.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs a command on a node; an error reply is an `Err`.
+    pub fn run(&self, port: u16, args: &[&str]) -> Result<Reply, HarnessError> {
+        call_ok(port, args)
+    }
+
+    /// Sends many binary commands to a node in one write and reads all replies.
+    pub fn pipeline(&self, port: u16, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Reply>, HarnessError> {
+        let mut conn = Conn::open(port).map_err(io_err(format!("connect to {port}")))?;
+        conn.pipeline(cmds)
+            .map_err(io_err(format!("pipeline on {port}")))
+    }
+
+    /// Starts moving `slot`: IMPORTING on the target, MIGRATING on the source. Keys stay
+    /// where they are until [`Cluster::move_keys`].
+    pub fn begin_migration(&self, slot: u16, from: u16, to: u16) -> Result<(), HarnessError> {
+        let s = slot.to_string();
+        call_ok(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &self.node_id(from)])?;
+        call_ok(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &self.node_id(to)])?;
+        Ok(())
+    }
+
+    /// Moves every key of `slot` from `from` to `to` with `MIGRATE`.
+    pub fn move_keys(&self, slot: u16, from: u16, to: u16) -> Result<(), HarnessError> {
+        let s = slot.to_string();
+        loop {
+            let keys = call_ok(from, &["CLUSTER", "GETKEYSINSLOT", &s, "100"])?;
+            let keys: Vec<String> = keys.items().iter().filter_map(Reply::text).collect();
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            call_ok(from, &args)?;
+        }
+    }
+
+    /// Ends the move: the target, then the source, then every other master learn that
+    /// `to` owns `slot`; waits until all views agree.
+    pub fn finish_migration(&self, slot: u16, from: u16, to: u16) -> Result<(), HarnessError> {
+        let s = slot.to_string();
+        let id = self.node_id(to);
+        call_ok(to, &["CLUSTER", "SETSLOT", &s, "NODE", &id])?;
+        call_ok(from, &["CLUSTER", "SETSLOT", &s, "NODE", &id])?;
+        for n in self.live_nodes().filter(|n| n.port != to && n.port != from) {
+            // Replicas refuse SETSLOT; they learn the change through the bus.
+            let _ = call(n.port, &["CLUSTER", "SETSLOT", &s, "NODE", &id]);
+        }
+        wait_until("all nodes to agree on the migrated slot", WAIT, || {
+            self.live_nodes()
+                .all(|n| {
+                    slot_view(n.port).is_some_and(|v| {
+                        v.iter().any(|&(a, b, p)| a <= slot && slot <= b && p == to)
+                    })
+                })
+                .then_some(())
+        })
+    }
+
+    /// Moves `slot` and its keys from `from` to `to` in one call.
+    pub fn migrate_slot(&self, slot: u16, from: u16, to: u16) -> Result<(), HarnessError> {
+        self.begin_migration(slot, from, to)?;
+        self.move_keys(slot, from, to)?;
+        self.finish_migration(slot, from, to)
+    }
+
+    /// Kills a node with SIGKILL (no clean shutdown, like a crash).
+    pub fn kill_node(&self, port: u16) -> Result<(), HarnessError> {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port)
+            .ok_or_else(|| HarnessError::State(format!("no node on port {port}")))?;
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut child) = children[i].take() {
+            child.kill().map_err(io_err(format!("kill node {port}")))?;
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Asks a replica to take over its master (`CLUSTER FAILOVER [FORCE|TAKEOVER]`).
+    pub fn failover(&self, replica: u16, mode: Option<&str>) -> Result<(), HarnessError> {
+        let mut args = vec!["CLUSTER", "FAILOVER"];
+        args.extend(mode);
+        call_ok(replica, &args).map(|_| ())
+    }
+
+    /// Waits until `slot` is served by a live master other than `old_master`; returns its
+    /// port.
+    pub fn wait_for_failover(&self, slot: u16, old_master: u16) -> Result<u16, HarnessError> {
+        wait_until("a replica to take over", WAIT, || {
+            let port = self.master_for_slot(slot);
+            (port != 0 && port != old_master && self.is_alive(port)).then_some(port)
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        for child in children.iter_mut().filter_map(Option::take) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut taken = taken().lock().unwrap_or_else(|p| p.into_inner());
+        for n in &self.nodes {
+            taken.remove(&n.port);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
