@@ -114,10 +114,13 @@ fn killed_master_is_replaced_by_its_replica_and_the_client_recovers() {
             }
             client.execute(&pipe).await.unwrap();
             // Replication is asynchronous: make sure the replica has the keys before the kill.
-            client
-                .query::<i64>(cmd("WAIT").arg(1).arg(2000).arg("{fo}"))
+            // WAIT runs on the connection that did the writes (one per node).
+            let owner = NodeAddr::new("127.0.0.1", victim);
+            let acked: i64 = client
+                .query_node(&owner, cmd("WAIT").arg(1).arg(2000))
                 .await
                 .unwrap();
+            assert_eq!(acked, 1);
             let mut recovered_after_kill = 0;
             let mut errors = 0;
             // Liveness bound for failover detection (node timeout is short in the harness),
