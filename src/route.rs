@@ -39,169 +39,79 @@ enum Keys {
     Streams,
 }
 
-const KEYLESS: &[&str] = &[
-    "ACL",
-    "ASKING",
-    "AUTH",
-    "BGREWRITEAOF",
-    "BGSAVE",
-    "CLIENT",
-    "CLUSTER",
-    "COMMAND",
-    "CONFIG",
-    "DBSIZE",
-    "DEBUG",
-    "ECHO",
-    "FAILOVER",
-    "FLUSHALL",
-    "FLUSHDB",
-    "FUNCTION",
-    "HELLO",
-    "INFO",
-    "KEYS",
-    "LASTSAVE",
-    "LATENCY",
-    "LOLWUT",
-    "MEMORY",
-    "MODULE",
-    "MONITOR",
-    "MULTI",
-    "EXEC",
-    "DISCARD",
-    "PING",
-    "PSUBSCRIBE",
-    "PUBLISH",
-    "PUBSUB",
-    "PUNSUBSCRIBE",
-    "QUIT",
-    "RANDOMKEY",
-    "READONLY",
-    "READWRITE",
-    "REPLICAOF",
-    "RESET",
-    "ROLE",
-    "SAVE",
-    "SCAN",
-    "SCRIPT",
-    "SELECT",
-    "SHUTDOWN",
-    "SLAVEOF",
-    "SLOWLOG",
-    "SUBSCRIBE",
-    "SWAPDB",
-    "SYNC",
-    "TIME",
-    "UNSUBSCRIBE",
-    "UNWATCH",
-    "WAIT",
-    "WAITAOF",
-];
-
-/// Commands whose every argument after the name is a key.
-const ALL_KEYS: &[&str] = &[
-    "DEL",
-    "EXISTS",
-    "MGET",
-    "PFCOUNT",
-    "PFMERGE",
-    "SDIFF",
-    "SDIFFSTORE",
-    "SINTER",
-    "SINTERSTORE",
-    "SUNION",
-    "SUNIONSTORE",
-    "TOUCH",
-    "UNLINK",
-    "WATCH",
-];
-
-/// Commands with keys at 1 and 2 (source and destination).
-const TWO_KEYS: &[&str] = &[
-    "BLMOVE",
-    "BRPOPLPUSH",
-    "COPY",
-    "LMOVE",
-    "RENAME",
-    "RENAMENX",
-    "RPOPLPUSH",
-    "SMOVE",
-];
-
-fn eq(name: &[u8], candidate: &str) -> bool {
-    name.eq_ignore_ascii_case(candidate.as_bytes())
-}
-
-fn is_one_of(name: &[u8], list: &[&str]) -> bool {
-    list.iter().any(|c| eq(name, c))
+/// The command name upper-cased into a stack buffer (names are short; a longer one is no
+/// command this table knows).
+fn upper_name(name: &[u8]) -> Option<([u8; 24], usize)> {
+    if name.len() > 24 {
+        return None;
+    }
+    let mut buf = [0u8; 24];
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_uppercase();
+    }
+    Some((buf, name.len()))
 }
 
 fn key_positions(cmd: &Cmd) -> Keys {
-    let name = cmd.name();
-    if is_one_of(name, KEYLESS) {
-        // `MEMORY USAGE key` is the one keyed MEMORY subcommand.
-        if eq(name, "MEMORY") && cmd.arg_at(1).is_some_and(|s| eq(s, "USAGE")) {
-            return Keys::At(2);
-        }
-        return Keys::None;
-    }
-    if is_one_of(name, ALL_KEYS) {
-        return Keys::Every {
-            first: 1,
-            step: 1,
-            skip_last: 0,
-        };
-    }
-    if is_one_of(name, TWO_KEYS) {
-        return Keys::Every {
-            first: 1,
-            step: 1,
-            skip_last: cmd.len().saturating_sub(3),
-        };
-    }
-    if eq(name, "MSET") || eq(name, "MSETNX") {
-        return Keys::Every {
-            first: 1,
-            step: 2,
-            skip_last: 0,
-        };
-    }
-    if eq(name, "BLPOP") || eq(name, "BRPOP") || eq(name, "BZPOPMIN") || eq(name, "BZPOPMAX") {
-        // The last argument is the timeout.
-        return Keys::Every {
-            first: 1,
-            step: 1,
-            skip_last: 1,
-        };
-    }
-    if is_one_of(
-        name,
-        &[
-            "EVAL",
-            "EVALSHA",
-            "EVAL_RO",
-            "EVALSHA_RO",
-            "FCALL",
-            "FCALL_RO",
-        ],
-    ) {
-        return Keys::NumKeysAt2;
-    }
-    if eq(name, "XREAD") || eq(name, "XREADGROUP") {
-        return Keys::Streams;
-    }
-    if is_one_of(name, &["OBJECT", "XINFO"]) {
-        // Subcommand first, then the key (`OBJECT ENCODING key`, `XINFO STREAM key`);
-        // `OBJECT HELP` has none.
-        return if cmd.len() > 2 {
-            Keys::At(2)
-        } else {
-            Keys::None
-        };
-    }
-    if cmd.len() > 1 {
+    let every = |step, skip_last| Keys::Every {
+        first: 1,
+        step,
+        skip_last,
+    };
+    let default = if cmd.len() > 1 {
         Keys::At(1)
     } else {
         Keys::None
+    };
+    let Some((buf, len)) = upper_name(cmd.name()) else {
+        return default;
+    };
+    // One `match` over the upper-cased name: the compiler turns it into a few length and
+    // byte comparisons instead of a scan through tables, which matters at a million
+    // commands per second.
+    match &buf[..len] {
+        b"GET" | b"SET" | b"INCR" | b"INCRBY" | b"DECR" | b"DECRBY" | b"HGET" | b"HSET"
+        | b"HGETALL" | b"EXPIRE" | b"TTL" | b"LPUSH" | b"RPUSH" | b"LPOP" | b"RPOP" | b"SADD"
+        | b"ZADD" | b"STRLEN" | b"APPEND" | b"GETSET" | b"SETEX" | b"PEXPIRE" => default,
+        b"ACL" | b"ASKING" | b"AUTH" | b"BGREWRITEAOF" | b"BGSAVE" | b"CLIENT" | b"CLUSTER"
+        | b"COMMAND" | b"CONFIG" | b"DBSIZE" | b"DEBUG" | b"ECHO" | b"FAILOVER" | b"FLUSHALL"
+        | b"FLUSHDB" | b"FUNCTION" | b"HELLO" | b"INFO" | b"KEYS" | b"LASTSAVE" | b"LATENCY"
+        | b"LOLWUT" | b"MODULE" | b"MONITOR" | b"MULTI" | b"EXEC" | b"DISCARD" | b"PING"
+        | b"PSUBSCRIBE" | b"PUBLISH" | b"PUBSUB" | b"PUNSUBSCRIBE" | b"QUIT" | b"RANDOMKEY"
+        | b"READONLY" | b"READWRITE" | b"REPLICAOF" | b"RESET" | b"ROLE" | b"SAVE" | b"SCAN"
+        | b"SCRIPT" | b"SELECT" | b"SHUTDOWN" | b"SLAVEOF" | b"SLOWLOG" | b"SUBSCRIBE"
+        | b"SWAPDB" | b"SYNC" | b"TIME" | b"UNSUBSCRIBE" | b"UNWATCH" | b"WAIT" | b"WAITAOF" => {
+            Keys::None
+        }
+        // `MEMORY USAGE key` is the one keyed MEMORY subcommand.
+        b"MEMORY" => match cmd.arg_at(1) {
+            Some(sub) if sub.eq_ignore_ascii_case(b"USAGE") => Keys::At(2),
+            _ => Keys::None,
+        },
+        // Every argument after the name is a key.
+        b"DEL" | b"EXISTS" | b"MGET" | b"PFCOUNT" | b"PFMERGE" | b"SDIFF" | b"SDIFFSTORE"
+        | b"SINTER" | b"SINTERSTORE" | b"SUNION" | b"SUNIONSTORE" | b"TOUCH" | b"UNLINK"
+        | b"WATCH" => every(1, 0),
+        // Source and destination at 1 and 2.
+        b"BLMOVE" | b"BRPOPLPUSH" | b"COPY" | b"LMOVE" | b"RENAME" | b"RENAMENX" | b"RPOPLPUSH"
+        | b"SMOVE" => every(1, cmd.len().saturating_sub(3)),
+        b"MSET" | b"MSETNX" => every(2, 0),
+        // The last argument is the timeout.
+        b"BLPOP" | b"BRPOP" | b"BZPOPMIN" | b"BZPOPMAX" => every(1, 1),
+        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
+            Keys::NumKeysAt2
+        }
+        b"XREAD" | b"XREADGROUP" => Keys::Streams,
+        // Subcommand first, then the key (`OBJECT ENCODING key`, `XINFO STREAM key`);
+        // `OBJECT HELP` has none.
+        b"OBJECT" | b"XINFO" => {
+            if cmd.len() > 2 {
+                Keys::At(2)
+            } else {
+                Keys::None
+            }
+        }
+        _ => default,
     }
 }
 
@@ -238,8 +148,10 @@ pub fn command_keys(cmd: &Cmd) -> Vec<&[u8]> {
                 .collect()
         }
         Keys::Streams => {
-            let Some(at) = (1..args).find(|&i| cmd.arg_at(i).is_some_and(|a| eq(a, "STREAMS")))
-            else {
+            let Some(at) = (1..args).find(|&i| {
+                cmd.arg_at(i)
+                    .is_some_and(|a| a.eq_ignore_ascii_case(b"STREAMS"))
+            }) else {
                 return Vec::new();
             };
             let rest = args - at - 1;

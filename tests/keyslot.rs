@@ -32,7 +32,10 @@ fn random_key(rng: &mut impl Rng) -> Vec<u8> {
 
 #[test]
 fn slots_match_cluster_keyslot_for_10000_keys() {
-    let cluster = match Cluster::start(ClusterSpec { masters: 1, ..ClusterSpec::default() }) {
+    let cluster = match Cluster::start(ClusterSpec {
+        masters: 1,
+        ..ClusterSpec::default()
+    }) {
         Ok(c) => c,
         Err(e) => panic!("could not start a test cluster: {e}"),
     };
@@ -40,7 +43,15 @@ fn slots_match_cluster_keyslot_for_10000_keys() {
     let seed: u64 = rand::random();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut keys: Vec<Vec<u8>> = (0..10_000).map(|_| random_key(&mut rng)).collect();
-    for spec in ["123456789", "{user1000}.following", "{user1000}.followers", "foo{}{bar}", "foo{{bar}}zap", "foo{bar}{zap}", ""] {
+    for spec in [
+        "123456789",
+        "{user1000}.following",
+        "{user1000}.followers",
+        "foo{}{bar}",
+        "foo{{bar}}zap",
+        "foo{bar}{zap}",
+        "",
+    ] {
         keys.push(spec.as_bytes().to_vec());
     }
     let cmds: Vec<Vec<Vec<u8>>> = keys

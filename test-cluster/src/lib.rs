@@ -334,12 +334,16 @@ impl Cluster {
                     _ => HarnessError::Io("spawn redis-server".into(), e),
                 })?;
             let pid = child.id();
-            let up = wait_until("redis-server to answer PING", Duration::from_secs(10), || {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return Some(false);
-                }
-                matches!(call(port, &["PING"]), Ok(Reply::Status(_))).then_some(true)
-            });
+            let up = wait_until(
+                "redis-server to answer PING",
+                Duration::from_secs(10),
+                || {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return Some(false);
+                    }
+                    matches!(call(port, &["PING"]), Ok(Reply::Status(_))).then_some(true)
+                },
+            );
             match up {
                 Ok(true) => {
                     let id = call_ok(port, &["CLUSTER", "MYID"])?
@@ -384,7 +388,10 @@ impl Cluster {
             };
             // Distinct epochs from the start, as `redis-cli --cluster create` does, so
             // the nodes need no epoch-collision rounds.
-            call_ok(m.port, &["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()])?;
+            call_ok(
+                m.port,
+                &["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()],
+            )?;
             call_ok(
                 m.port,
                 &[
@@ -397,7 +404,10 @@ impl Cluster {
         }
         let first = self.nodes[0].port;
         for n in &self.nodes[1..] {
-            call_ok(first, &["CLUSTER", "MEET", "127.0.0.1", &n.port.to_string()])?;
+            call_ok(
+                first,
+                &["CLUSTER", "MEET", "127.0.0.1", &n.port.to_string()],
+            )?;
         }
         let total = self.nodes.len();
         for n in &self.nodes {
@@ -514,8 +524,14 @@ impl Cluster {
     /// where they are until [`Cluster::move_keys`].
     pub fn begin_migration(&self, slot: u16, from: u16, to: u16) -> Result<(), HarnessError> {
         let s = slot.to_string();
-        call_ok(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &self.node_id(from)])?;
-        call_ok(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &self.node_id(to)])?;
+        call_ok(
+            to,
+            &["CLUSTER", "SETSLOT", &s, "IMPORTING", &self.node_id(from)],
+        )?;
+        call_ok(
+            from,
+            &["CLUSTER", "SETSLOT", &s, "MIGRATING", &self.node_id(to)],
+        )?;
         Ok(())
     }
 

@@ -10,11 +10,22 @@ fn three_masters_cover_every_slot_and_a_slot_migrates() {
     assert_eq!(cluster.nodes().len(), 3);
     assert_eq!(cluster.seed_addrs().len(), 3);
     let port = cluster.nodes()[0].port;
-    let slot = cluster.run(port, &["CLUSTER", "KEYSLOT", "{h}"]).unwrap().int().unwrap() as u16;
+    let slot = cluster
+        .run(port, &["CLUSTER", "KEYSLOT", "{h}"])
+        .unwrap()
+        .int()
+        .unwrap() as u16;
     let from = cluster.master_for_slot(slot);
-    let to = cluster.nodes().iter().map(|n| n.port).find(|&p| p != from).unwrap();
+    let to = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.port)
+        .find(|&p| p != from)
+        .unwrap();
     for i in 0..250 {
-        cluster.run(from, &["SET", &format!("{{h}}{i}"), "v"]).unwrap();
+        cluster
+            .run(from, &["SET", &format!("{{h}}{i}"), "v"])
+            .unwrap();
     }
     cluster.migrate_slot(slot, from, to).unwrap();
     assert_eq!(cluster.master_for_slot(slot), to);
@@ -33,13 +44,22 @@ fn killed_master_is_replaced_by_its_replica_and_drop_cleans_up() {
         ..ClusterSpec::default()
     })
     .unwrap();
-    assert_eq!(cluster.nodes().iter().filter(|n| n.role == Role::Replica).count(), 3);
+    assert_eq!(
+        cluster
+            .nodes()
+            .iter()
+            .filter(|n| n.role == Role::Replica)
+            .count(),
+        3
+    );
     let victim = cluster.master_for_slot(0);
     cluster.kill_node(victim).unwrap();
     let new_master = cluster.wait_for_failover(0, victim).unwrap();
     assert_ne!(new_master, victim);
     cluster.wait_cluster_ok(Duration::from_secs(30)).unwrap();
-    assert!(!cluster.seed_addrs().contains(&format!("127.0.0.1:{victim}")));
+    assert!(!cluster
+        .seed_addrs()
+        .contains(&format!("127.0.0.1:{victim}")));
 
     let dir = cluster.dir().to_path_buf();
     let pids: Vec<u32> = cluster.nodes().iter().map(|n| n.pid).collect();
@@ -47,6 +67,9 @@ fn killed_master_is_replaced_by_its_replica_and_drop_cleans_up() {
     assert!(!dir.exists());
     for pid in pids {
         // A reaped child leaves no /proc entry.
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} survived");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} survived"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use redis_cluster_uring::{Client, Config};
+use redis_cluster_uring::{Client, Config, Engine};
 pub use test_cluster::{Cluster, ClusterSpec};
 
 /// Starts a cluster of `masters` primaries with `replicas` replicas each, or fails the test
@@ -28,9 +28,20 @@ pub fn run<F: Future>(body: F) -> F::Output {
 
 /// A client on `cluster` with the given configuration.
 pub async fn client_with(cluster: &Cluster, config: Config) -> Client {
-    Client::connect(&cluster.seed_addrs(), config)
+    let client = Client::connect(&cluster.seed_addrs(), config)
         .await
-        .expect("client connects to the test cluster")
+        .expect("client connects to the test cluster");
+    // The suite runs once per engine: make sure it really is the one asked for.
+    if let Ok(Some(forced)) = Engine::from_env() {
+        if forced != Engine::Auto {
+            assert_eq!(
+                client.engine(),
+                forced,
+                "the suite runs on the wrong engine"
+            );
+        }
+    }
+    client
 }
 
 /// A client with the default configuration.

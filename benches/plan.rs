@@ -1,0 +1,30 @@
+//! Pipeline planning: K commands into per-node batches.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use redis_cluster_uring::plan::plan_pipeline;
+use redis_cluster_uring::{cmd, NodeAddr, Slot, SlotMap};
+
+fn three_nodes() -> SlotMap {
+    let mut map = SlotMap::empty();
+    for s in 0..16384u16 {
+        let port = 7000 + s / 5462;
+        map.apply_moved(Slot::new(s).unwrap(), &NodeAddr::new("127.0.0.1", port));
+    }
+    map
+}
+
+fn planning(c: &mut Criterion) {
+    let map = three_nodes();
+    let mut group = c.benchmark_group("plan");
+    for k in [16usize, 128, 1024] {
+        let cmds: Vec<_> = (0..k).map(|i| cmd("GET").arg(format!("key:{i}"))).collect();
+        group.throughput(Throughput::Elements(k as u64));
+        group.bench_function(format!("{k} GETs over 3 nodes"), |b| {
+            b.iter(|| black_box(plan_pipeline(black_box(&cmds), &map)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, planning);
+criterion_main!(benches);

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, property, doc and integration tests against real
+# redis-server processes, on both engines (io_uring and the epoll fallback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-redis.sh
+
+# Everything but the client's integration tests (pure tests, harness, keyslot, docs).
+cargo test --workspace --all-targets --exclude redis-cluster-uring
+cargo test -p redis-cluster-uring --lib --examples
+cargo test -p redis-cluster-uring --doc
+cargo test -p redis-cluster-uring --test keyslot --test engine
+
+# The client's integration suite, once per engine.
+for engine in io_uring epoll; do
+    echo "== integration tests on the $engine engine"
+    REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring \
+        --test pipeline --test cluster_changes
+done
