@@ -25,7 +25,7 @@
 //! The pure core (no sockets, no clocks; unit-tested without a server):
 //! - [`resp`]: RESP2/RESP3 values, the incremental decoder, the command encoder.
 //! - [`slot`]: CRC16 key hashing and hash tags.
-//! - [`cmd`]: the command builder.
+//! - [`cmd`](mod@cmd): the command builder.
 //! - [`route`]: which key of a command decides its slot.
 //! - [`topology`]: the slot map, built from `CLUSTER SLOTS` / `CLUSTER SHARDS`.
 //! - [`plan`]: pipeline planning into per-node batches, reply reassembly, redirect and
