@@ -1,0 +1,457 @@
+//! The clients under test, each driven the way its users drive it, one case at a time on
+//! a fresh thread (so per-thread CPU and allocation counters see only that client).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::alloc::{thread_allocations, thread_cpu_ns};
+
+/// A client configuration in the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClientKind {
+    /// This library, parallel pipelines, io_uring engine.
+    Uring,
+    /// This library, parallel pipelines, epoll engine.
+    Epoll,
+    /// This library, serial per-node execution (the classic client's behaviour).
+    Serial,
+    /// redis-rs async cluster (`cluster-async`), K commands issued with `join_all`.
+    RedisRs,
+    /// redis-rs blocking cluster connection with `cluster_pipe`.
+    RedisRsSync,
+    /// fred, cluster client, `pipeline()`.
+    Fred,
+}
+
+impl ClientKind {
+    /// Every client, in table order.
+    pub const ALL: [ClientKind; 6] = [
+        ClientKind::Uring,
+        ClientKind::Epoll,
+        ClientKind::Serial,
+        ClientKind::RedisRs,
+        ClientKind::RedisRsSync,
+        ClientKind::Fred,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Uring => "uring",
+            ClientKind::Epoll => "epoll",
+            ClientKind::Serial => "serial",
+            ClientKind::RedisRs => "redis-rs",
+            ClientKind::RedisRsSync => "redis-rs-sync",
+            ClientKind::Fred => "fred",
+        }
+    }
+
+    /// Parses a name from the command line.
+    pub fn parse(s: &str) -> Option<ClientKind> {
+        ClientKind::ALL.into_iter().find(|c| c.name() == s)
+    }
+
+    /// True for the other libraries (the ratios compare against the best of them).
+    pub fn is_peer(self) -> bool {
+        matches!(
+            self,
+            ClientKind::RedisRs | ClientKind::RedisRsSync | ClientKind::Fred
+        )
+    }
+}
+
+impl fmt::Display for ClientKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a case measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Workload {
+    /// One pipeline of K commands over keys on every node.
+    Fanout,
+    /// The same K commands with one hash tag: one node serves them all.
+    SingleNode,
+    /// C callers on one thread, each issuing single GETs.
+    Concurrent,
+}
+
+impl Workload {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Fanout => "fanout",
+            Workload::SingleNode => "single-node",
+            Workload::Concurrent => "concurrent",
+        }
+    }
+
+    /// Parses a name from the command line.
+    pub fn parse(s: &str) -> Option<Workload> {
+        [Workload::Fanout, Workload::SingleNode, Workload::Concurrent]
+            .into_iter()
+            .find(|w| w.name() == s)
+    }
+}
+
+/// One measurement to take.
+#[derive(Debug, Clone)]
+pub struct CaseSpec {
+    /// Who.
+    pub client: ClientKind,
+    /// What.
+    pub workload: Workload,
+    /// Commands per pipeline (fanout, single-node) or concurrent callers (concurrent).
+    pub k: usize,
+    /// Cluster seeds, `host:port`.
+    pub seeds: Vec<String>,
+    /// Unmeasured run-in.
+    pub warmup: Duration,
+    /// Measured time.
+    pub duration: Duration,
+}
+
+/// What a case measured.
+#[derive(Debug)]
+pub struct CaseResult {
+    /// Latency of each operation (a pipeline, or one command), in nanoseconds.
+    pub latency: Histogram<u64>,
+    /// Commands completed in the measured window.
+    pub commands: u64,
+    /// Operations that failed (counted, not timed).
+    pub errors: u64,
+    /// Length of the measured window.
+    pub elapsed: Duration,
+    /// Client thread CPU (user + system) in the window.
+    pub cpu_ns: u64,
+    /// Heap allocations by the client thread in the window.
+    pub allocations: u64,
+    /// For this library: socket writes and reads in the window, and operations.
+    pub io: Option<(u64, u64, u64)>,
+}
+
+/// Keys of a pipeline: spread over all slots, or all behind one hash tag.
+pub fn keys(workload: Workload, k: usize) -> Vec<String> {
+    (0..k)
+        .map(|i| match workload {
+            Workload::SingleNode => format!("{{bench}}:{i}"),
+            _ => format!("bench:{i}"),
+        })
+        .collect()
+}
+
+/// The value every SET writes (and the pre-set keys hold).
+pub const VALUE: &str = "0123456789abcdef";
+
+/// Runs a case on a new thread and waits for it.
+pub fn run_case(spec: CaseSpec) -> Result<CaseResult, String> {
+    std::thread::Builder::new()
+        .name(format!("bench-{}", spec.client))
+        .spawn(move || run_on_this_thread(&spec))
+        .map_err(|e| format!("cannot spawn a thread: {e}"))?
+        .join()
+        .map_err(|_| "the client thread panicked".to_string())?
+}
+
+fn run_on_this_thread(spec: &CaseSpec) -> Result<CaseResult, String> {
+    match spec.client {
+        ClientKind::Uring => ours(spec, redis_cluster_uring::Engine::IoUring, false),
+        ClientKind::Epoll => ours(spec, redis_cluster_uring::Engine::Epoll, false),
+        ClientKind::Serial => ours(spec, redis_cluster_uring::Engine::IoUring, true),
+        ClientKind::RedisRs => redis_rs_async(spec),
+        ClientKind::RedisRsSync => redis_rs_sync(spec),
+        ClientKind::Fred => fred_client(spec),
+    }
+}
+
+/// Measures a closed loop of `op` (or `callers` concurrent loops) for `duration` after
+/// `warmup`, on the current thread.
+async fn measure<F, Fut>(
+    spec: &CaseSpec,
+    callers: usize,
+    commands_per_op: u64,
+    op: F,
+) -> Result<CaseResult, String>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let latency = RefCell::new(
+        Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).map_err(|e| e.to_string())?,
+    );
+    let errors = RefCell::new(0u64);
+    let ops = RefCell::new(0u64);
+    let first_error = RefCell::new(None::<String>);
+    let run = |until: Instant, record: bool| {
+        let (latency, errors, ops, first_error, op) = (&latency, &errors, &ops, &first_error, &op);
+        async move {
+            let one = |_| async move {
+                while Instant::now() < until {
+                    let start = Instant::now();
+                    let outcome = op().await;
+                    if !record {
+                        continue;
+                    }
+                    match outcome {
+                        Ok(()) => {
+                            let ns = start.elapsed().as_nanos() as u64;
+                            let _ = latency.borrow_mut().record(ns.max(1_000));
+                            *ops.borrow_mut() += 1;
+                        }
+                        Err(e) => {
+                            *errors.borrow_mut() += 1;
+                            first_error.borrow_mut().get_or_insert(e);
+                        }
+                    }
+                }
+            };
+            futures::future::join_all((0..callers).map(one)).await;
+        }
+    };
+    run(Instant::now() + spec.warmup, false).await;
+    let (cpu0, alloc0, t0) = (thread_cpu_ns(), thread_allocations(), Instant::now());
+    run(t0 + spec.duration, true).await;
+    let elapsed = t0.elapsed();
+    let (cpu, allocations) = (thread_cpu_ns() - cpu0, thread_allocations() - alloc0);
+    let ops = ops.into_inner();
+    if ops == 0 {
+        return Err(first_error
+            .into_inner()
+            .unwrap_or_else(|| "no operation completed".into()));
+    }
+    Ok(CaseResult {
+        latency: latency.into_inner(),
+        commands: ops * commands_per_op,
+        errors: errors.into_inner(),
+        elapsed,
+        cpu_ns: cpu,
+        allocations,
+        io: None,
+    })
+}
+
+fn ours(
+    spec: &CaseSpec,
+    engine: redis_cluster_uring::Engine,
+    serial: bool,
+) -> Result<CaseResult, String> {
+    use redis_cluster_uring::{cmd, Client, Config, Execution, Pipeline};
+    let outcome = redis_cluster_uring::engine::start_with(engine, async {
+        let mut config = Config::default().periodic_refresh(None).engine(engine);
+        if serial {
+            config = config.execution(Execution::Serial);
+        }
+        let client = Client::connect(&spec.seeds, config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let before = client.stats();
+        let mut result = match spec.workload {
+            Workload::Concurrent => {
+                let get = cmd("GET").arg("bench:0");
+                measure(spec, spec.k, 1, || async {
+                    client
+                        .query::<redis_cluster_uring::Value>(get.clone())
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+                .await?
+            }
+            _ => {
+                let mut pipe = Pipeline::with_capacity(spec.k);
+                for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
+                    if i % 2 == 0 {
+                        pipe.get(key.as_str());
+                    } else {
+                        pipe.set(key.as_str(), VALUE);
+                    }
+                }
+                pipe.raise_on_error(true);
+                measure(spec, 1, spec.k as u64, || async {
+                    client
+                        .execute(&pipe)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+                .await?
+            }
+        };
+        let after = client.stats();
+        result.io = Some((
+            after.writes - before.writes,
+            after.reads - before.reads,
+            after.executions - before.executions,
+        ));
+        Ok(result)
+    });
+    outcome.map_err(|e| e.to_string())?
+}
+
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn redis_nodes(spec: &CaseSpec) -> Vec<String> {
+    spec.seeds.iter().map(|s| format!("redis://{s}")).collect()
+}
+
+fn redis_rs_async(spec: &CaseSpec) -> Result<CaseResult, String> {
+    use redis::cluster::ClusterClient;
+    use redis::io::tcp::TcpSettings;
+    current_thread_runtime()?.block_on(async {
+        let client = ClusterClient::builder(redis_nodes(spec))
+            .tcp_settings(TcpSettings::default().set_nodelay(true))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        match spec.workload {
+            Workload::Concurrent => {
+                measure(spec, spec.k, 1, || {
+                    let mut conn = conn.clone();
+                    async move {
+                        redis::cmd("GET")
+                            .arg("bench:0")
+                            .query_async::<redis::Value>(&mut conn)
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    }
+                })
+                .await
+            }
+            _ => {
+                // Its cluster pipeline refuses keys in several slots, so the usual
+                // workaround: K single commands in flight at once.
+                let cmds: Vec<redis::Cmd> = keys(spec.workload, spec.k)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, key)| {
+                        if i % 2 == 0 {
+                            redis::cmd("GET").arg(key).clone()
+                        } else {
+                            redis::cmd("SET").arg(key).arg(VALUE).clone()
+                        }
+                    })
+                    .collect();
+                measure(spec, 1, spec.k as u64, || {
+                    let conn = conn.clone();
+                    let cmds = &cmds;
+                    async move {
+                        let all = cmds.iter().map(|c| {
+                            let mut conn = conn.clone();
+                            async move { c.query_async::<redis::Value>(&mut conn).await }
+                        });
+                        for r in futures::future::join_all(all).await {
+                            r.map_err(|e| e.to_string())?;
+                        }
+                        Ok(())
+                    }
+                })
+                .await
+            }
+        }
+    })
+}
+
+fn redis_rs_sync(spec: &CaseSpec) -> Result<CaseResult, String> {
+    use redis::cluster::{cluster_pipe, ClusterClient};
+    use redis::io::tcp::TcpSettings;
+    if spec.workload == Workload::Concurrent {
+        return Err("a blocking connection has no concurrent callers".into());
+    }
+    let client = ClusterClient::builder(redis_nodes(spec))
+        .tcp_settings(TcpSettings::default().set_nodelay(true))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let conn = RefCell::new(client.get_connection().map_err(|e| e.to_string())?);
+    let mut pipe = cluster_pipe();
+    for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
+        if i % 2 == 0 {
+            pipe.get(key);
+        } else {
+            pipe.set(key, VALUE);
+        }
+    }
+    // The measuring loop is async only in form: each op blocks this thread, as a
+    // blocking client does.
+    futures::executor::block_on(measure(spec, 1, spec.k as u64, || {
+        let outcome = pipe
+            .query::<Vec<redis::Value>>(&mut conn.borrow_mut())
+            .map(drop)
+            .map_err(|e| e.to_string());
+        std::future::ready(outcome)
+    }))
+}
+
+fn fred_client(spec: &CaseSpec) -> Result<CaseResult, String> {
+    use fred::prelude::*;
+    current_thread_runtime()?.block_on(async {
+        let hosts: Vec<(String, u16)> = spec
+            .seeds
+            .iter()
+            .filter_map(|s| {
+                let (h, p) = s.rsplit_once(':')?;
+                Some((h.to_string(), p.parse().ok()?))
+            })
+            .collect();
+        let config = Config {
+            server: ServerConfig::new_clustered(hosts),
+            ..Config::default()
+        };
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.tcp = TcpConfig {
+                    nodelay: Some(true),
+                    ..TcpConfig::default()
+                };
+            })
+            .build()
+            .map_err(|e| e.to_string())?;
+        client.init().await.map_err(|e| e.to_string())?;
+        let result = match spec.workload {
+            Workload::Concurrent => {
+                measure(spec, spec.k, 1, || async {
+                    client
+                        .get::<Value, _>("bench:0")
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+                .await
+            }
+            _ => {
+                let keys = keys(spec.workload, spec.k);
+                measure(spec, 1, spec.k as u64, || async {
+                    let pipe = client.pipeline();
+                    for (i, key) in keys.iter().enumerate() {
+                        let queued: Result<(), Error> = if i % 2 == 0 {
+                            pipe.get(key.as_str()).await
+                        } else {
+                            pipe.set(key.as_str(), VALUE, None, None, false).await
+                        };
+                        queued.map_err(|e| e.to_string())?;
+                    }
+                    pipe.all::<Vec<Value>>()
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+                .await
+            }
+        };
+        let _ = client.quit().await;
+        result
+    })
+}

@@ -1,0 +1,409 @@
+//! `cluster-bench`: the project's main job.
+//!
+//! With no arguments it starts a throwaway 3-master cluster on loopback, measures this
+//! library (parallel on io_uring and on epoll, and serial) against redis-rs (async and
+//! blocking) and fred in the same run, at 0 and 1 ms of injected per-node reply delay,
+//! prints the tables with ratios, and tears the cluster down.
+
+mod alloc;
+mod clients;
+mod proxy;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use test_cluster::{Cluster, ClusterSpec};
+
+use clients::{run_case, CaseSpec, ClientKind, Workload};
+use report::Record;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+/// Redis Cluster pipeline benchmark: this library against serial mode and peer clients.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Commands per pipeline, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,128,1024")]
+    k: Vec<usize>,
+    /// Clients to run: uring, epoll, serial, redis-rs, redis-rs-sync, fred (default all).
+    #[arg(long, value_delimiter = ',')]
+    clients: Option<Vec<String>>,
+    /// Workloads: fanout, single-node, concurrent.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fanout,single-node,concurrent"
+    )]
+    workloads: Vec<String>,
+    /// Concurrent callers on one thread for the `concurrent` workload.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Injected reply delay per node in milliseconds, comma-separated (local cluster
+    /// only) [default: 0,1].
+    #[arg(long, value_delimiter = ',')]
+    delay_ms: Option<Vec<u64>>,
+    /// Measured seconds per case (after a short warm-up).
+    #[arg(long, default_value_t = 1.0)]
+    duration: f64,
+    /// Benchmark an existing cluster instead of starting one: host:port,...
+    #[arg(long, value_delimiter = ',')]
+    nodes: Option<Vec<String>>,
+    /// Write one JSON record per case here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG plot of fan-out latency by K here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Correctness load instead of timing: unique values written and read back through
+    /// pipelines until --duration ends; exits non-zero on any mismatch.
+    #[arg(long)]
+    verify: bool,
+    /// Thread-per-core scaling: run the uring fan-out on 1 and on N threads, one client each.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// A cluster to measure: started here (and dropped at the end) or given.
+struct Target {
+    seeds: Vec<String>,
+    _cluster: Option<Cluster>,
+}
+
+fn start_target(delay_ms: u64) -> Result<Target, String> {
+    let masters = 3;
+    if delay_ms == 0 {
+        let cluster = Cluster::start(ClusterSpec::default()).map_err(|e| e.to_string())?;
+        return Ok(Target {
+            seeds: cluster.seed_addrs(),
+            _cluster: Some(cluster),
+        });
+    }
+    // Proxies listen first, so their ports can be announced by the nodes; the nodes'
+    // real ports are known only after they start, so the proxies are told then.
+    let proxies = proxy::Pending::bind(masters).map_err(|e| format!("bind proxies: {e}"))?;
+    let ports = proxies.ports();
+    let cluster = Cluster::start(ClusterSpec {
+        masters,
+        announce_ports: Some(ports.clone()),
+        ..ClusterSpec::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let real: Vec<u16> = cluster.nodes().iter().map(|n| n.port).collect();
+    proxies
+        .start(real, Duration::from_millis(delay_ms))
+        .map_err(|e| format!("start proxies: {e}"))?;
+    Ok(Target {
+        seeds: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+        _cluster: Some(cluster),
+    })
+}
+
+/// Writes the keys the GETs read, through our client.
+fn preset_keys(seeds: &[String], max_k: usize) -> Result<(), String> {
+    use redis_cluster_uring::{engine, Client, Config, Pipeline};
+    engine::start(async {
+        let client = Client::connect(seeds, Config::default().periodic_refresh(None))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut pipe = Pipeline::new();
+        for w in [Workload::Fanout, Workload::SingleNode] {
+            for key in clients::keys(w, max_k.max(1)) {
+                pipe.set(key, clients::VALUE);
+            }
+        }
+        pipe.raise_on_error(true);
+        client
+            .execute(&pipe)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn parse_clients(args: &Args) -> Result<Vec<ClientKind>, String> {
+    match &args.clients {
+        None => Ok(ClientKind::ALL.to_vec()),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                ClientKind::parse(n).ok_or_else(|| {
+                    format!("unknown client {n:?} (uring, epoll, serial, redis-rs, redis-rs-sync, fred)")
+                })
+            })
+            .collect(),
+    }
+}
+
+fn parse_workloads(args: &Args) -> Result<Vec<Workload>, String> {
+    args.workloads
+        .iter()
+        .map(|w| {
+            Workload::parse(w)
+                .ok_or_else(|| format!("unknown workload {w:?} (fanout, single-node, concurrent)"))
+        })
+        .collect()
+}
+
+fn validate(args: &Args) -> Result<(), String> {
+    if args.k.is_empty() || args.k.contains(&0) {
+        return Err("--k needs positive pipeline sizes".into());
+    }
+    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 3600.0) {
+        return Err("--duration must be between 0 and 3600 seconds".into());
+    }
+    if args.concurrency == 0 || args.threads == 0 {
+        return Err("--concurrency and --threads must be at least 1".into());
+    }
+    let delayed = args
+        .delay_ms
+        .as_ref()
+        .is_some_and(|d| d.iter().any(|&d| d > 0));
+    if args.nodes.is_some() && delayed {
+        return Err(
+            "--delay-ms needs the local cluster (its nodes announce the proxy ports); drop --nodes"
+                .into(),
+        );
+    }
+    if args
+        .delay_ms
+        .as_ref()
+        .is_some_and(|d| d.is_empty() || d.iter().any(|&d| d > 10_000))
+    {
+        return Err("--delay-ms takes delays from 0 to 10000".into());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cluster-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<ExitCode, String> {
+    validate(args)?;
+    let clients = parse_clients(args)?;
+    let workloads = parse_workloads(args)?;
+    let duration = Duration::from_secs_f64(args.duration);
+    let delays: Vec<u64> = match (&args.delay_ms, &args.nodes) {
+        (Some(d), _) => d.clone(),
+        (None, Some(_)) => vec![0],
+        (None, None) => vec![0, 1],
+    };
+
+    if args.verify {
+        let target = target_for(args, 0)?;
+        return verify(&target.seeds, duration);
+    }
+
+    let mut cases = Vec::new();
+    for &w in &workloads {
+        for &c in &clients {
+            if w == Workload::Concurrent {
+                if c != ClientKind::RedisRsSync && c != ClientKind::Serial {
+                    cases.push((w, c, args.concurrency));
+                }
+            } else {
+                for &k in &args.k {
+                    cases.push((w, c, k));
+                }
+            }
+        }
+    }
+    let total = (cases.len() * delays.len()) as u64 + if args.threads > 1 { 2 } else { 0 };
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?,
+    );
+    let mut records = Vec::new();
+    let started = Instant::now();
+    for &delay in &delays {
+        bar.set_message(format!("starting cluster (delay {delay} ms)"));
+        let target = target_for(args, delay)?;
+        preset_keys(&target.seeds, args.k.iter().copied().max().unwrap_or(1))?;
+        for &(workload, client, k) in &cases {
+            bar.set_message(format!(
+                "{} {client} K={k} delay={delay}ms",
+                workload.name()
+            ));
+            let spec = CaseSpec {
+                client,
+                workload,
+                k,
+                seeds: target.seeds.clone(),
+                warmup: Duration::from_millis(200).min(duration),
+                duration,
+            };
+            match run_case(spec) {
+                Ok(result) => records.push(Record::new(workload, client, k, delay, &result)),
+                Err(e) => bar.println(format!(
+                    "{} {client} K={k} delay={delay}ms failed: {e}",
+                    workload.name()
+                )),
+            }
+            bar.inc(1);
+        }
+        if args.threads > 1 && delay == delays[0] {
+            let scaling = thread_scaling(&target.seeds, args.threads, duration, &bar)?;
+            bar.println(scaling);
+        }
+    }
+    bar.finish_and_clear();
+    println!(
+        "cluster-bench: 3 masters on loopback, redis-server {}, {} CPUs, {:.0}s in all",
+        redis_version(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        started.elapsed().as_secs_f64()
+    );
+    print!("{}", report::print_tables(&records));
+    println!(
+        "\nCPU ns/cmd is the client thread's user+system time (getrusage RUSAGE_THREAD) per \
+         command; the delay proxy and the servers run on other threads and are not counted."
+    );
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, report::svg(&records))
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    if records.is_empty() {
+        return Err("no case completed".into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn target_for(args: &Args, delay: u64) -> Result<Target, String> {
+    match &args.nodes {
+        Some(nodes) => Ok(Target {
+            seeds: nodes.clone(),
+            _cluster: None,
+        }),
+        None => start_target(delay),
+    }
+}
+
+fn redis_version() -> String {
+    std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.split_whitespace()
+                .find_map(|w| w.strip_prefix("v=").map(str::to_string))
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Fan-out K=128 on 1 thread, then on `threads` threads with one client each.
+fn thread_scaling(
+    seeds: &[String],
+    threads: usize,
+    duration: Duration,
+    bar: &ProgressBar,
+) -> Result<String, String> {
+    let mut line = String::from("\n## thread-per-core scaling (uring, fanout K=128)\n| threads | cmds/s | ÷ 1 thread |\n|---:|---:|---:|\n");
+    let mut single = 0.0;
+    for n in [1, threads] {
+        bar.set_message(format!("thread scaling: {n} threads"));
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let spec = CaseSpec {
+                    client: ClientKind::Uring,
+                    workload: Workload::Fanout,
+                    k: 128,
+                    seeds: seeds.to_vec(),
+                    warmup: Duration::from_millis(200),
+                    duration,
+                };
+                std::thread::spawn(move || run_case(spec))
+            })
+            .collect();
+        let mut total = 0.0;
+        for h in handles {
+            let r = h
+                .join()
+                .map_err(|_| "a scaling thread panicked".to_string())??;
+            total += r.commands as f64 / r.elapsed.as_secs_f64();
+        }
+        if n == 1 {
+            single = total;
+        }
+        line.push_str(&format!(
+            "| {n} | {total:.0} | {:.2} |\n",
+            total / single.max(1.0)
+        ));
+        bar.inc(1);
+    }
+    Ok(line)
+}
+
+/// Writes unique values through pipelines and reads them back until `duration` ends.
+fn verify(seeds: &[String], duration: Duration) -> Result<ExitCode, String> {
+    use redis_cluster_uring::{engine, Client, Config, Pipeline, Value};
+    let (mismatches, errors, rounds) = engine::start(async {
+        let client = Client::connect(seeds, Config::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut mismatches, mut errors, mut round) = (0u64, 0u64, 0u64);
+        let deadline = Instant::now() + duration;
+        let run_id = std::process::id();
+        while Instant::now() < deadline {
+            round += 1;
+            let values: Vec<String> = (0..256).map(|i| format!("{run_id}:{round}:{i}")).collect();
+            let mut writes = Pipeline::with_capacity(256);
+            for (i, v) in values.iter().enumerate() {
+                writes.set(format!("verify:{i}"), v.as_str());
+            }
+            let written = match client.execute(&writes).await {
+                Ok(replies) => replies.iter().map(|r| r.is_ok()).collect::<Vec<_>>(),
+                Err(_) => {
+                    errors += 256;
+                    continue;
+                }
+            };
+            errors += written.iter().filter(|ok| !**ok).count() as u64;
+            let mut reads = Pipeline::with_capacity(256);
+            for i in 0..256 {
+                reads.get(format!("verify:{i}"));
+            }
+            match client.execute(&reads).await {
+                Ok(replies) => {
+                    for ((reply, want), ok) in replies.iter().zip(&values).zip(&written) {
+                        match reply {
+                            Ok(Value::Bulk(got)) if *ok => {
+                                if got.as_ref() != want.as_bytes() {
+                                    mismatches += 1;
+                                }
+                            }
+                            Ok(_) if *ok => mismatches += 1,
+                            Ok(_) => {}
+                            Err(_) => errors += 1,
+                        }
+                    }
+                }
+                Err(_) => errors += 256,
+            }
+        }
+        Ok::<_, String>((mismatches, errors, round))
+    })?;
+    println!("rounds={rounds} mismatches={mismatches} errors={errors}");
+    Ok(if mismatches == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,120 @@
+//! A delay proxy: put in front of every node, it holds each chunk of a node's replies for
+//! `delay` before passing it on, which is what a client a millisecond away from its
+//! cluster sees. Requests pass through at once.
+//!
+//! It runs on its own thread and runtime, so its work is not charged to the client being
+//! measured. Delays are absolute deadlines per chunk (a queue of `(due, bytes)`), so two
+//! chunks 10 µs apart leave 10 µs apart: the proxy adds latency, not serialisation.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Proxy listeners bound (so their ports can be announced) but not yet serving.
+#[derive(Debug)]
+pub struct Pending {
+    listeners: Vec<std::net::TcpListener>,
+}
+
+impl Pending {
+    /// Binds `n` listeners on free loopback ports.
+    pub fn bind(n: usize) -> std::io::Result<Pending> {
+        let listeners = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        for l in &listeners {
+            l.set_nonblocking(true)?;
+        }
+        Ok(Pending { listeners })
+    }
+
+    /// The ports, in order.
+    pub fn ports(&self) -> Vec<u16> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok().map(|a| a.port()))
+            .collect()
+    }
+
+    /// Serves listener i in front of `targets[i]` on a new thread, which lives until the
+    /// process exits.
+    pub fn start(self, targets: Vec<u16>, delay: Duration) -> std::io::Result<()> {
+        let listeners = self.listeners;
+        std::thread::Builder::new()
+            .name("delay-proxy".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("delay proxy: cannot start a runtime: {e}");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let mut tasks = Vec::new();
+                    for (listener, target) in listeners.into_iter().zip(targets) {
+                        let Ok(listener) = TcpListener::from_std(listener) else {
+                            continue;
+                        };
+                        tasks.push(tokio::spawn(serve(listener, target, delay)));
+                    }
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                });
+            })?;
+        Ok(())
+    }
+}
+
+async fn serve(listener: TcpListener, target: u16, delay: Duration) {
+    while let Ok((client, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let upstream = SocketAddr::from(([127, 0, 0, 1], target));
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (mut client_rx, mut client_tx) = client.into_split();
+            let (mut server_rx, mut server_tx) = server.into_split();
+            // Requests: straight through.
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
+                let _ = server_tx.shutdown().await;
+            });
+            // Replies: stamped on arrival, released at arrival + delay.
+            let (queue, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match server_rx.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if queue
+                                .send((Instant::now() + delay, buf[..n].to_vec()))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            while let Some((at, bytes)) = due.recv().await {
+                tokio::time::sleep_until(at).await;
+                if client_tx.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            let _ = client_tx.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,268 @@
+//! Tables, JSON records and the SVG plot.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::clients::{CaseResult, ClientKind, Workload};
+
+/// One measured case, reduced to figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// `fanout`, `single-node` or `concurrent`.
+    pub workload: &'static str,
+    /// Client name.
+    pub client: &'static str,
+    /// Commands per pipeline (or concurrent callers).
+    pub k: usize,
+    /// Injected reply delay per node.
+    pub delay_ms: u64,
+    /// Median latency of one operation (pipeline or command).
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p999_us: f64,
+    /// Throughput.
+    pub cmds_per_s: f64,
+    /// Client thread CPU per command.
+    pub cpu_ns_per_cmd: f64,
+    /// Heap allocations per command on the client thread.
+    pub allocs_per_cmd: f64,
+    /// Failed operations.
+    pub errors: u64,
+    /// For this library: socket writes per operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_per_op: Option<f64>,
+    /// For this library: socket reads per operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads_per_op: Option<f64>,
+    #[serde(skip)]
+    kind: Option<(ClientKind, Workload)>,
+}
+
+impl Record {
+    /// Reduces a case result.
+    pub fn new(
+        workload: Workload,
+        client: ClientKind,
+        k: usize,
+        delay_ms: u64,
+        r: &CaseResult,
+    ) -> Record {
+        let us = |q: f64| r.latency.value_at_quantile(q) as f64 / 1000.0;
+        let commands = r.commands.max(1) as f64;
+        let per_op = |n: u64, ops: u64| n as f64 / ops.max(1) as f64;
+        Record {
+            workload: workload.name(),
+            client: client.name(),
+            k,
+            delay_ms,
+            p50_us: us(0.5),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            cmds_per_s: r.commands as f64 / r.elapsed.as_secs_f64(),
+            cpu_ns_per_cmd: r.cpu_ns as f64 / commands,
+            allocs_per_cmd: r.allocations as f64 / commands,
+            errors: r.errors,
+            writes_per_op: r.io.map(|(w, _, ops)| per_op(w, ops)),
+            reads_per_op: r.io.map(|(_, rd, ops)| per_op(rd, ops)),
+            kind: Some((client, workload)),
+        }
+    }
+
+    fn client_kind(&self) -> Option<ClientKind> {
+        self.kind.map(|(c, _)| c)
+    }
+}
+
+fn ratio(a: f64, b: Option<f64>) -> String {
+    match b {
+        Some(b) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    }
+}
+
+/// Prints one table per (delay, workload), then the fan-out ÷ single-node ratios.
+pub fn print_tables(records: &[Record]) -> String {
+    let mut out = String::new();
+    let mut groups: BTreeMap<(u64, &str), Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        groups.entry((r.delay_ms, r.workload)).or_default().push(r);
+    }
+    for ((delay, workload), rows) in &groups {
+        let unit = if *workload == "concurrent" { "C" } else { "K" };
+        let _ = writeln!(out, "\n## {workload}, injected delay {delay} ms");
+        let _ = writeln!(
+            out,
+            "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | allocs/cmd | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let mut ks: Vec<usize> = rows.iter().map(|r| r.k).collect();
+        ks.sort_unstable();
+        ks.dedup();
+        for k in ks {
+            let at_k: Vec<&&Record> = rows.iter().filter(|r| r.k == k).collect();
+            let peers = || {
+                at_k.iter()
+                    .filter(|r| r.client_kind().is_some_and(ClientKind::is_peer))
+            };
+            let best_p50 = peers().map(|r| r.p50_us).min_by(f64::total_cmp);
+            let best_cpu = peers().map(|r| r.cpu_ns_per_cmd).min_by(f64::total_cmp);
+            let serial = at_k
+                .iter()
+                .find(|r| r.client_kind() == Some(ClientKind::Serial))
+                .map(|r| r.p50_us);
+            for r in &at_k {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} |",
+                    r.client,
+                    r.k,
+                    r.p50_us,
+                    r.p99_us,
+                    r.p999_us,
+                    r.cmds_per_s,
+                    r.cpu_ns_per_cmd,
+                    r.allocs_per_cmd,
+                    r.writes_per_op.map_or("-".into(), |w| format!("{w:.2}")),
+                    ratio(r.p50_us, best_p50),
+                    ratio(r.p50_us, serial),
+                    ratio(r.cpu_ns_per_cmd, best_cpu),
+                );
+                if r.errors > 0 {
+                    let _ = writeln!(
+                        out,
+                        "|  ↳ {} failed operations | | | | | | | | | | | |",
+                        r.errors
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n## fan-out ÷ single-node (p50): ≈1 when nodes run in parallel, ≈ number of nodes when serial"
+    );
+    let _ = writeln!(out, "| delay ms | client | K | ratio |");
+    let _ = writeln!(out, "|---:|---|---:|---:|");
+    for fan in records.iter().filter(|r| r.workload == "fanout") {
+        if let Some(single) = records.iter().find(|s| {
+            s.workload == "single-node"
+                && s.client == fan.client
+                && s.k == fan.k
+                && s.delay_ms == fan.delay_ms
+        }) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2} |",
+                fan.delay_ms,
+                fan.client,
+                fan.k,
+                fan.p50_us / single.p50_us
+            );
+        }
+    }
+    out
+}
+
+/// A line chart of fan-out p50 latency by K, one line per client and delay, log scales.
+/// Written by hand: a few dozen lines of SVG need no plotting library (or system fonts).
+pub fn svg(records: &[Record]) -> String {
+    let fan: Vec<&Record> = records.iter().filter(|r| r.workload == "fanout").collect();
+    let (w, h, m) = (760.0, 460.0, 60.0);
+    let ks: Vec<f64> = fan.iter().map(|r| r.k as f64).collect();
+    let ys: Vec<f64> = fan.iter().map(|r| r.p50_us.max(1.0)).collect();
+    let (kmin, kmax) = bounds(&ks);
+    let (ymin, ymax) = bounds(&ys);
+    let x = |k: f64| {
+        m + (k.log2() - kmin.log2()) / (kmax.log2() - kmin.log2()).max(1e-9) * (w - 2.0 * m)
+    };
+    let y = |v: f64| {
+        h - m - (v.log10() - ymin.log10()) / (ymax.log10() - ymin.log10()).max(1e-9) * (h - 2.0 * m)
+    };
+    let colors = [
+        "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    ];
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{m}\" y=\"24\" font-size=\"15\">fan-out pipeline p50 latency by K (log scales)</text>\n\
+         <line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - m,
+        w - m,
+        h - m,
+        h - m
+    );
+    let mut kticks = ks.clone();
+    kticks.sort_by(f64::total_cmp);
+    kticks.dedup();
+    for k in &kticks {
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">K={k}</text>",
+            x(*k),
+            h - m + 18.0
+        );
+    }
+    let mut v = 10f64.powf(ymin.log10().floor());
+    while v <= ymax * 1.001 {
+        if v >= ymin / 1.001 {
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v} µs</text>",
+                m - 6.0,
+                y(v) + 4.0
+            );
+        }
+        v *= 10.0;
+    }
+    let mut series: BTreeMap<(u64, &str), Vec<(f64, f64)>> = BTreeMap::new();
+    for r in &fan {
+        series
+            .entry((r.delay_ms, r.client))
+            .or_default()
+            .push((r.k as f64, r.p50_us.max(1.0)));
+    }
+    for (i, ((delay, client), mut points)) in series.into_iter().enumerate() {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let color = colors[i % colors.len()];
+        let dash = if delay > 0 {
+            " stroke-dasharray=\"6 3\""
+        } else {
+            ""
+        };
+        let path: Vec<String> = points
+            .iter()
+            .map(|(k, v)| format!("{:.1},{:.1}", x(*k), y(*v)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
+            path.join(" ")
+        );
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{client} (delay {delay} ms)</text>",
+            w - m - 150.0,
+            m + 16.0 * i as f64
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn bounds(v: &[f64]) -> (f64, f64) {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (1.0, 10.0)
+    }
+}
