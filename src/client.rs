@@ -21,6 +21,8 @@ use std::future::poll_fn;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+
 use crate::cmd::{cmd, Cmd, ToArg};
 use crate::config::{Config, Execution};
 use crate::connection::{run_connection, ConnOptions};
@@ -534,10 +536,8 @@ impl Client {
     ) -> (Vec<(NodeAddr, Vec<BatchEntry>)>, bool) {
         let mut sent = Vec::with_capacity(batches.len());
         let serial = self.inner.config.execution == Execution::Serial;
-        for batch in batches {
-            let node = batch.node.clone();
-            let entries = batch.entries.clone();
-            self.dispatch(exec, batch);
+        for NodeBatch { node, entries, buf } in batches {
+            self.dispatch(exec, &node, &entries, buf);
             sent.push((node, entries));
             if serial && !self.wait_round(exec, deadline).await {
                 return (sent, true);
@@ -561,9 +561,12 @@ impl Client {
     }
 
     /// Queues one batch on its node's connection, opening the connection if needed.
-    fn dispatch(&self, exec: usize, batch: NodeBatch) {
-        let conn = self.connection_for(&batch.node);
-        self.inner.pool.borrow_mut().enqueue(conn, exec, batch);
+    fn dispatch(&self, exec: usize, node: &NodeAddr, entries: &[BatchEntry], buf: BytesMut) {
+        let conn = self.connection_for(node);
+        self.inner
+            .pool
+            .borrow_mut()
+            .enqueue(conn, exec, entries, buf);
     }
 
     fn connection_for(&self, node: &NodeAddr) -> ConnId {
@@ -650,7 +653,7 @@ impl Client {
         };
         let round = async {
             for batch in plan_resend(&[(0, node.clone(), false)], cmds) {
-                self.dispatch(exec, batch);
+                self.dispatch(exec, &batch.node, &batch.entries, batch.buf);
             }
             let deadline = self
                 .inner

@@ -81,6 +81,9 @@ const ASKING: &[&[u8]] = &[b"ASKING"];
 /// assert!(plan.failed.is_empty());
 /// ```
 pub fn plan_pipeline(cmds: &[Cmd], map: &SlotMap) -> Plan {
+    if let [only] = cmds {
+        return plan_single(only, map);
+    }
     // Pass 1: the target of each command as a batch number, and each batch's size, so
     // every buffer is allocated once at its exact size.
     let mut batch_of_shard: Vec<Option<usize>> = vec![None; map.shards().len()];
@@ -165,6 +168,46 @@ pub fn plan_pipeline(cmds: &[Cmd], map: &SlotMap) -> Plan {
     }
     failed.sort_by_key(|(i, _)| *i);
     Plan { batches, failed }
+}
+
+/// The one-command case (every plain `client.get(..)`), without the bookkeeping vectors
+/// a pipeline needs.
+fn plan_single(cmd: &Cmd, map: &SlotMap) -> Plan {
+    let shard = match route_command(cmd) {
+        Ok(Route::Slot(slot)) => map.shard_index_for(slot).ok_or_else(|| {
+            Error::new(
+                ErrorKind::ClusterDown,
+                format!("no node serves slot {slot}"),
+            )
+        }),
+        Ok(Route::AnyNode) if !map.shards().is_empty() => Ok(0),
+        Ok(Route::AnyNode) => Err(Error::new(
+            ErrorKind::ClusterDown,
+            "no node known to send it to",
+        )),
+        Err(e) => Err(e),
+    };
+    match shard {
+        Ok(shard) => {
+            let mut buf = BytesMut::with_capacity(cmd.encoded_len());
+            cmd.write_to(&mut buf);
+            Plan {
+                batches: vec![NodeBatch {
+                    node: map.shards()[shard].primary.clone(),
+                    entries: vec![BatchEntry {
+                        index: 0,
+                        asking: false,
+                    }],
+                    buf,
+                }],
+                failed: Vec::new(),
+            }
+        }
+        Err(e) => Plan {
+            batches: Vec::new(),
+            failed: vec![(0, e)],
+        },
+    }
 }
 
 /// Batches commands to resend: `(index, node, asking)` each, grouped per node in the

@@ -19,7 +19,7 @@ use slab::Slab;
 use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind};
-use crate::plan::NodeBatch;
+use crate::plan::BatchEntry;
 use crate::resp::Value;
 use crate::topology::NodeAddr;
 
@@ -146,7 +146,13 @@ impl Pool {
 
     /// Queues a batch on a connection for `exec`. The bytes go out on the writer's next
     /// turn, together with whatever else was queued in the same loop turn.
-    pub(crate) fn enqueue(&mut self, conn: ConnId, exec: usize, batch: NodeBatch) -> bool {
+    pub(crate) fn enqueue(
+        &mut self,
+        conn: ConnId,
+        exec: usize,
+        entries: &[BatchEntry],
+        buf: BytesMut,
+    ) -> bool {
         let Some(c) = self
             .conns
             .get_mut(conn.key)
@@ -157,13 +163,12 @@ impl Pool {
         if c.out.is_empty() {
             // The common case for a pipeline: the batch was encoded in its own buffer, so
             // it becomes the output buffer without a copy.
-            let spare = std::mem::replace(&mut c.out, batch.buf);
-            drop(spare);
+            c.out = buf;
         } else {
-            c.out.extend_from_slice(&batch.buf);
+            c.out.extend_from_slice(&buf);
         }
         let mut sinks = 0;
-        for entry in &batch.entries {
+        for entry in entries {
             if entry.asking {
                 c.pending.push_back(Sink::Discard);
                 sinks += 1;
@@ -177,7 +182,7 @@ impl Pool {
         c.unsent += sinks;
         c.wake_writer.notify_one();
         if let Some(e) = self.execs.get_mut(exec) {
-            e.outstanding += batch.entries.len();
+            e.outstanding += entries.len();
         }
         true
     }
@@ -328,7 +333,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::BatchEntry;
+    use crate::plan::NodeBatch;
     use bytes::Bytes;
     use std::task::Waker;
 
@@ -341,6 +346,10 @@ mod tests {
                 .collect(),
             buf: BytesMut::from(&b"*1\r\n$4\r\nPING\r\n"[..]),
         }
+    }
+
+    fn enqueue(pool: &mut Pool, conn: ConnId, exec: usize, b: NodeBatch) -> bool {
+        pool.enqueue(conn, exec, &b.entries, b.buf)
     }
 
     fn bulk(s: &'static str) -> Value {
@@ -358,7 +367,12 @@ mod tests {
         let a = NodeAddr::new("127.0.0.1", 7000);
         let (conn, _) = pool.open(a.clone(), 1024);
         let exec = pool.new_exec(3);
-        assert!(pool.enqueue(conn, exec, batch(&a, &[(2, false), (0, true), (1, false)])));
+        assert!(enqueue(
+            &mut pool,
+            conn,
+            exec,
+            batch(&a, &[(2, false), (0, true), (1, false)])
+        ));
         assert!(!ready(&mut pool, exec));
         // A reply before the writer took the bytes cannot be ours.
         assert!(pool.deliver(conn, bulk("early")).is_err());
@@ -385,9 +399,9 @@ mod tests {
         let a = NodeAddr::new("127.0.0.1", 7000);
         let (conn, _) = pool.open(a.clone(), 1024);
         let exec = pool.new_exec(2);
-        pool.enqueue(conn, exec, batch(&a, &[(0, false)]));
+        enqueue(&mut pool, conn, exec, batch(&a, &[(0, false)]));
         pool.take_output(conn).unwrap();
-        pool.enqueue(conn, exec, batch(&a, &[(1, false)]));
+        enqueue(&mut pool, conn, exec, batch(&a, &[(1, false)]));
         pool.fail(conn, &Error::new(ErrorKind::Io, "reset"));
         assert!(ready(&mut pool, exec));
         assert!(matches!(
@@ -414,12 +428,12 @@ mod tests {
         let a = NodeAddr::new("127.0.0.1", 7000);
         let (conn, _) = pool.open(a.clone(), 1024);
         let old = pool.new_exec(1);
-        pool.enqueue(conn, old, batch(&a, &[(0, false)]));
+        enqueue(&mut pool, conn, old, batch(&a, &[(0, false)]));
         pool.take_output(conn).unwrap();
         pool.abandon(old);
         let new = pool.new_exec(1);
         assert_ne!(new, old);
-        pool.enqueue(conn, new, batch(&a, &[(0, false)]));
+        enqueue(&mut pool, conn, new, batch(&a, &[(0, false)]));
         pool.take_output(conn).unwrap();
         pool.deliver(conn, bulk("stale")).unwrap();
         assert!(!ready(&mut pool, new));
