@@ -227,6 +227,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?,
     );
     let mut records = Vec::new();
+    let mut scaling = None;
     let started = Instant::now();
     for &delay in &delays {
         bar.set_message(format!("starting cluster (delay {delay} ms)"));
@@ -247,16 +248,18 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             };
             match run_case(spec) {
                 Ok(result) => records.push(Record::new(workload, client, k, delay, &result)),
-                Err(e) => bar.println(format!(
-                    "{} {client} K={k} delay={delay}ms failed: {e}",
-                    workload.name()
-                )),
+                // Not `bar.println`: a hidden bar (output not a terminal) drops it.
+                Err(e) => bar.suspend(|| {
+                    eprintln!(
+                        "{} {client} K={k} delay={delay}ms failed: {e}",
+                        workload.name()
+                    )
+                }),
             }
             bar.inc(1);
         }
         if args.threads > 1 && delay == delays[0] {
-            let scaling = thread_scaling(&target.seeds, args.threads, duration, &bar)?;
-            bar.println(scaling);
+            scaling = Some(thread_scaling(&target.seeds, args.threads, duration, &bar)?);
         }
     }
     bar.finish_and_clear();
@@ -267,6 +270,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         started.elapsed().as_secs_f64()
     );
     print!("{}", report::print_tables(&records));
+    if let Some(table) = scaling {
+        print!("{table}");
+    }
     println!(
         "\nCPU ns/cmd is the client thread's user+system time (getrusage RUSAGE_THREAD) per \
          command; the delay proxy and the servers run on other threads and are not counted."
