@@ -2,15 +2,13 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use redis_cluster_uring::plan::plan_pipeline;
-use redis_cluster_uring::{cmd, NodeAddr, Slot, SlotMap};
+use redis_cluster_uring::{cmd, NodeAddr, SlotMap};
 
 fn three_nodes() -> SlotMap {
-    let mut map = SlotMap::empty();
-    for s in 0..16384u16 {
-        let port = 7000 + s / 5462;
-        map.apply_moved(Slot::new(s).unwrap(), &NodeAddr::new("127.0.0.1", port));
-    }
-    map
+    let nodes: Vec<NodeAddr> = (7000..7003)
+        .map(|p| NodeAddr::new("127.0.0.1", p))
+        .collect();
+    SlotMap::split_evenly(&nodes)
 }
 
 fn planning(c: &mut Criterion) {

@@ -586,27 +586,18 @@ impl Client {
             limits: config.decode_limits,
             read_buffer_size: config.read_buffer_size,
         };
-        let pool = Rc::downgrade(&self.inner.pool);
-        let counters = self.inner.counters.clone();
-        let node = node.clone();
+        let task = (
+            Rc::downgrade(&self.inner.pool),
+            self.inner.counters.clone(),
+            conn,
+            node.clone(),
+            wake_writer,
+            options,
+        );
         match self.inner.engine {
-            Engine::Epoll => tokio::task::spawn_local(run_connection::<EpollStream>(
-                pool,
-                counters,
-                conn,
-                node,
-                wake_writer,
-                options,
-            )),
-            _ => tokio::task::spawn_local(run_connection::<UringStream>(
-                pool,
-                counters,
-                conn,
-                node,
-                wake_writer,
-                options,
-            )),
-        };
+            Engine::Epoll => spawn_connection::<EpollStream>(task),
+            _ => spawn_connection::<UringStream>(task),
+        }
         conn
     }
 
@@ -740,6 +731,29 @@ impl Client {
             client.inner.refresh.borrow_mut().running = false;
         });
     }
+}
+
+/// What a connection task starts from.
+type ConnTask = (
+    Weak<RefCell<Pool>>,
+    Rc<Counters>,
+    ConnId,
+    NodeAddr,
+    Rc<tokio::sync::Notify>,
+    ConnOptions,
+);
+
+/// Starts a connection's task on this thread, over the engine `T`.
+fn spawn_connection<T: crate::io::Transport>(task: ConnTask) {
+    let (pool, counters, conn, node, wake_writer, options) = task;
+    tokio::task::spawn_local(run_connection::<T>(
+        pool,
+        counters,
+        conn,
+        node,
+        wake_writer,
+        options,
+    ));
 }
 
 async fn periodic_refresh(inner: Weak<Inner>, every: Duration) {

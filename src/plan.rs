@@ -521,12 +521,10 @@ mod tests {
 
     /// Three primaries splitting the slots evenly, as `redis-cli --cluster create` does.
     fn three_nodes() -> SlotMap {
-        let mut map = SlotMap::empty();
-        for s in 0..16384u16 {
-            let port = 7000 + s / 5462;
-            map.apply_moved(Slot::new(s).unwrap(), &NodeAddr::new("127.0.0.1", port));
-        }
-        map
+        let nodes: Vec<NodeAddr> = (7000..7003)
+            .map(|p| NodeAddr::new("127.0.0.1", p))
+            .collect();
+        SlotMap::split_evenly(&nodes)
     }
 
     /// Decodes a batch buffer back into its commands.

@@ -155,6 +155,37 @@ impl SlotMap {
         }
     }
 
+    /// A map that splits the slots evenly over `primaries`, in order, the way
+    /// `redis-cli --cluster create` assigns them. For tests, benchmarks and examples.
+    ///
+    /// ```
+    /// use redis_cluster_uring::{NodeAddr, Slot, SlotMap};
+    /// let map = SlotMap::split_evenly(&[NodeAddr::new("a", 1), NodeAddr::new("b", 2)]);
+    /// assert!(map.is_complete());
+    /// assert_eq!(map.node_for(Slot::new(16383).unwrap()), Some(&NodeAddr::new("b", 2)));
+    /// ```
+    pub fn split_evenly(primaries: &[NodeAddr]) -> SlotMap {
+        let mut map = SlotMap::empty();
+        if primaries.is_empty() {
+            return map;
+        }
+        for (i, p) in primaries.iter().enumerate() {
+            map.shards.push(Shard {
+                primary: p.clone(),
+                replicas: Vec::new(),
+            });
+            let per = SLOT_COUNT as usize / primaries.len();
+            let start = i * per;
+            let end = if i + 1 == primaries.len() {
+                SLOT_COUNT as usize
+            } else {
+                start + per
+            };
+            map.slots[start..end].fill(i as u16);
+        }
+        map
+    }
+
     /// Builds the map from a `CLUSTER SLOTS` reply.
     ///
     /// Node entries are `[ip, port, id, ...]`. An empty ip (Redis 7 with an unknown

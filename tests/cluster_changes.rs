@@ -25,12 +25,7 @@ fn slot_migration_under_load_uses_ask_then_moved_and_loses_nothing() {
     let cluster = cluster(3, 0);
     let slot = slot_for_key(b"mig");
     let from = cluster.master_for_slot(slot.get());
-    let to = cluster
-        .nodes()
-        .iter()
-        .map(|n| n.port)
-        .find(|&p| p != from)
-        .unwrap();
+    let to = cluster.other_master(from);
     let done = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::scope(|scope| {
@@ -217,12 +212,7 @@ fn redirect_loop_ends_in_a_typed_error_for_that_command_only() {
     let cluster = cluster(3, 0);
     let slot = slot_for_key(b"loop");
     let from = cluster.master_for_slot(slot.get());
-    let to = cluster
-        .nodes()
-        .iter()
-        .map(|n| n.port)
-        .find(|&p| p != from)
-        .unwrap();
+    let to = cluster.other_master(from);
     // Source says ASK (key absent, slot MIGRATING); the target is not importing and says
     // MOVED back to the source: an endless loop unless the client counts hops.
     let to_id = cluster.node_id(to);

@@ -499,6 +499,16 @@ impl Cluster {
             .unwrap_or(0)
     }
 
+    /// A live master other than the one on `port` (0 when there is none).
+    pub fn other_master(&self, port: u16) -> u16 {
+        let masters: Vec<u16> = self
+            .live_nodes()
+            .find_map(|n| slot_view(n.port))
+            .map(|v| v.iter().map(|&(_, _, p)| p).collect())
+            .unwrap_or_default();
+        masters.into_iter().find(|&p| p != port).unwrap_or(0)
+    }
+
     /// The node id of the node on `port` (empty when unknown).
     pub fn node_id(&self, port: u16) -> String {
         self.nodes

@@ -16,12 +16,7 @@ fn three_masters_cover_every_slot_and_a_slot_migrates() {
         .int()
         .unwrap() as u16;
     let from = cluster.master_for_slot(slot);
-    let to = cluster
-        .nodes()
-        .iter()
-        .map(|n| n.port)
-        .find(|&p| p != from)
-        .unwrap();
+    let to = cluster.other_master(from);
     for i in 0..250 {
         cluster
             .run(from, &["SET", &format!("{{h}}{i}"), "v"])
