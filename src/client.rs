@@ -447,8 +447,10 @@ impl Client {
                             }
                         }
                         Some(RoundReply::Failed { error, sent }) => {
-                            self.note_failure(node);
-                            self.schedule_refresh();
+                            if error.kind() != ErrorKind::Overloaded {
+                                self.note_failure(node);
+                                self.schedule_refresh();
+                            }
                             if !sent && attempts[i] < self.inner.config.max_retries {
                                 attempts[i] += 1;
                                 retry.push(i);
@@ -563,10 +565,13 @@ impl Client {
     /// Queues one batch on its node's connection, opening the connection if needed.
     fn dispatch(&self, exec: usize, node: &NodeAddr, entries: &[BatchEntry], buf: BytesMut) {
         let conn = self.connection_for(node);
-        self.inner
-            .pool
-            .borrow_mut()
-            .enqueue(conn, exec, entries, buf);
+        let max = self.inner.config.max_queued_bytes;
+        let mut pool = self.inner.pool.borrow_mut();
+        if let Err(e) = pool.enqueue(conn, exec, entries, buf, max) {
+            // Judged with the round like a connection that failed before sending: retried
+            // after a backoff, then reported.
+            pool.fail_unsent(exec, entries, &e);
+        }
     }
 
     fn connection_for(&self, node: &NodeAddr) -> ConnId {

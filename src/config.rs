@@ -63,6 +63,11 @@ pub struct Config {
     pub decode_limits: DecodeLimits,
     /// Initial size of each connection's read buffer.
     pub read_buffer_size: usize,
+    /// Most bytes queued on one connection and not yet written. Beyond it, new requests
+    /// to that node fail with [`ErrorKind::Overloaded`](crate::ErrorKind::Overloaded)
+    /// (after the usual retries) instead of growing memory without bound while the node
+    /// is stalled.
+    pub max_queued_bytes: usize,
     /// Parallel (default) or serial per-node execution of pipelines.
     pub execution: Execution,
     /// Which nodes serve reads.
@@ -86,6 +91,7 @@ impl Default for Config {
             periodic_refresh: Some(Duration::from_secs(60)),
             decode_limits: DecodeLimits::default(),
             read_buffer_size: 64 * 1024,
+            max_queued_bytes: 64 * 1024 * 1024,
             execution: Execution::Parallel,
             read_from: ReadFrom::Primary,
             engine: Engine::Auto,

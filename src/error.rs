@@ -40,6 +40,9 @@ pub enum ErrorKind {
     TypeMismatch,
     /// The client was shut down before the request completed.
     Shutdown,
+    /// A connection's queue of unsent bytes is full (the node is not keeping up); the
+    /// request was not sent.
+    Overloaded,
 }
 
 /// The error type of this crate.
@@ -141,7 +144,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::Io | ErrorKind::Timeout | ErrorKind::ClusterDown
+            ErrorKind::Io | ErrorKind::Timeout | ErrorKind::ClusterDown | ErrorKind::Overloaded
         )
     }
 }
@@ -176,6 +179,7 @@ impl fmt::Display for Error {
             ErrorKind::IoUringUnavailable => "io_uring unavailable",
             ErrorKind::TypeMismatch => "type mismatch",
             ErrorKind::Shutdown => "client shut down",
+            ErrorKind::Overloaded => "overloaded",
         };
         write!(f, "{what}: {}", self.detail)?;
         if let Some(src) = &self.source {

@@ -152,14 +152,27 @@ impl Pool {
         exec: usize,
         entries: &[BatchEntry],
         buf: BytesMut,
-    ) -> bool {
+        max_queued: usize,
+    ) -> Result<(), Error> {
         let Some(c) = self
             .conns
             .get_mut(conn.key)
             .filter(|c| c.id == conn.id && !c.closed)
         else {
-            return false;
+            return Err(Error::new(ErrorKind::Io, "connection closed"));
         };
+        // One batch is always accepted on an idle connection, however large: the cap is
+        // on backlog, not on request size.
+        if !c.out.is_empty() && c.out.len() + buf.len() > max_queued {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{} has {} bytes queued, over the {max_queued}-byte limit",
+                    c.addr,
+                    c.out.len()
+                ),
+            ));
+        }
         if c.out.is_empty() {
             // The common case for a pipeline: the batch was encoded in its own buffer, so
             // it becomes the output buffer without a copy.
@@ -184,7 +197,21 @@ impl Pool {
         if let Some(e) = self.execs.get_mut(exec) {
             e.outstanding += entries.len();
         }
-        true
+        Ok(())
+    }
+
+    /// Records a failure for commands that never reached a connection.
+    pub(crate) fn fail_unsent(&mut self, exec: usize, entries: &[BatchEntry], error: &Error) {
+        if let Some(e) = self.execs.get_mut(exec) {
+            for entry in entries {
+                if let Some(slot) = e.replies.get_mut(entry.index) {
+                    *slot = Some(RoundReply::Failed {
+                        error: error.clone(),
+                        sent: false,
+                    });
+                }
+            }
+        }
     }
 
     /// For the writer: everything queued so far, now counted as sent. `None` when there is
@@ -349,7 +376,8 @@ mod tests {
     }
 
     fn enqueue(pool: &mut Pool, conn: ConnId, exec: usize, b: NodeBatch) -> bool {
-        pool.enqueue(conn, exec, &b.entries, b.buf)
+        pool.enqueue(conn, exec, &b.entries, b.buf, usize::MAX)
+            .is_ok()
     }
 
     fn bulk(s: &'static str) -> Value {
@@ -443,5 +471,31 @@ mod tests {
         );
         pool.abandon(new);
         assert_eq!(pool.exec_count(), 0);
+    }
+
+    #[test]
+    fn backlog_over_the_cap_is_refused_not_buffered() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        let exec = pool.new_exec(3);
+        let b = batch(&a, &[(0, false)]);
+        let size = b.buf.len();
+        // The first batch goes in whatever its size; the backlog behind it is capped.
+        assert!(pool.enqueue(conn, exec, &b.entries, b.buf, 1).is_ok());
+        let b = batch(&a, &[(1, false)]);
+        let e = pool
+            .enqueue(conn, exec, &b.entries, b.buf, size * 2 - 1)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overloaded);
+        pool.fail_unsent(exec, &b.entries, &e);
+        assert!(matches!(
+            pool.take_reply(exec, 1),
+            Some(RoundReply::Failed { sent: false, .. })
+        ));
+        let b = batch(&a, &[(2, false)]);
+        assert!(pool
+            .enqueue(conn, exec, &b.entries, b.buf, size * 2)
+            .is_ok());
     }
 }

@@ -204,3 +204,62 @@ fn concurrent_callers_share_connections_and_batch_writes() {
         assert_eq!(client.connection_count(), 3);
     });
 }
+
+#[test]
+fn backlog_beyond_the_cap_is_shed_with_a_typed_error() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let config = Config {
+            max_queued_bytes: 256 * 1024,
+            ..Config::default()
+        }
+        .max_retries(0);
+        let client = client_with(&cluster, config).await;
+        let big = vec![b'x'; 1 << 20];
+        // Forty 1 MiB SETs queued in the same loop turn on one node: the first fills the
+        // connection's queue, the rest are refused instead of buffered.
+        let sets = (0..40).map(|i| client.set(format!("{{shed}}:{i}"), &big[..]));
+        let results = futures_join_all(sets).await;
+        let shed = results
+            .iter()
+            .filter(|r| matches!(r, Err(e) if e.kind() == ErrorKind::Overloaded))
+            .count();
+        assert!(results[0].is_ok());
+        assert!(shed > 0, "nothing was shed");
+        assert!(results.iter().all(|r| match r {
+            Ok(()) => true,
+            Err(e) => e.kind() == ErrorKind::Overloaded,
+        }));
+        // The connection is fine afterwards.
+        let v: Option<Vec<u8>> = client.get("{shed}:0").await.unwrap();
+        assert_eq!(v.map(|v| v.len()), Some(big.len()));
+    });
+}
+
+/// Polls every future in one task, so they all start in the same loop turn.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (fut, slot) in pending.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future finished"))
+        .collect()
+}

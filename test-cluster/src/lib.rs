@@ -147,8 +147,18 @@ fn pick_port(seed: &mut u64) -> u16 {
 }
 
 fn check_installed() -> Result<(), HarnessError> {
+    check_installed_on(None)
+}
+
+/// Checks that the servers can be found on `path` (the process's PATH when `None`).
+pub fn check_installed_on(path: Option<&str>) -> Result<(), HarnessError> {
     for program in ["redis-server", "redis-cli"] {
-        match Command::new(program)
+        let mut command = Command::new(program);
+        if let Some(path) = path {
+            // Also the PATH the program is looked up in.
+            command.env("PATH", path);
+        }
+        match command
             .arg("--version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -68,3 +68,16 @@ fn killed_master_is_replaced_by_its_replica_and_drop_cleans_up() {
         );
     }
 }
+
+#[test]
+fn missing_servers_are_a_clear_error_saying_how_to_install() {
+    let e = test_cluster::check_installed_on(Some("/nonexistent")).unwrap_err();
+    assert!(matches!(e, test_cluster::HarnessError::MissingServer));
+    let text = e.to_string();
+    assert!(
+        text.contains("apt-get install -y redis-server redis-tools"),
+        "{text}"
+    );
+    assert!(text.contains("scripts/install-redis.sh"), "{text}");
+    test_cluster::check_installed_on(None).unwrap();
+}
