@@ -118,6 +118,10 @@ pub(crate) fn resolve(requested: Engine) -> Result<Engine> {
 /// runtime for io_uring, a current-thread tokio runtime with a `LocalSet` for epoll.
 /// Clients created inside pick the same engine.
 ///
+/// # Panics
+/// When [`ENGINE_ENV`] holds an unknown value or no runtime can be built at all; use
+/// [`start_with`] to get those as errors instead.
+///
 /// ```no_run
 /// use redis_cluster_uring::{engine, Client, Config};
 /// let out = engine::start(async {
