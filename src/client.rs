@@ -36,7 +36,8 @@ use crate::plan::{
 use crate::pool::{ConnId, Pool, RoundReply};
 use crate::reply::{server_error, FromReply};
 use crate::resp::Value;
-use crate::route::{route_command, Route};
+use crate::route::{is_multi_key, route_command, Route};
+use crate::split::{merge_replies, split_by_slot, Split};
 use crate::stats::{Counters, Stats};
 use crate::topology::{NodeAddr, SlotMap};
 
@@ -381,7 +382,44 @@ impl Client {
             .config
             .request_timeout
             .map(|t| tokio::time::Instant::now() + t);
-        self.run_rounds(cmds, deadline).await
+        // The common case: no multi-key command spans slots, nothing to expand.
+        let needs_split = cmds
+            .iter()
+            .any(|c| is_multi_key(c) && split_by_slot(c).is_some());
+        if !needs_split {
+            return self.run_rounds(cmds, deadline).await;
+        }
+        // Each splittable cross-slot command is replaced, in place, by its per-slot
+        // parts, so per-node order (and so what each part observes) is the pipeline's.
+        let mut expanded: Vec<Cmd> = Vec::with_capacity(cmds.len());
+        let mut spans: Vec<(std::ops::Range<usize>, Option<Split>)> =
+            Vec::with_capacity(cmds.len());
+        for c in cmds {
+            let start = expanded.len();
+            match is_multi_key(c).then(|| split_by_slot(c)).flatten() {
+                Some(split) => {
+                    expanded.extend(split.parts.iter().map(|p| p.cmd.clone()));
+                    spans.push((start..expanded.len(), Some(split)));
+                }
+                None => {
+                    expanded.push(c.clone());
+                    spans.push((start..start + 1, None));
+                }
+            }
+        }
+        let mut results = self.run_rounds(&expanded, deadline).await?.into_iter();
+        Ok(spans
+            .into_iter()
+            .map(|(range, split)| {
+                let parts: Vec<Result<Value>> = results.by_ref().take(range.len()).collect();
+                match split {
+                    Some(split) => merge_replies(&split, parts),
+                    None => parts.into_iter().next().unwrap_or_else(|| {
+                        Err(Error::new(ErrorKind::Protocol, "a command lost its reply"))
+                    }),
+                }
+            })
+            .collect())
     }
 
     /// Plans, sends and judges rounds until every command has its final result.

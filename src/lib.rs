@@ -28,6 +28,7 @@
 //! - [`cmd`](mod@cmd): the command builder.
 //! - [`route`]: which key of a command decides its slot.
 //! - [`topology`]: the slot map, built from `CLUSTER SLOTS` / `CLUSTER SHARDS`.
+//! - [`split`]: cross-slot `MGET`/`MSET`/`DEL`/`EXISTS`/... split by slot and merged.
 //! - [`plan`]: pipeline planning into per-node batches, reply reassembly, redirect and
 //!   retry decisions.
 //! - [`error`]: the one error type.
@@ -54,6 +55,7 @@ pub mod reply;
 pub mod resp;
 pub mod route;
 pub mod slot;
+pub mod split;
 pub mod stats;
 pub mod topology;
 

@@ -109,9 +109,10 @@ fn server_errors_are_values_and_raise_on_error_fails_the_whole() {
         let e = client.execute(&pipe).await.unwrap_err();
         assert_eq!(e.code(), Some("WRONGTYPE"));
 
-        // Cross-slot multi-key commands are refused before sending, for that command only.
+        // Cross-slot commands that cannot be split are refused before sending, for that
+        // command only.
         let mut pipe = Pipeline::new();
-        pipe.add(cmd("MGET").arg("a").arg("b")).get("err:str");
+        pipe.add(cmd("SINTER").arg("a").arg("b")).get("err:str");
         let replies = client.execute(&pipe).await.unwrap();
         assert_eq!(
             replies[0].as_ref().unwrap_err().kind(),
@@ -262,4 +263,58 @@ async fn futures_join_all<F: std::future::Future>(
     out.into_iter()
         .map(|v| v.expect("every future finished"))
         .collect()
+}
+
+#[test]
+fn cross_slot_mget_mset_del_are_split_by_slot_and_merged() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        let keys: Vec<String> = (0..20).map(|i| format!("split:{i}")).collect();
+        let mut mset = cmd("MSET");
+        for k in &keys {
+            mset.push_arg(k.as_str()).push_arg(format!("v-{k}"));
+        }
+        let mut mget = cmd("MGET");
+        for k in &keys {
+            mget.push_arg(k.as_str());
+        }
+        mget.push_arg("split:missing");
+        let mut del = cmd("DEL");
+        for k in keys.iter().take(10) {
+            del.push_arg(k.as_str());
+        }
+        let mut pipe = Pipeline::new();
+        // The MGET before the MSET must not see its values: parts keep pipeline order.
+        pipe.add(mget.clone())
+            .add(mset)
+            .add(mget.clone())
+            .add(del)
+            .add(mget);
+        let replies = client.execute(&pipe).await.unwrap();
+        let strings = |v: &redis_cluster_uring::Result<Value>| -> Vec<Option<String>> {
+            redis_cluster_uring::FromReply::from_reply(v.clone().unwrap()).unwrap()
+        };
+        assert!(strings(&replies[0]).iter().all(Option::is_none));
+        assert_eq!(
+            replies[1].as_ref().unwrap(),
+            &Value::SimpleString("OK".into())
+        );
+        let want: Vec<Option<String>> = keys
+            .iter()
+            .map(|k| Some(format!("v-{k}")))
+            .chain([None])
+            .collect();
+        assert_eq!(strings(&replies[2]), want);
+        assert_eq!(replies[3].as_ref().unwrap(), &Value::Int(10));
+        let last = strings(&replies[4]);
+        assert!(last[..10].iter().all(Option::is_none));
+        assert_eq!(last[10], Some("v-split:10".to_string()));
+        // The same through the single-command API.
+        let n: i64 = client
+            .query(cmd("EXISTS").arg("split:11").arg("split:12").arg("split:1"))
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+    });
 }
