@@ -206,6 +206,12 @@ impl Client {
         if parsed.is_empty() {
             return Err(Error::new(ErrorKind::Config, "no seed address given"));
         }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "Client::connect must run inside engine::start or tokio_uring::start",
+            ));
+        }
         let engine = choose_engine(config.engine)?;
         tracing::debug!(%engine, "client engine");
         let client = Client {
@@ -853,5 +859,29 @@ fn into_result(value: Value) -> Result<Value> {
     match value {
         Value::Error(line) => Err(server_error(&line)),
         v => Ok(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// Polls once, without any runtime.
+    fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
+        pin!(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn bad_seeds_and_no_runtime_are_config_errors() {
+        let cases: [&[&str]; 3] = [&[], &["no-port"], &["127.0.0.1:7000"]];
+        for seeds in cases {
+            match poll_once(Client::connect(seeds, Config::default())) {
+                Poll::Ready(Err(e)) => assert_eq!(e.kind(), ErrorKind::Config, "{seeds:?}"),
+                other => panic!("{seeds:?}: {other:?}"),
+            }
+        }
     }
 }
