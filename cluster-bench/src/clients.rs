@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::alloc::{thread_allocations, thread_cpu_ns};
+use crate::syscalls::SyscallCounter;
 
 /// A client configuration in the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -133,6 +134,10 @@ pub struct CaseResult {
     pub allocations: u64,
     /// For this library: socket writes and reads in the window, and operations.
     pub io: Option<(u64, u64, u64)>,
+    /// System calls made by the client thread in the window, when countable.
+    pub syscalls: Option<u64>,
+    /// Operations completed in the window.
+    pub ops: u64,
 }
 
 /// Keys of a pipeline: spread over all slots, or all behind one hash tag.
@@ -214,10 +219,14 @@ where
         }
     };
     run(Instant::now() + spec.warmup, false).await;
+    let mut counter = SyscallCounter::for_this_thread();
+    let sys0 = counter.as_mut().and_then(SyscallCounter::read);
     let (cpu0, alloc0, t0) = (thread_cpu_ns(), thread_allocations(), Instant::now());
     run(t0 + spec.duration, true).await;
     let elapsed = t0.elapsed();
     let (cpu, allocations) = (thread_cpu_ns() - cpu0, thread_allocations() - alloc0);
+    let sys1 = counter.as_mut().and_then(SyscallCounter::read);
+    let syscalls = sys0.zip(sys1).map(|(a, b)| b.saturating_sub(a));
     let ops = ops.into_inner();
     if ops == 0 {
         return Err(first_error
@@ -232,6 +241,8 @@ where
         cpu_ns: cpu,
         allocations,
         io: None,
+        syscalls,
+        ops,
     })
 }
 

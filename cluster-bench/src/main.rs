@@ -9,6 +9,7 @@ mod alloc;
 mod clients;
 mod proxy;
 mod report;
+mod syscalls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -38,6 +38,9 @@ pub struct Record {
     /// For this library: socket reads per operation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reads_per_op: Option<f64>,
+    /// System calls per operation by the client thread (perf tracepoint), when countable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscalls_per_op: Option<f64>,
     #[serde(skip)]
     kind: Option<(ClientKind, Workload)>,
 }
@@ -68,6 +71,7 @@ impl Record {
             errors: r.errors,
             writes_per_op: r.io.map(|(w, _, ops)| per_op(w, ops)),
             reads_per_op: r.io.map(|(_, rd, ops)| per_op(rd, ops)),
+            syscalls_per_op: r.syscalls.map(|n| per_op(n, r.ops)),
             kind: Some((client, workload)),
         }
     }
@@ -96,11 +100,11 @@ pub fn print_tables(records: &[Record]) -> String {
         let _ = writeln!(out, "\n## {workload}, injected delay {delay} ms");
         let _ = writeln!(
             out,
-            "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | allocs/cmd | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer |"
+            "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | allocs/cmd | syscalls/op | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer |"
         );
         let _ = writeln!(
             out,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let mut ks: Vec<usize> = rows.iter().map(|r| r.k).collect();
         ks.sort_unstable();
@@ -120,7 +124,7 @@ pub fn print_tables(records: &[Record]) -> String {
             for r in &at_k {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} |",
+                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {} |",
                     r.client,
                     r.k,
                     r.p50_us,
@@ -129,6 +133,7 @@ pub fn print_tables(records: &[Record]) -> String {
                     r.cmds_per_s,
                     r.cpu_ns_per_cmd,
                     r.allocs_per_cmd,
+                    r.syscalls_per_op.map_or("-".into(), |s| format!("{s:.1}")),
                     r.writes_per_op.map_or("-".into(), |w| format!("{w:.2}")),
                     ratio(r.p50_us, best_p50),
                     ratio(r.p50_us, serial),
@@ -137,7 +142,7 @@ pub fn print_tables(records: &[Record]) -> String {
                 if r.errors > 0 {
                     let _ = writeln!(
                         out,
-                        "|  ↳ {} failed operations | | | | | | | | | | | |",
+                        "|  ↳ {} failed operations | | | | | | | | | | | | |",
                         r.errors
                     );
                 }
