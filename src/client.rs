@@ -149,12 +149,12 @@ impl Drop for Inner {
 
 /// A Redis Cluster client for one thread.
 ///
-/// Create it inside a `tokio-uring` runtime. It loads the slot map from the seeds, then
-/// opens one connection per node on first use.
+/// Create it inside [`engine::start`] (or your own `tokio-uring` runtime). It loads the
+/// slot map from the seeds, then opens one connection per node on first use.
 ///
 /// ```no_run
-/// use redis_cluster_uring::{Client, Config, Pipeline};
-/// tokio_uring::start(async {
+/// use redis_cluster_uring::{engine, Client, Config, Pipeline};
+/// engine::start(async {
 ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
 ///     client.set("greeting", "hello").await?;
 ///     let v: Option<String> = client.get("greeting").await?;
@@ -209,7 +209,7 @@ impl Client {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::new(
                 ErrorKind::Config,
-                "Client::connect must run inside engine::start or tokio_uring::start",
+                "Client::connect must run inside engine::start or a tokio-uring runtime",
             ));
         }
         let engine = choose_engine(config.engine)?;

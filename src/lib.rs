@@ -8,8 +8,8 @@
 //!
 //! # Quick start
 //! ```no_run
-//! use redis_cluster_uring::{Client, Config, Pipeline};
-//! tokio_uring::start(async {
+//! use redis_cluster_uring::{engine, Client, Config, Pipeline};
+//! engine::start(async {
 //!     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
 //!     let mut pipe = Pipeline::new();
 //!     pipe.set("a", 1).set("b", 2).get("a").get("b");
