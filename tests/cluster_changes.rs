@@ -174,8 +174,9 @@ fn timed_out_requests_never_shift_later_replies() {
         client.set("{slow}b", "second").await.unwrap();
         let port = cluster.master_for_slot(slot_for_key(b"slow").get());
         let node = NodeAddr::new("127.0.0.1", port);
-        // DEBUG SLEEP and a GET go out on the same connection; both time out, and their
-        // replies arrive later, after the next request was queued behind them.
+        // The GET and the DEBUG SLEEP leave in one write on the node's one connection; the
+        // server runs both, then sleeps before flushing either reply, so both requests
+        // time out and their replies arrive late, behind whatever is queued next.
         let sleeper = {
             let (client, node) = (client.clone(), node.clone());
             tokio::task::spawn_local(async move {
