@@ -2,6 +2,8 @@
 //! and the runtime the client needs.
 #![allow(dead_code)]
 
+pub mod push_proxy;
+
 use std::future::Future;
 
 use redis_cluster_uring::{Client, Config, Engine};
