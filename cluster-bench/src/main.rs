@@ -7,6 +7,7 @@
 
 mod alloc;
 mod clients;
+mod install;
 mod proxy;
 mod report;
 mod syscalls;
@@ -76,10 +77,10 @@ struct Target {
     _cluster: Option<Cluster>,
 }
 
-fn start_target(delay_ms: u64) -> Result<Target, String> {
+fn start_target(delay_ms: u64, bar: &ProgressBar) -> Result<Target, String> {
     let masters = 3;
     if delay_ms == 0 {
-        let cluster = Cluster::start(ClusterSpec::default()).map_err(|e| e.to_string())?;
+        let cluster = install::start_cluster(ClusterSpec::default(), bar)?;
         return Ok(Target {
             seeds: cluster.seed_addrs(),
             _cluster: Some(cluster),
@@ -89,12 +90,14 @@ fn start_target(delay_ms: u64) -> Result<Target, String> {
     // real ports are known only after they start, so the proxies are told then.
     let proxies = proxy::Pending::bind(masters).map_err(|e| format!("bind proxies: {e}"))?;
     let ports = proxies.ports();
-    let cluster = Cluster::start(ClusterSpec {
-        masters,
-        announce_ports: Some(ports.clone()),
-        ..ClusterSpec::default()
-    })
-    .map_err(|e| e.to_string())?;
+    let cluster = install::start_cluster(
+        ClusterSpec {
+            masters,
+            announce_ports: Some(ports.clone()),
+            ..ClusterSpec::default()
+        },
+        bar,
+    )?;
     let real: Vec<u16> = cluster.nodes().iter().map(|n| n.port).collect();
     proxies
         .start(real, Duration::from_millis(delay_ms))
@@ -204,7 +207,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     };
 
     if args.verify {
-        let target = target_for(args, 0)?;
+        let target = target_for(args, 0, &ProgressBar::hidden())?;
         return verify(&target.seeds, duration);
     }
 
@@ -232,7 +235,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let started = Instant::now();
     for &delay in &delays {
         bar.set_message(format!("starting cluster (delay {delay} ms)"));
-        let target = target_for(args, delay)?;
+        let target = target_for(args, delay, &bar)?;
         preset_keys(&target.seeds, args.k.iter().copied().max().unwrap_or(1))?;
         for &(workload, client, k) in &cases {
             bar.set_message(format!(
@@ -292,13 +295,14 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn target_for(args: &Args, delay: u64) -> Result<Target, String> {
+/// The cluster to measure; a local one is started (installing redis-server if missing).
+fn target_for(args: &Args, delay: u64, bar: &ProgressBar) -> Result<Target, String> {
     match &args.nodes {
         Some(nodes) => Ok(Target {
             seeds: nodes.clone(),
             _cluster: None,
         }),
-        None => start_target(delay),
+        None => start_target(delay, bar),
     }
 }
 
