@@ -5,16 +5,18 @@
 //! write per node per loop turn (auto-pipelining).
 //!
 //! # A request's life
-//! 1. The commands are planned ([`plan_pipeline`]) into one encoded batch per node.
-//! 2. Each batch is queued on its node's connection (opened lazily) and the connection's
+//! 1. Each command's class ([`crate::command_table`]) picks its path: the shared
+//!    connection, a dedicated one (blocking commands), or a typed refusal before anything
+//!    is sent.
+//! 2. The round state machine ([`crate::round::Rounds`]) plans the commands into one
+//!    encoded batch per node.
+//! 3. Each batch is queued on its node's connection (opened lazily) and the connection's
 //!    writer is woken. Nothing is awaited until every batch is queued, so all writes go
 //!    into the same io_uring submission.
-//! 3. Readers decode replies and place them by index; the exec wakes when the round is
+//! 4. Readers decode replies and place them by index; the request wakes when the round is
 //!    complete.
-//! 4. Each reply is judged ([`decide`]): kept, redirected (MOVED: slot map updated, resent
-//!    alone; ASK: resent with `ASKING`), retried after a backoff (TRYAGAIN, CLUSTERDOWN,
-//!    LOADING, or a connection that died before the command was written), or failed. The
-//!    redirected and retried commands form the next round.
+//! 5. The machine judges each reply (kept, redirected, retried after a backoff, failed)
+//!    and says what to send next, or when to wake; this file only moves bytes and time.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -24,19 +26,19 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use crate::cmd::{cmd, Cmd, ToArg};
+use crate::command_table::{blocking_timeout, command_class, refusal, CommandClass};
 use crate::config::{Config, Execution};
 use crate::connection::{run_connection, ConnOptions};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
-use crate::plan::{
-    backoff, decide, plan_pipeline, plan_resend, BatchEntry, Decision, NodeBatch, RetryLimits,
-};
-use crate::pool::{ConnId, Pool, RoundReply};
-use crate::reply::{server_error, FromReply};
+use crate::plan::{BatchEntry, NodeBatch};
+use crate::pool::{ConnId, Pool};
+use crate::reply::FromReply;
 use crate::resp::Value;
-use crate::route::{is_multi_key, route_command, Route};
+use crate::round::{backoff, Effect, Next, RoundLimits, Rounds};
+use crate::route::is_multi_key;
 use crate::split::{merge_replies, split_by_slot, Split};
 use crate::stats::{Counters, Stats};
 use crate::topology::{NodeAddr, SlotMap};
@@ -187,9 +189,6 @@ impl Drop for ExecGuard {
     }
 }
 
-/// A command being resent: its index, target and whether it needs `ASKING`.
-type Resend = (usize, NodeAddr, bool);
-
 impl Client {
     /// Connects to a cluster through any of `seeds` (`host:port`) and loads its slot map.
     ///
@@ -236,12 +235,36 @@ impl Client {
 
     /// Runs one command on the node that owns its key and converts the reply.
     ///
-    /// An error reply is returned as `Err` of kind [`ErrorKind::ServerError`].
+    /// An error reply is returned as `Err` of kind [`ErrorKind::ServerError`]. The
+    /// command's class ([`command_table`](crate::command_table)) decides its path:
+    /// blocking commands (`BLPOP`, `XREAD ... BLOCK`, ...) run on a dedicated connection
+    /// to the key's node, so they never hold up other callers, with a deadline of their
+    /// own timeout plus `request_timeout`; commands that would break the shared
+    /// connection (`MULTI`, `SUBSCRIBE`, `CLIENT REPLY`, ...), multi-node commands without
+    /// a node (`DBSIZE`, `FLUSHALL`, `KEYS`, ...) and empty commands are refused before
+    /// anything is sent, with [`ErrorKind::Unsupported`] or [`ErrorKind::InvalidCommand`].
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{cmd, engine, Client, Config, ErrorKind};
+    /// engine::start(async {
+    ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+    ///     // Blocks up to 1 s on a connection of its own; other callers go on meanwhile.
+    ///     let popped: Option<(String, String)> = client.query(cmd("BLPOP").arg("jobs").arg(1)).await?;
+    ///     let e = client.query::<i64>(cmd("DBSIZE")).await.unwrap_err();
+    ///     assert_eq!(e.kind(), ErrorKind::Unsupported);
+    ///     Ok::<(), redis_cluster_uring::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub async fn query<T: FromReply>(&self, command: Cmd) -> Result<T> {
-        let mut results = self
-            .execute_commands(std::slice::from_ref(&command))
-            .await?;
-        match results.pop() {
+        let results = match command_class(&command) {
+            CommandClass::Blocking => self.run_blocking(None, command).await?,
+            _ => {
+                self.execute_commands(std::slice::from_ref(&command))
+                    .await?
+            }
+        };
+        match results.into_iter().next() {
             Some(r) => T::from_reply(r?),
             None => Err(Error::new(ErrorKind::Protocol, "no reply")),
         }
@@ -317,16 +340,93 @@ impl Client {
         self.query(cmd("HGET").arg(key).arg(field)).await
     }
 
-    /// `PING` on some node.
+    /// `PING` on every primary, all at once; `Ok` when every one answered.
     pub async fn ping(&self) -> Result<()> {
-        self.query(cmd("PING")).await
+        let primaries: Vec<NodeAddr> = self
+            .slot_map()
+            .shards()
+            .iter()
+            .map(|s| s.primary.clone())
+            .collect();
+        if primaries.is_empty() {
+            return Err(Error::new(ErrorKind::ClusterDown, "no node known"));
+        }
+        let pings = vec![cmd("PING"); primaries.len()];
+        let deadline = deadline_after(self.inner.config.request_timeout);
+        for reply in self
+            .run_pinned(&pings, primaries, deadline, self.round_limits())
+            .await?
+        {
+            reply?;
+        }
+        Ok(())
     }
 
-    /// Runs one command on a given node, bypassing routing (for `INFO`, `DEBUG`,
-    /// `CLUSTER ...` on a chosen node). No redirect is followed.
+    /// Runs one command on a given node, bypassing routing: `INFO`, `DEBUG`, `CLUSTER ...`,
+    /// or a multi-node command such as `DBSIZE` for that node alone. No redirect is
+    /// followed: a `MOVED` or `ASK` reply is an error of kind [`ErrorKind::Moved`] or
+    /// [`ErrorKind::Ask`] that carries the slot and target. Blocking commands get a
+    /// dedicated connection to the node, as in [`Client::query`]; commands that would
+    /// break the shared connection are refused.
+    ///
+    /// `WAIT` and `WAITAOF` run on the shared connection, whose writes are the ones they
+    /// wait for (on a fresh dedicated connection they would count none); they stall that
+    /// node's other requests for up to their timeout, so a timeout of 0 (for ever) is
+    /// refused with [`ErrorKind::Unsupported`].
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{cmd, engine, Client, Config};
+    /// engine::start(async {
+    ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+    ///     let mut keys = 0;
+    ///     for shard in client.slot_map().shards() {
+    ///         keys += client.query_node::<i64>(&shard.primary, cmd("DBSIZE")).await?;
+    ///     }
+    ///     println!("{keys} keys");
+    ///     Ok::<(), redis_cluster_uring::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub async fn query_node<T: FromReply>(&self, node: &NodeAddr, command: Cmd) -> Result<T> {
-        let value = self.send_to(node, command).await?;
-        T::from_reply(value)
+        let class = command_class(&command);
+        let results = match class {
+            CommandClass::Blocking => self.run_blocking(Some(node), command).await?,
+            _ if !class.allowed_on_named_node() => {
+                self.inner.counters.add_refused();
+                return Err(refusal(&command, class, false).unwrap_or_else(|| {
+                    Error::new(ErrorKind::Unsupported, "refused on a named node")
+                }));
+            }
+            _ => {
+                // WAIT/WAITAOF block the shared connection: bounded only.
+                let blocks = blocking_timeout(&command)?;
+                let Some(blocks) = blocks else {
+                    self.inner.counters.add_refused();
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "WAIT/WAITAOF with timeout 0 would stall every other request to the node for ever; give a timeout",
+                    ));
+                };
+                let timeout = self
+                    .inner
+                    .config
+                    .request_timeout
+                    .map(|t| t.saturating_add(blocks));
+                self.ensure_open()?;
+                self.inner.counters.add_execution();
+                self.run_pinned(
+                    std::slice::from_ref(&command),
+                    vec![node.clone()],
+                    deadline_after(timeout),
+                    self.round_limits(),
+                )
+                .await?
+            }
+        };
+        match results.into_iter().next() {
+            Some(r) => T::from_reply(r?),
+            None => Err(Error::new(ErrorKind::Protocol, "no reply")),
+        }
     }
 
     /// The current slot map.
@@ -344,9 +444,14 @@ impl Client {
         self.inner.counters.snapshot()
     }
 
-    /// Number of open connections.
+    /// Number of open shared connections (one per node in use).
     pub fn connection_count(&self) -> usize {
         self.inner.pool.borrow().connection_count()
+    }
+
+    /// Number of open dedicated connections for blocking commands, leased or idle.
+    pub fn blocking_connection_count(&self) -> usize {
+        self.inner.pool.borrow().dedicated_count()
     }
 
     /// Reloads the slot map now, asking the known primaries and then the seeds.
@@ -363,7 +468,7 @@ impl Client {
     /// closed. Other clones of this client see the same closed state.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.closed.set(true);
-        let deadline = Instant::now() + grace;
+        let deadline = crate::round::saturating_later(Instant::now(), grace);
         while self.inner.pool.borrow().exec_count() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -375,60 +480,106 @@ impl Client {
         tokio::task::yield_now().await;
     }
 
-    async fn execute_commands(&self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+    fn ensure_open(&self) -> Result<()> {
         if self.inner.closed.get() {
             return Err(Error::new(ErrorKind::Shutdown, "client shut down"));
         }
+        Ok(())
+    }
+
+    /// Runs commands on the shared connections. Each command's class decides first:
+    /// refused ones get their error without being sent; cross-slot multi-key commands are
+    /// split by slot in place and merged; the rest go as they are.
+    async fn execute_commands(&self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+        self.ensure_open()?;
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
         self.inner.counters.add_execution();
-        let deadline = self
-            .inner
-            .config
-            .request_timeout
-            .map(|t| tokio::time::Instant::now() + t);
-        // The common case: no multi-key command spans slots, nothing to expand.
-        let needs_split = cmds
-            .iter()
-            .any(|c| is_multi_key(c) && split_by_slot(c).is_some());
-        if !needs_split {
-            return self.run_rounds(cmds, deadline).await;
+        let deadline = deadline_after(self.inner.config.request_timeout);
+        // The common case: every command regular, nothing to split or refuse.
+        let plain = cmds.iter().all(|c| {
+            command_class(c) == CommandClass::Regular
+                && !(is_multi_key(c) && split_by_slot(c).is_some())
+        });
+        if plain {
+            return self.run_rounds(cmds, deadline, Lane::Shared).await;
         }
-        // Each splittable cross-slot command is replaced, in place, by its per-slot
-        // parts, so per-node order (and so what each part observes) is the pipeline's.
-        let mut expanded: Vec<Cmd> = Vec::with_capacity(cmds.len());
-        let mut spans: Vec<(std::ops::Range<usize>, Option<Split>)> =
-            Vec::with_capacity(cmds.len());
+        // Each command becomes a span of the commands actually sent: none when refused,
+        // its per-slot parts when split (in place, so per-node order, and so what each
+        // part observes, is the pipeline's), or itself.
+        enum Span {
+            Refused(Error),
+            One,
+            Split(Split),
+        }
+        let mut sent: Vec<Cmd> = Vec::with_capacity(cmds.len());
+        let mut spans: Vec<(usize, Span)> = Vec::with_capacity(cmds.len());
         for c in cmds {
-            let start = expanded.len();
+            if let Some(error) = refusal(c, command_class(c), true) {
+                self.inner.counters.add_refused();
+                spans.push((0, Span::Refused(error)));
+                continue;
+            }
             match is_multi_key(c).then(|| split_by_slot(c)).flatten() {
                 Some(split) => {
-                    expanded.extend(split.parts.iter().map(|p| p.cmd.clone()));
-                    spans.push((start..expanded.len(), Some(split)));
+                    sent.extend(split.parts.iter().map(|p| p.cmd.clone()));
+                    spans.push((split.parts.len(), Span::Split(split)));
                 }
                 None => {
-                    expanded.push(c.clone());
-                    spans.push((start..start + 1, None));
+                    sent.push(c.clone());
+                    spans.push((1, Span::One));
                 }
             }
         }
-        let mut results = self.run_rounds(&expanded, deadline).await?.into_iter();
+        let mut results = if sent.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            self.run_rounds(&sent, deadline, Lane::Shared)
+                .await?
+                .into_iter()
+        };
         Ok(spans
             .into_iter()
-            .map(|(range, split)| {
-                let parts: Vec<Result<Value>> = results.by_ref().take(range.len()).collect();
-                match split {
-                    Some(split) => merge_replies(&split, parts),
-                    None => parts.into_iter().next().unwrap_or_else(|| {
-                        Err(Error::new(ErrorKind::Protocol, "a command lost its reply"))
-                    }),
-                }
+            .map(|(n, span)| match span {
+                Span::Refused(error) => Err(error),
+                Span::Split(split) => merge_replies(&split, results.by_ref().take(n).collect()),
+                Span::One => results.next().unwrap_or_else(|| {
+                    Err(Error::new(ErrorKind::Protocol, "a command lost its reply"))
+                }),
             })
             .collect())
     }
 
-    /// Plans, sends and judges rounds until every command has its final result.
+    /// Runs one blocking command on a dedicated connection: to its key's node, or to
+    /// `node` when the caller named one. The deadline is the command's own timeout plus
+    /// `request_timeout` (none when it blocks for ever).
+    async fn run_blocking(
+        &self,
+        node: Option<&NodeAddr>,
+        command: Cmd,
+    ) -> Result<Vec<Result<Value>>> {
+        self.ensure_open()?;
+        let blocks = blocking_timeout(&command)?;
+        let timeout = match (blocks, self.inner.config.request_timeout) {
+            (Some(blocks), Some(t)) => Some(blocks.saturating_add(t)),
+            _ => None,
+        };
+        self.inner.counters.add_execution();
+        self.inner.counters.add_blocking();
+        let cmds = std::slice::from_ref(&command);
+        let deadline = deadline_after(timeout);
+        match node {
+            Some(node) => {
+                let rounds = Rounds::new(1, self.round_limits(), deadline.map(|d| d.into_std()))
+                    .pinned(vec![node.clone()]);
+                self.drive(cmds, rounds, deadline, Lane::Dedicated).await
+            }
+            None => self.run_rounds(cmds, deadline, Lane::Dedicated).await,
+        }
+    }
+
+    /// Plans and drives rounds until every command has its final result.
     ///
     /// At the deadline, commands still waiting get a [`ErrorKind::Timeout`] error each
     /// while the replies already in are kept: a stalled node never costs the others their
@@ -437,138 +588,101 @@ impl Client {
         &self,
         cmds: &[Cmd],
         deadline: Option<tokio::time::Instant>,
+        lane: Lane,
     ) -> Result<Vec<Result<Value>>> {
-        let exec = self.inner.pool.borrow_mut().new_exec(cmds.len());
+        let rounds = Rounds::new(
+            cmds.len(),
+            self.round_limits(),
+            deadline.map(|d| d.into_std()),
+        );
+        self.drive(cmds, rounds, deadline, lane).await
+    }
+
+    /// Commands sent to the nodes the caller named (`targets[i]` for command i).
+    async fn run_pinned(
+        &self,
+        cmds: &[Cmd],
+        targets: Vec<NodeAddr>,
+        deadline: Option<tokio::time::Instant>,
+        limits: RoundLimits,
+    ) -> Result<Vec<Result<Value>>> {
+        let rounds =
+            Rounds::new(cmds.len(), limits, deadline.map(|d| d.into_std())).pinned(targets);
+        self.drive(cmds, rounds, deadline, Lane::Shared).await
+    }
+
+    /// The driver: does what the round state machine says (send, wait, stop), moves
+    /// replies from the pool into it, and applies its effects. No decision is made here.
+    async fn drive(
+        &self,
+        cmds: &[Cmd],
+        mut rounds: Rounds,
+        deadline: Option<tokio::time::Instant>,
+        lane: Lane,
+    ) -> Result<Vec<Result<Value>>> {
+        let pool = &self.inner.pool;
+        let exec = pool.borrow_mut().new_exec(cmds.len());
         let _guard = ExecGuard {
-            pool: self.inner.pool.clone(),
+            pool: pool.clone(),
             exec,
         };
-        let mut results: Vec<Option<Result<Value>>> = Vec::with_capacity(cmds.len());
-        results.resize_with(cmds.len(), || None);
-        let mut attempts = vec![0u32; cmds.len()];
-
-        let plan = {
-            let map = self.inner.map.borrow().clone();
-            plan_pipeline(cmds, &map)
+        // Dedicated connections in use; closed if this future ends before their replies.
+        let mut leases = Leases {
+            pool: pool.clone(),
+            conns: Vec::new(),
+            max_idle: self.inner.config.blocking_pool_size,
         };
-        for (index, error) in plan.failed {
-            results[index] = Some(Err(error));
+        let mut next = {
+            let map = self.inner.map.borrow().clone();
+            rounds.start(cmds, &map)
+        };
+        loop {
+            match next {
+                Next::Done => break,
+                Next::WaitUntil(at) => {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
+                }
+                Next::Send(batches) => {
+                    let (sent, timed_out) = self
+                        .send_round(exec, batches, deadline, lane, &mut leases)
+                        .await;
+                    if timed_out {
+                        rounds.deadline_passed();
+                    } else {
+                        leases.give_back();
+                    }
+                    for (node, entries) in &sent {
+                        for entry in entries {
+                            let reply = pool.borrow_mut().take_reply(exec, entry.index);
+                            rounds.judge(entry.index, node, reply);
+                        }
+                    }
+                    self.apply_effects(&mut rounds);
+                }
+            }
+            let map = self.inner.map.borrow().clone();
+            next = rounds.next(Instant::now(), cmds, &map, &self.inner.seeds);
         }
-        let mut batches = plan.batches;
-        let limits = self.retry_limits();
-        while !batches.is_empty() {
-            let (sent, timed_out) = self.send_round(exec, batches, deadline).await;
-            let mut resend: Vec<Resend> = Vec::new();
-            let mut retry: Vec<usize> = Vec::new();
-            for (node, entries) in &sent {
-                for entry in entries {
-                    let i = entry.index;
-                    let reply = self.inner.pool.borrow_mut().take_reply(exec, i);
-                    match reply {
-                        Some(RoundReply::Value(value)) => {
-                            match decide(&value, attempts[i], &limits) {
-                                Decision::Accept => results[i] = Some(into_result(value)),
-                                Decision::Resend {
-                                    to,
-                                    asking,
-                                    update_slot,
-                                } => {
-                                    attempts[i] += 1;
-                                    self.inner.counters.add_redirect();
-                                    let to = fill_host(to, node);
-                                    if let Some((slot, _)) = update_slot {
-                                        Rc::make_mut(&mut self.inner.map.borrow_mut())
-                                            .apply_moved(slot, &to);
-                                        self.schedule_refresh();
-                                    }
-                                    resend.push((i, to, asking));
-                                }
-                                Decision::RetryLater { .. } => {
-                                    attempts[i] += 1;
-                                    retry.push(i);
-                                }
-                                Decision::Fail(error) => results[i] = Some(Err(error)),
-                            }
-                        }
-                        Some(RoundReply::Failed { error, sent }) => {
-                            if error.kind() != ErrorKind::Overloaded {
-                                self.note_failure(node);
-                                self.schedule_refresh();
-                            }
-                            if !sent && attempts[i] < self.inner.config.max_retries {
-                                attempts[i] += 1;
-                                retry.push(i);
-                            } else {
-                                results[i] = Some(Err(error));
-                            }
-                        }
-                        None if timed_out => {
-                            results[i] = Some(Err(Error::new(
-                                ErrorKind::Timeout,
-                                format!("{node} did not answer in time"),
-                            )))
-                        }
-                        None => {
-                            results[i] = Some(Err(Error::new(
-                                ErrorKind::Io,
-                                format!("no reply from {node}"),
-                            )))
-                        }
+        Ok(rounds.finish())
+    }
+
+    fn apply_effects(&self, rounds: &mut Rounds) {
+        for effect in rounds.take_effects() {
+            match effect {
+                Effect::Redirected { moved } => {
+                    self.inner.counters.add_redirect();
+                    if let Some((slot, to)) = moved {
+                        Rc::make_mut(&mut self.inner.map.borrow_mut()).apply_moved(slot, &to);
+                        self.schedule_refresh();
                     }
                 }
-            }
-            if timed_out {
-                let late = resend.iter().map(|r| r.0).chain(retry.iter().copied());
-                for i in late {
-                    results[i] = Some(Err(Error::new(
-                        ErrorKind::Timeout,
-                        "deadline passed before the command could be redirected or retried",
-                    )));
-                }
-                break;
-            }
-            if !retry.is_empty() {
-                self.inner.counters.retries_add(retry.len());
-                let worst = retry.iter().map(|&i| attempts[i]).max().unwrap_or(1);
-                let pause = backoff(
-                    worst,
-                    self.inner.config.retry_base_delay,
-                    self.inner.config.retry_max_delay,
-                );
-                let wake = tokio::time::Instant::now() + pause;
-                if deadline.is_some_and(|d| d <= wake) {
-                    for i in retry {
-                        results[i] = Some(Err(Error::new(
-                            ErrorKind::Timeout,
-                            "deadline passed while waiting to retry",
-                        )));
-                    }
-                    retry = Vec::new();
-                } else {
-                    tokio::time::sleep_until(wake).await;
-                }
-                let map = self.inner.map.borrow().clone();
-                for i in retry {
-                    match route_target(&cmds[i], &map, &self.inner.seeds) {
-                        Ok(node) => resend.push((i, node, false)),
-                        Err(e) => results[i] = Some(Err(e)),
-                    }
+                Effect::Retrying => self.inner.counters.retries_add(1),
+                Effect::NodeFailed(node) => {
+                    self.note_failure(&node);
+                    self.schedule_refresh();
                 }
             }
-            batches = plan_resend(&resend, cmds);
         }
-        // Only a deadline leaves commands without a result (serial mode stops sending).
-        Ok(results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(Error::new(
-                        ErrorKind::Timeout,
-                        "deadline passed before sending",
-                    ))
-                })
-            })
-            .collect())
     }
 
     /// Queues batches and waits for their replies: all at once (parallel) or one node at a
@@ -579,11 +693,21 @@ impl Client {
         exec: usize,
         batches: Vec<NodeBatch>,
         deadline: Option<tokio::time::Instant>,
+        lane: Lane,
+        leases: &mut Leases,
     ) -> (Vec<(NodeAddr, Vec<BatchEntry>)>, bool) {
         let mut sent = Vec::with_capacity(batches.len());
         let serial = self.inner.config.execution == Execution::Serial;
         for NodeBatch { node, entries, buf } in batches {
-            self.dispatch(exec, &node, &entries, buf);
+            let conn = match lane {
+                Lane::Shared => self.connection_for(&node),
+                Lane::Dedicated => {
+                    let conn = self.dedicated_connection_for(&node);
+                    leases.conns.push(conn);
+                    conn
+                }
+            };
+            self.dispatch(exec, conn, &entries, buf);
             sent.push((node, entries));
             if serial && !self.wait_round(exec, deadline).await {
                 return (sent, true);
@@ -606,9 +730,8 @@ impl Client {
         }
     }
 
-    /// Queues one batch on its node's connection, opening the connection if needed.
-    fn dispatch(&self, exec: usize, node: &NodeAddr, entries: &[BatchEntry], buf: BytesMut) {
-        let conn = self.connection_for(node);
+    /// Queues one batch on a connection.
+    fn dispatch(&self, exec: usize, conn: ConnId, entries: &[BatchEntry], buf: BytesMut) {
         let max = self.inner.config.max_queued_bytes;
         let mut pool = self.inner.pool.borrow_mut();
         if let Err(e) = pool.enqueue(conn, exec, entries, buf, max) {
@@ -618,16 +741,41 @@ impl Client {
         }
     }
 
-    fn connection_for(&self, node: &NodeAddr) -> ConnId {
-        if let Some(conn) = self.inner.pool.borrow().find(node) {
+    /// An idle dedicated connection to `node`, or a new one (leased to the caller).
+    fn dedicated_connection_for(&self, node: &NodeAddr) -> ConnId {
+        if let Some(conn) = self.inner.pool.borrow_mut().checkout_dedicated(node) {
             return conn;
         }
-        let config = &self.inner.config;
         let (conn, wake_writer) = self
             .inner
             .pool
             .borrow_mut()
-            .open(node.clone(), config.read_buffer_size);
+            .open_dedicated(node.clone(), self.inner.config.read_buffer_size);
+        self.start_connection(conn, node, wake_writer);
+        conn
+    }
+
+    fn connection_for(&self, node: &NodeAddr) -> ConnId {
+        if let Some(conn) = self.inner.pool.borrow().find(node) {
+            return conn;
+        }
+        let (conn, wake_writer) = self
+            .inner
+            .pool
+            .borrow_mut()
+            .open(node.clone(), self.inner.config.read_buffer_size);
+        self.start_connection(conn, node, wake_writer);
+        conn
+    }
+
+    /// Spawns the task of a registered connection.
+    fn start_connection(
+        &self,
+        conn: ConnId,
+        node: &NodeAddr,
+        wake_writer: Rc<tokio::sync::Notify>,
+    ) {
+        let config = &self.inner.config;
         self.inner.counters.add_connect();
         let options = ConnOptions {
             connect_timeout: config.connect_timeout,
@@ -647,7 +795,6 @@ impl Client {
             Engine::Epoll => spawn_connection::<EpollStream>(task),
             _ => spawn_connection::<UringStream>(task),
         }
-        conn
     }
 
     fn note_failure(&self, node: &NodeAddr) {
@@ -673,52 +820,13 @@ impl Client {
         delay.saturating_sub(when.elapsed())
     }
 
-    fn retry_limits(&self) -> RetryLimits {
-        RetryLimits {
-            max_redirects: self.inner.config.max_redirects,
-            max_retries: self.inner.config.max_retries,
-        }
-    }
-
-    /// Runs one command on one node, without routing or redirects.
-    async fn send_to(&self, node: &NodeAddr, command: Cmd) -> Result<Value> {
-        if self.inner.closed.get() {
-            return Err(Error::new(ErrorKind::Shutdown, "client shut down"));
-        }
-        let cmds = std::slice::from_ref(&command);
-        let exec = self.inner.pool.borrow_mut().new_exec(1);
-        let _guard = ExecGuard {
-            pool: self.inner.pool.clone(),
-            exec,
-        };
-        let round = async {
-            for batch in plan_resend(&[(0, node.clone(), false)], cmds) {
-                self.dispatch(exec, &batch.node, &batch.entries, batch.buf);
-            }
-            let deadline = self
-                .inner
-                .config
-                .request_timeout
-                .map(|t| tokio::time::Instant::now() + t);
-            let in_time = self.wait_round(exec, deadline).await;
-            (in_time, self.inner.pool.borrow_mut().take_reply(exec, 0))
-        };
-        let reply = match round.await {
-            (false, _) => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("{node} did not answer in time"),
-                ))
-            }
-            (true, reply) => reply,
-        };
-        match reply {
-            Some(RoundReply::Value(v)) => Ok(v),
-            Some(RoundReply::Failed { error, .. }) => {
-                self.note_failure(node);
-                Err(error)
-            }
-            None => Err(Error::new(ErrorKind::Io, format!("no reply from {node}"))),
+    fn round_limits(&self) -> RoundLimits {
+        let config = &self.inner.config;
+        RoundLimits {
+            max_redirects: config.max_redirects,
+            max_retries: config.max_retries,
+            retry_base_delay: config.retry_base_delay,
+            retry_max_delay: config.retry_max_delay,
         }
     }
 
@@ -738,8 +846,22 @@ impl Client {
         }
         let mut last_error = Error::new(ErrorKind::ClusterDown, "no node to ask for the slot map");
         for node in candidates {
-            match self.send_to(&node, cmd("CLUSTER").arg("SLOTS")).await {
-                Ok(Value::Error(line)) => last_error = server_error(&line),
+            // No retry: the next candidate is a better bet than this one again.
+            let limits = RoundLimits {
+                max_retries: 0,
+                ..self.round_limits()
+            };
+            let deadline = deadline_after(self.inner.config.request_timeout);
+            let reply = self
+                .run_pinned(
+                    &[cmd("CLUSTER").arg("SLOTS")],
+                    vec![node.clone()],
+                    deadline,
+                    limits,
+                )
+                .await
+                .and_then(|mut r| r.pop().unwrap_or_else(|| Err(Error::protocol("no reply"))));
+            match reply {
                 Ok(reply) => match SlotMap::from_cluster_slots_with_host(&reply, &node.host) {
                     Ok(map) if map.covered_slots() > 0 => return Ok(map),
                     Ok(_) => {
@@ -829,37 +951,49 @@ fn choose_engine(requested: Engine) -> Result<Engine> {
     }
 }
 
-/// The node a command goes to now: its slot's primary, or any known node when keyless.
-fn route_target(command: &Cmd, map: &SlotMap, seeds: &[NodeAddr]) -> Result<NodeAddr> {
-    match route_command(command)? {
-        Route::Slot(slot) => map.node_for(slot).cloned().ok_or_else(|| {
-            Error::new(
-                ErrorKind::ClusterDown,
-                format!("no node serves slot {slot}"),
-            )
-        }),
-        Route::AnyNode => map
-            .shards()
-            .first()
-            .map(|s| s.primary.clone())
-            .or_else(|| seeds.first().cloned())
-            .ok_or_else(|| Error::new(ErrorKind::ClusterDown, "no node known")),
+/// Which connections a request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// The node's multiplexed connection, shared by every caller.
+    Shared,
+    /// A connection of its own, for a blocking command.
+    Dedicated,
+}
+
+/// The dedicated connections a request holds. Given back once their replies are in;
+/// closed if the request ends first (timeout, dropped future), because the command may
+/// still be blocked on the server and its late reply could not be matched to anyone.
+struct Leases {
+    pool: Rc<RefCell<Pool>>,
+    conns: Vec<ConnId>,
+    max_idle: usize,
+}
+
+impl Leases {
+    fn give_back(&mut self) {
+        let mut pool = self.pool.borrow_mut();
+        for conn in self.conns.drain(..) {
+            pool.checkin_dedicated(conn, self.max_idle);
+        }
     }
 }
 
-/// A MOVED/ASK with an empty host means "the host you asked".
-fn fill_host(mut to: NodeAddr, asked: &NodeAddr) -> NodeAddr {
-    if to.host.is_empty() {
-        to.host = asked.host.clone();
+impl Drop for Leases {
+    fn drop(&mut self) {
+        if self.conns.is_empty() {
+            return;
+        }
+        let mut pool = self.pool.borrow_mut();
+        for conn in self.conns.drain(..) {
+            pool.close(conn);
+        }
     }
-    to
 }
 
-fn into_result(value: Value) -> Result<Value> {
-    match value {
-        Value::Error(line) => Err(server_error(&line)),
-        v => Ok(v),
-    }
+/// `now + timeout`; `None` (no deadline) when there is no timeout or it is too large to
+/// represent, which means the same thing in practice.
+fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
+    timeout.and_then(|t| tokio::time::Instant::now().checked_add(t))
 }
 
 #[cfg(test)]

@@ -68,6 +68,10 @@ pub struct Config {
     /// (after the usual retries) instead of growing memory without bound while the node
     /// is stalled.
     pub max_queued_bytes: usize,
+    /// Idle dedicated connections kept per node for blocking commands (`BLPOP`, ...),
+    /// so a consumer loop does not reconnect for every command. A blocking command never
+    /// waits for one: when none is idle it opens another.
+    pub blocking_pool_size: usize,
     /// Parallel (default) or serial per-node execution of pipelines.
     pub execution: Execution,
     /// Which nodes serve reads.
@@ -92,6 +96,7 @@ impl Default for Config {
             decode_limits: DecodeLimits::default(),
             read_buffer_size: 64 * 1024,
             max_queued_bytes: 64 * 1024 * 1024,
+            blocking_pool_size: 4,
             execution: Execution::Parallel,
             read_from: ReadFrom::Primary,
             engine: Engine::Auto,
@@ -134,6 +139,12 @@ impl Config {
     /// Sets [`Config::periodic_refresh`].
     pub fn periodic_refresh(mut self, every: Option<Duration>) -> Self {
         self.periodic_refresh = every;
+        self
+    }
+
+    /// Sets [`Config::blocking_pool_size`].
+    pub fn blocking_pool_size(mut self, n: usize) -> Self {
+        self.blocking_pool_size = n;
         self
     }
 

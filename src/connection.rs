@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind};
 use crate::io::Transport;
-use crate::pool::{ConnId, Pool};
+use crate::pool::{ConnId, Delivery, Pool};
 use crate::resp::decode::decode;
 use crate::resp::DecodeLimits;
 use crate::stats::Counters as Stats;
@@ -165,7 +165,7 @@ async fn read_loop<T: Transport>(
             Err(e) => Some(Error::io(format!("read from {}", describe(&pool, conn)), e)),
             Ok(n) => {
                 stats.add_read(n);
-                deliver_all(&mut pool, conn, &mut buf, &options.limits)
+                deliver_all(&mut pool, &stats, conn, &mut buf, &options.limits)
             }
         };
         if let Some(error) = failure {
@@ -183,17 +183,23 @@ async fn read_loop<T: Transport>(
 /// it were delivered already and are kept.
 fn deliver_all(
     pool: &mut Pool,
+    stats: &Stats,
     conn: ConnId,
     buf: &mut BytesMut,
     limits: &DecodeLimits,
 ) -> Option<Error> {
     loop {
         match decode(buf, limits) {
-            Ok(Some(value)) => {
-                if let Err(e) = pool.deliver(conn, value) {
-                    return Some(e);
+            Ok(Some(value)) => match pool.deliver(conn, value) {
+                Ok(Delivery::Reply) => {}
+                // Out-of-band data (invalidations, messages): it answers no request.
+                // Until a push handler exists it is counted and dropped.
+                Ok(Delivery::Push(push)) => {
+                    stats.add_push();
+                    tracing::debug!(node = %describe(pool, conn), ?push, "push frame dropped");
                 }
-            }
+                Err(e) => return Some(e),
+            },
             Ok(None) => return None,
             Err(e) => {
                 return Some(Error::protocol(format!(

@@ -22,9 +22,11 @@ pub enum ErrorKind {
     ServerError,
     /// A command kept being redirected (MOVED/ASK) past the configured limit.
     RedirectLimit,
-    /// A command was redirected with `MOVED`; the error carries slot and target.
+    /// A reply said `MOVED` where the client does not follow redirects
+    /// ([`Client::query_node`](crate::Client::query_node)); the error carries slot and target.
     Moved,
-    /// A command was redirected with `ASK`; the error carries slot and target.
+    /// A reply said `ASK` where the client does not follow redirects; the error carries
+    /// slot and target.
     Ask,
     /// A request did not get its reply within the configured timeout.
     Timeout,
@@ -43,6 +45,13 @@ pub enum ErrorKind {
     /// A connection's queue of unsent bytes is full (the node is not keeping up); the
     /// request was not sent.
     Overloaded,
+    /// The command cannot run on the path it was given (a transaction or subscription
+    /// command on the shared connection, a multi-node command without a node, a blocking
+    /// command in a pipeline); nothing was sent, and the detail names what to use instead.
+    Unsupported,
+    /// The command itself is malformed (no name, a blocking timeout that is not a
+    /// number); nothing was sent.
+    InvalidCommand,
 }
 
 /// The error type of this crate.
@@ -180,6 +189,8 @@ impl fmt::Display for Error {
             ErrorKind::TypeMismatch => "type mismatch",
             ErrorKind::Shutdown => "client shut down",
             ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Unsupported => "unsupported here",
+            ErrorKind::InvalidCommand => "invalid command",
         };
         write!(f, "{what}: {}", self.detail)?;
         if let Some(src) = &self.source {

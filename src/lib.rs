@@ -26,11 +26,14 @@
 //! - [`resp`]: RESP2/RESP3 values, the incremental decoder, the command encoder.
 //! - [`slot`]: CRC16 key hashing and hash tags.
 //! - [`cmd`](mod@cmd): the command builder.
+//! - [`command_table`]: the class of every command (regular, empty, connection state,
+//!   blocking, multi-node, node-specific) and so the path it takes.
 //! - [`route`]: which key of a command decides its slot.
 //! - [`topology`]: the slot map, built from `CLUSTER SLOTS` / `CLUSTER SHARDS`.
 //! - [`split`]: cross-slot `MGET`/`MSET`/`DEL`/`EXISTS`/... split by slot and merged.
-//! - [`plan`]: pipeline planning into per-node batches, reply reassembly, redirect and
-//!   retry decisions.
+//! - [`plan`]: pipeline planning into per-node batches.
+//! - [`round`]: the round state machine: redirects, retries, backoff, deadline, with
+//!   separate redirect and retry budgets.
 //! - [`error`]: the one error type.
 //!
 //! The driver:
@@ -44,6 +47,7 @@
 
 pub mod client;
 pub mod cmd;
+pub mod command_table;
 pub mod config;
 mod connection;
 pub mod engine;
@@ -53,6 +57,7 @@ pub mod plan;
 mod pool;
 pub mod reply;
 pub mod resp;
+pub mod round;
 pub mod route;
 pub mod slot;
 pub mod split;

@@ -8,7 +8,16 @@
 //! Correlation is the per-connection FIFO of [`Sink`]s: Redis answers in request order, so
 //! the n-th reply on a connection belongs to the n-th sink pushed. Nothing ever removes a
 //! sink except a reply or the connection's failure; a timed-out request leaves its sinks in
-//! place (the exec is only marked abandoned), so later replies never shift.
+//! place (the exec is only marked abandoned), so later replies never shift. A RESP3 push
+//! frame is not a reply and never takes a sink: [`Pool::deliver`] hands it back as
+//! [`Delivery::Push`].
+//!
+//! Two kinds of connection live here. The *shared* one per node (found by address) carries
+//! every regular command of every caller. *Dedicated* ones carry one blocking command at a
+//! time: leased with [`Pool::checkout_dedicated`], given back with
+//! [`Pool::checkin_dedicated`] once the reply is in, or closed with [`Pool::close`] when
+//! the caller gave up while the command still blocks (its late reply could not be matched
+//! to anyone).
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -21,6 +30,7 @@ use tokio::sync::Notify;
 use crate::error::{Error, ErrorKind};
 use crate::plan::BatchEntry;
 use crate::resp::Value;
+use crate::round::RoundReply;
 use crate::topology::NodeAddr;
 
 /// Where the next reply on a connection goes.
@@ -30,16 +40,6 @@ pub(crate) enum Sink {
     Discard,
     /// Reply `index` of exec `exec`.
     Reply { exec: usize, index: usize },
-}
-
-/// What one command got in one round.
-#[derive(Debug)]
-pub(crate) enum RoundReply {
-    /// The server's reply (error replies included).
-    Value(Value),
-    /// The connection failed. `sent`: whether the command's bytes had been handed to the
-    /// kernel; if so the server may have executed it, and it is not retried.
-    Failed { error: Error, sent: bool },
 }
 
 /// One pipeline (or single command) waiting for replies.
@@ -70,6 +70,16 @@ struct Connection {
     unsent: usize,
     wake_writer: Rc<Notify>,
     closed: bool,
+    dedicated: bool,
+}
+
+/// What the reader got from [`Pool::deliver`].
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// The reply went to its sink.
+    Reply,
+    /// A RESP3 push frame: out-of-band data, not a reply; no sink was touched.
+    Push(Value),
 }
 
 /// All connections and all in-flight execs of one client.
@@ -79,6 +89,8 @@ pub(crate) struct Pool {
     by_addr: HashMap<NodeAddr, usize>,
     execs: Slab<Exec>,
     next_id: u64,
+    /// Idle dedicated connections per node, most recently used last.
+    idle: HashMap<NodeAddr, Vec<ConnId>>,
 }
 
 impl Pool {
@@ -94,6 +106,18 @@ impl Pool {
     /// Registers a new connection to `addr` (its engine task is started by the caller) and
     /// returns its id and the notifier its writer waits on.
     pub(crate) fn open(&mut self, addr: NodeAddr, buffer: usize) -> (ConnId, Rc<Notify>) {
+        let (conn, wake) = self.insert(addr.clone(), buffer, false);
+        self.by_addr.insert(addr, conn.key);
+        (conn, wake)
+    }
+
+    /// Registers a dedicated connection to `addr`, leased to its opener: nobody else
+    /// finds it until it is checked in.
+    pub(crate) fn open_dedicated(&mut self, addr: NodeAddr, buffer: usize) -> (ConnId, Rc<Notify>) {
+        self.insert(addr, buffer, true)
+    }
+
+    fn insert(&mut self, addr: NodeAddr, buffer: usize, dedicated: bool) -> (ConnId, Rc<Notify>) {
         self.next_id += 1;
         let wake_writer = Rc::new(Notify::new());
         let key = self.conns.insert(Connection {
@@ -104,8 +128,8 @@ impl Pool {
             unsent: 0,
             wake_writer: wake_writer.clone(),
             closed: false,
+            dedicated,
         });
-        self.by_addr.insert(addr, key);
         (
             ConnId {
                 key,
@@ -129,9 +153,62 @@ impl Pool {
             .map(|c| &c.addr)
     }
 
-    /// Number of live connections.
+    /// Number of live shared connections.
     pub(crate) fn connection_count(&self) -> usize {
         self.by_addr.len()
+    }
+
+    /// Number of dedicated connections, leased or idle.
+    pub(crate) fn dedicated_count(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.dedicated && !c.closed)
+            .count()
+    }
+
+    /// Leases an idle dedicated connection to `addr`, if one is open.
+    pub(crate) fn checkout_dedicated(&mut self, addr: &NodeAddr) -> Option<ConnId> {
+        let idle = self.idle.get_mut(addr)?;
+        while let Some(conn) = idle.pop() {
+            let live = self
+                .conns
+                .get(conn.key)
+                .is_some_and(|c| c.id == conn.id && !c.closed && c.pending.is_empty());
+            if live {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Gives a leased dedicated connection back once its replies are all in. Kept for the
+    /// next blocking command unless `max_idle` connections to that node already wait, or
+    /// it is not quiet (closed, or replies still owed); then it is closed.
+    pub(crate) fn checkin_dedicated(&mut self, conn: ConnId, max_idle: usize) {
+        let Some(c) = self.conn_mut(conn) else {
+            return;
+        };
+        if !c.dedicated {
+            return;
+        }
+        let quiet = c.pending.is_empty();
+        let addr = c.addr.clone();
+        let idle = self.idle.entry(addr).or_default();
+        idle.retain(|&i| i != conn);
+        if quiet && idle.len() < max_idle {
+            idle.push(conn);
+        } else {
+            self.close(conn);
+        }
+    }
+
+    /// Closes a connection on purpose (a caller gave up on a blocking command): its
+    /// pending sinks fail, its tasks exit, its socket is shut down.
+    pub(crate) fn close(&mut self, conn: ConnId) {
+        self.fail(
+            conn,
+            &Error::new(ErrorKind::Io, "connection closed by the client"),
+        );
     }
 
     /// Starts an exec awaiting up to `n` replies.
@@ -229,11 +306,16 @@ impl Pool {
             .is_none_or(|c| c.id != conn.id || c.closed)
     }
 
-    /// For the reader: the next reply on the connection. A reply nobody asked for means
-    /// the stream is out of step, which is a protocol error (the caller closes).
-    pub(crate) fn deliver(&mut self, conn: ConnId, value: Value) -> Result<(), Error> {
+    /// For the reader: the next frame on the connection. A push frame is handed back
+    /// untouched (it answers no request); any other frame is the reply of the oldest sink.
+    /// A reply nobody asked for means the stream is out of step, which is a protocol error
+    /// (the caller closes).
+    pub(crate) fn deliver(&mut self, conn: ConnId, value: Value) -> Result<Delivery, Error> {
+        if let Value::Push(_) = value {
+            return Ok(Delivery::Push(value));
+        }
         let Some(c) = self.conn_mut(conn) else {
-            return Ok(());
+            return Ok(Delivery::Reply);
         };
         if c.pending.len() <= c.unsent {
             // Either nobody asked, or the reply is to bytes we have not written yet: the
@@ -244,10 +326,10 @@ impl Pool {
             )));
         }
         let Some(sink) = c.pending.pop_front() else {
-            return Ok(());
+            return Ok(Delivery::Reply);
         };
         self.complete(sink, RoundReply::Value(value));
-        Ok(())
+        Ok(Delivery::Reply)
     }
 
     fn complete(&mut self, sink: Sink, reply: RoundReply) {
@@ -497,5 +579,103 @@ mod tests {
         assert!(pool
             .enqueue(conn, exec, &b.entries, b.buf, size * 2)
             .is_ok());
+    }
+
+    fn push(n: i64) -> Value {
+        Value::Push(vec![bulk("invalidate"), Value::Int(n)])
+    }
+
+    #[test]
+    fn push_frames_never_take_a_reply_slot() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        // A push with nothing pending is not a stray reply: the stream is fine.
+        assert!(matches!(pool.deliver(conn, push(0)), Ok(Delivery::Push(_))));
+        let exec = pool.new_exec(2);
+        enqueue(&mut pool, conn, exec, batch(&a, &[(0, false), (1, false)]));
+        pool.take_output(conn).unwrap();
+        for v in [push(1), bulk("zero"), push(2), push(3), bulk("one")] {
+            pool.deliver(conn, v).unwrap();
+        }
+        assert!(ready(&mut pool, exec));
+        assert!(
+            matches!(pool.take_reply(exec, 0), Some(RoundReply::Value(v)) if v == bulk("zero"))
+        );
+        assert!(matches!(pool.take_reply(exec, 1), Some(RoundReply::Value(v)) if v == bulk("one")));
+    }
+
+    #[test]
+    fn dedicated_connections_are_leased_returned_and_closed() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (shared, _) = pool.open(a.clone(), 1024);
+        let (d1, _) = pool.open_dedicated(a.clone(), 1024);
+        // Nobody routes to a dedicated connection by address.
+        assert_eq!(pool.find(&a), Some(shared));
+        assert_eq!(pool.checkout_dedicated(&a), None);
+        let exec = pool.new_exec(1);
+        enqueue(&mut pool, d1, exec, batch(&a, &[(0, false)]));
+        pool.take_output(d1).unwrap();
+        // Replies still owed: checking it in closes it instead of handing it out again.
+        let (d2, _) = pool.open_dedicated(a.clone(), 1024);
+        pool.checkin_dedicated(d1, 4);
+        assert!(pool.is_closed(d1));
+        assert!(matches!(
+            pool.take_reply(exec, 0),
+            Some(RoundReply::Failed { sent: true, .. })
+        ));
+        // A quiet one is kept and leased again; beyond max_idle it is closed.
+        pool.checkin_dedicated(d2, 1);
+        assert_eq!(pool.checkout_dedicated(&a), Some(d2));
+        pool.checkin_dedicated(d2, 0);
+        assert!(pool.is_closed(d2));
+        assert_eq!(pool.checkout_dedicated(&a), None);
+        assert!(!pool.is_closed(shared));
+        assert_eq!(pool.connection_count(), 1);
+        assert_eq!(pool.dedicated_count(), 0);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any interleaving of push frames and replies on any number of connections
+        /// delivers each reply to its own sink, in order, and no push to any sink.
+        #[test]
+        fn pushes_anywhere_never_shift_replies(
+            plan in proptest::collection::vec((0usize..3, 0u8..4), 1..300),
+        ) {
+            let mut pool = Pool::default();
+            let conns: Vec<ConnId> = (0..3)
+                .map(|p| pool.open(NodeAddr::new("127.0.0.1", 7000 + p), 1024).0)
+                .collect();
+            let exec = pool.new_exec(plan.len());
+            // Command i goes to connection plan[i].0; its reply carries i.
+            let mut queues: Vec<std::collections::VecDeque<usize>> = vec![Default::default(); 3];
+            for (i, &(c, _)) in plan.iter().enumerate() {
+                let b = batch(&NodeAddr::new("127.0.0.1", 7000 + c as u16), &[(i, false)]);
+                prop_assert!(pool.enqueue(conns[c], exec, &b.entries, b.buf, usize::MAX).is_ok());
+                queues[c].push_back(i);
+            }
+            for &c in &conns {
+                pool.take_output(c).unwrap();
+            }
+            // Walk the plan again as the order in which frames arrive: before each reply,
+            // 0..3 pushes on some connection.
+            for (step, &(c, pushes)) in plan.iter().enumerate() {
+                let target = (c + step) % 3;
+                for p in 0..pushes {
+                    let d = pool.deliver(conns[target], push(p as i64));
+                    prop_assert!(matches!(d, Ok(Delivery::Push(_))));
+                }
+                if let Some(i) = queues[c].pop_front() {
+                    prop_assert!(pool.deliver(conns[c], Value::Int(i as i64)).is_ok());
+                }
+            }
+            for (i, _) in plan.iter().enumerate() {
+                let got = pool.take_reply(exec, i);
+                prop_assert!(matches!(got, Some(RoundReply::Value(Value::Int(n))) if n == i as i64));
+            }
+        }
     }
 }

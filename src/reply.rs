@@ -28,6 +28,17 @@ pub trait FromReply: Sized {
 
 /// The error of an error reply.
 pub(crate) fn server_error(line: &[u8]) -> Error {
+    // A redirect that reaches the caller (no redirect is followed on a named node) keeps
+    // its slot and target, so the caller can act on it without parsing text.
+    match crate::round::parse_redirect(line) {
+        Some(crate::round::Redirect::Moved { slot, addr }) => {
+            return Error::redirect(ErrorKind::Moved, slot, addr.to_string())
+        }
+        Some(crate::round::Redirect::Ask { slot, addr }) => {
+            return Error::redirect(ErrorKind::Ask, slot, addr.to_string())
+        }
+        None => {}
+    }
     let text = String::from_utf8_lossy(line);
     let kind = match text.split(' ').next() {
         Some("CLUSTERDOWN") => ErrorKind::ClusterDown,

@@ -33,8 +33,11 @@ enum Keys {
         step: usize,
         skip_last: usize,
     },
-    /// `numkeys` at index 2, keys after it (EVAL, FCALL).
-    NumKeysAt2,
+    /// `numkeys` at index `at`, the keys right after it (EVAL and FCALL at 2, LMPOP and
+    /// ZUNION at 1, BLMPOP after its timeout at 2).
+    NumKeysAt(usize),
+    /// A destination key at 1, `numkeys` at 2, the source keys after it (ZUNIONSTORE).
+    DestThenCounted,
     /// After the `STREAMS` keyword, the first half of what remains (XREAD, XREADGROUP).
     Streams,
 }
@@ -98,9 +101,12 @@ fn key_positions(cmd: &Cmd) -> Keys {
         b"MSET" | b"MSETNX" => every(2, 0),
         // The last argument is the timeout.
         b"BLPOP" | b"BRPOP" | b"BZPOPMIN" | b"BZPOPMAX" => every(1, 1),
-        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
-            Keys::NumKeysAt2
+        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" | b"BLMPOP"
+        | b"BZMPOP" => Keys::NumKeysAt(2),
+        b"LMPOP" | b"ZMPOP" | b"SINTERCARD" | b"ZUNION" | b"ZINTER" | b"ZDIFF" | b"ZINTERCARD" => {
+            Keys::NumKeysAt(1)
         }
+        b"ZUNIONSTORE" | b"ZINTERSTORE" | b"ZDIFFSTORE" => Keys::DestThenCounted,
         b"XREAD" | b"XREADGROUP" => Keys::Streams,
         // Subcommand first, then the key (`OBJECT ENCODING key`, `XINFO STREAM key`);
         // `OBJECT HELP` has none.
@@ -137,16 +143,12 @@ pub fn command_keys(cmd: &Cmd) -> Vec<&[u8]> {
             .step_by(step)
             .filter_map(|i| cmd.arg_at(i))
             .collect(),
-        Keys::NumKeysAt2 => {
-            let n = cmd
-                .arg_at(2)
-                .and_then(|n| std::str::from_utf8(n).ok())
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(0);
-            (3..(3 + n).min(args))
-                .filter_map(|i| cmd.arg_at(i))
-                .collect()
-        }
+        Keys::NumKeysAt(at) => numkeys_after(cmd, at).collect(),
+        Keys::DestThenCounted => cmd
+            .arg_at(1)
+            .into_iter()
+            .chain(numkeys_after(cmd, 2))
+            .collect(),
         Keys::Streams => {
             let Some(at) = (1..args).find(|&i| {
                 cmd.arg_at(i)
@@ -160,6 +162,18 @@ pub fn command_keys(cmd: &Cmd) -> Vec<&[u8]> {
                 .collect()
         }
     }
+}
+
+/// The keys counted by the `numkeys` argument at index `at`; a count larger than the
+/// arguments is clamped, not trusted.
+fn numkeys_after(cmd: &Cmd, at: usize) -> impl Iterator<Item = &[u8]> {
+    let n = cmd
+        .arg_at(at)
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    let end = (at + 1).saturating_add(n).min(cmd.len());
+    (at + 1..end).filter_map(|i| cmd.arg_at(i))
 }
 
 /// True when the command can name several keys (and so may need splitting by slot).
@@ -293,6 +307,31 @@ mod tests {
         );
         assert_eq!(
             command_keys(&cmd("FCALL").arg("f").arg(1).arg("k").arg("x")),
+            vec![&b"k"[..]]
+        );
+        assert_eq!(
+            command_keys(&cmd("BLMPOP").arg(0).arg(2).arg("a").arg("b").arg("LEFT")),
+            vec![&b"a"[..], b"b"]
+        );
+        assert_eq!(
+            command_keys(&cmd("LMPOP").arg(1).arg("a").arg("LEFT")),
+            vec![&b"a"[..]]
+        );
+        assert_eq!(
+            command_keys(
+                &cmd("ZUNIONSTORE")
+                    .arg("d")
+                    .arg(2)
+                    .arg("a")
+                    .arg("b")
+                    .arg("WEIGHTS")
+                    .arg(1)
+                    .arg(2)
+            ),
+            vec![&b"d"[..], b"a", b"b"]
+        );
+        assert_eq!(
+            command_keys(&cmd("EVAL").arg("s").arg(usize::MAX).arg("k")),
             vec![&b"k"[..]]
         );
         // A numkeys larger than the arguments is clamped, not trusted.

@@ -28,6 +28,13 @@ pub struct Stats {
     pub refreshes: u64,
     /// Connections opened.
     pub connects: u64,
+    /// RESP3 push frames received (out-of-band data, never taken for a reply).
+    pub pushes: u64,
+    /// Commands refused before sending (empty, connection-state, multi-node without a
+    /// node, blocking in a pipeline).
+    pub refused: u64,
+    /// Blocking commands run on a dedicated connection.
+    pub blocking: u64,
 }
 
 /// The live counters (single-threaded, so plain cells).
@@ -42,6 +49,9 @@ pub(crate) struct Counters {
     retries: Cell<u64>,
     refreshes: Cell<u64>,
     connects: Cell<u64>,
+    pushes: Cell<u64>,
+    refused: Cell<u64>,
+    blocking: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -72,6 +82,15 @@ impl Counters {
     pub(crate) fn add_connect(&self) {
         bump(&self.connects, 1);
     }
+    pub(crate) fn add_push(&self) {
+        bump(&self.pushes, 1);
+    }
+    pub(crate) fn add_refused(&self) {
+        bump(&self.refused, 1);
+    }
+    pub(crate) fn add_blocking(&self) {
+        bump(&self.blocking, 1);
+    }
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             writes: self.writes.get(),
@@ -83,6 +102,9 @@ impl Counters {
             retries: self.retries.get(),
             refreshes: self.refreshes.get(),
             connects: self.connects.get(),
+            pushes: self.pushes.get(),
+            refused: self.refused.get(),
+            blocking: self.blocking.get(),
         }
     }
 }

@@ -26,6 +26,11 @@ use crate::resp::Value;
 /// make the read buffer grow forever while the decoder keeps answering "need more".
 pub const MAX_LINE_LEN: usize = 64 * 1024;
 
+/// The deepest nesting accepted whatever [`DecodeLimits::max_depth`] says. Building a
+/// [`Value`] (and dropping one) recurses once per level, so this bounds the stack a reply
+/// can use even when a caller configures `usize::MAX`. Real replies nest a few levels.
+pub const MAX_DEPTH_CEILING: usize = 128;
+
 /// Caps that keep a hostile or broken server from making the decoder allocate without
 /// bound or recurse without bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +39,7 @@ pub struct DecodeLimits {
     pub max_bulk_len: usize,
     /// Largest element count of one aggregate (array, map pairs, set, push, attribute).
     pub max_elements: usize,
-    /// Deepest nesting of aggregates.
+    /// Deepest nesting of aggregates (at most [`MAX_DEPTH_CEILING`], whatever is set).
     pub max_depth: usize,
 }
 
@@ -252,10 +257,10 @@ pub fn frame_len(src: &[u8], limits: &DecodeLimits) -> Result<Option<usize>> {
             Some(Header::Aggregate { children, body }) => {
                 pos = body;
                 if children > 0 {
-                    if open.len() >= limits.max_depth {
+                    let max_depth = limits.max_depth.min(MAX_DEPTH_CEILING);
+                    if open.len() >= max_depth {
                         return Err(Error::protocol(format!(
-                            "replies nested deeper than {}",
-                            limits.max_depth
+                            "replies nested deeper than {max_depth}"
                         )));
                     }
                     open.push(children);
@@ -630,6 +635,19 @@ mod tests {
         // Deep nesting far beyond the default cap never touches the thread's stack.
         let deep = "*1\r\n".repeat(100_000);
         protocol_error(deep.as_bytes(), &limits());
+        // Even when the caller lifts the cap: the ceiling still holds, and a reply at the
+        // ceiling builds (and drops) without exhausting the stack.
+        let unbounded = DecodeLimits {
+            max_depth: usize::MAX,
+            ..limits()
+        };
+        protocol_error(deep.as_bytes(), &unbounded);
+        let mut at_ceiling = "*1\r\n".repeat(MAX_DEPTH_CEILING - 1);
+        at_ceiling.push_str(":1\r\n");
+        assert!(matches!(
+            decode_slice(at_ceiling.as_bytes(), &unbounded).unwrap(),
+            Decoded::Complete(_, n) if n == at_ceiling.len()
+        ));
     }
 
     #[test]
