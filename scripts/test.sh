@@ -10,11 +10,11 @@ scripts/install-redis.sh
 cargo test --workspace --all-targets --exclude redis-cluster-uring
 cargo test -p redis-cluster-uring --lib --examples
 cargo test -p redis-cluster-uring --doc
-cargo test -p redis-cluster-uring --test keyslot --test engine
+cargo test -p redis-cluster-uring --test keyslot --test engine --test push_proxy_selftest
 
 # The client's integration suite, once per engine.
 for engine in io_uring epoll; do
     echo "== integration tests on the $engine engine"
     REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring \
-        --test pipeline --test cluster_changes
+        --test pipeline --test cluster_changes --test integrity
 done

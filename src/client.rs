@@ -249,7 +249,7 @@ impl Client {
     /// engine::start(async {
     ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
     ///     // Blocks up to 1 s on a connection of its own; other callers go on meanwhile.
-    ///     let popped: Option<(String, String)> = client.query(cmd("BLPOP").arg("jobs").arg(1)).await?;
+    ///     let popped: Option<Vec<String>> = client.query(cmd("BLPOP").arg("jobs").arg(1)).await?;
     ///     let e = client.query::<i64>(cmd("DBSIZE")).await.unwrap_err();
     ///     assert_eq!(e.kind(), ErrorKind::Unsupported);
     ///     Ok::<(), redis_cluster_uring::Error>(())

@@ -433,7 +433,7 @@ impl Pool {
         }
     }
 
-    /// Number of execs still holding slab entries (for tests: nothing leaks).
+    /// Number of requests still holding slab entries (shutdown waits for them to finish).
     pub(crate) fn exec_count(&self) -> usize {
         self.execs.len()
     }
