@@ -371,8 +371,8 @@ impl Client {
     ///
     /// `WAIT` and `WAITAOF` run on the shared connection, whose writes are the ones they
     /// wait for (on a fresh dedicated connection they would count none); they stall that
-    /// node's other requests for up to their timeout, so a timeout of 0 (for ever) is
-    /// refused with [`ErrorKind::Unsupported`].
+    /// node's other requests for up to the timeout the caller gives, so a timeout of 0
+    /// (for ever) is refused with [`ErrorKind::Unsupported`].
     ///
     /// ```no_run
     /// use redis_cluster_uring::{cmd, engine, Client, Config};
@@ -398,13 +398,13 @@ impl Client {
                 }));
             }
             _ => {
-                // WAIT/WAITAOF block the shared connection: bounded only.
-                let blocks = blocking_timeout(&command)?;
-                let Some(blocks) = blocks else {
+                // WAIT/WAITAOF block the shared connection for the timeout the caller
+                // gives, so there must be one.
+                let Some(blocks) = blocking_timeout(&command)? else {
                     self.inner.counters.add_refused();
                     return Err(Error::new(
                         ErrorKind::Unsupported,
-                        "WAIT/WAITAOF with timeout 0 would stall every other request to the node for ever; give a timeout",
+                        "WAIT/WAITAOF with timeout 0 would stall every other request to the node for ever: give a timeout",
                     ));
                 };
                 let timeout = self
@@ -699,6 +699,16 @@ impl Client {
         let mut sent = Vec::with_capacity(batches.len());
         let serial = self.inner.config.execution == Execution::Serial;
         for NodeBatch { node, entries, buf } in batches {
+            if self.inner.closed.get() {
+                // Shut down mid-request: no new connection, nothing more sent or retried.
+                self.inner.pool.borrow_mut().fail_unsent(
+                    exec,
+                    &entries,
+                    &Error::new(ErrorKind::Shutdown, "client shut down"),
+                );
+                sent.push((node, entries));
+                continue;
+            }
             let conn = match lane {
                 Lane::Shared => self.connection_for(&node),
                 Lane::Dedicated => {

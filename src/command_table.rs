@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::cmd::Cmd;
 use crate::error::{Error, ErrorKind, Result};
+use crate::route::stream_options;
 
 /// How a multi-node command is fanned out (the server's `request_policy` tip).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,10 +195,13 @@ pub fn command_class(cmd: &Cmd) -> CommandClass {
         b"FLUSHALL" | b"FLUSHDB" => multi(AllShards, AllSucceeded),
         b"KEYS" => multi(AllShards, Concat),
         b"SCAN" | b"RANDOMKEY" | b"INFO" => multi(AllShards, Special),
-        b"PING" if cmd.len() <= 2 => multi(AllShards, AllSucceeded),
+        b"PING" => multi(AllShards, AllSucceeded),
         b"WAIT" | b"WAITAOF" => multi(AllShards, Min),
         b"SCRIPT" => {
-            if is(sub, b"EXISTS") {
+            if is(sub, b"DEBUG") {
+                // The next EVAL on the connection would start a debugging session.
+                ConnectionState { api: CONNECTION }
+            } else if is(sub, b"EXISTS") {
                 multi(AllShards, LogicalAnd)
             } else if is(sub, b"KILL") {
                 multi(AllShards, OneSucceeded)
@@ -361,19 +365,9 @@ pub fn blocking_timeout(cmd: &Cmd) -> Result<Option<Duration>> {
     Ok(Duration::try_from_secs_f64(seconds).ok())
 }
 
-/// The `BLOCK` argument of `XREAD` / `XREADGROUP` (before `STREAMS`), if any.
+/// The `BLOCK` argument of `XREAD` / `XREADGROUP`, if any.
 fn stream_block_ms(cmd: &Cmd) -> Option<&[u8]> {
-    let mut i = 1;
-    while let Some(arg) = cmd.arg_at(i) {
-        if arg.eq_ignore_ascii_case(b"STREAMS") {
-            return None;
-        }
-        if arg.eq_ignore_ascii_case(b"BLOCK") {
-            return cmd.arg_at(i + 1);
-        }
-        i += 1;
-    }
-    None
+    stream_options(cmd).block
 }
 
 #[cfg(test)]
@@ -397,7 +391,6 @@ mod tests {
             &["ECHO", "x"],
             &["PUBLISH", "ch", "m"],
             &["SPUBLISH", "ch", "m"],
-            &["PING", "x", "y"],
             &["XREAD", "COUNT", "2", "STREAMS", "s", "0"],
             &["CLUSTER", "SLOTS"],
             &["client", "id"],
@@ -447,6 +440,7 @@ mod tests {
             (&["READONLY"], "routes"),
             (&["READWRITE"], "routes"),
             (&["ASKING"], "routes"),
+            (&["SCRIPT", "DEBUG", "SYNC"], "shared"),
         ] {
             let c = class(args);
             assert!(
@@ -589,9 +583,14 @@ mod tests {
         );
         // Not blocking at all.
         assert_eq!(t(&["GET", "a"]).unwrap(), Some(Duration::ZERO));
-        // A stream key named BLOCK after STREAMS is a key, not the option.
+        // A stream key named BLOCK after STREAMS is a key, not the option; so is a group
+        // named BLOCK.
         assert_eq!(
             t(&["XREAD", "STREAMS", "BLOCK", "0"]).unwrap(),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            t(&["XREADGROUP", "GROUP", "BLOCK", "c", "STREAMS", "s", ">"]).unwrap(),
             Some(Duration::ZERO)
         );
         // Huge is "for ever", not a panic.

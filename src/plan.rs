@@ -59,7 +59,7 @@ const ASKING: &[&[u8]] = &[b"ASKING"];
 
 /// Groups commands into per-node batches by the slot map.
 ///
-/// Keyless commands (`PING`, `ECHO`, ...) join the batch of the first routed command, so
+/// Keyless commands (`ECHO`, `TIME`, ...) join the batch of the first routed command, so
 /// they add no extra node to the pipeline; with no routed command they go to the first
 /// primary of the map.
 ///

@@ -312,6 +312,8 @@ pub struct Rounds {
     retry: Vec<usize>,
     /// When the waiting retries may go.
     retry_at: Option<Instant>,
+    /// Retries were added since `retry_at` was last computed.
+    fresh_retries: bool,
     /// The last round ended at the deadline.
     timed_out: bool,
     effects: Vec<Effect>,
@@ -335,6 +337,7 @@ impl Rounds {
             resend: Vec::new(),
             retry: Vec::new(),
             retry_at: None,
+            fresh_retries: false,
             timed_out: false,
             effects: Vec::new(),
             targets: None,
@@ -397,9 +400,13 @@ impl Rounds {
         match reply {
             Some(RoundReply::Value(value)) => {
                 let (redirects, retries) = (self.redirects[index], self.retries[index]);
-                let decision = match decide(&value, redirects, retries, &self.limits) {
-                    Decision::Resend { .. } if self.targets.is_some() => Decision::Accept,
-                    decision => decision,
+                // A named node's redirect goes back to the caller, whatever the budget.
+                let pinned_redirect = self.targets.is_some()
+                    && matches!(classify_reply(&value), ReplyAction::Redirect(_));
+                let decision = if pinned_redirect {
+                    Decision::Accept
+                } else {
+                    decide(&value, redirects, retries, &self.limits)
                 };
                 match decision {
                     Decision::Accept => self.set(index, accept(value)),
@@ -426,11 +433,16 @@ impl Rounds {
                 }
             }
             Some(RoundReply::Failed { error, sent }) => {
-                // A full queue says the node is slow, not that it failed.
-                if error.kind() != ErrorKind::Overloaded {
+                // A full queue says the node is slow, not that it failed; a shutdown is
+                // the client's own doing, and nothing is retried after it.
+                let kind = error.kind();
+                if kind != ErrorKind::Overloaded && kind != ErrorKind::Shutdown {
                     self.effects.push(Effect::NodeFailed(node.clone()));
                 }
-                if !sent && self.retries[index] < self.limits.max_retries {
+                if !sent
+                    && kind != ErrorKind::Shutdown
+                    && self.retries[index] < self.limits.max_retries
+                {
                     self.schedule_retry(index);
                 } else {
                     self.set(index, Err(error));
@@ -451,6 +463,7 @@ impl Rounds {
     }
 
     fn schedule_retry(&mut self, index: usize) {
+        self.fresh_retries = true;
         self.retries[index] += 1;
         self.retry.push(index);
         self.effects.push(Effect::Retrying);
@@ -488,62 +501,61 @@ impl Rounds {
             }
             return Next::Done;
         }
-        if !self.resend.is_empty() {
-            let resend = std::mem::take(&mut self.resend);
-            return Next::Send(plan_resend(&resend, cmds));
+        // A retry's backoff starts when it is first seen here, not after the redirects
+        // of the same round have been answered.
+        if self.fresh_retries {
+            self.fresh_retries = false;
+            let worst = self
+                .retry
+                .iter()
+                .map(|&i| self.retries[i])
+                .max()
+                .unwrap_or(1);
+            let pause = backoff(
+                worst,
+                self.limits.retry_base_delay,
+                self.limits.retry_max_delay,
+            );
+            let at = saturating_later(now, pause);
+            let at = self.retry_at.map_or(at, |earlier| earlier.max(at));
+            if self.deadline.is_some_and(|d| d <= at) {
+                for index in std::mem::take(&mut self.retry) {
+                    self.set(
+                        index,
+                        Err(Error::new(
+                            ErrorKind::Timeout,
+                            "deadline passed while waiting to retry",
+                        )),
+                    );
+                }
+                self.retry_at = None;
+            } else {
+                self.retry_at = Some(at);
+            }
         }
-        if self.retry.is_empty() {
+        let mut items = std::mem::take(&mut self.resend);
+        if self.retry_at.is_some_and(|at| now >= at) {
             self.retry_at = None;
-            return Next::Done;
-        }
-        let worst = self
-            .retry
-            .iter()
-            .map(|&i| self.retries[i])
-            .max()
-            .unwrap_or(1);
-        let pause = backoff(
-            worst,
-            self.limits.retry_base_delay,
-            self.limits.retry_max_delay,
-        );
-        let at = *self
-            .retry_at
-            .get_or_insert_with(|| saturating_later(now, pause));
-        if self.deadline.is_some_and(|d| d <= at) {
             for index in std::mem::take(&mut self.retry) {
-                self.set(
-                    index,
-                    Err(Error::new(
-                        ErrorKind::Timeout,
-                        "deadline passed while waiting to retry",
-                    )),
-                );
-            }
-            self.retry_at = None;
-            return Next::Done;
-        }
-        if now < at {
-            return Next::WaitUntil(at);
-        }
-        self.retry_at = None;
-        let mut targets = Vec::with_capacity(self.retry.len());
-        for index in std::mem::take(&mut self.retry) {
-            let pinned = self.targets.as_ref().and_then(|t| t.get(index)).cloned();
-            let target = match pinned {
-                Some(node) => Some(Ok(node)),
-                None => cmds.get(index).map(|c| route_target(c, map, seeds)),
-            };
-            match target {
-                Some(Ok(node)) => targets.push((index, node, false)),
-                Some(Err(e)) => self.set(index, Err(e)),
-                None => {}
+                let pinned = self.targets.as_ref().and_then(|t| t.get(index)).cloned();
+                let target = match pinned {
+                    Some(node) => Some(Ok(node)),
+                    None => cmds.get(index).map(|c| route_target(c, map, seeds)),
+                };
+                match target {
+                    Some(Ok(node)) => items.push((index, node, false)),
+                    Some(Err(e)) => self.set(index, Err(e)),
+                    None => {}
+                }
             }
         }
-        if targets.is_empty() {
-            return Next::Done;
+        if !items.is_empty() {
+            return Next::Send(plan_resend(&items, cmds));
         }
-        Next::Send(plan_resend(&targets, cmds))
+        match self.retry_at {
+            Some(at) => Next::WaitUntil(at),
+            None => Next::Done,
+        }
     }
 
     /// The results in the original order. A command left without one (the driver stopped
@@ -856,6 +868,44 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_waits_from_when_it_is_seen_not_behind_the_redirects() {
+        let cmds = vec![cmd("GET").arg("a"), cmd("GET").arg("b")];
+        let mut r = Rounds::new(2, limits(), None);
+        let b = sends(r.start(&cmds, &map()));
+        let t0 = Instant::now();
+        for batch in &b {
+            for e in &batch.entries {
+                let reply = if e.index == 0 {
+                    err("LOADING x")
+                } else {
+                    err("MOVED 1 h:1")
+                };
+                r.judge(e.index, &batch.node, reply);
+            }
+        }
+        // The redirect goes now, alone; the retry's pause is already running.
+        let b = sends(r.next(t0, &cmds, &map(), &[]));
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].entries[0].index, 1);
+        r.judge(1, &b[0].node, ok("v"));
+        // The redirect's round took longer than the pause: the retry goes at once.
+        let later = t0 + limits().retry_max_delay;
+        let b = sends(r.next(later, &cmds, &map(), &[]));
+        assert_eq!(b[0].entries[0].index, 0);
+    }
+
+    #[test]
+    fn nothing_is_retried_after_a_shutdown() {
+        let (mut r, _, node) = one("k");
+        r.judge(0, &node, failed(ErrorKind::Shutdown, false));
+        assert_eq!(r.take_effects().count(), 0);
+        assert_eq!(
+            r.finish()[0].as_ref().unwrap_err().kind(),
+            ErrorKind::Shutdown
+        );
+    }
+
+    #[test]
     fn a_full_queue_is_retried_but_is_not_a_node_failure() {
         let (mut r, _, node) = one("k");
         r.judge(0, &node, failed(ErrorKind::Overloaded, false));
@@ -930,6 +980,22 @@ mod tests {
         r.judge(0, &targets[0], ok("PONG"));
         r.judge(1, &targets[1], err("LOADING x"));
         r.judge(2, &targets[2], err("MOVED 1 10.0.0.9:7000"));
+        // Even with no redirect budget at all, a named node's redirect is the caller's.
+        let mut zero = Rounds::new(
+            1,
+            RoundLimits {
+                max_redirects: 0,
+                ..limits()
+            },
+            None,
+        )
+        .pinned(targets.clone());
+        sends(zero.start(&cmds[2..], &SlotMap::empty()));
+        zero.judge(0, &targets[0], err("ASK 1 10.0.0.9:7000"));
+        assert_eq!(
+            zero.finish()[0].as_ref().unwrap_err().kind(),
+            ErrorKind::Ask
+        );
         let Next::WaitUntil(at) = r.next(Instant::now(), &cmds, &SlotMap::empty(), &[]) else {
             panic!()
         };

@@ -16,7 +16,7 @@ use crate::slot::{slot_for_key, Slot};
 pub enum Route {
     /// The primary of this slot.
     Slot(Slot),
-    /// Any node will do (keyless commands such as `PING`, `INFO`, `TIME`).
+    /// Any node will do (keyless commands such as `ECHO`, `TIME`, `PUBLISH`).
     AnyNode,
 }
 
@@ -150,10 +150,7 @@ pub fn command_keys(cmd: &Cmd) -> Vec<&[u8]> {
             .chain(numkeys_after(cmd, 2))
             .collect(),
         Keys::Streams => {
-            let Some(at) = (1..args).find(|&i| {
-                cmd.arg_at(i)
-                    .is_some_and(|a| a.eq_ignore_ascii_case(b"STREAMS"))
-            }) else {
+            let Some(at) = stream_options(cmd).streams_at else {
                 return Vec::new();
             };
             let rest = args - at - 1;
@@ -174,6 +171,50 @@ fn numkeys_after(cmd: &Cmd, at: usize) -> impl Iterator<Item = &[u8]> {
         .unwrap_or(0);
     let end = (at + 1).saturating_add(n).min(cmd.len());
     (at + 1..end).filter_map(|i| cmd.arg_at(i))
+}
+
+/// The options of `XREAD` / `XREADGROUP` before their `STREAMS` keyword.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOptions<'a> {
+    /// The argument after `BLOCK`, if the command blocks.
+    pub block: Option<&'a [u8]>,
+    /// Index of the `STREAMS` keyword.
+    pub streams_at: Option<usize>,
+}
+
+/// Parses the options of `XREAD` / `XREADGROUP` keyword by keyword, skipping each
+/// option's values, so a group or consumer *named* `STREAMS` or `BLOCK` is a name, not
+/// a keyword.
+///
+/// ```
+/// use redis_cluster_uring::{cmd, route::stream_options};
+/// let c = cmd("XREADGROUP").arg("GROUP").arg("streams").arg("block").arg("BLOCK").arg(0)
+///     .arg("STREAMS").arg("s").arg(">");
+/// let o = stream_options(&c);
+/// assert_eq!(o.block, Some(&b"0"[..]));
+/// assert_eq!(o.streams_at, Some(6));
+/// ```
+pub fn stream_options(cmd: &Cmd) -> StreamOptions<'_> {
+    let mut options = StreamOptions::default();
+    let mut i = 1;
+    while let Some(arg) = cmd.arg_at(i) {
+        let word = |w: &[u8]| arg.eq_ignore_ascii_case(w);
+        if word(b"STREAMS") {
+            options.streams_at = Some(i);
+            break;
+        } else if word(b"GROUP") {
+            i += 3;
+        } else if word(b"BLOCK") {
+            options.block = cmd.arg_at(i + 1);
+            i += 2;
+        } else if word(b"COUNT") || word(b"CLAIM") {
+            i += 2;
+        } else {
+            // NOACK, or an option this client does not know: one word.
+            i += 1;
+        }
+    }
+    options
 }
 
 /// True when the command can name several keys (and so may need splitting by slot).
@@ -308,6 +349,21 @@ mod tests {
         assert_eq!(
             command_keys(&cmd("FCALL").arg("f").arg(1).arg("k").arg("x")),
             vec![&b"k"[..]]
+        );
+        // Group and consumer names that look like keywords are names.
+        assert_eq!(
+            command_keys(
+                &cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg("STREAMS")
+                    .arg("BLOCK")
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("streams")
+                    .arg("s1")
+                    .arg(">")
+            ),
+            vec![&b"s1"[..]]
         );
         assert_eq!(
             command_keys(&cmd("BLMPOP").arg(0).arg(2).arg("a").arg("b").arg("LEFT")),

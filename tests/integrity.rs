@@ -80,6 +80,7 @@ fn refused_commands() -> Vec<(Cmd, ErrorKind)> {
         (cmd("CONFIG").arg("SET").arg("maxmemory").arg(0), u),
         (cmd("PING"), u),
         (cmd("CLUSTER").arg("FAILOVER"), u),
+        (cmd("SCRIPT").arg("DEBUG").arg("SYNC"), u),
     ]
 }
 
@@ -361,6 +362,36 @@ fn blocking_commands_use_dedicated_connections_closed_when_abandoned() {
         let popped: Option<Vec<String>> =
             client.query(cmd("BLPOP").arg("jobs").arg(0)).await.unwrap();
         assert_eq!(popped, Some(vec!["jobs".into(), "j1".into()]));
+
+        // A consumer group named like a keyword is still a blocking read.
+        let _: () = client
+            .query(
+                cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg("events")
+                    .arg("streams")
+                    .arg("$")
+                    .arg("MKSTREAM"),
+            )
+            .await
+            .unwrap();
+        let before = client.stats().blocking;
+        let read: Value = client
+            .query(
+                cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg("streams")
+                    .arg("c1")
+                    .arg("BLOCK")
+                    .arg(50)
+                    .arg("STREAMS")
+                    .arg("events")
+                    .arg(">"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(read, Value::Nil);
+        assert_eq!(client.stats().blocking, before + 1);
 
         // A malformed timeout is the caller's error, sent nowhere.
         let e = client
