@@ -19,29 +19,33 @@
 //!    and says what to send next, or when to wake; this file only moves bytes and time.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
 use crate::cmd::{cmd, Cmd, ToArg};
 use crate::command_table::{blocking_timeout, command_class, refusal, CommandClass};
-use crate::config::{Config, Execution};
+use crate::config::{Config, Execution, RefreshPolicy};
 use crate::connection::{run_connection, ConnOptions};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
+use crate::io::SocketOptions;
 use crate::plan::{BatchEntry, NodeBatch};
-use crate::pool::{ConnId, Pool};
+use crate::pool::{ConnId, Pool, QueueLimits};
 use crate::reply::FromReply;
 use crate::resp::Value;
 use crate::round::{backoff, Effect, Next, RoundLimits, Rounds};
 use crate::route::is_multi_key;
+use crate::slot::Slot;
 use crate::split::{merge_replies, split_by_slot, Split};
 use crate::stats::{Counters, Stats};
-use crate::topology::{NodeAddr, SlotMap};
+use crate::topology::{choose_view, NodeAddr, SlotMap};
 
 /// A pipeline: commands sent together, answered in order.
 ///
@@ -123,6 +127,9 @@ impl Pipeline {
 struct RefreshState {
     last: Option<Instant>,
     running: bool,
+    /// MOVED updates seen while a refresh is under way: its answer may predate them, so
+    /// they are applied again on top of it instead of being thrown away.
+    moves_during: Option<Vec<(Slot, NodeAddr)>>,
 }
 
 #[derive(Debug)]
@@ -135,8 +142,6 @@ struct Inner {
     engine: Engine,
     counters: Rc<Counters>,
     refresh: RefCell<RefreshState>,
-    /// Last failure time and count per node, for reconnect backoff.
-    failures: RefCell<Vec<(NodeAddr, Instant, u32)>>,
     closed: Cell<bool>,
 }
 
@@ -222,13 +227,15 @@ impl Client {
                 config,
                 counters: Rc::new(Counters::default()),
                 refresh: RefCell::new(RefreshState::default()),
-                failures: RefCell::new(Vec::new()),
                 closed: Cell::new(false),
             }),
         };
         client.refresh_slots().await?;
         if let Some(every) = client.inner.config.periodic_refresh {
             tokio::task::spawn_local(periodic_refresh(Rc::downgrade(&client.inner), every));
+        }
+        if let Some(idle) = client.inner.config.idle_timeout {
+            tokio::task::spawn_local(close_idle_connections(Rc::downgrade(&client.inner), idle));
         }
         Ok(client)
     }
@@ -454,9 +461,24 @@ impl Client {
         self.inner.pool.borrow().dedicated_count()
     }
 
-    /// Reloads the slot map now, asking the known primaries and then the seeds.
+    /// Reloads the slot map now. Several nodes are asked at once (primaries and replicas
+    /// in random order, then the seeds), each within `refresh_timeout`, and
+    /// `refresh_policy` picks among the answers; MOVED updates that arrive meanwhile are
+    /// kept. Connections to nodes that left the map are closed once idle.
     pub async fn refresh_slots(&self) -> Result<()> {
-        let map = self.fetch_slot_map().await?;
+        self.inner.refresh.borrow_mut().moves_during = Some(Vec::new());
+        let fetched = self.fetch_slot_map().await;
+        let moves = self.inner.refresh.borrow_mut().moves_during.take();
+        let mut map = fetched?;
+        for (slot, addr) in moves.into_iter().flatten() {
+            map.apply_moved(slot, &addr);
+        }
+        self.inner
+            .pool
+            .borrow_mut()
+            .close_idle(Instant::now(), None, |addr| {
+                map.contains_node(addr) || self.inner.seeds.contains(addr)
+            });
         *self.inner.map.borrow_mut() = Rc::new(map);
         self.inner.refresh.borrow_mut().last = Some(Instant::now());
         self.inner.counters.add_refresh();
@@ -672,13 +694,20 @@ impl Client {
                 Effect::Redirected { moved } => {
                     self.inner.counters.add_redirect();
                     if let Some((slot, to)) = moved {
+                        if let Some(moves) = &mut self.inner.refresh.borrow_mut().moves_during {
+                            moves.push((slot, to.clone()));
+                        }
                         Rc::make_mut(&mut self.inner.map.borrow_mut()).apply_moved(slot, &to);
                         self.schedule_refresh();
                     }
                 }
                 Effect::Retrying => self.inner.counters.retries_add(1),
-                Effect::NodeFailed(node) => {
-                    self.note_failure(&node);
+                Effect::NodeFailed(_) | Effect::RefreshMap => self.schedule_refresh(),
+                Effect::TimedOut(node) => {
+                    let max = self.inner.config.max_consecutive_timeouts;
+                    if self.inner.pool.borrow_mut().note_timeout(&node, max) {
+                        tracing::warn!(%node, "node stopped answering; connection closed");
+                    }
                     self.schedule_refresh();
                 }
             }
@@ -742,9 +771,12 @@ impl Client {
 
     /// Queues one batch on a connection.
     fn dispatch(&self, exec: usize, conn: ConnId, entries: &[BatchEntry], buf: BytesMut) {
-        let max = self.inner.config.max_queued_bytes;
+        let limits = QueueLimits {
+            max_queued_bytes: self.inner.config.max_queued_bytes,
+            max_pending_replies: self.inner.config.max_pending_replies,
+        };
         let mut pool = self.inner.pool.borrow_mut();
-        if let Err(e) = pool.enqueue(conn, exec, entries, buf, max) {
+        if let Err(e) = pool.enqueue(conn, exec, entries, buf, limits) {
             // Judged with the round like a connection that failed before sending: retried
             // after a backoff, then reported.
             pool.fail_unsent(exec, entries, &e);
@@ -792,6 +824,10 @@ impl Client {
             delay: self.reconnect_delay(node),
             limits: config.decode_limits,
             read_buffer_size: config.read_buffer_size,
+            socket: SocketOptions {
+                keepalive: config.tcp_keepalive,
+                user_timeout: config.tcp_user_timeout,
+            },
         };
         let task = (
             Rc::downgrade(&self.inner.pool),
@@ -807,27 +843,23 @@ impl Client {
         }
     }
 
-    fn note_failure(&self, node: &NodeAddr) {
-        let mut failures = self.inner.failures.borrow_mut();
-        let now = Instant::now();
-        match failures.iter_mut().find(|(a, _, _)| a == node) {
-            Some(entry) => {
-                entry.1 = now;
-                entry.2 = entry.2.saturating_add(1);
-            }
-            None => failures.push((node.clone(), now, 1)),
-        }
-    }
-
-    /// Backoff before reconnecting to a node that failed recently; nothing otherwise.
+    /// Backoff before reconnecting to a node whose connections failed recently: grows
+    /// with the failures in a row (one per failed connection, not per command), with
+    /// jitter so many clients do not reconnect in step; nothing after a success.
     fn reconnect_delay(&self, node: &NodeAddr) -> Duration {
-        let failures = self.inner.failures.borrow();
-        let Some((_, when, count)) = failures.iter().find(|(a, _, _)| a == node) else {
+        let health = self.inner.pool.borrow().health(node);
+        let Some(when) = health.last_failure else {
             return Duration::ZERO;
         };
         let config = &self.inner.config;
-        let delay = backoff(*count, config.retry_base_delay, config.retry_max_delay);
-        delay.saturating_sub(when.elapsed())
+        let delay = backoff(
+            health.failures,
+            config.retry_base_delay,
+            config.retry_max_delay,
+        );
+        delay
+            .mul_f64(0.5 + 0.5 * random_unit())
+            .saturating_sub(when.elapsed())
     }
 
     fn round_limits(&self) -> RoundLimits {
@@ -840,52 +872,94 @@ impl Client {
         }
     }
 
-    async fn fetch_slot_map(&self) -> Result<SlotMap> {
-        let mut candidates: Vec<NodeAddr> = self
-            .inner
-            .map
-            .borrow()
-            .shards()
-            .iter()
-            .map(|s| s.primary.clone())
-            .collect();
-        for seed in &self.inner.seeds {
-            if !candidates.contains(seed) {
-                candidates.push(seed.clone());
+    /// Nodes to ask for the slot map: every known node in random order (so many
+    /// clients do not all ask the same one), then the seeds.
+    fn refresh_candidates(&self) -> Vec<NodeAddr> {
+        let map = self.slot_map();
+        let mut nodes: Vec<NodeAddr> = Vec::new();
+        for shard in map.shards() {
+            for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
+                if !nodes.contains(node) {
+                    nodes.push(node.clone());
+                }
             }
         }
+        // Fisher-Yates with the standard library's random keys.
+        for i in (1..nodes.len()).rev() {
+            let j = ((random_unit() * (i + 1) as f64) as usize).min(i);
+            nodes.swap(i, j);
+        }
+        for seed in &self.inner.seeds {
+            if !nodes.contains(seed) {
+                nodes.push(seed.clone());
+            }
+        }
+        nodes
+    }
+
+    /// One node's view of the slot map, within `refresh_timeout`, no retry.
+    async fn ask_slot_map(&self, node: NodeAddr) -> Result<SlotMap> {
+        let limits = RoundLimits {
+            max_retries: 0,
+            ..self.round_limits()
+        };
+        let deadline = deadline_after(Some(self.inner.config.refresh_timeout));
+        let host = node.host.clone();
+        let reply = self
+            .run_pinned(&[cmd("CLUSTER").arg("SLOTS")], vec![node], deadline, limits)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::protocol("no reply")))?;
+        SlotMap::from_cluster_slots_with_host(&reply, &host)
+    }
+
+    async fn fetch_slot_map(&self) -> Result<SlotMap> {
+        let policy = self.inner.config.refresh_policy;
+        let fanout = self.inner.config.refresh_fanout.max(1);
         let mut last_error = Error::new(ErrorKind::ClusterDown, "no node to ask for the slot map");
-        for node in candidates {
-            // No retry: the next candidate is a better bet than this one again.
-            let limits = RoundLimits {
-                max_retries: 0,
-                ..self.round_limits()
-            };
-            let deadline = deadline_after(self.inner.config.request_timeout);
-            let reply = self
-                .run_pinned(
-                    &[cmd("CLUSTER").arg("SLOTS")],
-                    vec![node.clone()],
-                    deadline,
-                    limits,
-                )
-                .await
-                .and_then(|mut r| r.pop().unwrap_or_else(|| Err(Error::protocol("no reply"))));
-            match reply {
-                Ok(reply) => match SlotMap::from_cluster_slots_with_host(&reply, &node.host) {
-                    Ok(map) if map.covered_slots() > 0 => return Ok(map),
-                    Ok(_) => {
-                        last_error = Error::new(
-                            ErrorKind::ClusterDown,
-                            format!("{node} reports no slot assigned"),
-                        )
+        for group in self.refresh_candidates().chunks(fanout) {
+            // The group's questions are in flight together; with `FirstComplete` the first
+            // complete answer ends the wait (the others are abandoned, their replies read
+            // and dropped), so a dead node costs nothing while another answers.
+            let mut asks: Vec<Option<SlotMapAsk<'_>>> = group
+                .iter()
+                .map(|node| Some(Box::pin(self.ask_slot_map(node.clone())) as SlotMapAsk<'_>))
+                .collect();
+            let mut answers: Vec<SlotMap> = Vec::new();
+            let complete = poll_fn(|cx| {
+                for (i, slot) in asks.iter_mut().enumerate() {
+                    let Some(ask) = slot else { continue };
+                    let Poll::Ready(result) = ask.as_mut().poll(cx) else {
+                        continue;
+                    };
+                    *slot = None;
+                    match result {
+                        Ok(map) if policy == RefreshPolicy::FirstComplete && map.is_complete() => {
+                            return Poll::Ready(Some(map));
+                        }
+                        Ok(map) => answers.push(map),
+                        Err(e) => {
+                            tracing::debug!(node = %group[i], error = %e, "slot map fetch failed");
+                            last_error = e;
+                        }
                     }
-                    Err(e) => last_error = e,
-                },
-                Err(e) => {
-                    tracing::debug!(%node, error = %e, "slot map fetch failed");
-                    last_error = e;
                 }
+                if asks.iter().all(Option::is_none) {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            if let Some(map) = complete {
+                return Ok(map);
+            }
+            if let Some(i) = choose_view(&answers, policy) {
+                return Ok(answers.swap_remove(i));
+            }
+            if !answers.is_empty() {
+                last_error =
+                    Error::new(ErrorKind::ClusterDown, "no node reports any slot assigned");
             }
         }
         Err(last_error)
@@ -948,6 +1022,25 @@ async fn periodic_refresh(inner: Weak<Inner>, every: Duration) {
     }
 }
 
+/// Closes connections that had nothing in flight for `idle` (they reopen on demand).
+async fn close_idle_connections(inner: Weak<Inner>, idle: Duration) {
+    let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closed.get() {
+            return;
+        }
+        let closed = inner
+            .pool
+            .borrow_mut()
+            .close_idle(Instant::now(), Some(idle), |_| true);
+        if closed > 0 {
+            tracing::debug!(closed, "idle connections closed");
+        }
+    }
+}
+
 /// The concrete engine for a new client: the runtime's when [`engine::start`] runs this
 /// thread, otherwise what the configuration and the kernel allow.
 fn choose_engine(requested: Engine) -> Result<Engine> {
@@ -960,6 +1053,9 @@ fn choose_engine(requested: Engine) -> Result<Engine> {
         (requested, _) => engine::resolve(requested),
     }
 }
+
+/// One node's `CLUSTER SLOTS` in flight during a refresh.
+type SlotMapAsk<'a> = Pin<Box<dyn Future<Output = Result<SlotMap>> + 'a>>;
 
 /// Which connections a request uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -998,6 +1094,15 @@ impl Drop for Leases {
             pool.close(conn);
         }
     }
+}
+
+/// A number in [0, 1) from the standard library's randomly keyed hasher: enough for
+/// jitter and for shuffling refresh candidates, with no dependency.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9e37_79b9_7f4a_7c15);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `now + timeout`; `None` (no deadline) when there is no timeout or it is too large to

@@ -28,6 +28,19 @@ pub enum ReadFrom {
     Primary,
 }
 
+/// How a slot-map refresh chooses among the answers of the nodes it asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefreshPolicy {
+    /// The first well-formed answer that covers every slot (or, if none does, the one
+    /// that covers the most once every asked node has answered): the fastest recovery.
+    #[default]
+    FirstComplete,
+    /// Wait for every asked node (each within its own timeout) and take the view most of
+    /// them agree on; ties go to the view covering more slots. Slower, but one node with a
+    /// stale or odd view cannot steer the client.
+    Majority,
+}
+
 /// Options of a [`Client`](crate::Client).
 ///
 /// ```
@@ -55,8 +68,29 @@ pub struct Config {
     pub retry_base_delay: Duration,
     /// Ceiling of the retry delay.
     pub retry_max_delay: Duration,
-    /// Smallest interval between two slot-map refreshes triggered by MOVED or failures.
+    /// Smallest interval between two slot-map refreshes triggered by MOVED, failures or
+    /// timeouts: bounds refresh storms.
     pub min_refresh_interval: Duration,
+    /// How long a refresh waits for one node's `CLUSTER SLOTS` before counting on the
+    /// others. Short: a refresh is never held hostage by a dead node.
+    pub refresh_timeout: Duration,
+    /// How many nodes a refresh asks at once (primaries and replicas, in random order).
+    pub refresh_fanout: usize,
+    /// Which answer a refresh takes.
+    pub refresh_policy: RefreshPolicy,
+    /// Request timeouts in a row on one node's connection, with no reply in between,
+    /// after which that connection is closed and reopened (0: never). Each timeout also
+    /// schedules a slot-map refresh: a node that stopped answering may have been replaced.
+    pub max_consecutive_timeouts: u32,
+    /// TCP keepalive idle time on every connection (`None`: off), so a node that vanished
+    /// without a reset is noticed even while nothing is sent to it.
+    pub tcp_keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT` on every connection (`None`: the kernel's default, many
+    /// minutes): how long written data may go unacknowledged before the connection fails.
+    pub tcp_user_timeout: Option<Duration>,
+    /// Connections with nothing in flight for this long are closed (`None`: kept). They
+    /// reopen on the next request.
+    pub idle_timeout: Option<Duration>,
     /// Interval of the background slot-map refresh; `None` disables it.
     pub periodic_refresh: Option<Duration>,
     /// Caps applied to every reply a server sends.
@@ -68,6 +102,11 @@ pub struct Config {
     /// (after the usual retries) instead of growing memory without bound while the node
     /// is stalled.
     pub max_queued_bytes: usize,
+    /// Most replies awaited on one connection (requests written or queued, not yet
+    /// answered). Beyond it, new requests to that node fail with
+    /// [`ErrorKind::Overloaded`](crate::ErrorKind::Overloaded): a stalled node cannot make
+    /// the client hold an unbounded number of requests for it.
+    pub max_pending_replies: usize,
     /// Idle dedicated connections kept per node for blocking commands (`BLPOP`, ...),
     /// so a consumer loop does not reconnect for every command. A blocking command never
     /// waits for one: when none is idle it opens another.
@@ -92,10 +131,18 @@ impl Default for Config {
             retry_base_delay: Duration::from_millis(10),
             retry_max_delay: Duration::from_millis(500),
             min_refresh_interval: Duration::from_millis(100),
+            refresh_timeout: Duration::from_millis(500),
+            refresh_fanout: 3,
+            refresh_policy: RefreshPolicy::FirstComplete,
+            max_consecutive_timeouts: 3,
+            tcp_keepalive: Some(Duration::from_secs(10)),
+            tcp_user_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(300)),
             periodic_refresh: Some(Duration::from_secs(60)),
             decode_limits: DecodeLimits::default(),
             read_buffer_size: 64 * 1024,
             max_queued_bytes: 64 * 1024 * 1024,
+            max_pending_replies: 1 << 20,
             blocking_pool_size: 4,
             execution: Execution::Parallel,
             read_from: ReadFrom::Primary,
@@ -145,6 +192,24 @@ impl Config {
     /// Sets [`Config::blocking_pool_size`].
     pub fn blocking_pool_size(mut self, n: usize) -> Self {
         self.blocking_pool_size = n;
+        self
+    }
+
+    /// Sets [`Config::refresh_policy`].
+    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh_policy = policy;
+        self
+    }
+
+    /// Sets [`Config::max_consecutive_timeouts`].
+    pub fn max_consecutive_timeouts(mut self, n: u32) -> Self {
+        self.max_consecutive_timeouts = n;
+        self
+    }
+
+    /// Sets [`Config::idle_timeout`].
+    pub fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
+        self.idle_timeout = idle;
         self
     }
 

@@ -7,7 +7,7 @@
 //! therefore act on requests (see [`crate::pool`]), never on reads.
 
 use std::cell::RefCell;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind};
-use crate::io::Transport;
+use crate::io::{SocketOptions, Transport};
 use crate::pool::{ConnId, Delivery, Pool};
 use crate::resp::decode::decode;
 use crate::resp::DecodeLimits;
@@ -33,19 +33,34 @@ pub(crate) struct ConnOptions {
     pub(crate) delay: Duration,
     pub(crate) limits: DecodeLimits,
     pub(crate) read_buffer_size: usize,
+    pub(crate) socket: SocketOptions,
 }
 
-/// Resolves a node address. IP literals (what clusters announce) need no lookup; a host
-/// name goes through the system resolver once per connection.
-pub(crate) fn resolve(addr: &NodeAddr) -> Result<SocketAddr, Error> {
+/// Resolves a node address to every address it names. IP literals (what clusters
+/// usually announce) need no lookup; a host name is looked up off the event loop (tokio
+/// runs `getaddrinfo` on its blocking pool), so a slow resolver stalls only this
+/// connection. A failure is a typed error for this node alone.
+pub(crate) async fn resolve(addr: &NodeAddr) -> Result<Vec<SocketAddr>, Error> {
     if let Ok(ip) = addr.host.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, addr.port));
+        return Ok(vec![SocketAddr::new(ip, addr.port)]);
     }
-    (addr.host.as_str(), addr.port)
-        .to_socket_addrs()
+    if addr.host.is_empty() || addr.host == "?" {
+        return Err(Error::new(
+            ErrorKind::ClusterDown,
+            format!("{addr}: the cluster does not know this node's endpoint"),
+        ));
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((addr.host.as_str(), addr.port))
+        .await
         .map_err(|e| Error::io(format!("resolve {addr}"), e))?
-        .next()
-        .ok_or_else(|| Error::new(ErrorKind::Io, format!("{addr} resolves to no address")))
+        .collect();
+    if found.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("{addr} resolves to no address"),
+        ));
+    }
+    Ok(found)
 }
 
 /// Runs a connection until it fails or the client goes away. Spawned once per connection
@@ -70,6 +85,9 @@ pub(crate) async fn run_connection<T: Transport>(
         }
     };
     tracing::debug!(%addr, "connected");
+    if let Some(pool) = pool.upgrade() {
+        pool.borrow_mut().connected(conn);
+    }
     let reader = tokio::task::spawn_local(read_loop(
         stream.clone(),
         pool.clone(),
@@ -88,21 +106,44 @@ pub(crate) async fn run_connection<T: Transport>(
     tracing::debug!(%addr, "connection closed");
 }
 
+/// Connects to the first address of `addr` that accepts, trying each in turn, all
+/// within the connect timeout.
 async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result<T, Error> {
     if !options.delay.is_zero() {
         tokio::time::sleep(options.delay).await;
     }
-    let sock = resolve(addr)?;
-    match tokio::time::timeout(options.connect_timeout, T::connect(sock)).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(Error::io(format!("connect to {addr}"), e)),
-        Err(_) => Err(Error::new(
+    let timed_out = || {
+        Error::new(
             ErrorKind::Io,
             format!(
                 "connect to {addr} timed out after {:?}",
                 options.connect_timeout
             ),
-        )),
+        )
+    };
+    let deadline = tokio::time::Instant::now().checked_add(options.connect_timeout);
+    let candidates = within(deadline, resolve(addr))
+        .await
+        .ok_or_else(timed_out)??;
+    let mut last = None;
+    for sock in candidates {
+        match within(deadline, T::connect(sock, &options.socket)).await {
+            Some(Ok(stream)) => return Ok(stream),
+            Some(Err(e)) => last = Some(Error::io(format!("connect to {addr} ({sock})"), e)),
+            None => return Err(timed_out()),
+        }
+    }
+    Err(last.unwrap_or_else(timed_out))
+}
+
+/// `f`'s output, or `None` when `deadline` passes first.
+async fn within<F: std::future::Future>(
+    deadline: Option<tokio::time::Instant>,
+    f: F,
+) -> Option<F::Output> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, f).await.ok(),
+        None => Some(f.await),
     }
 }
 
@@ -150,6 +191,12 @@ async fn read_loop<T: Transport>(
 ) {
     let mut buf = BytesMut::with_capacity(options.read_buffer_size);
     loop {
+        // After a large reply, give the memory back: an empty buffer far above its usual
+        // size starts again at the usual size (replies already decoded keep their own
+        // slices alive as long as callers hold them).
+        if buf.is_empty() && buf.capacity() > 4 * options.read_buffer_size.max(MIN_READ_SPACE) {
+            buf = BytesMut::with_capacity(options.read_buffer_size);
+        }
         if buf.capacity() - buf.len() < MIN_READ_SPACE {
             buf.reserve(options.read_buffer_size.max(MIN_READ_SPACE));
         }

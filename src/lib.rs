@@ -66,7 +66,7 @@ pub mod topology;
 
 pub use client::{Client, Pipeline};
 pub use cmd::{cmd, Cmd, ToArg};
-pub use config::{Config, Execution, ReadFrom};
+pub use config::{Config, Execution, ReadFrom, RefreshPolicy};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use reply::FromReply;

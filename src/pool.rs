@@ -22,6 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use slab::Slab;
@@ -71,6 +72,37 @@ struct Connection {
     wake_writer: Rc<Notify>,
     closed: bool,
     dedicated: bool,
+    /// Requests that timed out in a row waiting on this connection; reset by any reply.
+    timeouts: u32,
+    /// Last time a request was queued here (idle connections are closed after a while).
+    last_used: Instant,
+}
+
+/// Caps on one connection's queues, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueLimits {
+    /// Unwritten bytes (backlog behind a slow or stalled node).
+    pub(crate) max_queued_bytes: usize,
+    /// Replies awaited (sinks), written or not.
+    pub(crate) max_pending_replies: usize,
+}
+
+impl QueueLimits {
+    #[cfg(test)]
+    pub(crate) const UNLIMITED: QueueLimits = QueueLimits {
+        max_queued_bytes: usize::MAX,
+        max_pending_replies: usize::MAX,
+    };
+}
+
+/// How a node's connections have been doing, for reconnect backoff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NodeHealth {
+    /// Connections to the node that failed in a row (a failed connect or a connection
+    /// that died), counted once per connection, not per command; reset by a connect.
+    pub(crate) failures: u32,
+    /// When the last one failed.
+    pub(crate) last_failure: Option<Instant>,
 }
 
 /// What the reader got from [`Pool::deliver`].
@@ -91,6 +123,7 @@ pub(crate) struct Pool {
     next_id: u64,
     /// Idle dedicated connections per node, most recently used last.
     idle: HashMap<NodeAddr, Vec<ConnId>>,
+    health: HashMap<NodeAddr, NodeHealth>,
 }
 
 impl Pool {
@@ -129,6 +162,8 @@ impl Pool {
             wake_writer: wake_writer.clone(),
             closed: false,
             dedicated,
+            timeouts: 0,
+            last_used: Instant::now(),
         });
         (
             ConnId {
@@ -205,10 +240,75 @@ impl Pool {
     /// Closes a connection on purpose (a caller gave up on a blocking command): its
     /// pending sinks fail, its tasks exit, its socket is shut down.
     pub(crate) fn close(&mut self, conn: ConnId) {
-        self.fail(
+        self.end(
             conn,
             &Error::new(ErrorKind::Io, "connection closed by the client"),
+            false,
         );
+    }
+
+    /// The engine connected: the node's failure count starts again.
+    pub(crate) fn connected(&mut self, conn: ConnId) {
+        if let Some(c) = self.conn_mut(conn) {
+            let addr = c.addr.clone();
+            self.health.remove(&addr);
+        }
+    }
+
+    /// How the node's connections have been doing.
+    pub(crate) fn health(&self, addr: &NodeAddr) -> NodeHealth {
+        self.health.get(addr).copied().unwrap_or_default()
+    }
+
+    /// A request timed out waiting on the shared connection to `addr`. After
+    /// `max_in_a_row` such timeouts with no reply in between, the connection is closed
+    /// (its late replies die with it, so nothing can shift) and the next request opens a
+    /// fresh one. Returns true when it closed the connection.
+    pub(crate) fn note_timeout(&mut self, addr: &NodeAddr, max_in_a_row: u32) -> bool {
+        let Some(conn) = self.find(addr) else {
+            return false;
+        };
+        let Some(c) = self.conn_mut(conn) else {
+            return false;
+        };
+        c.timeouts = c.timeouts.saturating_add(1);
+        if max_in_a_row == 0 || c.timeouts < max_in_a_row {
+            return false;
+        }
+        let error = Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "{addr} stopped answering ({max_in_a_row} timeouts in a row); connection closed"
+            ),
+        );
+        self.fail(conn, &error);
+        true
+    }
+
+    /// Closes connections nobody needs: idle (no reply awaited) for `idle_for` or longer,
+    /// or idle and to a node `keep` no longer names (it left the slot map). Returns how
+    /// many it closed.
+    pub(crate) fn close_idle(
+        &mut self,
+        now: Instant,
+        idle_for: Option<std::time::Duration>,
+        keep: impl Fn(&NodeAddr) -> bool,
+    ) -> usize {
+        let idle: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closed && c.pending.is_empty() && c.out.is_empty())
+            .filter(|(_, c)| {
+                let stale =
+                    idle_for.is_some_and(|d| now.saturating_duration_since(c.last_used) >= d);
+                stale || !keep(&c.addr)
+            })
+            .map(|(key, c)| ConnId { key, id: c.id })
+            .collect();
+        for &conn in &idle {
+            self.close(conn);
+        }
+        idle.len()
     }
 
     /// Starts an exec awaiting up to `n` replies.
@@ -229,7 +329,7 @@ impl Pool {
         exec: usize,
         entries: &[BatchEntry],
         buf: BytesMut,
-        max_queued: usize,
+        limits: QueueLimits,
     ) -> Result<(), Error> {
         let Some(c) = self
             .conns
@@ -238,8 +338,9 @@ impl Pool {
         else {
             return Err(Error::new(ErrorKind::Io, "connection closed"));
         };
-        // One batch is always accepted on an idle connection, however large: the cap is
-        // on backlog, not on request size.
+        // One batch is always accepted on an idle connection, however large: the caps
+        // are on backlog, not on request size.
+        let max_queued = limits.max_queued_bytes;
         if !c.out.is_empty() && c.out.len() + buf.len() > max_queued {
             return Err(Error::new(
                 ErrorKind::Overloaded,
@@ -250,6 +351,19 @@ impl Pool {
                 ),
             ));
         }
+        let sinks_needed = entries.len() + entries.iter().filter(|e| e.asking).count();
+        if !c.pending.is_empty() && c.pending.len() + sinks_needed > limits.max_pending_replies {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{} has {} replies outstanding, over the limit of {}",
+                    c.addr,
+                    c.pending.len(),
+                    limits.max_pending_replies
+                ),
+            ));
+        }
+        c.last_used = Instant::now();
         if c.out.is_empty() {
             // The common case for a pipeline: the batch was encoded in its own buffer, so
             // it becomes the output buffer without a copy.
@@ -328,6 +442,7 @@ impl Pool {
         let Some(sink) = c.pending.pop_front() else {
             return Ok(Delivery::Reply);
         };
+        c.timeouts = 0;
         self.complete(sink, RoundReply::Value(value));
         Ok(Delivery::Reply)
     }
@@ -339,8 +454,11 @@ impl Pool {
         let Some(e) = self.execs.get_mut(exec) else {
             return;
         };
-        if let Some(slot) = e.replies.get_mut(index) {
-            *slot = Some(reply);
+        // A late reply of a request whose caller gave up is dropped as it arrives.
+        if !e.abandoned {
+            if let Some(slot) = e.replies.get_mut(index) {
+                *slot = Some(reply);
+            }
         }
         e.outstanding = e.outstanding.saturating_sub(1);
         if e.outstanding == 0 {
@@ -357,6 +475,18 @@ impl Pool {
     /// are reported `sent`: the server may have run them, so they are never silently
     /// retried.
     pub(crate) fn fail(&mut self, conn: ConnId, error: &Error) {
+        self.end(conn, error, true);
+    }
+
+    fn end(&mut self, conn: ConnId, error: &Error, is_failure: bool) {
+        let Some(addr) = self.conn_mut(conn).map(|c| c.addr.clone()) else {
+            return;
+        };
+        if is_failure && error.kind() != ErrorKind::Shutdown {
+            let health = self.health.entry(addr).or_default();
+            health.failures = health.failures.saturating_add(1);
+            health.last_failure = Some(Instant::now());
+        }
         let Some(c) = self.conn_mut(conn) else {
             return;
         };
@@ -458,7 +588,7 @@ mod tests {
     }
 
     fn enqueue(pool: &mut Pool, conn: ConnId, exec: usize, b: NodeBatch) -> bool {
-        pool.enqueue(conn, exec, &b.entries, b.buf, usize::MAX)
+        pool.enqueue(conn, exec, &b.entries, b.buf, QueueLimits::UNLIMITED)
             .is_ok()
     }
 
@@ -564,10 +694,12 @@ mod tests {
         let b = batch(&a, &[(0, false)]);
         let size = b.buf.len();
         // The first batch goes in whatever its size; the backlog behind it is capped.
-        assert!(pool.enqueue(conn, exec, &b.entries, b.buf, 1).is_ok());
+        assert!(pool
+            .enqueue(conn, exec, &b.entries, b.buf, bytes(1))
+            .is_ok());
         let b = batch(&a, &[(1, false)]);
         let e = pool
-            .enqueue(conn, exec, &b.entries, b.buf, size * 2 - 1)
+            .enqueue(conn, exec, &b.entries, b.buf, bytes(size * 2 - 1))
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Overloaded);
         pool.fail_unsent(exec, &b.entries, &e);
@@ -577,8 +709,131 @@ mod tests {
         ));
         let b = batch(&a, &[(2, false)]);
         assert!(pool
-            .enqueue(conn, exec, &b.entries, b.buf, size * 2)
+            .enqueue(conn, exec, &b.entries, b.buf, bytes(size * 2))
             .is_ok());
+    }
+
+    fn bytes(max_queued_bytes: usize) -> QueueLimits {
+        QueueLimits {
+            max_queued_bytes,
+            ..QueueLimits::UNLIMITED
+        }
+    }
+
+    #[test]
+    fn replies_awaited_are_capped_too() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        let exec = pool.new_exec(4);
+        let limits = QueueLimits {
+            max_pending_replies: 2,
+            ..QueueLimits::UNLIMITED
+        };
+        let b = batch(&a, &[(0, false), (1, false)]);
+        assert!(pool.enqueue(conn, exec, &b.entries, b.buf, limits).is_ok());
+        pool.take_output(conn).unwrap();
+        // Written already, but still awaited: the cap counts them.
+        let b = batch(&a, &[(2, false)]);
+        let e = pool
+            .enqueue(conn, exec, &b.entries, b.buf, limits)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overloaded);
+        pool.deliver(conn, bulk("zero")).unwrap();
+        let b = batch(&a, &[(2, false)]);
+        assert!(pool.enqueue(conn, exec, &b.entries, b.buf, limits).is_ok());
+    }
+
+    #[test]
+    fn timeouts_in_a_row_close_the_connection_and_a_reply_resets_them() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        let exec = pool.new_exec(2);
+        enqueue(&mut pool, conn, exec, batch(&a, &[(0, false), (1, false)]));
+        pool.take_output(conn).unwrap();
+        assert!(!pool.note_timeout(&a, 3));
+        assert!(!pool.note_timeout(&a, 3));
+        pool.deliver(conn, bulk("late")).unwrap();
+        assert!(!pool.note_timeout(&a, 3));
+        assert!(!pool.note_timeout(&a, 3));
+        assert!(pool.note_timeout(&a, 3));
+        assert!(pool.is_closed(conn));
+        assert!(pool.find(&a).is_none());
+        assert!(matches!(
+            pool.take_reply(exec, 1),
+            Some(RoundReply::Failed { sent: true, .. })
+        ));
+        // 0 means never.
+        let (conn, _) = pool.open(a.clone(), 1024);
+        for _ in 0..10 {
+            assert!(!pool.note_timeout(&a, 0));
+        }
+        assert!(!pool.is_closed(conn));
+    }
+
+    #[test]
+    fn failures_count_once_per_connection_and_reset_on_connect() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        let exec = pool.new_exec(128);
+        let entries: Vec<(usize, bool)> = (0..128).map(|i| (i, false)).collect();
+        enqueue(&mut pool, conn, exec, batch(&a, &entries));
+        pool.fail(conn, &Error::new(ErrorKind::Io, "reset"));
+        pool.fail(conn, &Error::new(ErrorKind::Io, "again"));
+        pool.release(conn);
+        assert_eq!(pool.health(&a).failures, 1, "128 commands, one failure");
+        let (conn, _) = pool.open(a.clone(), 1024);
+        pool.fail(conn, &Error::new(ErrorKind::Io, "refused"));
+        assert_eq!(pool.health(&a).failures, 2);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        pool.connected(conn);
+        assert_eq!(pool.health(&a), NodeHealth::default());
+        // Closing on purpose is not a failure.
+        pool.close(conn);
+        assert_eq!(pool.health(&a).failures, 0);
+    }
+
+    #[test]
+    fn idle_connections_and_departed_nodes_are_closed_when_quiet() {
+        let mut pool = Pool::default();
+        let (a, b, c) = (
+            NodeAddr::new("127.0.0.1", 7000),
+            NodeAddr::new("127.0.0.1", 7001),
+            NodeAddr::new("127.0.0.1", 7002),
+        );
+        let (ca, _) = pool.open(a.clone(), 1024);
+        let (cb, _) = pool.open(b.clone(), 1024);
+        let (cc, _) = pool.open(c.clone(), 1024);
+        let exec = pool.new_exec(1);
+        enqueue(&mut pool, cc, exec, batch(&c, &[(0, false)]));
+        let now = Instant::now();
+        // b left the map; c is busy, whatever its node.
+        let closed = pool.close_idle(now, None, |n| *n != b && *n != c);
+        assert_eq!(closed, 1);
+        assert!(pool.is_closed(cb) && !pool.is_closed(ca) && !pool.is_closed(cc));
+        let later = now + std::time::Duration::from_secs(10);
+        assert_eq!(
+            pool.close_idle(later, Some(std::time::Duration::from_secs(5)), |_| true),
+            1
+        );
+        assert!(pool.is_closed(ca) && !pool.is_closed(cc));
+    }
+
+    #[test]
+    fn late_replies_of_abandoned_requests_are_not_stored() {
+        let mut pool = Pool::default();
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        let exec = pool.new_exec(2);
+        enqueue(&mut pool, conn, exec, batch(&a, &[(0, false), (1, false)]));
+        pool.take_output(conn).unwrap();
+        pool.abandon(exec);
+        pool.deliver(conn, bulk("late")).unwrap();
+        assert!(pool.take_reply(exec, 0).is_none());
+        pool.deliver(conn, bulk("later")).unwrap();
+        assert_eq!(pool.exec_count(), 0);
     }
 
     fn push(n: i64) -> Value {
@@ -654,7 +909,7 @@ mod tests {
             let mut queues: Vec<std::collections::VecDeque<usize>> = vec![Default::default(); 3];
             for (i, &(c, _)) in plan.iter().enumerate() {
                 let b = batch(&NodeAddr::new("127.0.0.1", 7000 + c as u16), &[(i, false)]);
-                prop_assert!(pool.enqueue(conns[c], exec, &b.entries, b.buf, usize::MAX).is_ok());
+                prop_assert!(pool.enqueue(conns[c], exec, &b.entries, b.buf, QueueLimits::UNLIMITED).is_ok());
                 queues[c].push_back(i);
             }
             for &c in &conns {

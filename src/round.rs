@@ -260,8 +260,15 @@ pub enum Effect {
     },
     /// A command will be retried after a pause.
     Retrying,
-    /// A node failed (connection error): note it for reconnect backoff, refresh the map.
+    /// A node failed (connection error): refresh the map. Once per node per round.
     NodeFailed(NodeAddr),
+    /// The slot map is known to be out of date (a redirect to a node whose endpoint the
+    /// cluster does not know): refresh it.
+    RefreshMap,
+    /// A request to this node hit its deadline: count it against the connection's health
+    /// and refresh the map (a node that stopped answering may have been replaced). Once
+    /// per node per round.
+    TimedOut(NodeAddr),
 }
 
 /// What the driver does next.
@@ -410,6 +417,21 @@ impl Rounds {
                 };
                 match decision {
                     Decision::Accept => self.set(index, accept(value)),
+                    Decision::Resend { to, .. } if to.host == "?" => {
+                        // `cluster-preferred-endpoint-type hostname` and the target has
+                        // none: there is no address to follow, and guessing one would
+                        // send the command to the wrong node.
+                        self.effect_once(Effect::RefreshMap);
+                        self.set(
+                            index,
+                            Err(Error::new(
+                                ErrorKind::ClusterDown,
+                                format!(
+                                    "redirected to a node whose endpoint the cluster does not know ({to})"
+                                ),
+                            )),
+                        );
+                    }
                     Decision::Resend {
                         to,
                         asking,
@@ -437,7 +459,7 @@ impl Rounds {
                 // the client's own doing, and nothing is retried after it.
                 let kind = error.kind();
                 if kind != ErrorKind::Overloaded && kind != ErrorKind::Shutdown {
-                    self.effects.push(Effect::NodeFailed(node.clone()));
+                    self.effect_once(Effect::NodeFailed(node.clone()));
                 }
                 if !sent
                     && kind != ErrorKind::Shutdown
@@ -448,17 +470,26 @@ impl Rounds {
                     self.set(index, Err(error));
                 }
             }
-            None if self.timed_out => self.set(
-                index,
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("{node} did not answer in time"),
-                )),
-            ),
+            None if self.timed_out => {
+                self.effect_once(Effect::TimedOut(node.clone()));
+                self.set(
+                    index,
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("{node} did not answer in time"),
+                    )),
+                )
+            }
             None => self.set(
                 index,
                 Err(Error::new(ErrorKind::Io, format!("no reply from {node}"))),
             ),
+        }
+    }
+
+    fn effect_once(&mut self, effect: Effect) {
+        if !self.effects.contains(&effect) {
+            self.effects.push(effect);
         }
     }
 
@@ -731,6 +762,24 @@ mod tests {
     }
 
     #[test]
+    fn a_redirect_to_an_unknown_endpoint_fails_typed_and_refreshes() {
+        let (mut r, cmds, node) = one("k");
+        r.judge(0, &node, err("MOVED 5 ?:7001"));
+        assert_eq!(
+            r.take_effects().collect::<Vec<_>>(),
+            vec![Effect::RefreshMap]
+        );
+        assert!(matches!(
+            r.next(Instant::now(), &cmds, &map(), &[]),
+            Next::Done
+        ));
+        assert_eq!(
+            r.finish()[0].as_ref().unwrap_err().kind(),
+            ErrorKind::ClusterDown
+        );
+    }
+
+    #[test]
     fn ask_resends_with_asking_and_leaves_the_map() {
         let (mut r, cmds, node) = one("k");
         r.judge(0, &node, err("ASK 5 10.0.0.9:7001"));
@@ -927,6 +976,14 @@ mod tests {
         r.judge(0, &node, ok("kept"));
         r.judge(1, &node, None);
         r.judge(2, &node, err("MOVED 1 h:1"));
+        let effects: Vec<Effect> = r.take_effects().collect();
+        assert_eq!(
+            effects
+                .iter()
+                .filter(|e| **e == Effect::TimedOut(node.clone()))
+                .count(),
+            1
+        );
         assert!(matches!(r.next(t0, &cmds, &map(), &[]), Next::Done));
         let out = r.finish();
         assert!(out[0].is_ok());

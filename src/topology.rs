@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::config::RefreshPolicy;
 use crate::error::{Error, Result};
 use crate::resp::Value;
 use crate::slot::{Slot, SLOT_COUNT};
@@ -186,19 +187,42 @@ impl SlotMap {
         map
     }
 
-    /// Builds the map from a `CLUSTER SLOTS` reply.
-    ///
-    /// Node entries are `[ip, port, id, ...]`. An empty ip (Redis 7 with an unknown
-    /// endpoint) is kept empty; use [`SlotMap::from_cluster_slots_with_host`] to replace it
-    /// with the host of the node that answered, as the spec asks. Ranges that overlap an
-    /// earlier one override it (the server never sends that; last one wins, documented
-    /// rather than refused, so a transient odd view does not stop the client).
+    /// Builds the map from a `CLUSTER SLOTS` reply, with endpoints read as the spec says
+    /// and no answering host to substitute (see [`SlotMap::from_cluster_slots_with_host`]).
+    /// Ranges that overlap an earlier one override it (the server never sends that; last
+    /// one wins, documented rather than refused, so a transient odd view does not stop the
+    /// client).
     pub fn from_cluster_slots(reply: &Value) -> Result<SlotMap> {
         SlotMap::from_cluster_slots_with_host(reply, "")
     }
 
-    /// Like [`SlotMap::from_cluster_slots`], with `asked_host` used for nodes announced
-    /// with an empty or `?` address.
+    /// Builds the map from a `CLUSTER SLOTS` reply that `asked_host` sent.
+    ///
+    /// Node entries are `[endpoint, port, id, metadata]`. The endpoint is read as the
+    /// cluster spec says:
+    /// - NULL (`cluster-preferred-endpoint-type unknown-endpoint`): the node is reached
+    ///   at the address the reply came from, `asked_host`, with the given port;
+    /// - empty: the node does not know its own address (only the answering node reports
+    ///   itself so), so `asked_host` again;
+    /// - `?`: the preferred endpoint is a host name the node does not have. It is never
+    ///   taken for `asked_host`: the `ip` of the metadata map is used when the node gives
+    ///   one, and otherwise the node is unknown. An unknown primary leaves its slots
+    ///   without an owner (those commands fail with `ClusterDown`, and the rest of the map
+    ///   works); an unknown replica is left out;
+    /// - anything else is a host name or an IP literal (IPv6 without brackets).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use redis_cluster_uring::{NodeAddr, Slot, SlotMap, Value};
+    /// let bulk = |s: &'static str| Value::Bulk(Bytes::from_static(s.as_bytes()));
+    /// let reply = Value::Array(vec![Value::Array(vec![
+    ///     Value::Int(0),
+    ///     Value::Int(16383),
+    ///     Value::Array(vec![Value::Nil, Value::Int(7000), bulk("id")]),
+    /// ])]);
+    /// let map = SlotMap::from_cluster_slots_with_host(&reply, "10.0.0.5").unwrap();
+    /// assert_eq!(map.node_for(Slot::new(9).unwrap()), Some(&NodeAddr::new("10.0.0.5", 7000)));
+    /// ```
     pub fn from_cluster_slots_with_host(reply: &Value, asked_host: &str) -> Result<SlotMap> {
         let Value::Array(ranges) = reply else {
             return Err(malformed("CLUSTER SLOTS reply is not an array"));
@@ -224,16 +248,28 @@ impl SlotMap {
                 if parts.len() < 2 {
                     return Err(malformed("node entry without ip and port"));
                 }
-                let host = text(&parts[0]).ok_or_else(|| malformed("node ip is not text"))?;
-                let host = if host.is_empty() || host == "?" {
-                    asked_host
-                } else {
-                    host
+                let port = port(&parts[1])?;
+                let metadata_ip = parts
+                    .get(3)
+                    .and_then(|m| pairs(m).ok())
+                    .and_then(|m| field(&m, "ip").and_then(text).map(str::to_owned));
+                let host = match &parts[0] {
+                    Value::Nil => Some(asked_host.to_owned()),
+                    endpoint => match text(endpoint) {
+                        Some("") => Some(asked_host.to_owned()),
+                        Some("?") => metadata_ip.filter(|ip| !ip.is_empty() && ip != "?"),
+                        Some(host) => Some(host.to_owned()),
+                        None => return Err(malformed("node endpoint is not text")),
+                    },
                 };
-                nodes.push(NodeAddr::new(host, port(&parts[1])?));
+                nodes.push(host.map(|h| NodeAddr::new(h, port)));
             }
-            let primary = nodes.remove(0);
-            let index = map.shard_index_or_insert(primary, nodes)?;
+            let mut nodes = nodes.into_iter();
+            let Some(Some(primary)) = nodes.next() else {
+                // A primary nobody can reach: its slots stay without an owner.
+                continue;
+            };
+            let index = map.shard_index_or_insert(primary, nodes.flatten().collect())?;
             map.slots[start as usize..=end as usize].fill(index);
         }
         Ok(map)
@@ -242,8 +278,10 @@ impl SlotMap {
     /// Builds the map from a `CLUSTER SHARDS` reply (Redis 7+), RESP2 or RESP3.
     ///
     /// The primary is the node whose role is `master`; nodes reported `fail` are left
-    /// out. The address is the node's `endpoint`, else its `ip`; `asked_host` replaces an
-    /// empty or `?` one.
+    /// out. The address is the node's `endpoint` read as in
+    /// [`SlotMap::from_cluster_slots_with_host`]: NULL or empty means `asked_host`, `?`
+    /// falls back to the node's `ip`, and a node with neither is unknown (a shard whose
+    /// primary is unknown keeps its slots without an owner).
     pub fn from_cluster_shards(reply: &Value, asked_host: &str) -> Result<SlotMap> {
         let (Value::Array(shards) | Value::Set(shards)) = reply else {
             return Err(malformed("CLUSTER SHARDS reply is not an array"));
@@ -267,25 +305,39 @@ impl SlotMap {
                 if field(&node, "health").and_then(text) == Some("fail") {
                     continue;
                 }
-                let host = field(&node, "endpoint")
+                let ip = field(&node, "ip")
                     .and_then(text)
-                    .filter(|h| !h.is_empty() && *h != "?")
-                    .or_else(|| field(&node, "ip").and_then(text))
-                    .filter(|h| !h.is_empty() && *h != "?")
-                    .unwrap_or(asked_host);
-                let port =
-                    port(field(&node, "port").ok_or_else(|| malformed("node without port"))?)?;
-                let addr = NodeAddr::new(host, port);
-                match field(&node, "role").and_then(text) {
-                    Some("master") => primary = Some(addr),
-                    _ => replicas.push(addr),
+                    .filter(|h| !h.is_empty() && *h != "?");
+                let host = match field(&node, "endpoint") {
+                    None | Some(Value::Nil) => Some(asked_host),
+                    Some(endpoint) => match text(endpoint) {
+                        Some("") => Some(asked_host),
+                        Some("?") => ip,
+                        Some(host) => Some(host),
+                        None => return Err(malformed("node endpoint is not text")),
+                    },
+                };
+                let port_field = field(&node, "port")
+                    .or_else(|| field(&node, "tls-port"))
+                    .ok_or_else(|| malformed("node without port"))?;
+                let port = port(port_field)?;
+                let is_primary = field(&node, "role").and_then(text) == Some("master");
+                match (host, is_primary) {
+                    (Some(host), true) => primary = Some(Some(NodeAddr::new(host, port))),
+                    (None, true) => primary = Some(None),
+                    (Some(host), false) => replicas.push(NodeAddr::new(host, port)),
+                    (None, false) => {}
                 }
             }
             if slots.is_empty() {
                 continue;
             }
-            let primary =
-                primary.ok_or_else(|| malformed("shard with slots but no healthy primary"))?;
+            let primary = match primary {
+                Some(Some(primary)) => primary,
+                // Its endpoint is unknown: its slots stay without an owner.
+                Some(None) => continue,
+                None => return Err(malformed("shard with slots but no healthy primary")),
+            };
             let index = map.shard_index_or_insert(primary, replicas)?;
             for bounds in slots.chunks_exact(2) {
                 let (start, end) = (slot_of(&bounds[0])?, slot_of(&bounds[1])?);
@@ -359,6 +411,61 @@ impl SlotMap {
     /// True when every slot has an owner.
     pub fn is_complete(&self) -> bool {
         self.covered_slots() == SLOT_COUNT as usize
+    }
+
+    /// True when both maps give every slot the same primary (replica lists and shard
+    /// order may differ).
+    pub fn same_owners(&self, other: &SlotMap) -> bool {
+        fn owner(map: &SlotMap, i: u16) -> Option<&NodeAddr> {
+            (i != UNASSIGNED).then(|| &map.shards[i as usize].primary)
+        }
+        self.slots
+            .iter()
+            .zip(other.slots.iter())
+            .all(|(&a, &b)| owner(self, a) == owner(other, b))
+    }
+
+    /// True when `addr` is a primary or a replica in this map.
+    pub fn contains_node(&self, addr: &NodeAddr) -> bool {
+        self.shards
+            .iter()
+            .any(|s| s.primary == *addr || s.replicas.contains(addr))
+    }
+}
+
+/// Which of the answers a slot-map refresh got to adopt, by index; `None` when no answer
+/// assigns any slot.
+///
+/// - [`RefreshPolicy::FirstComplete`]: the first answer that covers every slot, else the
+///   one covering the most.
+/// - [`RefreshPolicy::Majority`]: the view (same primary for every slot) most answers
+///   share; ties go to the view covering more slots, then to the earliest.
+///
+/// ```
+/// use redis_cluster_uring::{topology::choose_view, NodeAddr, RefreshPolicy, SlotMap};
+/// let a = SlotMap::split_evenly(&[NodeAddr::new("a", 1), NodeAddr::new("b", 2)]);
+/// let stale = SlotMap::split_evenly(&[NodeAddr::new("a", 1), NodeAddr::new("old", 2)]);
+/// let answers = [stale.clone(), a.clone(), a.clone()];
+/// assert_eq!(choose_view(&answers, RefreshPolicy::FirstComplete), Some(0));
+/// assert_eq!(choose_view(&answers, RefreshPolicy::Majority), Some(1));
+/// ```
+pub fn choose_view(answers: &[SlotMap], policy: RefreshPolicy) -> Option<usize> {
+    let usable = |i: &usize| answers[*i].covered_slots() > 0;
+    match policy {
+        RefreshPolicy::FirstComplete => (0..answers.len())
+            .find(|&i| answers[i].is_complete())
+            .or_else(|| {
+                (0..answers.len())
+                    .filter(usable)
+                    .max_by_key(|&i| (answers[i].covered_slots(), std::cmp::Reverse(i)))
+            }),
+        RefreshPolicy::Majority => (0..answers.len()).filter(usable).max_by_key(|&i| {
+            let votes = answers
+                .iter()
+                .filter(|m| m.same_owners(&answers[i]))
+                .count();
+            (votes, answers[i].covered_slots(), std::cmp::Reverse(i))
+        }),
     }
 }
 
@@ -570,5 +677,166 @@ mod tests {
         ] {
             assert_eq!(NodeAddr::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn refresh_chooses_among_disagreeing_answers() {
+        let n = |p| NodeAddr::new("10.0.0.1", p);
+        let current = SlotMap::split_evenly(&[n(1), n(2), n(3)]);
+        let stale = SlotMap::split_evenly(&[n(1), n(2), n(9)]);
+        let mut partial = SlotMap::empty();
+        partial.apply_moved(Slot::new(0).unwrap(), &n(1));
+        let empty = SlotMap::empty();
+        // The same view with replicas listed differently is the same view.
+        let mut with_replica = current.clone();
+        with_replica.shards[0].replicas.push(n(4));
+        assert!(with_replica.same_owners(&current));
+        assert!(!stale.same_owners(&current));
+
+        use RefreshPolicy::*;
+        assert_eq!(choose_view(&[], FirstComplete), None);
+        assert_eq!(
+            choose_view(std::slice::from_ref(&empty), FirstComplete),
+            None
+        );
+        assert_eq!(choose_view(std::slice::from_ref(&empty), Majority), None);
+        assert_eq!(
+            choose_view(&[partial.clone(), stale.clone()], FirstComplete),
+            Some(1)
+        );
+        assert_eq!(
+            choose_view(&[partial.clone(), empty.clone()], FirstComplete),
+            Some(0)
+        );
+        let answers = [stale.clone(), with_replica.clone(), current.clone()];
+        assert_eq!(choose_view(&answers, FirstComplete), Some(0));
+        assert_eq!(choose_view(&answers, Majority), Some(1));
+        // A tie goes to the view covering more slots.
+        assert_eq!(
+            choose_view(&[partial.clone(), stale.clone()], Majority),
+            Some(1)
+        );
+        assert!(current.contains_node(&n(3)) && !current.contains_node(&n(9)));
+        assert!(with_replica.contains_node(&n(4)));
+    }
+
+    /// `[endpoint, port, id, metadata]` with a given endpoint value and metadata pairs.
+    fn entry(endpoint: Value, port: i64, metadata: &[(&str, &str)]) -> Value {
+        let meta = metadata
+            .iter()
+            .flat_map(|(k, v)| [bulk(k), bulk(v)])
+            .collect();
+        Value::Array(vec![
+            endpoint,
+            Value::Int(port),
+            bulk("id"),
+            Value::Array(meta),
+        ])
+    }
+
+    fn range(start: i64, end: i64, nodes: Vec<Value>) -> Value {
+        let mut fields = vec![Value::Int(start), Value::Int(end)];
+        fields.extend(nodes);
+        Value::Array(fields)
+    }
+
+    #[test]
+    fn endpoints_as_the_spec_says() {
+        let s = |n| Slot::new(n).unwrap();
+        let reply = Value::Array(vec![
+            // NULL: the host the reply came from.
+            range(0, 999, vec![entry(Value::Nil, 7000, &[("ip", "10.9.9.9")])]),
+            // Empty: the node does not know its address; the answering host again.
+            range(1000, 1999, vec![entry(bulk(""), 7001, &[])]),
+            // `?` with the ip in the metadata: the ip, never the answering host.
+            range(
+                2000,
+                2999,
+                vec![entry(bulk("?"), 7002, &[("ip", "10.0.0.2")])],
+            ),
+            // `?` and nothing else: unknown; only these slots lose their owner.
+            range(
+                3000,
+                3999,
+                vec![
+                    entry(bulk("?"), 7003, &[]),
+                    entry(bulk("replica.example"), 7013, &[]),
+                ],
+            ),
+            // A host name, with an unknown replica left out.
+            range(
+                4000,
+                4999,
+                vec![
+                    entry(bulk("node4.example"), 7004, &[("ip", "10.0.0.4")]),
+                    entry(bulk("?"), 7014, &[]),
+                ],
+            ),
+            // IPv6 literals.
+            range(5000, 16383, vec![entry(bulk("::1"), 7005, &[])]),
+        ]);
+        let map = SlotMap::from_cluster_slots_with_host(&reply, "10.0.0.1").unwrap();
+        let at = |n| map.node_for(s(n)).cloned();
+        assert_eq!(at(0), Some(NodeAddr::new("10.0.0.1", 7000)));
+        assert_eq!(at(1000), Some(NodeAddr::new("10.0.0.1", 7001)));
+        assert_eq!(at(2000), Some(NodeAddr::new("10.0.0.2", 7002)));
+        assert_eq!(at(3000), None);
+        assert_eq!(at(4999), Some(NodeAddr::new("node4.example", 7004)));
+        assert!(map.shard_for(s(4000)).unwrap().replicas.is_empty());
+        assert_eq!(at(16383), Some(NodeAddr::new("::1", 7005)));
+        assert_eq!(at(16383).unwrap().to_string(), "[::1]:7005");
+        assert_eq!(map.covered_slots(), 16384 - 1000);
+        // A non-text endpoint is a malformed reply, not a guess.
+        let bad = Value::Array(vec![range(0, 1, vec![entry(Value::Int(5), 7000, &[])])]);
+        assert!(SlotMap::from_cluster_slots(&bad).is_err());
+    }
+
+    #[test]
+    fn shard_endpoints_as_the_spec_says() {
+        let node = |endpoint: Value, ip: &str, port: i64, role: &str| {
+            Value::Array(vec![
+                bulk("port"),
+                Value::Int(port),
+                bulk("ip"),
+                bulk(ip),
+                bulk("endpoint"),
+                endpoint,
+                bulk("role"),
+                bulk(role),
+                bulk("health"),
+                bulk("online"),
+            ])
+        };
+        let shard = |lo: i64, hi: i64, nodes: Vec<Value>| {
+            Value::Array(vec![
+                bulk("slots"),
+                Value::Array(vec![Value::Int(lo), Value::Int(hi)]),
+                bulk("nodes"),
+                Value::Array(nodes),
+            ])
+        };
+        let reply = Value::Array(vec![
+            shard(0, 99, vec![node(Value::Nil, "10.9.9.9", 7000, "master")]),
+            shard(100, 199, vec![node(bulk("?"), "10.0.0.2", 7001, "master")]),
+            shard(
+                200,
+                299,
+                vec![
+                    node(bulk("?"), "", 7002, "master"),
+                    node(bulk("r.example"), "10.0.0.3", 7012, "replica"),
+                ],
+            ),
+            shard(
+                300,
+                16383,
+                vec![node(bulk("h.example"), "10.0.0.4", 7003, "master")],
+            ),
+        ]);
+        let map = SlotMap::from_cluster_shards(&reply, "10.0.0.1").unwrap();
+        let at = |n| map.node_for(Slot::new(n).unwrap()).cloned();
+        assert_eq!(at(0), Some(NodeAddr::new("10.0.0.1", 7000)));
+        assert_eq!(at(100), Some(NodeAddr::new("10.0.0.2", 7001)));
+        assert_eq!(at(200), None);
+        assert_eq!(at(300), Some(NodeAddr::new("h.example", 7003)));
     }
 }

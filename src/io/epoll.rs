@@ -7,7 +7,7 @@ use std::net::{Shutdown, SocketAddr};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-use super::Transport;
+use super::{SocketOptions, Transport};
 
 /// A tokio TCP stream used through `&self` (readiness + `try_*`), so the writer and the
 /// reader can share it like the io_uring stream.
@@ -15,9 +15,9 @@ use super::Transport;
 pub(crate) struct EpollStream(TcpStream);
 
 impl Transport for EpollStream {
-    async fn connect(addr: SocketAddr) -> io::Result<Self> {
+    async fn connect(addr: SocketAddr, options: &SocketOptions) -> io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        super::configure(&stream, options)?;
         Ok(EpollStream(stream))
     }
 

@@ -7,6 +7,8 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use bytes::BytesMut;
 
@@ -18,9 +20,8 @@ pub(crate) mod uring;
 /// Buffers are passed by value and handed back with the result, because with io_uring the
 /// kernel writes into them after the call was made.
 pub(crate) trait Transport: Sized + 'static {
-    /// Connects with `TCP_NODELAY` set: a pipeline is one write and must not wait for an
-    /// ACK of the previous segment (Nagle) before leaving.
-    async fn connect(addr: SocketAddr) -> io::Result<Self>;
+    /// Connects and applies [`SocketOptions`] (with `TCP_NODELAY` always on).
+    async fn connect(addr: SocketAddr, options: &SocketOptions) -> io::Result<Self>;
 
     /// Writes all of `buf`.
     async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut);
@@ -31,4 +32,34 @@ pub(crate) trait Transport: Sized + 'static {
 
     /// Shuts both directions down so that an outstanding read completes.
     fn shutdown(&self);
+}
+
+/// Options every node connection gets, whatever the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SocketOptions {
+    /// TCP keepalive: idle time before the first probe (probes then every third of it,
+    /// three of them), so a peer that vanished without a reset is noticed while idle.
+    pub(crate) keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT`: how long written data may stay unacknowledged before the kernel
+    /// gives up on the connection, so a partitioned node fails writes in bounded time.
+    pub(crate) user_timeout: Option<Duration>,
+}
+
+/// Applies the options to a connected socket: `TCP_NODELAY` (a pipeline is one write and
+/// must not wait for an ACK of the previous segment), keepalive and `TCP_USER_TIMEOUT`.
+pub(crate) fn configure(socket: impl AsFd, options: &SocketOptions) -> io::Result<()> {
+    let socket = socket2::SockRef::from(&socket);
+    socket.set_tcp_nodelay(true)?;
+    if let Some(idle) = options.keepalive {
+        let interval = (idle / 3).max(Duration::from_secs(1));
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(interval)
+            .with_retries(3);
+        socket.set_tcp_keepalive(&keepalive)?;
+    }
+    if let Some(timeout) = options.user_timeout {
+        socket.set_tcp_user_timeout(Some(timeout))?;
+    }
+    Ok(())
 }

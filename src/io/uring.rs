@@ -7,12 +7,13 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 
 use bytes::BytesMut;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
-use super::Transport;
+use super::{SocketOptions, Transport};
 
 /// A tokio-uring TCP stream.
 pub(crate) struct UringStream(TcpStream);
@@ -24,9 +25,13 @@ impl std::fmt::Debug for UringStream {
 }
 
 impl Transport for UringStream {
-    async fn connect(addr: SocketAddr) -> io::Result<Self> {
+    async fn connect(addr: SocketAddr, options: &SocketOptions) -> io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        // SAFETY: `borrow_raw` needs the descriptor to stay open while the borrow is used.
+        // It belongs to `stream`, which is neither closed nor moved before `configure`
+        // returns, and `fd` is not used after that.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        super::configure(fd, options)?;
         Ok(UringStream(stream))
     }
 
