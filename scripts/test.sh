@@ -16,5 +16,5 @@ cargo test -p redis-cluster-uring --test keyslot --test engine --test push_proxy
 for engine in io_uring epoll; do
     echo "== integration tests on the $engine engine"
     REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring \
-        --test pipeline --test cluster_changes --test integrity
+        --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints
 done

@@ -14,6 +14,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod fault_proxy;
 mod resp;
 
 use std::collections::HashSet;
@@ -116,6 +117,9 @@ pub struct Cluster {
     dir: PathBuf,
     nodes: Vec<NodeHandle>,
     children: Mutex<Vec<Option<Child>>>,
+    /// Nodes stopped with SIGSTOP: left out of the harness's own queries, which would
+    /// otherwise wait on them.
+    paused: Mutex<HashSet<u16>>,
 }
 
 /// Ports handed out by this process, so parallel tests never pick the same one.
@@ -302,6 +306,7 @@ impl Cluster {
             dir,
             nodes: Vec::with_capacity(total),
             children: Mutex::new(Vec::with_capacity(total)),
+            paused: Mutex::new(HashSet::new()),
         };
         let mut seed = u64::from(std::process::id()) << 20
             ^ SystemTime::now()
@@ -477,7 +482,16 @@ impl Cluster {
     }
 
     fn live_nodes(&self) -> impl Iterator<Item = &NodeHandle> {
-        self.nodes.iter().filter(|n| self.is_alive(n.port))
+        self.nodes
+            .iter()
+            .filter(|n| self.is_alive(n.port) && !self.is_paused(n.port))
+    }
+
+    fn is_paused(&self, port: u16) -> bool {
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&port)
     }
 
     /// `127.0.0.1:port` of every live node.
@@ -611,6 +625,48 @@ impl Cluster {
         if let Some(mut child) = children[i].take() {
             child.kill().map_err(io_err(format!("kill node {port}")))?;
             let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Stops a node with SIGSTOP: it keeps its sockets open and answers nothing, as a
+    /// hung host or a partition looks to a client. [`Cluster::resume_node`] continues it;
+    /// teardown kills it either way.
+    pub fn pause_node(&self, port: u16) -> Result<(), HarnessError> {
+        self.signal(port, "STOP")?;
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port);
+        Ok(())
+    }
+
+    /// Continues a node stopped with [`Cluster::pause_node`].
+    pub fn resume_node(&self, port: u16) -> Result<(), HarnessError> {
+        self.signal(port, "CONT")?;
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&port);
+        Ok(())
+    }
+
+    fn signal(&self, port: u16, signal: &str) -> Result<(), HarnessError> {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port)
+            .ok_or_else(|| HarnessError::State(format!("no node on port {port}")))?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(node.pid.to_string())
+            .status()
+            .map_err(io_err(format!("kill -{signal} {}", node.pid)))?;
+        if !status.success() {
+            return Err(HarnessError::State(format!(
+                "kill -{signal} {} failed: {status}",
+                node.pid
+            )));
         }
         Ok(())
     }
