@@ -191,12 +191,7 @@ async fn read_loop<T: Transport>(
 ) {
     let mut buf = BytesMut::with_capacity(options.read_buffer_size);
     loop {
-        // After a large reply, give the memory back: an empty buffer far above its usual
-        // size starts again at the usual size (replies already decoded keep their own
-        // slices alive as long as callers hold them).
-        if buf.is_empty() && buf.capacity() > 4 * options.read_buffer_size.max(MIN_READ_SPACE) {
-            buf = BytesMut::with_capacity(options.read_buffer_size);
-        }
+        buf = ready_for_read(buf, options.read_buffer_size);
         if buf.capacity() - buf.len() < MIN_READ_SPACE {
             buf.reserve(options.read_buffer_size.max(MIN_READ_SPACE));
         }
@@ -222,6 +217,17 @@ async fn read_loop<T: Transport>(
         if pool.is_closed(conn) {
             return;
         }
+    }
+}
+
+/// After a large reply, gives the memory back: an empty buffer far above its usual size
+/// starts again at the usual size (replies already decoded keep their own slices alive as
+/// long as callers hold them). A buffer holding part of a reply is kept as it is.
+fn ready_for_read(buf: BytesMut, usual: usize) -> BytesMut {
+    if buf.is_empty() && buf.capacity() > 4 * usual.max(MIN_READ_SPACE) {
+        BytesMut::with_capacity(usual)
+    } else {
+        buf
     }
 }
 
@@ -263,4 +269,27 @@ fn describe(pool: &Pool, conn: ConnId) -> String {
     pool.addr(conn)
         .map(|a| a.to_string())
         .unwrap_or_else(|| "node".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_buffer_shrinks_back_after_a_large_reply() {
+        let usual = 64 * 1024;
+        let mut big = BytesMut::with_capacity(64 * 1024 * 1024);
+        big.extend_from_slice(b"$3\r\nabc\r\n");
+        // Part of a reply still in it: kept.
+        let big = ready_for_read(big, usual);
+        assert!(big.capacity() >= 64 * 1024 * 1024);
+        let mut big = big;
+        let _ = big.split();
+        let small = ready_for_read(big, usual);
+        assert!(small.capacity() < 4 * usual);
+        // A buffer of the usual size is left alone.
+        let usual_buf = BytesMut::with_capacity(usual);
+        let ptr = usual_buf.as_ptr();
+        assert_eq!(ready_for_read(usual_buf, usual).as_ptr(), ptr);
+    }
 }

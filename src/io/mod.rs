@@ -63,3 +63,45 @@ pub(crate) fn configure(socket: impl AsFd, options: &SocketOptions) -> io::Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_gets_nodelay_keepalive_and_user_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let options = SocketOptions {
+            keepalive: Some(Duration::from_secs(9)),
+            user_timeout: Some(Duration::from_millis(7500)),
+        };
+        configure(&stream, &options).unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.tcp_nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(9));
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(3)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(7500))
+        );
+        // Off means the kernel's defaults.
+        let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        configure(
+            &other,
+            &SocketOptions {
+                keepalive: None,
+                user_timeout: None,
+            },
+        )
+        .unwrap();
+        let socket = socket2::SockRef::from(&other);
+        assert!(socket.tcp_nodelay().unwrap());
+        assert!(!socket.keepalive().unwrap());
+    }
+}
