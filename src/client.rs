@@ -33,6 +33,7 @@ use crate::config::{Config, Execution, RefreshPolicy};
 use crate::connection::{run_connection, ConnOptions};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
+use crate::handshake::HandshakeOptions;
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
 use crate::io::SocketOptions;
@@ -456,6 +457,12 @@ impl Client {
         self.inner.pool.borrow().connection_count()
     }
 
+    /// What `node` said of itself in its last connection handshake (server, version,
+    /// protocol, role, availability zone), once a connection to it has been opened.
+    pub fn server_info(&self, node: &NodeAddr) -> Option<crate::handshake::ServerInfo> {
+        self.inner.pool.borrow().server_info(node).cloned()
+    }
+
     /// Number of open dedicated connections for blocking commands, leased or idle.
     pub fn blocking_connection_count(&self) -> usize {
         self.inner.pool.borrow().dedicated_count()
@@ -828,6 +835,17 @@ impl Client {
                 keepalive: config.tcp_keepalive,
                 user_timeout: config.tcp_user_timeout,
             },
+            // Asked now, for this connection: a rotating provider is consulted on every
+            // connect and reconnect.
+            handshake: config
+                .credentials
+                .current()
+                .map(|credentials| HandshakeOptions {
+                    protocol: config.protocol,
+                    credentials,
+                    client_name: config.client_name.clone(),
+                    ..HandshakeOptions::default()
+                }),
         };
         let task = (
             Rc::downgrade(&self.inner.pool),

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::engine::Engine;
+use crate::handshake::{CredentialSource, Credentials, Protocol};
 use crate::resp::DecodeLimits;
 
 /// How a pipeline's per-node batches are executed.
@@ -53,6 +54,13 @@ pub enum RefreshPolicy {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// RESP3 (default; RESP2 where the server does not know `HELLO`) or RESP2.
+    pub protocol: Protocol,
+    /// Credentials sent in every connection's handshake: none, fixed, or a provider
+    /// asked on every connect (rotating tokens). Never printed.
+    pub credentials: CredentialSource,
+    /// `CLIENT SETNAME` for every connection.
+    pub client_name: Option<String>,
     /// Deadline for one command or one whole pipeline, redirects included. `None`: wait
     /// for as long as the connection lives.
     pub request_timeout: Option<Duration>,
@@ -124,6 +132,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            protocol: Protocol::Resp3,
+            credentials: CredentialSource::None,
+            client_name: None,
             request_timeout: Some(Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(2),
             max_redirects: 5,
@@ -152,6 +163,40 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Sets [`Config::protocol`].
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Authenticates every connection with fixed credentials.
+    ///
+    /// ```
+    /// use redis_cluster_uring::{handshake::Credentials, Config};
+    /// let config = Config::default().credentials(Credentials::user("app", "s3cret"));
+    /// assert!(!format!("{config:?}").contains("s3cret"));
+    /// ```
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = CredentialSource::Fixed(credentials);
+        self
+    }
+
+    /// Authenticates every new connection with what `provider` returns then (rotating
+    /// tokens). An `Err` fails that connection with the provider's error.
+    pub fn credentials_provider(
+        mut self,
+        provider: impl Fn() -> crate::Result<Credentials> + 'static,
+    ) -> Self {
+        self.credentials = CredentialSource::Provider(std::rc::Rc::new(provider));
+        self
+    }
+
+    /// Sets [`Config::client_name`].
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = Some(name.into());
+        self
+    }
+
     /// Sets [`Config::request_timeout`].
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request_timeout = timeout;

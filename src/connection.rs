@@ -14,11 +14,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
+use crate::cmd::Cmd;
 use crate::error::{Error, ErrorKind};
+use crate::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerInfo};
 use crate::io::{SocketOptions, Transport};
 use crate::pool::{ConnId, Delivery, Pool};
 use crate::resp::decode::decode;
 use crate::resp::DecodeLimits;
+use crate::resp::Value;
 use crate::stats::Counters as Stats;
 use crate::topology::NodeAddr;
 
@@ -34,6 +37,9 @@ pub(crate) struct ConnOptions {
     pub(crate) limits: DecodeLimits,
     pub(crate) read_buffer_size: usize,
     pub(crate) socket: SocketOptions,
+    /// What the handshake sends, or the error that stops the connection before it
+    /// starts (a credentials provider that failed).
+    pub(crate) handshake: Result<HandshakeOptions, Error>,
 }
 
 /// Resolves a node address to every address it names. IP literals (what clusters
@@ -73,9 +79,33 @@ pub(crate) async fn run_connection<T: Transport>(
     wake_writer: Rc<Notify>,
     options: ConnOptions,
 ) {
-    let stream = match connect::<T>(&addr, &options).await {
-        Ok(stream) => Rc::new(stream),
+    // Connect and shake hands within the connect timeout. Callers' commands wait in the
+    // pool meanwhile: the writer starts only once the connection is ready.
+    let ready = within(
+        tokio::time::Instant::now().checked_add(options.connect_timeout),
+        async {
+            let stream = connect::<T>(&addr, &options).await?;
+            let handshake = options.handshake.clone()?;
+            let (info, leftover) = shake_hands(&stream, handshake, &options).await?;
+            Ok::<_, Error>((stream, info, leftover))
+        },
+    )
+    .await
+    .unwrap_or_else(|| {
+        Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "connecting to {addr} and its handshake took longer than {:?}",
+                options.connect_timeout
+            ),
+        ))
+    });
+    let (stream, info, leftover) = match ready {
+        Ok((stream, info, leftover)) => (Rc::new(stream), info, leftover),
         Err(error) => {
+            // Say which node: the same failure reaches every caller waiting on it.
+            let error = Error::new(error.kind(), format!("{addr}: {}", error.detail()));
+            tracing::debug!(%addr, %error, "connection failed");
             if let Some(pool) = pool.upgrade() {
                 let mut pool = pool.borrow_mut();
                 pool.fail(conn, &error);
@@ -84,9 +114,9 @@ pub(crate) async fn run_connection<T: Transport>(
             return;
         }
     };
-    tracing::debug!(%addr, "connected");
+    tracing::debug!(%addr, ?info, "connected");
     if let Some(pool) = pool.upgrade() {
-        pool.borrow_mut().connected(conn);
+        pool.borrow_mut().connected(conn, info);
     }
     let reader = tokio::task::spawn_local(read_loop(
         stream.clone(),
@@ -94,6 +124,7 @@ pub(crate) async fn run_connection<T: Transport>(
         stats.clone(),
         conn,
         options.clone(),
+        leftover,
     ));
     write_loop(&*stream, &pool, &stats, conn, &wake_writer).await;
     // Whoever stopped first, the other must stop too: shutting the socket down completes
@@ -134,6 +165,60 @@ async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result
         }
     }
     Err(last.unwrap_or_else(timed_out))
+}
+
+/// Runs the handshake state machine over a fresh connection: writes what it says, feeds
+/// it each reply. Returns what the server said of itself and any bytes read past the
+/// handshake's last reply.
+async fn shake_hands<T: Transport>(
+    stream: &T,
+    handshake: HandshakeOptions,
+    options: &ConnOptions,
+) -> Result<(ServerInfo, BytesMut), Error> {
+    let mut machine = Handshake::new(handshake);
+    let mut buf = BytesMut::with_capacity(options.read_buffer_size);
+    let mut step = machine.start();
+    loop {
+        step = match step {
+            HandshakeStep::Send(cmds) => {
+                let mut out = BytesMut::with_capacity(cmds.iter().map(Cmd::encoded_len).sum());
+                for c in &cmds {
+                    c.write_to(&mut out);
+                }
+                let (res, _) = stream.write_all(out).await;
+                res.map_err(|e| Error::io("handshake write", e))?;
+                HandshakeStep::Wait
+            }
+            HandshakeStep::Wait => {
+                let reply = loop {
+                    match decode(&mut buf, &options.limits)? {
+                        // Out-of-band: answers nothing.
+                        Some(Value::Push(_)) => continue,
+                        Some(reply) => break reply,
+                        None => {}
+                    }
+                    if buf.capacity() - buf.len() < MIN_READ_SPACE {
+                        buf.reserve(options.read_buffer_size.max(MIN_READ_SPACE));
+                    }
+                    let (res, returned) = stream.read(buf).await;
+                    buf = returned;
+                    match res {
+                        Ok(0) => {
+                            return Err(Error::new(
+                                ErrorKind::Io,
+                                "the server closed the connection during the handshake",
+                            ))
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(Error::io("handshake read", e)),
+                    }
+                };
+                machine.on_reply(reply)
+            }
+            HandshakeStep::Done(info) => return Ok((info, buf)),
+            HandshakeStep::Failed(error) => return Err(error),
+        };
+    }
 }
 
 /// `f`'s output, or `None` when `deadline` passes first.
@@ -188,8 +273,17 @@ async fn read_loop<T: Transport>(
     stats: Rc<Stats>,
     conn: ConnId,
     options: ConnOptions,
+    mut buf: BytesMut,
 ) {
-    let mut buf = BytesMut::with_capacity(options.read_buffer_size);
+    // Replies that arrived with the handshake's last one.
+    if !buf.is_empty() {
+        let Some(pool) = pool.upgrade() else { return };
+        let mut pool = pool.borrow_mut();
+        if let Some(error) = deliver_all(&mut pool, &stats, conn, &mut buf, &options.limits) {
+            pool.fail(conn, &error);
+            return;
+        }
+    }
     loop {
         buf = ready_for_read(buf, options.read_buffer_size);
         if buf.capacity() - buf.len() < MIN_READ_SPACE {

@@ -49,6 +49,10 @@ pub enum ErrorKind {
     /// command on the shared connection, a multi-node command without a node, a blocking
     /// command in a pipeline); nothing was sent, and the detail names what to use instead.
     Unsupported,
+    /// A node refused the credentials (or required some): the connection's handshake
+    /// failed and the connection was not used. The detail names the user, never the
+    /// secret.
+    Auth,
     /// The command itself is malformed (no name, a blocking timeout that is not a
     /// number); nothing was sent.
     InvalidCommand,
@@ -191,6 +195,7 @@ impl fmt::Display for Error {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Unsupported => "unsupported here",
             ErrorKind::InvalidCommand => "invalid command",
+            ErrorKind::Auth => "authentication failed",
         };
         write!(f, "{what}: {}", self.detail)?;
         if let Some(src) = &self.source {

@@ -52,6 +52,7 @@ pub mod config;
 mod connection;
 pub mod engine;
 pub mod error;
+pub mod handshake;
 mod io;
 pub mod plan;
 mod pool;

