@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-redis.sh
+scripts/install-valkey.sh  # valkey-server 9.x for test-cluster's Valkey tests
 
 # Everything but the client's integration tests (pure tests, harness, keyslot, docs).
 cargo test --workspace --all-targets --exclude redis-cluster-uring

@@ -128,9 +128,11 @@ impl Pipeline {
 struct RefreshState {
     last: Option<Instant>,
     running: bool,
-    /// MOVED updates seen while a refresh is under way: its answer may predate them, so
-    /// they are applied again on top of it instead of being thrown away.
-    moves_during: Option<Vec<(Slot, NodeAddr)>>,
+    /// MOVED updates seen while any refresh is under way: a refresh's answer may predate
+    /// them, so each refresh applies again those logged since it started.
+    moves: Vec<(Slot, NodeAddr)>,
+    /// Refreshes under way (the background one, and any the caller runs).
+    active: u32,
 }
 
 #[derive(Debug)]
@@ -473,11 +475,36 @@ impl Client {
     /// `refresh_policy` picks among the answers; MOVED updates that arrive meanwhile are
     /// kept. Connections to nodes that left the map are closed once idle.
     pub async fn refresh_slots(&self) -> Result<()> {
-        self.inner.refresh.borrow_mut().moves_during = Some(Vec::new());
+        /// Ends this refresh's claim on the MOVED log however the future ends, so the
+        /// log is cleared once no refresh runs (it cannot grow without bound).
+        struct Active<'a>(&'a RefCell<RefreshState>);
+        impl Drop for Active<'_> {
+            fn drop(&mut self) {
+                let mut state = self.0.borrow_mut();
+                state.active = state.active.saturating_sub(1);
+                if state.active == 0 {
+                    state.moves.clear();
+                }
+            }
+        }
+        let start = {
+            let mut state = self.inner.refresh.borrow_mut();
+            state.active += 1;
+            state.moves.len()
+        };
+        let active = Active(&self.inner.refresh);
         let fetched = self.fetch_slot_map().await;
-        let moves = self.inner.refresh.borrow_mut().moves_during.take();
+        let moves: Vec<(Slot, NodeAddr)> = self
+            .inner
+            .refresh
+            .borrow()
+            .moves
+            .get(start..)
+            .unwrap_or_default()
+            .to_vec();
+        drop(active);
         let mut map = fetched?;
-        for (slot, addr) in moves.into_iter().flatten() {
+        for (slot, addr) in moves {
             map.apply_moved(slot, &addr);
         }
         self.inner
@@ -686,7 +713,7 @@ impl Client {
                             rounds.judge(entry.index, node, reply);
                         }
                     }
-                    self.apply_effects(&mut rounds);
+                    self.apply_effects(&mut rounds, lane);
                 }
             }
             let map = self.inner.map.borrow().clone();
@@ -695,15 +722,17 @@ impl Client {
         Ok(rounds.finish())
     }
 
-    fn apply_effects(&self, rounds: &mut Rounds) {
+    fn apply_effects(&self, rounds: &mut Rounds, lane: Lane) {
         for effect in rounds.take_effects() {
             match effect {
                 Effect::Redirected { moved } => {
                     self.inner.counters.add_redirect();
                     if let Some((slot, to)) = moved {
-                        if let Some(moves) = &mut self.inner.refresh.borrow_mut().moves_during {
-                            moves.push((slot, to.clone()));
+                        let mut refresh = self.inner.refresh.borrow_mut();
+                        if refresh.active > 0 {
+                            refresh.moves.push((slot, to.clone()));
                         }
+                        drop(refresh);
                         Rc::make_mut(&mut self.inner.map.borrow_mut()).apply_moved(slot, &to);
                         self.schedule_refresh();
                     }
@@ -712,7 +741,10 @@ impl Client {
                 Effect::NodeFailed(_) | Effect::RefreshMap => self.schedule_refresh(),
                 Effect::TimedOut(node) => {
                     let max = self.inner.config.max_consecutive_timeouts;
-                    if self.inner.pool.borrow_mut().note_timeout(&node, max) {
+                    // A blocking command's dedicated connection says nothing about the
+                    // shared one (and is closed anyway when its caller gives up).
+                    if lane == Lane::Shared && self.inner.pool.borrow_mut().note_timeout(&node, max)
+                    {
                         tracing::warn!(%node, "node stopped answering; connection closed");
                     }
                     self.schedule_refresh();

@@ -157,11 +157,19 @@ async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result
         .await
         .ok_or_else(timed_out)??;
     let mut last = None;
-    for sock in candidates {
-        match within(deadline, T::connect(sock, &options.socket)).await {
+    let count = candidates.len();
+    for (i, sock) in candidates.into_iter().enumerate() {
+        // Each address gets its share of the time left, so one that never answers (an
+        // unreachable IPv6 route) cannot use up the timeout of those after it.
+        let share = deadline.map(|d| {
+            let left = d.saturating_duration_since(tokio::time::Instant::now());
+            let share = left / u32::try_from(count - i).unwrap_or(u32::MAX);
+            tokio::time::Instant::now() + share
+        });
+        match within(share, T::connect(sock, &options.socket)).await {
             Some(Ok(stream)) => return Ok(stream),
             Some(Err(e)) => last = Some(Error::io(format!("connect to {addr} ({sock})"), e)),
-            None => return Err(timed_out()),
+            None => last = Some(timed_out()),
         }
     }
     Err(last.unwrap_or_else(timed_out))

@@ -75,6 +75,8 @@ struct Connection {
     dedicated: bool,
     /// Requests that timed out in a row waiting on this connection; reset by any reply.
     timeouts: u32,
+    /// The connection is up and its handshake done.
+    ready: bool,
     /// Last time a request was queued here (idle connections are closed after a while).
     last_used: Instant,
 }
@@ -165,6 +167,7 @@ impl Pool {
             closed: false,
             dedicated,
             timeouts: 0,
+            ready: false,
             last_used: Instant::now(),
         });
         (
@@ -253,6 +256,7 @@ impl Pool {
     /// again, and what it said of itself is kept.
     pub(crate) fn connected(&mut self, conn: ConnId, info: ServerInfo) {
         if let Some(c) = self.conn_mut(conn) {
+            c.ready = true;
             let addr = c.addr.clone();
             self.health.remove(&addr);
             self.info.insert(addr, info);
@@ -280,6 +284,12 @@ impl Pool {
         let Some(c) = self.conn_mut(conn) else {
             return false;
         };
+        // Only a connection that is up and has written requests still unanswered can be
+        // said to have stopped answering; one still connecting (or waiting out its
+        // reconnect backoff) is not judged by timeouts.
+        if !c.ready || c.pending.len() <= c.unsent {
+            return false;
+        }
         c.timeouts = c.timeouts.saturating_add(1);
         if max_in_a_row == 0 || c.timeouts < max_in_a_row {
             return false;
@@ -290,7 +300,9 @@ impl Pool {
                 "{addr} stopped answering ({max_in_a_row} timeouts in a row); connection closed"
             ),
         );
-        self.fail(conn, &error);
+        // Not counted as a failed connection for reconnect backoff: the node may answer a
+        // fresh connection at once (a long command, a brief stall).
+        self.end(conn, &error, false);
         true
     }
 
@@ -760,6 +772,12 @@ mod tests {
         let (conn, _) = pool.open(a.clone(), 1024);
         let exec = pool.new_exec(2);
         enqueue(&mut pool, conn, exec, batch(&a, &[(0, false), (1, false)]));
+        // Still connecting, nothing written: timeouts do not judge it.
+        for _ in 0..5 {
+            assert!(!pool.note_timeout(&a, 3));
+        }
+        pool.connected(conn, ServerInfo::default());
+        assert!(!pool.note_timeout(&a, 3), "written nothing yet");
         pool.take_output(conn).unwrap();
         assert!(!pool.note_timeout(&a, 3));
         assert!(!pool.note_timeout(&a, 3));
@@ -773,8 +791,17 @@ mod tests {
             pool.take_reply(exec, 1),
             Some(RoundReply::Failed { sent: true, .. })
         ));
+        assert_eq!(
+            pool.health(&a).failures,
+            0,
+            "no reconnect backoff for a stall"
+        );
         // 0 means never.
         let (conn, _) = pool.open(a.clone(), 1024);
+        pool.connected(conn, ServerInfo::default());
+        let exec = pool.new_exec(1);
+        enqueue(&mut pool, conn, exec, batch(&a, &[(0, false)]));
+        pool.take_output(conn).unwrap();
         for _ in 0..10 {
             assert!(!pool.note_timeout(&a, 0));
         }

