@@ -19,3 +19,8 @@ for engine in io_uring epoll; do
     REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring \
         --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints
 done
+
+# The same suite against a Valkey 9 cluster, once (io_uring engine).
+echo "== integration tests against Valkey 9"
+CLUSTER_SERVER=valkey REDIS_CLUSTER_URING_ENGINE=io_uring cargo test -p redis-cluster-uring \
+    --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints

@@ -33,7 +33,7 @@ use crate::config::{Config, Execution, RefreshPolicy};
 use crate::connection::{run_connection, ConnOptions};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handshake::HandshakeOptions;
+use crate::handshake::{CredentialSource, Credentials, HandshakeOptions};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
 use crate::io::SocketOptions;
@@ -47,6 +47,7 @@ use crate::slot::Slot;
 use crate::split::{merge_replies, split_by_slot, Split};
 use crate::stats::{Counters, Stats};
 use crate::topology::{choose_view, NodeAddr, SlotMap};
+use crate::url::parse_seed;
 
 /// A pipeline: commands sent together, answered in order.
 ///
@@ -198,20 +199,41 @@ impl Drop for ExecGuard {
 }
 
 impl Client {
-    /// Connects to a cluster through any of `seeds` (`host:port`) and loads its slot map.
+    /// Connects to a cluster through any of `seeds` and loads its slot map. A seed is
+    /// `host:port` or a URL, `redis://[[user]:password@]host[:port]` (see
+    /// [`crate::url`]); credentials in the URLs serve when the configuration names none.
     ///
-    /// Fails with [`ErrorKind::Config`] for unparsable seeds and with the last connection
-    /// error when no seed answers `CLUSTER SLOTS`.
-    pub async fn connect<S: AsRef<str>>(seeds: &[S], config: Config) -> Result<Client> {
+    /// Fails with [`ErrorKind::Config`] for unparsable seeds, [`ErrorKind::Auth`] when the
+    /// credentials are refused, and with the last connection error when no seed answers
+    /// `CLUSTER SLOTS`.
+    pub async fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
         let mut parsed = Vec::with_capacity(seeds.len());
+        let mut from_urls: Option<Credentials> = None;
         for s in seeds {
-            let s = s.as_ref();
-            parsed.push(NodeAddr::parse(s).ok_or_else(|| {
-                Error::new(ErrorKind::Config, format!("seed {s:?} is not host:port"))
-            })?);
+            let seed = parse_seed(s.as_ref())?;
+            if seed.tls {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "rediss:// asks for TLS, which this version does not speak yet",
+                ));
+            }
+            if let Some(c) = seed.credentials {
+                if from_urls.as_ref().is_some_and(|known| *known != c) {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        "the seed URLs give different credentials",
+                    ));
+                }
+                from_urls = Some(c);
+            }
+            parsed.push(seed.addr);
         }
         if parsed.is_empty() {
             return Err(Error::new(ErrorKind::Config, "no seed address given"));
+        }
+        // Credentials in the URLs serve when the configuration names none.
+        if let (Some(c), CredentialSource::None) = (from_urls, &config.credentials) {
+            config.credentials = CredentialSource::Fixed(c);
         }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::new(

@@ -34,6 +34,9 @@
 //! - [`plan`]: pipeline planning into per-node batches.
 //! - [`round`]: the round state machine: redirects, retries, backoff, deadline, with
 //!   separate redirect and retry budgets.
+//! - [`handshake`]: the connection handshake (HELLO, AUTH, SETNAME, READONLY) as a
+//!   state machine; credentials.
+//! - [`url`]: seeds as `host:port` or `redis://` URLs.
 //! - [`error`]: the one error type.
 //!
 //! The driver:
@@ -64,6 +67,7 @@ pub mod slot;
 pub mod split;
 pub mod stats;
 pub mod topology;
+pub mod url;
 
 pub use client::{Client, Pipeline};
 pub use cmd::{cmd, Cmd, ToArg};

@@ -462,9 +462,8 @@ fn a_primary_stopped_until_its_replica_takes_over_is_replaced_within_seconds() {
 fn cluster_behind_fault_proxies() -> (support::Cluster, FaultProxies) {
     let mut proxies = FaultProxies::bind(3).expect("bind proxy listeners");
     let cluster = support::Cluster::start(support::ClusterSpec {
-        masters: 3,
         announce_ports: Some(proxies.ports()),
-        ..support::ClusterSpec::default()
+        ..support::spec(3, 0)
     })
     .unwrap_or_else(|e| panic!("could not start a test cluster: {e}"));
     let targets: Vec<u16> = cluster.nodes().iter().map(|n| n.port).collect();

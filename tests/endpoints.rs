@@ -11,12 +11,11 @@ use support::{client, run, Cluster, ClusterSpec};
 
 fn cluster_with(settings: &[(&str, &str)]) -> Cluster {
     Cluster::start(ClusterSpec {
-        masters: 3,
         extra_config: settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        ..ClusterSpec::default()
+        ..support::spec(3, 0)
     })
     .unwrap_or_else(|e| panic!("could not start a test cluster: {e}"))
 }

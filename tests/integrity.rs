@@ -22,9 +22,8 @@ use support::{client, client_with, cluster, run, Cluster, ClusterSpec};
 fn cluster_behind_push_proxies(every: usize) -> (Cluster, PushProxies) {
     let mut proxies = PushProxies::bind(3).expect("bind proxy listeners");
     let cluster = Cluster::start(ClusterSpec {
-        masters: 3,
         announce_ports: Some(proxies.ports()),
-        ..ClusterSpec::default()
+        ..support::spec(3, 0)
     })
     .unwrap_or_else(|e| panic!("could not start a test cluster: {e}"));
     let real: Vec<u16> = cluster.nodes().iter().map(|n| n.port).collect();

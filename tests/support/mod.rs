@@ -7,17 +7,35 @@ pub mod push_proxy;
 use std::future::Future;
 
 use redis_cluster_uring::{Client, Config, Engine};
-pub use test_cluster::{Cluster, ClusterSpec};
+pub use test_cluster::{Cluster, ClusterSpec, Server};
+
+/// Environment variable that picks the server the integration tests run against:
+/// `redis` (default) or `valkey`.
+pub const SERVER_ENV: &str = "CLUSTER_SERVER";
+
+/// The server the suite runs against (`CLUSTER_SERVER=valkey` for Valkey 9).
+pub fn server() -> Server {
+    match std::env::var(SERVER_ENV).as_deref() {
+        Ok("valkey") => Server::Valkey,
+        Ok("redis") | Err(_) => Server::Redis,
+        Ok(other) => panic!("{SERVER_ENV}={other:?}: expected redis or valkey"),
+    }
+}
+
+/// A cluster spec for the chosen server, with everything else as given.
+pub fn spec(masters: usize, replicas: usize) -> ClusterSpec {
+    ClusterSpec {
+        masters,
+        replicas_per_master: replicas,
+        server: server(),
+        ..ClusterSpec::default()
+    }
+}
 
 /// Starts a cluster of `masters` primaries with `replicas` replicas each, or fails the test
 /// with the harness's message (which says how to install redis-server when it is missing).
 pub fn cluster(masters: usize, replicas: usize) -> Cluster {
-    let spec = ClusterSpec {
-        masters,
-        replicas_per_master: replicas,
-        ..ClusterSpec::default()
-    };
-    match Cluster::start(spec) {
+    match Cluster::start(spec(masters, replicas)) {
         Ok(c) => c,
         Err(e) => panic!("could not start a test cluster: {e}"),
     }
