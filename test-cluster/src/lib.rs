@@ -88,6 +88,9 @@ pub struct ClusterSpec {
     pub extra_config: Vec<(String, String)>,
     /// Which server program runs the nodes.
     pub server: Server,
+    /// `requirepass` (and `masterauth`) on every node; the harness authenticates its own
+    /// connections with it.
+    pub password: Option<String>,
 }
 
 impl Default for ClusterSpec {
@@ -98,6 +101,7 @@ impl Default for ClusterSpec {
             announce_ports: None,
             extra_config: Vec::new(),
             server: Server::default(),
+            password: None,
         }
     }
 }
@@ -524,7 +528,12 @@ impl Cluster {
             } else {
                 Role::Replica
             };
-            cluster.spawn_node(&mut seed, announce, role, &spec.extra_config)?;
+            let mut extra = spec.extra_config.clone();
+            if let Some(pw) = &spec.password {
+                extra.push(("requirepass".into(), pw.clone()));
+                extra.push(("masterauth".into(), pw.clone()));
+            }
+            cluster.spawn_node(&mut seed, announce, role, &extra)?;
         }
         cluster.form(&spec)?;
         cluster.version = server_version(cluster.nodes[0].port)?;
@@ -542,6 +551,11 @@ impl Cluster {
         let mut last = String::new();
         for _ in 0..5 {
             let port = pick_port(seed);
+            let password = extra
+                .iter()
+                .find(|(k, _)| k == "requirepass")
+                .map(|(_, v)| v.as_str());
+            resp::set_password(port, password);
             let conf = write_config(self.server, &self.dir, port, announce, extra)?;
             let program = self.server.program();
             let mut child = Command::new(&self.binary)
@@ -804,7 +818,12 @@ impl Cluster {
                 return Ok(());
             }
             let port = to.to_string();
-            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            let password = resp::password(to);
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000"];
+            if let Some(pw) = &password {
+                args.extend(["AUTH", pw.as_str()]);
+            }
+            args.push("KEYS");
             args.extend(keys.iter().map(String::as_str));
             call_ok(from, &args)?;
         }
@@ -924,6 +943,7 @@ impl Drop for Cluster {
         let mut taken = taken().lock().unwrap_or_else(|p| p.into_inner());
         for n in &self.nodes {
             taken.remove(&n.port);
+            resp::set_password(n.port, None);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

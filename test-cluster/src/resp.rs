@@ -62,15 +62,46 @@ fn bad(what: &str) -> io::Error {
 /// Longest aggregate the harness accepts (it only reads its own servers' replies).
 const MAX_ITEMS: i64 = 10_000_000;
 
+/// Passwords of the nodes this process started with `requirepass`, by port: the
+/// harness's own connections authenticate with them.
+fn passwords() -> &'static std::sync::Mutex<std::collections::HashMap<u16, String>> {
+    static PASSWORDS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<u16, String>>,
+    > = std::sync::OnceLock::new();
+    PASSWORDS.get_or_init(Default::default)
+}
+
+/// Remembers (or, with `None`, forgets) the password of the node on `port`.
+pub(crate) fn set_password(port: u16, password: Option<&str>) {
+    let mut map = passwords().lock().unwrap_or_else(|p| p.into_inner());
+    match password {
+        Some(p) => map.insert(port, p.to_string()),
+        None => map.remove(&port),
+    };
+}
+
+/// The password of the node on `port`, if it has one.
+pub(crate) fn password(port: u16) -> Option<String> {
+    passwords()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&port)
+        .cloned()
+}
+
 impl Conn {
-    /// Connects to `127.0.0.1:port`.
+    /// Connects to `127.0.0.1:port` (authenticating when the node has a password).
     pub fn open(port: u16) -> io::Result<Conn> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Conn {
+        let mut conn = Conn {
             reader: BufReader::new(stream),
-        })
+        };
+        if let Some(pw) = password(port) {
+            conn.call(&["AUTH", &pw])?;
+        }
+        Ok(conn)
     }
 
     /// Sends several commands, then reads as many replies.
