@@ -900,6 +900,7 @@ impl Client {
                     client_name: config.client_name.clone(),
                     ..HandshakeOptions::default()
                 }),
+            push_handler: config.push_handler.clone(),
         };
         let task = (
             Rc::downgrade(&self.inner.pool),

@@ -29,6 +29,41 @@ pub enum ReadFrom {
     Primary,
 }
 
+/// A callback for RESP3 push frames (invalidations, and later pub/sub messages): the
+/// node it came from and the frame. Called on the client's thread between replies; it
+/// may use the client. Push frames never take a reply's place, handler or not.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use redis_cluster_uring::{Config, config::PushHandler};
+/// let seen = Rc::new(Cell::new(0));
+/// let counter = seen.clone();
+/// let config = Config::default().push_handler(PushHandler::new(move |_node, _push| {
+///     counter.set(counter.get() + 1)
+/// }));
+/// # let _ = config;
+/// ```
+#[derive(Clone)]
+pub struct PushHandler(std::rc::Rc<dyn Fn(&crate::NodeAddr, crate::Value)>);
+
+impl PushHandler {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(&crate::NodeAddr, crate::Value) + 'static) -> PushHandler {
+        PushHandler(std::rc::Rc::new(f))
+    }
+
+    pub(crate) fn call(&self, node: &crate::NodeAddr, push: crate::Value) {
+        (self.0)(node, push)
+    }
+}
+
+impl std::fmt::Debug for PushHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushHandler(..)")
+    }
+}
+
 /// How a slot-map refresh chooses among the answers of the nodes it asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RefreshPolicy {
@@ -61,6 +96,8 @@ pub struct Config {
     pub credentials: CredentialSource,
     /// `CLIENT SETNAME` for every connection.
     pub client_name: Option<String>,
+    /// Where RESP3 push frames go (`None`: counted in `Stats::pushes` and dropped).
+    pub push_handler: Option<PushHandler>,
     /// Deadline for one command or one whole pipeline, redirects included. `None`: wait
     /// for as long as the connection lives.
     pub request_timeout: Option<Duration>,
@@ -135,6 +172,7 @@ impl Default for Config {
             protocol: Protocol::Resp3,
             credentials: CredentialSource::None,
             client_name: None,
+            push_handler: None,
             request_timeout: Some(Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(2),
             max_redirects: 5,
@@ -188,6 +226,12 @@ impl Config {
         provider: impl Fn() -> crate::Result<Credentials> + 'static,
     ) -> Self {
         self.credentials = CredentialSource::Provider(std::rc::Rc::new(provider));
+        self
+    }
+
+    /// Sets [`Config::push_handler`].
+    pub fn push_handler(mut self, handler: PushHandler) -> Self {
+        self.push_handler = Some(handler);
         self
     }
 

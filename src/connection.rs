@@ -40,6 +40,8 @@ pub(crate) struct ConnOptions {
     /// What the handshake sends, or the error that stops the connection before it
     /// starts (a credentials provider that failed).
     pub(crate) handshake: Result<HandshakeOptions, Error>,
+    /// Where push frames go.
+    pub(crate) push_handler: Option<crate::config::PushHandler>,
 }
 
 /// Resolves a node address to every address it names. IP literals (what clusters
@@ -283,12 +285,21 @@ async fn read_loop<T: Transport>(
     options: ConnOptions,
     mut buf: BytesMut,
 ) {
+    let mut pushes = Vec::new();
     // Replies that arrived with the handshake's last one.
     if !buf.is_empty() {
         let Some(pool) = pool.upgrade() else { return };
-        let mut pool = pool.borrow_mut();
-        if let Some(error) = deliver_all(&mut pool, &stats, conn, &mut buf, &options.limits) {
-            pool.fail(conn, &error);
+        let failure = deliver_all(
+            &mut pool.borrow_mut(),
+            &stats,
+            conn,
+            &mut buf,
+            &options.limits,
+            &mut pushes,
+        );
+        hand_over(&options, conn, &pool, &mut pushes);
+        if let Some(error) = failure {
+            pool.borrow_mut().fail(conn, &error);
             return;
         }
     }
@@ -300,18 +311,30 @@ async fn read_loop<T: Transport>(
         let (res, returned) = stream.read(buf).await;
         buf = returned;
         let Some(pool) = pool.upgrade() else { return };
-        let mut pool = pool.borrow_mut();
-        let failure = match res {
-            Ok(0) => Some(Error::new(
-                ErrorKind::Io,
-                format!("{} closed the connection", describe(&pool, conn)),
-            )),
-            Err(e) => Some(Error::io(format!("read from {}", describe(&pool, conn)), e)),
-            Ok(n) => {
-                stats.add_read(n);
-                deliver_all(&mut pool, &stats, conn, &mut buf, &options.limits)
+        let failure = {
+            let mut pool = pool.borrow_mut();
+            match res {
+                Ok(0) => Some(Error::new(
+                    ErrorKind::Io,
+                    format!("{} closed the connection", describe(&pool, conn)),
+                )),
+                Err(e) => Some(Error::io(format!("read from {}", describe(&pool, conn)), e)),
+                Ok(n) => {
+                    stats.add_read(n);
+                    deliver_all(
+                        &mut pool,
+                        &stats,
+                        conn,
+                        &mut buf,
+                        &options.limits,
+                        &mut pushes,
+                    )
+                }
             }
         };
+        // The pool is not borrowed any more: the handler may call the client.
+        hand_over(&options, conn, &pool, &mut pushes);
+        let mut pool = pool.borrow_mut();
         if let Some(error) = failure {
             pool.fail(conn, &error);
             return;
@@ -320,6 +343,25 @@ async fn read_loop<T: Transport>(
             return;
         }
     }
+}
+
+/// Gives the push frames read to the user's handler, if there is one (they were counted
+/// already); without one they are dropped.
+fn hand_over(options: &ConnOptions, conn: ConnId, pool: &RefCell<Pool>, pushes: &mut Vec<Value>) {
+    if pushes.is_empty() {
+        return;
+    }
+    let Some(handler) = &options.push_handler else {
+        pushes.clear();
+        return;
+    };
+    let node = pool.borrow().addr(conn).cloned();
+    if let Some(node) = node {
+        for push in pushes.drain(..) {
+            handler.call(&node, push);
+        }
+    }
+    pushes.clear();
 }
 
 /// After a large reply, gives the memory back: an empty buffer far above its usual size
@@ -342,16 +384,17 @@ fn deliver_all(
     conn: ConnId,
     buf: &mut BytesMut,
     limits: &DecodeLimits,
+    pushes: &mut Vec<Value>,
 ) -> Option<Error> {
     loop {
         match decode(buf, limits) {
             Ok(Some(value)) => match pool.deliver(conn, value) {
                 Ok(Delivery::Reply) => {}
                 // Out-of-band data (invalidations, messages): it answers no request.
-                // Until a push handler exists it is counted and dropped.
                 Ok(Delivery::Push(push)) => {
                     stats.add_push();
-                    tracing::debug!(node = %describe(pool, conn), ?push, "push frame dropped");
+                    tracing::trace!(node = %describe(pool, conn), "push frame");
+                    pushes.push(push);
                 }
                 Err(e) => return Some(e),
             },

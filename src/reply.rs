@@ -1,6 +1,6 @@
 //! Converting replies into Rust types: [`FromReply`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 
 use bytes::Bytes;
@@ -188,27 +188,85 @@ impl<T: FromReply> FromReply for Vec<T> {
     }
 }
 
-impl<K: FromReply + Eq + Hash, V: FromReply> FromReply for HashMap<K, V> {
-    fn from_reply(value: Value) -> Result<Self> {
-        match plain(value)? {
-            Value::Map(pairs) => pairs
-                .into_iter()
-                .map(|(k, v)| Ok((K::from_reply(k)?, V::from_reply(v)?)))
-                .collect(),
-            // RESP2 returns maps (HGETALL, CONFIG GET) as flat key, value arrays.
-            Value::Array(items) if items.len() % 2 == 0 => {
-                let mut map = HashMap::with_capacity(items.len() / 2);
-                let mut it = items.into_iter();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    map.insert(K::from_reply(k)?, V::from_reply(v)?);
-                }
-                Ok(map)
+/// The key/value pairs of a RESP3 map, or of the flat `[k, v, k, v]` array RESP2 sends
+/// for the same replies (`HGETALL`, `CONFIG GET`, `XINFO`), so one type works on both.
+fn pairs<K: FromReply, V: FromReply>(value: Value) -> Result<Vec<(K, V)>> {
+    match plain(value)? {
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| Ok((K::from_reply(k)?, V::from_reply(v)?)))
+            .collect(),
+        Value::Array(items) if items.len() % 2 == 0 => {
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((K::from_reply(k)?, V::from_reply(v)?));
             }
-            Value::Nil => Ok(HashMap::new()),
-            v => Err(mismatch("a map", &v)),
+            Ok(out)
         }
+        Value::Nil => Ok(Vec::new()),
+        v => Err(mismatch("a map", &v)),
     }
 }
+
+/// The members of an array or a RESP3 set.
+fn members<T: FromReply>(value: Value) -> Result<Vec<T>> {
+    match plain(value)? {
+        Value::Array(items) | Value::Set(items) => items.into_iter().map(T::from_reply).collect(),
+        Value::Nil => Ok(Vec::new()),
+        v => Err(mismatch("a set or an array", &v)),
+    }
+}
+
+impl<K: FromReply + Eq + Hash, V: FromReply> FromReply for HashMap<K, V> {
+    fn from_reply(value: Value) -> Result<Self> {
+        pairs(value).map(|p| p.into_iter().collect())
+    }
+}
+
+impl<K: FromReply + Ord, V: FromReply> FromReply for BTreeMap<K, V> {
+    fn from_reply(value: Value) -> Result<Self> {
+        pairs(value).map(|p| p.into_iter().collect())
+    }
+}
+
+impl<T: FromReply + Eq + Hash> FromReply for HashSet<T> {
+    fn from_reply(value: Value) -> Result<Self> {
+        members(value).map(|m| m.into_iter().collect())
+    }
+}
+
+impl<T: FromReply + Ord> FromReply for BTreeSet<T> {
+    fn from_reply(value: Value) -> Result<Self> {
+        members(value).map(|m| m.into_iter().collect())
+    }
+}
+
+/// Tuples from arrays of exactly that length (`BLPOP` gives `(key, value)`, `ZPOPMIN`
+/// gives `(member, score)`), and from a one-pair map.
+macro_rules! tuple_reply {
+    ($n:expr; $($t:ident),+) => {
+        impl<$($t: FromReply),+> FromReply for ($($t,)+) {
+            fn from_reply(value: Value) -> Result<Self> {
+                let items = match plain(value)? {
+                    Value::Array(items) | Value::Set(items) if items.len() == $n => items,
+                    Value::Map(mut pairs) if $n == 2 && pairs.len() == 1 => {
+                        let (k, v) = pairs.remove(0);
+                        vec![k, v]
+                    }
+                    v => return Err(mismatch(concat!("an array of ", stringify!($n)), &v)),
+                };
+                let mut it = items.into_iter();
+                Ok(($(
+                    $t::from_reply(it.next().ok_or_else(|| Error::protocol("short tuple"))?)?,
+                )+))
+            }
+        }
+    };
+}
+tuple_reply!(2; A, B);
+tuple_reply!(3; A, B, C);
+tuple_reply!(4; A, B, C, D);
 
 #[cfg(test)]
 mod tests {
@@ -255,5 +313,66 @@ mod tests {
         let m: HashMap<String, i64> =
             HashMap::from_reply(Value::Map(vec![(bulk("x"), Value::Int(3))])).unwrap();
         assert_eq!(m["x"], 3);
+    }
+
+    #[test]
+    fn resp3_types_convert_like_their_resp2_forms() {
+        let map = Value::Map(vec![(bulk("a"), Value::Int(1)), (bulk("b"), Value::Int(2))]);
+        let flat = Value::Array(vec![bulk("a"), Value::Int(1), bulk("b"), Value::Int(2)]);
+        for v in [map.clone(), flat] {
+            let h: HashMap<String, i64> = FromReply::from_reply(v.clone()).unwrap();
+            let b: BTreeMap<String, i64> = FromReply::from_reply(v).unwrap();
+            assert_eq!(h.len(), 2);
+            assert_eq!(
+                b.into_iter().collect::<Vec<_>>(),
+                vec![("a".into(), 1), ("b".into(), 2)]
+            );
+        }
+        let set = Value::Set(vec![bulk("x"), bulk("y"), bulk("x")]);
+        let hs: HashSet<String> = FromReply::from_reply(set.clone()).unwrap();
+        let bs: BTreeSet<String> = FromReply::from_reply(set).unwrap();
+        assert_eq!(hs.len(), 2);
+        assert_eq!(bs.into_iter().next().as_deref(), Some("x"));
+        assert_eq!(f64::from_reply(Value::Double(2.5)).unwrap(), 2.5);
+        assert!(f64::from_reply(Value::Double(f64::INFINITY))
+            .unwrap()
+            .is_infinite());
+        assert!(bool::from_reply(Value::Boolean(true)).unwrap());
+        assert_eq!(
+            String::from_reply(Value::Verbatim {
+                format: *b"txt",
+                text: Bytes::from_static(b"hi")
+            })
+            .unwrap(),
+            "hi"
+        );
+        assert_eq!(
+            i128::from_reply(Value::BigNumber(Bytes::from_static(
+                b"-170141183460469231731687303715884105728"
+            )))
+            .unwrap(),
+            i128::MIN
+        );
+        let pair: (String, f64) =
+            FromReply::from_reply(Value::Array(vec![bulk("m"), Value::Double(1.5)])).unwrap();
+        assert_eq!(pair, ("m".to_string(), 1.5));
+        let from_map: (String, i64) =
+            FromReply::from_reply(Value::Map(vec![(bulk("k"), Value::Int(3))])).unwrap();
+        assert_eq!(from_map, ("k".to_string(), 3));
+        let triple: (i64, i64, String) =
+            FromReply::from_reply(Value::Array(vec![Value::Int(1), Value::Int(2), bulk("z")]))
+                .unwrap();
+        assert_eq!(triple.2, "z");
+        // Wrong shapes are typed errors, not panics.
+        for bad in [Value::Array(vec![bulk("only")]), Value::Int(3), map] {
+            let e = <(String, String)>::from_reply(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::TypeMismatch);
+        }
+        let e = <HashMap<String, String>>::from_reply(Value::Array(vec![bulk("odd")])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TypeMismatch);
+        // A nil reply is an empty collection.
+        assert!(<HashSet<String>>::from_reply(Value::Nil)
+            .unwrap()
+            .is_empty());
     }
 }

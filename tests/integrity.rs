@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use redis_cluster_uring::config::PushHandler;
 use redis_cluster_uring::{
     cmd, slot_for_key, Client, Cmd, Config, ErrorKind, NodeAddr, Pipeline, Value,
 };
@@ -87,7 +88,16 @@ fn refused_commands() -> Vec<(Cmd, ErrorKind)> {
 fn every_class_on_one_shared_client_leaves_every_reply_in_place() {
     let (cluster, proxies) = cluster_behind_push_proxies(5);
     run(async {
-        let client = client(&cluster).await;
+        // Pushes reach the user's handler, never a caller.
+        let handled = Rc::new(Cell::new(0u64));
+        let config = Config::default().push_handler(PushHandler::new({
+            let handled = handled.clone();
+            move |_node, push| {
+                assert!(matches!(push, Value::Push(_)), "{push:?}");
+                handled.set(handled.get() + 1);
+            }
+        }));
+        let client = client_with(&cluster, config).await;
         let nodes = primaries(&client);
         assert_eq!(nodes.len(), 3);
         // The blocked command's node, and keys of that node for the traffic beside it.
@@ -210,6 +220,11 @@ fn every_class_on_one_shared_client_leaves_every_reply_in_place() {
         }
         let stats = client.stats();
         assert!(stats.pushes > 0, "the proxies' pushes reached the client");
+        assert_eq!(
+            handled.get(),
+            stats.pushes,
+            "every push went to the handler"
+        );
         assert!(stats.pushes <= proxies.injected());
         assert!(stats.refused >= 20 * refused_commands().len() as u64);
         assert_eq!(stats.blocking, 1);
