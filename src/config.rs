@@ -45,7 +45,10 @@ pub enum ReadFrom {
 /// # let _ = config;
 /// ```
 #[derive(Clone)]
-pub struct PushHandler(std::rc::Rc<dyn Fn(&crate::NodeAddr, crate::Value)>);
+pub struct PushHandler(std::rc::Rc<PushFn>);
+
+/// The callback inside a [`PushHandler`].
+type PushFn = dyn Fn(&crate::NodeAddr, crate::Value);
 
 impl PushHandler {
     /// Wraps a callback.
