@@ -29,7 +29,7 @@ use bytes::BytesMut;
 
 use crate::cmd::{cmd, Cmd, ToArg};
 use crate::command_table::{blocking_timeout, command_class, refusal, CommandClass};
-use crate::config::{Config, Execution, RefreshPolicy};
+use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
 use crate::connection::{run_connection, ConnOptions};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
@@ -39,6 +39,7 @@ use crate::io::uring::UringStream;
 use crate::io::SocketOptions;
 use crate::plan::{BatchEntry, NodeBatch};
 use crate::pool::{ConnId, Pool, QueueLimits};
+use crate::read_route::{NodeView, ReadRouter};
 use crate::reply::FromReply;
 use crate::resp::Value;
 use crate::round::{backoff, Effect, Next, RoundLimits, Rounds};
@@ -147,6 +148,8 @@ struct Inner {
     counters: Rc<Counters>,
     refresh: RefCell<RefreshState>,
     closed: Cell<bool>,
+    /// Where reads go (`Config::read_from`).
+    router: RefCell<ReadRouter>,
 }
 
 impl Drop for Inner {
@@ -242,6 +245,10 @@ impl Client {
             ));
         }
         let engine = choose_engine(config.engine)?;
+        let router = ReadRouter::new(
+            config.read_from.clone(),
+            (random_unit() * u64::MAX as f64) as u64,
+        );
         tracing::debug!(%engine, "client engine");
         let client = Client {
             inner: Rc::new(Inner {
@@ -253,6 +260,7 @@ impl Client {
                 counters: Rc::new(Counters::default()),
                 refresh: RefCell::new(RefreshState::default()),
                 closed: Cell::new(false),
+                router: RefCell::new(router),
             }),
         };
         client.refresh_slots().await?;
@@ -538,6 +546,19 @@ impl Client {
         *self.inner.map.borrow_mut() = Rc::new(map);
         self.inner.refresh.borrow_mut().last = Some(Instant::now());
         self.inner.counters.add_refresh();
+        // With replica reads, connect to every replica now: its handshake tells its zone
+        // and round trip before the first read has to choose.
+        if self.inner.config.read_from != ReadFrom::Primary && !self.inner.closed.get() {
+            let replicas: Vec<NodeAddr> = self
+                .slot_map()
+                .shards()
+                .iter()
+                .flat_map(|s| s.replicas.iter().cloned())
+                .collect();
+            for replica in replicas {
+                self.connection_for(&replica);
+            }
+        }
         Ok(())
     }
 
@@ -668,12 +689,36 @@ impl Client {
         deadline: Option<tokio::time::Instant>,
         lane: Lane,
     ) -> Result<Vec<Result<Value>>> {
-        let rounds = Rounds::new(
+        let mut rounds = Rounds::new(
             cmds.len(),
             self.round_limits(),
             deadline.map(|d| d.into_std()),
         );
+        if lane == Lane::Shared {
+            let reads = self.read_targets();
+            if !reads.is_empty() {
+                rounds = rounds.reading(reads);
+            }
+        }
         self.drive(cmds, rounds, deadline, lane).await
+    }
+
+    /// Where each shard's reads go for this request, under `Config::read_from` (empty
+    /// for `ReadFrom::Primary`: no work at all on the default path).
+    fn read_targets(&self) -> Vec<crate::plan::ReadTarget> {
+        let mut router = self.inner.router.borrow_mut();
+        if !router.routes_reads() {
+            return Vec::new();
+        }
+        let map = self.inner.map.borrow().clone();
+        let pool = self.inner.pool.borrow();
+        router.choose(&map, |node| NodeView {
+            down: pool.health(node).failures > 0,
+            rtt: pool.handshake_rtt(node),
+            zone: pool
+                .server_info(node)
+                .and_then(|i| i.availability_zone.as_deref()),
+        })
     }
 
     /// Commands sent to the nodes the caller named (`targets[i]` for command i).
@@ -898,6 +943,10 @@ impl Client {
                     protocol: config.protocol,
                     credentials,
                     client_name: config.client_name.clone(),
+                    // A replica serves reads only after READONLY; harmless on a
+                    // primary if roles change.
+                    read_only: config.read_from != ReadFrom::Primary
+                        && self.inner.map.borrow().is_replica(node),
                     ..HandshakeOptions::default()
                 }),
             push_handler: config.push_handler.clone(),

@@ -268,6 +268,106 @@ pub fn command_class(cmd: &Cmd) -> CommandClass {
     }
 }
 
+/// True for commands that only read (the server's `readonly` flag): with replica reads
+/// configured they may go to a replica. Anything not listed is treated as a write and
+/// goes to the primary, which is always safe.
+///
+/// ```
+/// use redis_cluster_uring::cmd;
+/// use redis_cluster_uring::command_table::is_read_only;
+/// assert!(is_read_only(&cmd("get").arg("k")));
+/// assert!(is_read_only(&cmd("HGETALL").arg("h")));
+/// assert!(!is_read_only(&cmd("SET").arg("k").arg(1)));
+/// assert!(!is_read_only(&cmd("EVAL").arg("return 1").arg(0)));
+/// ```
+pub fn is_read_only(cmd: &Cmd) -> bool {
+    let Some((buf, len)) = upper_name(cmd.name()) else {
+        return false;
+    };
+    matches!(
+        &buf[..len],
+        b"GET"
+            | b"MGET"
+            | b"STRLEN"
+            | b"GETRANGE"
+            | b"SUBSTR"
+            | b"LCS"
+            | b"EXISTS"
+            | b"TTL"
+            | b"PTTL"
+            | b"EXPIRETIME"
+            | b"PEXPIRETIME"
+            | b"TYPE"
+            | b"TOUCH"
+            | b"DUMP"
+            | b"GETBIT"
+            | b"BITCOUNT"
+            | b"BITPOS"
+            | b"BITFIELD_RO"
+            | b"HGET"
+            | b"HMGET"
+            | b"HGETALL"
+            | b"HKEYS"
+            | b"HVALS"
+            | b"HLEN"
+            | b"HEXISTS"
+            | b"HSTRLEN"
+            | b"HRANDFIELD"
+            | b"HSCAN"
+            | b"LRANGE"
+            | b"LLEN"
+            | b"LINDEX"
+            | b"LPOS"
+            | b"SMEMBERS"
+            | b"SISMEMBER"
+            | b"SMISMEMBER"
+            | b"SCARD"
+            | b"SRANDMEMBER"
+            | b"SINTER"
+            | b"SUNION"
+            | b"SDIFF"
+            | b"SINTERCARD"
+            | b"SSCAN"
+            | b"ZRANGE"
+            | b"ZRANGEBYSCORE"
+            | b"ZRANGEBYLEX"
+            | b"ZREVRANGE"
+            | b"ZREVRANGEBYSCORE"
+            | b"ZREVRANGEBYLEX"
+            | b"ZSCORE"
+            | b"ZMSCORE"
+            | b"ZCARD"
+            | b"ZCOUNT"
+            | b"ZLEXCOUNT"
+            | b"ZRANK"
+            | b"ZREVRANK"
+            | b"ZSCAN"
+            | b"ZRANDMEMBER"
+            | b"ZINTER"
+            | b"ZUNION"
+            | b"ZDIFF"
+            | b"ZINTERCARD"
+            | b"XRANGE"
+            | b"XREVRANGE"
+            | b"XLEN"
+            | b"XPENDING"
+            | b"PFCOUNT"
+            | b"GEOPOS"
+            | b"GEODIST"
+            | b"GEOHASH"
+            | b"GEOSEARCH"
+            | b"GEORADIUS_RO"
+            | b"GEORADIUSBYMEMBER_RO"
+            | b"SORT_RO"
+            | b"EVAL_RO"
+            | b"EVALSHA_RO"
+            | b"FCALL_RO"
+    ) || (&buf[..len] == b"XREAD" && stream_block_ms(cmd).is_none())
+        || (&buf[..len] == b"XINFO" && cmd.len() > 2)
+        || (&buf[..len] == b"OBJECT" && cmd.len() > 2)
+        || (&buf[..len] == b"MEMORY" && is(cmd.arg_at(1), b"USAGE"))
+}
+
 /// The error for a command the shared path refuses, naming what to do instead; `None`
 /// for [`CommandClass::Regular`].
 ///

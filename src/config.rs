@@ -19,14 +19,41 @@ pub enum Execution {
     Serial,
 }
 
-/// Which node serves reads. Only primaries for now; the option exists so the API does not
-/// change when replica reads arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which node serves read-only commands (the command table's `readonly` flag). Writes
+/// always go to primaries.
+///
+/// A read sent to a replica sees the primary's writes after replication (asynchronous,
+/// usually well under a millisecond on a LAN): a caller that must read its own write
+/// should read it from the primary. A replica that is down (its connection failed
+/// recently) is skipped; one that answers MOVED is followed to the primary.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ReadFrom {
     /// Every command goes to the slot's primary.
     #[default]
     Primary,
+    /// A replica of the slot's shard, chosen as given; the primary when none is up.
+    PreferReplica(ReplicaChoice),
+    /// A replica only: when none of the shard's replicas is up, the read fails with
+    /// [`ErrorKind::ClusterDown`](crate::ErrorKind::ClusterDown) instead of loading the
+    /// primary. A shard without any replica is read from its primary.
+    Replica(ReplicaChoice),
+    /// The node of the shard (primary or replica) with the lowest measured round trip
+    /// (each connection's handshake is timed; nodes not measured yet are tried first).
+    Nearest,
+    /// Replicas in this availability zone (Valkey's `availability-zone`, reported by
+    /// `HELLO`), then other replicas, then the primary.
+    AzAffinity(String),
+}
+
+/// How a replica is picked among several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplicaChoice {
+    /// At random, per request.
+    Random,
+    /// In turn.
+    #[default]
+    RoundRobin,
 }
 
 /// A callback for RESP3 push frames (invalidations, and later pub/sub messages): the
@@ -302,6 +329,12 @@ impl Config {
     /// Sets [`Config::idle_timeout`].
     pub fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
         self.idle_timeout = idle;
+        self
+    }
+
+    /// Sets [`Config::read_from`].
+    pub fn read_from(mut self, read_from: ReadFrom) -> Self {
+        self.read_from = read_from;
         self
     }
 

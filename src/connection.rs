@@ -88,8 +88,9 @@ pub(crate) async fn run_connection<T: Transport>(
         async {
             let stream = connect::<T>(&addr, &options).await?;
             let handshake = options.handshake.clone()?;
+            let started = tokio::time::Instant::now();
             let (info, leftover) = shake_hands(&stream, handshake, &options).await?;
-            Ok::<_, Error>((stream, info, leftover))
+            Ok::<_, Error>((stream, (info, started.elapsed()), leftover))
         },
     )
     .await
@@ -102,7 +103,7 @@ pub(crate) async fn run_connection<T: Transport>(
             ),
         ))
     });
-    let (stream, info, leftover) = match ready {
+    let (stream, (info, rtt), leftover) = match ready {
         Ok((stream, info, leftover)) => (Rc::new(stream), info, leftover),
         Err(error) => {
             // Say which node: the same failure reaches every caller waiting on it.
@@ -118,7 +119,7 @@ pub(crate) async fn run_connection<T: Transport>(
     };
     tracing::debug!(%addr, ?info, "connected");
     if let Some(pool) = pool.upgrade() {
-        pool.borrow_mut().connected(conn, info);
+        pool.borrow_mut().connected(conn, info, rtt);
     }
     let reader = tokio::task::spawn_local(read_loop(
         stream.clone(),

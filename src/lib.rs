@@ -32,6 +32,7 @@
 //! - [`topology`]: the slot map, built from `CLUSTER SLOTS` / `CLUSTER SHARDS`.
 //! - [`split`]: cross-slot `MGET`/`MSET`/`DEL`/`EXISTS`/... split by slot and merged.
 //! - [`plan`]: pipeline planning into per-node batches.
+//! - [`read_route`]: where read-only commands go under a [`ReadFrom`] policy.
 //! - [`round`]: the round state machine: redirects, retries, backoff, deadline, with
 //!   separate redirect and retry budgets.
 //! - [`handshake`]: the connection handshake (HELLO, AUTH, SETNAME, READONLY) as a
@@ -59,6 +60,7 @@ pub mod handshake;
 mod io;
 pub mod plan;
 mod pool;
+pub mod read_route;
 pub mod reply;
 pub mod resp;
 pub mod round;
@@ -71,7 +73,7 @@ pub mod url;
 
 pub use client::{Client, Pipeline};
 pub use cmd::{cmd, Cmd, ToArg};
-pub use config::{Config, Execution, ReadFrom, RefreshPolicy};
+pub use config::{Config, Execution, ReadFrom, RefreshPolicy, ReplicaChoice};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use reply::FromReply;

@@ -12,6 +12,7 @@
 use bytes::BytesMut;
 
 use crate::cmd::Cmd;
+use crate::command_table::is_read_only;
 use crate::error::{Error, ErrorKind};
 use crate::resp::encode;
 use crate::route::{route_command, Route};
@@ -77,13 +78,71 @@ const ASKING: &[&[u8]] = &[b"ASKING"];
 /// assert!(plan.failed.is_empty());
 /// ```
 pub fn plan_pipeline(cmds: &[Cmd], map: &SlotMap) -> Plan {
+    plan_pipeline_reading(cmds, map, &[])
+}
+
+/// Where a shard's read-only commands go, as the read router chose for this request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadTarget {
+    /// The primary, like writes.
+    Primary,
+    /// This replica (or, with `Nearest`, whichever node was chosen).
+    Node(NodeAddr),
+    /// Nowhere: the policy forbids the primary and no replica is up.
+    Unavailable,
+}
+
+/// The node a command of `shard` goes to: reads as `reads[shard]` says (when the command
+/// only reads), everything else to the primary. `Err` when the read has nowhere to go.
+/// Returns the node and its batch key (`2 * shard` for the primary, `+ 1` for a read
+/// node), so each node gets one batch.
+fn target_of(
+    cmd: &Cmd,
+    shard: usize,
+    map: &SlotMap,
+    reads: &[ReadTarget],
+) -> Result<(usize, NodeAddr), Error> {
+    let primary = || (2 * shard, map.shards()[shard].primary.clone());
+    let Some(read) = reads.get(shard) else {
+        return Ok(primary());
+    };
+    if !is_read_only(cmd) {
+        return Ok(primary());
+    }
+    match read {
+        ReadTarget::Primary => Ok(primary()),
+        ReadTarget::Node(node) if *node == map.shards()[shard].primary => Ok(primary()),
+        ReadTarget::Node(node) => Ok((2 * shard + 1, node.clone())),
+        ReadTarget::Unavailable => Err(Error::new(
+            ErrorKind::ClusterDown,
+            format!(
+                "no replica of {} is up to read from",
+                map.shards()[shard].primary
+            ),
+        )),
+    }
+}
+
+/// [`plan_pipeline`] with replica reads: `reads[shard]` says where that shard's
+/// read-only commands go (an empty slice: everything to primaries).
+///
+/// ```
+/// use redis_cluster_uring::plan::{plan_pipeline_reading, ReadTarget};
+/// use redis_cluster_uring::{cmd, NodeAddr, SlotMap};
+/// let map = SlotMap::split_evenly(&[NodeAddr::new("p", 1)]);
+/// let reads = [ReadTarget::Node(NodeAddr::new("r", 2))];
+/// let plan = plan_pipeline_reading(&[cmd("GET").arg("k"), cmd("SET").arg("k").arg(1)], &map, &reads);
+/// let nodes: Vec<_> = plan.batches.iter().map(|b| b.node.host.clone()).collect();
+/// assert_eq!(nodes, ["r", "p"]);
+/// ```
+pub fn plan_pipeline_reading(cmds: &[Cmd], map: &SlotMap, reads: &[ReadTarget]) -> Plan {
     if let [only] = cmds {
-        return plan_single(only, map);
+        return plan_single(only, map, reads);
     }
     // Pass 1: the target of each command as a batch number, and each batch's size, so
     // every buffer is allocated once at its exact size.
-    let mut batch_of_shard: Vec<Option<usize>> = vec![None; map.shards().len()];
-    let mut targets: Vec<(usize, usize)> = Vec::new(); // (batch, bytes)
+    let mut batch_of_key: Vec<Option<usize>> = vec![None; 2 * map.shards().len()];
+    let mut targets: Vec<(NodeAddr, usize)> = Vec::new(); // (node, bytes)
     let mut assigned: Vec<Option<usize>> = Vec::with_capacity(cmds.len());
     let mut keyless: Vec<usize> = Vec::new();
     let mut failed = Vec::new();
@@ -114,8 +173,16 @@ pub fn plan_pipeline(cmds: &[Cmd], map: &SlotMap) -> Plan {
                 continue;
             }
         };
-        let batch = *batch_of_shard[shard].get_or_insert_with(|| {
-            targets.push((shard, 0));
+        let (key, node) = match target_of(cmd, shard, map, reads) {
+            Ok(target) => target,
+            Err(e) => {
+                failed.push((index, e));
+                assigned.push(None);
+                continue;
+            }
+        };
+        let batch = *batch_of_key[key].get_or_insert_with(|| {
+            targets.push((node, 0));
             targets.len() - 1
         });
         targets[batch].1 += cmd.encoded_len();
@@ -125,7 +192,7 @@ pub fn plan_pipeline(cmds: &[Cmd], map: &SlotMap) -> Plan {
         let batch = match targets.first() {
             Some(_) => Some(0),
             None if !map.shards().is_empty() => {
-                targets.push((0, 0));
+                targets.push((map.shards()[0].primary.clone(), 0));
                 Some(0)
             }
             None => None,
@@ -145,9 +212,9 @@ pub fn plan_pipeline(cmds: &[Cmd], map: &SlotMap) -> Plan {
     }
     // Pass 2: encode.
     let mut batches: Vec<NodeBatch> = targets
-        .iter()
-        .map(|&(shard, bytes)| NodeBatch {
-            node: map.shards()[shard].primary.clone(),
+        .into_iter()
+        .map(|(node, bytes)| NodeBatch {
+            node,
             entries: Vec::new(),
             buf: BytesMut::with_capacity(bytes),
         })
@@ -168,28 +235,31 @@ pub fn plan_pipeline(cmds: &[Cmd], map: &SlotMap) -> Plan {
 
 /// The one-command case (every plain `client.get(..)`), without the bookkeeping vectors
 /// a pipeline needs.
-fn plan_single(cmd: &Cmd, map: &SlotMap) -> Plan {
-    let shard = match route_command(cmd) {
-        Ok(Route::Slot(slot)) => map.shard_index_for(slot).ok_or_else(|| {
-            Error::new(
-                ErrorKind::ClusterDown,
-                format!("no node serves slot {slot}"),
-            )
-        }),
-        Ok(Route::AnyNode) if !map.shards().is_empty() => Ok(0),
+fn plan_single(cmd: &Cmd, map: &SlotMap, reads: &[ReadTarget]) -> Plan {
+    let node = match route_command(cmd) {
+        Ok(Route::Slot(slot)) => map
+            .shard_index_for(slot)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ClusterDown,
+                    format!("no node serves slot {slot}"),
+                )
+            })
+            .and_then(|shard| target_of(cmd, shard, map, reads).map(|(_, node)| node)),
+        Ok(Route::AnyNode) if !map.shards().is_empty() => Ok(map.shards()[0].primary.clone()),
         Ok(Route::AnyNode) => Err(Error::new(
             ErrorKind::ClusterDown,
             "no node known to send it to",
         )),
         Err(e) => Err(e),
     };
-    match shard {
-        Ok(shard) => {
+    match node {
+        Ok(node) => {
             let mut buf = BytesMut::with_capacity(cmd.encoded_len());
             cmd.write_to(&mut buf);
             Plan {
                 batches: vec![NodeBatch {
-                    node: map.shards()[shard].primary.clone(),
+                    node,
                     entries: vec![BatchEntry {
                         index: 0,
                         asking: false,
@@ -362,5 +432,59 @@ mod tests {
         );
         assert_eq!(batches[0].expected_replies(), 3);
         assert_eq!(batches[1].expected_replies(), 1);
+    }
+
+    #[test]
+    fn reads_go_where_the_router_said_and_writes_to_primaries() {
+        let map = three_nodes();
+        let replica = |p| NodeAddr::new("127.0.0.2", p);
+        let reads = [
+            ReadTarget::Node(replica(8000)),
+            ReadTarget::Primary,
+            ReadTarget::Unavailable,
+        ];
+        let key_on = |shard: usize| {
+            (0..)
+                .map(|i| format!("k{i}"))
+                .find(|k| map.shard_index_for(slot_for_key(k.as_bytes())) == Some(shard))
+                .unwrap()
+        };
+        let (k0, k1, k2) = (key_on(0), key_on(1), key_on(2));
+        let cmds = vec![
+            cmd("GET").arg(&k0),
+            cmd("SET").arg(&k0).arg(1),
+            cmd("HGETALL").arg(&k0),
+            cmd("GET").arg(&k1),
+            cmd("GET").arg(&k2),
+            cmd("SET").arg(&k2).arg(1),
+        ];
+        let plan = plan_pipeline_reading(&cmds, &map, &reads);
+        let by_node: Vec<(String, Vec<usize>)> = plan
+            .batches
+            .iter()
+            .map(|b| {
+                (
+                    b.node.to_string(),
+                    b.entries.iter().map(|e| e.index).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            by_node,
+            vec![
+                ("127.0.0.2:8000".to_string(), vec![0, 2]),
+                (map.shards()[0].primary.to_string(), vec![1]),
+                (map.shards()[1].primary.to_string(), vec![3]),
+                (map.shards()[2].primary.to_string(), vec![5]),
+            ]
+        );
+        assert_eq!(plan.failed.len(), 1);
+        assert_eq!(plan.failed[0].0, 4);
+        assert_eq!(plan.failed[0].1.kind(), ErrorKind::ClusterDown);
+        // The one-command path agrees.
+        let single = plan_pipeline_reading(&cmds[..1], &map, &reads);
+        assert_eq!(single.batches[0].node, replica(8000));
+        let single = plan_pipeline_reading(&cmds[1..2], &map, &reads);
+        assert_eq!(single.batches[0].node, map.shards()[0].primary);
     }
 }

@@ -127,7 +127,7 @@ pub(crate) struct Pool {
     /// Idle dedicated connections per node, most recently used last.
     idle: HashMap<NodeAddr, Vec<ConnId>>,
     health: HashMap<NodeAddr, NodeHealth>,
-    info: HashMap<NodeAddr, ServerInfo>,
+    info: HashMap<NodeAddr, (ServerInfo, std::time::Duration)>,
 }
 
 impl Pool {
@@ -254,18 +254,23 @@ impl Pool {
 
     /// The connection is up and its handshake done: the node's failure count starts
     /// again, and what it said of itself is kept.
-    pub(crate) fn connected(&mut self, conn: ConnId, info: ServerInfo) {
+    pub(crate) fn connected(&mut self, conn: ConnId, info: ServerInfo, rtt: std::time::Duration) {
         if let Some(c) = self.conn_mut(conn) {
             c.ready = true;
             let addr = c.addr.clone();
             self.health.remove(&addr);
-            self.info.insert(addr, info);
+            self.info.insert(addr, (info, rtt));
         }
     }
 
     /// What a node said of itself in its last handshake.
     pub(crate) fn server_info(&self, addr: &NodeAddr) -> Option<&ServerInfo> {
-        self.info.get(addr)
+        self.info.get(addr).map(|(info, _)| info)
+    }
+
+    /// The round trip of the node's last handshake.
+    pub(crate) fn handshake_rtt(&self, addr: &NodeAddr) -> Option<std::time::Duration> {
+        self.info.get(addr).map(|(_, rtt)| *rtt)
     }
 
     /// How the node's connections have been doing.
@@ -776,7 +781,7 @@ mod tests {
         for _ in 0..5 {
             assert!(!pool.note_timeout(&a, 3));
         }
-        pool.connected(conn, ServerInfo::default());
+        pool.connected(conn, ServerInfo::default(), std::time::Duration::ZERO);
         assert!(!pool.note_timeout(&a, 3), "written nothing yet");
         pool.take_output(conn).unwrap();
         assert!(!pool.note_timeout(&a, 3));
@@ -798,7 +803,7 @@ mod tests {
         );
         // 0 means never.
         let (conn, _) = pool.open(a.clone(), 1024);
-        pool.connected(conn, ServerInfo::default());
+        pool.connected(conn, ServerInfo::default(), std::time::Duration::ZERO);
         let exec = pool.new_exec(1);
         enqueue(&mut pool, conn, exec, batch(&a, &[(0, false)]));
         pool.take_output(conn).unwrap();
@@ -824,7 +829,7 @@ mod tests {
         pool.fail(conn, &Error::new(ErrorKind::Io, "refused"));
         assert_eq!(pool.health(&a).failures, 2);
         let (conn, _) = pool.open(a.clone(), 1024);
-        pool.connected(conn, ServerInfo::default());
+        pool.connected(conn, ServerInfo::default(), std::time::Duration::ZERO);
         assert_eq!(pool.health(&a), NodeHealth::default());
         // Closing on purpose is not a failure.
         pool.close(conn);

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::cmd::Cmd;
 use crate::error::{Error, ErrorKind, Result};
-use crate::plan::{plan_pipeline, plan_resend, NodeBatch};
+use crate::plan::{plan_pipeline_reading, plan_resend, NodeBatch, ReadTarget};
 use crate::reply::server_error;
 use crate::resp::Value;
 use crate::route::{route_command, Route};
@@ -327,6 +327,8 @@ pub struct Rounds {
     /// For commands the caller sent to named nodes: command i always goes to
     /// `targets[i]`, and redirects are returned to the caller instead of followed.
     targets: Option<Vec<NodeAddr>>,
+    /// Where each shard's read-only commands go (empty: to primaries).
+    reads: Vec<ReadTarget>,
 }
 
 impl Rounds {
@@ -348,7 +350,16 @@ impl Rounds {
             timed_out: false,
             effects: Vec::new(),
             targets: None,
+            reads: Vec::new(),
         }
+    }
+
+    /// Sends read-only commands of shard i to `reads[i]` in the first round (replica
+    /// reads). Redirected and retried commands go to primaries: a replica that answers
+    /// MOVED, or fails, falls back to the primary.
+    pub fn reading(mut self, reads: Vec<ReadTarget>) -> Rounds {
+        self.reads = reads;
+        self
     }
 
     /// Pins command i to `targets[i]` (a node the caller named): no routing, no redirect
@@ -371,7 +382,7 @@ impl Rounds {
                 .collect();
             return self.start_with(plan_resend(&items, cmds));
         }
-        let plan = plan_pipeline(cmds, map);
+        let plan = plan_pipeline_reading(cmds, map, &self.reads);
         for (index, error) in plan.failed {
             // A slot nobody serves: the map is incomplete or out of date.
             if error.kind() == ErrorKind::ClusterDown {

@@ -425,6 +425,21 @@ impl SlotMap {
             .all(|(&a, &b)| owner(self, a) == owner(other, b))
     }
 
+    /// Adds a replica to shard `shard` (tests and examples build maps with it).
+    pub fn add_replica(&mut self, shard: usize, replica: NodeAddr) {
+        if let Some(s) = self.shards.get_mut(shard) {
+            if !s.replicas.contains(&replica) {
+                s.replicas.push(replica);
+            }
+        }
+    }
+
+    /// True when `addr` is a replica (and not a primary) in this map.
+    pub fn is_replica(&self, addr: &NodeAddr) -> bool {
+        !self.shards.iter().any(|s| s.primary == *addr)
+            && self.shards.iter().any(|s| s.replicas.contains(addr))
+    }
+
     /// True when `addr` is a primary or a replica in this map.
     pub fn contains_node(&self, addr: &NodeAddr) -> bool {
         self.shards
