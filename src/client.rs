@@ -30,7 +30,7 @@ use bytes::BytesMut;
 use crate::cmd::{cmd, Cmd, ToArg};
 use crate::command_table::{blocking_timeout, command_class, refusal, CommandClass};
 use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
-use crate::connection::{run_connection, ConnOptions};
+use crate::connection::{run_connection, ConnOptions, TlsConnect};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handshake::{CredentialSource, Credentials, HandshakeOptions};
@@ -47,6 +47,7 @@ use crate::route::is_multi_key;
 use crate::slot::Slot;
 use crate::split::{merge_replies, split_by_slot, Split};
 use crate::stats::{Counters, Stats};
+use crate::tls::TlsConfig;
 use crate::topology::{choose_view, NodeAddr, SlotMap};
 use crate::url::parse_seed;
 
@@ -150,6 +151,8 @@ struct Inner {
     closed: Cell<bool>,
     /// Where reads go (`Config::read_from`).
     router: RefCell<ReadRouter>,
+    /// TLS, built once from `Config::tls`.
+    tls: Option<(std::sync::Arc<rustls::ClientConfig>, TlsConfig)>,
 }
 
 impl Drop for Inner {
@@ -214,10 +217,10 @@ impl Client {
         let mut from_urls: Option<Credentials> = None;
         for s in seeds {
             let seed = parse_seed(s.as_ref())?;
-            if seed.tls {
+            if seed.tls && config.tls.is_none() {
                 return Err(Error::new(
                     ErrorKind::Config,
-                    "rediss:// asks for TLS, which this version does not speak yet",
+                    "rediss:// seeds need Config::tls (the CA that signed the nodes' certificates)",
                 ));
             }
             if let Some(c) = seed.credentials {
@@ -245,6 +248,10 @@ impl Client {
             ));
         }
         let engine = choose_engine(config.engine)?;
+        let tls = match &config.tls {
+            Some(tls) => Some((tls.build()?, tls.clone())),
+            None => None,
+        };
         let router = ReadRouter::new(
             config.read_from.clone(),
             (random_unit() * u64::MAX as f64) as u64,
@@ -261,6 +268,7 @@ impl Client {
                 refresh: RefCell::new(RefreshState::default()),
                 closed: Cell::new(false),
                 router: RefCell::new(router),
+                tls,
             }),
         };
         client.refresh_slots().await?;
@@ -950,6 +958,14 @@ impl Client {
                     ..HandshakeOptions::default()
                 }),
             push_handler: config.push_handler.clone(),
+            // A host that is no valid name fails this connection, never falls back to
+            // plain TCP.
+            tls: self.inner.tls.as_ref().map(|(rustls, tls)| {
+                tls.name_for(&node.host).map(|name| TlsConnect {
+                    config: rustls.clone(),
+                    name,
+                })
+            }),
         };
         let task = (
             Rc::downgrade(&self.inner.pool),

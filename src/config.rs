@@ -126,6 +126,8 @@ pub struct Config {
     pub credentials: CredentialSource,
     /// `CLIENT SETNAME` for every connection.
     pub client_name: Option<String>,
+    /// TLS for every connection (`None`: plain TCP).
+    pub tls: Option<crate::tls::TlsConfig>,
     /// Where RESP3 push frames go (`None`: counted in `Stats::pushes` and dropped).
     pub push_handler: Option<PushHandler>,
     /// Deadline for one command or one whole pipeline, redirects included. `None`: wait
@@ -202,6 +204,7 @@ impl Default for Config {
             protocol: Protocol::Resp3,
             credentials: CredentialSource::None,
             client_name: None,
+            tls: None,
             push_handler: None,
             request_timeout: Some(Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(2),
@@ -262,6 +265,19 @@ impl Config {
     /// Sets [`Config::push_handler`].
     pub fn push_handler(mut self, handler: PushHandler) -> Self {
         self.push_handler = Some(handler);
+        self
+    }
+
+    /// Speaks TLS to every node.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{tls::TlsConfig, Config};
+    /// let ca = std::fs::read("ca.pem")?;
+    /// let config = Config::default().tls(TlsConfig::new().add_root_pem(&ca)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 

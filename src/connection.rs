@@ -17,12 +17,14 @@ use tokio::sync::Notify;
 use crate::cmd::Cmd;
 use crate::error::{Error, ErrorKind};
 use crate::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerInfo};
-use crate::io::{SocketOptions, Transport};
+use crate::io::tls::TlsStream;
+use crate::io::{ByteStream, SocketOptions, Transport};
 use crate::pool::{ConnId, Delivery, Pool};
 use crate::resp::decode::decode;
 use crate::resp::DecodeLimits;
 use crate::resp::Value;
 use crate::stats::Counters as Stats;
+use crate::tls::TlsLayer;
 use crate::topology::NodeAddr;
 
 /// Below this much spare room the reader grows its buffer before the next read.
@@ -42,6 +44,9 @@ pub(crate) struct ConnOptions {
     pub(crate) handshake: Result<HandshakeOptions, Error>,
     /// Where push frames go.
     pub(crate) push_handler: Option<crate::config::PushHandler>,
+    /// TLS, when the cluster speaks it (an error when this node's name is not usable:
+    /// the connection fails, it never goes plain).
+    pub(crate) tls: Option<Result<TlsConnect, Error>>,
 }
 
 /// Resolves a node address to every address it names. IP literals (what clusters
@@ -71,6 +76,13 @@ pub(crate) async fn resolve(addr: &NodeAddr) -> Result<Vec<SocketAddr>, Error> {
     Ok(found)
 }
 
+/// TLS for one connection: the client's rustls configuration and the name verified.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsConnect {
+    pub(crate) config: std::sync::Arc<rustls::ClientConfig>,
+    pub(crate) name: rustls::pki_types::ServerName<'static>,
+}
+
 /// Runs a connection until it fails or the client goes away. Spawned once per connection
 /// on the client's thread.
 pub(crate) async fn run_connection<T: Transport>(
@@ -81,63 +93,124 @@ pub(crate) async fn run_connection<T: Transport>(
     wake_writer: Rc<Notify>,
     options: ConnOptions,
 ) {
-    // Connect and shake hands within the connect timeout. Callers' commands wait in the
-    // pool meanwhile: the writer starts only once the connection is ready.
-    let ready = within(
-        tokio::time::Instant::now().checked_add(options.connect_timeout),
-        async {
-            let stream = connect::<T>(&addr, &options).await?;
+    // Connect, TLS and the handshake all within the connect timeout. Callers' commands
+    // wait in the pool meanwhile: the writer starts only once the connection is ready.
+    let deadline = tokio::time::Instant::now().checked_add(options.connect_timeout);
+    let limit = options.connect_timeout;
+    let timed_out = move || {
+        Error::new(
+            ErrorKind::Io,
+            format!("connecting took longer than {limit:?}"),
+        )
+    };
+    let tcp = match within(deadline, connect::<T>(&addr, &options)).await {
+        Some(Ok(stream)) => stream,
+        Some(Err(error)) => return fail_early(&pool, conn, &addr, error),
+        None => return fail_early(&pool, conn, &addr, timed_out()),
+    };
+    let link = Link {
+        pool,
+        stats,
+        conn,
+        addr,
+        wake_writer,
+        options,
+    };
+    match link.options.tls.clone() {
+        None => link.serve(tcp, deadline).await,
+        Some(tls) => {
+            let established = async {
+                let tls = tls?;
+                let layer = TlsLayer::new(tls.config, tls.name)?;
+                TlsStream::establish(tcp, layer, link.wake_writer.clone()).await
+            };
+            match within(deadline, established).await {
+                Some(Ok(stream)) => link.serve(stream, deadline).await,
+                Some(Err(error)) => fail_early(&link.pool, link.conn, &link.addr, error),
+                None => fail_early(&link.pool, link.conn, &link.addr, timed_out()),
+            }
+        }
+    }
+}
+
+/// A connection that failed before it could be used: every caller waiting on it gets the
+/// error, which names the node.
+fn fail_early(pool: &Weak<RefCell<Pool>>, conn: ConnId, addr: &NodeAddr, error: Error) {
+    let error = Error::new(error.kind(), format!("{addr}: {}", error.detail()));
+    tracing::debug!(%addr, %error, "connection failed");
+    if let Some(pool) = pool.upgrade() {
+        let mut pool = pool.borrow_mut();
+        pool.fail(conn, &error);
+        pool.release(conn);
+    }
+}
+
+/// What one connection's tasks share.
+struct Link {
+    pool: Weak<RefCell<Pool>>,
+    stats: Rc<Stats>,
+    conn: ConnId,
+    addr: NodeAddr,
+    wake_writer: Rc<Notify>,
+    options: ConnOptions,
+}
+
+impl Link {
+    /// The handshake, then the writer loop here and the reader as its own task, over any
+    /// byte stream (plain or TLS).
+    async fn serve<S: ByteStream>(self, stream: S, deadline: Option<tokio::time::Instant>) {
+        let Link {
+            pool,
+            stats,
+            conn,
+            addr,
+            wake_writer,
+            options,
+        } = self;
+        let shaken = within(deadline, async {
             let handshake = options.handshake.clone()?;
             let started = tokio::time::Instant::now();
             let (info, leftover) = shake_hands(&stream, handshake, &options).await?;
-            Ok::<_, Error>((stream, (info, started.elapsed()), leftover))
-        },
-    )
-    .await
-    .unwrap_or_else(|| {
-        Err(Error::new(
-            ErrorKind::Io,
-            format!(
-                "connecting to {addr} and its handshake took longer than {:?}",
-                options.connect_timeout
-            ),
-        ))
-    });
-    let (stream, (info, rtt), leftover) = match ready {
-        Ok((stream, info, leftover)) => (Rc::new(stream), info, leftover),
-        Err(error) => {
-            // Say which node: the same failure reaches every caller waiting on it.
-            let error = Error::new(error.kind(), format!("{addr}: {}", error.detail()));
-            tracing::debug!(%addr, %error, "connection failed");
-            if let Some(pool) = pool.upgrade() {
-                let mut pool = pool.borrow_mut();
-                pool.fail(conn, &error);
-                pool.release(conn);
+            Ok::<_, Error>((info, started.elapsed(), leftover))
+        })
+        .await;
+        let (info, rtt, leftover) = match shaken {
+            Some(Ok(done)) => done,
+            Some(Err(error)) => return fail_early(&pool, conn, &addr, error),
+            None => {
+                let error = Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "the handshake took longer than {:?}",
+                        options.connect_timeout
+                    ),
+                );
+                return fail_early(&pool, conn, &addr, error);
             }
-            return;
+        };
+        let stream = Rc::new(stream);
+        tracing::debug!(%addr, ?info, "connected");
+        if let Some(pool) = pool.upgrade() {
+            pool.borrow_mut().connected(conn, info, rtt);
         }
-    };
-    tracing::debug!(%addr, ?info, "connected");
-    if let Some(pool) = pool.upgrade() {
-        pool.borrow_mut().connected(conn, info, rtt);
+        let reader = tokio::task::spawn_local(read_loop(
+            stream.clone(),
+            pool.clone(),
+            stats.clone(),
+            conn,
+            options.clone(),
+            leftover,
+        ));
+        write_loop(&*stream, &pool, &stats, conn, &wake_writer).await;
+        // Whoever stopped first, the other must stop too: shutting the socket down
+        // completes the reader's outstanding read, which is then its last.
+        stream.shutdown();
+        let _ = reader.await;
+        if let Some(pool) = pool.upgrade() {
+            pool.borrow_mut().release(conn);
+        }
+        tracing::debug!(%addr, "connection closed");
     }
-    let reader = tokio::task::spawn_local(read_loop(
-        stream.clone(),
-        pool.clone(),
-        stats.clone(),
-        conn,
-        options.clone(),
-        leftover,
-    ));
-    write_loop(&*stream, &pool, &stats, conn, &wake_writer).await;
-    // Whoever stopped first, the other must stop too: shutting the socket down completes
-    // the reader's outstanding read, which is then its last.
-    stream.shutdown();
-    let _ = reader.await;
-    if let Some(pool) = pool.upgrade() {
-        pool.borrow_mut().release(conn);
-    }
-    tracing::debug!(%addr, "connection closed");
 }
 
 /// Connects to the first address of `addr` that accepts, trying each in turn, all
@@ -181,8 +254,8 @@ async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result
 /// Runs the handshake state machine over a fresh connection: writes what it says, feeds
 /// it each reply. Returns what the server said of itself and any bytes read past the
 /// handshake's last reply.
-async fn shake_hands<T: Transport>(
-    stream: &T,
+async fn shake_hands<S: ByteStream>(
+    stream: &S,
     handshake: HandshakeOptions,
     options: &ConnOptions,
 ) -> Result<(ServerInfo, BytesMut), Error> {
@@ -243,8 +316,8 @@ async fn within<F: std::future::Future>(
     }
 }
 
-async fn write_loop<T: Transport>(
-    stream: &T,
+async fn write_loop<S: ByteStream>(
+    stream: &S,
     pool: &Weak<RefCell<Pool>>,
     stats: &Stats,
     conn: ConnId,
@@ -256,7 +329,9 @@ async fn write_loop<T: Transport>(
             None => None,
         };
         let Some(out) = out else { return };
-        if out.is_empty() {
+        // An empty write still goes out when the stream has bytes of its own to send
+        // (TLS records produced while reading).
+        if out.is_empty() && !stream.has_pending_output() {
             // A permit stored by `notify_one` between `take_output` and here makes this
             // return at once, so no queued batch can be missed.
             wake_writer.notified().await;
@@ -278,8 +353,8 @@ async fn write_loop<T: Transport>(
     }
 }
 
-async fn read_loop<T: Transport>(
-    stream: Rc<T>,
+async fn read_loop<S: ByteStream>(
+    stream: Rc<S>,
     pool: Weak<RefCell<Pool>>,
     stats: Rc<Stats>,
     conn: ConnId,

@@ -53,6 +53,9 @@ pub enum ErrorKind {
     /// failed and the connection was not used. The detail names the user, never the
     /// secret.
     Auth,
+    /// The TLS handshake or a TLS record failed (certificate not trusted, name mismatch,
+    /// protocol alert); the connection was not used.
+    Tls,
     /// The command itself is malformed (no name, a blocking timeout that is not a
     /// number); nothing was sent.
     InvalidCommand,
@@ -196,6 +199,7 @@ impl fmt::Display for Error {
             ErrorKind::Unsupported => "unsupported here",
             ErrorKind::InvalidCommand => "invalid command",
             ErrorKind::Auth => "authentication failed",
+            ErrorKind::Tls => "TLS error",
         };
         write!(f, "{what}: {}", self.detail)?;
         if let Some(src) = &self.source {

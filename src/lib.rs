@@ -37,6 +37,7 @@
 //!   separate redirect and retry budgets.
 //! - [`handshake`]: the connection handshake (HELLO, AUTH, SETNAME, READONLY) as a
 //!   state machine; credentials.
+//! - [`tls`]: TLS as a buffer-in, buffer-out layer on rustls; [`tls::TlsConfig`].
 //! - [`url`]: seeds as `host:port` or `redis://` URLs.
 //! - [`error`]: the one error type.
 //!
@@ -68,6 +69,7 @@ pub mod route;
 pub mod slot;
 pub mod split;
 pub mod stats;
+pub mod tls;
 pub mod topology;
 pub mod url;
 

@@ -7,7 +7,7 @@ use std::net::{Shutdown, SocketAddr};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-use super::{SocketOptions, Transport};
+use super::{ByteStream, SocketOptions, Transport};
 
 /// A tokio TCP stream used through `&self` (readiness + `try_*`), so the writer and the
 /// reader can share it like the io_uring stream.
@@ -20,7 +20,9 @@ impl Transport for EpollStream {
         super::configure(&stream, options)?;
         Ok(EpollStream(stream))
     }
+}
 
+impl ByteStream for EpollStream {
     async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         let mut written = 0;
         while written < buf.len() {

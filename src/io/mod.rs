@@ -13,16 +13,20 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 pub(crate) mod epoll;
+pub(crate) mod tls;
 pub(crate) mod uring;
 
-/// A connected byte stream, as an engine provides it.
+/// An engine's socket: connects, then carries bytes ([`ByteStream`]).
+pub(crate) trait Transport: ByteStream + Sized {
+    /// Connects and applies [`SocketOptions`] (with `TCP_NODELAY` always on).
+    async fn connect(addr: SocketAddr, options: &SocketOptions) -> io::Result<Self>;
+}
+
+/// A connected byte stream: an engine's socket, or TLS over one.
 ///
 /// Buffers are passed by value and handed back with the result, because with io_uring the
 /// kernel writes into them after the call was made.
-pub(crate) trait Transport: Sized + 'static {
-    /// Connects and applies [`SocketOptions`] (with `TCP_NODELAY` always on).
-    async fn connect(addr: SocketAddr, options: &SocketOptions) -> io::Result<Self>;
-
+pub(crate) trait ByteStream: 'static {
     /// Writes all of `buf`.
     async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut);
 
@@ -32,6 +36,12 @@ pub(crate) trait Transport: Sized + 'static {
 
     /// Shuts both directions down so that an outstanding read completes.
     fn shutdown(&self);
+
+    /// True when the stream has bytes of its own to send (TLS records produced while
+    /// reading): the writer then writes even with nothing queued.
+    fn has_pending_output(&self) -> bool {
+        false
+    }
 }
 
 /// Options every node connection gets, whatever the engine.

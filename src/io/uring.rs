@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
-use super::{SocketOptions, Transport};
+use super::{ByteStream, SocketOptions, Transport};
 
 /// A tokio-uring TCP stream.
 pub(crate) struct UringStream(TcpStream);
@@ -34,7 +34,9 @@ impl Transport for UringStream {
         super::configure(fd, options)?;
         Ok(UringStream(stream))
     }
+}
 
+impl ByteStream for UringStream {
     async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         let (res, buf) = self.0.write_all(buf).await;
         (res, buf)
