@@ -281,7 +281,9 @@ impl SlotMap {
     /// out. The address is the node's `endpoint` read as in
     /// [`SlotMap::from_cluster_slots_with_host`]: NULL or empty means `asked_host`, `?`
     /// falls back to the node's `ip`, and a node with neither is unknown (a shard whose
-    /// primary is unknown keeps its slots without an owner).
+    /// primary is unknown keeps its slots without an owner). The port is the plain
+    /// `port` (the `tls-port` only when no plain one is given); the client itself asks
+    /// `CLUSTER SLOTS`, which answers a TLS connection with TLS ports.
     pub fn from_cluster_shards(reply: &Value, asked_host: &str) -> Result<SlotMap> {
         let (Value::Array(shards) | Value::Set(shards)) = reply else {
             return Err(malformed("CLUSTER SHARDS reply is not an array"));

@@ -91,7 +91,26 @@ pub struct ClusterSpec {
     /// `requirepass` (and `masterauth`) on every node; the harness authenticates its own
     /// connections with it.
     pub password: Option<String>,
+    /// TLS on every node: a `tls-port` beside the plain port (which the harness keeps
+    /// for its own calls), `tls-cluster` and `tls-replication` on.
+    pub tls: Option<TlsFiles>,
 }
+
+/// Certificate files for a TLS cluster (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The nodes' certificate (also used as client certificate on the cluster bus).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA that clients' certificates must chain to.
+    pub ca: PathBuf,
+    /// `tls-auth-clients yes`: clients must present a certificate (mutual TLS).
+    pub require_client_cert: bool,
+}
+
+/// A node's TLS port: its client port plus this.
+pub const TLS_PORT_OFFSET: u16 = 20000;
 
 impl Default for ClusterSpec {
     fn default() -> Self {
@@ -102,6 +121,7 @@ impl Default for ClusterSpec {
             extra_config: Vec::new(),
             server: Server::default(),
             password: None,
+            tls: None,
         }
     }
 }
@@ -386,6 +406,15 @@ fn write_config(
             port + 10000
         ));
     }
+    if extra.iter().any(|(k, _)| k == "tls-cert-file") {
+        // With tls-cluster the bus port would follow the TLS port; pin it where the
+        // harness expects it (port + 10000).
+        conf.push_str(&format!(
+            "tls-port {}\ncluster-port {}\n",
+            port + TLS_PORT_OFFSET,
+            port + 10000
+        ));
+    }
     for (k, v) in extra {
         conf.push_str(&format!("{k} {v}\n"));
     }
@@ -529,6 +558,20 @@ impl Cluster {
                 Role::Replica
             };
             let mut extra = spec.extra_config.clone();
+            if let Some(tls) = &spec.tls {
+                let file = |p: &PathBuf| p.display().to_string();
+                extra.extend([
+                    ("tls-cert-file".to_string(), file(&tls.cert)),
+                    ("tls-key-file".to_string(), file(&tls.key)),
+                    ("tls-ca-cert-file".to_string(), file(&tls.ca)),
+                    ("tls-cluster".to_string(), "yes".to_string()),
+                    ("tls-replication".to_string(), "yes".to_string()),
+                    (
+                        "tls-auth-clients".to_string(),
+                        if tls.require_client_cert { "yes" } else { "no" }.to_string(),
+                    ),
+                ]);
+            }
             if let Some(pw) = &spec.password {
                 extra.push(("requirepass".into(), pw.clone()));
                 extra.push(("masterauth".into(), pw.clone()));
@@ -551,6 +594,10 @@ impl Cluster {
         let mut last = String::new();
         for _ in 0..5 {
             let port = pick_port(seed);
+            let tls = extra.iter().any(|(k, _)| k == "tls-cert-file");
+            if tls && !port_is_free(port + TLS_PORT_OFFSET) {
+                continue;
+            }
             let password = extra
                 .iter()
                 .find(|(k, _)| k == "requirepass")
@@ -719,6 +766,13 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&port)
+    }
+
+    /// `127.0.0.1:tls-port` of every live node of a TLS cluster.
+    pub fn tls_seed_addrs(&self) -> Vec<String> {
+        self.live_nodes()
+            .map(|n| format!("127.0.0.1:{}", n.port + TLS_PORT_OFFSET))
+            .collect()
     }
 
     /// `127.0.0.1:port` of every live node.
