@@ -1,8 +1,8 @@
 //! TLS as a sans-IO layer between an engine's bytes and the RESP codec, on `rustls`.
 //!
-//! [`TlsConfig`] is the user's side (roots, client certificate, server name). `TlsLayer`
-//! holds one connection's TLS state and only transforms buffers: ciphertext in,
-//! plaintext out ([`TlsLayer::open`]); plaintext in, records out ([`TlsLayer::seal`]).
+//! [`TlsConfig`] is the user's side (roots, client certificate, server name). The
+//! crate-private `TlsLayer` holds one connection's TLS state and only transforms buffers:
+//! ciphertext in, plaintext out (`open`); plaintext in, records out (`seal`).
 //! It never touches a socket, so the io_uring and epoll engines carry it the same way
 //! (`io/tls.rs`), and it is unit-tested here against an in-memory rustls server.
 //!
