@@ -33,6 +33,7 @@ use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
 use crate::connection::{run_connection, ConnOptions, TlsConnect};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fanout::{fan_out, merge, Fanout};
 use crate::handshake::{CredentialSource, Credentials, HandshakeOptions};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
@@ -613,16 +614,37 @@ impl Client {
             return self.run_rounds(cmds, deadline, Lane::Shared).await;
         }
         // Each command becomes a span of the commands actually sent: none when refused,
-        // its per-slot parts when split (in place, so per-node order, and so what each
-        // part observes, is the pipeline's), or itself.
+        // one copy per node for a multi-node command, its per-slot parts when split (in
+        // place, so per-node order, and so what each part observes, is the pipeline's),
+        // or itself. Every node is still written once, all in flight together.
         enum Span {
             Refused(Error),
             One,
             Split(Split),
+            Fanout(Fanout),
         }
+        let map = self.slot_map();
         let mut sent: Vec<Cmd> = Vec::with_capacity(cmds.len());
+        let mut pins: Vec<Option<NodeAddr>> = Vec::new();
         let mut spans: Vec<(usize, Span)> = Vec::with_capacity(cmds.len());
         for c in cmds {
+            if let Some(fan) = fan_out(c, &map) {
+                match fan {
+                    Ok(fan) => {
+                        pins.resize(sent.len(), None);
+                        for node in &fan.nodes {
+                            sent.push(c.clone());
+                            pins.push(Some(node.clone()));
+                        }
+                        spans.push((fan.nodes.len(), Span::Fanout(fan)));
+                    }
+                    Err(error) => {
+                        self.inner.counters.add_refused();
+                        spans.push((0, Span::Refused(error)));
+                    }
+                }
+                continue;
+            }
             if let Some(error) = refusal(c, command_class(c), true) {
                 self.inner.counters.add_refused();
                 spans.push((0, Span::Refused(error)));
@@ -639,10 +661,13 @@ impl Client {
                 }
             }
         }
+        if !pins.is_empty() {
+            pins.resize(sent.len(), None);
+        }
         let mut results = if sent.is_empty() {
             Vec::new().into_iter()
         } else {
-            self.run_rounds(&sent, deadline, Lane::Shared)
+            self.run_rounds_pinned(&sent, deadline, pins)
                 .await?
                 .into_iter()
         };
@@ -651,6 +676,7 @@ impl Client {
             .map(|(n, span)| match span {
                 Span::Refused(error) => Err(error),
                 Span::Split(split) => merge_replies(&split, results.by_ref().take(n).collect()),
+                Span::Fanout(fan) => merge(&fan, results.by_ref().take(n).collect()),
                 Span::One => results.next().unwrap_or_else(|| {
                     Err(Error::new(ErrorKind::Protocol, "a command lost its reply"))
                 }),
@@ -727,6 +753,30 @@ impl Client {
                 .server_info(node)
                 .and_then(|i| i.availability_zone.as_deref()),
         })
+    }
+
+    /// Shared-lane rounds where some commands are pinned to a node (`pins[i]`), the rest
+    /// routed by the map.
+    async fn run_rounds_pinned(
+        &self,
+        cmds: &[Cmd],
+        deadline: Option<tokio::time::Instant>,
+        pins: Vec<Option<NodeAddr>>,
+    ) -> Result<Vec<Result<Value>>> {
+        if pins.is_empty() {
+            return self.run_rounds(cmds, deadline, Lane::Shared).await;
+        }
+        let mut rounds = Rounds::new(
+            cmds.len(),
+            self.round_limits(),
+            deadline.map(|d| d.into_std()),
+        )
+        .pinned_some(pins);
+        let reads = self.read_targets();
+        if !reads.is_empty() {
+            rounds = rounds.reading(reads);
+        }
+        self.drive(cmds, rounds, deadline, Lane::Shared).await
     }
 
     /// Commands sent to the nodes the caller named (`targets[i]` for command i).

@@ -13,7 +13,7 @@
 //! | [`Empty`](CommandClass::Empty) | a command without a name | refused before anything is sent |
 //! | [`ConnectionState`](CommandClass::ConnectionState) | `MULTI`, `SUBSCRIBE`, `CLIENT REPLY`, `SELECT` | refused: it would change the connection under every other caller |
 //! | [`Blocking`](CommandClass::Blocking) | `BLPOP`, `XREAD ... BLOCK` | a dedicated connection, not shared while it blocks |
-//! | [`MultiNode`](CommandClass::MultiNode) | `DBSIZE`, `FLUSHALL`, `KEYS`, `SCAN`, `WAIT` | refused unless sent to a named node |
+//! | [`MultiNode`](CommandClass::MultiNode) | `DBSIZE`, `FLUSHALL`, `KEYS`, `SCAN`, `WAIT` | one copy per node, replies merged by policy ([`crate::fanout`]); `SCAN` and `WAIT` only on a named node |
 //! | [`NodeSpecific`](CommandClass::NodeSpecific) | `CLUSTER FAILOVER`, `SHUTDOWN`, `DEBUG` | refused unless sent to a named node |
 //!
 //! A command the table does not know (module commands, newer server commands) is
@@ -390,14 +390,9 @@ pub fn refusal(cmd: &Cmd, class: CommandClass, in_pipeline: bool) -> Option<Erro
             name()
         )),
         CommandClass::Blocking => None,
-        CommandClass::MultiNode { request, .. } => unsupported(format!(
-            "{} runs on {} and its replies must be merged, which this version does not do yet; send it to one node with Client::query_node",
-            name(),
-            match request {
-                RequestPolicy::AllShards => "every primary",
-                RequestPolicy::AllNodes => "every node",
-            }
-        )),
+        // Sent to every node and merged (`fanout`), which refuses the few it cannot
+        // merge (SCAN, WAIT).
+        CommandClass::MultiNode { .. } => None,
         CommandClass::NodeSpecific => unsupported(format!(
             "{} acts on one particular node: name it with Client::query_node",
             name()
@@ -589,7 +584,7 @@ mod tests {
     }
 
     #[test]
-    fn multi_node_commands_are_refused_without_a_node() {
+    fn multi_node_commands_carry_their_policies() {
         for (args, response) in [
             (&["DBSIZE"][..], ResponsePolicy::Sum),
             (&["FLUSHALL"], ResponsePolicy::AllSucceeded),
@@ -617,9 +612,8 @@ mod tests {
                 "{args:?}: {c:?}"
             );
             assert!(c.allowed_on_named_node());
-            let e = refusal(&cmd(args[0]), c, false).unwrap();
-            assert_eq!(e.kind(), ErrorKind::Unsupported);
-            assert!(e.detail().contains("query_node"), "{}", e.detail());
+            // Not refused: fanned out to every node and merged (see `fanout`).
+            assert!(refusal(&cmd(args[0]), c, true).is_none());
         }
     }
 

@@ -8,7 +8,9 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+use crate::resp::Value;
 use crate::slot::Slot;
+use crate::topology::NodeAddr;
 
 /// What went wrong, coarsely: the thing a caller branches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,6 +58,9 @@ pub enum ErrorKind {
     /// The TLS handshake or a TLS record failed (certificate not trusted, name mismatch,
     /// protocol alert); the connection was not used.
     Tls,
+    /// A command sent to several nodes (`DBSIZE`, `FLUSHALL`, `KEYS`, ...) failed on some
+    /// of them; [`Error::node_outcomes`] has every node's result.
+    PartialFailure,
     /// The command itself is malformed (no name, a blocking timeout that is not a
     /// number); nothing was sent.
     InvalidCommand,
@@ -78,7 +83,11 @@ pub struct Error {
     detail: Box<str>,
     redirect: Option<(Slot, Box<str>)>,
     source: Option<Arc<io::Error>>,
+    outcomes: Option<Arc<NodeOutcomes>>,
 }
+
+/// Every node's result of a multi-node command.
+pub type NodeOutcomes = [(NodeAddr, Result<Value>)];
 
 impl Error {
     /// Makes an error of `kind` with a human-readable detail.
@@ -88,6 +97,7 @@ impl Error {
             detail: detail.into().into_boxed_str(),
             redirect: None,
             source: None,
+            outcomes: None,
         }
     }
 
@@ -98,6 +108,7 @@ impl Error {
             detail: context.into().into_boxed_str(),
             redirect: None,
             source: Some(Arc::new(source)),
+            outcomes: None,
         }
     }
 
@@ -119,6 +130,7 @@ impl Error {
             detail: format!("{word} {} {addr}", slot.get()).into_boxed_str(),
             redirect: Some((slot, addr.into_boxed_str())),
             source: None,
+            outcomes: None,
         }
     }
 
@@ -136,6 +148,17 @@ impl Error {
     /// the address the server pointed at.
     pub fn redirect_target(&self) -> Option<(Slot, &str)> {
         self.redirect.as_ref().map(|(s, a)| (*s, &**a))
+    }
+
+    /// For [`ErrorKind::PartialFailure`]: what each node answered (or how it failed).
+    pub fn node_outcomes(&self) -> Option<&NodeOutcomes> {
+        self.outcomes.as_deref()
+    }
+
+    /// Attaches every node's outcome (multi-node commands).
+    pub(crate) fn with_outcomes(mut self, outcomes: Vec<(NodeAddr, Result<Value>)>) -> Self {
+        self.outcomes = Some(outcomes.into());
+        self
     }
 
     /// Adds the last redirect hop to an error (used for `RedirectLimit`).
@@ -200,6 +223,7 @@ impl fmt::Display for Error {
             ErrorKind::InvalidCommand => "invalid command",
             ErrorKind::Auth => "authentication failed",
             ErrorKind::Tls => "TLS error",
+            ErrorKind::PartialFailure => "failed on some nodes",
         };
         write!(f, "{what}: {}", self.detail)?;
         if let Some(src) = &self.source {

@@ -31,6 +31,8 @@
 //! - [`route`]: which key of a command decides its slot.
 //! - [`topology`]: the slot map, built from `CLUSTER SLOTS` / `CLUSTER SHARDS`.
 //! - [`split`]: cross-slot `MGET`/`MSET`/`DEL`/`EXISTS`/... split by slot and merged.
+//! - [`fanout`]: multi-node commands (`DBSIZE`, `FLUSHALL`, `KEYS`, ...) sent to every
+//!   node and merged by their response policy.
 //! - [`plan`]: pipeline planning into per-node batches.
 //! - [`read_route`]: where read-only commands go under a [`ReadFrom`] policy.
 //! - [`round`]: the round state machine: redirects, retries, backoff, deadline, with
@@ -57,6 +59,7 @@ pub mod config;
 mod connection;
 pub mod engine;
 pub mod error;
+pub mod fanout;
 pub mod handshake;
 mod io;
 pub mod plan;

@@ -136,7 +136,31 @@ fn target_of(
 /// assert_eq!(nodes, ["r", "p"]);
 /// ```
 pub fn plan_pipeline_reading(cmds: &[Cmd], map: &SlotMap, reads: &[ReadTarget]) -> Plan {
-    if let [only] = cmds {
+    plan_pipeline_with(cmds, map, reads, &[])
+}
+
+/// The general planner: replica reads as in [`plan_pipeline_reading`], and commands
+/// pinned to a node (`pins[i]`, for a multi-node command's per-node copies) placed in
+/// that node's batch at their place in the pipeline, so each node still gets one batch
+/// in pipeline order.
+///
+/// ```
+/// use redis_cluster_uring::plan::plan_pipeline_with;
+/// use redis_cluster_uring::{cmd, NodeAddr, SlotMap};
+/// let (a, b) = (NodeAddr::new("a", 1), NodeAddr::new("b", 1));
+/// let map = SlotMap::split_evenly(&[a.clone(), b.clone()]);
+/// let cmds = [cmd("DBSIZE"), cmd("DBSIZE"), cmd("GET").arg("k")];
+/// let plan = plan_pipeline_with(&cmds, &map, &[], &[Some(a), Some(b), None]);
+/// assert_eq!(plan.batches.len(), 2);
+/// assert_eq!(plan.batches.iter().map(|b| b.entries.len()).sum::<usize>(), 3);
+/// ```
+pub fn plan_pipeline_with(
+    cmds: &[Cmd],
+    map: &SlotMap,
+    reads: &[ReadTarget],
+    pins: &[Option<NodeAddr>],
+) -> Plan {
+    if let ([only], [] | [None]) = (cmds, pins) {
         return plan_single(only, map, reads);
     }
     // Pass 1: the target of each command as a batch number, and each batch's size, so
@@ -146,7 +170,37 @@ pub fn plan_pipeline_reading(cmds: &[Cmd], map: &SlotMap, reads: &[ReadTarget]) 
     let mut assigned: Vec<Option<usize>> = Vec::with_capacity(cmds.len());
     let mut keyless: Vec<usize> = Vec::new();
     let mut failed = Vec::new();
+    // Batches of pinned nodes that are not a shard's primary or chosen read node.
+    let mut other_nodes: Vec<(NodeAddr, usize)> = Vec::new();
     for (index, cmd) in cmds.iter().enumerate() {
+        if let Some(Some(node)) = pins.get(index) {
+            let known = map.shards().iter().enumerate().find_map(|(shard, s)| {
+                if s.primary == *node {
+                    Some(2 * shard)
+                } else if reads.get(shard) == Some(&ReadTarget::Node(node.clone())) {
+                    Some(2 * shard + 1)
+                } else {
+                    None
+                }
+            });
+            let batch = match known {
+                Some(key) => *batch_of_key[key].get_or_insert_with(|| {
+                    targets.push((node.clone(), 0));
+                    targets.len() - 1
+                }),
+                None => match other_nodes.iter().find(|(n, _)| n == node) {
+                    Some((_, b)) => *b,
+                    None => {
+                        targets.push((node.clone(), 0));
+                        other_nodes.push((node.clone(), targets.len() - 1));
+                        targets.len() - 1
+                    }
+                },
+            };
+            targets[batch].1 += cmd.encoded_len();
+            assigned.push(Some(batch));
+            continue;
+        }
         let shard = match route_command(cmd) {
             Ok(Route::Slot(slot)) => match map.shard_index_for(slot) {
                 Some(shard) => shard,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::cmd::Cmd;
 use crate::error::{Error, ErrorKind, Result};
-use crate::plan::{plan_pipeline_reading, plan_resend, NodeBatch, ReadTarget};
+use crate::plan::{plan_pipeline_with, plan_resend, NodeBatch, ReadTarget};
 use crate::reply::server_error;
 use crate::resp::Value;
 use crate::route::{route_command, Route};
@@ -324,9 +324,10 @@ pub struct Rounds {
     /// The last round ended at the deadline.
     timed_out: bool,
     effects: Vec<Effect>,
-    /// For commands the caller sent to named nodes: command i always goes to
-    /// `targets[i]`, and redirects are returned to the caller instead of followed.
-    targets: Option<Vec<NodeAddr>>,
+    /// Commands pinned to a node (a node the caller named, or one copy of a multi-node
+    /// command): command i always goes to `pins[i]` when it is `Some`, and its redirects
+    /// are returned instead of followed. Empty: nothing pinned.
+    pins: Vec<Option<NodeAddr>>,
     /// Where each shard's read-only commands go (empty: to primaries).
     reads: Vec<ReadTarget>,
 }
@@ -349,7 +350,7 @@ impl Rounds {
             fresh_retries: false,
             timed_out: false,
             effects: Vec::new(),
-            targets: None,
+            pins: Vec::new(),
             reads: Vec::new(),
         }
     }
@@ -366,23 +367,34 @@ impl Rounds {
     /// followed (a MOVED or ASK comes back as the command's error, of kind
     /// [`ErrorKind::Moved`] or [`ErrorKind::Ask`]), retries to the same node.
     pub fn pinned(mut self, targets: Vec<NodeAddr>) -> Rounds {
-        self.targets = Some(targets);
+        self.pins = targets.into_iter().map(Some).collect();
         self
+    }
+
+    /// Pins some commands (`Some`) and routes the others by the map (`None`).
+    pub fn pinned_some(mut self, pins: Vec<Option<NodeAddr>>) -> Rounds {
+        self.pins = pins;
+        self
+    }
+
+    fn pin(&self, index: usize) -> Option<&NodeAddr> {
+        self.pins.get(index).and_then(Option::as_ref)
     }
 
     /// Plans the first round. Commands that cannot be routed (cross-slot keys, a slot
     /// nobody serves) fail alone here.
     pub fn start(&mut self, cmds: &[Cmd], map: &SlotMap) -> Next {
-        if let Some(targets) = &self.targets {
-            let items: Vec<(usize, NodeAddr, bool)> = targets
+        if !self.pins.is_empty() && self.pins.iter().all(Option::is_some) {
+            let items: Vec<(usize, NodeAddr, bool)> = self
+                .pins
                 .iter()
                 .take(cmds.len())
                 .enumerate()
-                .map(|(i, node)| (i, node.clone(), false))
+                .filter_map(|(i, node)| node.clone().map(|n| (i, n, false)))
                 .collect();
             return self.start_with(plan_resend(&items, cmds));
         }
-        let plan = plan_pipeline_reading(cmds, map, &self.reads);
+        let plan = plan_pipeline_with(cmds, map, &self.reads, &self.pins);
         for (index, error) in plan.failed {
             // A slot nobody serves: the map is incomplete or out of date.
             if error.kind() == ErrorKind::ClusterDown {
@@ -423,7 +435,7 @@ impl Rounds {
             Some(RoundReply::Value(value)) => {
                 let (redirects, retries) = (self.redirects[index], self.retries[index]);
                 // A named node's redirect goes back to the caller, whatever the budget.
-                let pinned_redirect = self.targets.is_some()
+                let pinned_redirect = self.pin(index).is_some()
                     && matches!(classify_reply(&value), ReplyAction::Redirect(_));
                 let decision = if pinned_redirect {
                     Decision::Accept
@@ -583,7 +595,7 @@ impl Rounds {
         if self.retry_at.is_some_and(|at| now >= at) {
             self.retry_at = None;
             for index in std::mem::take(&mut self.retry) {
-                let pinned = self.targets.as_ref().and_then(|t| t.get(index)).cloned();
+                let pinned = self.pin(index).cloned();
                 let target = match pinned {
                     Some(node) => Some(Ok(node)),
                     None => cmds.get(index).map(|c| route_target(c, map, seeds)),
