@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::alloc::{thread_allocations, thread_cpu_ns};
+use crate::seeds;
 use crate::syscalls::SyscallCounter;
 
 /// A client configuration in the comparison.
@@ -56,6 +57,27 @@ impl ClientKind {
         ClientKind::ALL.into_iter().find(|c| c.name() == s)
     }
 
+    /// The name of its row: `uring`, or `uring+tls` over TLS.
+    pub fn label(self, tls: bool) -> &'static str {
+        if !tls {
+            return self.name();
+        }
+        match self {
+            ClientKind::Uring => "uring+tls",
+            ClientKind::Epoll => "epoll+tls",
+            ClientKind::Serial => "serial+tls",
+            ClientKind::RedisRs => "redis-rs+tls",
+            ClientKind::RedisRsSync => "redis-rs-sync+tls",
+            ClientKind::Fred => "fred+tls",
+        }
+    }
+
+    /// False for the clients this build cannot run over TLS (fred is built without its
+    /// TLS features).
+    pub fn supports_tls(self) -> bool {
+        self != ClientKind::Fred
+    }
+
     /// True for the other libraries (the ratios compare against the best of them).
     pub fn is_peer(self) -> bool {
         matches!(
@@ -100,6 +122,35 @@ impl Workload {
     }
 }
 
+/// What a TLS case trusts.
+#[derive(Clone)]
+pub enum TlsTrust {
+    /// This CA (PEM): the nodes' certificates are verified.
+    Ca(Vec<u8>),
+    /// Any certificate (`--tls-insecure`).
+    AnyCertificate,
+}
+
+impl fmt::Debug for TlsTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsTrust::Ca(_) => f.write_str("Ca(..)"),
+            TlsTrust::AnyCertificate => f.write_str("AnyCertificate"),
+        }
+    }
+}
+
+impl TlsTrust {
+    /// Our client's TLS configuration.
+    pub fn client_config(&self) -> Result<redis_cluster_uring::tls::TlsConfig, String> {
+        let tls = redis_cluster_uring::tls::TlsConfig::new();
+        match self {
+            TlsTrust::Ca(pem) => tls.add_root_pem(pem).map_err(|e| e.to_string()),
+            TlsTrust::AnyCertificate => Ok(tls.danger_accept_invalid_certs()),
+        }
+    }
+}
+
 /// One measurement to take.
 #[derive(Debug, Clone)]
 pub struct CaseSpec {
@@ -109,8 +160,10 @@ pub struct CaseSpec {
     pub workload: Workload,
     /// Commands per pipeline (fanout, single-node) or concurrent callers (concurrent).
     pub k: usize,
-    /// Cluster seeds, `host:port`.
+    /// Cluster seeds, `host:port` or `redis://` / `rediss://` URLs.
     pub seeds: Vec<String>,
+    /// TLS to every node (`None`: plain TCP).
+    pub tls: Option<TlsTrust>,
     /// Unmeasured run-in.
     pub warmup: Duration,
     /// Measured time.
@@ -254,6 +307,9 @@ fn ours(
     use redis_cluster_uring::{cmd, Client, Config, Execution, Pipeline};
     let outcome = redis_cluster_uring::engine::start_with(engine, async {
         let mut config = Config::default().periodic_refresh(None).engine(engine);
+        if let Some(trust) = &spec.tls {
+            config = config.tls(trust.client_config()?);
+        }
         if serial {
             config = config.execution(Execution::Serial);
         }
@@ -312,17 +368,34 @@ fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn redis_nodes(spec: &CaseSpec) -> Vec<String> {
-    spec.seeds.iter().map(|s| format!("redis://{s}")).collect()
+    spec.seeds
+        .iter()
+        .map(|s| seeds::redis_rs_url(s, spec.tls.is_some()))
+        .collect()
+}
+
+/// redis-rs's cluster client for the case: URLs (with their credentials), TLS trust.
+fn redis_cluster_client(spec: &CaseSpec) -> Result<redis::cluster::ClusterClient, String> {
+    use redis::cluster::ClusterClient;
+    use redis::io::tcp::TcpSettings;
+    let mut builder = ClusterClient::builder(redis_nodes(spec))
+        .tcp_settings(TcpSettings::default().set_nodelay(true));
+    match &spec.tls {
+        None => {}
+        Some(TlsTrust::Ca(pem)) => {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            })
+        }
+        Some(TlsTrust::AnyCertificate) => builder = builder.tls(redis::TlsMode::Insecure),
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 fn redis_rs_async(spec: &CaseSpec) -> Result<CaseResult, String> {
-    use redis::cluster::ClusterClient;
-    use redis::io::tcp::TcpSettings;
     current_thread_runtime()?.block_on(async {
-        let client = ClusterClient::builder(redis_nodes(spec))
-            .tcp_settings(TcpSettings::default().set_nodelay(true))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = redis_cluster_client(spec)?;
         let conn = client
             .get_async_connection()
             .await
@@ -377,15 +450,11 @@ fn redis_rs_async(spec: &CaseSpec) -> Result<CaseResult, String> {
 }
 
 fn redis_rs_sync(spec: &CaseSpec) -> Result<CaseResult, String> {
-    use redis::cluster::{cluster_pipe, ClusterClient};
-    use redis::io::tcp::TcpSettings;
+    use redis::cluster::cluster_pipe;
     if spec.workload == Workload::Concurrent {
         return Err("a blocking connection has no concurrent callers".into());
     }
-    let client = ClusterClient::builder(redis_nodes(spec))
-        .tcp_settings(TcpSettings::default().set_nodelay(true))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = redis_cluster_client(spec)?;
     let conn = RefCell::new(client.get_connection().map_err(|e| e.to_string())?);
     let mut pipe = cluster_pipe();
     for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
@@ -408,17 +477,22 @@ fn redis_rs_sync(spec: &CaseSpec) -> Result<CaseResult, String> {
 
 fn fred_client(spec: &CaseSpec) -> Result<CaseResult, String> {
     use fred::prelude::*;
+    if spec.tls.is_some() {
+        return Err("fred is built without TLS here".into());
+    }
+    let parsed = spec
+        .seeds
+        .iter()
+        .map(|s| seeds::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
     current_thread_runtime()?.block_on(async {
-        let hosts: Vec<(String, u16)> = spec
-            .seeds
-            .iter()
-            .filter_map(|s| {
-                let (h, p) = s.rsplit_once(':')?;
-                Some((h.to_string(), p.parse().ok()?))
-            })
-            .collect();
+        let hosts: Vec<(String, u16)> = parsed.iter().map(|s| (s.host.clone(), s.port)).collect();
+        // Credentials from the first URL that has some (the client refuses differing ones).
+        let auth = parsed.iter().find(|s| s.password.is_some());
         let config = Config {
             server: ServerConfig::new_clustered(hosts),
+            username: auth.and_then(|s| s.username.clone()),
+            password: auth.and_then(|s| s.password.clone()),
             ..Config::default()
         };
         let client = Builder::from_config(config)

@@ -4,12 +4,19 @@
 //! library (parallel on io_uring and on epoll, and serial) against redis-rs (async and
 //! blocking) and fred in the same run, at 0 and 1 ms of injected per-node reply delay,
 //! prints the tables with ratios, and tears the cluster down.
+//!
+//! `--tls` starts that cluster with TLS (certificates made at start) and measures each
+//! client twice on the same nodes, through their plain and their TLS ports; `--nodes`
+//! takes seeds as the client does (`host:port`, `redis://[user:password@]host:port`,
+//! `rediss://...`).
 
 mod alloc;
 mod clients;
 mod install;
+mod pki;
 mod proxy;
 mod report;
+mod seeds;
 mod syscalls;
 
 use std::path::PathBuf;
@@ -20,7 +27,8 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use test_cluster::{Cluster, ClusterSpec};
 
-use clients::{run_case, CaseSpec, ClientKind, Workload};
+use clients::{run_case, CaseSpec, ClientKind, TlsTrust, Workload};
+use pki::Pki;
 use report::Record;
 
 #[global_allocator]
@@ -53,9 +61,22 @@ struct Args {
     /// Measured seconds per case (after a short warm-up).
     #[arg(long, default_value_t = 1.0)]
     duration: f64,
-    /// Benchmark an existing cluster instead of starting one: host:port,...
+    /// Benchmark an existing cluster instead of starting one, through these seeds
+    /// (comma-separated), as the client takes them: host:port, or
+    /// redis://[user:password@]host:port and rediss://... URLs.
     #[arg(long, value_delimiter = ',')]
     nodes: Option<Vec<String>>,
+    /// Start the local cluster with TLS (certificates made at start) and measure every
+    /// client both over TLS and over plain TCP, on the same nodes (no injected delay).
+    #[arg(long)]
+    tls: bool,
+    /// For rediss:// seeds in --nodes: the CA (PEM file) that signed the nodes'
+    /// certificates.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// For rediss:// seeds in --nodes: accept any certificate, unverified.
+    #[arg(long)]
+    tls_insecure: bool,
     /// Write one JSON record per case here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -73,17 +94,56 @@ struct Args {
 
 /// A cluster to measure: started here (and dropped at the end) or given.
 struct Target {
-    seeds: Vec<String>,
+    /// One per transport measured, in the order of [`transports`].
+    variants: Vec<Variant>,
     _cluster: Option<Cluster>,
+    /// The `--tls` cluster's certificates (their directory goes with them).
+    _pki: Option<Pki>,
 }
 
-fn start_target(delay_ms: u64, bar: &ProgressBar) -> Result<Target, String> {
+/// Seeds of one transport to the cluster, and its TLS trust (`None`: plain TCP).
+#[derive(Debug, Clone)]
+struct Variant {
+    seeds: Vec<String>,
+    tls: Option<TlsTrust>,
+}
+
+fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, String> {
     let masters = 3;
+    if tls {
+        // Both transports on the same nodes: their plain ports and their TLS ports.
+        let pki = Pki::generate()?;
+        let cluster = install::start_cluster(
+            ClusterSpec {
+                tls: Some(pki.files.clone()),
+                ..ClusterSpec::default()
+            },
+            bar,
+        )?;
+        return Ok(Target {
+            variants: vec![
+                Variant {
+                    seeds: cluster.seed_addrs(),
+                    tls: None,
+                },
+                Variant {
+                    seeds: cluster.tls_seed_addrs(),
+                    tls: Some(TlsTrust::Ca(pki.ca_pem.clone())),
+                },
+            ],
+            _cluster: Some(cluster),
+            _pki: Some(pki),
+        });
+    }
     if delay_ms == 0 {
         let cluster = install::start_cluster(ClusterSpec::default(), bar)?;
         return Ok(Target {
-            seeds: cluster.seed_addrs(),
+            variants: vec![Variant {
+                seeds: cluster.seed_addrs(),
+                tls: None,
+            }],
             _cluster: Some(cluster),
+            _pki: None,
         });
     }
     // Proxies listen first, so their ports can be announced by the nodes; the nodes'
@@ -103,18 +163,43 @@ fn start_target(delay_ms: u64, bar: &ProgressBar) -> Result<Target, String> {
         .start(real, Duration::from_millis(delay_ms))
         .map_err(|e| format!("start proxies: {e}"))?;
     Ok(Target {
-        seeds: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+        variants: vec![Variant {
+            seeds: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+            tls: None,
+        }],
         _cluster: Some(cluster),
+        _pki: None,
     })
 }
 
+/// Our client's configuration for a transport.
+fn client_config(variant: &Variant) -> Result<redis_cluster_uring::Config, String> {
+    let config = redis_cluster_uring::Config::default();
+    match &variant.tls {
+        Some(trust) => Ok(config.tls(trust.client_config()?)),
+        None => Ok(config),
+    }
+}
+
+/// A failed connect, as the bench reports it: the client's error names the node (and,
+/// for refused credentials, the user, never the password).
+fn connect_error(e: redis_cluster_uring::Error) -> String {
+    match e.kind() {
+        redis_cluster_uring::ErrorKind::Auth => format!(
+            "cannot connect to the cluster: {e} (check the user and password in the --nodes URLs)"
+        ),
+        _ => format!("cannot connect to the cluster: {e}"),
+    }
+}
+
 /// Writes the keys the GETs read, through our client.
-fn preset_keys(seeds: &[String], max_k: usize) -> Result<(), String> {
-    use redis_cluster_uring::{engine, Client, Config, Pipeline};
+fn preset_keys(variant: &Variant, max_k: usize) -> Result<(), String> {
+    use redis_cluster_uring::{engine, Client, Pipeline};
+    let config = client_config(variant)?.periodic_refresh(None);
     engine::start(async {
-        let client = Client::connect(seeds, Config::default().periodic_refresh(None))
+        let client = Client::connect(&variant.seeds, config)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(connect_error)?;
         let mut pipe = Pipeline::new();
         for w in [Workload::Fanout, Workload::SingleNode] {
             for key in clients::keys(w, max_k.max(1)) {
@@ -174,6 +259,37 @@ fn validate(args: &Args) -> Result<(), String> {
                 .into(),
         );
     }
+    if args.tls && args.nodes.is_some() {
+        return Err(
+            "--tls starts a local TLS cluster; for an existing one give rediss:// \
+             seeds in --nodes (with --tls-ca or --tls-insecure)"
+                .into(),
+        );
+    }
+    if args.tls && delayed {
+        return Err(
+            "--tls runs without the delay proxy (TLS clients are sent to the nodes' \
+             own TLS ports); drop --delay-ms or give 0"
+                .into(),
+        );
+    }
+    if args.tls_ca.is_some() && args.tls_insecure {
+        return Err("give --tls-ca or --tls-insecure, not both".into());
+    }
+    let rediss = match &args.nodes {
+        Some(nodes) => seeds::all_tls(nodes)?,
+        None => false,
+    };
+    if rediss && args.tls_ca.is_none() && !args.tls_insecure {
+        return Err(
+            "rediss:// seeds need --tls-ca FILE (the CA that signed the nodes' \
+             certificates) or --tls-insecure"
+                .into(),
+        );
+    }
+    if !rediss && (args.tls_ca.is_some() || args.tls_insecure) {
+        return Err("--tls-ca and --tls-insecure are for rediss:// seeds in --nodes".into());
+    }
     if args
         .delay_ms
         .as_ref()
@@ -203,24 +319,43 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let delays: Vec<u64> = match (&args.delay_ms, &args.nodes) {
         (Some(d), _) => d.clone(),
         (None, Some(_)) => vec![0],
+        (None, None) if args.tls => vec![0],
         (None, None) => vec![0, 1],
     };
 
     if args.verify {
         let target = target_for(args, 0, &ProgressBar::hidden())?;
-        return verify(&target.seeds, duration);
+        // Through TLS when the run has it.
+        let variant = target.variants.last().ok_or("no seeds")?;
+        return verify(variant, duration);
     }
 
+    // Which transports every client is measured over: indexes into `Target::variants`.
+    let transports = transports(args)?;
+    let mut notes = Vec::new();
+    for &c in &clients {
+        if transports.contains(&true) && !c.supports_tls() {
+            notes.push(format!(
+                "{c} skipped over TLS: cluster-bench builds it without its TLS features"
+            ));
+        }
+    }
     let mut cases = Vec::new();
     for &w in &workloads {
         for &c in &clients {
-            if w == Workload::Concurrent {
-                if c != ClientKind::RedisRsSync && c != ClientKind::Serial {
-                    cases.push((w, c, args.concurrency));
+            let sizes = if w == Workload::Concurrent {
+                if c == ClientKind::RedisRsSync || c == ClientKind::Serial {
+                    continue;
                 }
+                vec![args.concurrency]
             } else {
-                for &k in &args.k {
-                    cases.push((w, c, k));
+                args.k.clone()
+            };
+            for k in sizes {
+                for (v, &tls) in transports.iter().enumerate() {
+                    if !tls || c.supports_tls() {
+                        cases.push((w, c, k, v));
+                    }
                 }
             }
         }
@@ -236,26 +371,30 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     for &delay in &delays {
         bar.set_message(format!("starting cluster (delay {delay} ms)"));
         let target = target_for(args, delay, &bar)?;
-        preset_keys(&target.seeds, args.k.iter().copied().max().unwrap_or(1))?;
-        for &(workload, client, k) in &cases {
-            bar.set_message(format!(
-                "{} {client} K={k} delay={delay}ms",
-                workload.name()
-            ));
+        preset_keys(
+            &target.variants[0],
+            args.k.iter().copied().max().unwrap_or(1),
+        )?;
+        for &(workload, client, k, v) in &cases {
+            let variant = &target.variants[v];
+            let tls = variant.tls.is_some();
+            let label = client.label(tls);
+            bar.set_message(format!("{} {label} K={k} delay={delay}ms", workload.name()));
             let spec = CaseSpec {
                 client,
                 workload,
                 k,
-                seeds: target.seeds.clone(),
+                seeds: variant.seeds.clone(),
+                tls: variant.tls.clone(),
                 warmup: Duration::from_millis(200).min(duration),
                 duration,
             };
             match run_case(spec) {
-                Ok(result) => records.push(Record::new(workload, client, k, delay, &result)),
+                Ok(result) => records.push(Record::new(workload, client, tls, k, delay, &result)),
                 // Not `bar.println`: a hidden bar (output not a terminal) drops it.
                 Err(e) => bar.suspend(|| {
                     eprintln!(
-                        "{} {client} K={k} delay={delay}ms failed: {e}",
+                        "{} {label} K={k} delay={delay}ms failed: {e}",
                         workload.name()
                     )
                 }),
@@ -263,17 +402,40 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             bar.inc(1);
         }
         if args.threads > 1 && delay == delays[0] {
-            scaling = Some(thread_scaling(&target.seeds, args.threads, duration, &bar)?);
+            scaling = Some(thread_scaling(
+                &target.variants[0],
+                args.threads,
+                duration,
+                &bar,
+            )?);
         }
     }
     bar.finish_and_clear();
+    let cluster = match &args.nodes {
+        Some(nodes) => format!("the cluster of --nodes ({} seeds)", nodes.len()),
+        None => format!("3 masters on loopback, redis-server {}", redis_version()),
+    };
     println!(
-        "cluster-bench: 3 masters on loopback, redis-server {}, {} CPUs, {:.0}s in all",
-        redis_version(),
+        "cluster-bench: {cluster}, {} CPUs, {:.0}s in all{}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if args.tls {
+            "; TLS on the same nodes (certificates made at start, +tls rows through the TLS ports)"
+        } else {
+            ""
+        }
     );
+    for note in &notes {
+        println!("note: {note}");
+    }
     print!("{}", report::print_tables(&records));
+    if let Some(table) = report::tls_table(&records) {
+        print!("{table}");
+        println!(
+            "\nTLS rows: the client's CPU includes its rustls encryption; the servers' TLS \
+             work shows in latency only."
+        );
+    }
     if let Some(table) = scaling {
         print!("{table}");
     }
@@ -295,14 +457,42 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether each transport measured is TLS, in the order of `Target::variants`.
+fn transports(args: &Args) -> Result<Vec<bool>, String> {
+    Ok(match &args.nodes {
+        Some(nodes) => vec![seeds::all_tls(nodes)?],
+        None if args.tls => vec![false, true],
+        None => vec![false],
+    })
+}
+
+/// What `rediss://` seeds in --nodes trust.
+fn given_trust(args: &Args) -> Result<TlsTrust, String> {
+    match &args.tls_ca {
+        _ if args.tls_insecure => Ok(TlsTrust::AnyCertificate),
+        Some(path) => std::fs::read(path)
+            .map(TlsTrust::Ca)
+            .map_err(|e| format!("read --tls-ca {}: {e}", path.display())),
+        None => Err("rediss:// seeds need --tls-ca FILE or --tls-insecure".into()),
+    }
+}
+
 /// The cluster to measure; a local one is started (installing redis-server if missing).
 fn target_for(args: &Args, delay: u64, bar: &ProgressBar) -> Result<Target, String> {
     match &args.nodes {
         Some(nodes) => Ok(Target {
-            seeds: nodes.clone(),
+            variants: vec![Variant {
+                seeds: nodes.clone(),
+                tls: if seeds::all_tls(nodes)? {
+                    Some(given_trust(args)?)
+                } else {
+                    None
+                },
+            }],
             _cluster: None,
+            _pki: None,
         }),
-        None => start_target(delay, bar),
+        None => start_target(delay, args.tls, bar),
     }
 }
 
@@ -321,7 +511,7 @@ fn redis_version() -> String {
 
 /// Fan-out K=128 on 1 thread, then on `threads` threads with one client each.
 fn thread_scaling(
-    seeds: &[String],
+    variant: &Variant,
     threads: usize,
     duration: Duration,
     bar: &ProgressBar,
@@ -336,7 +526,8 @@ fn thread_scaling(
                     client: ClientKind::Uring,
                     workload: Workload::Fanout,
                     k: 128,
-                    seeds: seeds.to_vec(),
+                    seeds: variant.seeds.clone(),
+                    tls: variant.tls.clone(),
                     warmup: Duration::from_millis(200),
                     duration,
                 };
@@ -363,12 +554,13 @@ fn thread_scaling(
 }
 
 /// Writes unique values through pipelines and reads them back until `duration` ends.
-fn verify(seeds: &[String], duration: Duration) -> Result<ExitCode, String> {
-    use redis_cluster_uring::{engine, Client, Config, Pipeline, Value};
+fn verify(variant: &Variant, duration: Duration) -> Result<ExitCode, String> {
+    use redis_cluster_uring::{engine, Client, Pipeline, Value};
+    let config = client_config(variant)?;
     let (mismatches, errors, rounds) = engine::start(async {
-        let client = Client::connect(seeds, Config::default())
+        let client = Client::connect(&variant.seeds, config)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(connect_error)?;
         let (mut mismatches, mut errors, mut round) = (0u64, 0u64, 0u64);
         let deadline = Instant::now() + duration;
         let run_id = std::process::id();

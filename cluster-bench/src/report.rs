@@ -12,8 +12,11 @@ use crate::clients::{CaseResult, ClientKind, Workload};
 pub struct Record {
     /// `fanout`, `single-node` or `concurrent`.
     pub workload: &'static str,
-    /// Client name.
+    /// Client name (`uring+tls` for a TLS row).
     pub client: &'static str,
+    /// Over TLS (present only then, so plain records are as before).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
     /// Commands per pipeline (or concurrent callers).
     pub k: usize,
     /// Injected reply delay per node.
@@ -50,6 +53,7 @@ impl Record {
     pub fn new(
         workload: Workload,
         client: ClientKind,
+        tls: bool,
         k: usize,
         delay_ms: u64,
         r: &CaseResult,
@@ -59,7 +63,8 @@ impl Record {
         let per_op = |n: u64, ops: u64| n as f64 / ops.max(1) as f64;
         Record {
             workload: workload.name(),
-            client: client.name(),
+            client: client.label(tls),
+            tls,
             k,
             delay_ms,
             p50_us: us(0.5),
@@ -111,17 +116,19 @@ pub fn print_tables(records: &[Record]) -> String {
         ks.dedup();
         for k in ks {
             let at_k: Vec<&&Record> = rows.iter().filter(|r| r.k == k).collect();
-            let peers = || {
-                at_k.iter()
-                    .filter(|r| r.client_kind().is_some_and(ClientKind::is_peer))
-            };
-            let best_p50 = peers().map(|r| r.p50_us).min_by(f64::total_cmp);
-            let best_cpu = peers().map(|r| r.cpu_ns_per_cmd).min_by(f64::total_cmp);
-            let serial = at_k
-                .iter()
-                .find(|r| r.client_kind() == Some(ClientKind::Serial))
-                .map(|r| r.p50_us);
             for r in &at_k {
+                // Compared with rows over the same transport: TLS rows with TLS rows.
+                let peers = || {
+                    at_k.iter().filter(|p| {
+                        p.tls == r.tls && p.client_kind().is_some_and(ClientKind::is_peer)
+                    })
+                };
+                let best_p50 = peers().map(|r| r.p50_us).min_by(f64::total_cmp);
+                let best_cpu = peers().map(|r| r.cpu_ns_per_cmd).min_by(f64::total_cmp);
+                let serial = at_k
+                    .iter()
+                    .find(|s| s.tls == r.tls && s.client_kind() == Some(ClientKind::Serial))
+                    .map(|r| r.p50_us);
                 let _ = writeln!(
                     out,
                     "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {} |",
@@ -173,6 +180,58 @@ pub fn print_tables(records: &[Record]) -> String {
         }
     }
     out
+}
+
+/// For every row measured both over TLS and plain TCP (same servers, same run): the two
+/// latencies and CPU costs side by side and TLS ÷ plain. `None` when no row has a pair.
+pub fn tls_table(records: &[Record]) -> Option<String> {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n## TLS ÷ plain TCP: the same nodes through their TLS and their plain ports"
+    );
+    let _ = writeln!(
+        out,
+        "| workload | client | K | delay ms | p50 µs plain | p50 µs TLS | p99 µs plain | p99 µs TLS | CPU ns/cmd plain | CPU ns/cmd TLS | p50 TLS÷plain | p99 TLS÷plain | CPU TLS÷plain |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let mut pairs = 0;
+    let mut plain: Vec<&Record> = records.iter().filter(|r| !r.tls).collect();
+    // Fan-out first: it is the case the library is for.
+    plain.sort_by_key(|r| (r.workload != "fanout", r.workload, r.delay_ms, r.k));
+    for p in plain {
+        let Some(t) = records.iter().find(|t| {
+            t.tls
+                && t.kind == p.kind
+                && t.k == p.k
+                && t.delay_ms == p.delay_ms
+                && t.workload == p.workload
+        }) else {
+            continue;
+        };
+        pairs += 1;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            p.workload,
+            p.client,
+            p.k,
+            p.delay_ms,
+            p.p50_us,
+            t.p50_us,
+            p.p99_us,
+            t.p99_us,
+            p.cpu_ns_per_cmd,
+            t.cpu_ns_per_cmd,
+            ratio(t.p50_us, Some(p.p50_us)),
+            ratio(t.p99_us, Some(p.p99_us)),
+            ratio(t.cpu_ns_per_cmd, Some(p.cpu_ns_per_cmd)),
+        );
+    }
+    (pairs > 0).then_some(out)
 }
 
 /// A line chart of fan-out p50 latency by K, one line per client and delay, log scales.

@@ -1,7 +1,10 @@
 //! The benchmark binary end to end: bad input fails clearly, a tiny run produces the
-//! JSON records, and the verify load finds no mismatch.
+//! JSON records, the verify load finds no mismatch, and seeds given as URLs carry their
+//! credentials (refused ones are a clear failure naming the node).
 
 use std::process::Command;
+
+use test_cluster::{Cluster, ClusterSpec};
 
 fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cluster-bench"))
@@ -15,6 +18,16 @@ fn bad_arguments_fail_with_a_message_not_a_panic() {
         &["--workloads", "sideways"],
         &["--duration", "-1"],
         &["--nodes", "127.0.0.1:1", "--delay-ms", "1"],
+        &["--nodes", "http://127.0.0.1:1"],
+        &["--nodes", "rediss://127.0.0.1:1"],
+        &[
+            "--nodes",
+            "rediss://127.0.0.1:1,127.0.0.1:2",
+            "--tls-insecure",
+        ],
+        &["--nodes", "127.0.0.1:1", "--tls-insecure"],
+        &["--nodes", "127.0.0.1:1", "--tls"],
+        &["--tls", "--delay-ms", "1"],
     ] {
         let out = bench().args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -104,4 +117,56 @@ fn verify_load_finds_no_mismatch() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("mismatches=0"), "{stdout}");
+}
+
+#[test]
+fn password_urls_wrong_is_a_clear_failure_right_runs() {
+    const PASSWORD: &str = "bench-pw";
+    let cluster = Cluster::start(ClusterSpec {
+        password: Some(PASSWORD.into()),
+        ..ClusterSpec::default()
+    })
+    .unwrap_or_else(|e| panic!("could not start a password cluster: {e}"));
+    let seeds = cluster.seed_addrs();
+    let tiny = [
+        "--clients",
+        "uring",
+        "--workloads",
+        "fanout",
+        "--k",
+        "16",
+        "--duration",
+        "0.1",
+    ];
+
+    let wrong = format!("redis://:wrong-pw@{}", seeds[0]);
+    let out = bench()
+        .args(["--nodes", &wrong])
+        .args(tiny)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("authentication"), "{err}");
+    assert!(err.contains(&seeds[0]), "names the node: {err}");
+    assert!(!err.contains("wrong-pw"), "shows the password: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let right: Vec<String> = seeds
+        .iter()
+        .map(|s| format!("redis://:{PASSWORD}@{s}"))
+        .collect();
+    let out = bench()
+        .args(["--nodes", &right.join(",")])
+        .args(tiny)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("| uring | 16 |"), "{stdout}");
+    assert!(!stdout.contains(PASSWORD), "{stdout}");
 }
