@@ -478,6 +478,27 @@ impl Client {
         }
     }
 
+    /// Scans every key of every primary (`SCAN` node by node), with `MATCH`, `COUNT`
+    /// and `TYPE` as in `options`. Progress is counted in slots, so the scan survives
+    /// resharding and failover: every key that exists for the whole scan is returned,
+    /// some possibly more than once.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{engine, scan::ScanOptions, Client, Config};
+    /// engine::start(async {
+    ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+    ///     let mut scan = client.scan(ScanOptions { pattern: Some("user:*".into()), ..Default::default() });
+    ///     while let Some(keys) = scan.next_batch().await? {
+    ///         println!("{} keys", keys.len());
+    ///     }
+    ///     Ok::<(), redis_cluster_uring::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn scan(&self, options: crate::scan::ScanOptions) -> crate::scan::ClusterScan {
+        crate::scan::ClusterScan::new(self.clone(), options)
+    }
+
     /// The current slot map.
     pub fn slot_map(&self) -> Rc<SlotMap> {
         self.inner.map.borrow().clone()

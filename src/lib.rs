@@ -35,6 +35,7 @@
 //!   node and merged by their response policy.
 //! - [`plan`]: pipeline planning into per-node batches.
 //! - [`read_route`]: where read-only commands go under a [`ReadFrom`] policy.
+//! - [`scan`]: cluster `SCAN` with progress counted in slots.
 //! - [`round`]: the round state machine: redirects, retries, backoff, deadline, with
 //!   separate redirect and retry budgets.
 //! - [`handshake`]: the connection handshake (HELLO, AUTH, SETNAME, READONLY) as a
@@ -69,6 +70,7 @@ pub mod reply;
 pub mod resp;
 pub mod round;
 pub mod route;
+pub mod scan;
 pub mod slot;
 pub mod split;
 pub mod stats;

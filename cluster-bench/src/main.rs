@@ -63,7 +63,7 @@ struct Args {
     duration: f64,
     /// Benchmark an existing cluster instead of starting one, through these seeds
     /// (comma-separated), as the client takes them: host:port, or
-    /// redis://[user:password@]host:port and rediss://... URLs.
+    /// `redis://[user:password@]host:port` and `rediss://...` URLs.
     #[arg(long, value_delimiter = ',')]
     nodes: Option<Vec<String>>,
     /// Start the local cluster with TLS (certificates made at start) and measure every

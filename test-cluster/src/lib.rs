@@ -440,6 +440,20 @@ fn wait_until<T>(
     }
 }
 
+/// The id of the node that `port`'s `CLUSTER NODES` says serves `slot`.
+fn owner_in_nodes_view(port: u16, slot: u16) -> Option<String> {
+    let text = call(port, &["CLUSTER", "NODES"]).ok()?.text()?;
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let serves = fields.iter().skip(8).any(|f| match f.split_once('-') {
+            _ if f.starts_with('[') => false,
+            Some((a, b)) => matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b),
+            None => f.parse::<u16>() == Ok(slot),
+        });
+        serves.then(|| fields[0].to_string())
+    })
+}
+
 /// Runs one command on a node.
 pub fn call(port: u16, args: &[&str]) -> Result<Reply, HarnessError> {
     let mut conn = Conn::open(port).map_err(io_err(format!("connect to {port}")))?;
@@ -894,14 +908,25 @@ impl Cluster {
             // Replicas refuse SETSLOT; they learn the change through the bus.
             let _ = call(n.port, &["CLUSTER", "SETSLOT", &s, "NODE", &id]);
         }
+        let mut probes = 0u32;
         wait_until("all nodes to agree on the migrated slot", WAIT, || {
-            self.live_nodes()
-                .all(|n| {
-                    slot_view(n.port).is_some_and(|v| {
-                        v.iter().any(|&(a, b, p)| a <= slot && slot <= b && p == to)
-                    })
-                })
-                .then_some(())
+            // Both views: `CLUSTER SLOTS` (what clients route by; Redis 7.0 caches it) and
+            // `CLUSTER NODES` (the live state, which a lost race shows).
+            let agreed = self.live_nodes().all(|n| {
+                slot_view(n.port)
+                    .is_some_and(|v| v.iter().any(|&(a, b, p)| a <= slot && slot <= b && p == to))
+                    && owner_in_nodes_view(n.port, slot).as_deref() == Some(id.as_str())
+            });
+            probes += 1;
+            if !agreed && probes.is_multiple_of(25) {
+                // Redis 7.0's migration race: a gossip message the source sent before
+                // its SETSLOT, carrying its higher config epoch, can win the slot back on
+                // the target. Claim it again with a fresh epoch (what redis-cli's fix
+                // does).
+                let _ = call(to, &["CLUSTER", "BUMPEPOCH"]);
+                let _ = call(to, &["CLUSTER", "SETSLOT", &s, "NODE", &id]);
+            }
+            agreed.then_some(())
         })
     }
 
