@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::cmd::Cmd;
 use crate::error::{Error, ErrorKind, Result};
-use crate::route::stream_options;
+use crate::route::{stream_options, upper_name};
 
 /// How a multi-node command is fanned out (the server's `request_policy` tip).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,17 +102,6 @@ const REPLY_MODE: &str =
     "it would silence replies that other callers of the shared connection wait for";
 const ROUTING: &str = "the client sends ASKING, READONLY and READWRITE itself when it routes";
 const CONNECTION: &str = "it would change or end the connection shared by every caller";
-
-fn upper_name(name: &[u8]) -> Option<([u8; 24], usize)> {
-    if name.len() > 24 {
-        return None;
-    }
-    let mut buf = [0u8; 24];
-    for (d, s) in buf.iter_mut().zip(name) {
-        *d = s.to_ascii_uppercase();
-    }
-    Some((buf, name.len()))
-}
 
 fn is(arg: Option<&[u8]>, word: &[u8]) -> bool {
     arg.is_some_and(|a| a.eq_ignore_ascii_case(word))

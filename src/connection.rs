@@ -362,30 +362,22 @@ async fn read_loop<S: ByteStream>(
     mut buf: BytesMut,
 ) {
     let mut pushes = Vec::new();
-    // Replies that arrived with the handshake's last one.
-    if !buf.is_empty() {
-        let Some(pool) = pool.upgrade() else { return };
-        let failure = deliver_all(
-            &mut pool.borrow_mut(),
-            &stats,
-            conn,
-            &mut buf,
-            &options.limits,
-            &mut pushes,
-        );
-        hand_over(&options, conn, &pool, &mut pushes);
-        if let Some(error) = failure {
-            pool.borrow_mut().fail(conn, &error);
-            return;
-        }
-    }
+    // Replies that arrived with the handshake's last one are delivered before the first
+    // read, through the same path as any read.
+    let mut first = (!buf.is_empty()).then_some(Ok(buf.len()));
     loop {
-        buf = ready_for_read(buf, options.read_buffer_size);
-        if buf.capacity() - buf.len() < MIN_READ_SPACE {
-            buf.reserve(options.read_buffer_size.max(MIN_READ_SPACE));
-        }
-        let (res, returned) = stream.read(buf).await;
-        buf = returned;
+        let res = match first.take() {
+            Some(leftover) => leftover,
+            None => {
+                buf = ready_for_read(buf, options.read_buffer_size);
+                if buf.capacity() - buf.len() < MIN_READ_SPACE {
+                    buf.reserve(options.read_buffer_size.max(MIN_READ_SPACE));
+                }
+                let (res, returned) = stream.read(buf).await;
+                buf = returned;
+                res
+            }
+        };
         let Some(pool) = pool.upgrade() else { return };
         let failure = {
             let mut pool = pool.borrow_mut();

@@ -43,8 +43,8 @@ enum Keys {
 }
 
 /// The command name upper-cased into a stack buffer (names are short; a longer one is no
-/// command this table knows).
-fn upper_name(name: &[u8]) -> Option<([u8; 24], usize)> {
+/// command these tables know). Shared with the command table.
+pub(crate) fn upper_name(name: &[u8]) -> Option<([u8; 24], usize)> {
     if name.len() > 24 {
         return None;
     }

@@ -50,12 +50,7 @@ fn assert_typed_fault(e: &redis_cluster_uring::Error) {
 
 /// Hash tags whose slots `node` owns, one per requested count.
 fn tags_on(client: &Client, node: &NodeAddr, n: usize, prefix: &str) -> Vec<String> {
-    let map = client.slot_map();
-    (0..)
-        .map(|i| format!("{prefix}{i}"))
-        .filter(|t| map.node_for(slot_for_key(t.as_bytes())) == Some(node))
-        .take(n)
-        .collect()
+    support::names_on(client, node, n, |i| format!("{prefix}{i}"))
 }
 
 /// Sets a flag when dropped, so a helper thread waiting on it is released even when the

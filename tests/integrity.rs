@@ -34,12 +34,7 @@ fn cluster_behind_push_proxies(every: usize) -> (Cluster, PushProxies) {
 
 /// `n` keys with `prefix` that the client's map puts on `node`.
 fn keys_on(client: &Client, node: &NodeAddr, prefix: &str, n: usize) -> Vec<String> {
-    let map = client.slot_map();
-    (0..)
-        .map(|i| format!("{prefix}:{i}"))
-        .filter(|k| map.node_for(slot_for_key(k.as_bytes())) == Some(node))
-        .take(n)
-        .collect()
+    support::names_on(client, node, n, |i| format!("{prefix}:{i}"))
 }
 
 fn primaries(client: &Client) -> Vec<NodeAddr> {

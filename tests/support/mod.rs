@@ -68,3 +68,19 @@ pub async fn client_with(cluster: &Cluster, config: Config) -> Client {
 pub async fn client(cluster: &Cluster) -> Client {
     client_with(cluster, Config::default()).await
 }
+
+/// The first `n` names `name(0)`, `name(1)`, ... whose slot the client's map gives to
+/// `node` (keys or hash tags placed on a chosen node).
+pub fn names_on(
+    client: &Client,
+    node: &redis_cluster_uring::NodeAddr,
+    n: usize,
+    name: impl Fn(usize) -> String,
+) -> Vec<String> {
+    let map = client.slot_map();
+    (0..)
+        .map(name)
+        .filter(|k| map.node_for(redis_cluster_uring::slot_for_key(k.as_bytes())) == Some(node))
+        .take(n)
+        .collect()
+}
