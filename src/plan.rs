@@ -96,29 +96,27 @@ pub enum ReadTarget {
 /// only reads), everything else to the primary. `Err` when the read has nowhere to go.
 /// Returns the node and its batch key (`2 * shard` for the primary, `+ 1` for a read
 /// node), so each node gets one batch.
-fn target_of(
+fn target_of<'a>(
     cmd: &Cmd,
     shard: usize,
-    map: &SlotMap,
-    reads: &[ReadTarget],
-) -> Result<(usize, NodeAddr), Error> {
-    let primary = || (2 * shard, map.shards()[shard].primary.clone());
+    map: &'a SlotMap,
+    reads: &'a [ReadTarget],
+) -> Result<(usize, &'a NodeAddr), Error> {
+    // Borrowed, not cloned: a node's address is copied once per batch, not per command.
+    let primary = &map.shards()[shard].primary;
     let Some(read) = reads.get(shard) else {
-        return Ok(primary());
+        return Ok((2 * shard, primary));
     };
     if !is_read_only(cmd) {
-        return Ok(primary());
+        return Ok((2 * shard, primary));
     }
     match read {
-        ReadTarget::Primary => Ok(primary()),
-        ReadTarget::Node(node) if *node == map.shards()[shard].primary => Ok(primary()),
-        ReadTarget::Node(node) => Ok((2 * shard + 1, node.clone())),
+        ReadTarget::Primary => Ok((2 * shard, primary)),
+        ReadTarget::Node(node) if node == primary => Ok((2 * shard, primary)),
+        ReadTarget::Node(node) => Ok((2 * shard + 1, node)),
         ReadTarget::Unavailable => Err(Error::new(
             ErrorKind::ClusterDown,
-            format!(
-                "no replica of {} is up to read from",
-                map.shards()[shard].primary
-            ),
+            format!("no replica of {primary} is up to read from"),
         )),
     }
 }
@@ -236,7 +234,7 @@ pub fn plan_pipeline_with(
             }
         };
         let batch = *batch_of_key[key].get_or_insert_with(|| {
-            targets.push((node, 0));
+            targets.push((node.clone(), 0));
             targets.len() - 1
         });
         targets[batch].1 += cmd.encoded_len();
@@ -299,7 +297,7 @@ fn plan_single(cmd: &Cmd, map: &SlotMap, reads: &[ReadTarget]) -> Plan {
                     format!("no node serves slot {slot}"),
                 )
             })
-            .and_then(|shard| target_of(cmd, shard, map, reads).map(|(_, node)| node)),
+            .and_then(|shard| target_of(cmd, shard, map, reads).map(|(_, node)| node.clone())),
         Ok(Route::AnyNode) if !map.shards().is_empty() => Ok(map.shards()[0].primary.clone()),
         Ok(Route::AnyNode) => Err(Error::new(
             ErrorKind::ClusterDown,

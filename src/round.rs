@@ -309,8 +309,8 @@ pub enum Next {
 #[derive(Debug)]
 pub struct Rounds {
     results: Vec<Option<Result<Value>>>,
-    redirects: Vec<u32>,
-    retries: Vec<u32>,
+    /// Per command: redirects taken, retries taken (one vector: one allocation).
+    taken: Vec<(u32, u32)>,
     limits: RoundLimits,
     deadline: Option<Instant>,
     /// Redirected commands for the next round: index, target, `ASKING` first.
@@ -340,8 +340,7 @@ impl Rounds {
         results.resize_with(n, || None);
         Rounds {
             results,
-            redirects: vec![0; n],
-            retries: vec![0; n],
+            taken: vec![(0, 0); n],
             limits,
             deadline,
             resend: Vec::new(),
@@ -433,7 +432,7 @@ impl Rounds {
         }
         match reply {
             Some(RoundReply::Value(value)) => {
-                let (redirects, retries) = (self.redirects[index], self.retries[index]);
+                let (redirects, retries) = self.taken[index];
                 // A named node's redirect goes back to the caller, whatever the budget.
                 let pinned_redirect = self.pin(index).is_some()
                     && matches!(classify_reply(&value), ReplyAction::Redirect(_));
@@ -464,7 +463,7 @@ impl Rounds {
                         asking,
                         moved_slot,
                     } => {
-                        self.redirects[index] += 1;
+                        self.taken[index].0 += 1;
                         // "MOVED 3999 :6381": the node does not know its own host name;
                         // the one we asked is meant.
                         let to = if to.host.is_empty() {
@@ -490,7 +489,7 @@ impl Rounds {
                 }
                 if !sent
                     && kind != ErrorKind::Shutdown
-                    && self.retries[index] < self.limits.max_retries
+                    && self.taken[index].1 < self.limits.max_retries
                 {
                     self.schedule_retry(index);
                 } else {
@@ -522,7 +521,7 @@ impl Rounds {
 
     fn schedule_retry(&mut self, index: usize) {
         self.fresh_retries = true;
-        self.retries[index] += 1;
+        self.taken[index].1 += 1;
         self.retry.push(index);
         self.effects.push(Effect::Retrying);
     }
@@ -566,7 +565,7 @@ impl Rounds {
             let worst = self
                 .retry
                 .iter()
-                .map(|&i| self.retries[i])
+                .map(|&i| self.taken[i].1)
                 .max()
                 .unwrap_or(1);
             let pause = backoff(
