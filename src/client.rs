@@ -30,7 +30,7 @@ use bytes::BytesMut;
 use crate::cmd::{cmd, Cmd, ToArg};
 use crate::command_table::{blocking_timeout, command_class, refusal, CommandClass};
 use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
-use crate::connection::{run_connection, ConnOptions, TlsConnect};
+use crate::connection::{run_connection, ConnOptions, Link, TlsConnect};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fanout::{fan_out, merge, Fanout};
@@ -389,26 +389,12 @@ impl Client {
         self.query(cmd("HGET").arg(key).arg(field)).await
     }
 
-    /// `PING` on every primary, all at once; `Ok` when every one answered.
+    /// `PING` on every primary, all at once; `Ok` when every one answered, otherwise an
+    /// error of kind [`ErrorKind::PartialFailure`] with each node's outcome.
     pub async fn ping(&self) -> Result<()> {
-        let primaries: Vec<NodeAddr> = self
-            .slot_map()
-            .shards()
-            .iter()
-            .map(|s| s.primary.clone())
-            .collect();
-        if primaries.is_empty() {
-            return Err(Error::new(ErrorKind::ClusterDown, "no node known"));
-        }
-        let pings = vec![cmd("PING"); primaries.len()];
-        let deadline = deadline_after(self.inner.config.request_timeout);
-        for reply in self
-            .run_pinned(&pings, primaries, deadline, self.round_limits())
-            .await?
-        {
-            reply?;
-        }
-        Ok(())
+        // PING is a multi-node command: the fan-out sends it to every primary and
+        // merges (all must answer); a failure lists each node's outcome.
+        self.query::<()>(cmd("PING")).await
     }
 
     /// Runs one command on a given node, bypassing routing: `INFO`, `DEBUG`, `CLUSTER ...`,
@@ -1038,18 +1024,18 @@ impl Client {
                 })
             }),
         };
-        let task = (
-            Rc::downgrade(&self.inner.pool),
-            self.inner.counters.clone(),
+        let link = Link {
+            pool: Rc::downgrade(&self.inner.pool),
+            stats: self.inner.counters.clone(),
             conn,
-            node.clone(),
+            addr: node.clone(),
             wake_writer,
             options,
-        );
+        };
         match self.inner.engine {
-            Engine::Epoll => spawn_connection::<EpollStream>(task),
-            _ => spawn_connection::<UringStream>(task),
-        }
+            Engine::Epoll => tokio::task::spawn_local(run_connection::<EpollStream>(link)),
+            _ => tokio::task::spawn_local(run_connection::<UringStream>(link)),
+        };
     }
 
     /// Backoff before reconnecting to a node whose connections failed recently: grows
@@ -1195,29 +1181,6 @@ impl Client {
             client.inner.refresh.borrow_mut().running = false;
         });
     }
-}
-
-/// What a connection task starts from.
-type ConnTask = (
-    Weak<RefCell<Pool>>,
-    Rc<Counters>,
-    ConnId,
-    NodeAddr,
-    Rc<tokio::sync::Notify>,
-    ConnOptions,
-);
-
-/// Starts a connection's task on this thread, over the engine `T`.
-fn spawn_connection<T: crate::io::Transport>(task: ConnTask) {
-    let (pool, counters, conn, node, wake_writer, options) = task;
-    tokio::task::spawn_local(run_connection::<T>(
-        pool,
-        counters,
-        conn,
-        node,
-        wake_writer,
-        options,
-    ));
 }
 
 async fn periodic_refresh(inner: Weak<Inner>, every: Duration) {

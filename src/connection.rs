@@ -85,36 +85,21 @@ pub(crate) struct TlsConnect {
 
 /// Runs a connection until it fails or the client goes away. Spawned once per connection
 /// on the client's thread.
-pub(crate) async fn run_connection<T: Transport>(
-    pool: Weak<RefCell<Pool>>,
-    stats: Rc<Stats>,
-    conn: ConnId,
-    addr: NodeAddr,
-    wake_writer: Rc<Notify>,
-    options: ConnOptions,
-) {
+pub(crate) async fn run_connection<T: Transport>(link: Link) {
     // Connect, TLS and the handshake all within the connect timeout. Callers' commands
     // wait in the pool meanwhile: the writer starts only once the connection is ready.
-    let deadline = tokio::time::Instant::now().checked_add(options.connect_timeout);
-    let limit = options.connect_timeout;
+    let deadline = tokio::time::Instant::now().checked_add(link.options.connect_timeout);
+    let limit = link.options.connect_timeout;
     let timed_out = move || {
         Error::new(
             ErrorKind::Io,
             format!("connecting took longer than {limit:?}"),
         )
     };
-    let tcp = match within(deadline, connect::<T>(&addr, &options)).await {
+    let tcp = match within(deadline, connect::<T>(&link.addr, &link.options)).await {
         Some(Ok(stream)) => stream,
-        Some(Err(error)) => return fail_early(&pool, conn, &addr, error),
-        None => return fail_early(&pool, conn, &addr, timed_out()),
-    };
-    let link = Link {
-        pool,
-        stats,
-        conn,
-        addr,
-        wake_writer,
-        options,
+        Some(Err(error)) => return fail_early(&link.pool, link.conn, &link.addr, error),
+        None => return fail_early(&link.pool, link.conn, &link.addr, timed_out()),
     };
     match link.options.tls.clone() {
         None => link.serve(tcp, deadline).await,
@@ -145,14 +130,15 @@ fn fail_early(pool: &Weak<RefCell<Pool>>, conn: ConnId, addr: &NodeAddr, error: 
     }
 }
 
-/// What one connection's tasks share.
-struct Link {
-    pool: Weak<RefCell<Pool>>,
-    stats: Rc<Stats>,
-    conn: ConnId,
-    addr: NodeAddr,
-    wake_writer: Rc<Notify>,
-    options: ConnOptions,
+/// One connection, as its task starts from it and its reader and writer share it.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) pool: Weak<RefCell<Pool>>,
+    pub(crate) stats: Rc<Stats>,
+    pub(crate) conn: ConnId,
+    pub(crate) addr: NodeAddr,
+    pub(crate) wake_writer: Rc<Notify>,
+    pub(crate) options: ConnOptions,
 }
 
 impl Link {
