@@ -462,3 +462,58 @@ fn huge_timeouts_do_not_panic() {
         );
     });
 }
+
+#[test]
+fn a_multi_node_command_with_a_dead_node_says_which() {
+    let cluster = cluster(3, 0);
+    let dead = cluster.nodes()[0].port;
+    run(async {
+        let config = Config::default()
+            .max_retries(1)
+            .request_timeout(Some(Duration::from_secs(2)));
+        let client = client_with(&cluster, config).await;
+        let mut pipe = Pipeline::new();
+        for i in 0..90 {
+            pipe.set(format!("fan:{i}"), i);
+        }
+        client.query_pipeline::<()>(&pipe).await.unwrap();
+        cluster.kill_node(dead).unwrap();
+        let e = client.query::<i64>(cmd("DBSIZE")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PartialFailure, "{e}");
+        let outcomes = e.node_outcomes().expect("every node's outcome");
+        assert_eq!(outcomes.len(), 3);
+        for (node, outcome) in outcomes {
+            if node.port == dead {
+                assert!(outcome.is_err(), "{node}: {outcome:?}");
+            } else {
+                assert!(
+                    matches!(outcome, Ok(Value::Int(n)) if *n > 0),
+                    "{node}: {outcome:?}"
+                );
+            }
+        }
+        assert!(
+            e.detail().contains(&format!(":{dead}")),
+            "names the node: {e}"
+        );
+        assert_eq!(
+            client.ping().await.unwrap_err().kind(),
+            ErrorKind::PartialFailure
+        );
+        // The other nodes' connections are unaffected.
+        let mut alive = 0;
+        for i in 0..90 {
+            let key = format!("fan:{i}");
+            let owner = client
+                .slot_map()
+                .node_for(slot_for_key(key.as_bytes()))
+                .cloned()
+                .unwrap();
+            if owner.port != dead {
+                assert_eq!(client.get::<_, i64>(&key).await.unwrap(), i as i64);
+                alive += 1;
+            }
+        }
+        assert!(alive > 0);
+    });
+}
