@@ -52,6 +52,9 @@ use crate::tls::TlsConfig;
 use crate::topology::{choose_view, NodeAddr, SlotMap};
 use crate::url::parse_seed;
 
+mod transaction;
+pub use transaction::Watched;
+
 /// A pipeline: commands sent together, answered in order.
 ///
 /// Commands may touch any keys: the client splits them per node and reassembles the
@@ -67,6 +70,7 @@ use crate::url::parse_seed;
 pub struct Pipeline {
     cmds: Vec<Cmd>,
     raise_on_error: bool,
+    atomic: bool,
 }
 
 impl Pipeline {
@@ -80,6 +84,7 @@ impl Pipeline {
         Pipeline {
             cmds: Vec::with_capacity(n),
             raise_on_error: false,
+            atomic: false,
         }
     }
 
@@ -105,6 +110,28 @@ impl Pipeline {
     pub fn raise_on_error(&mut self, raise: bool) -> &mut Pipeline {
         self.raise_on_error = raise;
         self
+    }
+
+    /// Makes the pipeline a transaction: [`Client::execute`] sends `MULTI`, the commands
+    /// and `EXEC` as one contiguous write to the node of their slot, and returns each
+    /// command's result from the `EXEC` reply. The keys must share one slot (a hash tag),
+    /// or [`ErrorKind::CrossSlot`] is returned before anything is sent. See
+    /// [`crate::transaction`] for redirects, `EXECABORT` and retries.
+    ///
+    /// ```
+    /// use redis_cluster_uring::Pipeline;
+    /// let mut tx = Pipeline::new();
+    /// tx.atomic().set("{user:1}name", "ada").set("{user:1}visits", 0);
+    /// assert!(tx.is_atomic());
+    /// ```
+    pub fn atomic(&mut self) -> &mut Pipeline {
+        self.atomic = true;
+        self
+    }
+
+    /// Whether the pipeline runs as a transaction ([`Pipeline::atomic`]).
+    pub fn is_atomic(&self) -> bool {
+        self.atomic
     }
 
     /// Number of commands.
@@ -326,7 +353,11 @@ impl Client {
     /// The outer `Err` is for the pipeline as a whole: [`ErrorKind::Timeout`] when
     /// `request_timeout` passes, [`ErrorKind::Shutdown`] after [`Client::shutdown`].
     pub async fn execute(&self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
-        let results = self.execute_commands(&pipeline.cmds).await?;
+        let results = if pipeline.atomic {
+            self.execute_atomic(&pipeline.cmds).await?
+        } else {
+            self.execute_commands(&pipeline.cmds).await?
+        };
         if pipeline.raise_on_error {
             if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
                 return Err(e.clone());
@@ -337,7 +368,7 @@ impl Client {
 
     /// Runs a pipeline and converts every reply; fails on the first error.
     pub async fn query_pipeline<T: FromReply>(&self, pipeline: &Pipeline) -> Result<Vec<T>> {
-        self.execute_commands(&pipeline.cmds)
+        self.execute(pipeline)
             .await?
             .into_iter()
             .map(|r| T::from_reply(r?))
@@ -845,7 +876,7 @@ impl Client {
                             rounds.judge(entry.index, node, reply);
                         }
                     }
-                    self.apply_effects(&mut rounds, lane);
+                    self.apply_effects(rounds.take_effects(), lane);
                 }
             }
             let map = self.inner.map.borrow().clone();
@@ -854,8 +885,8 @@ impl Client {
         Ok(rounds.finish())
     }
 
-    fn apply_effects(&self, rounds: &mut Rounds, lane: Lane) {
-        for effect in rounds.take_effects() {
+    fn apply_effects(&self, effects: impl Iterator<Item = Effect>, lane: Lane) {
+        for effect in effects {
             match effect {
                 Effect::Redirected { moved } => {
                     self.inner.counters.add_redirect();

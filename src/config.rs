@@ -188,6 +188,10 @@ pub struct Config {
     /// so a consumer loop does not reconnect for every command. A blocking command never
     /// waits for one: when none is idle it opens another.
     pub blocking_pool_size: usize,
+    /// Attempts of [`Client::transaction`](crate::Client::transaction) before it gives up
+    /// with [`ErrorKind::WatchConflict`](crate::ErrorKind::WatchConflict): each attempt
+    /// whose `EXEC` finds a watched key changed runs the closure again.
+    pub max_watch_attempts: u32,
     /// Parallel (default) or serial per-node execution of pipelines.
     pub execution: Execution,
     /// Which nodes serve reads.
@@ -226,6 +230,7 @@ impl Default for Config {
             max_queued_bytes: 64 * 1024 * 1024,
             max_pending_replies: 1 << 20,
             blocking_pool_size: 4,
+            max_watch_attempts: 16,
             execution: Execution::Parallel,
             read_from: ReadFrom::Primary,
             engine: Engine::Auto,

@@ -64,6 +64,12 @@ pub enum ErrorKind {
     /// The command itself is malformed (no name, a blocking timeout that is not a
     /// number); nothing was sent.
     InvalidCommand,
+    /// A transaction was not run: `EXEC` answered `EXECABORT` because another of its
+    /// commands was refused when queued (that command carries the server's error).
+    TransactionAborted,
+    /// A `WATCH`ed key changed before `EXEC` in every attempt the transaction helper was
+    /// allowed ([`Client::transaction`](crate::Client::transaction)).
+    WatchConflict,
 }
 
 /// The error type of this crate.
@@ -221,6 +227,8 @@ impl fmt::Display for Error {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Unsupported => "unsupported here",
             ErrorKind::InvalidCommand => "invalid command",
+            ErrorKind::TransactionAborted => "transaction aborted",
+            ErrorKind::WatchConflict => "watch conflict",
             ErrorKind::Auth => "authentication failed",
             ErrorKind::Tls => "TLS error",
             ErrorKind::PartialFailure => "failed on some nodes",

@@ -36,6 +36,8 @@
 //! - [`plan`]: pipeline planning into per-node batches.
 //! - [`read_route`]: where read-only commands go under a [`ReadFrom`] policy.
 //! - [`scan`]: cluster `SCAN` with progress counted in slots.
+//! - [`transaction`]: `MULTI ... EXEC` in one write, judged as a whole (redirects,
+//!   `EXECABORT`, `WATCH` conflicts).
 //! - [`round`]: the round state machine: redirects, retries, backoff, deadline, with
 //!   separate redirect and retry budgets.
 //! - [`handshake`]: the connection handshake (HELLO, AUTH, SETNAME, READONLY) as a
@@ -76,6 +78,7 @@ pub mod split;
 pub mod stats;
 pub mod tls;
 pub mod topology;
+pub mod transaction;
 pub mod url;
 
 pub use client::{Client, Pipeline};

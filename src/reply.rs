@@ -49,7 +49,15 @@ pub(crate) fn server_error(line: &[u8]) -> Error {
 }
 
 fn mismatch(want: &str, got: &Value) -> Error {
-    let got = match got {
+    Error::new(
+        ErrorKind::TypeMismatch,
+        format!("expected {want}, got {}", value_kind(got)),
+    )
+}
+
+/// The RESP type of a value, for messages.
+pub(crate) fn value_kind(value: &Value) -> &'static str {
+    match value {
         Value::Nil => "nil",
         Value::SimpleString(_) => "simple string",
         Value::Error(_) => "error",
@@ -64,11 +72,7 @@ fn mismatch(want: &str, got: &Value) -> Error {
         Value::Verbatim { .. } => "verbatim string",
         Value::Push(_) => "push",
         Value::Attribute { .. } => "attribute",
-    };
-    Error::new(
-        ErrorKind::TypeMismatch,
-        format!("expected {want}, got {got}"),
-    )
+    }
 }
 
 /// Strips attributes and turns error replies into `Err`.

@@ -1,0 +1,370 @@
+//! The transaction driver: atomic pipelines on the shared connection, and `WATCH`
+//! sessions on a dedicated one. Every decision is [`TxRound`]'s; this file moves bytes.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::{deadline_after, Client, ExecGuard, Lane, Leases, Pipeline};
+use crate::cmd::{Cmd, ToArg};
+use crate::command_table::{command_class, refusal, CommandClass};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::BatchEntry;
+use crate::pool::ConnId;
+use crate::reply::{server_error, FromReply};
+use crate::resp::Value;
+use crate::round::{Effect, RoundReply};
+use crate::slot::slot_for_key;
+use crate::topology::NodeAddr;
+use crate::transaction::{transaction_slot, TxNext, TxOutcome, TxRound};
+
+/// A `WATCH` session's connection, handed to the closure of [`Client::transaction`]: read
+/// the watched keys through it, then return the transaction to run.
+///
+/// It is valid only during the attempt it was given for; afterwards its queries fail with
+/// [`ErrorKind::Unsupported`].
+#[derive(Debug, Clone)]
+pub struct Watched {
+    client: Client,
+    conn: ConnId,
+    node: NodeAddr,
+    live: Rc<Cell<bool>>,
+}
+
+impl Watched {
+    /// Runs one command on the watched connection (a read of a watched key, typically)
+    /// and converts its reply. Only regular commands are accepted; a `MOVED` reply is an
+    /// error of kind [`ErrorKind::Moved`], which the helper answers by starting the
+    /// attempt again on the slot's new owner.
+    pub async fn query<T: FromReply>(&self, command: Cmd) -> Result<T> {
+        if !self.live.get() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "this WATCH session's attempt is over",
+            ));
+        }
+        let class = command_class(&command);
+        if class != CommandClass::Regular {
+            return Err(refusal(&command, class, true).unwrap_or_else(|| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    "only regular commands run inside a WATCH session",
+                )
+            }));
+        }
+        let mut buf = BytesMut::with_capacity(command.encoded_len());
+        command.write_to(&mut buf);
+        let value = self
+            .client
+            .round_trip_one(self.conn, &self.node, buf)
+            .await?;
+        match value {
+            Value::Error(line) => Err(server_error(&line)),
+            v => T::from_reply(v),
+        }
+    }
+
+    /// The node the session runs on (the owner of the watched keys' slot).
+    pub fn node(&self) -> &NodeAddr {
+        &self.node
+    }
+}
+
+impl Client {
+    /// Runs `cmds` as `MULTI ... EXEC` on the shared connection of their slot's node.
+    pub(super) async fn execute_atomic(&self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+        self.ensure_open()?;
+        let deadline = deadline_after(self.inner.config.request_timeout);
+        let tx = TxRound::new(cmds, self.round_limits(), deadline.map(|d| d.into_std()))
+            .inspect_err(|_| self.inner.counters.add_refused())?;
+        self.inner.counters.add_execution();
+        match self.drive_transaction(cmds, tx, None, deadline).await? {
+            TxOutcome::Done(results) => Ok(results),
+            // No WATCH on the shared connection: only a server bug gets here.
+            TxOutcome::Conflict => Err(Error::protocol("EXEC answered nil without WATCH")),
+        }
+    }
+
+    /// Optimistic locking: watches `keys` on a dedicated connection to their slot's node,
+    /// calls `body` (which reads through the [`Watched`] handle and returns the
+    /// transaction to run), then runs it with `EXEC` on the same connection. When a
+    /// watched key changed meanwhile (`EXEC` answers nil), everything runs again, up to
+    /// `Config::max_watch_attempts` times, then [`ErrorKind::WatchConflict`]. A slot that
+    /// moved also starts the attempt again, on the new owner.
+    ///
+    /// Returning an empty pipeline ends the session without a transaction (`UNWATCH`) and
+    /// returns no results. The keys, and those of the returned pipeline, must share one
+    /// slot ([`ErrorKind::CrossSlot`] otherwise).
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{cmd, engine, Client, Config, Pipeline};
+    /// engine::start(async {
+    ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+    ///     // Move 10 from one balance to another, only if the first has enough.
+    ///     let results = client
+    ///         .transaction(&["{acct}a", "{acct}b"], |conn| async move {
+    ///             let a: i64 = conn.query::<Option<i64>>(cmd("GET").arg("{acct}a")).await?.unwrap_or(0);
+    ///             let mut tx = Pipeline::new();
+    ///             if a >= 10 {
+    ///                 tx.add(cmd("DECRBY").arg("{acct}a").arg(10));
+    ///                 tx.add(cmd("INCRBY").arg("{acct}b").arg(10));
+    ///             }
+    ///             Ok(tx)
+    ///         })
+    ///         .await?;
+    ///     println!("{results:?}");
+    ///     Ok::<(), redis_cluster_uring::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn transaction<K, F, Fut>(
+        &self,
+        keys: &[K],
+        mut body: F,
+    ) -> Result<Vec<Result<Value>>>
+    where
+        K: ToArg,
+        F: FnMut(Watched) -> Fut,
+        Fut: Future<Output = Result<Pipeline>>,
+    {
+        self.ensure_open()?;
+        let mut watch = crate::cmd::cmd("WATCH");
+        for k in keys {
+            watch.push_arg(k);
+        }
+        let slot = match watch.arg_at(1) {
+            Some(first) => slot_for_key(first),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::InvalidCommand,
+                    "a transaction needs at least one key to watch",
+                ))
+            }
+        };
+        if let Some(other) = (2..watch.len())
+            .filter_map(|i| watch.arg_at(i))
+            .map(slot_for_key)
+            .find(|s| *s != slot)
+        {
+            return Err(Error::new(
+                ErrorKind::CrossSlot,
+                format!("watched keys must share one slot ({slot} and {other}); use a hash tag"),
+            ));
+        }
+        self.inner.counters.add_execution();
+        let limits = self.round_limits();
+        let mut redirects = 0;
+        for _attempt in 0..self.inner.config.max_watch_attempts.max(1) {
+            let Some(node) = self.slot_map().node_for(slot).cloned() else {
+                self.schedule_refresh();
+                return Err(Error::new(
+                    ErrorKind::ClusterDown,
+                    format!("no node serves slot {slot}"),
+                ));
+            };
+            let conn = self.dedicated_connection_for(&node);
+            // Closed on every early return: its WATCH (or MULTI) state is unknown then.
+            let mut lease = Leases {
+                pool: self.inner.pool.clone(),
+                conns: vec![conn],
+                max_idle: self.inner.config.blocking_pool_size,
+            };
+            let mut buf = BytesMut::with_capacity(watch.encoded_len());
+            watch.write_to(&mut buf);
+            let moved = match self.round_trip_one(conn, &node, buf).await? {
+                Value::Error(line) => match server_error(&line) {
+                    e if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => e,
+                    e => return Err(e),
+                },
+                _ => {
+                    let live = Rc::new(Cell::new(true));
+                    let handle = Watched {
+                        client: self.clone(),
+                        conn,
+                        node: node.clone(),
+                        live: live.clone(),
+                    };
+                    let pipe = body(handle).await;
+                    live.set(false);
+                    match pipe {
+                        Ok(pipe) if pipe.is_empty() => {
+                            let mut buf = BytesMut::new();
+                            crate::cmd::cmd("UNWATCH").write_to(&mut buf);
+                            self.round_trip_one(conn, &node, buf).await?;
+                            lease.give_back();
+                            return Ok(Vec::new());
+                        }
+                        Ok(pipe) => {
+                            if let Err(e) = transaction_slot(&pipe.cmds).and_then(|s| {
+                                if s == slot {
+                                    Ok(())
+                                } else {
+                                    Err(Error::new(
+                                        ErrorKind::CrossSlot,
+                                        format!("the transaction's slot {s} is not the watched keys' slot {slot}"),
+                                    ))
+                                }
+                            }) {
+                                self.inner.counters.add_refused();
+                                return Err(e);
+                            }
+                            let deadline = deadline_after(self.inner.config.request_timeout);
+                            let tx =
+                                TxRound::new(&pipe.cmds, limits, deadline.map(|d| d.into_std()))?
+                                    .pinned(node.clone());
+                            match self
+                                .drive_transaction(&pipe.cmds, tx, Some(conn), deadline)
+                                .await
+                            {
+                                Ok(TxOutcome::Done(results)) => {
+                                    lease.give_back();
+                                    if pipe.raise_on_error {
+                                        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                                            return Err(e.clone());
+                                        }
+                                    }
+                                    return Ok(results);
+                                }
+                                Ok(TxOutcome::Conflict) => {
+                                    // EXEC ended the WATCH: the connection is clean.
+                                    lease.give_back();
+                                    self.inner.counters.retries_add(1);
+                                    continue;
+                                }
+                                Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
+                                    // Discarded by the server (EXECABORT), watches gone.
+                                    lease.give_back();
+                                    e
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
+                            // A read found the slot gone: drop the session and follow.
+                            e
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            // The slot moved (or is moving) under the session: learn where, start again.
+            redirects += 1;
+            if redirects > limits.max_redirects {
+                return Err(Error::new(
+                    ErrorKind::RedirectLimit,
+                    format!(
+                        "WATCH session gave up after {} redirects: {moved}",
+                        redirects - 1
+                    ),
+                ));
+            }
+            if let (ErrorKind::Moved, Some((slot, to))) = (moved.kind(), moved.redirect_target()) {
+                if let Some(mut to) = NodeAddr::parse(to) {
+                    if to.host.is_empty() {
+                        to.host = node.host.clone();
+                    }
+                    self.apply_effects(
+                        std::iter::once(Effect::Redirected {
+                            moved: Some((slot, to)),
+                        }),
+                        Lane::Dedicated,
+                    );
+                }
+            } else {
+                // ASK: the migration is under way; wait for it to settle a little.
+                self.schedule_refresh();
+                tokio::time::sleep(limits.retry_base_delay).await;
+            }
+        }
+        Err(Error::new(
+            ErrorKind::WatchConflict,
+            format!(
+                "a watched key changed before EXEC in all {} attempts",
+                self.inner.config.max_watch_attempts.max(1)
+            ),
+        ))
+    }
+
+    /// Drives one transaction to its outcome: on the shared connection of whichever node
+    /// the machine names, or on `conn` (a `WATCH` session's dedicated connection).
+    async fn drive_transaction(
+        &self,
+        cmds: &[Cmd],
+        mut tx: TxRound,
+        conn: Option<ConnId>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<TxOutcome> {
+        loop {
+            let map = self.inner.map.borrow().clone();
+            match tx.next(Instant::now(), cmds, &map) {
+                TxNext::Done => break,
+                TxNext::WaitUntil(at) => {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
+                }
+                TxNext::Send { node, buf, replies } => {
+                    if self.inner.closed.get() {
+                        return Err(Error::new(ErrorKind::Shutdown, "client shut down"));
+                    }
+                    let (lane, conn) = match conn {
+                        Some(conn) => (Lane::Dedicated, conn),
+                        None => (Lane::Shared, self.connection_for(&node)),
+                    };
+                    let (replies, timed_out) = self.round_trip(conn, buf, replies, deadline).await;
+                    if timed_out {
+                        tx.deadline_passed();
+                    }
+                    tx.judge(&node, replies);
+                    self.apply_effects(tx.take_effects(), lane);
+                }
+            }
+        }
+        tx.finish()
+    }
+
+    /// Writes `buf` (which gets `n` replies) to `conn` and collects the replies in order;
+    /// the flag is true when the deadline came first (the missing replies are `None`, and
+    /// are still read and dropped in order when they come).
+    async fn round_trip(
+        &self,
+        conn: ConnId,
+        buf: BytesMut,
+        n: usize,
+        deadline: Option<tokio::time::Instant>,
+    ) -> (Vec<Option<RoundReply>>, bool) {
+        let pool = &self.inner.pool;
+        let exec = pool.borrow_mut().new_exec(n);
+        let _guard = ExecGuard {
+            pool: pool.clone(),
+            exec,
+        };
+        let entries: Vec<BatchEntry> = (0..n)
+            .map(|index| BatchEntry {
+                index,
+                asking: false,
+            })
+            .collect();
+        self.dispatch(exec, conn, &entries, buf);
+        let all_in = self.wait_round(exec, deadline).await;
+        let mut pool = pool.borrow_mut();
+        let replies = (0..n).map(|i| pool.take_reply(exec, i)).collect();
+        (replies, !all_in)
+    }
+
+    /// One command's reply on `conn`, within `request_timeout`.
+    async fn round_trip_one(&self, conn: ConnId, node: &NodeAddr, buf: BytesMut) -> Result<Value> {
+        let deadline = deadline_after(self.inner.config.request_timeout);
+        let (mut replies, timed_out) = self.round_trip(conn, buf, 1, deadline).await;
+        match replies.pop().flatten() {
+            Some(RoundReply::Value(v)) => Ok(v),
+            Some(RoundReply::Failed { error, .. }) => Err(error),
+            None if timed_out => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{node} did not answer in time"),
+            )),
+            None => Err(Error::new(ErrorKind::Io, format!("no reply from {node}"))),
+        }
+    }
+}

@@ -1,0 +1,918 @@
+//! Transactions: `MULTI ... EXEC` as one contiguous write, judged as a whole, with no I/O.
+//!
+//! A transaction's commands must all live in one slot (a transaction runs on one node).
+//! The client encodes `MULTI`, the commands and `EXEC` back to back into one buffer and
+//! queues it on the slot owner's connection like any batch: the connection's writer never
+//! interleaves another caller's bytes inside a buffer, and replies come back in order, so
+//! the shared connection stays correct (the FIFO gets `+OK`, one `+QUEUED` per command,
+//! then the `EXEC` array).
+//!
+//! [`TxRound`] judges those replies the way the cluster specification requires:
+//!
+//! - a queued command answered `MOVED` or `ASK` (its slot moved, or is moving and the key
+//!   is gone) makes the server flag the transaction and refuse `EXEC` with `EXECABORT`:
+//!   nothing ran, so the whole transaction is sent again to the new owner (`MOVED`, and the
+//!   slot map learns it) or to the migration target preceded by `ASKING` (`ASK`; the server
+//!   keeps the asking flag for the whole `MULTI` block);
+//! - `EXEC` itself answered with a redirect (the slot moved between queueing and `EXEC`)
+//!   means the same: the transaction was discarded, nothing ran;
+//! - `TRYAGAIN`, `CLUSTERDOWN`, `LOADING` and `MASTERDOWN` are retried after a backoff;
+//! - any other queue-time error (wrong arity, unknown command) aborts the transaction: the
+//!   offending command gets its error, every other one an error of kind
+//!   [`ErrorKind::TransactionAborted`];
+//! - inside a committed transaction, a command's runtime error (`WRONGTYPE`) is that
+//!   command's result, the others' results stand;
+//! - `EXEC` answered nil: a `WATCH`ed key changed ([`TxOutcome::Conflict`]).
+//!
+//! A transaction whose bytes were written to a connection that then failed is never
+//! resent: `EXEC` may have run. Redirect and retry budgets are the ones of
+//! [`RoundLimits`], counted for the transaction as a whole.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use crate::cmd::Cmd;
+use crate::command_table::{command_class, CommandClass};
+use crate::error::{Error, ErrorKind, Result};
+use crate::reply::server_error;
+use crate::resp::{encode, Value};
+use crate::round::{
+    backoff, classify_reply, saturating_later, Effect, Redirect, ReplyAction, RoundLimits,
+    RoundReply,
+};
+use crate::route::{route_command, Route};
+use crate::slot::Slot;
+use crate::topology::{NodeAddr, SlotMap};
+
+/// The one slot of a transaction's commands, checked before anything is sent.
+///
+/// Fails with [`ErrorKind::CrossSlot`] when keys hash to different slots (use a hash tag),
+/// [`ErrorKind::Unsupported`] for commands that cannot run inside `MULTI` on a cluster
+/// (`MULTI`, `WATCH`, `SUBSCRIBE`, multi-node and node-specific commands),
+/// [`ErrorKind::InvalidCommand`] for an empty transaction, an empty command, or one
+/// without any key (it would have no node).
+///
+/// ```
+/// use redis_cluster_uring::{cmd, transaction::transaction_slot, slot_for_key, ErrorKind};
+/// let ok = [cmd("INCR").arg("{u1}a"), cmd("SET").arg("{u1}b").arg(1)];
+/// assert_eq!(transaction_slot(&ok).unwrap(), slot_for_key(b"u1"));
+/// let cross = [cmd("INCR").arg("a"), cmd("INCR").arg("b")];
+/// assert_eq!(transaction_slot(&cross).unwrap_err().kind(), ErrorKind::CrossSlot);
+/// ```
+pub fn transaction_slot(cmds: &[Cmd]) -> Result<Slot> {
+    let mut slot: Option<Slot> = None;
+    for c in cmds {
+        match command_class(c) {
+            CommandClass::Regular | CommandClass::Blocking => {}
+            CommandClass::Empty => {
+                return Err(Error::new(
+                    ErrorKind::InvalidCommand,
+                    "empty command in a transaction",
+                ))
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "{} cannot run inside a cluster transaction (it needs another node, or changes the connection)",
+                        String::from_utf8_lossy(c.name()).to_ascii_uppercase()
+                    ),
+                ))
+            }
+        }
+        match route_command(c)? {
+            Route::AnyNode => {}
+            Route::Slot(s) => match slot {
+                None => slot = Some(s),
+                Some(first) if first != s => {
+                    return Err(Error::new(
+                        ErrorKind::CrossSlot,
+                        format!(
+                            "a transaction's keys must share one slot ({first} and {s}); use a hash tag"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    slot.ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidCommand,
+            if cmds.is_empty() {
+                "empty transaction"
+            } else {
+                "a transaction needs at least one key to choose its node"
+            },
+        )
+    })
+}
+
+/// `[ASKING] MULTI <cmds> EXEC` in one buffer.
+pub fn encode_transaction(cmds: &[Cmd], asking: bool) -> BytesMut {
+    const ASKING: &[&[u8]] = &[b"ASKING"];
+    const MULTI: &[&[u8]] = &[b"MULTI"];
+    const EXEC: &[&[u8]] = &[b"EXEC"];
+    let frame = |args: &[&[u8]]| encode::encoded_len(args.iter().copied());
+    let len = cmds.iter().map(Cmd::encoded_len).sum::<usize>()
+        + frame(MULTI)
+        + frame(EXEC)
+        + if asking { frame(ASKING) } else { 0 };
+    let mut buf = BytesMut::with_capacity(len);
+    if asking {
+        encode::encode_command(&mut buf, ASKING.iter().copied());
+    }
+    encode::encode_command(&mut buf, MULTI.iter().copied());
+    for c in cmds {
+        c.write_to(&mut buf);
+    }
+    encode::encode_command(&mut buf, EXEC.iter().copied());
+    buf
+}
+
+/// How a transaction ended.
+#[derive(Debug)]
+pub enum TxOutcome {
+    /// `EXEC` ran (each command's result, runtime errors included), or the transaction
+    /// was aborted at queue time (the refused command's error, and
+    /// [`ErrorKind::TransactionAborted`] for the others: none of them ran).
+    Done(Vec<Result<Value>>),
+    /// `EXEC` answered nil: a watched key changed and nothing ran.
+    Conflict,
+}
+
+/// What the driver does next with a transaction.
+#[derive(Debug)]
+pub enum TxNext {
+    /// Write `buf` to `node` and collect `replies` replies, in order.
+    Send {
+        /// The node.
+        node: NodeAddr,
+        /// `[ASKING] MULTI ... EXEC`.
+        buf: BytesMut,
+        /// Replies the buffer gets: one per command in it.
+        replies: usize,
+    },
+    /// Wait until then (a retry's backoff), then ask again.
+    WaitUntil(Instant),
+    /// Finished: call [`TxRound::finish`].
+    Done,
+}
+
+/// One transaction's state across its attempts: where it goes, the budgets taken, and
+/// its outcome once known.
+///
+/// ```
+/// use bytes::Bytes;
+/// use redis_cluster_uring::round::{RoundLimits, RoundReply};
+/// use redis_cluster_uring::transaction::{TxNext, TxOutcome, TxRound};
+/// use redis_cluster_uring::{cmd, NodeAddr, SlotMap, Value};
+/// use std::time::{Duration, Instant};
+/// let map = SlotMap::split_evenly(&[NodeAddr::new("127.0.0.1", 7000)]);
+/// let limits = RoundLimits {
+///     max_redirects: 5,
+///     max_retries: 5,
+///     retry_base_delay: Duration::from_millis(10),
+///     retry_max_delay: Duration::from_millis(100),
+/// };
+/// let cmds = [cmd("INCR").arg("{a}x"), cmd("INCR").arg("{a}y")];
+/// let mut tx = TxRound::new(&cmds, limits, None).unwrap();
+/// let TxNext::Send { node, replies, .. } = tx.next(Instant::now(), &cmds, &map) else { unreachable!() };
+/// assert_eq!(replies, 4); // +OK, +QUEUED, +QUEUED, the EXEC array
+/// let status = |s: &'static str| Some(RoundReply::Value(Value::SimpleString(Bytes::from_static(s.as_bytes()))));
+/// tx.judge(&node, vec![
+///     status("OK"), status("QUEUED"), status("QUEUED"),
+///     Some(RoundReply::Value(Value::Array(vec![Value::Int(1), Value::Int(1)]))),
+/// ]);
+/// assert!(matches!(tx.next(Instant::now(), &cmds, &map), TxNext::Done));
+/// let TxOutcome::Done(results) = tx.finish().unwrap() else { unreachable!() };
+/// assert_eq!(results[1].as_ref().unwrap(), &Value::Int(1));
+/// ```
+#[derive(Debug)]
+pub struct TxRound {
+    slot: Slot,
+    limits: RoundLimits,
+    deadline: Option<Instant>,
+    redirects: u32,
+    retries: u32,
+    /// Where the next attempt goes: `None` for the slot's owner in the map.
+    target: Option<NodeAddr>,
+    /// The next attempt starts with `ASKING` (after an ASK).
+    asking: bool,
+    /// A node fixed by the caller (a `WATCH` session): redirects end the transaction with
+    /// an error of kind [`ErrorKind::Moved`] / [`ErrorKind::Ask`] instead of being
+    /// followed, since the watch lives on that node's connection.
+    pinned: Option<NodeAddr>,
+    retry_at: Option<Instant>,
+    /// A retry's pause, turned into `retry_at` by the next call to `next`.
+    pause: Option<Duration>,
+    /// The last attempt started with `ASKING` (its first reply is that `+OK`).
+    sent_asking: bool,
+    timed_out: bool,
+    outcome: Option<Result<TxOutcome>>,
+    effects: Vec<Effect>,
+}
+
+impl TxRound {
+    /// A transaction of `cmds`, checked by [`transaction_slot`] before anything is sent.
+    pub fn new(cmds: &[Cmd], limits: RoundLimits, deadline: Option<Instant>) -> Result<TxRound> {
+        Ok(TxRound {
+            slot: transaction_slot(cmds)?,
+            limits,
+            deadline,
+            redirects: 0,
+            retries: 0,
+            target: None,
+            asking: false,
+            pinned: None,
+            retry_at: None,
+            pause: None,
+            sent_asking: false,
+            timed_out: false,
+            outcome: None,
+            effects: Vec::new(),
+        })
+    }
+
+    /// Runs on `node` only (its connection holds the `WATCH`); no redirect is followed.
+    pub fn pinned(mut self, node: NodeAddr) -> TxRound {
+        self.pinned = Some(node);
+        self
+    }
+
+    /// The transaction's slot.
+    pub fn slot(&self) -> Slot {
+        self.slot
+    }
+
+    /// The deadline passed while the driver waited for replies; the next
+    /// [`judge`](TxRound::judge) sees the missing ones as timed out.
+    pub fn deadline_passed(&mut self) {
+        self.timed_out = true;
+    }
+
+    /// What to do now.
+    pub fn next(&mut self, now: Instant, cmds: &[Cmd], map: &SlotMap) -> TxNext {
+        if self.outcome.is_some() {
+            return TxNext::Done;
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.outcome = Some(Err(Error::new(
+                ErrorKind::Timeout,
+                "deadline passed before the transaction was sent",
+            )));
+            return TxNext::Done;
+        }
+        if let Some(pause) = self.pause.take() {
+            self.retry_at = Some(saturating_later(now, pause));
+        }
+        if let Some(at) = self.retry_at {
+            if now < at {
+                return TxNext::WaitUntil(at);
+            }
+            self.retry_at = None;
+        }
+        let node = match (&self.pinned, &self.target) {
+            (Some(node), _) | (None, Some(node)) => node.clone(),
+            (None, None) => match map.node_for(self.slot) {
+                Some(node) => node.clone(),
+                None => {
+                    self.effects.push(Effect::RefreshMap);
+                    self.outcome = Some(Err(Error::new(
+                        ErrorKind::ClusterDown,
+                        format!("no node serves slot {}", self.slot),
+                    )));
+                    return TxNext::Done;
+                }
+            },
+        };
+        let asking = std::mem::take(&mut self.asking);
+        self.sent_asking = asking;
+        self.timed_out = false;
+        TxNext::Send {
+            node,
+            replies: cmds.len() + 2 + usize::from(asking),
+            buf: encode_transaction(cmds, asking),
+        }
+    }
+
+    /// Judges one attempt's replies (`None`: not received), in the order written.
+    pub fn judge(&mut self, node: &NodeAddr, replies: Vec<Option<RoundReply>>) {
+        // A missing reply or a failed connection decides before any value does.
+        let mut values = Vec::with_capacity(replies.len());
+        let mut unsent_failure = None;
+        for reply in replies {
+            match reply {
+                Some(RoundReply::Value(v)) => values.push(v),
+                Some(RoundReply::Failed { error, sent }) => {
+                    let kind = error.kind();
+                    if kind != ErrorKind::Overloaded && kind != ErrorKind::Shutdown {
+                        self.effect_once(Effect::NodeFailed(node.clone()));
+                    }
+                    if sent {
+                        return self.fail(Error::new(
+                            error.kind(),
+                            format!(
+                                "{error}: the connection failed after the transaction was written; EXEC may have run, so it is not resent"
+                            ),
+                        ));
+                    }
+                    if kind == ErrorKind::Shutdown || self.retries >= self.limits.max_retries {
+                        return self.fail(error);
+                    }
+                    unsent_failure = Some(error);
+                }
+                None if self.timed_out => {
+                    self.effect_once(Effect::TimedOut(node.clone()));
+                    return self.fail(Error::new(
+                        ErrorKind::Timeout,
+                        format!("{node} did not answer the transaction in time; EXEC may have run"),
+                    ));
+                }
+                None => {
+                    return self.fail(Error::new(
+                        ErrorKind::Io,
+                        format!("no reply from {node} to the transaction; EXEC may have run"),
+                    ))
+                }
+            }
+        }
+        if unsent_failure.is_some() {
+            // Nothing was written: safe to send again after a pause.
+            return self.retry();
+        }
+        let mut values = values.into_iter();
+        let Some(exec) = values.next_back() else {
+            return self.fail(Error::protocol("a transaction got no reply"));
+        };
+        let mut leading: Vec<Value> = values.collect();
+        // The `+OK` of ASKING, then of MULTI.
+        let preamble = (1 + usize::from(self.sent_asking)).min(leading.len());
+        for v in leading.drain(..preamble) {
+            if let Value::Error(line) = v {
+                return self.fail(server_error(&line));
+            }
+        }
+        let queued = leading;
+        match exec {
+            Value::Array(items) if items.len() == queued.len() => {
+                let results = items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::Error(line) => Err(server_error(&line)),
+                        v => Ok(v),
+                    })
+                    .collect();
+                self.outcome = Some(Ok(TxOutcome::Done(results)));
+            }
+            Value::Array(items) => self.fail(Error::protocol(format!(
+                "EXEC returned {} results for {} commands",
+                items.len(),
+                queued.len()
+            ))),
+            Value::Nil => self.outcome = Some(Ok(TxOutcome::Conflict)),
+            Value::Error(line) if line.starts_with(b"EXECABORT") => {
+                // The first queue-time error that a redirect or a retry cures decides for
+                // the whole transaction; otherwise the commands are answered one by one.
+                let cure = queued
+                    .iter()
+                    .map(classify_reply)
+                    .find(|a| !matches!(a, ReplyAction::Accept));
+                match cure {
+                    Some(ReplyAction::Redirect(r)) => self.redirect(node, r),
+                    Some(ReplyAction::Retry(_)) => self.retry(),
+                    _ => {
+                        let results = queued
+                            .into_iter()
+                            .map(|v| match v {
+                                Value::Error(line) => Err(server_error(&line)),
+                                _ => Err(Error::new(
+                                    ErrorKind::TransactionAborted,
+                                    format!(
+                                        "not run: another command of the transaction was refused ({})",
+                                        String::from_utf8_lossy(&line)
+                                    ),
+                                )),
+                            })
+                            .collect();
+                        self.outcome = Some(Ok(TxOutcome::Done(results)));
+                    }
+                }
+            }
+            Value::Error(line) => match classify_reply(&Value::Error(line.clone())) {
+                ReplyAction::Redirect(r) => self.redirect(node, r),
+                ReplyAction::Retry(_) => self.retry(),
+                ReplyAction::Accept => self.fail(server_error(&line)),
+            },
+            other => self.fail(Error::protocol(format!(
+                "EXEC answered with {} instead of an array",
+                crate::reply::value_kind(&other)
+            ))),
+        }
+    }
+
+    fn redirect(&mut self, answered: &NodeAddr, redirect: Redirect) {
+        let (slot, to, ask) = match redirect {
+            Redirect::Moved { slot, addr } => (slot, addr, false),
+            Redirect::Ask { slot, addr } => (slot, addr, true),
+        };
+        let to = if to.host.is_empty() {
+            NodeAddr::new(answered.host.clone(), to.port)
+        } else {
+            to
+        };
+        if self.pinned.is_some() {
+            let kind = if ask {
+                ErrorKind::Ask
+            } else {
+                ErrorKind::Moved
+            };
+            if !ask {
+                self.effects.push(Effect::Redirected {
+                    moved: Some((slot, to.clone())),
+                });
+            }
+            return self.fail(Error::redirect(kind, slot, to.to_string()));
+        }
+        if to.host == "?" {
+            self.effect_once(Effect::RefreshMap);
+            return self.fail(Error::new(
+                ErrorKind::ClusterDown,
+                format!("redirected to a node whose endpoint the cluster does not know ({to})"),
+            ));
+        }
+        if self.redirects >= self.limits.max_redirects {
+            return self.fail(
+                Error::new(
+                    ErrorKind::RedirectLimit,
+                    format!(
+                        "transaction gave up after {} redirects; last: {} {slot} {to}",
+                        self.redirects,
+                        if ask { "ASK" } else { "MOVED" }
+                    ),
+                )
+                .with_redirect(slot, &to.to_string()),
+            );
+        }
+        self.redirects += 1;
+        self.effects.push(Effect::Redirected {
+            moved: (!ask).then(|| (slot, to.clone())),
+        });
+        self.asking = ask;
+        // After MOVED the map points at the new owner; an ASK target is for this attempt.
+        self.target = Some(to);
+    }
+
+    fn retry(&mut self) {
+        if self.retries >= self.limits.max_retries {
+            return self.fail(Error::new(
+                ErrorKind::ClusterDown,
+                format!(
+                    "transaction on slot {} still refused after {} retries",
+                    self.slot, self.retries
+                ),
+            ));
+        }
+        self.retries += 1;
+        self.effects.push(Effect::Retrying);
+        // The map may have changed meanwhile: go where it says.
+        self.target = None;
+        self.pause = Some(backoff(
+            self.retries,
+            self.limits.retry_base_delay,
+            self.limits.retry_max_delay,
+        ));
+    }
+
+    fn fail(&mut self, error: Error) {
+        self.outcome = Some(Err(error));
+    }
+
+    fn effect_once(&mut self, effect: Effect) {
+        if !self.effects.contains(&effect) {
+            self.effects.push(effect);
+        }
+    }
+
+    /// Effects for the driver (map updates, refreshes, counters), as for [`crate::round::Rounds`].
+    pub fn take_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        self.effects.drain(..)
+    }
+
+    /// The outcome; an `Err` when the transaction as a whole failed (timeout, lost
+    /// connection, budgets exhausted).
+    pub fn finish(self) -> Result<TxOutcome> {
+        self.outcome.unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                "the transaction ended before its outcome was known",
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::cmd;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn limits() -> RoundLimits {
+        RoundLimits {
+            max_redirects: 3,
+            max_retries: 2,
+            retry_base_delay: Duration::from_millis(10),
+            retry_max_delay: Duration::from_millis(100),
+        }
+    }
+
+    fn a() -> NodeAddr {
+        NodeAddr::new("127.0.0.1", 7000)
+    }
+
+    fn b() -> NodeAddr {
+        NodeAddr::new("127.0.0.1", 7001)
+    }
+
+    fn map() -> SlotMap {
+        SlotMap::split_evenly(&[a()])
+    }
+
+    fn cmds() -> Vec<Cmd> {
+        vec![cmd("INCR").arg("{t}x"), cmd("SET").arg("{t}y").arg(1)]
+    }
+
+    fn status(s: &str) -> Option<RoundReply> {
+        Some(RoundReply::Value(Value::SimpleString(
+            Bytes::copy_from_slice(s.as_bytes()),
+        )))
+    }
+
+    fn error(s: &str) -> Option<RoundReply> {
+        Some(RoundReply::Value(Value::Error(Bytes::copy_from_slice(
+            s.as_bytes(),
+        ))))
+    }
+
+    fn exec(items: Vec<Value>) -> Option<RoundReply> {
+        Some(RoundReply::Value(Value::Array(items)))
+    }
+
+    fn send(tx: &mut TxRound) -> (NodeAddr, BytesMut, usize) {
+        match tx.next(Instant::now(), &cmds(), &map()) {
+            TxNext::Send { node, buf, replies } => (node, buf, replies),
+            other => panic!("expected a send, got {other:?}"),
+        }
+    }
+
+    fn done(tx: TxRound) -> Vec<Result<Value>> {
+        match tx.finish() {
+            Ok(TxOutcome::Done(results)) => results,
+            other => panic!("expected results, got {other:?}"),
+        }
+    }
+
+    fn committed() -> Vec<Option<RoundReply>> {
+        vec![
+            status("OK"),
+            status("QUEUED"),
+            status("QUEUED"),
+            exec(vec![
+                Value::Int(1),
+                Value::SimpleString(Bytes::from_static(b"OK")),
+            ]),
+        ]
+    }
+
+    #[test]
+    fn encodes_multi_commands_exec_in_one_buffer() {
+        let buf = encode_transaction(&cmds()[..1], false);
+        assert_eq!(
+            &buf[..],
+            b"*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n$4\r\n{t}x\r\n*1\r\n$4\r\nEXEC\r\n"
+        );
+        let asking = encode_transaction(&cmds()[..1], true);
+        assert!(asking.starts_with(b"*1\r\n$6\r\nASKING\r\n*1\r\n$5\r\nMULTI"));
+        assert_eq!(asking.capacity(), asking.len(), "reserved exactly once");
+    }
+
+    #[test]
+    fn slot_checks_come_before_anything_is_sent() {
+        let kind = |c: &[Cmd]| transaction_slot(c).unwrap_err().kind();
+        assert_eq!(kind(&[]), ErrorKind::InvalidCommand);
+        assert_eq!(kind(&[cmd("ECHO").arg("x")]), ErrorKind::InvalidCommand);
+        assert_eq!(kind(&[Cmd::new()]), ErrorKind::InvalidCommand);
+        assert_eq!(
+            kind(&[cmd("SET").arg("a").arg(1), cmd("SET").arg("b").arg(1)]),
+            ErrorKind::CrossSlot
+        );
+        assert_eq!(kind(&[cmd("MGET").arg("a").arg("b")]), ErrorKind::CrossSlot);
+        for refused in [
+            cmd("MULTI"),
+            cmd("WATCH").arg("{t}x"),
+            cmd("SUBSCRIBE").arg("c"),
+        ] {
+            assert_eq!(kind(&[cmds()[0].clone(), refused]), ErrorKind::Unsupported);
+        }
+        assert_eq!(
+            kind(&[cmds()[0].clone(), cmd("DBSIZE")]),
+            ErrorKind::Unsupported
+        );
+        // Keyless commands ride along with keyed ones.
+        assert!(transaction_slot(&[cmd("ECHO").arg("x"), cmds()[0].clone()]).is_ok());
+        assert!(TxRound::new(&[], limits(), None).is_err());
+    }
+
+    #[test]
+    fn commit_returns_each_result_runtime_errors_included() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, n) = send(&mut tx);
+        assert_eq!((node.clone(), n), (a(), 4));
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                status("QUEUED"),
+                status("QUEUED"),
+                exec(vec![
+                    Value::Error(Bytes::from_static(b"WRONGTYPE Operation against a key")),
+                    Value::Int(2),
+                ]),
+            ],
+        );
+        assert!(matches!(
+            tx.next(Instant::now(), &cmds(), &map()),
+            TxNext::Done
+        ));
+        let results = done(tx);
+        assert_eq!(
+            results[0].as_ref().unwrap_err().kind(),
+            ErrorKind::ServerError
+        );
+        assert_eq!(results[1].as_ref().unwrap(), &Value::Int(2));
+    }
+
+    #[test]
+    fn queue_time_error_aborts_with_the_culprit_named() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                status("QUEUED"),
+                error("ERR wrong number of arguments for 'set' command"),
+                error("EXECABORT Transaction discarded because of previous errors."),
+            ],
+        );
+        let results = done(tx);
+        assert_eq!(
+            results[0].as_ref().unwrap_err().kind(),
+            ErrorKind::TransactionAborted
+        );
+        let culprit = results[1].as_ref().unwrap_err();
+        assert_eq!(culprit.kind(), ErrorKind::ServerError);
+        assert!(culprit.to_string().contains("wrong number"));
+    }
+
+    #[test]
+    fn queued_moved_resends_the_whole_transaction_to_the_new_owner() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        let slot = tx.slot().get();
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                error(&format!("MOVED {slot} 127.0.0.1:7001")),
+                error(&format!("MOVED {slot} 127.0.0.1:7001")),
+                error("EXECABORT Transaction discarded because of previous errors."),
+            ],
+        );
+        let effects: Vec<Effect> = tx.take_effects().collect();
+        assert_eq!(
+            effects,
+            vec![Effect::Redirected {
+                moved: Some((tx.slot(), b()))
+            }]
+        );
+        let (node, buf, n) = send(&mut tx);
+        assert_eq!((node.clone(), n), (b(), 4));
+        assert!(buf.starts_with(b"*1\r\n$5\r\nMULTI"));
+        tx.judge(&node, committed());
+        assert_eq!(done(tx)[0].as_ref().unwrap(), &Value::Int(1));
+    }
+
+    #[test]
+    fn exec_redirect_means_discarded_and_is_followed() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        let slot = tx.slot().get();
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                status("QUEUED"),
+                status("QUEUED"),
+                error(&format!("MOVED {slot} :7001")),
+            ],
+        );
+        // "MOVED <slot> :port": the host of the node that answered.
+        let (node, _, _) = send(&mut tx);
+        assert_eq!(node, b());
+    }
+
+    #[test]
+    fn ask_resends_once_with_asking_before_multi() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        let slot = tx.slot().get();
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                error(&format!("ASK {slot} 127.0.0.1:7001")),
+                status("QUEUED"),
+                error("EXECABORT Transaction discarded because of previous errors."),
+            ],
+        );
+        assert_eq!(
+            tx.take_effects().collect::<Vec<_>>(),
+            vec![Effect::Redirected { moved: None }]
+        );
+        let (node, buf, n) = send(&mut tx);
+        assert_eq!((node.clone(), n), (b(), 5));
+        assert!(buf.starts_with(b"*1\r\n$6\r\nASKING\r\n*1\r\n$5\r\nMULTI"));
+        let mut replies = vec![status("OK")];
+        replies.extend(committed());
+        tx.judge(&node, replies);
+        assert_eq!(
+            done(tx)[1].as_ref().unwrap(),
+            &Value::SimpleString(Bytes::from_static(b"OK"))
+        );
+    }
+
+    #[test]
+    fn redirect_budget_is_the_transactions() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let slot = tx.slot().get();
+        for _ in 0..=limits().max_redirects {
+            let (node, _, _) = send(&mut tx);
+            tx.judge(
+                &node,
+                vec![
+                    status("OK"),
+                    status("QUEUED"),
+                    status("QUEUED"),
+                    error(&format!("ASK {slot} 127.0.0.1:7001")),
+                ],
+            );
+        }
+        assert_eq!(tx.finish().unwrap_err().kind(), ErrorKind::RedirectLimit);
+    }
+
+    #[test]
+    fn tryagain_waits_then_goes_where_the_map_says() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                error("TRYAGAIN Multiple keys request during rehashing of slot"),
+                status("QUEUED"),
+                error("EXECABORT Transaction discarded because of previous errors."),
+            ],
+        );
+        let now = Instant::now();
+        let TxNext::WaitUntil(at) = tx.next(now, &cmds(), &map()) else {
+            panic!("expected a pause")
+        };
+        assert!(at > now);
+        let TxNext::Send { node, .. } = tx.next(at, &cmds(), &map()) else {
+            panic!("expected a send after the pause")
+        };
+        assert_eq!(node, a());
+        // Retries have their own budget, used up here.
+        for _ in 0..limits().max_retries {
+            tx.judge(
+                &node,
+                vec![
+                    status("OK"),
+                    status("QUEUED"),
+                    status("QUEUED"),
+                    error("CLUSTERDOWN The cluster is down"),
+                ],
+            );
+            let _ = tx.next(Instant::now() + Duration::from_secs(1), &cmds(), &map());
+        }
+        assert_eq!(tx.finish().unwrap_err().kind(), ErrorKind::ClusterDown);
+    }
+
+    #[test]
+    fn written_then_failed_is_never_resent() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        let lost = || {
+            Some(RoundReply::Failed {
+                error: Error::new(ErrorKind::Io, "connection reset"),
+                sent: true,
+            })
+        };
+        tx.judge(&node, vec![status("OK"), lost(), lost(), lost()]);
+        assert!(matches!(
+            tx.next(Instant::now(), &cmds(), &map()),
+            TxNext::Done
+        ));
+        let e = tx.finish().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert!(e.to_string().contains("not resent"));
+    }
+
+    #[test]
+    fn unsent_failure_is_retried() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        let unsent = || {
+            Some(RoundReply::Failed {
+                error: Error::new(ErrorKind::Io, "connect refused"),
+                sent: false,
+            })
+        };
+        tx.judge(&node, vec![unsent(), unsent(), unsent(), unsent()]);
+        assert!(tx.take_effects().any(|e| e == Effect::NodeFailed(a())));
+        let TxNext::WaitUntil(at) = tx.next(Instant::now(), &cmds(), &map()) else {
+            panic!("expected a pause before the retry")
+        };
+        assert!(matches!(tx.next(at, &cmds(), &map()), TxNext::Send { .. }));
+    }
+
+    #[test]
+    fn deadline_fails_the_transaction_as_outcome_unknown() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        tx.deadline_passed();
+        tx.judge(&node, vec![status("OK"), status("QUEUED"), None, None]);
+        assert!(tx.take_effects().any(|e| e == Effect::TimedOut(a())));
+        let e = tx.finish().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(e.to_string().contains("may have run"));
+    }
+
+    #[test]
+    fn nil_exec_is_a_conflict_and_pinned_redirects_end_the_session() {
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap().pinned(a());
+        let (node, _, _) = send(&mut tx);
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                status("QUEUED"),
+                status("QUEUED"),
+                Some(RoundReply::Value(Value::Nil)),
+            ],
+        );
+        assert!(matches!(tx.finish(), Ok(TxOutcome::Conflict)));
+
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap().pinned(a());
+        let slot = tx.slot().get();
+        let (node, _, _) = send(&mut tx);
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                error(&format!("MOVED {slot} 127.0.0.1:7001")),
+                status("QUEUED"),
+                error("EXECABORT Transaction discarded because of previous errors."),
+            ],
+        );
+        let e = tx.finish().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Moved);
+        assert_eq!(
+            e.redirect_target().map(|(_, to)| to),
+            Some("127.0.0.1:7001")
+        );
+    }
+
+    #[test]
+    fn malformed_exec_replies_are_typed_errors() {
+        for bad in [
+            exec(vec![Value::Int(1)]),
+            Some(RoundReply::Value(Value::Int(3))),
+        ] {
+            let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+            let (node, _, _) = send(&mut tx);
+            tx.judge(
+                &node,
+                vec![status("OK"), status("QUEUED"), status("QUEUED"), bad],
+            );
+            assert_eq!(tx.finish().unwrap_err().kind(), ErrorKind::Protocol);
+        }
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        tx.judge(&node, vec![]);
+        assert_eq!(tx.finish().unwrap_err().kind(), ErrorKind::Protocol);
+    }
+}

@@ -1,0 +1,279 @@
+//! Transactions against real nodes: atomic pipelines (`MULTI ... EXEC` in one write on the
+//! shared connection), `EXECABORT`, cross-slot refusal, optimistic locking with `WATCH`,
+//! and transactions that keep running while their slot migrates.
+
+mod support;
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis_cluster_uring::{cmd, slot_for_key, Config, ErrorKind, Pipeline, Value};
+use support::{client, client_with, cluster, run};
+
+#[test]
+fn atomic_pipeline_commits_and_reports_each_command() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        let mut tx = Pipeline::new();
+        tx.atomic()
+            .set("{acct:1}name", "ada")
+            .add(cmd("INCRBY").arg("{acct:1}balance").arg(30))
+            .add(cmd("LPUSH").arg("{acct:1}name").arg("x")) // WRONGTYPE at run time
+            .get("{acct:1}name");
+        let results = client.execute(&tx).await.unwrap();
+        assert_eq!(results.len(), 4);
+        assert_eq!(results[0].as_ref().unwrap(), &Value::SimpleString("OK".into()));
+        assert_eq!(results[1].as_ref().unwrap(), &Value::Int(30));
+        let e = results[2].as_ref().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ServerError);
+        assert_eq!(e.code(), Some("WRONGTYPE"));
+        assert_eq!(results[3].as_ref().unwrap(), &Value::Bulk("ada".into()));
+
+        // Typed, through query_pipeline.
+        let mut tx = Pipeline::new();
+        tx.atomic()
+            .add(cmd("INCR").arg("{acct:1}visits"))
+            .add(cmd("INCR").arg("{acct:1}visits"));
+        let n: Vec<i64> = client.query_pipeline(&tx).await.unwrap();
+        assert_eq!(n, vec![1, 2]);
+    });
+}
+
+#[test]
+fn queue_time_errors_abort_the_whole_transaction() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        client.set("{q}kept", "before").await.unwrap();
+        let mut tx = Pipeline::new();
+        tx.atomic()
+            .set("{q}kept", "after")
+            .add(cmd("SET").arg("{q}kept")) // wrong arity: refused when queued
+            .add(cmd("INCR").arg("{q}n"));
+        let results = client.execute(&tx).await.unwrap();
+        assert_eq!(
+            results[0].as_ref().unwrap_err().kind(),
+            ErrorKind::TransactionAborted
+        );
+        assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::ServerError);
+        assert_eq!(
+            results[2].as_ref().unwrap_err().kind(),
+            ErrorKind::TransactionAborted
+        );
+        // Nothing ran.
+        let kept: String = client.get("{q}kept").await.unwrap();
+        assert_eq!(kept, "before");
+        assert!(!client.exists("{q}n").await.unwrap());
+    });
+}
+
+#[test]
+fn cross_slot_and_misplaced_commands_are_refused_before_sending() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        let written = client.stats().bytes_written;
+        let mut tx = Pipeline::new();
+        tx.atomic().set("a", 1).set("b", 2);
+        assert_eq!(client.execute(&tx).await.unwrap_err().kind(), ErrorKind::CrossSlot);
+        let mut tx = Pipeline::new();
+        tx.atomic().set("{t}a", 1).add(cmd("DBSIZE"));
+        assert_eq!(client.execute(&tx).await.unwrap_err().kind(), ErrorKind::Unsupported);
+        let mut tx = Pipeline::new();
+        tx.atomic().set("{t}a", 1).add(cmd("SUBSCRIBE").arg("c"));
+        assert_eq!(client.execute(&tx).await.unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(client.stats().bytes_written, written, "nothing was sent");
+        // MULTI alone on the shared connection stays refused.
+        let e = client.query::<Value>(cmd("MULTI")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+    });
+}
+
+#[test]
+fn concurrent_transactions_and_plain_commands_share_connections_safely() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let client = client.clone();
+                tokio::task::spawn_local(async move {
+                    for i in 0..100 {
+                        // Each transaction writes two keys of its own slot and reads
+                        // them back inside; a plain SET/GET pair runs beside it.
+                        let tag = format!("{{c{t}}}");
+                        let mut tx = Pipeline::new();
+                        tx.atomic()
+                            .set(format!("{tag}a"), i)
+                            .set(format!("{tag}b"), i)
+                            .get(format!("{tag}a"))
+                            .get(format!("{tag}b"));
+                        let (r, plain) = tokio::join!(client.execute(&tx), async {
+                            client.set(format!("plain:{t}:{i}"), i).await.unwrap();
+                            client.get::<_, i64>(format!("plain:{t}:{i}")).await.unwrap()
+                        });
+                        let r = r.unwrap();
+                        assert_eq!(r[2].as_ref().unwrap(), &Value::Bulk(i.to_string().into()));
+                        assert_eq!(r[3].as_ref().unwrap(), &Value::Bulk(i.to_string().into()));
+                        assert_eq!(plain, i);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn watch_retries_on_conflict_and_commits_once() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let client = client(&cluster).await;
+        client.set("{w}balance", 100).await.unwrap();
+        let attempts = Rc::new(Cell::new(0));
+        let results = client
+            .transaction(&["{w}balance"], |conn| {
+                let client = client.clone();
+                let attempts = attempts.clone();
+                async move {
+                    attempts.set(attempts.get() + 1);
+                    let balance: i64 = conn.query(cmd("GET").arg("{w}balance")).await?;
+                    if attempts.get() == 1 {
+                        // Another writer changes the key between our read and EXEC.
+                        client.incr("{w}balance", 1).await?;
+                    }
+                    let mut tx = Pipeline::new();
+                    tx.add(cmd("SET").arg("{w}balance").arg(balance - 10));
+                    tx.add(cmd("INCRBY").arg("{w}spent").arg(10));
+                    Ok(tx)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(attempts.get(), 2, "one conflict, then a commit");
+        assert_eq!(results[1].as_ref().unwrap(), &Value::Int(10));
+        let balance: i64 = client.get("{w}balance").await.unwrap();
+        assert_eq!(balance, 91, "the second attempt read the other writer's value");
+
+        // An empty transaction ends the session: nothing runs, the connection is reused.
+        let before = client.blocking_connection_count();
+        let none = client
+            .transaction(&["{w}balance"], |_conn| async { Ok(Pipeline::new()) })
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(client.blocking_connection_count(), before);
+
+        // Conflicts every time: a typed error after the configured attempts.
+        let config = Config {
+            max_watch_attempts: 3,
+            ..Config::default()
+        };
+        let client = client_with(&cluster, config).await;
+        let attempts = Rc::new(Cell::new(0));
+        let e = client
+            .transaction(&["{w}balance"], |conn| {
+                let client = client.clone();
+                let attempts = attempts.clone();
+                async move {
+                    attempts.set(attempts.get() + 1);
+                    let _: i64 = conn.query(cmd("GET").arg("{w}balance")).await?;
+                    client.incr("{w}balance", 1).await?;
+                    let mut tx = Pipeline::new();
+                    tx.add(cmd("INCR").arg("{w}balance"));
+                    Ok(tx)
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WatchConflict);
+        assert_eq!(attempts.get(), 3);
+
+        // Watched keys of two slots, or a transaction outside the watched slot.
+        let e = client
+            .transaction(&["a", "b"], |_conn| async { Ok(Pipeline::new()) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::CrossSlot);
+        let e = client
+            .transaction(&["{w}balance"], |_conn| async {
+                let mut tx = Pipeline::new();
+                tx.set("elsewhere", 1);
+                Ok(tx)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::CrossSlot);
+    });
+}
+
+/// Transactions run without a pause while their slot migrates back and forth (keys moved
+/// by `MIGRATE`, the slot handed over with `SETSLOT`): queue-time `ASK`, `EXEC`-time
+/// `TRYAGAIN` and `MOVED` are all absorbed, and every committed transaction ran exactly
+/// once and atomically (both counters equal the commits).
+#[test]
+fn transactions_keep_committing_during_live_migrations() {
+    let cluster = cluster(3, 0);
+    let slot = slot_for_key(b"txm").get();
+    let migrating = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        let (cluster_ref, migrating_ref) = (&cluster, &migrating);
+        scope.spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            for _ in 0..6 {
+                let from = cluster_ref.master_for_slot(slot);
+                let to = cluster_ref.other_master(from);
+                cluster_ref.begin_migration(slot, from, to).unwrap();
+                std::thread::sleep(Duration::from_millis(40));
+                cluster_ref.move_keys(slot, from, to).unwrap();
+                std::thread::sleep(Duration::from_millis(40));
+                cluster_ref.finish_migration(slot, from, to).unwrap();
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            migrating_ref.store(false, Ordering::SeqCst);
+        });
+        run(async {
+            let config = Config {
+                max_redirects: 16,
+                max_retries: 16,
+                ..Config::default()
+            };
+            let client = client_with(&cluster, config).await;
+            let mut committed = 0i64;
+            let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+            let start = client.stats();
+            while migrating.load(Ordering::SeqCst) {
+                let mut tx = Pipeline::new();
+                tx.atomic()
+                    .add(cmd("INCR").arg("{txm}a"))
+                    .add(cmd("INCR").arg("{txm}b"));
+                match client.execute(&tx).await {
+                    Ok(r) => {
+                        assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+                        assert_eq!(r[0].as_ref().unwrap(), r[1].as_ref().unwrap());
+                        committed += 1;
+                    }
+                    Err(e) => *errors.entry(format!("{:?}", e.kind())).or_default() += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let stats = client.stats();
+            let a: i64 = client.get("{txm}a").await.unwrap();
+            let b: i64 = client.get("{txm}b").await.unwrap();
+            eprintln!(
+                "transactions under migration: {committed} committed, errors {errors:?}, {} redirects, {} retries",
+                stats.redirects - start.redirects,
+                stats.retries - start.retries
+            );
+            assert!(errors.is_empty(), "transactions failed: {errors:?}");
+            assert!(stats.redirects > start.redirects, "the migrations were seen");
+            assert_eq!((a, b), (committed, committed));
+        });
+    });
+}
