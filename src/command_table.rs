@@ -500,11 +500,11 @@ mod tests {
     #[test]
     fn connection_state_is_refused_with_the_reason() {
         for (args, says) in [
-            (&["MULTI"][..], "transactions"),
-            (&["exec"], "transactions"),
-            (&["DISCARD"], "transactions"),
-            (&["WATCH", "k"], "transactions"),
-            (&["UNWATCH"], "transactions"),
+            (&["MULTI"][..], "Pipeline::atomic"),
+            (&["exec"], "Pipeline::atomic"),
+            (&["DISCARD"], "Pipeline::atomic"),
+            (&["WATCH", "k"], "Pipeline::atomic"),
+            (&["UNWATCH"], "Pipeline::atomic"),
             (&["SUBSCRIBE", "a", "b"], "pub/sub"),
             (&["PSUBSCRIBE", "a*"], "pub/sub"),
             (&["SSUBSCRIBE", "a"], "pub/sub"),
