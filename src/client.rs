@@ -52,7 +52,9 @@ use crate::tls::TlsConfig;
 use crate::topology::{choose_view, NodeAddr, SlotMap};
 use crate::url::parse_seed;
 
+mod pubsub;
 mod transaction;
+pub use pubsub::Subscriber;
 pub use transaction::Watched;
 
 /// A pipeline: commands sent together, answered in order.
@@ -1019,6 +1021,18 @@ impl Client {
         node: &NodeAddr,
         wake_writer: Rc<tokio::sync::Notify>,
     ) {
+        let push_handler = self.inner.config.push_handler.clone();
+        self.start_connection_with(conn, node, wake_writer, push_handler)
+    }
+
+    /// Spawns the task of a registered connection whose push frames go to `push_handler`.
+    fn start_connection_with(
+        &self,
+        conn: ConnId,
+        node: &NodeAddr,
+        wake_writer: Rc<tokio::sync::Notify>,
+        push_handler: Option<crate::config::PushHandler>,
+    ) {
         let config = &self.inner.config;
         self.inner.counters.add_connect();
         let options = ConnOptions {
@@ -1045,7 +1059,7 @@ impl Client {
                         && self.inner.map.borrow().is_replica(node),
                     ..HandshakeOptions::default()
                 }),
-            push_handler: config.push_handler.clone(),
+            push_handler,
             // A host that is no valid name fails this connection, never falls back to
             // plain TCP.
             tls: self.inner.tls.as_ref().map(|(rustls, tls)| {

@@ -192,6 +192,9 @@ pub struct Config {
     /// with [`ErrorKind::WatchConflict`](crate::ErrorKind::WatchConflict): each attempt
     /// whose `EXEC` finds a watched key changed runs the closure again.
     pub max_watch_attempts: u32,
+    /// Messages a [`Subscriber`](crate::client::Subscriber) buffers for its caller; when
+    /// the caller falls this far behind, the oldest are dropped (and counted).
+    pub max_buffered_messages: usize,
     /// Parallel (default) or serial per-node execution of pipelines.
     pub execution: Execution,
     /// Which nodes serve reads.
@@ -231,6 +234,7 @@ impl Default for Config {
             max_pending_replies: 1 << 20,
             blocking_pool_size: 4,
             max_watch_attempts: 16,
+            max_buffered_messages: 65_536,
             execution: Execution::Parallel,
             read_from: ReadFrom::Primary,
             engine: Engine::Auto,

@@ -36,6 +36,7 @@
 //! - [`plan`]: pipeline planning into per-node batches.
 //! - [`read_route`]: where read-only commands go under a [`ReadFrom`] policy.
 //! - [`scan`]: cluster `SCAN` with progress counted in slots.
+//! - [`pubsub`]: desired subscriptions and their reconciliation with the cluster.
 //! - [`transaction`]: `MULTI ... EXEC` in one write, judged as a whole (redirects,
 //!   `EXECABORT`, `WATCH` conflicts).
 //! - [`round`]: the round state machine: redirects, retries, backoff, deadline, with
@@ -52,7 +53,9 @@
 //! - `io`: the engines (`io/uring.rs` on `tokio-uring`, `io/epoll.rs` on plain tokio);
 //!   the only code that touches sockets.
 //! - [`engine`]: picks io_uring or epoll (probe, environment override, runtime start).
-//! - [`client`]: the public [`Client`] and [`Pipeline`]: rounds, redirects, refreshes.
+//! - [`client`]: the public [`Client`] and [`Pipeline`]: rounds, redirects, refreshes;
+//!   transactions (`client/transaction.rs`) and the pub/sub [`client::Subscriber`]
+//!   (`client/pubsub.rs`).
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod client;
@@ -67,6 +70,7 @@ pub mod handshake;
 mod io;
 pub mod plan;
 mod pool;
+pub mod pubsub;
 pub mod read_route;
 pub mod reply;
 pub mod resp;

@@ -73,6 +73,9 @@ struct Connection {
     wake_writer: Rc<Notify>,
     closed: bool,
     dedicated: bool,
+    /// A pub/sub connection: every frame it reads is an event for its subscriber (a
+    /// subscribed connection answers with pushes), and nothing on it waits for a reply.
+    subscriber: bool,
     /// Requests that timed out in a row waiting on this connection; reset by any reply.
     timeouts: u32,
     /// The connection is up and its handshake done.
@@ -166,6 +169,7 @@ impl Pool {
             wake_writer: wake_writer.clone(),
             closed: false,
             dedicated,
+            subscriber: false,
             timeouts: 0,
             ready: false,
             last_used: Instant::now(),
@@ -183,6 +187,39 @@ impl Pool {
         self.conns
             .get_mut(conn.key)
             .filter(|c| c.id == conn.id && !c.closed)
+    }
+
+    /// Registers a pub/sub connection to `addr` for a subscriber: found by nobody else,
+    /// never closed for idleness, every frame it reads handed back as an event.
+    pub(crate) fn open_subscriber(
+        &mut self,
+        addr: NodeAddr,
+        buffer: usize,
+    ) -> (ConnId, Rc<Notify>) {
+        let (conn, wake) = self.insert(addr, buffer, false);
+        if let Some(c) = self.conns.get_mut(conn.key) {
+            c.subscriber = true;
+        }
+        (conn, wake)
+    }
+
+    /// Queues bytes on a pub/sub connection. Subscribe commands get no reply (their
+    /// confirmations are events), so no sink is pushed. Refused on any other connection,
+    /// whose reply stream it would shift.
+    pub(crate) fn send_unanswered(&mut self, conn: ConnId, buf: &[u8]) -> Result<(), Error> {
+        let Some(c) = self.conn_mut(conn) else {
+            return Err(Error::new(ErrorKind::Io, "connection closed"));
+        };
+        if !c.subscriber {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "unanswered bytes are for pub/sub connections only",
+            ));
+        }
+        c.out.extend_from_slice(buf);
+        c.last_used = Instant::now();
+        c.wake_writer.notify_one();
+        Ok(())
     }
 
     /// Address of a connection.
@@ -323,7 +360,7 @@ impl Pool {
         let idle: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| !c.closed && c.pending.is_empty() && c.out.is_empty())
+            .filter(|(_, c)| !c.closed && !c.subscriber && c.pending.is_empty() && c.out.is_empty())
             .filter(|(_, c)| {
                 let stale =
                     idle_for.is_some_and(|d| now.saturating_duration_since(c.last_used) >= d);
@@ -457,6 +494,11 @@ impl Pool {
         let Some(c) = self.conn_mut(conn) else {
             return Ok(Delivery::Reply);
         };
+        if c.subscriber {
+            // RESP2 pub/sub arrives as arrays, and a refused SSUBSCRIBE as an error
+            // reply: all of it is for the subscriber.
+            return Ok(Delivery::Push(value));
+        }
         if c.pending.len() <= c.unsent {
             // Either nobody asked, or the reply is to bytes we have not written yet: the
             // stream is out of step and nothing on it can be trusted any more.

@@ -1,0 +1,479 @@
+//! The pub/sub driver: a [`Subscriber`] owns its connections and keeps the server's
+//! subscriptions in line with the ones asked for. Every decision is
+//! [`Subscriptions`]'s; this file opens connections, moves frames and wakes callers.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::sync::Notify;
+
+use super::{random_unit, Client, Lane};
+use crate::cmd::{cmd, ToArg};
+use crate::config::PushHandler;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pool::ConnId;
+use crate::pubsub::{parse_event, Event, LinkId, Message, SubKind, Subscriptions, Target};
+use crate::round::{Effect, Redirect};
+use crate::topology::NodeAddr;
+
+/// How often the subscriber checks its connections and the slot map even when nothing
+/// woke it (a connection that died quietly, a failover seen by a refresh).
+const RECONCILE_TICK: Duration = Duration::from_millis(100);
+
+/// A pub/sub subscriber with connections of its own. Messages arrive through
+/// [`Subscriber::next_message`]; publish through the [`Client`] (`PUBLISH`, `SPUBLISH`).
+///
+/// It keeps the *desired* subscriptions and reconciles them with the cluster: after a
+/// reconnect, a failover or a slot migration (the server drops sharded subscriptions
+/// whose slot moved) it subscribes again where they belong now.
+/// [`Subscriber::out_of_sync`] says how many are not (yet) in place.
+///
+/// Delivery is at most once, as Redis pub/sub itself: messages published while a
+/// subscription is being moved are lost. Buffered messages are bounded by
+/// `Config::max_buffered_messages`; beyond it the oldest are dropped and counted in
+/// [`Subscriber::dropped_messages`].
+///
+/// ```no_run
+/// use redis_cluster_uring::{cmd, engine, Client, Config};
+/// engine::start(async {
+///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+///     let sub = client.subscriber();
+///     sub.subscribe(&["news"]).await?;
+///     sub.ssubscribe(&["orders:{eu}"]).await?;
+///     client.query::<i64>(cmd("PUBLISH").arg("news").arg("hello")).await?;
+///     client.query::<i64>(cmd("SPUBLISH").arg("orders:{eu}").arg("42")).await?;
+///     while let Some(message) = sub.next_message().await {
+///         println!("{:?} on {:?}", message.payload, message.channel);
+///     }
+///     Ok::<(), redis_cluster_uring::Error>(())
+/// })
+/// .unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Subscriber {
+    shared: Rc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: Client,
+    state: RefCell<State>,
+    /// Wakes the reconcile task (held apart, so the task does not keep `Shared` alive).
+    reconcile: Rc<Notify>,
+    /// Wakes callers waiting for a message or a confirmation.
+    changed: Notify,
+    closed: Cell<bool>,
+}
+
+#[derive(Debug)]
+struct State {
+    subs: Subscriptions,
+    /// The live connection serving each target.
+    links: HashMap<Target, ConnId>,
+    /// Every open connection by link id (a connection that lost its target still gets
+    /// its unsubscribes before it is closed).
+    open: HashMap<LinkId, ConnId>,
+    inbox: VecDeque<Message>,
+    max_buffered: usize,
+    dropped: u64,
+    /// Connections lost so far (each one's subscriptions were sent again elsewhere).
+    resubscribed_links: u64,
+}
+
+impl Client {
+    /// A new [`Subscriber`] on this client's cluster, with connections of its own.
+    pub fn subscriber(&self) -> Subscriber {
+        let config = &self.inner.config;
+        let resend_after = config
+            .request_timeout
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let reconcile = Rc::new(Notify::new());
+        let shared = Rc::new(Shared {
+            client: self.clone(),
+            state: RefCell::new(State {
+                subs: Subscriptions::new(resend_after),
+                links: HashMap::new(),
+                open: HashMap::new(),
+                inbox: VecDeque::new(),
+                max_buffered: config.max_buffered_messages.max(1),
+                dropped: 0,
+                resubscribed_links: 0,
+            }),
+            reconcile: reconcile.clone(),
+            changed: Notify::new(),
+            closed: Cell::new(false),
+        });
+        tokio::task::spawn_local(reconcile_loop(Rc::downgrade(&shared), reconcile));
+        Subscriber { shared }
+    }
+}
+
+impl Subscriber {
+    /// Subscribes to channels (cluster-wide). Returns once the server confirmed them,
+    /// or [`ErrorKind::Timeout`] after `request_timeout` (they stay desired, and the
+    /// subscriber keeps trying).
+    pub async fn subscribe<C: ToArg>(&self, channels: &[C]) -> Result<()> {
+        self.change(SubKind::Channel, channels, true).await
+    }
+
+    /// Subscribes to glob-style patterns (cluster-wide).
+    pub async fn psubscribe<C: ToArg>(&self, patterns: &[C]) -> Result<()> {
+        self.change(SubKind::Pattern, patterns, true).await
+    }
+
+    /// Subscribes to sharded channels, each on its slot's owner.
+    pub async fn ssubscribe<C: ToArg>(&self, channels: &[C]) -> Result<()> {
+        self.change(SubKind::Sharded, channels, true).await
+    }
+
+    /// Ends channel subscriptions.
+    pub async fn unsubscribe<C: ToArg>(&self, channels: &[C]) -> Result<()> {
+        self.change(SubKind::Channel, channels, false).await
+    }
+
+    /// Ends pattern subscriptions.
+    pub async fn punsubscribe<C: ToArg>(&self, patterns: &[C]) -> Result<()> {
+        self.change(SubKind::Pattern, patterns, false).await
+    }
+
+    /// Ends sharded subscriptions.
+    pub async fn sunsubscribe<C: ToArg>(&self, channels: &[C]) -> Result<()> {
+        self.change(SubKind::Sharded, channels, false).await
+    }
+
+    /// The next message, waiting for one; `None` once the subscriber or its client is
+    /// closed and the buffered messages are drained.
+    pub async fn next_message(&self) -> Option<Message> {
+        loop {
+            let changed = self.shared.changed.notified();
+            if let Some(m) = self.try_next_message() {
+                return Some(m);
+            }
+            if self.shared.is_closed() {
+                return None;
+            }
+            changed.await;
+        }
+    }
+
+    /// The next buffered message, without waiting.
+    pub fn try_next_message(&self) -> Option<Message> {
+        self.shared.state.borrow_mut().inbox.pop_front()
+    }
+
+    /// Subscriptions not in place: desired but not confirmed where they belong, or
+    /// undesired but still held. 0 when the server matches what was asked.
+    pub fn out_of_sync(&self) -> usize {
+        self.shared.state.borrow().subs.out_of_sync()
+    }
+
+    /// The desired subscriptions.
+    pub fn subscriptions(&self) -> Vec<(SubKind, bytes::Bytes)> {
+        let state = self.shared.state.borrow();
+        state.subs.desired().map(|(k, n)| (k, n.clone())).collect()
+    }
+
+    /// Messages dropped because the buffer was full (the caller did not keep up).
+    pub fn dropped_messages(&self) -> u64 {
+        self.shared.state.borrow().dropped
+    }
+
+    /// Connections the subscriber lost and replaced, subscriptions and all.
+    pub fn reconnects(&self) -> u64 {
+        self.shared.state.borrow().resubscribed_links
+    }
+
+    /// Closes the subscriber's connections; [`Subscriber::next_message`] then returns
+    /// the buffered messages and `None`.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    async fn change<C: ToArg>(&self, kind: SubKind, names: &[C], add: bool) -> Result<()> {
+        if self.shared.is_closed() {
+            return Err(Error::new(ErrorKind::Shutdown, "subscriber closed"));
+        }
+        let mut list = cmd("_");
+        for n in names {
+            list.push_arg(n);
+        }
+        let names: Vec<&[u8]> = list.args().skip(1).collect();
+        {
+            let mut state = self.shared.state.borrow_mut();
+            if add {
+                state.subs.want(kind, names.iter().copied());
+            } else {
+                state.subs.unwant(kind, names.iter().copied());
+            }
+        }
+        self.shared.reconcile_now();
+        let timeout = self.shared.client.inner.config.request_timeout;
+        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
+        loop {
+            let changed = self.shared.changed.notified();
+            let done = {
+                let state = self.shared.state.borrow();
+                if add {
+                    state.subs.all_confirmed(kind, names.iter().copied())
+                } else {
+                    state.subs.all_gone(kind, names.iter().copied())
+                }
+            };
+            if done {
+                return Ok(());
+            }
+            if self.shared.is_closed() {
+                return Err(Error::new(ErrorKind::Shutdown, "subscriber closed"));
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, changed).await.is_err() {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            "the server did not confirm in time; the subscriber keeps trying (see out_of_sync)",
+                        ));
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl Shared {
+    fn is_closed(&self) -> bool {
+        self.closed.get() || self.client.inner.closed.get()
+    }
+
+    fn close(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let open: Vec<ConnId> = self
+            .state
+            .borrow_mut()
+            .open
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        self.state.borrow_mut().links.clear();
+        let mut pool = self.client.inner.pool.borrow_mut();
+        for conn in open {
+            pool.close(conn);
+        }
+        drop(pool);
+        self.changed.notify_waiters();
+        self.reconcile.notify_one();
+    }
+
+    fn reconcile_now(&self) {
+        self.reconcile.notify_one();
+    }
+
+    /// One pass: forget dead connections, open the ones the subscriptions need, send
+    /// what [`Subscriptions::reconcile`] says, close connections nothing needs.
+    fn reconcile(self: &Rc<Self>) {
+        if self.is_closed() {
+            return;
+        }
+        let client = &self.client;
+        let map = client.slot_map();
+        let mut lost_any = false;
+        {
+            let mut state = self.state.borrow_mut();
+            let pool = client.inner.pool.borrow();
+            let dead: Vec<LinkId> = state
+                .open
+                .iter()
+                .filter(|(_, conn)| pool.is_closed(**conn))
+                .map(|(id, _)| *id)
+                .collect();
+            drop(pool);
+            for id in dead {
+                state.open.remove(&id);
+                state.links.retain(|_, c| c.id != id);
+                state.subs.link_lost(id);
+                state.resubscribed_links += 1;
+                lost_any = true;
+            }
+        }
+        if lost_any {
+            // The node may have failed over: learn the new owners.
+            client.schedule_refresh();
+        }
+        let targets = self.state.borrow().subs.targets(&map);
+        for target in &targets {
+            if self.state.borrow().links.contains_key(target) {
+                continue;
+            }
+            let node = match target {
+                Target::Node(node) => Some(node.clone()),
+                Target::AnyNode => self.any_node(),
+            };
+            if let Some(node) = node {
+                let conn = self.open_link(&node);
+                let mut state = self.state.borrow_mut();
+                state.links.insert(target.clone(), conn);
+                state.open.insert(conn.id, conn);
+            }
+        }
+        let now = Instant::now();
+        let (actions, unneeded) = {
+            let mut state = self.state.borrow_mut();
+            let links = state.links.clone();
+            let actions = state
+                .subs
+                .reconcile(now, &map, |t| links.get(t).map(|c| c.id));
+            let unneeded: Vec<(Target, ConnId)> = state
+                .links
+                .iter()
+                .filter(|(t, _)| !targets.contains(t))
+                .map(|(t, c)| (t.clone(), *c))
+                .collect();
+            (actions, unneeded)
+        };
+        let mut pool = client.inner.pool.borrow_mut();
+        for action in actions {
+            let conn = {
+                let state = self.state.borrow();
+                match action.link {
+                    Some(id) => state.open.get(&id).copied(),
+                    None => state.links.get(&action.target).copied(),
+                }
+            };
+            if let Some(conn) = conn {
+                let mut buf = BytesMut::with_capacity(action.command.encoded_len());
+                action.command.write_to(&mut buf);
+                // A closed connection is found on the next pass and its subscriptions
+                // are sent again elsewhere.
+                let _ = pool.send_unanswered(conn, &buf);
+            }
+        }
+        // Connections to targets no subscription needs any more (a slot's old owner).
+        let mut state = self.state.borrow_mut();
+        for (target, conn) in unneeded {
+            state.links.remove(&target);
+            state.open.remove(&conn.id);
+            pool.close(conn);
+        }
+        drop(state);
+        drop(pool);
+        self.changed.notify_waiters();
+    }
+
+    /// A node for the cluster-wide subscriptions: a primary whose connections are not
+    /// failing, at random (so many subscribers spread out).
+    fn any_node(&self) -> Option<NodeAddr> {
+        let map = self.client.slot_map();
+        let pool = self.client.inner.pool.borrow();
+        let mut nodes: Vec<&NodeAddr> = map
+            .primaries()
+            .filter(|n| pool.health(n).failures == 0)
+            .collect();
+        if nodes.is_empty() {
+            nodes = map.primaries().collect();
+        }
+        if nodes.is_empty() {
+            return self.client.inner.seeds.first().cloned();
+        }
+        let i = ((random_unit() * nodes.len() as f64) as usize).min(nodes.len() - 1);
+        Some(nodes[i].clone())
+    }
+
+    /// Opens a subscriber connection to `node`; its frames come back as events.
+    fn open_link(self: &Rc<Self>, node: &NodeAddr) -> ConnId {
+        let client = &self.client;
+        let (conn, wake) = client
+            .inner
+            .pool
+            .borrow_mut()
+            .open_subscriber(node.clone(), client.inner.config.read_buffer_size);
+        let weak = Rc::downgrade(self);
+        let link = conn.id;
+        let handler = PushHandler::new(move |from, frame| {
+            if let Some(shared) = weak.upgrade() {
+                shared.on_frame(link, from, frame);
+            }
+        });
+        client.start_connection_with(conn, node, wake, Some(handler));
+        conn
+    }
+
+    fn on_frame(&self, link: LinkId, from: &NodeAddr, frame: crate::resp::Value) {
+        let event = parse_event(frame);
+        let mut wake_reconcile = false;
+        match &event {
+            Event::Redirected(Redirect::Moved { slot, addr }) => {
+                let to = if addr.host.is_empty() {
+                    NodeAddr::new(from.host.clone(), addr.port)
+                } else {
+                    addr.clone()
+                };
+                self.client.apply_effects(
+                    std::iter::once(Effect::Redirected {
+                        moved: Some((*slot, to)),
+                    }),
+                    Lane::Shared,
+                );
+                wake_reconcile = true;
+            }
+            Event::Redirected(Redirect::Ask { .. }) => {
+                self.client.schedule_refresh();
+                wake_reconcile = true;
+            }
+            Event::Unsubscribed(SubKind::Sharded, _) => {
+                // Unasked, it means the slot moved away: learn where.
+                self.client.schedule_refresh();
+                wake_reconcile = true;
+            }
+            Event::Unsubscribed(..) => wake_reconcile = true,
+            Event::Error(line) => {
+                tracing::warn!(node = %from, error = %String::from_utf8_lossy(line), "subscription refused");
+            }
+            _ => {}
+        }
+        let mut state = self.state.borrow_mut();
+        if let Some(message) = state.subs.on_event(link, event) {
+            if state.inbox.len() >= state.max_buffered {
+                state.inbox.pop_front();
+                state.dropped += 1;
+            }
+            state.inbox.push_back(message);
+        }
+        drop(state);
+        self.changed.notify_waiters();
+        if wake_reconcile {
+            self.reconcile.notify_one();
+        }
+    }
+}
+
+/// Reconciles on every wake-up and every tick until the subscriber is dropped or closed.
+async fn reconcile_loop(shared: Weak<Shared>, wake: Rc<Notify>) {
+    loop {
+        {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if shared.is_closed() {
+                shared.close();
+                return;
+            }
+            shared.reconcile();
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(RECONCILE_TICK) => {}
+        }
+    }
+}
