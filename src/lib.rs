@@ -79,7 +79,7 @@ pub mod topology;
 pub mod url;
 
 pub use client::{Client, Pipeline};
-pub use cmd::{cmd, Cmd, ToArg};
+pub use cmd::{cmd, Cmd, ToArg, ToArgs};
 pub use config::{Config, Execution, ReadFrom, RefreshPolicy, ReplicaChoice};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
