@@ -385,7 +385,8 @@ commands! {
         script_call("EVALSHA", sha1, keys, args);
     /// `SCRIPT LOAD script` on every primary: the script's SHA1.
     fn script_load<S: ToArg>(script: S) -> String = cmd("SCRIPT").arg("LOAD").arg(script);
-    /// `PUBLISH channel message`: how many subscribers of this node's cluster got it.
+    /// `PUBLISH channel message`: how many subscribers on the node that ran it got it (the
+    /// cluster forwards it to every node's subscribers).
     fn publish<C: ToArg, M: ToArg>(channel: C, message: M) -> u64 =
         cmd("PUBLISH").arg(channel).arg(message);
     /// `SPUBLISH shard_channel message`: how many shard subscribers got it.
