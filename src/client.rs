@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::cmd::{cmd, Cmd, ToArg};
+use crate::cmd::{cmd, Cmd};
 use crate::command_table::{blocking_timeout, command_class, refusal, CommandClass};
 use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
 use crate::connection::{run_connection, ConnOptions, Link, TlsConnect};
@@ -94,16 +94,6 @@ impl Pipeline {
     pub fn add(&mut self, cmd: Cmd) -> &mut Pipeline {
         self.cmds.push(cmd);
         self
-    }
-
-    /// Adds `GET key`.
-    pub fn get<K: ToArg>(&mut self, key: K) -> &mut Pipeline {
-        self.add(cmd("GET").arg(key))
-    }
-
-    /// Adds `SET key value`.
-    pub fn set<K: ToArg, V: ToArg>(&mut self, key: K, value: V) -> &mut Pipeline {
-        self.add(cmd("SET").arg(key).arg(value))
     }
 
     /// When set, [`Client::execute`] returns the first failed command's error instead of
@@ -375,51 +365,6 @@ impl Client {
             .into_iter()
             .map(|r| T::from_reply(r?))
             .collect()
-    }
-
-    /// `GET key`.
-    pub async fn get<K: ToArg, T: FromReply>(&self, key: K) -> Result<T> {
-        self.query(cmd("GET").arg(key)).await
-    }
-
-    /// `SET key value`.
-    pub async fn set<K: ToArg, V: ToArg>(&self, key: K, value: V) -> Result<()> {
-        self.query(cmd("SET").arg(key).arg(value)).await
-    }
-
-    /// `DEL key`: how many keys were removed (0 or 1).
-    pub async fn del<K: ToArg>(&self, key: K) -> Result<u64> {
-        self.query(cmd("DEL").arg(key)).await
-    }
-
-    /// `INCRBY key by`: the new value.
-    pub async fn incr<K: ToArg>(&self, key: K, by: i64) -> Result<i64> {
-        self.query(cmd("INCRBY").arg(key).arg(by)).await
-    }
-
-    /// `EXISTS key`.
-    pub async fn exists<K: ToArg>(&self, key: K) -> Result<bool> {
-        self.query(cmd("EXISTS").arg(key)).await
-    }
-
-    /// `EXPIRE key seconds`: whether a timeout was set.
-    pub async fn expire<K: ToArg>(&self, key: K, seconds: u64) -> Result<bool> {
-        self.query(cmd("EXPIRE").arg(key).arg(seconds)).await
-    }
-
-    /// `HSET key field value`: number of fields added.
-    pub async fn hset<K: ToArg, F: ToArg, V: ToArg>(
-        &self,
-        key: K,
-        field: F,
-        value: V,
-    ) -> Result<u64> {
-        self.query(cmd("HSET").arg(key).arg(field).arg(value)).await
-    }
-
-    /// `HGET key field`.
-    pub async fn hget<K: ToArg, F: ToArg, T: FromReply>(&self, key: K, field: F) -> Result<T> {
-        self.query(cmd("HGET").arg(key).arg(field)).await
     }
 
     /// `PING` on every primary, all at once; `Ok` when every one answered, otherwise an

@@ -3,6 +3,9 @@
 //! A [`Cmd`] keeps all argument bytes in one buffer plus the end offset of each argument,
 //! so building one costs two allocations whatever its arity, and routing can look at any
 //! argument without re-parsing.
+//!
+//! [`ToArg`] is one argument; [`ToArgs`] is one or several, so a helper that takes keys or
+//! members accepts a single value, a slice, an array or a `Vec` alike.
 
 use bytes::{Bytes, BytesMut};
 
@@ -40,6 +43,26 @@ impl Cmd {
     /// Appends an argument (builder style).
     pub fn arg<A: ToArg>(mut self, arg: A) -> Cmd {
         self.push_arg(arg);
+        self
+    }
+
+    /// Appends one argument per element of a slice, array or `Vec`, or one for a single
+    /// value (builder style). Bytes (`&[u8]`, `Vec<u8>`) stay one argument.
+    ///
+    /// ```
+    /// use redis_cluster_uring::cmd;
+    /// let c = cmd("DEL").arg_multi(&["a", "b"]).arg_multi(vec![1, 2]).arg_multi(b"raw");
+    /// assert_eq!(c.len(), 6);
+    /// assert_eq!(c.arg_at(5), Some(b"raw".as_slice()));
+    /// ```
+    pub fn arg_multi<A: ToArgs>(mut self, args: A) -> Cmd {
+        self.push_arg_multi(args);
+        self
+    }
+
+    /// Appends one or several arguments in place, as [`Cmd::arg_multi`].
+    pub fn push_arg_multi<A: ToArgs>(&mut self, args: A) -> &mut Cmd {
+        args.write_args(self);
         self
     }
 
@@ -135,7 +158,82 @@ impl ExactSizeIterator for Args<'_> {}
 pub trait ToArg {
     /// Appends the argument's bytes to `out`.
     fn write_arg(&self, out: &mut Vec<u8>);
+
+    /// Appends a slice of such values to `cmd`: one argument each, except for `u8`, whose
+    /// slice is one binary argument. A hook for [`ToArgs`], which cannot tell `[u8]` from
+    /// `[T]` otherwise (Rust has no specialization); implementors keep the default.
+    #[doc(hidden)]
+    fn push_slice(items: &[Self], cmd: &mut Cmd)
+    where
+        Self: Sized,
+    {
+        for item in items {
+            cmd.push_arg(item);
+        }
+    }
 }
+
+/// One or several command arguments: a single [`ToArg`] value is one; a slice, array or
+/// `Vec` of them is one per element (bytes excepted: `&[u8]`, `[u8; N]` and `Vec<u8>` are
+/// one binary argument); `()` is none.
+///
+/// ```
+/// use redis_cluster_uring::{Cmd, ToArgs};
+/// let mut c = Cmd::new();
+/// ["a", "b"].write_args(&mut c);
+/// vec![String::from("c")].write_args(&mut c);
+/// 7.write_args(&mut c);
+/// b"bytes".write_args(&mut c);
+/// ().write_args(&mut c);
+/// assert_eq!(c.len(), 5);
+/// ```
+pub trait ToArgs {
+    /// Appends the arguments to `cmd`.
+    fn write_args(&self, cmd: &mut Cmd);
+}
+
+impl<T: ToArgs + ?Sized> ToArgs for &T {
+    fn write_args(&self, cmd: &mut Cmd) {
+        (**self).write_args(cmd)
+    }
+}
+
+impl<T: ToArg> ToArgs for [T] {
+    fn write_args(&self, cmd: &mut Cmd) {
+        T::push_slice(self, cmd)
+    }
+}
+
+impl<T: ToArg, const N: usize> ToArgs for [T; N] {
+    fn write_args(&self, cmd: &mut Cmd) {
+        T::push_slice(self, cmd)
+    }
+}
+
+impl<T: ToArg> ToArgs for Vec<T> {
+    fn write_args(&self, cmd: &mut Cmd) {
+        T::push_slice(self, cmd)
+    }
+}
+
+impl ToArgs for () {
+    fn write_args(&self, _cmd: &mut Cmd) {}
+}
+
+/// The single-argument types (everything [`ToArg`] but the byte containers, which the
+/// slice impls above cover).
+macro_rules! one_arg {
+    ($($t:ty),*) => {$(
+        impl ToArgs for $t {
+            fn write_args(&self, cmd: &mut Cmd) {
+                cmd.push_arg(self);
+            }
+        }
+    )*};
+}
+one_arg!(
+    str, String, Bytes, i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64
+);
 
 impl<T: ToArg + ?Sized> ToArg for &T {
     fn write_arg(&self, out: &mut Vec<u8>) {
@@ -188,7 +286,18 @@ macro_rules! int_arg {
         }
     )*};
 }
-int_arg!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+int_arg!(i8, i16, i32, i64, i128, isize, u16, u32, u64, u128, usize);
+
+impl ToArg for u8 {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes())
+    }
+
+    /// Bytes are one binary argument, not one number per byte.
+    fn push_slice(items: &[u8], cmd: &mut Cmd) {
+        cmd.push_arg(items);
+    }
+}
 
 impl ToArg for f64 {
     fn write_arg(&self, out: &mut Vec<u8>) {
@@ -226,6 +335,49 @@ mod tests {
         let c = cmd("GET").arg("k");
         assert_eq!(&c.to_bytes()[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         assert_eq!(c.encoded_len(), c.to_bytes().len());
+    }
+
+    #[test]
+    #[allow(clippy::needless_borrows_for_generic_args)] // borrowed forms are the point
+    fn several_arguments_expand_but_bytes_stay_one() {
+        let strs: Vec<String> = vec!["x".into(), "y".into()];
+        let c = cmd("DEL")
+            .arg_multi(&["a", "b"])
+            .arg_multi(&strs)
+            .arg_multi(vec![1u32, 2])
+            .arg_multi([3i64].as_slice())
+            .arg_multi("one")
+            .arg_multi(4.5)
+            .arg_multi(b"raw")
+            .arg_multi(vec![0u8, 1])
+            .arg_multi(b"bin".as_slice())
+            .arg_multi(vec![b"p".as_slice(), b"q"])
+            .arg_multi(());
+        let args: Vec<&[u8]> = c.args().collect();
+        assert_eq!(
+            args,
+            vec![
+                &b"DEL"[..],
+                b"a",
+                b"b",
+                b"x",
+                b"y",
+                b"1",
+                b"2",
+                b"3",
+                b"one",
+                b"4.5",
+                b"raw",
+                b"\x00\x01",
+                b"bin",
+                b"p",
+                b"q"
+            ]
+        );
+        // A single `u8` is still a number.
+        assert_eq!(cmd("X").arg(7u8).arg_at(1), Some(b"7".as_slice()));
+        let empty: &[&str] = &[];
+        assert_eq!(cmd("DEL").arg_multi(empty).len(), 1);
     }
 
     #[test]

@@ -26,6 +26,8 @@
 //! - [`resp`]: RESP2/RESP3 values, the incremental decoder, the command encoder.
 //! - [`slot`]: CRC16 key hashing and hash tags.
 //! - [`cmd`](mod@cmd): the command builder.
+//! - [`commands`]: typed helpers (`get`, `hset`, `zadd`, `eval`...), each defined once as a
+//!   `Cmd` constructor, a [`Pipeline`] method and a [`Client`] method.
 //! - [`command_table`]: the class of every command (regular, empty, connection state,
 //!   blocking, multi-node, node-specific) and so the path it takes.
 //! - [`route`]: which key of a command decides its slot.
@@ -61,6 +63,7 @@
 pub mod client;
 pub mod cmd;
 pub mod command_table;
+pub mod commands;
 pub mod config;
 mod connection;
 pub mod engine;
@@ -86,7 +89,7 @@ pub mod transaction;
 pub mod url;
 
 pub use client::{Client, Pipeline};
-pub use cmd::{cmd, Cmd, ToArg};
+pub use cmd::{cmd, Cmd, ToArg, ToArgs};
 pub use config::{Config, Execution, ReadFrom, RefreshPolicy, ReplicaChoice};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};

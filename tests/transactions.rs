@@ -26,7 +26,10 @@ fn atomic_pipeline_commits_and_reports_each_command() {
             .get("{acct:1}name");
         let results = client.execute(&tx).await.unwrap();
         assert_eq!(results.len(), 4);
-        assert_eq!(results[0].as_ref().unwrap(), &Value::SimpleString("OK".into()));
+        assert_eq!(
+            results[0].as_ref().unwrap(),
+            &Value::SimpleString("OK".into())
+        );
         assert_eq!(results[1].as_ref().unwrap(), &Value::Int(30));
         let e = results[2].as_ref().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ServerError);
@@ -59,7 +62,10 @@ fn queue_time_errors_abort_the_whole_transaction() {
             results[0].as_ref().unwrap_err().kind(),
             ErrorKind::TransactionAborted
         );
-        assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::ServerError);
+        assert_eq!(
+            results[1].as_ref().unwrap_err().kind(),
+            ErrorKind::ServerError
+        );
         assert_eq!(
             results[2].as_ref().unwrap_err().kind(),
             ErrorKind::TransactionAborted
@@ -79,13 +85,22 @@ fn cross_slot_and_misplaced_commands_are_refused_before_sending() {
         let written = client.stats().bytes_written;
         let mut tx = Pipeline::new();
         tx.atomic().set("a", 1).set("b", 2);
-        assert_eq!(client.execute(&tx).await.unwrap_err().kind(), ErrorKind::CrossSlot);
+        assert_eq!(
+            client.execute(&tx).await.unwrap_err().kind(),
+            ErrorKind::CrossSlot
+        );
         let mut tx = Pipeline::new();
         tx.atomic().set("{t}a", 1).add(cmd("DBSIZE"));
-        assert_eq!(client.execute(&tx).await.unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(
+            client.execute(&tx).await.unwrap_err().kind(),
+            ErrorKind::Unsupported
+        );
         let mut tx = Pipeline::new();
         tx.atomic().set("{t}a", 1).add(cmd("SUBSCRIBE").arg("c"));
-        assert_eq!(client.execute(&tx).await.unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(
+            client.execute(&tx).await.unwrap_err().kind(),
+            ErrorKind::Unsupported
+        );
         assert_eq!(client.stats().bytes_written, written, "nothing was sent");
         // MULTI alone on the shared connection stays refused.
         let e = client.query::<Value>(cmd("MULTI")).await.unwrap_err();
@@ -114,7 +129,10 @@ fn concurrent_transactions_and_plain_commands_share_connections_safely() {
                             .get(format!("{tag}b"));
                         let (r, plain) = tokio::join!(client.execute(&tx), async {
                             client.set(format!("plain:{t}:{i}"), i).await.unwrap();
-                            client.get::<_, i64>(format!("plain:{t}:{i}")).await.unwrap()
+                            client
+                                .get::<_, i64>(format!("plain:{t}:{i}"))
+                                .await
+                                .unwrap()
                         });
                         let r = r.unwrap();
                         assert_eq!(r[2].as_ref().unwrap(), &Value::Bulk(i.to_string().into()));
@@ -159,7 +177,10 @@ fn watch_retries_on_conflict_and_commits_once() {
         assert_eq!(attempts.get(), 2, "one conflict, then a commit");
         assert_eq!(results[1].as_ref().unwrap(), &Value::Int(10));
         let balance: i64 = client.get("{w}balance").await.unwrap();
-        assert_eq!(balance, 91, "the second attempt read the other writer's value");
+        assert_eq!(
+            balance, 91,
+            "the second attempt read the other writer's value"
+        );
 
         // An empty transaction ends the session: nothing runs, the connection is reused.
         let before = client.blocking_connection_count();
@@ -272,7 +293,10 @@ fn transactions_keep_committing_during_live_migrations() {
                 stats.retries - start.retries
             );
             assert!(errors.is_empty(), "transactions failed: {errors:?}");
-            assert!(stats.redirects > start.redirects, "the migrations were seen");
+            assert!(
+                stats.redirects > start.redirects,
+                "the migrations were seen"
+            );
             assert_eq!((a, b), (committed, committed));
         });
     });
