@@ -39,6 +39,7 @@
 //! - [`read_route`]: where read-only commands go under a [`ReadFrom`] policy.
 //! - [`scan`]: cluster `SCAN` with progress counted in slots.
 //! - [`pubsub`]: desired subscriptions and their reconciliation with the cluster.
+//! - [`report`]: the per-node report of a pipeline (sent, round trip, errors per node).
 //! - [`transaction`]: `MULTI ... EXEC` in one write, judged as a whole (redirects,
 //!   `EXECABORT`, `WATCH` conflicts).
 //! - [`round`]: the round state machine: redirects, retries, backoff, deadline, with
@@ -76,6 +77,7 @@ mod pool;
 pub mod pubsub;
 pub mod read_route;
 pub mod reply;
+pub mod report;
 pub mod resp;
 pub mod round;
 pub mod route;

@@ -51,6 +51,10 @@ pub(crate) struct Exec {
     outstanding: usize,
     waker: Option<Waker>,
     abandoned: bool,
+    /// Wake the waiter on every reply, not only the last (per-node reports).
+    wake_each: bool,
+    /// A reply arrived since the waiter last looked (with `wake_each`).
+    progress: bool,
 }
 
 /// Identifies one incarnation of a connection: slab keys are reused after a connection
@@ -529,6 +533,12 @@ impl Pool {
             }
         }
         e.outstanding = e.outstanding.saturating_sub(1);
+        if e.wake_each && !e.abandoned && e.outstanding > 0 {
+            e.progress = true;
+            if let Some(w) = e.waker.take() {
+                w.wake();
+            }
+        }
         if e.outstanding == 0 {
             if e.abandoned {
                 self.execs.remove(exec);
@@ -611,6 +621,38 @@ impl Pool {
             }
             _ => Poll::Ready(()),
         }
+    }
+
+    /// Wakes the exec's waiter on every reply from now on.
+    pub(crate) fn wake_on_each_reply(&mut self, exec: usize) {
+        if let Some(e) = self.execs.get_mut(exec) {
+            e.wake_each = true;
+        }
+    }
+
+    /// Ready when a reply arrived since the last call, or every reply is in.
+    pub(crate) fn poll_progress(&mut self, exec: usize, cx: &mut Context<'_>) -> Poll<()> {
+        match self.execs.get_mut(exec) {
+            Some(e) if e.outstanding > 0 && !e.progress => {
+                if !e.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    e.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Some(e) => {
+                e.progress = false;
+                Poll::Ready(())
+            }
+            None => Poll::Ready(()),
+        }
+    }
+
+    /// Whether command `index` of the exec has its reply (or its failure).
+    pub(crate) fn has_reply(&self, exec: usize, index: usize) -> bool {
+        self.execs
+            .get(exec)
+            .and_then(|e| e.replies.get(index))
+            .is_some_and(Option::is_some)
     }
 
     /// Takes the reply of one command from the current round.

@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::plan::BatchEntry;
 use crate::pool::ConnId;
 use crate::reply::{server_error, FromReply};
+use crate::report::Reporter;
 use crate::resp::Value;
 use crate::round::{Effect, RoundReply};
 use crate::slot::slot_for_key;
@@ -76,12 +77,24 @@ impl Watched {
 impl Client {
     /// Runs `cmds` as `MULTI ... EXEC` on the shared connection of their slot's node.
     pub(super) async fn execute_atomic(&self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+        self.execute_atomic_reported(cmds, None).await
+    }
+
+    /// [`Client::execute_atomic`], filling `reporter` when there is one.
+    pub(super) async fn execute_atomic_reported(
+        &self,
+        cmds: &[Cmd],
+        reporter: Option<&mut Reporter>,
+    ) -> Result<Vec<Result<Value>>> {
         self.ensure_open()?;
         let deadline = deadline_after(self.inner.config.request_timeout);
         let tx = TxRound::new(cmds, self.round_limits(), deadline.map(|d| d.into_std()))
             .inspect_err(|_| self.inner.counters.add_refused())?;
         self.inner.counters.add_execution();
-        match self.drive_transaction(cmds, tx, None, deadline).await? {
+        match self
+            .drive_transaction(cmds, tx, None, deadline, reporter)
+            .await?
+        {
             TxOutcome::Done(results) => Ok(results),
             // No WATCH on the shared connection: only a server bug gets here.
             TxOutcome::Conflict => Err(Error::protocol("EXEC answered nil without WATCH")),
@@ -216,7 +229,7 @@ impl Client {
                                 TxRound::new(&pipe.cmds, limits, deadline.map(|d| d.into_std()))?
                                     .pinned(node.clone());
                             match self
-                                .drive_transaction(&pipe.cmds, tx, Some(conn), deadline)
+                                .drive_transaction(&pipe.cmds, tx, Some(conn), deadline, None)
                                 .await
                             {
                                 Ok(TxOutcome::Done(results)) => {
@@ -296,6 +309,7 @@ impl Client {
         mut tx: TxRound,
         conn: Option<ConnId>,
         deadline: Option<tokio::time::Instant>,
+        mut reporter: Option<&mut Reporter>,
     ) -> Result<TxOutcome> {
         loop {
             let map = self.inner.map.borrow().clone();
@@ -312,9 +326,22 @@ impl Client {
                         Some(conn) => (Lane::Dedicated, conn),
                         None => (Lane::Shared, self.connection_for(&node)),
                     };
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.round_started();
+                        r.batch_sent(&node, replies, buf.len(), Instant::now());
+                    }
                     let (replies, timed_out) = self.round_trip(conn, buf, replies, deadline).await;
                     if timed_out {
                         tx.deadline_passed();
+                    }
+                    if let Some(r) = reporter.as_deref_mut() {
+                        if !timed_out {
+                            r.batch_done(0, Instant::now());
+                        }
+                        for reply in &replies {
+                            r.reply(&node, reply.as_ref());
+                        }
+                        r.round_ended();
                     }
                     tx.judge(&node, replies);
                     self.apply_effects(tx.take_effects(), lane);
