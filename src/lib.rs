@@ -100,3 +100,8 @@ pub use resp::Value;
 pub use slot::{slot_for_key, Slot};
 pub use stats::Stats;
 pub use topology::{NodeAddr, SlotMap};
+
+/// The README's examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
