@@ -41,11 +41,15 @@ use crate::io::SocketOptions;
 use crate::plan::{BatchEntry, NodeBatch};
 use crate::pool::{ConnId, Pool, QueueLimits};
 use crate::read_route::{NodeView, ReadRouter};
+use crate::reply::server_error;
 use crate::reply::FromReply;
 use crate::report::{PipelineReport, Reporter};
 use crate::resp::Value;
-use crate::round::{backoff, Effect, Next, RoundLimits, Rounds};
+use crate::round::{
+    backoff, classify_reply, Effect, Next, ReplyAction, RoundLimits, RoundReply, Rounds,
+};
 use crate::route::is_multi_key;
+use crate::route::{route_command, Route};
 use crate::slot::Slot;
 use crate::split::{merge_replies, split_by_slot, Split};
 use crate::stats::{Counters, Stats};
@@ -326,7 +330,11 @@ impl Client {
     /// .unwrap();
     /// ```
     pub async fn query<T: FromReply>(&self, command: Cmd) -> Result<T> {
-        let results = match command_class(&command) {
+        let class = command_class(&command);
+        if class == CommandClass::Regular && self.takes_single_path(&command) {
+            return T::from_reply(self.query_one(&command).await?);
+        }
+        let results = match class {
             CommandClass::Blocking => self.run_blocking(None, command).await?,
             _ => {
                 self.execute_commands(std::slice::from_ref(&command), None)
@@ -337,6 +345,97 @@ impl Client {
             Some(r) => T::from_reply(r?),
             None => Err(Error::new(ErrorKind::Protocol, "no reply")),
         }
+    }
+
+    /// Whether a regular command can take the single-command path: one key (or one slot),
+    /// nothing to split, reads not routed to replicas.
+    fn takes_single_path(&self, command: &Cmd) -> bool {
+        let split = is_multi_key(command) && split_by_slot(command).is_some();
+        !split && !self.inner.router.borrow().routes_reads()
+    }
+
+    /// One regular command on its slot's shared connection without the pipeline's
+    /// vectors: encoded straight into the connection's buffer, its reply kept inline in
+    /// the exec, nothing allocated in the steady state. Anything but a plain answer (a
+    /// redirect, a retry, a lost connection, the deadline, a keyless command) goes on
+    /// through the round machine from that point, exactly as a pipeline of one would.
+    async fn query_one(&self, command: &Cmd) -> Result<Value> {
+        self.ensure_open()?;
+        self.inner.counters.add_execution();
+        let deadline = deadline_after(self.inner.config.request_timeout);
+        let cmds = std::slice::from_ref(command);
+        let conn = match route_command(command) {
+            Ok(Route::Slot(slot)) => {
+                let map = self.inner.map.borrow();
+                map.node_for(slot).map(|node| self.connection_for(node))
+            }
+            _ => None,
+        };
+        // Built only off the fast path: it allocates.
+        let rounds = || Rounds::new(1, self.round_limits(), deadline.map(|d| d.into_std()));
+        let Some(conn) = conn else {
+            // Keyless, unroutable or cross-slot: the round machine says what happens.
+            let mut results = self
+                .drive(cmds, rounds(), deadline, Lane::Shared, None)
+                .await?;
+            return results
+                .pop()
+                .unwrap_or_else(|| Err(Error::protocol("no reply")));
+        };
+        let pool = &self.inner.pool;
+        let exec = pool.borrow_mut().new_exec(1);
+        let guard = ExecGuard {
+            pool: pool.clone(),
+            exec,
+        };
+        {
+            let queue = QueueLimits {
+                max_queued_bytes: self.inner.config.max_queued_bytes,
+                max_pending_replies: self.inner.config.max_pending_replies,
+            };
+            let mut pool = pool.borrow_mut();
+            if let Err(e) = pool.enqueue_command(conn, exec, command, queue) {
+                let entry = BatchEntry {
+                    index: 0,
+                    asking: false,
+                };
+                pool.fail_unsent(exec, std::slice::from_ref(&entry), &e);
+            }
+        }
+        let all_in = self.wait_round(exec, deadline).await;
+        let reply = pool.borrow_mut().take_reply(exec, 0);
+        if let Some(RoundReply::Value(value)) = &reply {
+            if classify_reply(value) == ReplyAction::Accept {
+                return match reply {
+                    Some(RoundReply::Value(Value::Error(line))) => Err(server_error(&line)),
+                    Some(RoundReply::Value(value)) => Ok(value),
+                    _ => Err(Error::protocol("no reply")),
+                };
+            }
+        }
+        // The uncommon case: judged like round one of a pipeline of one, then driven on.
+        let node = pool
+            .borrow()
+            .addr(conn)
+            .cloned()
+            .unwrap_or_else(|| NodeAddr::new("?", 0));
+        drop(guard);
+        let mut rounds = rounds();
+        if !all_in {
+            rounds.deadline_passed();
+        }
+        rounds.judge(0, &node, reply);
+        self.apply_effects(rounds.take_effects(), Lane::Shared);
+        let next = {
+            let map = self.inner.map.borrow().clone();
+            rounds.next(Instant::now(), cmds, &map, &self.inner.seeds)
+        };
+        let mut results = self
+            .drive_from(cmds, rounds, next, deadline, Lane::Shared, None)
+            .await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(Error::protocol("no reply")))
     }
 
     /// Runs a pipeline. Each command's result is at its index; a server error reply is an
@@ -844,6 +943,25 @@ impl Client {
         mut rounds: Rounds,
         deadline: Option<tokio::time::Instant>,
         lane: Lane,
+        reporter: Option<&mut Reporter>,
+    ) -> Result<Vec<Result<Value>>> {
+        let next = {
+            let map = self.inner.map.borrow().clone();
+            rounds.start(cmds, &map)
+        };
+        self.drive_from(cmds, rounds, next, deadline, lane, reporter)
+            .await
+    }
+
+    /// [`Client::drive`] from a given first step (the single-command path hands over
+    /// here after a reply it does not simply accept).
+    async fn drive_from(
+        &self,
+        cmds: &[Cmd],
+        mut rounds: Rounds,
+        mut next: Next,
+        deadline: Option<tokio::time::Instant>,
+        lane: Lane,
         mut reporter: Option<&mut Reporter>,
     ) -> Result<Vec<Result<Value>>> {
         let pool = &self.inner.pool;
@@ -857,10 +975,6 @@ impl Client {
             pool: pool.clone(),
             conns: Vec::new(),
             max_idle: self.inner.config.blocking_pool_size,
-        };
-        let mut next = {
-            let map = self.inner.map.borrow().clone();
-            rounds.start(cmds, &map)
         };
         loop {
             match next {

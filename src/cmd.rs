@@ -23,12 +23,75 @@ use crate::resp::encode;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Cmd {
     data: Vec<u8>,
-    ends: Vec<u32>,
+    ends: Ends,
 }
+
+/// Arguments kept inline in [`Ends`]: most commands have this many or fewer, so building
+/// or cloning one allocates only its bytes.
+const INLINE_ARGS: usize = 7;
+
+/// Where each argument ends in `Cmd::data`: inline for short commands, on the heap past
+/// [`INLINE_ARGS`].
+#[derive(Clone)]
+enum Ends {
+    Inline { len: u8, at: [u32; INLINE_ARGS] },
+    Heap(Vec<u32>),
+}
+
+impl Default for Ends {
+    fn default() -> Ends {
+        Ends::Inline {
+            len: 0,
+            at: [0; INLINE_ARGS],
+        }
+    }
+}
+
+impl Ends {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Ends::Inline { len, at } => &at[..usize::from(*len)],
+            Ends::Heap(v) => v,
+        }
+    }
+
+    fn push(&mut self, end: u32) {
+        match self {
+            Ends::Inline { len, at } if usize::from(*len) < INLINE_ARGS => {
+                at[usize::from(*len)] = end;
+                *len += 1;
+            }
+            Ends::Inline { at, .. } => {
+                let mut v = Vec::with_capacity(INLINE_ARGS * 2);
+                v.extend_from_slice(at);
+                v.push(end);
+                *self = Ends::Heap(v);
+            }
+            Ends::Heap(v) => v.push(end),
+        }
+    }
+}
+
+impl PartialEq for Ends {
+    fn eq(&self, other: &Ends) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Ends {}
+
+/// Room reserved for a command's arguments after its name, so that a typical short
+/// command (`GET key`, `SET key value`) is built in one allocation.
+const TYPICAL_ARGS_BYTES: usize = 40;
 
 /// Starts a command with its name: `cmd("GET").arg("k")`.
 pub fn cmd(name: &str) -> Cmd {
-    Cmd::new().arg(name)
+    let mut c = Cmd {
+        data: Vec::with_capacity(name.len() + TYPICAL_ARGS_BYTES),
+        ends: Ends::default(),
+    };
+    c.push_arg(name);
+    c
 }
 
 impl Cmd {
@@ -36,7 +99,7 @@ impl Cmd {
     pub fn new() -> Cmd {
         Cmd {
             data: Vec::new(),
-            ends: Vec::new(),
+            ends: Ends::default(),
         }
     }
 
@@ -77,12 +140,12 @@ impl Cmd {
 
     /// Number of arguments, the name included.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.ends.as_slice().len()
     }
 
     /// True when not even a name was given.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.ends.as_slice().is_empty()
     }
 
     /// The command name as given (case preserved).
@@ -92,8 +155,12 @@ impl Cmd {
 
     /// Argument `i` (0 is the name).
     pub fn arg_at(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let ends = self.ends.as_slice();
+        let end = *ends.get(i)? as usize;
+        let start = match i.checked_sub(1) {
+            Some(prev) => ends[prev] as usize,
+            None => 0,
+        };
         self.data.get(start..end)
     }
 
@@ -315,6 +382,29 @@ impl ToArg for f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_past_the_inline_ones_spill_to_the_heap_unchanged() {
+        for n in [0usize, 1, INLINE_ARGS - 1, INLINE_ARGS, INLINE_ARGS + 1, 40] {
+            let mut c = cmd("DEL");
+            for i in 0..n {
+                c.push_arg(format!("key:{i}"));
+            }
+            assert_eq!(c.len(), n + 1);
+            assert_eq!(c.name(), b"DEL");
+            for i in 0..n {
+                assert_eq!(c.arg_at(i + 1), Some(format!("key:{i}").as_bytes()));
+            }
+            assert_eq!(c.arg_at(n + 1), None);
+            // Equal however it was stored.
+            let mut other = Cmd::new();
+            for a in c.args() {
+                other.push_arg(a);
+            }
+            assert_eq!(c, other.clone());
+            assert_eq!(c.to_bytes(), other.to_bytes());
+        }
+    }
 
     #[test]
     fn arguments_round_trip() {

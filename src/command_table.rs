@@ -94,7 +94,7 @@ impl CommandClass {
 }
 
 const TRANSACTIONS: &str = "use Pipeline::atomic for MULTI/EXEC (written in one piece on the slot's connection) and Client::transaction for WATCH (a connection of its own)";
-const PUBSUB: &str = "pub/sub is not supported yet (subscriptions need a connection of their own, which a later version provides)";
+const PUBSUB: &str = "pub/sub needs connections of its own: use Client::subscriber (and PUBLISH/SPUBLISH on the client)";
 const HANDSHAKE: &str =
     "authentication and protocol settings belong to the connection handshake (Config), not to a command";
 const NO_SELECT: &str = "Redis Cluster has only database 0";

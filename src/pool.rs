@@ -44,10 +44,40 @@ pub(crate) enum Sink {
     Reply { exec: usize, index: usize },
 }
 
+/// Where an exec's replies are kept: a single command's inline (no allocation on the
+/// single-command path), a pipeline's in a vector.
+#[derive(Debug)]
+enum Replies {
+    One(Option<RoundReply>),
+    Many(Vec<Option<RoundReply>>),
+}
+
+impl Default for Replies {
+    fn default() -> Replies {
+        Replies::One(None)
+    }
+}
+
+impl Replies {
+    fn get(&self, index: usize) -> Option<&Option<RoundReply>> {
+        match self {
+            Replies::One(r) => (index == 0).then_some(r),
+            Replies::Many(v) => v.get(index),
+        }
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut Option<RoundReply>> {
+        match self {
+            Replies::One(r) => (index == 0).then_some(r),
+            Replies::Many(v) => v.get_mut(index),
+        }
+    }
+}
+
 /// One pipeline (or single command) waiting for replies.
 #[derive(Debug, Default)]
 pub(crate) struct Exec {
-    replies: Vec<Option<RoundReply>>,
+    replies: Replies,
     outstanding: usize,
     waker: Option<Waker>,
     abandoned: bool,
@@ -380,8 +410,13 @@ impl Pool {
 
     /// Starts an exec awaiting up to `n` replies.
     pub(crate) fn new_exec(&mut self, n: usize) -> usize {
-        let mut replies = Vec::with_capacity(n);
-        replies.resize_with(n, || None);
+        let replies = if n == 1 {
+            Replies::One(None)
+        } else {
+            let mut replies = Vec::with_capacity(n);
+            replies.resize_with(n, || None);
+            Replies::Many(replies)
+        };
         self.execs.insert(Exec {
             replies,
             ..Exec::default()
@@ -454,6 +489,56 @@ impl Pool {
         c.wake_writer.notify_one();
         if let Some(e) = self.execs.get_mut(exec) {
             e.outstanding += entries.len();
+        }
+        Ok(())
+    }
+
+    /// Queues one command for reply 0 of `exec`, encoded straight into the connection's
+    /// output buffer: the single-command path allocates nothing here once the buffer has
+    /// grown to its working size.
+    pub(crate) fn enqueue_command(
+        &mut self,
+        conn: ConnId,
+        exec: usize,
+        command: &crate::cmd::Cmd,
+        limits: QueueLimits,
+    ) -> Result<(), Error> {
+        let Some(c) = self
+            .conns
+            .get_mut(conn.key)
+            .filter(|c| c.id == conn.id && !c.closed)
+        else {
+            return Err(Error::new(ErrorKind::Io, "connection closed"));
+        };
+        if !c.out.is_empty() && c.out.len() + command.encoded_len() > limits.max_queued_bytes {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{} has {} bytes queued, over the {}-byte limit",
+                    c.addr,
+                    c.out.len(),
+                    limits.max_queued_bytes
+                ),
+            ));
+        }
+        if !c.pending.is_empty() && c.pending.len() + 1 > limits.max_pending_replies {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{} has {} replies outstanding, over the limit of {}",
+                    c.addr,
+                    c.pending.len(),
+                    limits.max_pending_replies
+                ),
+            ));
+        }
+        c.last_used = Instant::now();
+        command.write_to(&mut c.out);
+        c.pending.push_back(Sink::Reply { exec, index: 0 });
+        c.unsent += 1;
+        c.wake_writer.notify_one();
+        if let Some(e) = self.execs.get_mut(exec) {
+            e.outstanding += 1;
         }
         Ok(())
     }
