@@ -66,7 +66,7 @@ use crate::url::parse_seed;
 #[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     cmds: Vec<Cmd>,
-    raise_on_error: bool,
+    pub(crate) raise_on_error: bool,
 }
 
 impl Pipeline {

@@ -53,6 +53,7 @@
 //! - [`client`]: the public [`Client`] and [`Pipeline`]: rounds, redirects, refreshes.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod blocking;
 pub mod client;
 pub mod cmd;
 pub mod command_table;
