@@ -51,6 +51,9 @@
 //!   the only code that touches sockets.
 //! - [`engine`]: picks io_uring or epoll (probe, environment override, runtime start).
 //! - [`client`]: the public [`Client`] and [`Pipeline`]: rounds, redirects, refreshes.
+//! - [`blocking`]: [`blocking::Client`], the same client without a runtime, on an
+//!   io_uring instance it owns (one `io_uring_enter` per pipeline) or `poll(2)`; its
+//!   connections are sans-IO (`blocking/conn.rs`) under two thin backends.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod blocking;

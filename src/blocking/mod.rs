@@ -338,7 +338,10 @@ impl Client {
         let results = match command_class(&command) {
             CommandClass::Blocking => {
                 let deadline = self.blocking_deadline(&command)?;
-                self.run(std::slice::from_ref(&command), deadline, Vec::new())
+                self.housekeeping();
+                let results = self.run(std::slice::from_ref(&command), deadline, Vec::new());
+                self.maybe_refresh();
+                results
             }
             _ => self.execute_commands(std::slice::from_ref(&command))?,
         };
@@ -387,11 +390,13 @@ impl Client {
                 ),
             },
         };
+        self.housekeeping();
         let results = self.run(
             std::slice::from_ref(&command),
             deadline,
             vec![Some(node.clone())],
         );
+        self.maybe_refresh();
         match results.into_iter().next() {
             Some(r) => T::from_reply(r?),
             None => Err(Error::new(ErrorKind::Protocol, "no reply")),
