@@ -68,7 +68,9 @@ impl Poll {
                 link.read = BytesMut::with_capacity(link.buffer_size);
             }
             if link.read.capacity() - link.read.len() < MIN_READ_SPACE {
-                link.read.reserve(link.buffer_size.max(MIN_READ_SPACE));
+                // Doubling while a large reply comes in.
+                let grow = link.buffer_size.max(MIN_READ_SPACE).max(link.read.len());
+                link.read.reserve(grow);
             }
             let sock = socket2::SockRef::from(&link.stream);
             match sock.recv(link.read.spare_capacity_mut()) {
