@@ -174,6 +174,9 @@ pub struct Client {
     refresh_due: bool,
     last_refresh: Option<Instant>,
     events: Vec<Event>,
+    /// The ring accepts submissions from the thread that created it only
+    /// (`SINGLE_ISSUER`): the client stays on that thread.
+    _not_send: std::marker::PhantomData<std::rc::Rc<()>>,
 }
 
 impl fmt::Debug for Client {
@@ -254,6 +257,7 @@ impl Client {
             refresh_due: false,
             last_refresh: None,
             events: Vec::new(),
+            _not_send: std::marker::PhantomData,
         };
         client.refresh_slots()?;
         Ok(client)
