@@ -76,7 +76,7 @@ pub use transaction::Watched;
 #[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     cmds: Vec<Cmd>,
-    raise_on_error: bool,
+    pub(crate) raise_on_error: bool,
     atomic: bool,
 }
 

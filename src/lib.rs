@@ -59,8 +59,12 @@
 //! - [`client`]: the public [`Client`] and [`Pipeline`]: rounds, redirects, refreshes;
 //!   transactions (`client/transaction.rs`) and the pub/sub [`client::Subscriber`]
 //!   (`client/pubsub.rs`).
+//! - [`blocking`]: [`blocking::Client`], the same client without a runtime, on an
+//!   io_uring instance it owns (one `io_uring_enter` per pipeline) or `poll(2)`; its
+//!   connections are sans-IO (`blocking/conn.rs`) under two thin backends.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod blocking;
 pub mod client;
 pub mod cmd;
 pub mod command_table;

@@ -247,12 +247,25 @@ impl TlsLayer {
         Ok(())
     }
 
-    /// Encrypts `plain` and appends the records to `out`.
-    pub(crate) fn seal(&mut self, plain: &[u8], out: &mut BytesMut) -> Result<()> {
-        self.conn
-            .writer()
-            .write_all(plain)
-            .map_err(|e| Error::io("TLS seal", e))?;
+    /// Encrypts `plain` and appends the records to `out`. rustls takes only so much
+    /// plaintext before its records are drained (64 KiB by default), so a large write is
+    /// sealed piece by piece.
+    pub(crate) fn seal(&mut self, mut plain: &[u8], out: &mut BytesMut) -> Result<()> {
+        while !plain.is_empty() {
+            let n = self
+                .conn
+                .writer()
+                .write(plain)
+                .map_err(|e| Error::io("TLS seal", e))?;
+            self.take_output(out)?;
+            if n == 0 {
+                return Err(Error::new(
+                    ErrorKind::Tls,
+                    "the TLS session takes no more data (closed for sending)",
+                ));
+            }
+            plain = &plain[n..];
+        }
         self.take_output(out)
     }
 
@@ -388,6 +401,19 @@ mod tests {
         let mut got = Vec::new();
         let _ = server.reader().read_to_end(&mut got);
         assert_eq!(got, b"*1\r\n$4\r\nPING\r\n");
+
+        // A write larger than rustls's plaintext buffer is sealed whole.
+        let large = vec![b'y'; 1 << 20];
+        let mut records = BytesMut::new();
+        client.seal(&large, &mut records).unwrap();
+        let mut slice = &records[..];
+        let mut got = Vec::new();
+        while !slice.is_empty() {
+            server.read_tls(&mut slice).unwrap();
+            server.process_new_packets().unwrap();
+            let _ = server.reader().read_to_end(&mut got);
+        }
+        assert_eq!(got.len(), large.len());
 
         // Server to client, fed one byte at a time: the plaintext comes out whole.
         let reply = vec![b'x'; 40_000];

@@ -1,0 +1,592 @@
+//! One connection of the blocking client as a state machine with no I/O: TLS records,
+//! the handshake, and the reply FIFO. Both backends (`ring.rs`, `poll.rs`) only move its
+//! bytes: they hand it what the socket gave ([`Conn::receive`]) and write what it says
+//! ([`Conn::take_output`]). Every path is unit-tested below without a socket.
+//!
+//! Order is the only correlation: Redis answers in request order, so the n-th reply
+//! belongs to the n-th [`Sink`]. A caller's commands are held back until the handshake is
+//! done (as in the async client), so they never run on a connection that failed its
+//! handshake, and they are reported unsent if it does.
+
+use std::collections::VecDeque;
+
+use bytes::BytesMut;
+
+use crate::cmd::Cmd;
+use crate::error::{Error, ErrorKind, Result};
+use crate::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerInfo};
+use crate::plan::BatchEntry;
+use crate::resp::decode::decode;
+use crate::resp::{DecodeLimits, Value};
+use crate::tls::TlsLayer;
+use crate::topology::NodeAddr;
+
+/// Who waits for a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sink {
+    /// The handshake state machine.
+    Handshake,
+    /// The command at this index of the request.
+    Reply(usize),
+    /// The `+OK` of an `ASKING`.
+    Discard,
+}
+
+/// Where the connection is in its life.
+#[derive(Debug)]
+enum Phase {
+    /// Sending and judging the handshake (TLS, when there is TLS, runs first; the
+    /// handshake's commands wait in `out_plain` meanwhile).
+    Handshaking(Box<Handshake>),
+    /// Callers' commands flow.
+    Ready,
+    /// Failed; nothing more is sent or delivered.
+    Failed,
+}
+
+/// A command's failure as the round state machine wants it.
+#[derive(Debug)]
+pub(crate) struct Lost {
+    /// The command's index.
+    pub(crate) index: usize,
+    /// Why.
+    pub(crate) error: Error,
+    /// Whether its bytes had been handed to the kernel.
+    pub(crate) sent: bool,
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    addr: NodeAddr,
+    phase: Phase,
+    tls: Option<TlsLayer>,
+    limits: DecodeLimits,
+    /// Plaintext opened from TLS records and not yet decoded (unused without TLS: replies
+    /// are then decoded straight from the backend's read buffer, no copy).
+    plain_in: BytesMut,
+    /// Plaintext to send (handshake commands, then callers' commands once ready).
+    out_plain: BytesMut,
+    /// TLS records to send (handshake messages, alerts, sealed plaintext).
+    out_cipher: BytesMut,
+    /// Callers' commands held back until the handshake is done.
+    held: BytesMut,
+    /// Reply order. The last `unsent` sinks belong to bytes not yet handed out.
+    fifo: VecDeque<Sink>,
+    unsent: usize,
+    /// Sinks whose bytes were handed out, and sinks answered, since the start.
+    sent_total: u64,
+    answered_total: u64,
+    /// Replies for callers, in arrival order.
+    replies: Vec<(usize, Value)>,
+    info: Option<ServerInfo>,
+    /// Push frames read (they answer no request).
+    pushes: Vec<Value>,
+}
+
+/// What [`Conn::take_output`] hands to the backend.
+#[derive(Debug)]
+pub(crate) struct Output {
+    /// The bytes to write, in order.
+    pub(crate) bytes: BytesMut,
+    /// When the bytes end with a command whose reply is awaited: the number of sinks sent
+    /// so far, including it. Once [`Conn::answered`] reaches it, the server has read every
+    /// byte of this output, so the kernel is done with the buffer (a send that posts no
+    /// completion on success relies on this). `None`: nothing will prove it.
+    pub(crate) proof: Option<u64>,
+}
+
+impl Conn {
+    /// A fresh connection to `addr`: the TLS client hello (with TLS) and the handshake's
+    /// first commands are queued at once.
+    pub(crate) fn new(
+        addr: NodeAddr,
+        handshake: HandshakeOptions,
+        tls: Option<TlsLayer>,
+        limits: DecodeLimits,
+    ) -> Result<Conn> {
+        let mut conn = Conn {
+            addr,
+            phase: Phase::Ready,
+            tls,
+            limits,
+            plain_in: BytesMut::new(),
+            out_plain: BytesMut::new(),
+            out_cipher: BytesMut::new(),
+            held: BytesMut::new(),
+            fifo: VecDeque::new(),
+            unsent: 0,
+            sent_total: 0,
+            answered_total: 0,
+            replies: Vec::new(),
+            info: None,
+            pushes: Vec::new(),
+        };
+        if let Some(tls) = &mut conn.tls {
+            tls.take_output(&mut conn.out_cipher)?;
+        }
+        let mut machine = Box::new(Handshake::new(handshake));
+        let step = machine.start();
+        conn.phase = Phase::Handshaking(machine);
+        conn.step(step)?;
+        Ok(conn)
+    }
+
+    /// The node.
+    pub(crate) fn addr(&self) -> &NodeAddr {
+        &self.addr
+    }
+
+    /// True once the handshake is done.
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+
+    /// What the server said of itself in the handshake.
+    pub(crate) fn server_info(&self) -> Option<&ServerInfo> {
+        self.info.as_ref()
+    }
+
+    /// True while replies are awaited.
+    pub(crate) fn awaiting(&self) -> bool {
+        !self.fifo.is_empty()
+    }
+
+    /// Sinks answered since the start (see [`Output::proof`]).
+    pub(crate) fn answered(&self) -> u64 {
+        self.answered_total
+    }
+
+    /// Push frames read since the last call.
+    pub(crate) fn take_pushes(&mut self) -> std::vec::Drain<'_, Value> {
+        self.pushes.drain(..)
+    }
+
+    /// Queues a batch: one sink per command, `Discard` before each `ASKING`. `buf` holds
+    /// the batch's encoded commands in the same order.
+    pub(crate) fn queue(&mut self, entries: &[BatchEntry], buf: BytesMut) {
+        for entry in entries {
+            if entry.asking {
+                self.fifo.push_back(Sink::Discard);
+                self.unsent += 1;
+            }
+            self.fifo.push_back(Sink::Reply(entry.index));
+            self.unsent += 1;
+        }
+        let target = if self.is_ready() {
+            &mut self.out_plain
+        } else {
+            &mut self.held
+        };
+        if target.is_empty() {
+            // Adopt the batch's buffer: no copy.
+            *target = buf;
+        } else {
+            target.extend_from_slice(&buf);
+        }
+    }
+
+    /// True when [`Conn::take_output`] has bytes.
+    pub(crate) fn wants_write(&self) -> bool {
+        !self.out_cipher.is_empty() || !self.out_plain.is_empty()
+    }
+
+    /// The bytes to write now (ciphertext with TLS), or `None`. Their sinks count as sent
+    /// from here on: once the bytes are handed to the kernel, a failure cannot tell whether
+    /// the server ran them.
+    pub(crate) fn take_output(&mut self) -> Result<Option<Output>> {
+        let held_sinks = self.held_sinks();
+        let going = self.unsent - held_sinks;
+        let plain = std::mem::take(&mut self.out_plain);
+        let bytes = match &mut self.tls {
+            None => plain,
+            Some(tls) => {
+                if !plain.is_empty() {
+                    if tls.is_handshaking() {
+                        // Not yet: the plaintext waits for the TLS handshake.
+                        self.out_plain = plain;
+                        return Ok(self.take_cipher());
+                    }
+                    tls.seal(&plain, &mut self.out_cipher)?;
+                }
+                std::mem::take(&mut self.out_cipher)
+            }
+        };
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        self.unsent = held_sinks;
+        self.sent_total += going as u64;
+        Ok(Some(Output {
+            bytes,
+            proof: (going > 0).then_some(self.sent_total),
+        }))
+    }
+
+    fn take_cipher(&mut self) -> Option<Output> {
+        let bytes = std::mem::take(&mut self.out_cipher);
+        (!bytes.is_empty()).then_some(Output { bytes, proof: None })
+    }
+
+    /// Sinks at the back of the FIFO whose bytes are held for the end of the handshake.
+    fn held_sinks(&self) -> usize {
+        if self.held.is_empty() {
+            0
+        } else {
+            // Everything queued by callers while handshaking is held; handshake sinks
+            // are never at the back once callers queued behind them.
+            self.fifo
+                .iter()
+                .rev()
+                .take(self.unsent)
+                .take_while(|s| !matches!(s, Sink::Handshake))
+                .count()
+        }
+    }
+
+    /// Takes what the socket gave: `input` holds bytes read (appended by the backend).
+    /// Whole replies are taken from it (without TLS) or it is emptied into the TLS layer;
+    /// what remains is the start of a reply still arriving. An error fails the connection
+    /// (the caller then calls [`Conn::fail`]).
+    pub(crate) fn receive(&mut self, input: &mut BytesMut) -> Result<()> {
+        if matches!(self.phase, Phase::Failed) {
+            input.clear();
+            return Ok(());
+        }
+        match &mut self.tls {
+            None => self.decode_from(input),
+            Some(tls) => {
+                let closed = tls.open(input, &mut self.plain_in)?;
+                input.clear();
+                if tls.wants_write() {
+                    tls.take_output(&mut self.out_cipher)?;
+                }
+                let mut plain = std::mem::take(&mut self.plain_in);
+                let decoded = self.decode_from(&mut plain);
+                self.plain_in = plain;
+                decoded?;
+                if closed {
+                    return Err(Error::new(
+                        ErrorKind::Io,
+                        format!("{} ended the TLS session", self.addr),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn decode_from(&mut self, buf: &mut BytesMut) -> Result<()> {
+        loop {
+            let value = match decode(buf, &self.limits) {
+                Ok(Some(v)) => v,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Error::protocol(format!("{}: {}", self.addr, e.detail()))),
+            };
+            if let Value::Push(_) = value {
+                // Out-of-band: it answers no request.
+                self.pushes.push(value);
+                continue;
+            }
+            // Only sinks whose bytes went out can be answered.
+            if self.fifo.len() <= self.unsent {
+                return Err(Error::protocol(format!(
+                    "{} sent a reply nothing asked for",
+                    self.addr
+                )));
+            }
+            let Some(sink) = self.fifo.pop_front() else {
+                return Err(Error::protocol("reply without a request"));
+            };
+            self.answered_total += 1;
+            match sink {
+                Sink::Reply(index) => self.replies.push((index, value)),
+                Sink::Discard => {}
+                Sink::Handshake => {
+                    let step = match &mut self.phase {
+                        Phase::Handshaking(machine) => machine.on_reply(value),
+                        _ => return Err(Error::protocol("handshake reply out of place")),
+                    };
+                    self.step(step)?;
+                }
+            }
+        }
+    }
+
+    /// Does what the handshake says.
+    fn step(&mut self, step: HandshakeStep) -> Result<()> {
+        match step {
+            HandshakeStep::Send(cmds) => {
+                // Handshake commands go before anything held for callers.
+                let mut out = BytesMut::with_capacity(cmds.iter().map(Cmd::encoded_len).sum());
+                for c in &cmds {
+                    c.write_to(&mut out);
+                }
+                self.out_plain.extend_from_slice(&out);
+                // Their sinks sit before the held callers' sinks.
+                let held = self.held_sinks();
+                let at = self.fifo.len() - held;
+                for _ in &cmds {
+                    self.fifo.insert(at, Sink::Handshake);
+                }
+                self.unsent += cmds.len();
+                Ok(())
+            }
+            HandshakeStep::Wait => Ok(()),
+            HandshakeStep::Done(info) => {
+                self.info = Some(info);
+                self.phase = Phase::Ready;
+                let held = std::mem::take(&mut self.held);
+                if self.out_plain.is_empty() {
+                    self.out_plain = held;
+                } else {
+                    self.out_plain.extend_from_slice(&held);
+                }
+                Ok(())
+            }
+            HandshakeStep::Failed(error) => Err(Error::new(
+                error.kind(),
+                format!("{}: {}", self.addr, error.detail()),
+            )),
+        }
+    }
+
+    /// Replies for callers that arrived, in order: (command index, reply).
+    pub(crate) fn take_replies(&mut self) -> std::vec::Drain<'_, (usize, Value)> {
+        self.replies.drain(..)
+    }
+
+    /// Ends the connection: every caller's command still waiting gets `error`, marked
+    /// sent or not. Nothing is sent or delivered afterwards.
+    pub(crate) fn fail(&mut self, error: &Error) -> Vec<Lost> {
+        self.phase = Phase::Failed;
+        let first_unsent = self.fifo.len() - self.unsent;
+        let lost = self
+            .fifo
+            .drain(..)
+            .enumerate()
+            .filter_map(|(i, sink)| match sink {
+                Sink::Reply(index) => Some(Lost {
+                    index,
+                    error: error.clone(),
+                    sent: i < first_unsent,
+                }),
+                _ => None,
+            })
+            .collect();
+        self.unsent = 0;
+        self.held.clear();
+        self.out_plain.clear();
+        self.out_cipher.clear();
+        lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::cmd;
+    use crate::handshake::Credentials;
+
+    fn options() -> HandshakeOptions {
+        HandshakeOptions {
+            lib: None,
+            ..HandshakeOptions::default()
+        }
+    }
+
+    fn hello_ok() -> &'static [u8] {
+        b"%1\r\n+proto\r\n:3\r\n"
+    }
+
+    fn batch(cmds: &[(usize, bool, Cmd)]) -> (Vec<BatchEntry>, BytesMut) {
+        let mut buf = BytesMut::new();
+        let mut entries = Vec::new();
+        for (index, asking, c) in cmds {
+            if *asking {
+                cmd("ASKING").write_to(&mut buf);
+            }
+            c.write_to(&mut buf);
+            entries.push(BatchEntry {
+                index: *index,
+                asking: *asking,
+            });
+        }
+        (entries, buf)
+    }
+
+    fn ready() -> Conn {
+        let mut c = Conn::new(
+            NodeAddr::new("h", 1),
+            options(),
+            None,
+            DecodeLimits::default(),
+        )
+        .unwrap();
+        let out = c.take_output().unwrap().unwrap();
+        assert!(out.bytes.starts_with(b"*2\r\n$5\r\nHELLO"));
+        c.receive(&mut BytesMut::from(hello_ok())).unwrap();
+        assert!(c.is_ready());
+        c
+    }
+
+    #[test]
+    fn commands_wait_for_the_handshake_then_go_in_order() {
+        let mut c = Conn::new(
+            NodeAddr::new("h", 1),
+            options(),
+            None,
+            DecodeLimits::default(),
+        )
+        .unwrap();
+        let (entries, buf) = batch(&[(0, false, cmd("GET").arg("a"))]);
+        c.queue(&entries, buf);
+        let out = c.take_output().unwrap().unwrap();
+        // Only the handshake goes: the caller's GET is held.
+        assert!(!out.bytes.windows(3).any(|w| w == b"GET"));
+        assert_eq!(out.proof, Some(1));
+        assert!(!c.wants_write());
+        c.receive(&mut BytesMut::from(hello_ok())).unwrap();
+        assert!(c.is_ready());
+        let out = c.take_output().unwrap().unwrap();
+        assert!(out.bytes.windows(3).any(|w| w == b"GET"));
+        assert_eq!(out.proof, Some(2));
+        c.receive(&mut BytesMut::from(&b"$1\r\nv\r\n"[..])).unwrap();
+        assert_eq!(c.answered(), 2);
+        let got: Vec<_> = c.take_replies().collect();
+        assert_eq!(got, vec![(0, Value::Bulk("v".into()))]);
+        assert!(!c.awaiting());
+    }
+
+    #[test]
+    fn replies_split_at_every_byte_land_in_order_and_asking_ok_is_dropped() {
+        let replies: &[u8] = b"+OK\r\n$1\r\na\r\n>2\r\n$4\r\ninfo\r\n:1\r\n:7\r\n";
+        for cut in 0..=replies.len() {
+            let mut c = ready();
+            let (entries, buf) = batch(&[
+                (3, true, cmd("GET").arg("k")),
+                (5, false, cmd("INCR").arg("n")),
+            ]);
+            c.queue(&entries, buf);
+            c.take_output().unwrap().unwrap();
+            let mut input = BytesMut::from(&replies[..cut]);
+            c.receive(&mut input).unwrap();
+            input.extend_from_slice(&replies[cut..]);
+            c.receive(&mut input).unwrap();
+            assert!(input.is_empty());
+            let got: Vec<_> = c.take_replies().collect();
+            assert_eq!(
+                got,
+                vec![(3, Value::Bulk("a".into())), (5, Value::Int(7))],
+                "cut at {cut}"
+            );
+            assert_eq!(c.take_pushes().count(), 1);
+        }
+    }
+
+    #[test]
+    fn a_failure_tells_sent_from_unsent() {
+        let mut c = ready();
+        let (e1, b1) = batch(&[(0, false, cmd("SET").arg("a").arg(1))]);
+        c.queue(&e1, b1);
+        c.take_output().unwrap().unwrap();
+        let (e2, b2) = batch(&[(1, false, cmd("SET").arg("b").arg(1))]);
+        c.queue(&e2, b2);
+        let lost = c.fail(&Error::new(ErrorKind::Io, "reset"));
+        let summary: Vec<(usize, bool)> = lost.iter().map(|l| (l.index, l.sent)).collect();
+        assert_eq!(summary, vec![(0, true), (1, false)]);
+        assert!(!c.awaiting() && !c.wants_write());
+    }
+
+    #[test]
+    fn held_commands_are_unsent_when_the_handshake_fails() {
+        let mut c = Conn::new(
+            NodeAddr::new("h", 1),
+            HandshakeOptions {
+                credentials: Some(Credentials::password("nope")),
+                ..options()
+            },
+            None,
+            DecodeLimits::default(),
+        )
+        .unwrap();
+        let (entries, buf) = batch(&[(0, false, cmd("GET").arg("a"))]);
+        c.queue(&entries, buf);
+        c.take_output().unwrap().unwrap();
+        let e = c
+            .receive(&mut BytesMut::from(&b"-WRONGPASS invalid password\r\n"[..]))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        assert!(e.detail().starts_with("h:1"));
+        let lost = c.fail(&e);
+        assert_eq!(lost.len(), 1);
+        assert!(!lost[0].sent);
+    }
+
+    #[test]
+    fn resp2_fallback_commands_go_before_held_ones() {
+        let mut c = Conn::new(
+            NodeAddr::new("h", 1),
+            HandshakeOptions {
+                credentials: Some(Credentials::password("pw")),
+                ..options()
+            },
+            None,
+            DecodeLimits::default(),
+        )
+        .unwrap();
+        c.take_output().unwrap().unwrap();
+        let (entries, buf) = batch(&[(0, false, cmd("GET").arg("a"))]);
+        c.queue(&entries, buf);
+        c.receive(&mut BytesMut::from(
+            &b"-ERR unknown command 'HELLO'\r\n"[..],
+        ))
+        .unwrap();
+        let out = c.take_output().unwrap().unwrap();
+        assert!(out.bytes.starts_with(b"*2\r\n$4\r\nAUTH"));
+        assert!(!out.bytes.windows(3).any(|w| w == b"GET"));
+        c.receive(&mut BytesMut::from(&b"+OK\r\n"[..])).unwrap();
+        assert!(c.is_ready());
+        let out = c.take_output().unwrap().unwrap();
+        assert!(out.bytes.starts_with(b"*2\r\n$3\r\nGET"));
+        c.receive(&mut BytesMut::from(&b"$-1\r\n"[..])).unwrap();
+        assert_eq!(c.take_replies().next(), Some((0, Value::Nil)));
+    }
+
+    #[test]
+    fn unasked_replies_and_garbage_are_protocol_errors() {
+        let mut c = ready();
+        let e = c.receive(&mut BytesMut::from(&b"+OK\r\n"[..])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        let mut c = ready();
+        let (entries, buf) = batch(&[(0, false, cmd("GET").arg("a"))]);
+        c.queue(&entries, buf);
+        // Not yet written: a reply cannot be for it.
+        let e = c.receive(&mut BytesMut::from(&b"+OK\r\n"[..])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        let mut c = ready();
+        c.queue(&entries_of(0), BytesMut::from(&b"*1\r\n$4\r\nPING\r\n"[..]));
+        c.take_output().unwrap();
+        let e = c
+            .receive(&mut BytesMut::from(&b"?what\r\n"[..]))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+    }
+
+    fn entries_of(index: usize) -> Vec<BatchEntry> {
+        vec![BatchEntry {
+            index,
+            asking: false,
+        }]
+    }
+
+    #[test]
+    fn nil_value_check() {
+        // `Value::Nil` is what a RESP2 null bulk decodes to.
+        let mut b = BytesMut::from(&b"$-1\r\n"[..]);
+        assert_eq!(
+            decode(&mut b, &DecodeLimits::default()).unwrap(),
+            Some(Value::Nil)
+        );
+    }
+}

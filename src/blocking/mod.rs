@@ -1,0 +1,1151 @@
+//! A blocking client on a ring it owns: no runtime, no thread, no task.
+//!
+//! The classic cluster clients were synchronous and got their parallelism from green
+//! threads; this one gets it from the kernel. [`Client::execute`] places every node's
+//! write and a read for every node in one io_uring submission and waits for all the
+//! replies in the same `io_uring_enter` (`min_complete` = connections still owing
+//! replies, the request's deadline as the wait's timeout), looping only for replies that
+//! arrive in pieces. Everything else is the async client's: the planner, the round state
+//! machine (redirects, retries, backoff, deadline), the command table, the codec, the
+//! handshake and the TLS layer.
+//!
+//! Where io_uring is refused (old kernel, `kernel.io_uring_disabled`, a seccomp profile),
+//! the same client runs on nonblocking sockets and `poll(2)`, chosen the way the async
+//! engines are: [`Config::engine`](crate::Config::engine) or the `REDIS_CLUSTER_URING_ENGINE`
+//! environment variable (`io_uring` → the ring, `epoll` → `poll`), otherwise a probe.
+//!
+//! ```no_run
+//! use redis_cluster_uring::{blocking, Config, Pipeline};
+//! let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+//! let mut pipe = Pipeline::new();
+//! for i in 0..100 {
+//!     pipe.set(format!("key:{i}"), i); // keys on every node
+//! }
+//! for reply in client.execute(&pipe)? {
+//!     reply?; // a server error is that command's result
+//! }
+//! let n: i64 = client.query(redis_cluster_uring::cmd("INCR").arg("visits"))?;
+//! # let _ = n;
+//! # Ok::<(), redis_cluster_uring::Error>(())
+//! ```
+//!
+//! # Layout
+//! - this file: the public [`Client`] and the driver loop (rounds, connections, refresh);
+//! - `conn.rs`: one connection's TLS, handshake and reply FIFO, with no I/O;
+//! - `ring.rs`: the io_uring backend (all of this client's `unsafe`);
+//! - `poll.rs`: the `poll(2)` backend.
+//!
+//! # Timeouts
+//! A connection that gives up on a reply is closed (its late replies could not be matched
+//! to anyone); the next request to that node opens a new one. A request's deadline is
+//! `request_timeout`; commands still without a reply then fail with
+//! [`ErrorKind::Timeout`], while the replies that came are kept.
+
+mod conn;
+mod poll;
+mod ring;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use slab::Slab;
+
+use crate::client::Pipeline;
+use crate::cmd::{cmd, Cmd};
+use crate::command_table::{blocking_timeout, command_class, refusal, CommandClass};
+use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fanout::{fan_out, merge, Fanout};
+use crate::handshake::{CredentialSource, Credentials, HandshakeOptions, ServerInfo};
+use crate::io::{configure, SocketOptions};
+use crate::plan::{BatchEntry, NodeBatch};
+use crate::reply::FromReply;
+use crate::resp::Value;
+use crate::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Rounds};
+use crate::route::is_multi_key;
+use crate::split::{merge_replies, split_by_slot, Split};
+use crate::tls::{TlsConfig, TlsLayer};
+use crate::topology::{choose_view, NodeAddr, SlotMap};
+use crate::transaction::{TxNext, TxOutcome, TxRound};
+use crate::url::parse_seed;
+
+use conn::{Conn, Output};
+pub use ring::RingFeatures;
+
+/// Below this much spare room a read buffer grows before the next read.
+pub(crate) const MIN_READ_SPACE: usize = 4096;
+
+/// What a backend saw on a connection (by token).
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Bytes were appended to the connection's input buffer.
+    Read(usize),
+    /// The peer closed the connection.
+    Closed(usize),
+    /// A read or a write failed.
+    Failed(usize, io::Error),
+}
+
+/// The few socket operations a backend provides; everything else is shared.
+pub(crate) trait Transport: fmt::Debug {
+    /// Takes a connected socket under `token`.
+    fn add(&mut self, token: usize, stream: TcpStream, buffer_size: usize) -> io::Result<()>;
+    /// Closes the socket (operations in flight are cancelled; their buffers stay owned
+    /// by the backend until the kernel is done with them).
+    fn remove(&mut self, token: usize);
+    /// True when a write may be queued now (the previous one is finished).
+    fn can_write(&self, token: usize) -> bool;
+    /// Queues bytes to write, sent at the next wait.
+    fn write(&mut self, token: usize, out: Output);
+    /// The connection has `answered` replies in: sends proven read by the server are done.
+    fn settle(&mut self, token: usize, answered: u64);
+    /// Submits what is queued and waits until each of `awaiting` has had a read complete
+    /// (or `timeout`); what happened goes to `events`.
+    fn wait(
+        &mut self,
+        awaiting: &[usize],
+        timeout: Option<Duration>,
+        events: &mut Vec<Event>,
+    ) -> io::Result<()>;
+    /// The connection's input buffer (bytes read and not yet taken).
+    fn input(&mut self, token: usize) -> Option<&mut BytesMut>;
+    /// Events already there (a server that closed an idle connection), without waiting.
+    fn peek(&mut self, events: &mut Vec<Event>) -> io::Result<()>;
+}
+
+/// Which backend a blocking [`Client`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One io_uring instance owned by the client.
+    Ring,
+    /// Nonblocking sockets and `poll(2)`.
+    Poll,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Ring => "io_uring",
+            Backend::Poll => "poll",
+        })
+    }
+}
+
+/// One open connection.
+#[derive(Debug)]
+struct Entry {
+    conn: Conn,
+    /// The handshake must be done by then.
+    ready_by: Instant,
+    last_used: Instant,
+}
+
+/// A Redis Cluster client that blocks the calling thread, on an io_uring instance of its
+/// own (or `poll(2)` where io_uring is refused).
+///
+/// One client per thread (like the async client it is not `Send`: the ring is created
+/// with `IORING_SETUP_SINGLE_ISSUER`); one connection per node in use, opened on demand.
+///
+/// ```no_run
+/// use redis_cluster_uring::{blocking, cmd, Config, Pipeline};
+/// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+/// client.query::<()>(cmd("SET").arg("greeting").arg("hello"))?;
+/// let v: Option<String> = client.query(cmd("GET").arg("greeting"))?;
+/// assert_eq!(v.as_deref(), Some("hello"));
+/// println!("on {}", client.engine());
+/// # Ok::<(), redis_cluster_uring::Error>(())
+/// ```
+pub struct Client {
+    io: Box<dyn Transport>,
+    backend: Backend,
+    ring_features: Option<RingFeatures>,
+    entries: Slab<Entry>,
+    nodes: HashMap<NodeAddr, usize>,
+    map: SlotMap,
+    seeds: Vec<NodeAddr>,
+    config: Config,
+    tls: Option<(Arc<rustls::ClientConfig>, TlsConfig)>,
+    /// Rounds asked for a slot-map refresh.
+    refresh_due: bool,
+    last_refresh: Option<Instant>,
+    events: Vec<Event>,
+    /// The ring accepts submissions from the thread that created it only
+    /// (`SINGLE_ISSUER`): the client stays on that thread.
+    _not_send: std::marker::PhantomData<std::rc::Rc<()>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::Client")
+            .field("backend", &self.backend)
+            .field("connections", &self.entries.len())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to a cluster through any of `seeds` (`host:port` or `redis://` URLs, as
+    /// for the async client) and loads its slot map.
+    ///
+    /// Fails with [`ErrorKind::Config`] for unparsable seeds, [`ErrorKind::IoUringUnavailable`]
+    /// when `Engine::IoUring` is asked for and refused, [`ErrorKind::Unsupported`] for
+    /// replica reads (not in the blocking client yet), and with the last connection error
+    /// when no seed answers `CLUSTER SLOTS`.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, Config, Engine};
+    /// // Forces the poll backend (the environment variable does the same).
+    /// let client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default().engine(Engine::Epoll))?;
+    /// assert_eq!(client.engine(), blocking::Backend::Poll);
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
+        let mut parsed = Vec::with_capacity(seeds.len());
+        let mut from_urls: Option<Credentials> = None;
+        for s in seeds {
+            let seed = parse_seed(s.as_ref())?;
+            if seed.tls && config.tls.is_none() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "rediss:// seeds need Config::tls (the CA that signed the nodes' certificates)",
+                ));
+            }
+            if let Some(c) = seed.credentials {
+                if from_urls.as_ref().is_some_and(|known| *known != c) {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        "the seed URLs give different credentials",
+                    ));
+                }
+                from_urls = Some(c);
+            }
+            parsed.push(seed.addr);
+        }
+        if parsed.is_empty() {
+            return Err(Error::new(ErrorKind::Config, "no seed address given"));
+        }
+        if let (Some(c), CredentialSource::None) = (from_urls, &config.credentials) {
+            config.credentials = CredentialSource::Fixed(c);
+        }
+        if config.read_from != ReadFrom::Primary {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the blocking client reads from primaries only (ReadFrom::Primary); replica reads need the async Client",
+            ));
+        }
+        let (io, backend, ring_features) = choose_backend(config.engine)?;
+        let tls = match &config.tls {
+            Some(tls) => Some((tls.build()?, tls.clone())),
+            None => None,
+        };
+        tracing::debug!(%backend, ?ring_features, "blocking client backend");
+        let mut client = Client {
+            io,
+            backend,
+            ring_features,
+            entries: Slab::new(),
+            nodes: HashMap::new(),
+            map: SlotMap::empty(),
+            seeds: parsed,
+            config,
+            tls,
+            refresh_due: false,
+            last_refresh: None,
+            events: Vec::new(),
+            _not_send: std::marker::PhantomData,
+        };
+        client.refresh_slots()?;
+        Ok(client)
+    }
+
+    /// The backend in use.
+    pub fn engine(&self) -> Backend {
+        self.backend
+    }
+
+    /// The io_uring features in use (`None` on the poll backend).
+    pub fn ring_features(&self) -> Option<RingFeatures> {
+        self.ring_features
+    }
+
+    /// The current slot map.
+    pub fn slot_map(&self) -> &SlotMap {
+        &self.map
+    }
+
+    /// Number of open connections (one per node in use).
+    pub fn connection_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// What `node` said of itself in its connection's handshake, while connected.
+    pub fn server_info(&self, node: &NodeAddr) -> Option<&ServerInfo> {
+        let token = *self.nodes.get(node)?;
+        self.entries.get(token)?.conn.server_info()
+    }
+
+    /// Runs a pipeline: every node's batch in one submission, all replies awaited
+    /// together. Each command's result is at its index; a server error reply is an `Err`
+    /// for that command only (with [`Pipeline::raise_on_error`], the first error is
+    /// returned instead). Commands the shared path refuses (`MULTI`, `SUBSCRIBE`, an
+    /// empty command, a blocking command in a pipeline, node-specific commands) fail
+    /// alone, before anything is sent; multi-node commands (`DBSIZE`, `KEYS`, ...) go to
+    /// every node and are merged; cross-slot `MGET`/`MSET`/`DEL`/... are split by slot.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let mut pipe = Pipeline::new();
+    /// pipe.set("a", 1).get("a").add(cmd("DBSIZE"));
+    /// let replies = client.execute(&pipe)?;
+    /// assert_eq!(replies.len(), 3);
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+        let results = if pipeline.is_atomic() {
+            self.execute_atomic(pipeline.commands())?
+        } else {
+            self.execute_commands(pipeline.commands())?
+        };
+        if pipeline.raise_on_error {
+            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                return Err(e.clone());
+            }
+        }
+        Ok(results)
+    }
+
+    /// Runs a pipeline and converts every reply; fails on the first error.
+    pub fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
+        self.execute(pipeline)?
+            .into_iter()
+            .map(|r| T::from_reply(r?))
+            .collect()
+    }
+
+    /// Runs one command on the node that owns its key and converts the reply. A
+    /// blocking command (`BLPOP`, `XREAD ... BLOCK`) runs on the node's connection with
+    /// a deadline of its own timeout plus `request_timeout` (this client has one caller,
+    /// so nobody waits behind it).
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config, ErrorKind};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let n: i64 = client.query(cmd("INCR").arg("visits"))?;
+    /// let e = client.query::<()>(cmd("MULTI")).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Unsupported);
+    /// # let _ = n;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+        let results = match command_class(&command) {
+            CommandClass::Blocking => {
+                let deadline = self.blocking_deadline(&command)?;
+                self.housekeeping();
+                let results = self.run(std::slice::from_ref(&command), deadline, Vec::new());
+                self.maybe_refresh();
+                results
+            }
+            _ => self.execute_commands(std::slice::from_ref(&command))?,
+        };
+        match results.into_iter().next() {
+            Some(r) => T::from_reply(r?),
+            None => Err(Error::new(ErrorKind::Protocol, "no reply")),
+        }
+    }
+
+    /// Runs one command on a given node, bypassing routing (`INFO`, `CLUSTER ...`, or a
+    /// multi-node command such as `DBSIZE` for that node alone). No redirect is followed:
+    /// `MOVED`/`ASK` come back as errors of kind [`ErrorKind::Moved`]/[`ErrorKind::Ask`].
+    /// Commands that would change the connection's state are refused.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let primaries: Vec<_> = client.slot_map().primaries().cloned().collect();
+    /// let mut keys = 0;
+    /// for node in &primaries {
+    ///     keys += client.query_node::<i64>(node, cmd("DBSIZE"))?;
+    /// }
+    /// # let _ = keys;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
+        let class = command_class(&command);
+        let deadline = match class {
+            CommandClass::Blocking => self.blocking_deadline(&command)?,
+            _ if !class.allowed_on_named_node() => {
+                return Err(refusal(&command, class, false).unwrap_or_else(|| {
+                    Error::new(ErrorKind::Unsupported, "refused on a named node")
+                }));
+            }
+            _ => match blocking_timeout(&command)? {
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "WAIT/WAITAOF with timeout 0 would block for ever: give a timeout",
+                    ))
+                }
+                Some(blocks) => deadline_after(
+                    self.config
+                        .request_timeout
+                        .map(|t| t.saturating_add(blocks)),
+                ),
+            },
+        };
+        self.housekeeping();
+        let results = self.run(
+            std::slice::from_ref(&command),
+            deadline,
+            vec![Some(node.clone())],
+        );
+        self.maybe_refresh();
+        match results.into_iter().next() {
+            Some(r) => T::from_reply(r?),
+            None => Err(Error::new(ErrorKind::Protocol, "no reply")),
+        }
+    }
+
+    /// Reloads the slot map now: `refresh_fanout` nodes at a time (known nodes in random
+    /// order, then the seeds) are asked `CLUSTER SLOTS` together, each within
+    /// `refresh_timeout`, and `refresh_policy` picks among the answers. Connections to
+    /// nodes that left the map are closed.
+    pub fn refresh_slots(&mut self) -> Result<()> {
+        let result = self.fetch_slot_map();
+        self.last_refresh = Some(Instant::now());
+        self.refresh_due = false;
+        let map = result?;
+        let leaving: Vec<usize> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                !map.contains_node(e.conn.addr()) && !self.seeds.contains(e.conn.addr())
+            })
+            .map(|(t, _)| t)
+            .collect();
+        for token in leaving {
+            self.close(token);
+        }
+        self.map = map;
+        Ok(())
+    }
+
+    fn blocking_deadline(&self, command: &Cmd) -> Result<Option<Instant>> {
+        let blocks = blocking_timeout(command)?;
+        Ok(match (blocks, self.config.request_timeout) {
+            (Some(blocks), Some(t)) => deadline_after(Some(blocks.saturating_add(t))),
+            _ => None,
+        })
+    }
+
+    fn round_limits(&self) -> RoundLimits {
+        RoundLimits {
+            max_redirects: self.config.max_redirects,
+            max_retries: self.config.max_retries,
+            retry_base_delay: self.config.retry_base_delay,
+            retry_max_delay: self.config.retry_max_delay,
+        }
+    }
+
+    /// The shared path of `execute`, `query_pipeline` and `query`: refusals, splits and
+    /// fan-outs as the async client does them, then the rounds.
+    fn execute_commands(&mut self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.housekeeping();
+        let deadline = deadline_after(self.config.request_timeout);
+        let plain = cmds.iter().all(|c| {
+            command_class(c) == CommandClass::Regular
+                && !(is_multi_key(c) && split_by_slot(c).is_some())
+        });
+        let results = if plain {
+            self.run(cmds, deadline, Vec::new())
+        } else {
+            self.run_expanded(cmds, deadline)
+        };
+        self.maybe_refresh();
+        Ok(results)
+    }
+
+    /// `MULTI`, the commands and `EXEC` in one write to their slot's node, judged as a
+    /// whole by [`TxRound`] exactly as in the async client.
+    fn execute_atomic(&mut self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+        self.housekeeping();
+        let deadline = deadline_after(self.config.request_timeout);
+        let mut tx = TxRound::new(cmds, self.round_limits(), deadline)?;
+        loop {
+            match tx.next(Instant::now(), cmds, &self.map) {
+                TxNext::Done => break,
+                TxNext::WaitUntil(at) => {
+                    self.maybe_refresh();
+                    let now = Instant::now();
+                    if at > now {
+                        std::thread::sleep(at - now);
+                    }
+                }
+                TxNext::Send { node, buf, replies } => {
+                    let mut inbox: Vec<Option<RoundReply>> = Vec::with_capacity(replies);
+                    inbox.resize_with(replies, || None);
+                    let entries = (0..replies)
+                        .map(|index| BatchEntry {
+                            index,
+                            asking: false,
+                        })
+                        .collect();
+                    let batch = NodeBatch {
+                        node: node.clone(),
+                        entries,
+                        buf,
+                    };
+                    let (_, timed_out) = self.send_round(vec![batch], deadline, &mut inbox);
+                    if timed_out {
+                        tx.deadline_passed();
+                    }
+                    tx.judge(&node, inbox);
+                    self.apply_effects(tx.take_effects());
+                }
+            }
+        }
+        self.maybe_refresh();
+        match tx.finish()? {
+            TxOutcome::Done(results) => Ok(results),
+            TxOutcome::Conflict => Err(Error::protocol("EXEC answered nil without WATCH")),
+        }
+    }
+
+    /// Each command becomes a span of the commands sent: none when refused, one copy per
+    /// node for a multi-node command, its per-slot parts when split, or itself; the
+    /// replies are merged back per span.
+    fn run_expanded(&mut self, cmds: &[Cmd], deadline: Option<Instant>) -> Vec<Result<Value>> {
+        enum Span {
+            Refused(Error),
+            One,
+            Split(Split),
+            Fanout(Fanout),
+        }
+        let mut sent: Vec<Cmd> = Vec::with_capacity(cmds.len());
+        let mut pins: Vec<Option<NodeAddr>> = Vec::new();
+        let mut spans: Vec<(usize, Span)> = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            if let Some(fan) = fan_out(c, &self.map) {
+                match fan {
+                    Ok(fan) => {
+                        pins.resize(sent.len(), None);
+                        for node in &fan.nodes {
+                            sent.push(c.clone());
+                            pins.push(Some(node.clone()));
+                        }
+                        spans.push((fan.nodes.len(), Span::Fanout(fan)));
+                    }
+                    Err(error) => spans.push((0, Span::Refused(error))),
+                }
+                continue;
+            }
+            if let Some(error) = refusal(c, command_class(c), true) {
+                spans.push((0, Span::Refused(error)));
+                continue;
+            }
+            match is_multi_key(c).then(|| split_by_slot(c)).flatten() {
+                Some(split) => {
+                    sent.extend(split.parts.iter().map(|p| p.cmd.clone()));
+                    spans.push((split.parts.len(), Span::Split(split)));
+                }
+                None => {
+                    sent.push(c.clone());
+                    spans.push((1, Span::One));
+                }
+            }
+        }
+        if !pins.is_empty() {
+            pins.resize(sent.len(), None);
+        }
+        let mut results = if sent.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            self.run(&sent, deadline, pins).into_iter()
+        };
+        spans
+            .into_iter()
+            .map(|(n, span)| match span {
+                Span::Refused(error) => Err(error),
+                Span::Split(split) => merge_replies(&split, results.by_ref().take(n).collect()),
+                Span::Fanout(fan) => merge(&fan, results.by_ref().take(n).collect()),
+                Span::One => results.next().unwrap_or_else(|| {
+                    Err(Error::new(ErrorKind::Protocol, "a command lost its reply"))
+                }),
+            })
+            .collect()
+    }
+
+    /// Rounds for `cmds` (command i pinned to `pins[i]` when given), to the end.
+    fn run(
+        &mut self,
+        cmds: &[Cmd],
+        deadline: Option<Instant>,
+        pins: Vec<Option<NodeAddr>>,
+    ) -> Vec<Result<Value>> {
+        let limits = self.round_limits();
+        self.run_with(cmds, deadline, pins, limits)
+    }
+
+    fn run_with(
+        &mut self,
+        cmds: &[Cmd],
+        deadline: Option<Instant>,
+        pins: Vec<Option<NodeAddr>>,
+        limits: RoundLimits,
+    ) -> Vec<Result<Value>> {
+        let mut rounds = Rounds::new(cmds.len(), limits, deadline);
+        if !pins.is_empty() {
+            rounds = rounds.pinned_some(pins);
+        }
+        self.drive(cmds, rounds, deadline)
+    }
+
+    /// The driver: does what the round state machine says (send, wait, stop), moves
+    /// replies into it and applies its effects. No decision is made here.
+    fn drive(
+        &mut self,
+        cmds: &[Cmd],
+        mut rounds: Rounds,
+        deadline: Option<Instant>,
+    ) -> Vec<Result<Value>> {
+        let mut inbox: Vec<Option<RoundReply>> = Vec::with_capacity(cmds.len());
+        inbox.resize_with(cmds.len(), || None);
+        let mut next = rounds.start(cmds, &self.map);
+        loop {
+            match next {
+                Next::Done => break,
+                Next::WaitUntil(at) => {
+                    // A retry's pause: the time to refresh the map it will be routed by.
+                    self.maybe_refresh();
+                    let now = Instant::now();
+                    if at > now {
+                        std::thread::sleep(at - now);
+                    }
+                }
+                Next::Send(batches) => {
+                    let (sent, timed_out) = self.send_round(batches, deadline, &mut inbox);
+                    if timed_out {
+                        rounds.deadline_passed();
+                    }
+                    for (node, entries) in &sent {
+                        for entry in entries {
+                            let reply = inbox.get_mut(entry.index).and_then(Option::take);
+                            rounds.judge(entry.index, node, reply);
+                        }
+                    }
+                    self.apply_effects(rounds.take_effects());
+                }
+            }
+            next = rounds.next(Instant::now(), cmds, &self.map, &self.seeds);
+        }
+        rounds.finish()
+    }
+
+    fn apply_effects(&mut self, effects: impl Iterator<Item = Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Redirected { moved } => {
+                    if let Some((slot, to)) = moved {
+                        self.map.apply_moved(slot, &to);
+                        self.refresh_due = true;
+                    }
+                }
+                Effect::Retrying => {}
+                // The connection that timed out is closed already.
+                Effect::NodeFailed(_) | Effect::RefreshMap | Effect::TimedOut(_) => {
+                    self.refresh_due = true
+                }
+            }
+        }
+    }
+
+    /// Queues every batch on its node's connection and waits for the replies: all at
+    /// once, or one node after another in serial mode. Returns, per batch, the node and
+    /// the entries sent, and whether the deadline passed first.
+    fn send_round(
+        &mut self,
+        batches: Vec<NodeBatch>,
+        deadline: Option<Instant>,
+        inbox: &mut [Option<RoundReply>],
+    ) -> (Vec<(NodeAddr, Vec<BatchEntry>)>, bool) {
+        let serial = self.config.execution == Execution::Serial;
+        let mut sent = Vec::with_capacity(batches.len());
+        let mut timed_out = false;
+        for NodeBatch { node, entries, buf } in batches {
+            match self.connection_for(&node) {
+                Ok(token) => {
+                    if let Some(entry) = self.entries.get_mut(token) {
+                        entry.conn.queue(&entries, buf);
+                        entry.last_used = Instant::now();
+                    }
+                }
+                Err(error) => {
+                    for e in &entries {
+                        if let Some(slot) = inbox.get_mut(e.index) {
+                            *slot = Some(RoundReply::Failed {
+                                error: error.clone(),
+                                sent: false,
+                            });
+                        }
+                    }
+                }
+            }
+            sent.push((node, entries));
+            if serial && !self.pump(deadline, inbox) {
+                timed_out = true;
+                break;
+            }
+        }
+        if !serial && !timed_out {
+            timed_out = !self.pump(deadline, inbox);
+        }
+        if timed_out {
+            // Replies given up on could not be matched later: those connections close.
+            let late: Vec<usize> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.conn.awaiting())
+                .map(|(t, _)| t)
+                .collect();
+            for token in late {
+                tracing::debug!(node = %self.entries[token].conn.addr(), "request timed out; connection closed");
+                self.close(token);
+            }
+        }
+        (sent, timed_out)
+    }
+
+    /// Moves bytes until no connection owes a reply (true) or the deadline passes
+    /// (false). Replies land in `inbox` by command index; a connection that fails gives
+    /// each of its commands a `Failed` reply, marked sent or not.
+    fn pump(&mut self, deadline: Option<Instant>, inbox: &mut [Option<RoundReply>]) -> bool {
+        let mut awaiting: Vec<usize> = Vec::with_capacity(self.entries.len());
+        loop {
+            let mut failed: Vec<(usize, Error)> = Vec::new();
+            for (token, entry) in self.entries.iter_mut() {
+                if entry.conn.wants_write() && self.io.can_write(token) {
+                    match entry.conn.take_output() {
+                        Ok(Some(out)) => self.io.write(token, out),
+                        Ok(None) => {}
+                        Err(e) => failed.push((token, e)),
+                    }
+                }
+            }
+            let now = Instant::now();
+            let mut wake = deadline;
+            awaiting.clear();
+            for (token, entry) in self.entries.iter() {
+                if !entry.conn.awaiting() {
+                    continue;
+                }
+                if !entry.conn.is_ready() {
+                    if entry.ready_by <= now {
+                        failed.push((
+                            token,
+                            Error::new(
+                                ErrorKind::Io,
+                                format!(
+                                    "{}: the handshake took longer than {:?}",
+                                    entry.conn.addr(),
+                                    self.config.connect_timeout
+                                ),
+                            ),
+                        ));
+                        continue;
+                    }
+                    wake = Some(wake.map_or(entry.ready_by, |w| w.min(entry.ready_by)));
+                }
+                awaiting.push(token);
+            }
+            if !failed.is_empty() {
+                for (token, error) in failed {
+                    self.fail(token, &error, inbox);
+                }
+                continue;
+            }
+            if awaiting.is_empty() {
+                return true;
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return false;
+            }
+            let timeout = wake.map(|w| w.saturating_duration_since(now));
+            let mut events = std::mem::take(&mut self.events);
+            if let Err(e) = self.io.wait(&awaiting, timeout, &mut events) {
+                // The backend itself failed: every connection waiting is lost.
+                let error = Error::io(format!("{} backend", self.backend), e);
+                for &token in &awaiting {
+                    self.fail(token, &error, inbox);
+                }
+            }
+            self.handle(&mut events, inbox);
+            self.events = events;
+            for (token, entry) in self.entries.iter() {
+                self.io.settle(token, entry.conn.answered());
+            }
+        }
+    }
+
+    /// Applies what the backend saw.
+    fn handle(&mut self, events: &mut Vec<Event>, inbox: &mut [Option<RoundReply>]) {
+        for event in events.drain(..) {
+            match event {
+                Event::Read(token) => {
+                    let (Some(entry), Some(input)) =
+                        (self.entries.get_mut(token), self.io.input(token))
+                    else {
+                        continue;
+                    };
+                    let received = entry.conn.receive(input);
+                    for (index, value) in entry.conn.take_replies() {
+                        if let Some(slot) = inbox.get_mut(index) {
+                            *slot = Some(RoundReply::Value(value));
+                        }
+                    }
+                    match &self.config.push_handler {
+                        Some(handler) => {
+                            let node = entry.conn.addr().clone();
+                            for push in entry.conn.take_pushes() {
+                                handler.call(&node, push);
+                            }
+                        }
+                        None => entry.conn.take_pushes().for_each(drop),
+                    }
+                    if let Err(error) = received {
+                        self.fail(token, &error, inbox);
+                    }
+                }
+                Event::Closed(token) => {
+                    if let Some(entry) = self.entries.get(token) {
+                        let error = Error::new(
+                            ErrorKind::Io,
+                            format!("{} closed the connection", entry.conn.addr()),
+                        );
+                        self.fail(token, &error, inbox);
+                    }
+                }
+                Event::Failed(token, e) => {
+                    if let Some(entry) = self.entries.get(token) {
+                        let error = Error::io(format!("{}", entry.conn.addr()), e);
+                        self.fail(token, &error, inbox);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a connection: its waiting commands get `error`.
+    fn fail(&mut self, token: usize, error: &Error, inbox: &mut [Option<RoundReply>]) {
+        let Some(entry) = self.entries.get_mut(token) else {
+            return;
+        };
+        tracing::debug!(node = %entry.conn.addr(), %error, "connection failed");
+        for lost in entry.conn.fail(error) {
+            if let Some(slot) = inbox.get_mut(lost.index) {
+                *slot = Some(RoundReply::Failed {
+                    error: lost.error,
+                    sent: lost.sent,
+                });
+            }
+        }
+        self.close(token);
+    }
+
+    fn close(&mut self, token: usize) {
+        if let Some(entry) = self.entries.try_remove(token) {
+            if self.nodes.get(entry.conn.addr()) == Some(&token) {
+                self.nodes.remove(entry.conn.addr());
+            }
+            self.io.remove(token);
+        }
+    }
+
+    /// The connection to `node`, opened (connected, registered, handshake queued) when
+    /// there is none.
+    fn connection_for(&mut self, node: &NodeAddr) -> Result<usize> {
+        if let Some(&token) = self.nodes.get(node) {
+            return Ok(token);
+        }
+        let config = &self.config;
+        let stream = connect_tcp(node, config)?;
+        let handshake = HandshakeOptions {
+            protocol: config.protocol,
+            credentials: config
+                .credentials
+                .current()
+                .map_err(|e| Error::new(e.kind(), format!("{node}: {}", e.detail())))?,
+            client_name: config.client_name.clone(),
+            read_only: false,
+            ..HandshakeOptions::default()
+        };
+        let tls = match &self.tls {
+            Some((rustls, tls)) => Some(TlsLayer::new(rustls.clone(), tls.name_for(&node.host)?)?),
+            None => None,
+        };
+        let conn = Conn::new(node.clone(), handshake, tls, config.decode_limits)?;
+        let token = self.entries.vacant_key();
+        self.io
+            .add(token, stream, config.read_buffer_size)
+            .map_err(|e| Error::io(format!("{node}: register the socket"), e))?;
+        let now = Instant::now();
+        self.entries.insert(Entry {
+            conn,
+            ready_by: saturating_later(now, config.connect_timeout),
+            last_used: now,
+        });
+        self.nodes.insert(node.clone(), token);
+        Ok(token)
+    }
+
+    /// Between requests: connections the servers closed while idle are noticed (so
+    /// nothing is written to them), idle ones past `idle_timeout` are closed, and the
+    /// periodic refresh runs when due.
+    fn housekeeping(&mut self) {
+        let mut events = std::mem::take(&mut self.events);
+        if self.io.peek(&mut events).is_ok() && !events.is_empty() {
+            // Nothing is awaited between requests: every event ends its connection.
+            self.handle(&mut events, &mut []);
+        }
+        self.events = events;
+        if let Some(idle) = self.config.idle_timeout {
+            let now = Instant::now();
+            let stale: Vec<usize> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| now.saturating_duration_since(e.last_used) >= idle)
+                .map(|(t, _)| t)
+                .collect();
+            for token in stale {
+                self.close(token);
+            }
+        }
+        if let (Some(every), Some(last)) = (self.config.periodic_refresh, self.last_refresh) {
+            if last.elapsed() >= every {
+                self.refresh_due = true;
+            }
+        }
+        self.maybe_refresh();
+    }
+
+    /// Refreshes the slot map if the rounds asked for it and the last refresh is older
+    /// than `min_refresh_interval`.
+    fn maybe_refresh(&mut self) {
+        if !self.refresh_due {
+            return;
+        }
+        let recent = self
+            .last_refresh
+            .is_some_and(|t| t.elapsed() < self.config.min_refresh_interval);
+        if recent {
+            return;
+        }
+        if let Err(e) = self.refresh_slots() {
+            tracing::warn!(error = %e, "slot map refresh failed");
+        }
+    }
+
+    /// Nodes to ask for the slot map: known nodes in random order, then the seeds.
+    fn refresh_candidates(&self) -> Vec<NodeAddr> {
+        let mut nodes: Vec<NodeAddr> = Vec::new();
+        for shard in self.map.shards() {
+            for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
+                if !nodes.contains(node) {
+                    nodes.push(node.clone());
+                }
+            }
+        }
+        for i in (1..nodes.len()).rev() {
+            let j = ((random_unit() * (i + 1) as f64) as usize).min(i);
+            nodes.swap(i, j);
+        }
+        for seed in &self.seeds {
+            if !nodes.contains(seed) {
+                nodes.push(seed.clone());
+            }
+        }
+        nodes
+    }
+
+    fn fetch_slot_map(&mut self) -> Result<SlotMap> {
+        let policy = self.config.refresh_policy;
+        let fanout = self.config.refresh_fanout.max(1);
+        let limits = RoundLimits {
+            max_retries: 0,
+            ..self.round_limits()
+        };
+        let mut last_error = Error::new(ErrorKind::ClusterDown, "no node to ask for the slot map");
+        for group in self.refresh_candidates().chunks(fanout) {
+            // The group's questions are in flight together, in one submission.
+            let cmds: Vec<Cmd> = group.iter().map(|_| cmd("CLUSTER").arg("SLOTS")).collect();
+            let pins = group.iter().cloned().map(Some).collect();
+            let deadline = deadline_after(Some(self.config.refresh_timeout));
+            let replies = self.run_with(&cmds, deadline, pins, limits);
+            let mut answers = Vec::new();
+            for (node, reply) in group.iter().zip(replies) {
+                match reply.and_then(|r| SlotMap::from_cluster_slots_with_host(&r, &node.host)) {
+                    Ok(map) if policy == RefreshPolicy::FirstComplete && map.is_complete() => {
+                        return Ok(map)
+                    }
+                    Ok(map) => answers.push(map),
+                    Err(e) => {
+                        tracing::debug!(%node, error = %e, "slot map fetch failed");
+                        last_error = e;
+                    }
+                }
+            }
+            if let Some(i) = choose_view(&answers, policy) {
+                return Ok(answers.swap_remove(i));
+            }
+            if !answers.is_empty() {
+                last_error =
+                    Error::new(ErrorKind::ClusterDown, "no node reports any slot assigned");
+            }
+        }
+        Err(last_error)
+    }
+}
+
+/// The backend for `requested` (after the environment override): the ring when the
+/// kernel takes it, `poll` otherwise (or an error when io_uring was demanded).
+fn choose_backend(
+    requested: Engine,
+) -> Result<(Box<dyn Transport>, Backend, Option<RingFeatures>)> {
+    let requested = match (requested, Engine::from_env()?) {
+        (Engine::Auto, Some(forced)) => forced,
+        (r, _) => r,
+    };
+    let ring = || match ring::Ring::new() {
+        Ok(ring) => {
+            let features = ring.features();
+            Ok((
+                Box::new(ring) as Box<dyn Transport>,
+                Backend::Ring,
+                Some(features),
+            ))
+        }
+        Err(e) => Err(Error::new(
+            ErrorKind::IoUringUnavailable,
+            format!("io_uring refused: {e}"),
+        )),
+    };
+    let poll = || {
+        (
+            Box::new(poll::Poll::new()) as Box<dyn Transport>,
+            Backend::Poll,
+            None,
+        )
+    };
+    match requested {
+        Engine::Epoll => Ok(poll()),
+        Engine::IoUring => ring(),
+        Engine::Auto => match ring() {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                tracing::warn!(reason = %e, "io_uring unavailable, the blocking client uses poll");
+                Ok(poll())
+            }
+        },
+    }
+}
+
+/// Resolves `node` and connects to the first of its addresses that accepts, each with
+/// its share of `connect_timeout`; the socket gets `TCP_NODELAY`, keepalive and
+/// `TCP_USER_TIMEOUT`, and is made nonblocking.
+fn connect_tcp(node: &NodeAddr, config: &Config) -> Result<TcpStream> {
+    let candidates: Vec<SocketAddr> = if let Ok(ip) = node.host.parse::<std::net::IpAddr>() {
+        vec![SocketAddr::new(ip, node.port)]
+    } else if node.host.is_empty() || node.host == "?" {
+        return Err(Error::new(
+            ErrorKind::ClusterDown,
+            format!("{node}: the cluster does not know this node's endpoint"),
+        ));
+    } else {
+        (node.host.as_str(), node.port)
+            .to_socket_addrs()
+            .map_err(|e| Error::io(format!("resolve {node}"), e))?
+            .collect()
+    };
+    if candidates.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("{node} resolves to no address"),
+        ));
+    }
+    let deadline = saturating_later(Instant::now(), config.connect_timeout);
+    let count = candidates.len();
+    let mut last = None;
+    for (i, addr) in candidates.into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share =
+            (left / u32::try_from(count - i).unwrap_or(u32::MAX)).max(Duration::from_millis(1));
+        match TcpStream::connect_timeout(&addr, share) {
+            Ok(stream) => {
+                let options = SocketOptions {
+                    keepalive: config.tcp_keepalive,
+                    user_timeout: config.tcp_user_timeout,
+                };
+                configure(&stream, &options)
+                    .and_then(|()| stream.set_nonblocking(true))
+                    .map_err(|e| Error::io(format!("configure the socket to {node}"), e))?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(Error::io(format!("connect to {node} ({addr})"), e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::new(ErrorKind::Io, format!("connect to {node} timed out"))))
+}
+
+/// `now + timeout`; `None` (no deadline) when there is no timeout.
+fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| saturating_later(Instant::now(), t))
+}
+
+/// A number in [0, 1) from the standard library's randomly keyed hasher.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9e37_79b9_7f4a_7c15);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_seeds_are_config_errors_before_any_io() {
+        let cases: [&[&str]; 2] = [&[], &["no-port"]];
+        for seeds in cases {
+            let e = Client::connect(seeds, Config::default()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{seeds:?}");
+        }
+        let e = Client::connect(
+            &["127.0.0.1:1"],
+            Config::default().read_from(ReadFrom::Nearest),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn a_refused_seed_is_an_io_error_on_both_backends() {
+        // Port 1 on loopback: nothing listens, the connect is refused at once.
+        for engine in [Engine::IoUring, Engine::Epoll] {
+            let config = Config::default().engine(engine);
+            match Client::connect(&["127.0.0.1:1"], config) {
+                Err(e) if e.kind() == ErrorKind::IoUringUnavailable => {}
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Io, "{engine}: {e}"),
+                Ok(_) => panic!("connected to nothing"),
+            }
+        }
+    }
+}
