@@ -33,7 +33,6 @@ use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
 use crate::connection::{run_connection, ConnOptions, Link, TlsConnect};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fanout::{fan_out, merge, Fanout};
 use crate::handshake::{CredentialSource, Credentials, HandshakeOptions};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
@@ -51,7 +50,7 @@ use crate::round::{
 use crate::route::is_multi_key;
 use crate::route::{route_command, Route};
 use crate::slot::Slot;
-use crate::split::{merge_replies, split_by_slot, Split};
+use crate::split::split_by_slot;
 use crate::stats::{Counters, Stats};
 use crate::tls::TlsConfig;
 use crate::topology::{choose_view, NodeAddr, SlotMap};
@@ -746,84 +745,25 @@ impl Client {
         self.inner.counters.add_execution();
         let deadline = deadline_after(self.inner.config.request_timeout);
         // The common case: every command regular, nothing to split or refuse.
-        let plain = cmds.iter().all(|c| {
-            command_class(c) == CommandClass::Regular
-                && !(is_multi_key(c) && split_by_slot(c).is_some())
-        });
-        if plain {
+        if crate::expand::is_plain(cmds) {
             return self
                 .run_rounds(cmds, deadline, Lane::Shared, reporter)
                 .await;
         }
-        // Each command becomes a span of the commands actually sent: none when refused,
-        // one copy per node for a multi-node command, its per-slot parts when split (in
-        // place, so per-node order, and so what each part observes, is the pipeline's),
-        // or itself. Every node is still written once, all in flight together.
-        enum Span {
-            Refused(Error),
-            One,
-            Split(Split),
-            Fanout(Fanout),
-        }
         let map = self.slot_map();
-        let mut sent: Vec<Cmd> = Vec::with_capacity(cmds.len());
-        let mut pins: Vec<Option<NodeAddr>> = Vec::new();
-        let mut spans: Vec<(usize, Span)> = Vec::with_capacity(cmds.len());
-        for c in cmds {
-            if let Some(fan) = fan_out(c, &map) {
-                match fan {
-                    Ok(fan) => {
-                        pins.resize(sent.len(), None);
-                        for node in &fan.nodes {
-                            sent.push(c.clone());
-                            pins.push(Some(node.clone()));
-                        }
-                        spans.push((fan.nodes.len(), Span::Fanout(fan)));
-                    }
-                    Err(error) => {
-                        self.inner.counters.add_refused();
-                        spans.push((0, Span::Refused(error)));
-                    }
-                }
-                continue;
-            }
-            if let Some(error) = refusal(c, command_class(c), true) {
-                self.inner.counters.add_refused();
-                spans.push((0, Span::Refused(error)));
-                continue;
-            }
-            match is_multi_key(c).then(|| split_by_slot(c)).flatten() {
-                Some(split) => {
-                    sent.extend(split.parts.iter().map(|p| p.cmd.clone()));
-                    spans.push((split.parts.len(), Span::Split(split)));
-                }
-                None => {
-                    sent.push(c.clone());
-                    spans.push((1, Span::One));
-                }
-            }
+        let mut expansion = crate::expand::expand(cmds, &map);
+        for _ in 0..expansion.refused {
+            self.inner.counters.add_refused();
         }
-        if !pins.is_empty() {
-            pins.resize(sent.len(), None);
-        }
-        let mut results = if sent.is_empty() {
-            Vec::new().into_iter()
+        let results = if expansion.sent.is_empty() {
+            Vec::new()
         } else {
+            let sent = std::mem::take(&mut expansion.sent);
+            let pins = std::mem::take(&mut expansion.pins);
             self.run_rounds_pinned(&sent, deadline, pins, reporter)
                 .await?
-                .into_iter()
         };
-        Ok(spans
-            .into_iter()
-            .map(|(n, span)| match span {
-                Span::Refused(error) => Err(error),
-                Span::Split(split) => merge_replies(&split, results.by_ref().take(n).collect()),
-                Span::Fanout(fan) => merge(&fan, results.by_ref().take(n).collect()),
-                Span::One => results.next().unwrap_or_else(|| {
-                    Err(Error::new(ErrorKind::Protocol, "a command lost its reply"))
-                }),
-            })
-            .collect())
+        Ok(expansion.fold(results))
     }
 
     /// Runs one blocking command on a dedicated connection: to its key's node, or to

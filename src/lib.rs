@@ -73,6 +73,7 @@ pub mod config;
 mod connection;
 pub mod engine;
 pub mod error;
+mod expand;
 pub mod fanout;
 pub mod handshake;
 mod io;

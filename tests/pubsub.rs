@@ -210,6 +210,10 @@ fn a_sharded_subscription_follows_its_slot_migration() {
                     before += 1;
                 }
             }
+            eventually(Duration::from_secs(10), "the messages before", || {
+                count_phase(&got, channel, "before") == before
+            })
+            .await;
             phase.store(1, Ordering::SeqCst);
             let during = publish_until(&client, true, channel, "during", || {
                 phase.load(Ordering::SeqCst) == 2
@@ -284,6 +288,13 @@ fn subscriptions_come_back_after_a_failover() {
                 assert!(publish(&client, true, channel, &format!("before:{n}")).await);
                 assert!(publish(&client, false, "broadcast", &format!("before:{n}")).await);
             }
+            // Published is not delivered: wait for them before the kill, which would
+            // otherwise take undelivered ones with it (at most once).
+            eventually(Duration::from_secs(10), "the messages before", || {
+                count_phase(&got, channel, "before") == 50
+                    && count_phase(&got, "broadcast", "before") == 50
+            })
+            .await;
             phase.store(1, Ordering::SeqCst);
             let during = publish_until(&client, true, channel, "during", || {
                 phase.load(Ordering::SeqCst) == 2

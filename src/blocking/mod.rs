@@ -61,15 +61,13 @@ use crate::command_table::{blocking_timeout, command_class, refusal, CommandClas
 use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fanout::{fan_out, merge, Fanout};
 use crate::handshake::{CredentialSource, Credentials, HandshakeOptions, ServerInfo};
 use crate::io::{configure, SocketOptions};
 use crate::plan::{BatchEntry, NodeBatch};
 use crate::reply::FromReply;
 use crate::resp::Value;
 use crate::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Rounds};
-use crate::route::is_multi_key;
-use crate::split::{merge_replies, split_by_slot, Split};
+
 use crate::tls::{TlsConfig, TlsLayer};
 use crate::topology::{choose_view, NodeAddr, SlotMap};
 use crate::transaction::{TxNext, TxOutcome, TxRound};
@@ -461,11 +459,7 @@ impl Client {
         }
         self.housekeeping();
         let deadline = deadline_after(self.config.request_timeout);
-        let plain = cmds.iter().all(|c| {
-            command_class(c) == CommandClass::Regular
-                && !(is_multi_key(c) && split_by_slot(c).is_some())
-        });
-        let results = if plain {
+        let results = if crate::expand::is_plain(cmds) {
             self.run(cmds, deadline, Vec::new())
         } else {
             self.run_expanded(cmds, deadline)
@@ -520,68 +514,17 @@ impl Client {
         }
     }
 
-    /// Each command becomes a span of the commands sent: none when refused, one copy per
-    /// node for a multi-node command, its per-slot parts when split, or itself; the
-    /// replies are merged back per span.
+    /// A pipeline with refused, multi-node or split commands (see [`crate::expand`]).
     fn run_expanded(&mut self, cmds: &[Cmd], deadline: Option<Instant>) -> Vec<Result<Value>> {
-        enum Span {
-            Refused(Error),
-            One,
-            Split(Split),
-            Fanout(Fanout),
-        }
-        let mut sent: Vec<Cmd> = Vec::with_capacity(cmds.len());
-        let mut pins: Vec<Option<NodeAddr>> = Vec::new();
-        let mut spans: Vec<(usize, Span)> = Vec::with_capacity(cmds.len());
-        for c in cmds {
-            if let Some(fan) = fan_out(c, &self.map) {
-                match fan {
-                    Ok(fan) => {
-                        pins.resize(sent.len(), None);
-                        for node in &fan.nodes {
-                            sent.push(c.clone());
-                            pins.push(Some(node.clone()));
-                        }
-                        spans.push((fan.nodes.len(), Span::Fanout(fan)));
-                    }
-                    Err(error) => spans.push((0, Span::Refused(error))),
-                }
-                continue;
-            }
-            if let Some(error) = refusal(c, command_class(c), true) {
-                spans.push((0, Span::Refused(error)));
-                continue;
-            }
-            match is_multi_key(c).then(|| split_by_slot(c)).flatten() {
-                Some(split) => {
-                    sent.extend(split.parts.iter().map(|p| p.cmd.clone()));
-                    spans.push((split.parts.len(), Span::Split(split)));
-                }
-                None => {
-                    sent.push(c.clone());
-                    spans.push((1, Span::One));
-                }
-            }
-        }
-        if !pins.is_empty() {
-            pins.resize(sent.len(), None);
-        }
-        let mut results = if sent.is_empty() {
-            Vec::new().into_iter()
+        let mut expansion = crate::expand::expand(cmds, &self.map);
+        let results = if expansion.sent.is_empty() {
+            Vec::new()
         } else {
-            self.run(&sent, deadline, pins).into_iter()
+            let sent = std::mem::take(&mut expansion.sent);
+            let pins = std::mem::take(&mut expansion.pins);
+            self.run(&sent, deadline, pins)
         };
-        spans
-            .into_iter()
-            .map(|(n, span)| match span {
-                Span::Refused(error) => Err(error),
-                Span::Split(split) => merge_replies(&split, results.by_ref().take(n).collect()),
-                Span::Fanout(fan) => merge(&fan, results.by_ref().take(n).collect()),
-                Span::One => results.next().unwrap_or_else(|| {
-                    Err(Error::new(ErrorKind::Protocol, "a command lost its reply"))
-                }),
-            })
-            .collect()
+        expansion.fold(results)
     }
 
     /// Rounds for `cmds` (command i pinned to `pins[i]` when given), to the end.
