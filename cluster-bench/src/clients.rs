@@ -168,6 +168,9 @@ pub struct CaseSpec {
     pub warmup: Duration,
     /// Measured time.
     pub duration: Duration,
+    /// The `raw_syscalls:sys_enter` tracepoint to count system calls with, or why
+    /// they cannot be counted (see `syscalls::prepare`).
+    pub syscalls: Result<u64, String>,
 }
 
 /// What a case measured.
@@ -187,8 +190,9 @@ pub struct CaseResult {
     pub allocations: u64,
     /// For this library: socket writes and reads in the window, and operations.
     pub io: Option<(u64, u64, u64)>,
-    /// System calls made by the client thread in the window, when countable.
-    pub syscalls: Option<u64>,
+    /// System calls made by the client thread in the window, or why they were not
+    /// counted.
+    pub syscalls: Result<u64, String>,
     /// Operations completed in the window.
     pub ops: u64,
 }
@@ -272,14 +276,23 @@ where
         }
     };
     run(Instant::now() + spec.warmup, false).await;
-    let mut counter = SyscallCounter::for_this_thread();
-    let sys0 = counter.as_mut().and_then(SyscallCounter::read);
+    let mut counter = spec
+        .syscalls
+        .clone()
+        .and_then(SyscallCounter::for_this_thread);
+    let mut count = || match &mut counter {
+        Ok(c) => c
+            .read()
+            .map_err(|e| format!("reading the perf counter failed: {e}")),
+        Err(why) => Err(why.clone()),
+    };
+    let sys0 = count();
     let (cpu0, alloc0, t0) = (thread_cpu_ns(), thread_allocations(), Instant::now());
     run(t0 + spec.duration, true).await;
     let elapsed = t0.elapsed();
     let (cpu, allocations) = (thread_cpu_ns() - cpu0, thread_allocations() - alloc0);
-    let sys1 = counter.as_mut().and_then(SyscallCounter::read);
-    let syscalls = sys0.zip(sys1).map(|(a, b)| b.saturating_sub(a));
+    let sys1 = count();
+    let syscalls = sys0.and_then(|a| sys1.map(|b| b.saturating_sub(a)));
     let ops = ops.into_inner();
     if ops == 0 {
         return Err(first_error

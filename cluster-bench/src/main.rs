@@ -340,6 +340,20 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             ));
         }
     }
+    let syscalls = match syscalls::prepare() {
+        Ok(tracepoint) => {
+            if let Some(done) = &tracepoint.mounted {
+                eprintln!("cluster-bench: {done}");
+                notes.push(done.clone());
+            }
+            Ok(tracepoint.id)
+        }
+        Err(why) => {
+            eprintln!("cluster-bench: the syscalls/op column will be empty: {why}");
+            notes.push(format!("syscalls/op is empty: {why}"));
+            Err(why)
+        }
+    };
     let mut cases = Vec::new();
     for &w in &workloads {
         for &c in &clients {
@@ -388,6 +402,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 tls: variant.tls.clone(),
                 warmup: Duration::from_millis(200).min(duration),
                 duration,
+                syscalls: syscalls.clone(),
             };
             match run_case(spec) {
                 Ok(result) => records.push(Record::new(workload, client, tls, k, delay, &result)),
@@ -530,6 +545,7 @@ fn thread_scaling(
                     tls: variant.tls.clone(),
                     warmup: Duration::from_millis(200),
                     duration,
+                    syscalls: Err("not counted in the scaling table".into()),
                 };
                 std::thread::spawn(move || run_case(spec))
             })

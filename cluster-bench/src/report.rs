@@ -44,6 +44,9 @@ pub struct Record {
     /// System calls per operation by the client thread (perf tracepoint), when countable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscalls_per_op: Option<f64>,
+    /// Why `syscalls_per_op` is absent (not root, mount failed, tracepoint missing...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscalls_note: Option<String>,
     #[serde(skip)]
     kind: Option<(ClientKind, Workload)>,
 }
@@ -76,7 +79,8 @@ impl Record {
             errors: r.errors,
             writes_per_op: r.io.map(|(w, _, ops)| per_op(w, ops)),
             reads_per_op: r.io.map(|(_, rd, ops)| per_op(rd, ops)),
-            syscalls_per_op: r.syscalls.map(|n| per_op(n, r.ops)),
+            syscalls_per_op: r.syscalls.as_ref().ok().map(|&n| per_op(n, r.ops)),
+            syscalls_note: r.syscalls.as_ref().err().cloned(),
             kind: Some((client, workload)),
         }
     }

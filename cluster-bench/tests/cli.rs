@@ -97,6 +97,14 @@ fn tiny_run_writes_json_records_with_every_field() {
     ] {
         assert!(text.contains(&format!("\"{field}\"")), "missing {field}");
     }
+    // Every record has its system-call count or the reason it has none.
+    let records: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    for r in &records {
+        assert!(
+            r.get("syscalls_per_op").is_some() != r.get("syscalls_note").is_some(),
+            "{r}"
+        );
+    }
     // 2 clients x 2 workloads x 1 K x 2 delays.
     assert_eq!(text.matches("\"workload\"").count(), 8);
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
