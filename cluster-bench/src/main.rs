@@ -12,6 +12,7 @@
 
 mod alloc;
 mod clients;
+mod cpu;
 mod install;
 mod pki;
 mod proxy;
@@ -454,10 +455,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     if let Some(table) = scaling {
         print!("{table}");
     }
-    println!(
-        "\nCPU ns/cmd is the client thread's user+system time (getrusage RUSAGE_THREAD) per \
-         command; the delay proxy and the servers run on other threads and are not counted."
-    );
+    print!("{}", report::cpu_explained(&records));
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("write {}: {e}", path.display()))?;

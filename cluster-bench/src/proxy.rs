@@ -45,7 +45,7 @@ impl Pending {
     pub fn start(self, targets: Vec<u16>, delay: Duration) -> std::io::Result<()> {
         let listeners = self.listeners;
         std::thread::Builder::new()
-            .name("delay-proxy".into())
+            .name(crate::cpu::PROXY_THREAD.into())
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()

@@ -29,8 +29,16 @@ pub struct Record {
     pub p999_us: f64,
     /// Throughput.
     pub cmds_per_s: f64,
-    /// Client thread CPU per command.
+    /// The client's CPU per command (its case thread and helper threads, see `cpu.rs`):
+    /// `user_ns_per_cmd + sys_ns_per_cmd`.
     pub cpu_ns_per_cmd: f64,
+    /// The user-space part: the client's own code.
+    pub user_ns_per_cmd: f64,
+    /// The kernel part: system calls and, on loopback, the TCP work they set off.
+    pub sys_ns_per_cmd: f64,
+    /// The client's CPU time in the measured window. The user/system split comes from
+    /// timer-tick samples, so below [`ROUGH_SPLIT_MS`] it is rough (see `cpu.rs`).
+    pub cpu_ms: f64,
     /// Heap allocations per command on the client thread.
     pub allocs_per_cmd: f64,
     /// Failed operations.
@@ -74,7 +82,10 @@ impl Record {
             p99_us: us(0.99),
             p999_us: us(0.999),
             cmds_per_s: r.commands as f64 / r.elapsed.as_secs_f64(),
-            cpu_ns_per_cmd: r.cpu_ns as f64 / commands,
+            cpu_ns_per_cmd: r.cpu.total_ns() as f64 / commands,
+            user_ns_per_cmd: r.cpu.user_ns as f64 / commands,
+            sys_ns_per_cmd: r.cpu.sys_ns as f64 / commands,
+            cpu_ms: r.cpu.total_ns() as f64 / 1e6,
             allocs_per_cmd: r.allocations as f64 / commands,
             errors: r.errors,
             writes_per_op: r.io.map(|(w, _, ops)| per_op(w, ops)),
@@ -85,9 +96,56 @@ impl Record {
         }
     }
 
+    /// Whether the user/system split rests on too few timer ticks to trust.
+    pub fn rough_split(&self) -> bool {
+        self.cpu_ms < ROUGH_SPLIT_MS
+    }
+
     fn client_kind(&self) -> Option<ClientKind> {
         self.kind.map(|(c, _)| c)
     }
+}
+
+/// Below this much client CPU in a case's window, its user/system split is rough: the
+/// kernel splits a thread's exact run time in the ratio of its timer-tick samples
+/// (user or kernel mode at each tick), and 200 ms is 50 ticks at 250 Hz.
+pub const ROUGH_SPLIT_MS: f64 = 200.0;
+
+/// A user or system figure, `~` before it when the split is rough.
+fn split_cell(r: &Record, v: f64) -> String {
+    if r.rough_split() {
+        format!("~{v:.0}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Printed under the tables: what the CPU columns count and how to read the split; the
+/// `~` note only when a row has one.
+pub fn cpu_explained(records: &[Record]) -> String {
+    let mut out = String::from(
+        "
+CPU ns/cmd = user ns/cmd + sys ns/cmd: the client's CPU time per command, its own thread
+(getrusage RUSAGE_THREAD) plus any helper threads it started; the servers and the delay
+proxy are not counted.
+- user is the client's own code (encoding, routing, parsing, its runtime, allocations):
+  the cost that tells clients apart.
+- sys is the kernel working for the client, mostly loopback TCP: the thread that sends a
+  segment also runs its delivery, the receiving end's TCP work included. It is paid per
+  system call and segment, not per command, so it dominates at small K and is about the
+  same for clients making as many system calls per pipeline (syscalls/op); a client that
+  makes many more (one write per command) pays more.
+",
+    );
+    if records.iter().any(Record::rough_split) {
+        let _ = writeln!(
+            out,
+            "~ marks a rough split: under {ROUGH_SPLIT_MS:.0} ms of client CPU in the window. The kernel \
+             splits a thread's exact run time by timer-tick samples (user or kernel mode at each \
+             tick), and so few ticks give a rough ratio; a longer --duration firms it up."
+        );
+    }
+    out
 }
 
 fn ratio(a: f64, b: Option<f64>) -> String {
@@ -109,11 +167,11 @@ pub fn print_tables(records: &[Record]) -> String {
         let _ = writeln!(out, "\n## {workload}, injected delay {delay} ms");
         let _ = writeln!(
             out,
-            "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | allocs/cmd | syscalls/op | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer |"
+            "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | user ns/cmd | sys ns/cmd | allocs/cmd | syscalls/op | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer |"
         );
         let _ = writeln!(
             out,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let mut ks: Vec<usize> = rows.iter().map(|r| r.k).collect();
         ks.sort_unstable();
@@ -135,7 +193,7 @@ pub fn print_tables(records: &[Record]) -> String {
                     .map(|r| r.p50_us);
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
                     r.client,
                     r.k,
                     r.p50_us,
@@ -143,6 +201,8 @@ pub fn print_tables(records: &[Record]) -> String {
                     r.p999_us,
                     r.cmds_per_s,
                     r.cpu_ns_per_cmd,
+                    split_cell(r, r.user_ns_per_cmd),
+                    split_cell(r, r.sys_ns_per_cmd),
                     r.allocs_per_cmd,
                     r.syscalls_per_op.map_or("-".into(), |s| format!("{s:.1}")),
                     r.writes_per_op.map_or("-".into(), |w| format!("{w:.2}")),
@@ -153,7 +213,7 @@ pub fn print_tables(records: &[Record]) -> String {
                 if r.errors > 0 {
                     let _ = writeln!(
                         out,
-                        "|  ↳ {} failed operations | | | | | | | | | | | | |",
+                        "|  ↳ {} failed operations | | | | | | | | | | | | | | |",
                         r.errors
                     );
                 }

@@ -83,6 +83,7 @@ fn tiny_run_writes_json_records_with_every_field() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("fan-out ÷ single-node"), "{stdout}");
+    assert!(stdout.contains("user ns/cmd | sys ns/cmd"), "{stdout}");
     let text = std::fs::read_to_string(&json).unwrap();
     for field in [
         "workload",
@@ -94,6 +95,9 @@ fn tiny_run_writes_json_records_with_every_field() {
         "p999_us",
         "cmds_per_s",
         "cpu_ns_per_cmd",
+        "user_ns_per_cmd",
+        "sys_ns_per_cmd",
+        "cpu_ms",
     ] {
         assert!(text.contains(&format!("\"{field}\"")), "missing {field}");
     }
@@ -104,6 +108,12 @@ fn tiny_run_writes_json_records_with_every_field() {
             r.get("syscalls_per_op").is_some() != r.get("syscalls_note").is_some(),
             "{r}"
         );
+        let (cpu, user, sys) = (
+            r["cpu_ns_per_cmd"].as_f64().unwrap(),
+            r["user_ns_per_cmd"].as_f64().unwrap(),
+            r["sys_ns_per_cmd"].as_f64().unwrap(),
+        );
+        assert!((user + sys - cpu).abs() < 1e-6 * cpu.max(1.0), "{r}");
     }
     // 2 clients x 2 workloads x 1 K x 2 delays.
     assert_eq!(text.matches("\"workload\"").count(), 8);
