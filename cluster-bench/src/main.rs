@@ -14,6 +14,7 @@ mod alloc;
 mod clients;
 mod cpu;
 mod install;
+mod pin;
 mod pki;
 mod proxy;
 mod report;
@@ -84,6 +85,11 @@ struct Args {
     /// Write an SVG plot of fan-out latency by K here.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Pin the client (every thread of this process) to the first CPU it may use, and
+    /// the redis-servers started here and the delay proxy to the others. Not with
+    /// --threads above 1 (its threads would share one CPU).
+    #[arg(long)]
+    pin: bool,
     /// Correctness load instead of timing: unique values written and read back through
     /// pipelines until --duration ends; exits non-zero on any mismatch.
     #[arg(long)]
@@ -98,8 +104,20 @@ struct Target {
     /// One per transport measured, in the order of [`transports`].
     variants: Vec<Variant>,
     _cluster: Option<Cluster>,
+    /// The delay proxy's thread, when there is one.
+    proxy_thread: Option<libc::pid_t>,
     /// The `--tls` cluster's certificates (their directory goes with them).
     _pki: Option<Pki>,
+}
+
+impl Target {
+    /// The process ids of the servers started here (none for --nodes).
+    fn server_pids(&self) -> Vec<u32> {
+        self._cluster
+            .iter()
+            .flat_map(|c| c.nodes().iter().map(|n| n.pid))
+            .collect()
+    }
 }
 
 /// Seeds of one transport to the cluster, and its TLS trust (`None`: plain TCP).
@@ -133,6 +151,7 @@ fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, S
                 },
             ],
             _cluster: Some(cluster),
+            proxy_thread: None,
             _pki: Some(pki),
         });
     }
@@ -144,6 +163,7 @@ fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, S
                 tls: None,
             }],
             _cluster: Some(cluster),
+            proxy_thread: None,
             _pki: None,
         });
     }
@@ -160,7 +180,7 @@ fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, S
         bar,
     )?;
     let real: Vec<u16> = cluster.nodes().iter().map(|n| n.port).collect();
-    proxies
+    let proxy_thread = proxies
         .start(real, Duration::from_millis(delay_ms))
         .map_err(|e| format!("start proxies: {e}"))?;
     Ok(Target {
@@ -169,6 +189,7 @@ fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, S
             tls: None,
         }],
         _cluster: Some(cluster),
+        proxy_thread: Some(proxy_thread),
         _pki: None,
     })
 }
@@ -249,6 +270,13 @@ fn validate(args: &Args) -> Result<(), String> {
     }
     if args.concurrency == 0 || args.threads == 0 {
         return Err("--concurrency and --threads must be at least 1".into());
+    }
+    if args.pin && args.threads > 1 {
+        return Err(
+            "--pin puts the whole client on one CPU, so --threads scaling would measure \
+             its threads sharing it; give one or the other"
+                .into(),
+        );
     }
     let delayed = args
         .delay_ms
@@ -341,6 +369,8 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             ));
         }
     }
+    // Counted before --pin narrows this process to one CPU.
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let syscalls = match syscalls::prepare() {
         Ok(tracepoint) => {
             if let Some(done) = &tracepoint.mounted {
@@ -354,6 +384,21 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             notes.push(format!("syscalls/op is empty: {why}"));
             Err(why)
         }
+    };
+    let pin = if args.pin {
+        match pin::Plan::for_this_machine() {
+            Ok(plan) => {
+                pin::pin_process(std::process::id(), &[plan.client])?;
+                Some(plan)
+            }
+            Err(why) => {
+                eprintln!("cluster-bench: --pin: {why}");
+                notes.push(format!("--pin: {why}"));
+                None
+            }
+        }
+    } else {
+        None
     };
     let mut cases = Vec::new();
     for &w in &workloads {
@@ -386,6 +431,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     for &delay in &delays {
         bar.set_message(format!("starting cluster (delay {delay} ms)"));
         let target = target_for(args, delay, &bar)?;
+        if let Some(plan) = &pin {
+            pin_servers(&target, plan)?;
+        }
         preset_keys(
             &target.variants[0],
             args.k.iter().copied().max().unwrap_or(1),
@@ -406,7 +454,11 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 syscalls: syscalls.clone(),
             };
             match run_case(spec) {
-                Ok(result) => records.push(Record::new(workload, client, tls, k, delay, &result)),
+                Ok(result) => {
+                    let mut record = Record::new(workload, client, tls, k, delay, &result);
+                    record.pin = pin.as_ref().map(pin::Plan::summary);
+                    records.push(record);
+                }
                 // Not `bar.println`: a hidden bar (output not a terminal) drops it.
                 Err(e) => bar.suspend(|| {
                     eprintln!(
@@ -433,7 +485,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     };
     println!(
         "cluster-bench: {cluster}, {} CPUs, {:.0}s in all{}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpus,
         started.elapsed().as_secs_f64(),
         if args.tls {
             "; TLS on the same nodes (certificates made at start, +tls rows through the TLS ports)"
@@ -441,6 +493,22 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             ""
         }
     );
+    match &pin {
+        Some(plan) => println!(
+            "pinned (--pin): the client on CPU {}; {} and the delay proxy on CPU {}",
+            plan.client,
+            if args.nodes.is_some() {
+                "the servers of --nodes are not ours to pin"
+            } else {
+                "the redis-servers"
+            },
+            pin::cpu_list(&plan.servers)
+        ),
+        None if args.nodes.is_none() => {
+            println!("not pinned: client, servers and delay proxy share every CPU (see --pin)")
+        }
+        None => {}
+    }
     for note in &notes {
         println!("note: {note}");
     }
@@ -468,6 +536,17 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         return Err("no case completed".into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pins a freshly started cluster's servers, and the delay proxy, to the servers' CPUs.
+fn pin_servers(target: &Target, plan: &pin::Plan) -> Result<(), String> {
+    for pid in target.server_pids() {
+        pin::pin_process(pid, &plan.servers)?;
+    }
+    if let Some(tid) = target.proxy_thread {
+        pin::pin_thread(tid, &plan.servers).map_err(|e| format!("pin the delay proxy: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Whether each transport measured is TLS, in the order of `Target::variants`.
@@ -503,6 +582,7 @@ fn target_for(args: &Args, delay: u64, bar: &ProgressBar) -> Result<Target, Stri
                 },
             }],
             _cluster: None,
+            proxy_thread: None,
             _pki: None,
         }),
         None => start_target(delay, args.tls, bar),

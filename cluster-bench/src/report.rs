@@ -55,6 +55,9 @@ pub struct Record {
     /// Why `syscalls_per_op` is absent (not root, mount failed, tracepoint missing...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscalls_note: Option<String>,
+    /// With `--pin`: the CPUs of the client and of the servers, e.g. `client 0, servers 1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
     #[serde(skip)]
     kind: Option<(ClientKind, Workload)>,
 }
@@ -92,6 +95,7 @@ impl Record {
             reads_per_op: r.io.map(|(_, rd, ops)| per_op(rd, ops)),
             syscalls_per_op: r.syscalls.as_ref().ok().map(|&n| per_op(n, r.ops)),
             syscalls_note: r.syscalls.as_ref().err().cloned(),
+            pin: None,
             kind: Some((client, workload)),
         }
     }

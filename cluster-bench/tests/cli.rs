@@ -28,6 +28,7 @@ fn bad_arguments_fail_with_a_message_not_a_panic() {
         &["--nodes", "127.0.0.1:1", "--tls-insecure"],
         &["--nodes", "127.0.0.1:1", "--tls"],
         &["--tls", "--delay-ms", "1"],
+        &["--pin", "--threads", "2"],
     ] {
         let out = bench().args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -74,6 +75,7 @@ fn tiny_run_writes_json_records_with_every_field() {
         .arg(&json)
         .arg("--svg")
         .arg(&svg)
+        .arg("--pin")
         .output()
         .unwrap();
     assert!(
@@ -83,6 +85,11 @@ fn tiny_run_writes_json_records_with_every_field() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("fan-out ÷ single-node"), "{stdout}");
+    // The pinning used, or why there was none.
+    assert!(
+        stdout.contains("pinned (--pin): the client on CPU") || stdout.contains("only one CPU"),
+        "{stdout}"
+    );
     assert!(stdout.contains("user ns/cmd | sys ns/cmd"), "{stdout}");
     let text = std::fs::read_to_string(&json).unwrap();
     for field in [
