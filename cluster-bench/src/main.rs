@@ -13,6 +13,7 @@
 mod alloc;
 mod clients;
 mod cpu;
+mod figures;
 mod install;
 mod pin;
 mod pki;
@@ -82,9 +83,14 @@ struct Args {
     /// Write one JSON record per case here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write an SVG plot of fan-out latency by K here.
+    /// Write an SVG figure of fan-out p50 latency by K here: one panel per injected
+    /// delay, one colour per client.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Write an SVG figure of fan-out CPU per command here: each client's user and
+    /// system time, one panel per injected delay and K.
+    #[arg(long)]
+    svg_cpu: Option<PathBuf>,
     /// Pin the client (every thread of this process) to the first CPU it may use, and
     /// the redis-servers started here and the delay proxy to the others. Not with
     /// --threads above 1 (its threads would share one CPU).
@@ -529,7 +535,11 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         std::fs::write(path, json).map_err(|e| format!("write {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, report::svg(&records))
+        std::fs::write(path, figures::latency_svg(&records))
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.svg_cpu {
+        std::fs::write(path, figures::cpu_svg(&records))
             .map_err(|e| format!("write {}: {e}", path.display()))?;
     }
     if records.is_empty() {

@@ -1,4 +1,4 @@
-//! Tables, JSON records and the SVG plot.
+//! Tables and JSON records (the figures are in `figures.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -97,6 +97,42 @@ impl Record {
             syscalls_note: r.syscalls.as_ref().err().cloned(),
             pin: None,
             kind: Some((client, workload)),
+        }
+    }
+
+    /// A made-up fan-out record for layout tests.
+    #[cfg(test)]
+    pub fn sample(
+        workload: &'static str,
+        client: &'static str,
+        k: usize,
+        delay_ms: u64,
+        p50_us: f64,
+        user_ns_per_cmd: f64,
+        sys_ns_per_cmd: f64,
+    ) -> Record {
+        Record {
+            workload,
+            client,
+            tls: false,
+            k,
+            delay_ms,
+            p50_us,
+            p99_us: p50_us * 1.5,
+            p999_us: p50_us * 2.0,
+            cmds_per_s: k as f64 * 1e6 / p50_us,
+            cpu_ns_per_cmd: user_ns_per_cmd + sys_ns_per_cmd,
+            user_ns_per_cmd,
+            sys_ns_per_cmd,
+            cpu_ms: 500.0,
+            allocs_per_cmd: 0.0,
+            errors: 0,
+            writes_per_op: None,
+            reads_per_op: None,
+            syscalls_per_op: None,
+            syscalls_note: None,
+            pin: None,
+            kind: None,
         }
     }
 
@@ -300,101 +336,4 @@ pub fn tls_table(records: &[Record]) -> Option<String> {
         );
     }
     (pairs > 0).then_some(out)
-}
-
-/// A line chart of fan-out p50 latency by K, one line per client and delay, log scales.
-/// Written by hand: a few dozen lines of SVG need no plotting library (or system fonts).
-pub fn svg(records: &[Record]) -> String {
-    let fan: Vec<&Record> = records.iter().filter(|r| r.workload == "fanout").collect();
-    let (w, h, m) = (760.0, 460.0, 60.0);
-    let ks: Vec<f64> = fan.iter().map(|r| r.k as f64).collect();
-    let ys: Vec<f64> = fan.iter().map(|r| r.p50_us.max(1.0)).collect();
-    let (kmin, kmax) = bounds(&ks);
-    let (ymin, ymax) = bounds(&ys);
-    let x = |k: f64| {
-        m + (k.log2() - kmin.log2()) / (kmax.log2() - kmin.log2()).max(1e-9) * (w - 2.0 * m)
-    };
-    let y = |v: f64| {
-        h - m - (v.log10() - ymin.log10()) / (ymax.log10() - ymin.log10()).max(1e-9) * (h - 2.0 * m)
-    };
-    let colors = [
-        "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    ];
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{m}\" y=\"24\" font-size=\"15\">fan-out pipeline p50 latency by K (log scales)</text>\n\
-         <line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - m,
-        w - m,
-        h - m,
-        h - m
-    );
-    let mut kticks = ks.clone();
-    kticks.sort_by(f64::total_cmp);
-    kticks.dedup();
-    for k in &kticks {
-        let _ = writeln!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">K={k}</text>",
-            x(*k),
-            h - m + 18.0
-        );
-    }
-    let mut v = 10f64.powf(ymin.log10().floor());
-    while v <= ymax * 1.001 {
-        if v >= ymin / 1.001 {
-            let _ = writeln!(
-                out,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v} µs</text>",
-                m - 6.0,
-                y(v) + 4.0
-            );
-        }
-        v *= 10.0;
-    }
-    let mut series: BTreeMap<(u64, &str), Vec<(f64, f64)>> = BTreeMap::new();
-    for r in &fan {
-        series
-            .entry((r.delay_ms, r.client))
-            .or_default()
-            .push((r.k as f64, r.p50_us.max(1.0)));
-    }
-    for (i, ((delay, client), mut points)) in series.into_iter().enumerate() {
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let color = colors[i % colors.len()];
-        let dash = if delay > 0 {
-            " stroke-dasharray=\"6 3\""
-        } else {
-            ""
-        };
-        let path: Vec<String> = points
-            .iter()
-            .map(|(k, v)| format!("{:.1},{:.1}", x(*k), y(*v)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
-            path.join(" ")
-        );
-        let _ = writeln!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{client} (delay {delay} ms)</text>",
-            w - m - 150.0,
-            m + 16.0 * i as f64
-        );
-    }
-    out.push_str("</svg>\n");
-    out
-}
-
-fn bounds(v: &[f64]) -> (f64, f64) {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(0.0, f64::max);
-    if lo.is_finite() && hi > lo {
-        (lo, hi)
-    } else {
-        (1.0, 10.0)
-    }
 }

@@ -63,6 +63,7 @@ fn unreachable_cluster_is_a_clear_error() {
 fn tiny_run_writes_json_records_with_every_field() {
     let json = std::env::temp_dir().join(format!("cluster-bench-{}.json", std::process::id()));
     let svg = json.with_extension("svg");
+    let svg_cpu = json.with_extension("cpu.svg");
     let out = bench()
         .args(["--duration", "0.1", "--k", "16", "--delay-ms", "0,1"])
         .args([
@@ -75,6 +76,8 @@ fn tiny_run_writes_json_records_with_every_field() {
         .arg(&json)
         .arg("--svg")
         .arg(&svg)
+        .arg("--svg-cpu")
+        .arg(&svg_cpu)
         .arg("--pin")
         .output()
         .unwrap();
@@ -125,8 +128,11 @@ fn tiny_run_writes_json_records_with_every_field() {
     // 2 clients x 2 workloads x 1 K x 2 delays.
     assert_eq!(text.matches("\"workload\"").count(), 8);
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let cpu_figure = std::fs::read_to_string(&svg_cpu).unwrap();
+    assert!(cpu_figure.contains("CPU per command"), "{cpu_figure}");
     let _ = std::fs::remove_file(json);
     let _ = std::fs::remove_file(svg);
+    let _ = std::fs::remove_file(svg_cpu);
 }
 
 #[test]
