@@ -250,7 +250,8 @@ fn parse_clients(args: &Args) -> Result<Vec<ClientKind>, String> {
             .iter()
             .map(|n| {
                 ClientKind::parse(n).ok_or_else(|| {
-                    format!("unknown client {n:?} (uring, epoll, serial, redis-rs, redis-rs-sync, fred)")
+                    let known: Vec<&str> = ClientKind::ALL.iter().map(|c| c.name()).collect();
+                    format!("unknown client {n:?} ({})", known.join(", "))
                 })
             })
             .collect(),

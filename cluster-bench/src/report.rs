@@ -260,6 +260,15 @@ pub fn print_tables(records: &[Record]) -> String {
             }
         }
     }
+    let has_pairs = records.iter().any(|f| {
+        f.workload == "fanout"
+            && records
+                .iter()
+                .any(|s| s.workload == "single-node" && s.client == f.client)
+    });
+    if !has_pairs {
+        return out;
+    }
     let _ = writeln!(
         out,
         "\n## fan-out ÷ single-node (p50): ≈1 when nodes run in parallel, ≈ number of nodes when serial"
