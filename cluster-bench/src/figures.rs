@@ -2,10 +2,10 @@
 //! `font-family="sans-serif"` needs no particular font.
 //!
 //! Both figures are small multiples of the fan-out workload. Each client keeps one colour
-//! in every panel and in both figures, taken from its place in `ClientKind::ALL` (a client
-//! added there gets the next colour; past ten colours the markers change shape), and a TLS
-//! row is its client's colour, dashed. The legend is a row above the panels, clear of the
-//! data.
+//! in every panel and in both figures (and one marker shape on the latency lines), taken
+//! from its place in `ClientKind::ALL`: a client added there gets the next pair, and ten
+//! colours and four shapes give twenty distinct pairs. A TLS row is its client's colour,
+//! dashed. The legend is a row above the panels, clear of the data.
 //!
 //! - [`latency_svg`]: one panel per injected delay (three to a row, four as two by two):
 //!   p50 latency of a pipeline by K, log-log (K grows by factors, and so does latency at
@@ -37,7 +37,9 @@ struct Series {
     /// The row label, e.g. `uring` or `uring+tls`.
     label: &'static str,
     colour: &'static str,
-    /// Marker shape index (0 circle, 1 square, 2 triangle, 3 diamond).
+    /// Marker shape index (0 circle, 1 square, 2 triangle, 3 diamond): clients next to
+    /// each other differ in shape too, which tells apart points that overlap, and with
+    /// ten colours and four shapes twenty clients get distinct pairs.
     marker: usize,
     dashed: bool,
 }
@@ -70,7 +72,7 @@ fn series_of(records: &[&Record]) -> Vec<Series> {
         .map(|((index, tls), label)| Series {
             label,
             colour: PALETTE[index % PALETTE.len()],
-            marker: (index / PALETTE.len()) % 4,
+            marker: index % 4,
             dashed: tls,
         })
         .collect()
@@ -130,6 +132,15 @@ impl Layout {
             width: 2.0 * MARGIN + cell_w * columns as f64,
             height: panels_top + cell_h * rows as f64 + MARGIN,
         }
+    }
+
+    /// Wide enough for the title (15 px bold) and subtitle too: a single narrow panel
+    /// would cut them off.
+    fn fitting(mut self, title: &str, subtitle: &str) -> Layout {
+        let text =
+            (9.0 * title.chars().count() as f64).max(CHAR_W * subtitle.chars().count() as f64);
+        self.width = self.width.max(2.0 * MARGIN + text);
+        self
     }
 
     /// The top-left corner of panel `i`'s plot area.
@@ -444,14 +455,12 @@ pub fn latency_svg(records: &[Record]) -> String {
         .collect();
     // Side by side up to three; four as two by two.
     let columns = if panels.len() == 4 { 2 } else { 3 };
-    let probe = Layout::new(panels.len(), columns, 300.0, 250.0, 1);
+    let subtitle =
+        "one panel per injected reply delay; both axes log scale; each panel has its own latency range";
+    let probe = Layout::new(panels.len(), columns, 300.0, 250.0, 1).fitting(title, subtitle);
     let rows = legend_rows(&entries, probe.width);
-    let layout = Layout::new(panels.len(), columns, 300.0, 250.0, rows);
-    let mut out = open_svg(
-        &layout,
-        title,
-        "3 masters; one panel per injected reply delay; both axes log scale; each panel has its own latency range",
-    );
+    let layout = Layout::new(panels.len(), columns, 300.0, 250.0, rows).fitting(title, subtitle);
+    let mut out = open_svg(&layout, title, subtitle);
     out.push_str(&legend(&entries, 60.0, layout.width).0);
 
     let mut ks: Vec<usize> = all.iter().map(|r| r.k).collect();
@@ -569,14 +578,12 @@ pub fn cpu_svg(records: &[Record]) -> String {
     let slot = 20.0;
     let plot_w = (series.len() as f64 * slot + 16.0).max(170.0);
     let cells = panels.len() * ks.len();
-    let probe = Layout::new(cells, ks.len(), plot_w, 200.0, 1);
+    let subtitle =
+        "a row per injected reply delay, a column per K; linear scale, shared down each column";
+    let probe = Layout::new(cells, ks.len(), plot_w, 200.0, 1).fitting(title, subtitle);
     let rows = legend_rows(&entries, probe.width);
-    let layout = Layout::new(cells, ks.len(), plot_w, 200.0, rows);
-    let mut out = open_svg(
-        &layout,
-        title,
-        "3 masters; a row per injected reply delay, a column per K; linear scale, shared down each column",
-    );
+    let layout = Layout::new(cells, ks.len(), plot_w, 200.0, rows).fitting(title, subtitle);
+    let mut out = open_svg(&layout, title, subtitle);
     out.push_str(&legend(&entries, 60.0, layout.width).0);
 
     for (column, &k) in ks.iter().enumerate() {
@@ -705,17 +712,17 @@ mod tests {
     }
 
     #[test]
-    fn more_clients_than_colours_change_marker() {
-        let names: Vec<&'static str> = (0..12)
+    fn more_clients_than_colours_still_differ() {
+        let names: Vec<&'static str> = (0..20)
             .map(|i| &*Box::leak(format!("c{i}").into_boxed_str()))
             .collect();
         let records = sample_records(&names, &[0]);
         let all: Vec<&Record> = records.iter().collect();
         let series = series_of(&all);
-        assert_eq!(series.len(), 12);
+        assert_eq!(series.len(), 20);
         let styles: std::collections::HashSet<(&str, usize)> =
             series.iter().map(|s| (s.colour, s.marker)).collect();
-        assert_eq!(styles.len(), 12);
+        assert_eq!(styles.len(), 20);
     }
 
     #[test]
@@ -776,8 +783,15 @@ mod tests {
         let dir = std::path::Path::new(&dir);
         std::fs::write(dir.join("sample-latency.svg"), latency_svg(&records)).unwrap();
         std::fs::write(dir.join("sample-cpu.svg"), cpu_svg(&records)).unwrap();
-        let three = sample_records(&EIGHT[..6], &[0, 1, 2, 5]);
-        std::fs::write(dir.join("sample-latency-4.svg"), latency_svg(&three)).unwrap();
+        let four = sample_records(&EIGHT[..6], &[0, 1, 2, 5]);
+        std::fs::write(dir.join("sample-latency-4.svg"), latency_svg(&four)).unwrap();
+        // One panel (a --tls run): the title must still fit.
+        let mut one = sample_records(&["uring", "redis-rs"], &[0]);
+        let mut tls = sample_records(&["uring+tls", "redis-rs+tls"], &[0]);
+        tls.iter_mut().for_each(|r| r.tls = true);
+        one.extend(tls);
+        std::fs::write(dir.join("sample-latency-1.svg"), latency_svg(&one)).unwrap();
+        std::fs::write(dir.join("sample-cpu-1.svg"), cpu_svg(&one)).unwrap();
     }
 
     #[test]

@@ -174,15 +174,15 @@ proxy are not counted.
   segment also runs its delivery, the receiving end's TCP work included. It is paid per
   system call and segment, not per command, so it dominates at small K and is about the
   same for clients making as many system calls per pipeline (syscalls/op); a client that
-  makes many more (one write per command) pays more.
+  makes many more (about one per command) pays more.
 ",
     );
     if records.iter().any(Record::rough_split) {
         let _ = writeln!(
             out,
-            "~ marks a rough split: under {ROUGH_SPLIT_MS:.0} ms of client CPU in the window. The kernel \
-             splits a thread's exact run time by timer-tick samples (user or kernel mode at each \
-             tick), and so few ticks give a rough ratio; a longer --duration firms it up."
+            "~ marks a rough split: under {ROUGH_SPLIT_MS:.0} ms of client CPU in the window. The kernel
+splits a thread's exact run time by timer-tick samples (user or kernel mode at each tick),
+and so few ticks give a rough ratio; a longer --duration firms it up."
         );
     }
     out
