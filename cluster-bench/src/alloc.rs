@@ -43,16 +43,3 @@ unsafe impl GlobalAlloc for Counting {
 pub fn thread_allocations() -> u64 {
     ALLOCATIONS.with(|c| c.get())
 }
-
-/// CPU time (user + system) used by the calling thread so far, in nanoseconds.
-pub fn thread_cpu_ns() -> u64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a full `rusage` into the pointer we give it; the struct is
-    // zero-initialised, so reading it is defined even if the call failed.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    ns(usage.ru_utime) + ns(usage.ru_stime)
-}

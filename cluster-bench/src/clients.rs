@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::alloc::{thread_allocations, thread_cpu_ns};
+use crate::alloc::thread_allocations;
+use crate::cpu::{self, CpuTime};
 use crate::seeds;
 use crate::syscalls::SyscallCounter;
 
@@ -168,6 +169,9 @@ pub struct CaseSpec {
     pub warmup: Duration,
     /// Measured time.
     pub duration: Duration,
+    /// The `raw_syscalls:sys_enter` tracepoint to count system calls with, or why
+    /// they cannot be counted (see `syscalls::prepare`).
+    pub syscalls: Result<u64, String>,
 }
 
 /// What a case measured.
@@ -181,14 +185,15 @@ pub struct CaseResult {
     pub errors: u64,
     /// Length of the measured window.
     pub elapsed: Duration,
-    /// Client thread CPU (user + system) in the window.
-    pub cpu_ns: u64,
+    /// The client's CPU in the window: its case thread and any helper threads.
+    pub cpu: CpuTime,
     /// Heap allocations by the client thread in the window.
     pub allocations: u64,
     /// For this library: socket writes and reads in the window, and operations.
     pub io: Option<(u64, u64, u64)>,
-    /// System calls made by the client thread in the window, when countable.
-    pub syscalls: Option<u64>,
+    /// System calls made by the client thread in the window, or why they were not
+    /// counted.
+    pub syscalls: Result<u64, String>,
     /// Operations completed in the window.
     pub ops: u64,
 }
@@ -209,7 +214,7 @@ pub const VALUE: &str = "0123456789abcdef";
 /// Runs a case on a new thread and waits for it.
 pub fn run_case(spec: CaseSpec) -> Result<CaseResult, String> {
     std::thread::Builder::new()
-        .name(format!("bench-{}", spec.client))
+        .name(format!("{}{}", cpu::CASE_THREAD_PREFIX, spec.client))
         .spawn(move || run_on_this_thread(&spec))
         .map_err(|e| format!("cannot spawn a thread: {e}"))?
         .join()
@@ -272,14 +277,25 @@ where
         }
     };
     run(Instant::now() + spec.warmup, false).await;
-    let mut counter = SyscallCounter::for_this_thread();
-    let sys0 = counter.as_mut().and_then(SyscallCounter::read);
-    let (cpu0, alloc0, t0) = (thread_cpu_ns(), thread_allocations(), Instant::now());
+    let mut counter = spec
+        .syscalls
+        .clone()
+        .and_then(SyscallCounter::for_this_thread);
+    let mut count = || match &mut counter {
+        Ok(c) => c
+            .read()
+            .map_err(|e| format!("reading the perf counter failed: {e}")),
+        Err(why) => Err(why.clone()),
+    };
+    let sys0 = count();
+    let helpers0 = cpu::Helpers::snapshot();
+    let (cpu0, alloc0, t0) = (cpu::this_thread(), thread_allocations(), Instant::now());
     run(t0 + spec.duration, true).await;
     let elapsed = t0.elapsed();
-    let (cpu, allocations) = (thread_cpu_ns() - cpu0, thread_allocations() - alloc0);
-    let sys1 = counter.as_mut().and_then(SyscallCounter::read);
-    let syscalls = sys0.zip(sys1).map(|(a, b)| b.saturating_sub(a));
+    let (thread_cpu, allocations) = (cpu::this_thread() - cpu0, thread_allocations() - alloc0);
+    let helpers = cpu::Helpers::snapshot().since(&helpers0);
+    let sys1 = count();
+    let syscalls = sys0.and_then(|a| sys1.map(|b| b.saturating_sub(a)));
     let ops = ops.into_inner();
     if ops == 0 {
         return Err(first_error
@@ -291,7 +307,10 @@ where
         commands: ops * commands_per_op,
         errors: errors.into_inner(),
         elapsed,
-        cpu_ns: cpu,
+        cpu: CpuTime {
+            user_ns: thread_cpu.user_ns + helpers.user_ns,
+            sys_ns: thread_cpu.sys_ns + helpers.sys_ns,
+        },
         allocations,
         io: None,
         syscalls,

@@ -12,7 +12,10 @@
 
 mod alloc;
 mod clients;
+mod cpu;
+mod figures;
 mod install;
+mod pin;
 mod pki;
 mod proxy;
 mod report;
@@ -80,9 +83,19 @@ struct Args {
     /// Write one JSON record per case here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write an SVG plot of fan-out latency by K here.
+    /// Write an SVG figure of fan-out p50 latency by K here: one panel per injected
+    /// delay, one colour per client.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Write an SVG figure of fan-out CPU per command here: each client's user and
+    /// system time, one panel per injected delay and K.
+    #[arg(long)]
+    svg_cpu: Option<PathBuf>,
+    /// Pin the client (every thread of this process) to the first CPU it may use, and
+    /// the redis-servers started here and the delay proxy to the others. Not with
+    /// --threads above 1 (its threads would share one CPU).
+    #[arg(long)]
+    pin: bool,
     /// Correctness load instead of timing: unique values written and read back through
     /// pipelines until --duration ends; exits non-zero on any mismatch.
     #[arg(long)]
@@ -97,8 +110,20 @@ struct Target {
     /// One per transport measured, in the order of [`transports`].
     variants: Vec<Variant>,
     _cluster: Option<Cluster>,
+    /// The delay proxy's thread, when there is one.
+    proxy_thread: Option<libc::pid_t>,
     /// The `--tls` cluster's certificates (their directory goes with them).
     _pki: Option<Pki>,
+}
+
+impl Target {
+    /// The process ids of the servers started here (none for --nodes).
+    fn server_pids(&self) -> Vec<u32> {
+        self._cluster
+            .iter()
+            .flat_map(|c| c.nodes().iter().map(|n| n.pid))
+            .collect()
+    }
 }
 
 /// Seeds of one transport to the cluster, and its TLS trust (`None`: plain TCP).
@@ -132,6 +157,7 @@ fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, S
                 },
             ],
             _cluster: Some(cluster),
+            proxy_thread: None,
             _pki: Some(pki),
         });
     }
@@ -143,6 +169,7 @@ fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, S
                 tls: None,
             }],
             _cluster: Some(cluster),
+            proxy_thread: None,
             _pki: None,
         });
     }
@@ -159,7 +186,7 @@ fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, S
         bar,
     )?;
     let real: Vec<u16> = cluster.nodes().iter().map(|n| n.port).collect();
-    proxies
+    let proxy_thread = proxies
         .start(real, Duration::from_millis(delay_ms))
         .map_err(|e| format!("start proxies: {e}"))?;
     Ok(Target {
@@ -168,6 +195,7 @@ fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, S
             tls: None,
         }],
         _cluster: Some(cluster),
+        proxy_thread: Some(proxy_thread),
         _pki: None,
     })
 }
@@ -222,7 +250,8 @@ fn parse_clients(args: &Args) -> Result<Vec<ClientKind>, String> {
             .iter()
             .map(|n| {
                 ClientKind::parse(n).ok_or_else(|| {
-                    format!("unknown client {n:?} (uring, epoll, serial, redis-rs, redis-rs-sync, fred)")
+                    let known: Vec<&str> = ClientKind::ALL.iter().map(|c| c.name()).collect();
+                    format!("unknown client {n:?} ({})", known.join(", "))
                 })
             })
             .collect(),
@@ -248,6 +277,13 @@ fn validate(args: &Args) -> Result<(), String> {
     }
     if args.concurrency == 0 || args.threads == 0 {
         return Err("--concurrency and --threads must be at least 1".into());
+    }
+    if args.pin && args.threads > 1 {
+        return Err(
+            "--pin puts the whole client on one CPU, so --threads scaling would measure \
+             its threads sharing it; give one or the other"
+                .into(),
+        );
     }
     let delayed = args
         .delay_ms
@@ -340,6 +376,37 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             ));
         }
     }
+    // Counted before --pin narrows this process to one CPU.
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let syscalls = match syscalls::prepare() {
+        Ok(tracepoint) => {
+            if let Some(done) = &tracepoint.mounted {
+                eprintln!("cluster-bench: {done}");
+                notes.push(done.clone());
+            }
+            Ok(tracepoint.id)
+        }
+        Err(why) => {
+            eprintln!("cluster-bench: the syscalls/op column will be empty: {why}");
+            notes.push(format!("syscalls/op is empty: {why}"));
+            Err(why)
+        }
+    };
+    let pin = if args.pin {
+        match pin::Plan::for_this_machine() {
+            Ok(plan) => {
+                pin::pin_process(std::process::id(), &[plan.client])?;
+                Some(plan)
+            }
+            Err(why) => {
+                eprintln!("cluster-bench: --pin: {why}");
+                notes.push(format!("--pin: {why}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut cases = Vec::new();
     for &w in &workloads {
         for &c in &clients {
@@ -371,6 +438,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     for &delay in &delays {
         bar.set_message(format!("starting cluster (delay {delay} ms)"));
         let target = target_for(args, delay, &bar)?;
+        if let Some(plan) = &pin {
+            pin_servers(&target, plan)?;
+        }
         preset_keys(
             &target.variants[0],
             args.k.iter().copied().max().unwrap_or(1),
@@ -388,9 +458,14 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 tls: variant.tls.clone(),
                 warmup: Duration::from_millis(200).min(duration),
                 duration,
+                syscalls: syscalls.clone(),
             };
             match run_case(spec) {
-                Ok(result) => records.push(Record::new(workload, client, tls, k, delay, &result)),
+                Ok(result) => {
+                    let mut record = Record::new(workload, client, tls, k, delay, &result);
+                    record.pin = pin.as_ref().map(pin::Plan::summary);
+                    records.push(record);
+                }
                 // Not `bar.println`: a hidden bar (output not a terminal) drops it.
                 Err(e) => bar.suspend(|| {
                     eprintln!(
@@ -417,7 +492,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     };
     println!(
         "cluster-bench: {cluster}, {} CPUs, {:.0}s in all{}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpus,
         started.elapsed().as_secs_f64(),
         if args.tls {
             "; TLS on the same nodes (certificates made at start, +tls rows through the TLS ports)"
@@ -425,6 +500,22 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             ""
         }
     );
+    match &pin {
+        Some(plan) => println!(
+            "pinned (--pin): the client on CPU {}; {} and the delay proxy on CPU {}",
+            plan.client,
+            if args.nodes.is_some() {
+                "the servers of --nodes are not ours to pin"
+            } else {
+                "the redis-servers"
+            },
+            pin::cpu_list(&plan.servers)
+        ),
+        None if args.nodes.is_none() => {
+            println!("not pinned: client, servers and delay proxy share every CPU (see --pin)")
+        }
+        None => {}
+    }
     for note in &notes {
         println!("note: {note}");
     }
@@ -439,22 +530,34 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     if let Some(table) = scaling {
         print!("{table}");
     }
-    println!(
-        "\nCPU ns/cmd is the client thread's user+system time (getrusage RUSAGE_THREAD) per \
-         command; the delay proxy and the servers run on other threads and are not counted."
-    );
+    print!("{}", report::cpu_explained(&records));
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("write {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, report::svg(&records))
+        std::fs::write(path, figures::latency_svg(&records))
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.svg_cpu {
+        std::fs::write(path, figures::cpu_svg(&records))
             .map_err(|e| format!("write {}: {e}", path.display()))?;
     }
     if records.is_empty() {
         return Err("no case completed".into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pins a freshly started cluster's servers, and the delay proxy, to the servers' CPUs.
+fn pin_servers(target: &Target, plan: &pin::Plan) -> Result<(), String> {
+    for pid in target.server_pids() {
+        pin::pin_process(pid, &plan.servers)?;
+    }
+    if let Some(tid) = target.proxy_thread {
+        pin::pin_thread(tid, &plan.servers).map_err(|e| format!("pin the delay proxy: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Whether each transport measured is TLS, in the order of `Target::variants`.
@@ -490,6 +593,7 @@ fn target_for(args: &Args, delay: u64, bar: &ProgressBar) -> Result<Target, Stri
                 },
             }],
             _cluster: None,
+            proxy_thread: None,
             _pki: None,
         }),
         None => start_target(delay, args.tls, bar),
@@ -530,6 +634,7 @@ fn thread_scaling(
                     tls: variant.tls.clone(),
                     warmup: Duration::from_millis(200),
                     duration,
+                    syscalls: Err("not counted in the scaling table".into()),
                 };
                 std::thread::spawn(move || run_case(spec))
             })

@@ -41,12 +41,15 @@ impl Pending {
     }
 
     /// Serves listener i in front of `targets[i]` on a new thread, which lives until the
-    /// process exits.
-    pub fn start(self, targets: Vec<u16>, delay: Duration) -> std::io::Result<()> {
+    /// process exits. Returns that thread's id once it runs (for `--pin`).
+    pub fn start(self, targets: Vec<u16>, delay: Duration) -> std::io::Result<libc::pid_t> {
         let listeners = self.listeners;
+        let (started, tid) = std::sync::mpsc::channel();
         std::thread::Builder::new()
-            .name("delay-proxy".into())
+            .name(crate::cpu::PROXY_THREAD.into())
             .spawn(move || {
+                // SAFETY: gettid has no preconditions and cannot fail.
+                let _ = started.send(unsafe { libc::gettid() });
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -70,7 +73,8 @@ impl Pending {
                     }
                 });
             })?;
-        Ok(())
+        tid.recv()
+            .map_err(|_| std::io::Error::other("the proxy thread ended at once"))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Tables, JSON records and the SVG plot.
+//! Tables and JSON records (the figures are in `figures.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,8 +29,16 @@ pub struct Record {
     pub p999_us: f64,
     /// Throughput.
     pub cmds_per_s: f64,
-    /// Client thread CPU per command.
+    /// The client's CPU per command (its case thread and helper threads, see `cpu.rs`):
+    /// `user_ns_per_cmd + sys_ns_per_cmd`.
     pub cpu_ns_per_cmd: f64,
+    /// The user-space part: the client's own code.
+    pub user_ns_per_cmd: f64,
+    /// The kernel part: system calls and, on loopback, the TCP work they set off.
+    pub sys_ns_per_cmd: f64,
+    /// The client's CPU time in the measured window. The user/system split comes from
+    /// timer-tick samples, so below [`ROUGH_SPLIT_MS`] it is rough (see `cpu.rs`).
+    pub cpu_ms: f64,
     /// Heap allocations per command on the client thread.
     pub allocs_per_cmd: f64,
     /// Failed operations.
@@ -44,6 +52,12 @@ pub struct Record {
     /// System calls per operation by the client thread (perf tracepoint), when countable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscalls_per_op: Option<f64>,
+    /// Why `syscalls_per_op` is absent (not root, mount failed, tracepoint missing...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscalls_note: Option<String>,
+    /// With `--pin`: the CPUs of the client and of the servers, e.g. `client 0, servers 1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
     #[serde(skip)]
     kind: Option<(ClientKind, Workload)>,
 }
@@ -71,19 +85,107 @@ impl Record {
             p99_us: us(0.99),
             p999_us: us(0.999),
             cmds_per_s: r.commands as f64 / r.elapsed.as_secs_f64(),
-            cpu_ns_per_cmd: r.cpu_ns as f64 / commands,
+            cpu_ns_per_cmd: r.cpu.total_ns() as f64 / commands,
+            user_ns_per_cmd: r.cpu.user_ns as f64 / commands,
+            sys_ns_per_cmd: r.cpu.sys_ns as f64 / commands,
+            cpu_ms: r.cpu.total_ns() as f64 / 1e6,
             allocs_per_cmd: r.allocations as f64 / commands,
             errors: r.errors,
             writes_per_op: r.io.map(|(w, _, ops)| per_op(w, ops)),
             reads_per_op: r.io.map(|(_, rd, ops)| per_op(rd, ops)),
-            syscalls_per_op: r.syscalls.map(|n| per_op(n, r.ops)),
+            syscalls_per_op: r.syscalls.as_ref().ok().map(|&n| per_op(n, r.ops)),
+            syscalls_note: r.syscalls.as_ref().err().cloned(),
+            pin: None,
             kind: Some((client, workload)),
         }
+    }
+
+    /// A made-up fan-out record for layout tests.
+    #[cfg(test)]
+    pub fn sample(
+        workload: &'static str,
+        client: &'static str,
+        k: usize,
+        delay_ms: u64,
+        p50_us: f64,
+        user_ns_per_cmd: f64,
+        sys_ns_per_cmd: f64,
+    ) -> Record {
+        Record {
+            workload,
+            client,
+            tls: false,
+            k,
+            delay_ms,
+            p50_us,
+            p99_us: p50_us * 1.5,
+            p999_us: p50_us * 2.0,
+            cmds_per_s: k as f64 * 1e6 / p50_us,
+            cpu_ns_per_cmd: user_ns_per_cmd + sys_ns_per_cmd,
+            user_ns_per_cmd,
+            sys_ns_per_cmd,
+            cpu_ms: 500.0,
+            allocs_per_cmd: 0.0,
+            errors: 0,
+            writes_per_op: None,
+            reads_per_op: None,
+            syscalls_per_op: None,
+            syscalls_note: None,
+            pin: None,
+            kind: None,
+        }
+    }
+
+    /// Whether the user/system split rests on too few timer ticks to trust.
+    pub fn rough_split(&self) -> bool {
+        self.cpu_ms < ROUGH_SPLIT_MS
     }
 
     fn client_kind(&self) -> Option<ClientKind> {
         self.kind.map(|(c, _)| c)
     }
+}
+
+/// Below this much client CPU in a case's window, its user/system split is rough: the
+/// kernel splits a thread's exact run time in the ratio of its timer-tick samples
+/// (user or kernel mode at each tick), and 200 ms is 50 ticks at 250 Hz.
+pub const ROUGH_SPLIT_MS: f64 = 200.0;
+
+/// A user or system figure, `~` before it when the split is rough.
+fn split_cell(r: &Record, v: f64) -> String {
+    if r.rough_split() {
+        format!("~{v:.0}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Printed under the tables: what the CPU columns count and how to read the split; the
+/// `~` note only when a row has one.
+pub fn cpu_explained(records: &[Record]) -> String {
+    let mut out = String::from(
+        "
+CPU ns/cmd = user ns/cmd + sys ns/cmd: the client's CPU time per command, its own thread
+(getrusage RUSAGE_THREAD) plus any helper threads it started; the servers and the delay
+proxy are not counted.
+- user is the client's own code (encoding, routing, parsing, its runtime, allocations):
+  the cost that tells clients apart.
+- sys is the kernel working for the client, mostly loopback TCP: the thread that sends a
+  segment also runs its delivery, the receiving end's TCP work included. It is paid per
+  system call and segment, not per command, so it dominates at small K and is about the
+  same for clients making as many system calls per pipeline (syscalls/op); a client that
+  makes many more (about one per command) pays more.
+",
+    );
+    if records.iter().any(Record::rough_split) {
+        let _ = writeln!(
+            out,
+            "~ marks a rough split: under {ROUGH_SPLIT_MS:.0} ms of client CPU in the window. The kernel
+splits a thread's exact run time by timer-tick samples (user or kernel mode at each tick),
+and so few ticks give a rough ratio; a longer --duration firms it up."
+        );
+    }
+    out
 }
 
 fn ratio(a: f64, b: Option<f64>) -> String {
@@ -105,11 +207,11 @@ pub fn print_tables(records: &[Record]) -> String {
         let _ = writeln!(out, "\n## {workload}, injected delay {delay} ms");
         let _ = writeln!(
             out,
-            "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | allocs/cmd | syscalls/op | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer |"
+            "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | user ns/cmd | sys ns/cmd | allocs/cmd | syscalls/op | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer |"
         );
         let _ = writeln!(
             out,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let mut ks: Vec<usize> = rows.iter().map(|r| r.k).collect();
         ks.sort_unstable();
@@ -131,7 +233,7 @@ pub fn print_tables(records: &[Record]) -> String {
                     .map(|r| r.p50_us);
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
                     r.client,
                     r.k,
                     r.p50_us,
@@ -139,6 +241,8 @@ pub fn print_tables(records: &[Record]) -> String {
                     r.p999_us,
                     r.cmds_per_s,
                     r.cpu_ns_per_cmd,
+                    split_cell(r, r.user_ns_per_cmd),
+                    split_cell(r, r.sys_ns_per_cmd),
                     r.allocs_per_cmd,
                     r.syscalls_per_op.map_or("-".into(), |s| format!("{s:.1}")),
                     r.writes_per_op.map_or("-".into(), |w| format!("{w:.2}")),
@@ -149,12 +253,21 @@ pub fn print_tables(records: &[Record]) -> String {
                 if r.errors > 0 {
                     let _ = writeln!(
                         out,
-                        "|  ↳ {} failed operations | | | | | | | | | | | | |",
+                        "|  ↳ {} failed operations | | | | | | | | | | | | | | |",
                         r.errors
                     );
                 }
             }
         }
+    }
+    let has_pairs = records.iter().any(|f| {
+        f.workload == "fanout"
+            && records
+                .iter()
+                .any(|s| s.workload == "single-node" && s.client == f.client)
+    });
+    if !has_pairs {
+        return out;
     }
     let _ = writeln!(
         out,
@@ -232,101 +345,4 @@ pub fn tls_table(records: &[Record]) -> Option<String> {
         );
     }
     (pairs > 0).then_some(out)
-}
-
-/// A line chart of fan-out p50 latency by K, one line per client and delay, log scales.
-/// Written by hand: a few dozen lines of SVG need no plotting library (or system fonts).
-pub fn svg(records: &[Record]) -> String {
-    let fan: Vec<&Record> = records.iter().filter(|r| r.workload == "fanout").collect();
-    let (w, h, m) = (760.0, 460.0, 60.0);
-    let ks: Vec<f64> = fan.iter().map(|r| r.k as f64).collect();
-    let ys: Vec<f64> = fan.iter().map(|r| r.p50_us.max(1.0)).collect();
-    let (kmin, kmax) = bounds(&ks);
-    let (ymin, ymax) = bounds(&ys);
-    let x = |k: f64| {
-        m + (k.log2() - kmin.log2()) / (kmax.log2() - kmin.log2()).max(1e-9) * (w - 2.0 * m)
-    };
-    let y = |v: f64| {
-        h - m - (v.log10() - ymin.log10()) / (ymax.log10() - ymin.log10()).max(1e-9) * (h - 2.0 * m)
-    };
-    let colors = [
-        "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    ];
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{m}\" y=\"24\" font-size=\"15\">fan-out pipeline p50 latency by K (log scales)</text>\n\
-         <line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - m,
-        w - m,
-        h - m,
-        h - m
-    );
-    let mut kticks = ks.clone();
-    kticks.sort_by(f64::total_cmp);
-    kticks.dedup();
-    for k in &kticks {
-        let _ = writeln!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">K={k}</text>",
-            x(*k),
-            h - m + 18.0
-        );
-    }
-    let mut v = 10f64.powf(ymin.log10().floor());
-    while v <= ymax * 1.001 {
-        if v >= ymin / 1.001 {
-            let _ = writeln!(
-                out,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v} µs</text>",
-                m - 6.0,
-                y(v) + 4.0
-            );
-        }
-        v *= 10.0;
-    }
-    let mut series: BTreeMap<(u64, &str), Vec<(f64, f64)>> = BTreeMap::new();
-    for r in &fan {
-        series
-            .entry((r.delay_ms, r.client))
-            .or_default()
-            .push((r.k as f64, r.p50_us.max(1.0)));
-    }
-    for (i, ((delay, client), mut points)) in series.into_iter().enumerate() {
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let color = colors[i % colors.len()];
-        let dash = if delay > 0 {
-            " stroke-dasharray=\"6 3\""
-        } else {
-            ""
-        };
-        let path: Vec<String> = points
-            .iter()
-            .map(|(k, v)| format!("{:.1},{:.1}", x(*k), y(*v)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
-            path.join(" ")
-        );
-        let _ = writeln!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{client} (delay {delay} ms)</text>",
-            w - m - 150.0,
-            m + 16.0 * i as f64
-        );
-    }
-    out.push_str("</svg>\n");
-    out
-}
-
-fn bounds(v: &[f64]) -> (f64, f64) {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(0.0, f64::max);
-    if lo.is_finite() && hi > lo {
-        (lo, hi)
-    } else {
-        (1.0, 10.0)
-    }
 }

@@ -28,6 +28,7 @@ fn bad_arguments_fail_with_a_message_not_a_panic() {
         &["--nodes", "127.0.0.1:1", "--tls-insecure"],
         &["--nodes", "127.0.0.1:1", "--tls"],
         &["--tls", "--delay-ms", "1"],
+        &["--pin", "--threads", "2"],
     ] {
         let out = bench().args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -62,6 +63,7 @@ fn unreachable_cluster_is_a_clear_error() {
 fn tiny_run_writes_json_records_with_every_field() {
     let json = std::env::temp_dir().join(format!("cluster-bench-{}.json", std::process::id()));
     let svg = json.with_extension("svg");
+    let svg_cpu = json.with_extension("cpu.svg");
     let out = bench()
         .args(["--duration", "0.1", "--k", "16", "--delay-ms", "0,1"])
         .args([
@@ -74,6 +76,9 @@ fn tiny_run_writes_json_records_with_every_field() {
         .arg(&json)
         .arg("--svg")
         .arg(&svg)
+        .arg("--svg-cpu")
+        .arg(&svg_cpu)
+        .arg("--pin")
         .output()
         .unwrap();
     assert!(
@@ -83,6 +88,12 @@ fn tiny_run_writes_json_records_with_every_field() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("fan-out ÷ single-node"), "{stdout}");
+    // The pinning used, or why there was none.
+    assert!(
+        stdout.contains("pinned (--pin): the client on CPU") || stdout.contains("only one CPU"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("user ns/cmd | sys ns/cmd"), "{stdout}");
     let text = std::fs::read_to_string(&json).unwrap();
     for field in [
         "workload",
@@ -94,14 +105,34 @@ fn tiny_run_writes_json_records_with_every_field() {
         "p999_us",
         "cmds_per_s",
         "cpu_ns_per_cmd",
+        "user_ns_per_cmd",
+        "sys_ns_per_cmd",
+        "cpu_ms",
     ] {
         assert!(text.contains(&format!("\"{field}\"")), "missing {field}");
+    }
+    // Every record has its system-call count or the reason it has none.
+    let records: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    for r in &records {
+        assert!(
+            r.get("syscalls_per_op").is_some() != r.get("syscalls_note").is_some(),
+            "{r}"
+        );
+        let (cpu, user, sys) = (
+            r["cpu_ns_per_cmd"].as_f64().unwrap(),
+            r["user_ns_per_cmd"].as_f64().unwrap(),
+            r["sys_ns_per_cmd"].as_f64().unwrap(),
+        );
+        assert!((user + sys - cpu).abs() < 1e-6 * cpu.max(1.0), "{r}");
     }
     // 2 clients x 2 workloads x 1 K x 2 delays.
     assert_eq!(text.matches("\"workload\"").count(), 8);
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let cpu_figure = std::fs::read_to_string(&svg_cpu).unwrap();
+    assert!(cpu_figure.contains("CPU per command"), "{cpu_figure}");
     let _ = std::fs::remove_file(json);
     let _ = std::fs::remove_file(svg);
+    let _ = std::fs::remove_file(svg_cpu);
 }
 
 #[test]
