@@ -101,6 +101,12 @@ struct Connection {
     addr: NodeAddr,
     /// Encoded commands not yet handed to the writer.
     out: BytesMut,
+    /// The buffer of the writer's last write, given back empty once written: the next
+    /// [`Pool::take_output`] swaps it in for `out`, so the two buffers alternate and are
+    /// never shared (a split buffer would have to be reallocated on the next append).
+    spare: BytesMut,
+    /// The usual buffer size (`read_buffer_size`): a spare far larger is let go.
+    usual: usize,
     /// Sinks in reply order; the last `unsent` of them belong to bytes still in `out`.
     pending: VecDeque<Sink>,
     unsent: usize,
@@ -198,6 +204,8 @@ impl Pool {
             id: self.next_id,
             addr: addr.clone(),
             out: BytesMut::with_capacity(buffer),
+            spare: BytesMut::new(),
+            usual: buffer,
             pending: VecDeque::new(),
             unsent: 0,
             wake_writer: wake_writer.clone(),
@@ -466,9 +474,9 @@ impl Pool {
             ));
         }
         c.last_used = Instant::now();
-        if c.out.is_empty() {
-            // The common case for a pipeline: the batch was encoded in its own buffer, so
-            // it becomes the output buffer without a copy.
+        if c.out.is_empty() && c.out.capacity() < buf.len() {
+            // A batch larger than the output buffer becomes the output buffer, without a
+            // copy; a smaller one is copied, so the buffer keeps its working size.
             c.out = buf;
         } else {
             c.out.extend_from_slice(&buf);
@@ -562,7 +570,24 @@ impl Pool {
     pub(crate) fn take_output(&mut self, conn: ConnId) -> Option<BytesMut> {
         let c = self.conn_mut(conn)?;
         c.unsent = 0;
-        Some(c.out.split())
+        if c.out.is_empty() {
+            // Nothing to write: no buffer changes hands (BytesMut::new does not allocate).
+            return Some(BytesMut::new());
+        }
+        let next = std::mem::take(&mut c.spare);
+        Some(std::mem::replace(&mut c.out, next))
+    }
+
+    /// For the writer: the buffer of a finished write, kept (emptied) as the next output
+    /// buffer unless it grew far beyond the usual size for one large batch.
+    pub(crate) fn give_back_output(&mut self, conn: ConnId, mut buf: BytesMut) {
+        let Some(c) = self.conn_mut(conn) else {
+            return;
+        };
+        buf.clear();
+        if buf.capacity() <= 4 * c.usual.max(4096) && buf.capacity() > c.spare.capacity() {
+            c.spare = buf;
+        }
     }
 
     /// True when the connection is gone (the engine's tasks exit).
