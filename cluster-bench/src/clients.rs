@@ -22,6 +22,9 @@ pub enum ClientKind {
     Epoll,
     /// This library, serial per-node execution (the classic client's behaviour).
     Serial,
+    /// This library's `blocking::Client`: no runtime, its own io_uring instance (one
+    /// `io_uring_enter` per pipeline), or `poll(2)` where io_uring is refused.
+    Blocking,
     /// redis-rs async cluster (`cluster-async`), K commands issued with `join_all`.
     RedisRs,
     /// redis-rs blocking cluster connection with `cluster_pipe`.
@@ -32,10 +35,11 @@ pub enum ClientKind {
 
 impl ClientKind {
     /// Every client, in table order.
-    pub const ALL: [ClientKind; 6] = [
+    pub const ALL: [ClientKind; 7] = [
         ClientKind::Uring,
         ClientKind::Epoll,
         ClientKind::Serial,
+        ClientKind::Blocking,
         ClientKind::RedisRs,
         ClientKind::RedisRsSync,
         ClientKind::Fred,
@@ -47,6 +51,7 @@ impl ClientKind {
             ClientKind::Uring => "uring",
             ClientKind::Epoll => "epoll",
             ClientKind::Serial => "serial",
+            ClientKind::Blocking => "blocking",
             ClientKind::RedisRs => "redis-rs",
             ClientKind::RedisRsSync => "redis-rs-sync",
             ClientKind::Fred => "fred",
@@ -67,6 +72,7 @@ impl ClientKind {
             ClientKind::Uring => "uring+tls",
             ClientKind::Epoll => "epoll+tls",
             ClientKind::Serial => "serial+tls",
+            ClientKind::Blocking => "blocking+tls",
             ClientKind::RedisRs => "redis-rs+tls",
             ClientKind::RedisRsSync => "redis-rs-sync+tls",
             ClientKind::Fred => "fred+tls",
@@ -226,6 +232,7 @@ fn run_on_this_thread(spec: &CaseSpec) -> Result<CaseResult, String> {
         ClientKind::Uring => ours(spec, redis_cluster_uring::Engine::IoUring, false),
         ClientKind::Epoll => ours(spec, redis_cluster_uring::Engine::Epoll, false),
         ClientKind::Serial => ours(spec, redis_cluster_uring::Engine::IoUring, true),
+        ClientKind::Blocking => ours_blocking(spec),
         ClientKind::RedisRs => redis_rs_async(spec),
         ClientKind::RedisRsSync => redis_rs_sync(spec),
         ClientKind::Fred => fred_client(spec),
@@ -377,6 +384,39 @@ fn ours(
         Ok(result)
     });
     outcome.map_err(|e| e.to_string())?
+}
+
+/// `blocking::Client`: the same pipeline as `ours`, each `execute` one submission and
+/// one wait on the client's own ring.
+fn ours_blocking(spec: &CaseSpec) -> Result<CaseResult, String> {
+    use redis_cluster_uring::{blocking, Config, Pipeline};
+    if spec.workload == Workload::Concurrent {
+        return Err("a blocking client has no concurrent callers".into());
+    }
+    let mut config = Config::default().periodic_refresh(None);
+    if let Some(trust) = &spec.tls {
+        config = config.tls(trust.client_config()?);
+    }
+    let client =
+        RefCell::new(blocking::Client::connect(&spec.seeds, config).map_err(|e| e.to_string())?);
+    let mut pipe = Pipeline::with_capacity(spec.k);
+    for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
+        if i % 2 == 0 {
+            pipe.get(key.as_str());
+        } else {
+            pipe.set(key.as_str(), VALUE);
+        }
+    }
+    pipe.raise_on_error(true);
+    // As for redis-rs's blocking client: each op blocks this thread.
+    futures::executor::block_on(measure(spec, 1, spec.k as u64, || {
+        let outcome = client
+            .borrow_mut()
+            .execute(&pipe)
+            .map(drop)
+            .map_err(|e| e.to_string());
+        std::future::ready(outcome)
+    }))
 }
 
 fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {

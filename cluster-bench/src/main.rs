@@ -44,7 +44,7 @@ struct Args {
     /// Commands per pipeline, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,128,1024")]
     k: Vec<usize>,
-    /// Clients to run: uring, epoll, serial, redis-rs, redis-rs-sync, fred (default all).
+    /// Clients to run: uring, epoll, serial, blocking, redis-rs, redis-rs-sync, fred (default all).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
     /// Workloads: fanout, single-node, concurrent.
