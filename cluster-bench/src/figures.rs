@@ -682,10 +682,10 @@ mod tests {
         "uring",
         "epoll",
         "serial",
+        "blocking",
         "redis-rs",
         "redis-rs-sync",
         "fred",
-        "blocking",
         "another",
     ];
 
