@@ -15,6 +15,7 @@ mod clients;
 mod cpu;
 mod figures;
 mod install;
+mod node_report;
 mod pin;
 mod pki;
 mod proxy;
@@ -103,6 +104,63 @@ struct Args {
     /// Thread-per-core scaling: run the uring fan-out on 1 and on N threads, one client each.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Print the per-node breakdown of a fan-out pipeline (Client::execute_with_report:
+    /// per node, commands and bytes sent, batch round trip) at the largest K.
+    #[arg(long)]
+    node_report: bool,
+    /// With the per-node breakdown, a second run where one node's replies are delayed by
+    /// this many milliseconds (the delay proxy in front of that node only). Implies
+    /// --node-report; local cluster only.
+    #[arg(long)]
+    slow_node: Option<u64>,
+}
+
+/// The per-node breakdowns: on the cluster measured, then with one node slowed down.
+fn node_breakdowns(args: &Args) -> Result<String, String> {
+    let k = args.k.iter().copied().max().unwrap_or(128);
+    let pipelines = 400;
+    let mut out = String::new();
+    {
+        let target = target_for(args, 0, &ProgressBar::hidden())?;
+        let variant = target.variants.first().ok_or("no seeds")?;
+        out.push_str(&node_report::breakdown(
+            &variant.seeds,
+            k,
+            pipelines,
+            "per-node report of a fan-out pipeline (Client::execute_with_report)",
+        )?);
+    }
+    if let Some(slow) = args.slow_node {
+        let masters = 3;
+        let proxies = proxy::Pending::bind(masters).map_err(|e| format!("bind proxies: {e}"))?;
+        let ports = proxies.ports();
+        let cluster = install::start_cluster(
+            ClusterSpec {
+                masters,
+                announce_ports: Some(ports.clone()),
+                ..ClusterSpec::default()
+            },
+            &ProgressBar::hidden(),
+        )?;
+        let real: Vec<u16> = cluster.nodes().iter().map(|n| n.port).collect();
+        let mut delays = vec![Duration::ZERO; real.len()];
+        delays[0] = Duration::from_millis(slow);
+        proxies
+            .start_each(real, delays)
+            .map_err(|e| format!("start proxies: {e}"))?;
+        let seeds: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        out.push_str(&node_report::breakdown(
+            &seeds,
+            k,
+            pipelines.min(200),
+            &format!(
+                "per-node report with one slow node (--slow-node {slow}: 127.0.0.1:{} answers {slow} ms late)",
+                ports[0]
+            ),
+        )?);
+        drop(cluster);
+    }
+    Ok(out)
 }
 
 /// A cluster to measure: started here (and dropped at the end) or given.
@@ -294,6 +352,16 @@ fn validate(args: &Args) -> Result<(), String> {
             "--delay-ms needs the local cluster (its nodes announce the proxy ports); drop --nodes"
                 .into(),
         );
+    }
+    if args.slow_node.is_some() && (args.nodes.is_some() || args.tls) {
+        return Err(
+            "--slow-node delays one node of the local cluster through the delay proxy; \
+             drop --nodes and --tls"
+                .into(),
+        );
+    }
+    if args.slow_node.is_some_and(|d| d > 10_000) {
+        return Err("--slow-node takes a delay from 0 to 10000 ms".into());
     }
     if args.tls && args.nodes.is_some() {
         return Err(
@@ -529,6 +597,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     }
     if let Some(table) = scaling {
         print!("{table}");
+    }
+    if args.node_report || args.slow_node.is_some() {
+        print!("{}", node_breakdowns(args)?);
     }
     print!("{}", report::cpu_explained(&records));
     if let Some(path) = &args.json {

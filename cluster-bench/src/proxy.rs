@@ -43,6 +43,16 @@ impl Pending {
     /// Serves listener i in front of `targets[i]` on a new thread, which lives until the
     /// process exits. Returns that thread's id once it runs (for `--pin`).
     pub fn start(self, targets: Vec<u16>, delay: Duration) -> std::io::Result<libc::pid_t> {
+        let delays = vec![delay; targets.len()];
+        self.start_each(targets, delays)
+    }
+
+    /// As [`Pending::start`], with its own delay for each target (one slow node).
+    pub fn start_each(
+        self,
+        targets: Vec<u16>,
+        delays: Vec<Duration>,
+    ) -> std::io::Result<libc::pid_t> {
         let listeners = self.listeners;
         let (started, tid) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -62,7 +72,9 @@ impl Pending {
                 };
                 runtime.block_on(async move {
                     let mut tasks = Vec::new();
-                    for (listener, target) in listeners.into_iter().zip(targets) {
+                    for ((listener, target), delay) in
+                        listeners.into_iter().zip(targets).zip(delays)
+                    {
                         let Ok(listener) = TcpListener::from_std(listener) else {
                             continue;
                         };
@@ -113,7 +125,10 @@ async fn serve(listener: TcpListener, target: u16, delay: Duration) {
                 }
             });
             while let Some((at, bytes)) = due.recv().await {
-                tokio::time::sleep_until(at).await;
+                // The timer has millisecond ticks: a node without delay is not put on it.
+                if !delay.is_zero() {
+                    tokio::time::sleep_until(at).await;
+                }
                 if client_tx.write_all(&bytes).await.is_err() {
                     return;
                 }
