@@ -104,6 +104,9 @@ struct Args {
     /// Thread-per-core scaling: run the uring fan-out on 1 and on N threads, one client each.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Primaries of the local cluster the bench starts.
+    #[arg(long, default_value_t = 3)]
+    masters: usize,
     /// Print the per-node breakdown of a fan-out pipeline (Client::execute_with_report:
     /// per node, commands and bytes sent, batch round trip) at the largest K.
     #[arg(long)]
@@ -131,7 +134,7 @@ fn node_breakdowns(args: &Args) -> Result<String, String> {
         )?);
     }
     if let Some(slow) = args.slow_node {
-        let masters = 3;
+        let masters = args.masters;
         let proxies = proxy::Pending::bind(masters).map_err(|e| format!("bind proxies: {e}"))?;
         let ports = proxies.ports();
         let cluster = install::start_cluster(
@@ -191,13 +194,18 @@ struct Variant {
     tls: Option<TlsTrust>,
 }
 
-fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, String> {
-    let masters = 3;
+fn start_target(
+    masters: usize,
+    delay_ms: u64,
+    tls: bool,
+    bar: &ProgressBar,
+) -> Result<Target, String> {
     if tls {
         // Both transports on the same nodes: their plain ports and their TLS ports.
         let pki = Pki::generate()?;
         let cluster = install::start_cluster(
             ClusterSpec {
+                masters,
                 tls: Some(pki.files.clone()),
                 ..ClusterSpec::default()
             },
@@ -220,7 +228,13 @@ fn start_target(delay_ms: u64, tls: bool, bar: &ProgressBar) -> Result<Target, S
         });
     }
     if delay_ms == 0 {
-        let cluster = install::start_cluster(ClusterSpec::default(), bar)?;
+        let cluster = install::start_cluster(
+            ClusterSpec {
+                masters,
+                ..ClusterSpec::default()
+            },
+            bar,
+        )?;
         return Ok(Target {
             variants: vec![Variant {
                 seeds: cluster.seed_addrs(),
@@ -332,6 +346,9 @@ fn validate(args: &Args) -> Result<(), String> {
     }
     if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 3600.0) {
         return Err("--duration must be between 0 and 3600 seconds".into());
+    }
+    if !(1..=16).contains(&args.masters) {
+        return Err("--masters takes 1 to 16".into());
     }
     if args.concurrency == 0 || args.threads == 0 {
         return Err("--concurrency and --threads must be at least 1".into());
@@ -556,7 +573,11 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     bar.finish_and_clear();
     let cluster = match &args.nodes {
         Some(nodes) => format!("the cluster of --nodes ({} seeds)", nodes.len()),
-        None => format!("3 masters on loopback, redis-server {}", redis_version()),
+        None => format!(
+            "{} masters on loopback, redis-server {}",
+            args.masters,
+            redis_version()
+        ),
     };
     println!(
         "cluster-bench: {cluster}, {} CPUs, {:.0}s in all{}",
@@ -667,7 +688,7 @@ fn target_for(args: &Args, delay: u64, bar: &ProgressBar) -> Result<Target, Stri
             proxy_thread: None,
             _pki: None,
         }),
-        None => start_target(delay, args.tls, bar),
+        None => start_target(args.masters, delay, args.tls, bar),
     }
 }
 
