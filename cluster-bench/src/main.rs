@@ -496,7 +496,10 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     for &w in &workloads {
         for &c in &clients {
             let sizes = if w == Workload::Concurrent {
-                if c == ClientKind::RedisRsSync || c == ClientKind::Serial {
+                if matches!(
+                    c,
+                    ClientKind::RedisRsSync | ClientKind::Serial | ClientKind::Blocking
+                ) {
                     continue;
                 }
                 vec![args.concurrency]
