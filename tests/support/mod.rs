@@ -2,6 +2,7 @@
 //! and the runtime the client needs.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod push_proxy;
 
 use std::future::Future;

@@ -1,0 +1,171 @@
+//! The async and the blocking client behind one trait, so that a scenario is written once
+//! and runs on both (`tests/clients.rs`).
+//!
+//! Every method is `async`. The async client awaits its own methods; the blocking client
+//! runs its synchronous ones inside them, which blocks the test thread (and the runtime
+//! on it) for the length of the call. Nothing else runs on that thread meanwhile, so
+//! nothing waits behind it.
+
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use redis_cluster_uring::blocking::{self, Backend};
+use redis_cluster_uring::handshake::ServerInfo;
+use redis_cluster_uring::{
+    Client, Cmd, Config, Engine, FromReply, NodeAddr, Pipeline, Result, SlotMap, Value,
+};
+
+use super::{client_with, Cluster};
+
+/// Which client a scenario runs on, for the few assertions where the two legitimately
+/// differ (each such branch says why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// [`redis_cluster_uring::Client`] on the runtime's engine.
+    Async,
+    /// [`redis_cluster_uring::blocking::Client`] on its own ring or `poll(2)`.
+    Blocking,
+}
+
+impl fmt::Display for ClientKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientKind::Async => "async",
+            ClientKind::Blocking => "blocking",
+        })
+    }
+}
+
+/// What the shared scenarios do with a client. Not object-safe (generic and `async`
+/// methods): scenarios are generic over it instead.
+pub trait TestClient: Sized {
+    /// The client this is.
+    fn kind() -> ClientKind;
+    /// Connects to `cluster`, checking that it runs on the engine the environment forces.
+    async fn connect(cluster: &Cluster, config: Config) -> Self;
+    /// Runs a pipeline (each command's result at its index).
+    async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>>;
+    /// Runs a pipeline and converts every reply; fails on the first error.
+    async fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>>;
+    /// Runs one command where it is routed and converts the reply.
+    async fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T>;
+    /// Runs one command on a given node, without routing.
+    async fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T>;
+    /// Reloads the slot map now.
+    async fn refresh_slots(&mut self) -> Result<()>;
+    /// The current slot map (a copy for the blocking client, which lends its own).
+    fn slot_map(&self) -> Rc<SlotMap>;
+    /// Open connections that serve routed requests (one per node in use).
+    fn connection_count(&self) -> usize;
+    /// What `node` said of itself in its connection's handshake.
+    fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo>;
+}
+
+/// An async client on `cluster`, checked to run on the engine the environment forces.
+pub async fn connect_async(cluster: &Cluster, config: Config) -> Client {
+    client_with(cluster, config).await
+}
+
+/// A blocking client on `cluster`, checked to run on the backend the environment forces
+/// (`REDIS_CLUSTER_URING_ENGINE=io_uring` → the ring, `epoll` → `poll`).
+pub fn connect_blocking(cluster: &Cluster, config: Config) -> blocking::Client {
+    let client = blocking::Client::connect(&cluster.seed_addrs(), config)
+        .expect("the blocking client connects to the test cluster");
+    match Engine::from_env() {
+        Ok(Some(Engine::IoUring)) => assert_eq!(client.engine(), Backend::Ring),
+        Ok(Some(Engine::Epoll)) => assert_eq!(client.engine(), Backend::Poll),
+        _ => {}
+    }
+    client
+}
+
+/// Lets time pass without holding up the async client's event loop (its connections'
+/// readers go on); for the blocking client it is just a wait.
+pub async fn pause(time: Duration) {
+    tokio::time::sleep(time).await;
+}
+
+impl TestClient for Client {
+    fn kind() -> ClientKind {
+        ClientKind::Async
+    }
+
+    async fn connect(cluster: &Cluster, config: Config) -> Self {
+        connect_async(cluster, config).await
+    }
+
+    async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+        Client::execute(self, pipeline).await
+    }
+
+    async fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
+        Client::query_pipeline(self, pipeline).await
+    }
+
+    async fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+        Client::query(self, command).await
+    }
+
+    async fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
+        Client::query_node(self, node, command).await
+    }
+
+    async fn refresh_slots(&mut self) -> Result<()> {
+        Client::refresh_slots(self).await
+    }
+
+    fn slot_map(&self) -> Rc<SlotMap> {
+        Client::slot_map(self)
+    }
+
+    fn connection_count(&self) -> usize {
+        Client::connection_count(self)
+    }
+
+    fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo> {
+        Client::server_info(self, node)
+    }
+}
+
+impl TestClient for blocking::Client {
+    fn kind() -> ClientKind {
+        ClientKind::Blocking
+    }
+
+    async fn connect(cluster: &Cluster, config: Config) -> Self {
+        connect_blocking(cluster, config)
+    }
+
+    async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+        blocking::Client::execute(self, pipeline)
+    }
+
+    async fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
+        blocking::Client::query_pipeline(self, pipeline)
+    }
+
+    async fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+        blocking::Client::query(self, command)
+    }
+
+    async fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
+        blocking::Client::query_node(self, node, command)
+    }
+
+    async fn refresh_slots(&mut self) -> Result<()> {
+        blocking::Client::refresh_slots(self)
+    }
+
+    fn slot_map(&self) -> Rc<SlotMap> {
+        Rc::new(blocking::Client::slot_map(self).clone())
+    }
+
+    fn connection_count(&self) -> usize {
+        blocking::Client::connection_count(self)
+    }
+
+    fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo> {
+        blocking::Client::server_info(self, node).cloned()
+    }
+}
