@@ -33,7 +33,7 @@ use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
 use crate::connection::{run_connection, ConnOptions, Link, TlsConnect};
 use crate::engine::{self, Engine};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handshake::{CredentialSource, Credentials, HandshakeOptions};
+use crate::handshake::HandshakeOptions;
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
 use crate::io::SocketOptions;
@@ -54,7 +54,6 @@ use crate::split::split_by_slot;
 use crate::stats::{Counters, Stats};
 use crate::tls::TlsConfig;
 use crate::topology::{choose_view, NodeAddr, SlotMap};
-use crate::url::parse_seed;
 
 mod pubsub;
 mod transaction;
@@ -237,34 +236,7 @@ impl Client {
     /// credentials are refused, and with the last connection error when no seed answers
     /// `CLUSTER SLOTS`.
     pub async fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
-        let mut parsed = Vec::with_capacity(seeds.len());
-        let mut from_urls: Option<Credentials> = None;
-        for s in seeds {
-            let seed = parse_seed(s.as_ref())?;
-            if seed.tls && config.tls.is_none() {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    "rediss:// seeds need Config::tls (the CA that signed the nodes' certificates)",
-                ));
-            }
-            if let Some(c) = seed.credentials {
-                if from_urls.as_ref().is_some_and(|known| *known != c) {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        "the seed URLs give different credentials",
-                    ));
-                }
-                from_urls = Some(c);
-            }
-            parsed.push(seed.addr);
-        }
-        if parsed.is_empty() {
-            return Err(Error::new(ErrorKind::Config, "no seed address given"));
-        }
-        // Credentials in the URLs serve when the configuration names none.
-        if let (Some(c), CredentialSource::None) = (from_urls, &config.credentials) {
-            config.credentials = CredentialSource::Fixed(c);
-        }
+        let parsed = crate::url::parse_seeds(seeds, &mut config)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::new(
                 ErrorKind::Config,

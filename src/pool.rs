@@ -124,6 +124,37 @@ struct Connection {
     last_used: Instant,
 }
 
+impl Connection {
+    /// Whether `bytes` more to write and `sinks` more replies to await fit under the
+    /// caps. One request is always accepted on an idle connection, however large: the
+    /// caps are on backlog, not on request size.
+    fn admit(&self, bytes: usize, sinks: usize, limits: QueueLimits) -> Result<(), Error> {
+        let max_queued = limits.max_queued_bytes;
+        if !self.out.is_empty() && self.out.len() + bytes > max_queued {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{} has {} bytes queued, over the {max_queued}-byte limit",
+                    self.addr,
+                    self.out.len()
+                ),
+            ));
+        }
+        if !self.pending.is_empty() && self.pending.len() + sinks > limits.max_pending_replies {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{} has {} replies outstanding, over the limit of {}",
+                    self.addr,
+                    self.pending.len(),
+                    limits.max_pending_replies
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Caps on one connection's queues, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct QueueLimits {
@@ -448,31 +479,8 @@ impl Pool {
         else {
             return Err(Error::new(ErrorKind::Io, "connection closed"));
         };
-        // One batch is always accepted on an idle connection, however large: the caps
-        // are on backlog, not on request size.
-        let max_queued = limits.max_queued_bytes;
-        if !c.out.is_empty() && c.out.len() + buf.len() > max_queued {
-            return Err(Error::new(
-                ErrorKind::Overloaded,
-                format!(
-                    "{} has {} bytes queued, over the {max_queued}-byte limit",
-                    c.addr,
-                    c.out.len()
-                ),
-            ));
-        }
         let sinks_needed = entries.len() + entries.iter().filter(|e| e.asking).count();
-        if !c.pending.is_empty() && c.pending.len() + sinks_needed > limits.max_pending_replies {
-            return Err(Error::new(
-                ErrorKind::Overloaded,
-                format!(
-                    "{} has {} replies outstanding, over the limit of {}",
-                    c.addr,
-                    c.pending.len(),
-                    limits.max_pending_replies
-                ),
-            ));
-        }
+        c.admit(buf.len(), sinks_needed, limits)?;
         c.last_used = Instant::now();
         if c.out.is_empty() && c.out.capacity() < buf.len() {
             // A batch larger than the output buffer becomes the output buffer, without a
@@ -518,28 +526,7 @@ impl Pool {
         else {
             return Err(Error::new(ErrorKind::Io, "connection closed"));
         };
-        if !c.out.is_empty() && c.out.len() + command.encoded_len() > limits.max_queued_bytes {
-            return Err(Error::new(
-                ErrorKind::Overloaded,
-                format!(
-                    "{} has {} bytes queued, over the {}-byte limit",
-                    c.addr,
-                    c.out.len(),
-                    limits.max_queued_bytes
-                ),
-            ));
-        }
-        if !c.pending.is_empty() && c.pending.len() + 1 > limits.max_pending_replies {
-            return Err(Error::new(
-                ErrorKind::Overloaded,
-                format!(
-                    "{} has {} replies outstanding, over the limit of {}",
-                    c.addr,
-                    c.pending.len(),
-                    limits.max_pending_replies
-                ),
-            ));
-        }
+        c.admit(command.encoded_len(), 1, limits)?;
         c.last_used = Instant::now();
         command.write_to(&mut c.out);
         c.pending.push_back(Sink::Reply { exec, index: 0 });

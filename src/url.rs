@@ -137,6 +137,54 @@ fn decode(s: &str) -> std::result::Result<String, &'static str> {
     String::from_utf8(out).map_err(|_| "credentials are not UTF-8")
 }
 
+/// Parses a client's seeds, checked against its configuration: `rediss://` needs
+/// `Config::tls`, the URLs may not disagree on credentials, and their credentials serve
+/// when the configuration names none (they are moved into `config`).
+///
+/// ```
+/// use redis_cluster_uring::{url::parse_seeds, Config, ErrorKind};
+/// let mut config = Config::default();
+/// let seeds = parse_seeds(&["redis://:pw@10.0.0.1:7000", "10.0.0.2:7000"], &mut config).unwrap();
+/// assert_eq!(seeds.len(), 2);
+/// assert!(parse_seeds::<&str>(&[], &mut config).is_err());
+/// let e = parse_seeds(&["rediss://10.0.0.1"], &mut Config::default()).unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::Config);
+/// ```
+pub fn parse_seeds<S: AsRef<str>>(
+    seeds: &[S],
+    config: &mut crate::config::Config,
+) -> Result<Vec<NodeAddr>> {
+    use crate::handshake::CredentialSource;
+    let mut parsed = Vec::with_capacity(seeds.len());
+    let mut from_urls: Option<Credentials> = None;
+    for s in seeds {
+        let seed = parse_seed(s.as_ref())?;
+        if seed.tls && config.tls.is_none() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "rediss:// seeds need Config::tls (the CA that signed the nodes' certificates)",
+            ));
+        }
+        if let Some(c) = seed.credentials {
+            if from_urls.as_ref().is_some_and(|known| *known != c) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "the seed URLs give different credentials",
+                ));
+            }
+            from_urls = Some(c);
+        }
+        parsed.push(seed.addr);
+    }
+    if parsed.is_empty() {
+        return Err(Error::new(ErrorKind::Config, "no seed address given"));
+    }
+    if let (Some(c), CredentialSource::None) = (from_urls, &config.credentials) {
+        config.credentials = CredentialSource::Fixed(c);
+    }
+    Ok(parsed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,7 @@ use crate::command_table::{blocking_timeout, command_class, refusal, CommandClas
 use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
-use crate::handshake::{CredentialSource, Credentials, HandshakeOptions, ServerInfo};
+use crate::handshake::{HandshakeOptions, ServerInfo};
 use crate::io::{configure, SocketOptions};
 use crate::plan::{BatchEntry, NodeBatch};
 use crate::reply::FromReply;
@@ -71,7 +71,6 @@ use crate::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Roun
 use crate::tls::{TlsConfig, TlsLayer};
 use crate::topology::{choose_view, NodeAddr, SlotMap};
 use crate::transaction::{TxNext, TxOutcome, TxRound};
-use crate::url::parse_seed;
 
 use conn::{Conn, Output};
 pub use ring::RingFeatures;
@@ -204,33 +203,7 @@ impl Client {
     /// # Ok::<(), redis_cluster_uring::Error>(())
     /// ```
     pub fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
-        let mut parsed = Vec::with_capacity(seeds.len());
-        let mut from_urls: Option<Credentials> = None;
-        for s in seeds {
-            let seed = parse_seed(s.as_ref())?;
-            if seed.tls && config.tls.is_none() {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    "rediss:// seeds need Config::tls (the CA that signed the nodes' certificates)",
-                ));
-            }
-            if let Some(c) = seed.credentials {
-                if from_urls.as_ref().is_some_and(|known| *known != c) {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        "the seed URLs give different credentials",
-                    ));
-                }
-                from_urls = Some(c);
-            }
-            parsed.push(seed.addr);
-        }
-        if parsed.is_empty() {
-            return Err(Error::new(ErrorKind::Config, "no seed address given"));
-        }
-        if let (Some(c), CredentialSource::None) = (from_urls, &config.credentials) {
-            config.credentials = CredentialSource::Fixed(c);
-        }
+        let parsed = crate::url::parse_seeds(seeds, &mut config)?;
         if config.read_from != ReadFrom::Primary {
             return Err(Error::new(
                 ErrorKind::Unsupported,
