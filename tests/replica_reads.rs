@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use redis_cluster_uring::{
-    cmd, Client, Config, NodeAddr, Pipeline, ReadFrom, ReplicaChoice, Value,
+    blocking, cmd, Client, Config, NodeAddr, Pipeline, ReadFrom, ReplicaChoice, Value,
 };
+use support::clients::TestClient;
 use support::{run, Cluster, ClusterSpec, Server};
 
 /// `GET` calls per node port, from `INFO commandstats`.
@@ -37,7 +38,7 @@ fn get_calls(cluster: &Cluster) -> HashMap<u16, u64> {
 
 /// Waits (a liveness bound) until the client's map lists a replica for every shard:
 /// servers list a fresh replica in `CLUSTER SLOTS` only after a moment.
-async fn wait_for_replicas(client: &Client, per_shard: usize) {
+async fn wait_for_replicas<C: TestClient>(client: &mut C, per_shard: usize) {
     let start = Instant::now();
     loop {
         client.refresh_slots().await.unwrap();
@@ -58,7 +59,7 @@ async fn wait_for_replicas(client: &Client, per_shard: usize) {
 }
 
 /// Writes `n` keys and waits until every replica has them.
-async fn load(client: &Client, n: usize) {
+async fn load<C: TestClient>(client: &mut C, n: usize) {
     let mut pipe = Pipeline::new();
     for i in 0..n {
         pipe.set(format!("rr:{i}"), i);
@@ -80,7 +81,7 @@ async fn load(client: &Client, n: usize) {
     }
 }
 
-async fn read_all(client: &Client, n: usize) {
+async fn read_all<C: TestClient>(client: &mut C, n: usize) {
     let mut pipe = Pipeline::new();
     for i in 0..n {
         pipe.get(format!("rr:{i}"));
@@ -90,13 +91,26 @@ async fn read_all(client: &Client, n: usize) {
         assert_eq!(r.as_ref().unwrap(), &Value::Bulk(i.to_string().into()));
     }
     for i in 0..n / 10 {
-        let v: i64 = client.get(format!("rr:{i}")).await.unwrap();
+        let v: i64 = client
+            .query(cmd("GET").arg(format!("rr:{i}")))
+            .await
+            .unwrap();
         assert_eq!(v, i as i64);
     }
 }
 
 #[test]
-fn reads_land_on_replicas_and_writes_on_primaries() {
+fn reads_land_on_replicas_and_writes_on_primaries_async() {
+    reads_land_on_replicas_and_writes_on_primaries::<Client>();
+}
+
+#[test]
+fn reads_land_on_replicas_and_writes_on_primaries_blocking() {
+    reads_land_on_replicas_and_writes_on_primaries::<blocking::Client>();
+}
+
+/// One scenario, run on both clients.
+fn reads_land_on_replicas_and_writes_on_primaries<C: TestClient>() {
     let cluster = support::cluster(3, 1);
     let primary_ports: Vec<u16> = (0..3).map(|i| cluster.nodes()[i].port).collect();
     run(async {
@@ -106,11 +120,11 @@ fn reads_land_on_replicas_and_writes_on_primaries() {
             ReadFrom::Nearest,
         ] {
             let config = Config::default().read_from(policy.clone());
-            let client = support::client_with(&cluster, config).await;
-            wait_for_replicas(&client, 1).await;
-            load(&client, 300).await;
+            let mut client = C::connect(&cluster, config).await;
+            wait_for_replicas(&mut client, 1).await;
+            load(&mut client, 300).await;
             let before = get_calls(&cluster);
-            read_all(&client, 300).await;
+            read_all(&mut client, 300).await;
             let after = get_calls(&cluster);
             let on = |ports: &mut dyn Iterator<Item = u16>| -> u64 {
                 ports.map(|p| after[&p] - before[&p]).sum()
@@ -153,9 +167,9 @@ fn az_affinity_reads_from_the_replica_in_the_clients_zone() {
     }
     run(async {
         let config = Config::default().read_from(ReadFrom::AzAffinity("az-b".into()));
-        let client = support::client_with(&cluster, config).await;
-        wait_for_replicas(&client, 2).await;
-        load(&client, 300).await;
+        let mut client = support::client_with(&cluster, config).await;
+        wait_for_replicas(&mut client, 2).await;
+        load(&mut client, 300).await;
         // Every replica connected (warm-up after refresh) and told its zone.
         for port in &replicas {
             let node = NodeAddr::new("127.0.0.1", *port);
@@ -174,7 +188,7 @@ fn az_affinity_reads_from_the_replica_in_the_clients_zone() {
             );
         }
         let before = get_calls(&cluster);
-        read_all(&client, 300).await;
+        read_all(&mut client, 300).await;
         let after = get_calls(&cluster);
         let mut by_zone: HashMap<&str, u64> = HashMap::new();
         for (port, calls) in &after {
@@ -196,9 +210,9 @@ fn a_failover_under_replica_reads_recovers() {
         let config = Config::default()
             .request_timeout(Some(Duration::from_millis(500)))
             .read_from(ReadFrom::PreferReplica(ReplicaChoice::RoundRobin));
-        let client = support::client_with(&cluster, config).await;
-        wait_for_replicas(&client, 1).await;
-        load(&client, 100).await;
+        let mut client = support::client_with(&cluster, config).await;
+        wait_for_replicas(&mut client, 1).await;
+        load(&mut client, 100).await;
         cluster.kill_node(victim).unwrap();
         let start = Instant::now();
         let mut clean = 0;

@@ -64,6 +64,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::handshake::{HandshakeOptions, ServerInfo};
 use crate::io::{configure, SocketOptions};
 use crate::plan::{BatchEntry, NodeBatch};
+use crate::read_route::{NodeView, ReadRouter};
 use crate::reply::FromReply;
 use crate::resp::Value;
 use crate::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Rounds};
@@ -172,6 +173,8 @@ pub struct Client {
     refresh_due: bool,
     last_refresh: Option<Instant>,
     events: Vec<Event>,
+    /// Where reads go (`Config::read_from`), as in the async client.
+    router: ReadRouter,
     /// The ring accepts submissions from the thread that created it only
     /// (`SINGLE_ISSUER`): the client stays on that thread.
     _not_send: std::marker::PhantomData<std::rc::Rc<()>>,
@@ -204,12 +207,10 @@ impl Client {
     /// ```
     pub fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
         let parsed = crate::url::parse_seeds(seeds, &mut config)?;
-        if config.read_from != ReadFrom::Primary {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "the blocking client reads from primaries only (ReadFrom::Primary); replica reads need the async Client",
-            ));
-        }
+        let router = ReadRouter::new(
+            config.read_from.clone(),
+            (random_unit() * u64::MAX as f64) as u64,
+        );
         let (io, backend, ring_features) = choose_backend(config.engine)?;
         let tls = match &config.tls {
             Some(tls) => Some((tls.build()?, tls.clone())),
@@ -229,6 +230,7 @@ impl Client {
             refresh_due: false,
             last_refresh: None,
             events: Vec::new(),
+            router,
             _not_send: std::marker::PhantomData,
         };
         client.refresh_slots()?;
@@ -508,7 +510,34 @@ impl Client {
         pins: Vec<Option<NodeAddr>>,
     ) -> Vec<Result<Value>> {
         let limits = self.round_limits();
-        self.run_with(cmds, deadline, pins, limits)
+        let reads = self.read_targets();
+        let mut rounds = Rounds::new(cmds.len(), limits, deadline);
+        if !pins.is_empty() {
+            rounds = rounds.pinned_some(pins);
+        }
+        if !reads.is_empty() {
+            rounds = rounds.reading(reads);
+        }
+        self.drive(cmds, rounds, deadline)
+    }
+
+    /// Where each shard's reads go for this request under `Config::read_from` (empty for
+    /// `ReadFrom::Primary`). The zone is what each node said in its handshake; this
+    /// client keeps no round-trip figures, so `Nearest` treats every node alike.
+    fn read_targets(&mut self) -> Vec<crate::plan::ReadTarget> {
+        if !self.router.routes_reads() {
+            return Vec::new();
+        }
+        let (nodes, entries) = (&self.nodes, &self.entries);
+        self.router.choose(&self.map, |node| NodeView {
+            down: false,
+            rtt: None,
+            zone: nodes
+                .get(node)
+                .and_then(|t| entries.get(*t))
+                .and_then(|e| e.conn.server_info())
+                .and_then(|i| i.availability_zone.as_deref()),
+        })
     }
 
     fn run_with(
@@ -800,7 +829,8 @@ impl Client {
                 .current()
                 .map_err(|e| Error::new(e.kind(), format!("{node}: {}", e.detail())))?,
             client_name: config.client_name.clone(),
-            read_only: false,
+            // A replica serves reads only after READONLY; harmless on a primary.
+            read_only: config.read_from != ReadFrom::Primary && self.map.is_replica(node),
             ..HandshakeOptions::default()
         };
         let tls = match &self.tls {
@@ -1044,12 +1074,8 @@ mod tests {
             let e = Client::connect(seeds, Config::default()).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{seeds:?}");
         }
-        let e = Client::connect(
-            &["127.0.0.1:1"],
-            Config::default().read_from(ReadFrom::Nearest),
-        )
-        .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        let e = Client::connect(&["rediss://127.0.0.1:1"], Config::default()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "rediss:// without Config::tls");
     }
 
     #[test]
