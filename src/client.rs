@@ -56,8 +56,10 @@ use crate::tls::TlsConfig;
 use crate::topology::{choose_view, NodeAddr, SlotMap};
 
 mod pubsub;
+mod scan;
 mod transaction;
 pub use pubsub::Subscriber;
+pub use scan::ClusterScan;
 pub use transaction::Watched;
 
 /// A pipeline: commands sent together, answered in order.

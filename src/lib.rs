@@ -57,7 +57,8 @@
 //!   the only code that touches sockets.
 //! - [`engine`]: picks io_uring or epoll (probe, environment override, runtime start).
 //! - [`client`]: the public [`Client`] and [`Pipeline`]: rounds, redirects, refreshes;
-//!   transactions (`client/transaction.rs`) and the pub/sub [`client::Subscriber`]
+//!   transactions (`client/transaction.rs`), the SCAN driver (`client/scan.rs`) and the
+//!   pub/sub [`client::Subscriber`]
 //!   (`client/pubsub.rs`).
 //! - [`blocking`]: [`blocking::Client`], the same client without a runtime, on an
 //!   io_uring instance it owns (one `io_uring_enter` per pipeline) or `poll(2)`; its
