@@ -472,11 +472,7 @@ impl Pool {
         buf: BytesMut,
         limits: QueueLimits,
     ) -> Result<(), Error> {
-        let Some(c) = self
-            .conns
-            .get_mut(conn.key)
-            .filter(|c| c.id == conn.id && !c.closed)
-        else {
+        let Some(c) = self.conn_mut(conn) else {
             return Err(Error::new(ErrorKind::Io, "connection closed"));
         };
         let sinks_needed = entries.len() + entries.iter().filter(|e| e.asking).count();
@@ -519,11 +515,7 @@ impl Pool {
         command: &crate::cmd::Cmd,
         limits: QueueLimits,
     ) -> Result<(), Error> {
-        let Some(c) = self
-            .conns
-            .get_mut(conn.key)
-            .filter(|c| c.id == conn.id && !c.closed)
-        else {
+        let Some(c) = self.conn_mut(conn) else {
             return Err(Error::new(ErrorKind::Io, "connection closed"));
         };
         c.admit(command.encoded_len(), 1, limits)?;

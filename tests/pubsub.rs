@@ -343,3 +343,36 @@ fn subscriptions_come_back_after_a_failover() {
         });
     });
 }
+
+/// The buffer of unread messages is bounded: past `max_buffered_messages` the oldest are
+/// dropped and counted, the newest kept; a pattern subscription ends with `punsubscribe`.
+#[test]
+fn a_caller_that_does_not_read_loses_the_oldest_messages_not_memory() {
+    let cluster = cluster(3, 0);
+    run(async {
+        let config = Config {
+            max_buffered_messages: 10,
+            ..Config::default()
+        };
+        let client = client_with(&cluster, config).await;
+        let sub = client.subscriber();
+        sub.subscribe(&["flood"]).await.unwrap();
+        sub.psubscribe(&["fl*"]).await.unwrap();
+        sub.punsubscribe(&["fl*"]).await.unwrap();
+        assert_eq!(sub.subscriptions().len(), 1);
+        for i in 0..50 {
+            assert!(publish(&client, false, "flood", &i.to_string()).await);
+        }
+        eventually(Duration::from_secs(10), "the drops", || {
+            sub.dropped_messages() == 40
+        })
+        .await;
+        let mut kept = Vec::new();
+        while let Some(m) = sub.try_next_message() {
+            kept.push(String::from_utf8_lossy(&m.payload).into_owned());
+        }
+        let newest: Vec<String> = (40..50).map(|i| i.to_string()).collect();
+        assert_eq!(kept, newest);
+        assert_eq!(sub.out_of_sync(), 0);
+    });
+}

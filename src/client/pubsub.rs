@@ -330,10 +330,8 @@ impl Shared {
         let now = Instant::now();
         let (actions, unneeded) = {
             let mut state = self.state.borrow_mut();
-            let links = state.links.clone();
-            let actions = state
-                .subs
-                .reconcile(now, &map, |t| links.get(t).map(|c| c.id));
+            let State { subs, links, .. } = &mut *state;
+            let actions = subs.reconcile(now, &map, |t| links.get(t).map(|c| c.id));
             let unneeded: Vec<(Target, ConnId)> = state
                 .links
                 .iter()
