@@ -6,7 +6,8 @@
 //! - a pure constructor here, `commands::hset(key, field, value)`, that returns the
 //!   [`Cmd`] (testable without a server, usable with [`Client::query`]);
 //! - a [`Pipeline`] method that adds it, `pipe.hset(key, field, value)`;
-//! - an async [`Client`] method that runs it and converts the reply with [`FromReply`].
+//! - an async [`Client`] method that runs it and converts the reply with [`FromReply`];
+//! - the same method on [`blocking::Client`](crate::blocking::Client), without `.await`.
 //!
 //! Arguments are generic over [`ToArg`] (one value) or [`ToArgs`] (one value, or a slice,
 //! array or `Vec` of them: keys, members, fields). Replies that carry data (`GET`,
@@ -47,6 +48,7 @@
 //! .unwrap();
 //! ```
 
+use crate::blocking::Client as BlockingClient;
 use crate::client::{Client, Pipeline};
 use crate::cmd::{cmd, Cmd, ToArg, ToArgs};
 use crate::error::{Error, ErrorKind, Result};
@@ -78,6 +80,13 @@ macro_rules! commands {
                 self.query($name($($arg),*)).await
             }
         }
+        impl BlockingClient {
+            blocking_doc! { $name
+                pub fn $name<$($g: $b,)* T: FromReply>(&mut self, $($arg: $ty),*) -> Result<T> {
+                    self.query($name($($arg),*))
+                }
+            }
+        }
         commands!($($rest)*);
     };
     (
@@ -96,6 +105,16 @@ macro_rules! commands {
                 scored(self.query($name($($arg),*)).await?)
             }
         }
+        impl BlockingClient {
+            blocking_doc! { $name
+                pub fn $name<$($g: $b,)* M: FromReply>(
+                    &mut self,
+                    $($arg: $ty),*
+                ) -> Result<Vec<(M, f64)>> {
+                    scored(self.query($name($($arg),*))?)
+                }
+            }
+        }
         commands!($($rest)*);
     };
     (
@@ -111,7 +130,27 @@ macro_rules! commands {
                 self.query($name($($arg),*)).await
             }
         }
+        impl BlockingClient {
+            blocking_doc! { $name
+                pub fn $name<$($g: $b),*>(&mut self, $($arg: $ty),*) -> Result<$reply> {
+                    self.query($name($($arg),*))
+                }
+            }
+        }
         commands!($($rest)*);
+    };
+}
+
+/// The doc of a blocking client's helper: a pointer to the async one, whose examples show
+/// the reply types (the blocking method is the same call without `.await`).
+macro_rules! blocking_doc {
+    ($name:ident $item:item) => {
+        #[doc = concat!(
+            "The blocking form of [`Client::", stringify!($name), "`](crate::Client::",
+            stringify!($name), "): runs [`commands::", stringify!($name),
+            "`](crate::commands::", stringify!($name), ") and converts the reply the same way."
+        )]
+        $item
     };
 }
 
@@ -605,6 +644,31 @@ impl Client {
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 self.query(eval(script.source(), keys, args)).await
             }
+            reply => T::from_reply(reply?),
+        }
+    }
+}
+
+impl BlockingClient {
+    /// The blocking form of [`Client::invoke_script`]: `EVALSHA`, then `EVAL` on
+    /// `NOSCRIPT`.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, commands::Script, Config};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let add = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    /// let n: i64 = client.invoke_script(&add, "counter", 5)?;
+    /// # let _ = n;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn invoke_script<K: ToArgs, A: ToArgs, T: FromReply>(
+        &mut self,
+        script: &Script,
+        keys: K,
+        args: A,
+    ) -> Result<T> {
+        match self.query::<Value>(evalsha(script.sha1(), &keys, &args)) {
+            Err(e) if e.code() == Some("NOSCRIPT") => self.query(eval(script.source(), keys, args)),
             reply => T::from_reply(reply?),
         }
     }
