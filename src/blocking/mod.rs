@@ -66,6 +66,7 @@ use crate::io::{configure, SocketOptions};
 use crate::plan::{BatchEntry, NodeBatch};
 use crate::read_route::{NodeView, ReadRouter};
 use crate::reply::FromReply;
+use crate::report::{PipelineReport, Reporter};
 use crate::resp::Value;
 use crate::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Rounds};
 
@@ -194,8 +195,7 @@ impl Client {
     /// for the async client) and loads its slot map.
     ///
     /// Fails with [`ErrorKind::Config`] for unparsable seeds, [`ErrorKind::IoUringUnavailable`]
-    /// when `Engine::IoUring` is asked for and refused, [`ErrorKind::Unsupported`] for
-    /// replica reads (not in the blocking client yet), and with the last connection error
+    /// when `Engine::IoUring` is asked for and refused, and with the last connection error
     /// when no seed answers `CLUSTER SLOTS`.
     ///
     /// ```no_run
@@ -282,16 +282,44 @@ impl Client {
     /// ```
     pub fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
         let results = if pipeline.is_atomic() {
-            self.execute_atomic(pipeline.commands())?
+            self.execute_atomic(pipeline.commands(), None)?
         } else {
-            self.execute_commands(pipeline.commands())?
+            self.execute_commands(pipeline.commands(), None)?
         };
-        if pipeline.raise_on_error {
-            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-                return Err(e.clone());
-            }
-        }
-        Ok(results)
+        raise_first_error(pipeline, results)
+    }
+
+    /// Runs a pipeline like [`execute`](Client::execute) and reports, per node, the
+    /// commands and bytes sent, the reply bytes, the round trip of its batches,
+    /// redirects, retries, error replies, timeouts and failures (see
+    /// [`PipelineReport`]). While reporting, the wait ends at each node's reply rather
+    /// than at the last one, so that each node's round trip is its own: a system call
+    /// per node instead of one per pipeline.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let mut pipe = Pipeline::new();
+    /// for i in 0..128 {
+    ///     pipe.get(format!("user:{i}"));
+    /// }
+    /// let (replies, report) = client.execute_with_report(&pipe)?;
+    /// println!("{report}"); // one line per node; the slowest sets the pipeline's latency
+    /// # let _ = replies;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn execute_with_report(
+        &mut self,
+        pipeline: &Pipeline,
+    ) -> Result<(Vec<Result<Value>>, PipelineReport)> {
+        let mut reporter = Reporter::new(Instant::now());
+        let results = if pipeline.is_atomic() {
+            self.execute_atomic(pipeline.commands(), Some(&mut reporter))?
+        } else {
+            self.execute_commands(pipeline.commands(), Some(&mut reporter))?
+        };
+        let report = reporter.finish(Instant::now());
+        Ok((raise_first_error(pipeline, results)?, report))
     }
 
     /// Runs a pipeline and converts every reply; fails on the first error.
@@ -321,11 +349,11 @@ impl Client {
             CommandClass::Blocking => {
                 let deadline = self.blocking_deadline(&command)?;
                 self.housekeeping();
-                let results = self.run(std::slice::from_ref(&command), deadline, Vec::new());
+                let results = self.run(std::slice::from_ref(&command), deadline, Vec::new(), None);
                 self.maybe_refresh();
                 results
             }
-            _ => self.execute_commands(std::slice::from_ref(&command))?,
+            _ => self.execute_commands(std::slice::from_ref(&command), None)?,
         };
         match results.into_iter().next() {
             Some(r) => T::from_reply(r?),
@@ -377,6 +405,7 @@ impl Client {
             std::slice::from_ref(&command),
             deadline,
             vec![Some(node.clone())],
+            None,
         );
         self.maybe_refresh();
         match results.into_iter().next() {
@@ -428,16 +457,20 @@ impl Client {
 
     /// The shared path of `execute`, `query_pipeline` and `query`: refusals, splits and
     /// fan-outs as the async client does them, then the rounds.
-    fn execute_commands(&mut self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+    fn execute_commands(
+        &mut self,
+        cmds: &[Cmd],
+        reporter: Option<&mut Reporter>,
+    ) -> Result<Vec<Result<Value>>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
         self.housekeeping();
         let deadline = deadline_after(self.config.request_timeout);
         let results = if crate::expand::is_plain(cmds) {
-            self.run(cmds, deadline, Vec::new())
+            self.run(cmds, deadline, Vec::new(), reporter)
         } else {
-            self.run_expanded(cmds, deadline)
+            self.run_expanded(cmds, deadline, reporter)
         };
         self.maybe_refresh();
         Ok(results)
@@ -445,7 +478,11 @@ impl Client {
 
     /// `MULTI`, the commands and `EXEC` in one write to their slot's node, judged as a
     /// whole by [`TxRound`] exactly as in the async client.
-    fn execute_atomic(&mut self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+    fn execute_atomic(
+        &mut self,
+        cmds: &[Cmd],
+        mut reporter: Option<&mut Reporter>,
+    ) -> Result<Vec<Result<Value>>> {
         self.housekeeping();
         let deadline = deadline_after(self.config.request_timeout);
         let mut tx = TxRound::new(cmds, self.round_limits(), deadline)?;
@@ -473,9 +510,19 @@ impl Client {
                         entries,
                         buf,
                     };
-                    let (_, timed_out) = self.send_round(vec![batch], deadline, &mut inbox);
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.round_started();
+                    }
+                    let (_, timed_out) =
+                        self.send_round(vec![batch], deadline, &mut inbox, reporter.as_deref_mut());
                     if timed_out {
                         tx.deadline_passed();
+                    }
+                    if let Some(r) = reporter.as_deref_mut() {
+                        for reply in &inbox {
+                            r.reply(&node, reply.as_ref());
+                        }
+                        r.round_ended();
                     }
                     tx.judge(&node, inbox);
                     self.apply_effects(tx.take_effects());
@@ -490,14 +537,19 @@ impl Client {
     }
 
     /// A pipeline with refused, multi-node or split commands (see [`crate::expand`]).
-    fn run_expanded(&mut self, cmds: &[Cmd], deadline: Option<Instant>) -> Vec<Result<Value>> {
+    fn run_expanded(
+        &mut self,
+        cmds: &[Cmd],
+        deadline: Option<Instant>,
+        reporter: Option<&mut Reporter>,
+    ) -> Vec<Result<Value>> {
         let mut expansion = crate::expand::expand(cmds, &self.map);
         let results = if expansion.sent.is_empty() {
             Vec::new()
         } else {
             let sent = std::mem::take(&mut expansion.sent);
             let pins = std::mem::take(&mut expansion.pins);
-            self.run(&sent, deadline, pins)
+            self.run(&sent, deadline, pins, reporter)
         };
         expansion.fold(results)
     }
@@ -508,6 +560,7 @@ impl Client {
         cmds: &[Cmd],
         deadline: Option<Instant>,
         pins: Vec<Option<NodeAddr>>,
+        reporter: Option<&mut Reporter>,
     ) -> Vec<Result<Value>> {
         let limits = self.round_limits();
         let reads = self.read_targets();
@@ -518,7 +571,7 @@ impl Client {
         if !reads.is_empty() {
             rounds = rounds.reading(reads);
         }
-        self.drive(cmds, rounds, deadline)
+        self.drive(cmds, rounds, deadline, reporter)
     }
 
     /// Where each shard's reads go for this request under `Config::read_from` (empty for
@@ -551,7 +604,7 @@ impl Client {
         if !pins.is_empty() {
             rounds = rounds.pinned_some(pins);
         }
-        self.drive(cmds, rounds, deadline)
+        self.drive(cmds, rounds, deadline, None)
     }
 
     /// The driver: does what the round state machine says (send, wait, stop), moves
@@ -561,6 +614,7 @@ impl Client {
         cmds: &[Cmd],
         mut rounds: Rounds,
         deadline: Option<Instant>,
+        mut reporter: Option<&mut Reporter>,
     ) -> Vec<Result<Value>> {
         let mut inbox: Vec<Option<RoundReply>> = Vec::with_capacity(cmds.len());
         inbox.resize_with(cmds.len(), || None);
@@ -577,15 +631,25 @@ impl Client {
                     }
                 }
                 Next::Send(batches) => {
-                    let (sent, timed_out) = self.send_round(batches, deadline, &mut inbox);
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.round_started();
+                    }
+                    let (sent, timed_out) =
+                        self.send_round(batches, deadline, &mut inbox, reporter.as_deref_mut());
                     if timed_out {
                         rounds.deadline_passed();
                     }
                     for (node, entries) in &sent {
                         for entry in entries {
                             let reply = inbox.get_mut(entry.index).and_then(Option::take);
+                            if let Some(r) = reporter.as_deref_mut() {
+                                r.reply(node, reply.as_ref());
+                            }
                             rounds.judge(entry.index, node, reply);
                         }
+                    }
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.round_ended();
                     }
                     self.apply_effects(rounds.take_effects());
                 }
@@ -621,6 +685,7 @@ impl Client {
         batches: Vec<NodeBatch>,
         deadline: Option<Instant>,
         inbox: &mut [Option<RoundReply>],
+        mut reporter: Option<&mut Reporter>,
     ) -> (Vec<(NodeAddr, Vec<BatchEntry>)>, bool) {
         let serial = self.config.execution == Execution::Serial;
         let mut sent = Vec::with_capacity(batches.len());
@@ -628,12 +693,18 @@ impl Client {
         for NodeBatch { node, entries, buf } in batches {
             match self.connection_for(&node) {
                 Ok(token) => {
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.batch_sent(&node, entries.len(), buf.len(), Instant::now());
+                    }
                     if let Some(entry) = self.entries.get_mut(token) {
                         entry.conn.queue(&entries, buf);
                         entry.last_used = Instant::now();
                     }
                 }
                 Err(error) => {
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.batch_sent(&node, entries.len(), 0, Instant::now());
+                    }
                     for e in &entries {
                         if let Some(slot) = inbox.get_mut(e.index) {
                             *slot = Some(RoundReply::Failed {
@@ -645,13 +716,13 @@ impl Client {
                 }
             }
             sent.push((node, entries));
-            if serial && !self.pump(deadline, inbox) {
+            if serial && !self.pump(deadline, inbox, &sent, reporter.as_deref_mut()) {
                 timed_out = true;
                 break;
             }
         }
         if !serial && !timed_out {
-            timed_out = !self.pump(deadline, inbox);
+            timed_out = !self.pump(deadline, inbox, &sent, reporter);
         }
         if timed_out {
             // Replies given up on could not be matched later: those connections close.
@@ -671,10 +742,21 @@ impl Client {
 
     /// Moves bytes until no connection owes a reply (true) or the deadline passes
     /// (false). Replies land in `inbox` by command index; a connection that fails gives
-    /// each of its commands a `Failed` reply, marked sent or not.
-    fn pump(&mut self, deadline: Option<Instant>, inbox: &mut [Option<RoundReply>]) -> bool {
+    /// each of its commands a `Failed` reply, marked sent or not. With a reporter, each
+    /// wait ends at the first connection's replies, and a batch of `sent` whose replies
+    /// are all in is noted done then.
+    fn pump(
+        &mut self,
+        deadline: Option<Instant>,
+        inbox: &mut [Option<RoundReply>],
+        sent: &[(NodeAddr, Vec<BatchEntry>)],
+        mut reporter: Option<&mut Reporter>,
+    ) -> bool {
         let mut awaiting: Vec<usize> = Vec::with_capacity(self.entries.len());
         loop {
+            if let Some(r) = reporter.as_deref_mut() {
+                note_done_batches(r, sent, inbox);
+            }
             let mut failed: Vec<(usize, Error)> = Vec::new();
             for (token, entry) in self.entries.iter_mut() {
                 if entry.conn.wants_write() && self.io.can_write(token) {
@@ -725,7 +807,13 @@ impl Client {
             }
             let timeout = wake.map(|w| w.saturating_duration_since(now));
             let mut events = std::mem::take(&mut self.events);
-            if let Err(e) = self.io.wait(&awaiting, timeout, &mut events) {
+            // Reporting: wake at the first reply, so each batch's round trip is its own.
+            let wait_for = if reporter.is_some() {
+                &awaiting[..1]
+            } else {
+                &awaiting[..]
+            };
+            if let Err(e) = self.io.wait(wait_for, timeout, &mut events) {
                 // The backend itself failed: every connection waiting is lost.
                 let error = Error::io(format!("{} backend", self.backend), e);
                 for &token in &awaiting {
@@ -1048,6 +1136,37 @@ fn connect_tcp(node: &NodeAddr, config: &Config) -> Result<TcpStream> {
         }
     }
     Err(last.unwrap_or_else(|| Error::new(ErrorKind::Io, format!("connect to {node} timed out"))))
+}
+
+/// With [`Pipeline::raise_on_error`], the first error instead of the results.
+fn raise_first_error(
+    pipeline: &Pipeline,
+    results: Vec<Result<Value>>,
+) -> Result<Vec<Result<Value>>> {
+    if pipeline.raise_on_error {
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            return Err(e.clone());
+        }
+    }
+    Ok(results)
+}
+
+/// Notes every batch of `sent` whose replies are all in `inbox` as done now.
+fn note_done_batches(
+    reporter: &mut Reporter,
+    sent: &[(NodeAddr, Vec<BatchEntry>)],
+    inbox: &[Option<RoundReply>],
+) {
+    let now = Instant::now();
+    for (k, (_, entries)) in sent.iter().enumerate() {
+        if !reporter.is_done(k)
+            && entries
+                .iter()
+                .all(|e| inbox.get(e.index).is_some_and(Option::is_some))
+        {
+            reporter.batch_done(k, now);
+        }
+    }
 }
 
 /// `now + timeout`; `None` (no deadline) when there is no timeout.
