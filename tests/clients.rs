@@ -1,7 +1,8 @@
 //! One integration suite for both clients: every scenario here is written once, generic
-//! over [`TestClient`], and runs as two tests, `<scenario>_async` on the async
-//! [`Client`] and `<scenario>_blocking` on [`blocking::Client`], each on a cluster of its
-//! own. Fan-out pipelines, single queries, refusals, a live slot migration, a failover, a
+//! over [`TestClient`], and runs as two tests, `<scenario>::on_async` on the async
+//! [`Client`](redis_cluster_uring::Client) and `<scenario>::on_blocking` on
+//! [`blocking::Client`](redis_cluster_uring::blocking::Client), each on a cluster of its
+//! own (`on_both_clients!`, in `tests/support/clients.rs`). Fan-out pipelines, single queries, refusals, a live slot migration, a failover, a
 //! stopped node, a slow reply, serial execution and atomic pipelines.
 //!
 //! Both run inside the test runtime (`support::run`, on the engine the environment asks
@@ -20,65 +21,22 @@ use std::collections::HashSet;
 use std::thread::Scope;
 use std::time::Duration;
 
-use redis_cluster_uring::blocking;
 use redis_cluster_uring::{
-    cmd, slot_for_key, Client, Cmd, Config, ErrorKind, Execution, NodeAddr, Pipeline, Value,
+    cmd, slot_for_key, Cmd, Config, ErrorKind, Execution, NodeAddr, Pipeline, Value,
 };
-use support::clients::{pause, TestClient};
+use support::clients::{on_both_clients, pause, TestClient};
 use support::Cluster;
 
-/// Two `#[test]`s per scenario, one per client, each starting its own cluster of
-/// `masters` primaries with `replicas` replicas each. A scenario is an
-/// `async fn <scenario><C: TestClient>(&Cluster, &Scope)`; the scope is there for helper
-/// threads that change the cluster while the client works (and joins them however the
-/// scenario ends). The two test names are spelled out rather than pasted together, which
-/// would take a proc-macro crate for this alone.
-macro_rules! on_both_clients {
-    ($($scenario:ident($masters:expr, $replicas:expr) => $on_async:ident, $on_blocking:ident;)*) => {$(
-        #[test]
-        fn $on_async() {
-            let cluster = support::cluster($masters, $replicas);
-            std::thread::scope(|helpers| support::run($scenario::<Client>(&cluster, helpers)));
-        }
-
-        #[test]
-        fn $on_blocking() {
-            let cluster = support::cluster($masters, $replicas);
-            std::thread::scope(|helpers| {
-                support::run($scenario::<blocking::Client>(&cluster, helpers))
-            });
-        }
-    )*};
-}
-
 on_both_clients! {
-    a_fan_out_pipeline_of_1000_commands_answers_in_order(3, 0)
-        => a_fan_out_pipeline_of_1000_commands_answers_in_order_async,
-           a_fan_out_pipeline_of_1000_commands_answers_in_order_blocking;
-    single_queries_multi_node_commands_and_splits(3, 0)
-        => single_queries_multi_node_commands_and_splits_async,
-           single_queries_multi_node_commands_and_splits_blocking;
-    refused_commands_fail_alone_with_the_same_kinds(3, 0)
-        => refused_commands_fail_alone_with_the_same_kinds_async,
-           refused_commands_fail_alone_with_the_same_kinds_blocking;
-    a_live_slot_migration_goes_through_ask_then_moved(3, 0)
-        => a_live_slot_migration_goes_through_ask_then_moved_async,
-           a_live_slot_migration_goes_through_ask_then_moved_blocking;
-    a_killed_primary_gives_typed_errors_then_its_replica_serves(3, 1)
-        => a_killed_primary_gives_typed_errors_then_its_replica_serves_async,
-           a_killed_primary_gives_typed_errors_then_its_replica_serves_blocking;
-    a_stopped_node_times_out_alone_then_serves_again(3, 0)
-        => a_stopped_node_times_out_alone_then_serves_again_async,
-           a_stopped_node_times_out_alone_then_serves_again_blocking;
-    a_reply_slower_than_the_deadline_never_shifts_later_ones(3, 0)
-        => a_reply_slower_than_the_deadline_never_shifts_later_ones_async,
-           a_reply_slower_than_the_deadline_never_shifts_later_ones_blocking;
-    serial_execution_gives_the_same_replies(3, 0)
-        => serial_execution_gives_the_same_replies_async,
-           serial_execution_gives_the_same_replies_blocking;
-    atomic_pipelines_commit_abort_and_follow_a_migration(3, 0)
-        => atomic_pipelines_commit_abort_and_follow_a_migration_async,
-           atomic_pipelines_commit_abort_and_follow_a_migration_blocking;
+    a_fan_out_pipeline_of_1000_commands_answers_in_order(3, 0);
+    single_queries_multi_node_commands_and_splits(3, 0);
+    refused_commands_fail_alone_with_the_same_kinds(3, 0);
+    a_live_slot_migration_goes_through_ask_then_moved(3, 0);
+    a_killed_primary_gives_typed_errors_then_its_replica_serves(3, 1);
+    a_stopped_node_times_out_alone_then_serves_again(3, 0);
+    a_reply_slower_than_the_deadline_never_shifts_later_ones(3, 0);
+    serial_execution_gives_the_same_replies(3, 0);
+    atomic_pipelines_commit_abort_and_follow_a_migration(3, 0);
 }
 
 fn bulk(s: impl ToString) -> Value {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use redis_cluster_uring::blocking::{self, Backend};
 use redis_cluster_uring::handshake::ServerInfo;
+use redis_cluster_uring::report::PipelineReport;
 use redis_cluster_uring::{
     Client, Cmd, Config, Engine, FromReply, NodeAddr, Pipeline, Result, SlotMap, Value,
 };
@@ -46,6 +47,11 @@ pub trait TestClient: Sized {
     async fn connect(cluster: &Cluster, config: Config) -> Self;
     /// Runs a pipeline (each command's result at its index).
     async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>>;
+    /// Runs a pipeline and reports each node's share of it.
+    async fn execute_with_report(
+        &mut self,
+        pipeline: &Pipeline,
+    ) -> Result<(Vec<Result<Value>>, PipelineReport)>;
     /// Runs a pipeline and converts every reply; fails on the first error.
     async fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>>;
     /// Runs one command where it is routed and converts the reply.
@@ -60,6 +66,71 @@ pub trait TestClient: Sized {
     fn connection_count(&self) -> usize;
     /// What `node` said of itself in its connection's handshake.
     fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo>;
+}
+
+/// One `#[test]` per client for each scenario: `<scenario>::on_async` on the async
+/// [`Client`] and `<scenario>::on_blocking` on [`blocking::Client`], each with a fixture
+/// of its own. A scenario is an `async fn <scenario><C: TestClient>(&Fixture, &Scope)`;
+/// the scope is there for helper threads that change the cluster while the client works
+/// (and joins them however the scenario ends).
+///
+/// `scenario(masters, replicas);` starts a cluster of that shape as the fixture;
+/// `scenario => expression;` uses the expression's value (evaluated inside the generated
+/// module, which sees the test file's items).
+#[allow(unused_macros)] // each test file is a crate of its own; not all use it
+macro_rules! on_both_clients {
+    () => {};
+    ($scenario:ident($masters:expr, $replicas:expr); $($rest:tt)*) => {
+        $crate::support::clients::on_both_clients! {
+            $scenario => $crate::support::cluster($masters, $replicas);
+            $($rest)*
+        }
+    };
+    ($scenario:ident => $fixture:expr; $($rest:tt)*) => {
+        mod $scenario {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn on_async() {
+                let fixture = $fixture;
+                std::thread::scope(|helpers| {
+                    $crate::support::run(super::$scenario::<::redis_cluster_uring::Client>(
+                        &fixture, helpers,
+                    ))
+                });
+            }
+
+            #[test]
+            fn on_blocking() {
+                let fixture = $fixture;
+                std::thread::scope(|helpers| {
+                    $crate::support::run(
+                        super::$scenario::<::redis_cluster_uring::blocking::Client>(
+                            &fixture, helpers,
+                        ),
+                    )
+                });
+            }
+        }
+        $crate::support::clients::on_both_clients! { $($rest)* }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_clients;
+
+/// The first `n` names `name(0)`, `name(1)`, ... whose slot `map` gives to `node`.
+pub fn names_in(
+    map: &SlotMap,
+    node: &NodeAddr,
+    n: usize,
+    name: impl Fn(usize) -> String,
+) -> Vec<String> {
+    (0..)
+        .map(name)
+        .filter(|k| map.node_for(redis_cluster_uring::slot_for_key(k.as_bytes())) == Some(node))
+        .take(n)
+        .collect()
 }
 
 /// An async client on `cluster`, checked to run on the engine the environment forces.
@@ -97,6 +168,13 @@ impl TestClient for Client {
 
     async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
         Client::execute(self, pipeline).await
+    }
+
+    async fn execute_with_report(
+        &mut self,
+        pipeline: &Pipeline,
+    ) -> Result<(Vec<Result<Value>>, PipelineReport)> {
+        Client::execute_with_report(self, pipeline).await
     }
 
     async fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
@@ -139,6 +217,13 @@ impl TestClient for blocking::Client {
 
     async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
         blocking::Client::execute(self, pipeline)
+    }
+
+    async fn execute_with_report(
+        &mut self,
+        pipeline: &Pipeline,
+    ) -> Result<(Vec<Result<Value>>, PipelineReport)> {
+        blocking::Client::execute_with_report(self, pipeline)
     }
 
     async fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
