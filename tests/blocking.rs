@@ -79,7 +79,10 @@ fn typed_helpers_run_the_same_commands_and_conversions() {
     client.zadd("t:z", "ada", 12.5).unwrap();
     client.zadd("t:z", "bob", 9.0).unwrap();
     let top: Vec<(String, f64)> = client.zrevrange_withscores("t:z", 0, -1).unwrap();
-    assert_eq!(top, vec![("ada".to_string(), 12.5), ("bob".to_string(), 9.0)]);
+    assert_eq!(
+        top,
+        vec![("ada".to_string(), 12.5), ("bob".to_string(), 9.0)]
+    );
     let add = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
     let first: i64 = client.invoke_script(&add, "t:script", 5).unwrap();
     let second: i64 = client.invoke_script(&add, "t:script", 5).unwrap();

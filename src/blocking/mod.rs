@@ -33,7 +33,8 @@
 //! - this file: the public [`Client`] and the driver loop (rounds, connections, refresh);
 //! - `conn.rs`: one connection's TLS, handshake and reply FIFO, with no I/O;
 //! - `ring.rs`: the io_uring backend (all of this client's `unsafe`);
-//! - `poll.rs`: the `poll(2)` backend.
+//! - `poll.rs`: the `poll(2)` backend;
+//! - `scan.rs`: the cluster SCAN driver (the decisions are `crate::scan`'s).
 //!
 //! # Timeouts
 //! A connection that gives up on a reply is closed (its late replies could not be matched
@@ -44,6 +45,7 @@
 mod conn;
 mod poll;
 mod ring;
+mod scan;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -76,6 +78,7 @@ use crate::transaction::{TxNext, TxOutcome, TxRound};
 
 use conn::{Conn, Output};
 pub use ring::RingFeatures;
+pub use scan::BlockingScan;
 
 /// Below this much spare room a read buffer grows before the next read.
 pub(crate) const MIN_READ_SPACE: usize = 4096;
@@ -412,6 +415,24 @@ impl Client {
             Some(r) => T::from_reply(r?),
             None => Err(Error::new(ErrorKind::Protocol, "no reply")),
         }
+    }
+
+    /// Every key of the cluster, `MATCH`, `COUNT` and `TYPE` as in `options`, one node
+    /// at a time; progress is counted in slots, so the scan survives resharding and
+    /// failover exactly as [`crate::Client::scan`] does (the same pure scan machine, see
+    /// [`crate::scan`]).
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, scan::ScanOptions, Config};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let mut scan = client.scan(ScanOptions { pattern: Some("user:*".into()), ..Default::default() });
+    /// while let Some(keys) = scan.next_batch()? {
+    ///     println!("{} keys", keys.len());
+    /// }
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn scan(&mut self, options: crate::scan::ScanOptions) -> BlockingScan<'_> {
+        BlockingScan::new(self, options)
     }
 
     /// Reloads the slot map now: `refresh_fanout` nodes at a time (known nodes in random

@@ -13,6 +13,7 @@ use std::time::Duration;
 use redis_cluster_uring::blocking::{self, Backend};
 use redis_cluster_uring::handshake::ServerInfo;
 use redis_cluster_uring::report::PipelineReport;
+use redis_cluster_uring::scan::ScanOptions;
 use redis_cluster_uring::{
     Client, Cmd, Config, Engine, FromReply, NodeAddr, Pipeline, Result, SlotMap, Value,
 };
@@ -58,6 +59,9 @@ pub trait TestClient: Sized {
     async fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T>;
     /// Runs one command on a given node, without routing.
     async fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T>;
+    /// Scans every key of the cluster to the end, pausing `between` batches (so that the
+    /// cluster can change under the scan).
+    async fn scan(&mut self, options: ScanOptions, between: Duration) -> Result<Scanned>;
     /// Reloads the slot map now.
     async fn refresh_slots(&mut self) -> Result<()>;
     /// The current slot map (a copy for the blocking client, which lends its own).
@@ -133,6 +137,17 @@ pub fn names_in(
         .collect()
 }
 
+/// What a whole scan returned.
+#[derive(Debug)]
+pub struct Scanned {
+    /// Every key returned (a key may come more than once).
+    pub keys: Vec<bytes::Bytes>,
+    /// Batches it came in.
+    pub batches: usize,
+    /// Slots the scan counted as done at the end (16384).
+    pub slots_scanned: usize,
+}
+
 /// An async client on `cluster`, checked to run on the engine the environment forces.
 pub async fn connect_async(cluster: &Cluster, config: Config) -> Client {
     client_with(cluster, config).await
@@ -189,6 +204,21 @@ impl TestClient for Client {
         Client::query_node(self, node, command).await
     }
 
+    async fn scan(&mut self, options: ScanOptions, between: Duration) -> Result<Scanned> {
+        let mut scan = Client::scan(self, options);
+        let (mut keys, mut batches) = (Vec::new(), 0);
+        while let Some(batch) = scan.next_batch().await? {
+            keys.extend(batch);
+            batches += 1;
+            pause(between).await;
+        }
+        Ok(Scanned {
+            keys,
+            batches,
+            slots_scanned: scan.slots_scanned(),
+        })
+    }
+
     async fn refresh_slots(&mut self) -> Result<()> {
         Client::refresh_slots(self).await
     }
@@ -236,6 +266,21 @@ impl TestClient for blocking::Client {
 
     async fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
         blocking::Client::query_node(self, node, command)
+    }
+
+    async fn scan(&mut self, options: ScanOptions, between: Duration) -> Result<Scanned> {
+        let mut scan = blocking::Client::scan(self, options);
+        let (mut keys, mut batches) = (Vec::new(), 0);
+        while let Some(batch) = scan.next_batch()? {
+            keys.extend(batch);
+            batches += 1;
+            std::thread::sleep(between);
+        }
+        Ok(Scanned {
+            keys,
+            batches,
+            slots_scanned: scan.slots_scanned(),
+        })
     }
 
     async fn refresh_slots(&mut self) -> Result<()> {
