@@ -1,12 +1,23 @@
 //! Pipelines across a real 3-master cluster: order, mixed commands, errors as values,
-//! large values, serial vs parallel, auto-pipelining.
+//! large values, serial vs parallel and cross-slot splits on both clients; the async
+//! client's auto-pipelining of concurrent callers and its backlog cap.
 
 mod support;
 
 use std::rc::Rc;
+use std::thread::Scope;
 
 use redis_cluster_uring::{cmd, Config, ErrorKind, Execution, Pipeline, Value};
-use support::{client, client_with, cluster, run};
+use support::clients::{on_both_clients, TestClient};
+use support::{client, cluster, run, Cluster};
+
+on_both_clients! {
+    pipelines_of_1_100_and_10000_commands_come_back_in_order(3, 0);
+    server_errors_are_values_and_raise_on_error_fails_the_whole(3, 0);
+    one_mebibyte_values_and_hash_tags(3, 0);
+    serial_and_parallel_modes_give_identical_results(3, 0);
+    cross_slot_mget_mset_del_are_split_by_slot_and_merged(3, 0);
+}
 
 fn bulk(v: &Value) -> Option<&[u8]> {
     match v {
@@ -55,21 +66,20 @@ fn check_mixed(prefix: &str, n: usize, replies: &[redis_cluster_uring::Result<Va
     }
 }
 
-#[test]
-fn pipelines_of_1_100_and_10000_commands_come_back_in_order() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        assert_eq!(client.slot_map().shards().len(), 3);
-        for n in [1, 100, 10_000] {
-            let prefix = format!("order{n}");
-            let pipe = mixed_pipeline(&prefix, n);
-            let replies = client.execute(&pipe).await.unwrap();
-            check_mixed(&prefix, n, &replies);
-        }
-        // Every node took part: the 10,000-command pipeline spread over all three.
-        assert_eq!(client.connection_count(), 3);
-    });
+async fn pipelines_of_1_100_and_10000_commands_come_back_in_order<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    assert_eq!(client.slot_map().shards().len(), 3);
+    for n in [1, 100, 10_000] {
+        let prefix = format!("order{n}");
+        let pipe = mixed_pipeline(&prefix, n);
+        let replies = client.execute(&pipe).await.unwrap();
+        check_mixed(&prefix, n, &replies);
+    }
+    // Every node took part: the 10,000-command pipeline spread over all three.
+    assert_eq!(client.connection_count(), 3);
 }
 
 #[test]
@@ -84,91 +94,85 @@ fn empty_pipeline_returns_nothing_without_io() {
     });
 }
 
-#[test]
-fn server_errors_are_values_and_raise_on_error_fails_the_whole() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        let mut pipe = Pipeline::new();
-        pipe.set("err:str", "x")
-            .add(cmd("LPUSH").arg("err:str").arg(1)) // WRONGTYPE
-            .get("err:str")
-            .add(cmd("NOSUCHCOMMAND").arg("k"));
-        let replies = client.execute(&pipe).await.unwrap();
-        assert!(replies[0].is_ok());
-        let e = replies[1].as_ref().unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::ServerError);
-        assert_eq!(e.code(), Some("WRONGTYPE"));
-        assert_eq!(bulk(replies[2].as_ref().unwrap()), Some(&b"x"[..]));
-        assert_eq!(
-            replies[3].as_ref().unwrap_err().kind(),
-            ErrorKind::ServerError
-        );
+async fn server_errors_are_values_and_raise_on_error_fails_the_whole<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    let mut pipe = Pipeline::new();
+    pipe.set("err:str", "x")
+        .add(cmd("LPUSH").arg("err:str").arg(1)) // WRONGTYPE
+        .get("err:str")
+        .add(cmd("NOSUCHCOMMAND").arg("k"));
+    let replies = client.execute(&pipe).await.unwrap();
+    assert!(replies[0].is_ok());
+    let e = replies[1].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ServerError);
+    assert_eq!(e.code(), Some("WRONGTYPE"));
+    assert_eq!(bulk(replies[2].as_ref().unwrap()), Some(&b"x"[..]));
+    assert_eq!(
+        replies[3].as_ref().unwrap_err().kind(),
+        ErrorKind::ServerError
+    );
 
-        pipe.raise_on_error(true);
-        let e = client.execute(&pipe).await.unwrap_err();
-        assert_eq!(e.code(), Some("WRONGTYPE"));
+    pipe.raise_on_error(true);
+    let e = client.execute(&pipe).await.unwrap_err();
+    assert_eq!(e.code(), Some("WRONGTYPE"));
 
-        // Cross-slot commands that cannot be split are refused before sending, for that
-        // command only.
-        let mut pipe = Pipeline::new();
-        pipe.add(cmd("SINTER").arg("a").arg("b")).get("err:str");
-        let replies = client.execute(&pipe).await.unwrap();
-        assert_eq!(
-            replies[0].as_ref().unwrap_err().kind(),
-            ErrorKind::CrossSlot
-        );
-        assert!(replies[1].is_ok());
-    });
+    // Cross-slot commands that cannot be split are refused before sending, for that
+    // command only.
+    let mut pipe = Pipeline::new();
+    pipe.add(cmd("SINTER").arg("a").arg("b")).get("err:str");
+    let replies = client.execute(&pipe).await.unwrap();
+    assert_eq!(
+        replies[0].as_ref().unwrap_err().kind(),
+        ErrorKind::CrossSlot
+    );
+    assert!(replies[1].is_ok());
 }
 
-#[test]
-fn one_mebibyte_values_and_hash_tags() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
-        let mut pipe = Pipeline::new();
-        for i in 0..4 {
-            pipe.set(format!("big:{i}"), &big[..]);
-        }
-        for i in 0..4 {
-            pipe.get(format!("big:{i}"));
-        }
-        pipe.add(cmd("MSET").arg("{tag}a").arg(1).arg("{tag}b").arg(2));
-        pipe.add(cmd("MGET").arg("{tag}a").arg("{tag}b"));
-        let replies = client.execute(&pipe).await.unwrap();
-        for r in &replies[4..8] {
-            assert_eq!(bulk(r.as_ref().unwrap()).map(|b| b.len()), Some(big.len()));
-            assert!(bulk(r.as_ref().unwrap()).unwrap() == &big[..]);
-        }
-        let mget: Vec<String> =
-            redis_cluster_uring::FromReply::from_reply(replies[9].clone().unwrap()).unwrap();
-        assert_eq!(mget, vec!["1", "2"]);
-    });
+async fn one_mebibyte_values_and_hash_tags<C: TestClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+    let mut pipe = Pipeline::new();
+    for i in 0..4 {
+        pipe.set(format!("big:{i}"), &big[..]);
+    }
+    for i in 0..4 {
+        pipe.get(format!("big:{i}"));
+    }
+    pipe.add(cmd("MSET").arg("{tag}a").arg(1).arg("{tag}b").arg(2));
+    pipe.add(cmd("MGET").arg("{tag}a").arg("{tag}b"));
+    let replies = client.execute(&pipe).await.unwrap();
+    for r in &replies[4..8] {
+        assert_eq!(bulk(r.as_ref().unwrap()).map(|b| b.len()), Some(big.len()));
+        assert!(bulk(r.as_ref().unwrap()).unwrap() == &big[..]);
+    }
+    let mget: Vec<String> =
+        redis_cluster_uring::FromReply::from_reply(replies[9].clone().unwrap()).unwrap();
+    assert_eq!(mget, vec!["1", "2"]);
 }
 
-#[test]
-fn serial_and_parallel_modes_give_identical_results() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let parallel = client(&cluster).await;
-        let serial = client_with(&cluster, Config::default().execution(Execution::Serial)).await;
-        let mut setup = Pipeline::new();
-        for i in 0..300 {
-            setup.set(format!("same:{i}"), i * 3);
-        }
-        parallel.execute(&setup).await.unwrap();
-        let mut reads = Pipeline::new();
-        for i in 0..300 {
-            reads.get(format!("same:{i}"));
-            reads.add(cmd("STRLEN").arg(format!("same:{i}")));
-        }
-        let a: Vec<Value> = parallel.query_pipeline(&reads).await.unwrap();
-        let b: Vec<Value> = serial.query_pipeline(&reads).await.unwrap();
-        assert_eq!(a, b);
-        assert_eq!(bulk(&a[2 * 7]), Some(&b"21"[..]));
-    });
+async fn serial_and_parallel_modes_give_identical_results<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut parallel = C::connect(cluster, Config::default()).await;
+    let mut serial = C::connect(cluster, Config::default().execution(Execution::Serial)).await;
+    let mut setup = Pipeline::new();
+    for i in 0..300 {
+        setup.set(format!("same:{i}"), i * 3);
+    }
+    parallel.execute(&setup).await.unwrap();
+    let mut reads = Pipeline::new();
+    for i in 0..300 {
+        reads.get(format!("same:{i}"));
+        reads.add(cmd("STRLEN").arg(format!("same:{i}")));
+    }
+    let a: Vec<Value> = parallel.query_pipeline(&reads).await.unwrap();
+    let b: Vec<Value> = serial.query_pipeline(&reads).await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(bulk(&a[2 * 7]), Some(&b"21"[..]));
 }
 
 #[test]
@@ -215,7 +219,7 @@ fn backlog_beyond_the_cap_is_shed_with_a_typed_error() {
             ..Config::default()
         }
         .max_retries(0);
-        let client = client_with(&cluster, config).await;
+        let client = support::client_with(&cluster, config).await;
         // The node's connection open and idle first (the slot-map refresh at connect may
         // still have a question queued on it otherwise).
         client.set("{shed}:warm", 1).await.unwrap();
@@ -268,56 +272,55 @@ async fn futures_join_all<F: std::future::Future>(
         .collect()
 }
 
-#[test]
-fn cross_slot_mget_mset_del_are_split_by_slot_and_merged() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        let keys: Vec<String> = (0..20).map(|i| format!("split:{i}")).collect();
-        let mut mset = cmd("MSET");
-        for k in &keys {
-            mset.push_arg(k.as_str()).push_arg(format!("v-{k}"));
-        }
-        let mut mget = cmd("MGET");
-        for k in &keys {
-            mget.push_arg(k.as_str());
-        }
-        mget.push_arg("split:missing");
-        let mut del = cmd("DEL");
-        for k in keys.iter().take(10) {
-            del.push_arg(k.as_str());
-        }
-        let mut pipe = Pipeline::new();
-        // The MGET before the MSET must not see its values: parts keep pipeline order.
-        pipe.add(mget.clone())
-            .add(mset)
-            .add(mget.clone())
-            .add(del)
-            .add(mget);
-        let replies = client.execute(&pipe).await.unwrap();
-        let strings = |v: &redis_cluster_uring::Result<Value>| -> Vec<Option<String>> {
-            redis_cluster_uring::FromReply::from_reply(v.clone().unwrap()).unwrap()
-        };
-        assert!(strings(&replies[0]).iter().all(Option::is_none));
-        assert_eq!(
-            replies[1].as_ref().unwrap(),
-            &Value::SimpleString("OK".into())
-        );
-        let want: Vec<Option<String>> = keys
-            .iter()
-            .map(|k| Some(format!("v-{k}")))
-            .chain([None])
-            .collect();
-        assert_eq!(strings(&replies[2]), want);
-        assert_eq!(replies[3].as_ref().unwrap(), &Value::Int(10));
-        let last = strings(&replies[4]);
-        assert!(last[..10].iter().all(Option::is_none));
-        assert_eq!(last[10], Some("v-split:10".to_string()));
-        // The same through the single-command API.
-        let n: i64 = client
-            .query(cmd("EXISTS").arg("split:11").arg("split:12").arg("split:1"))
-            .await
-            .unwrap();
-        assert_eq!(n, 2);
-    });
+async fn cross_slot_mget_mset_del_are_split_by_slot_and_merged<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    let keys: Vec<String> = (0..20).map(|i| format!("split:{i}")).collect();
+    let mut mset = cmd("MSET");
+    for k in &keys {
+        mset.push_arg(k.as_str()).push_arg(format!("v-{k}"));
+    }
+    let mut mget = cmd("MGET");
+    for k in &keys {
+        mget.push_arg(k.as_str());
+    }
+    mget.push_arg("split:missing");
+    let mut del = cmd("DEL");
+    for k in keys.iter().take(10) {
+        del.push_arg(k.as_str());
+    }
+    let mut pipe = Pipeline::new();
+    // The MGET before the MSET must not see its values: parts keep pipeline order.
+    pipe.add(mget.clone())
+        .add(mset)
+        .add(mget.clone())
+        .add(del)
+        .add(mget);
+    let replies = client.execute(&pipe).await.unwrap();
+    let strings = |v: &redis_cluster_uring::Result<Value>| -> Vec<Option<String>> {
+        redis_cluster_uring::FromReply::from_reply(v.clone().unwrap()).unwrap()
+    };
+    assert!(strings(&replies[0]).iter().all(Option::is_none));
+    assert_eq!(
+        replies[1].as_ref().unwrap(),
+        &Value::SimpleString("OK".into())
+    );
+    let want: Vec<Option<String>> = keys
+        .iter()
+        .map(|k| Some(format!("v-{k}")))
+        .chain([None])
+        .collect();
+    assert_eq!(strings(&replies[2]), want);
+    assert_eq!(replies[3].as_ref().unwrap(), &Value::Int(10));
+    let last = strings(&replies[4]);
+    assert!(last[..10].iter().all(Option::is_none));
+    assert_eq!(last[10], Some("v-split:10".to_string()));
+    // The same through the single-command API.
+    let n: i64 = client
+        .query(cmd("EXISTS").arg("split:11").arg("split:12").arg("split:1"))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
 }
