@@ -62,8 +62,10 @@ async fn a_fan_out_pipeline_of_1000_commands_answers_in_order<C: TestClient>(
         .collect();
     assert_eq!(nodes.len(), 3);
     assert_eq!(client.connection_count(), 3);
-    // Mixed commands, replies in pipeline order, errors as values, many rounds.
+    // Mixed commands, replies in pipeline order, errors as values, many rounds; each
+    // pipeline is one write per node, and its replies come in at least one read each.
     for round in 0..20 {
+        let before = client.stats();
         let mut pipe = Pipeline::with_capacity(1000);
         for i in 0..1000 {
             match i % 4 {
@@ -73,6 +75,11 @@ async fn a_fan_out_pipeline_of_1000_commands_answers_in_order<C: TestClient>(
             };
         }
         let replies = client.execute(&pipe).await.unwrap();
+        let after = client.stats();
+        assert_eq!(after.writes - before.writes, 3, "one write per node");
+        assert_eq!(after.executions - before.executions, 1);
+        assert!(after.reads - before.reads >= 3);
+        assert!(after.bytes_written - before.bytes_written > 1000 * 14);
         for (i, r) in replies.iter().enumerate() {
             let v = r.as_ref().unwrap();
             match i % 4 {

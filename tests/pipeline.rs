@@ -13,6 +13,7 @@ use support::{client, cluster, run, Cluster};
 
 on_both_clients! {
     pipelines_of_1_100_and_10000_commands_come_back_in_order(3, 0);
+    empty_pipeline_returns_nothing_without_io(3, 0);
     server_errors_are_values_and_raise_on_error_fails_the_whole(3, 0);
     one_mebibyte_values_and_hash_tags(3, 0);
     serial_and_parallel_modes_give_identical_results(3, 0);
@@ -82,16 +83,15 @@ async fn pipelines_of_1_100_and_10000_commands_come_back_in_order<C: TestClient>
     assert_eq!(client.connection_count(), 3);
 }
 
-#[test]
-fn empty_pipeline_returns_nothing_without_io() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        let before = client.stats();
-        let replies = client.execute(&Pipeline::new()).await.unwrap();
-        assert!(replies.is_empty());
-        assert_eq!(client.stats().writes, before.writes);
-    });
+async fn empty_pipeline_returns_nothing_without_io<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    let before = client.stats();
+    let replies = client.execute(&Pipeline::new()).await.unwrap();
+    assert!(replies.is_empty());
+    assert_eq!(client.stats().writes, before.writes);
 }
 
 async fn server_errors_are_values_and_raise_on_error_fails_the_whole<C: TestClient>(

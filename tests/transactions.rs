@@ -8,104 +8,117 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::Scope;
 use std::time::Duration;
 
-use redis_cluster_uring::{cmd, slot_for_key, Config, ErrorKind, Pipeline, Value};
-use support::{client, client_with, cluster, run};
+use redis_cluster_uring::{cmd, commands, slot_for_key, Config, ErrorKind, Pipeline, Value};
+use support::clients::{on_both_clients, pause, TestClient};
+use support::{client, client_with, cluster, run, Cluster};
 
-#[test]
-fn atomic_pipeline_commits_and_reports_each_command() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        let mut tx = Pipeline::new();
-        tx.atomic()
-            .set("{acct:1}name", "ada")
-            .add(cmd("INCRBY").arg("{acct:1}balance").arg(30))
-            .add(cmd("LPUSH").arg("{acct:1}name").arg("x")) // WRONGTYPE at run time
-            .get("{acct:1}name");
-        let results = client.execute(&tx).await.unwrap();
-        assert_eq!(results.len(), 4);
-        assert_eq!(
-            results[0].as_ref().unwrap(),
-            &Value::SimpleString("OK".into())
-        );
-        assert_eq!(results[1].as_ref().unwrap(), &Value::Int(30));
-        let e = results[2].as_ref().unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::ServerError);
-        assert_eq!(e.code(), Some("WRONGTYPE"));
-        assert_eq!(results[3].as_ref().unwrap(), &Value::Bulk("ada".into()));
-
-        // Typed, through query_pipeline.
-        let mut tx = Pipeline::new();
-        tx.atomic()
-            .add(cmd("INCR").arg("{acct:1}visits"))
-            .add(cmd("INCR").arg("{acct:1}visits"));
-        let n: Vec<i64> = client.query_pipeline(&tx).await.unwrap();
-        assert_eq!(n, vec![1, 2]);
-    });
+on_both_clients! {
+    atomic_pipeline_commits_and_reports_each_command(3, 0);
+    queue_time_errors_abort_the_whole_transaction(3, 0);
+    cross_slot_and_misplaced_commands_are_refused_before_sending(3, 0);
+    transactions_keep_committing_during_live_migrations(3, 0);
 }
 
-#[test]
-fn queue_time_errors_abort_the_whole_transaction() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        client.set("{q}kept", "before").await.unwrap();
-        let mut tx = Pipeline::new();
-        tx.atomic()
-            .set("{q}kept", "after")
-            .add(cmd("SET").arg("{q}kept")) // wrong arity: refused when queued
-            .add(cmd("INCR").arg("{q}n"));
-        let results = client.execute(&tx).await.unwrap();
-        assert_eq!(
-            results[0].as_ref().unwrap_err().kind(),
-            ErrorKind::TransactionAborted
-        );
-        assert_eq!(
-            results[1].as_ref().unwrap_err().kind(),
-            ErrorKind::ServerError
-        );
-        assert_eq!(
-            results[2].as_ref().unwrap_err().kind(),
-            ErrorKind::TransactionAborted
-        );
-        // Nothing ran.
-        let kept: String = client.get("{q}kept").await.unwrap();
-        assert_eq!(kept, "before");
-        assert!(!client.exists("{q}n").await.unwrap());
-    });
+async fn atomic_pipeline_commits_and_reports_each_command<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    let mut tx = Pipeline::new();
+    tx.atomic()
+        .set("{acct:1}name", "ada")
+        .add(cmd("INCRBY").arg("{acct:1}balance").arg(30))
+        .add(cmd("LPUSH").arg("{acct:1}name").arg("x")) // WRONGTYPE at run time
+        .get("{acct:1}name");
+    let results = client.execute(&tx).await.unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(
+        results[0].as_ref().unwrap(),
+        &Value::SimpleString("OK".into())
+    );
+    assert_eq!(results[1].as_ref().unwrap(), &Value::Int(30));
+    let e = results[2].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ServerError);
+    assert_eq!(e.code(), Some("WRONGTYPE"));
+    assert_eq!(results[3].as_ref().unwrap(), &Value::Bulk("ada".into()));
+
+    // Typed, through query_pipeline.
+    let mut tx = Pipeline::new();
+    tx.atomic()
+        .add(cmd("INCR").arg("{acct:1}visits"))
+        .add(cmd("INCR").arg("{acct:1}visits"));
+    let n: Vec<i64> = client.query_pipeline(&tx).await.unwrap();
+    assert_eq!(n, vec![1, 2]);
 }
 
-#[test]
-fn cross_slot_and_misplaced_commands_are_refused_before_sending() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        let written = client.stats().bytes_written;
-        let mut tx = Pipeline::new();
-        tx.atomic().set("a", 1).set("b", 2);
-        assert_eq!(
-            client.execute(&tx).await.unwrap_err().kind(),
-            ErrorKind::CrossSlot
-        );
-        let mut tx = Pipeline::new();
-        tx.atomic().set("{t}a", 1).add(cmd("DBSIZE"));
-        assert_eq!(
-            client.execute(&tx).await.unwrap_err().kind(),
-            ErrorKind::Unsupported
-        );
-        let mut tx = Pipeline::new();
-        tx.atomic().set("{t}a", 1).add(cmd("SUBSCRIBE").arg("c"));
-        assert_eq!(
-            client.execute(&tx).await.unwrap_err().kind(),
-            ErrorKind::Unsupported
-        );
-        assert_eq!(client.stats().bytes_written, written, "nothing was sent");
-        // MULTI alone on the shared connection stays refused.
-        let e = client.query::<Value>(cmd("MULTI")).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
-    });
+async fn queue_time_errors_abort_the_whole_transaction<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    client
+        .query::<()>(commands::set("{q}kept", "before"))
+        .await
+        .unwrap();
+    let mut tx = Pipeline::new();
+    tx.atomic()
+        .set("{q}kept", "after")
+        .add(cmd("SET").arg("{q}kept")) // wrong arity: refused when queued
+        .add(cmd("INCR").arg("{q}n"));
+    let results = client.execute(&tx).await.unwrap();
+    assert_eq!(
+        results[0].as_ref().unwrap_err().kind(),
+        ErrorKind::TransactionAborted
+    );
+    assert_eq!(
+        results[1].as_ref().unwrap_err().kind(),
+        ErrorKind::ServerError
+    );
+    assert_eq!(
+        results[2].as_ref().unwrap_err().kind(),
+        ErrorKind::TransactionAborted
+    );
+    // Nothing ran.
+    let kept: String = client.query(commands::get("{q}kept")).await.unwrap();
+    assert_eq!(kept, "before");
+    assert!(!client
+        .query::<bool>(commands::exists("{q}n"))
+        .await
+        .unwrap());
+}
+
+async fn cross_slot_and_misplaced_commands_are_refused_before_sending<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    let written = client.stats().bytes_written;
+    let mut tx = Pipeline::new();
+    tx.atomic().set("a", 1).set("b", 2);
+    assert_eq!(
+        client.execute(&tx).await.unwrap_err().kind(),
+        ErrorKind::CrossSlot
+    );
+    let mut tx = Pipeline::new();
+    tx.atomic().set("{t}a", 1).add(cmd("DBSIZE"));
+    assert_eq!(
+        client.execute(&tx).await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+    let mut tx = Pipeline::new();
+    tx.atomic().set("{t}a", 1).add(cmd("SUBSCRIBE").arg("c"));
+    assert_eq!(
+        client.execute(&tx).await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+    assert_eq!(client.stats().bytes_written, written, "nothing was sent");
+    // MULTI alone on the shared connection stays refused.
+    let e = client.query::<Value>(cmd("MULTI")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
 }
 
 #[test]
@@ -238,66 +251,64 @@ fn watch_retries_on_conflict_and_commits_once() {
 /// by `MIGRATE`, the slot handed over with `SETSLOT`): queue-time `ASK`, `EXEC`-time
 /// `TRYAGAIN` and `MOVED` are all absorbed, and every committed transaction ran exactly
 /// once and atomically (both counters equal the commits).
-#[test]
-fn transactions_keep_committing_during_live_migrations() {
-    let cluster = cluster(3, 0);
+async fn transactions_keep_committing_during_live_migrations<'s, C: TestClient>(
+    cluster: &'s Cluster,
+    helpers: &'s Scope<'s, '_>,
+) {
     let slot = slot_for_key(b"txm").get();
-    let migrating = AtomicBool::new(true);
-    std::thread::scope(|scope| {
-        let (cluster_ref, migrating_ref) = (&cluster, &migrating);
-        scope.spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            for _ in 0..6 {
-                let from = cluster_ref.master_for_slot(slot);
-                let to = cluster_ref.other_master(from);
-                cluster_ref.begin_migration(slot, from, to).unwrap();
-                std::thread::sleep(Duration::from_millis(40));
-                cluster_ref.move_keys(slot, from, to).unwrap();
-                std::thread::sleep(Duration::from_millis(40));
-                cluster_ref.finish_migration(slot, from, to).unwrap();
-                std::thread::sleep(Duration::from_millis(40));
-            }
-            migrating_ref.store(false, Ordering::SeqCst);
-        });
-        run(async {
-            let config = Config {
-                max_redirects: 16,
-                max_retries: 16,
-                ..Config::default()
-            };
-            let client = client_with(&cluster, config).await;
-            let mut committed = 0i64;
-            let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-            let start = client.stats();
-            while migrating.load(Ordering::SeqCst) {
-                let mut tx = Pipeline::new();
-                tx.atomic()
-                    .add(cmd("INCR").arg("{txm}a"))
-                    .add(cmd("INCR").arg("{txm}b"));
-                match client.execute(&tx).await {
-                    Ok(r) => {
-                        assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
-                        assert_eq!(r[0].as_ref().unwrap(), r[1].as_ref().unwrap());
-                        committed += 1;
-                    }
-                    Err(e) => *errors.entry(format!("{:?}", e.kind())).or_default() += 1,
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            let stats = client.stats();
-            let a: i64 = client.get("{txm}a").await.unwrap();
-            let b: i64 = client.get("{txm}b").await.unwrap();
-            eprintln!(
-                "transactions under migration: {committed} committed, errors {errors:?}, {} redirects, {} retries",
-                stats.redirects - start.redirects,
-                stats.retries - start.retries
-            );
-            assert!(errors.is_empty(), "transactions failed: {errors:?}");
-            assert!(
-                stats.redirects > start.redirects,
-                "the migrations were seen"
-            );
-            assert_eq!((a, b), (committed, committed));
-        });
+    let migrating = Arc::new(AtomicBool::new(true));
+    let still = migrating.clone();
+    helpers.spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..6 {
+            let from = cluster.master_for_slot(slot);
+            let to = cluster.other_master(from);
+            cluster.begin_migration(slot, from, to).unwrap();
+            std::thread::sleep(Duration::from_millis(40));
+            cluster.move_keys(slot, from, to).unwrap();
+            std::thread::sleep(Duration::from_millis(40));
+            cluster.finish_migration(slot, from, to).unwrap();
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        still.store(false, Ordering::SeqCst);
     });
+    let config = Config {
+        max_redirects: 16,
+        max_retries: 16,
+        ..Config::default()
+    };
+    let mut client = C::connect(cluster, config).await;
+    let mut committed = 0i64;
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let start = client.stats();
+    while migrating.load(Ordering::SeqCst) {
+        let mut tx = Pipeline::new();
+        tx.atomic()
+            .add(cmd("INCR").arg("{txm}a"))
+            .add(cmd("INCR").arg("{txm}b"));
+        match client.execute(&tx).await {
+            Ok(r) => {
+                assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+                assert_eq!(r[0].as_ref().unwrap(), r[1].as_ref().unwrap());
+                committed += 1;
+            }
+            Err(e) => *errors.entry(format!("{:?}", e.kind())).or_default() += 1,
+        }
+        pause(Duration::from_millis(1)).await;
+    }
+    let stats = client.stats();
+    let a: i64 = client.query(commands::get("{txm}a")).await.unwrap();
+    let b: i64 = client.query(commands::get("{txm}b")).await.unwrap();
+    eprintln!(
+        "transactions under migration ({}): {committed} committed, errors {errors:?}, {} redirects, {} retries",
+        C::kind(),
+        stats.redirects - start.redirects,
+        stats.retries - start.retries
+    );
+    assert!(errors.is_empty(), "transactions failed: {errors:?}");
+    assert!(
+        stats.redirects > start.redirects,
+        "the migrations were seen"
+    );
+    assert_eq!((a, b), (committed, committed));
 }

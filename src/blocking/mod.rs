@@ -71,6 +71,7 @@ use crate::reply::FromReply;
 use crate::report::{PipelineReport, Reporter};
 use crate::resp::Value;
 use crate::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Rounds};
+use crate::stats::{Counters, Stats};
 
 use crate::tls::{TlsConfig, TlsLayer};
 use crate::topology::{choose_view, NodeAddr, SlotMap};
@@ -86,8 +87,8 @@ pub(crate) const MIN_READ_SPACE: usize = 4096;
 /// What a backend saw on a connection (by token).
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// Bytes were appended to the connection's input buffer.
-    Read(usize),
+    /// This many bytes were appended to the connection's input buffer.
+    Read(usize, usize),
     /// The peer closed the connection.
     Closed(usize),
     /// A read or a write failed.
@@ -179,6 +180,7 @@ pub struct Client {
     events: Vec<Event>,
     /// Where reads go (`Config::read_from`), as in the async client.
     router: ReadRouter,
+    counters: Counters,
     /// The ring accepts submissions from the thread that created it only
     /// (`SINGLE_ISSUER`): the client stays on that thread.
     _not_send: std::marker::PhantomData<std::rc::Rc<()>>,
@@ -234,6 +236,7 @@ impl Client {
             last_refresh: None,
             events: Vec::new(),
             router,
+            counters: Counters::default(),
             _not_send: std::marker::PhantomData,
         };
         client.refresh_slots()?;
@@ -248,6 +251,27 @@ impl Client {
     /// The io_uring features in use (`None` on the poll backend).
     pub fn ring_features(&self) -> Option<RingFeatures> {
         self.ring_features
+    }
+
+    /// The client's counters since it was created: writes and bytes written, reads and
+    /// bytes read, executions, redirects, retries, refreshes, connections opened, pushes,
+    /// refusals and blocking commands, as the async client counts them.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let before = client.stats();
+    /// let mut pipe = Pipeline::new();
+    /// for i in 0..128 {
+    ///     pipe.get(format!("user:{i}"));
+    /// }
+    /// client.execute(&pipe)?;
+    /// let after = client.stats();
+    /// println!("{} writes for one pipeline", after.writes - before.writes); // one per node
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
     }
 
     /// The current slot map.
@@ -351,6 +375,8 @@ impl Client {
         let results = match command_class(&command) {
             CommandClass::Blocking => {
                 let deadline = self.blocking_deadline(&command)?;
+                self.counters.add_execution();
+                self.counters.add_blocking();
                 self.housekeeping();
                 let results = self.run(std::slice::from_ref(&command), deadline, Vec::new(), None);
                 self.maybe_refresh();
@@ -383,18 +409,23 @@ impl Client {
     pub fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
         let class = command_class(&command);
         let deadline = match class {
-            CommandClass::Blocking => self.blocking_deadline(&command)?,
+            CommandClass::Blocking => {
+                self.counters.add_blocking();
+                self.blocking_deadline(&command)?
+            }
             _ if !class.allowed_on_named_node() => {
+                self.counters.add_refused();
                 return Err(refusal(&command, class, false).unwrap_or_else(|| {
                     Error::new(ErrorKind::Unsupported, "refused on a named node")
                 }));
             }
             _ => match blocking_timeout(&command)? {
                 None => {
+                    self.counters.add_refused();
                     return Err(Error::new(
                         ErrorKind::Unsupported,
                         "WAIT/WAITAOF with timeout 0 would block for ever: give a timeout",
-                    ))
+                    ));
                 }
                 Some(blocks) => deadline_after(
                     self.config
@@ -403,6 +434,7 @@ impl Client {
                 ),
             },
         };
+        self.counters.add_execution();
         self.housekeeping();
         let results = self.run(
             std::slice::from_ref(&command),
@@ -444,6 +476,7 @@ impl Client {
         self.last_refresh = Some(Instant::now());
         self.refresh_due = false;
         let map = result?;
+        self.counters.add_refresh();
         let leaving: Vec<usize> = self
             .entries
             .iter()
@@ -486,6 +519,7 @@ impl Client {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
+        self.counters.add_execution();
         self.housekeeping();
         let deadline = deadline_after(self.config.request_timeout);
         let results = if crate::expand::is_plain(cmds) {
@@ -506,7 +540,9 @@ impl Client {
     ) -> Result<Vec<Result<Value>>> {
         self.housekeeping();
         let deadline = deadline_after(self.config.request_timeout);
-        let mut tx = TxRound::new(cmds, self.round_limits(), deadline)?;
+        let mut tx = TxRound::new(cmds, self.round_limits(), deadline)
+            .inspect_err(|_| self.counters.add_refused())?;
+        self.counters.add_execution();
         loop {
             match tx.next(Instant::now(), cmds, &self.map) {
                 TxNext::Done => break,
@@ -565,6 +601,9 @@ impl Client {
         reporter: Option<&mut Reporter>,
     ) -> Vec<Result<Value>> {
         let mut expansion = crate::expand::expand(cmds, &self.map);
+        for _ in 0..expansion.refused {
+            self.counters.add_refused();
+        }
         let results = if expansion.sent.is_empty() {
             Vec::new()
         } else {
@@ -684,12 +723,13 @@ impl Client {
         for effect in effects {
             match effect {
                 Effect::Redirected { moved } => {
+                    self.counters.add_redirect();
                     if let Some((slot, to)) = moved {
                         self.map.apply_moved(slot, &to);
                         self.refresh_due = true;
                     }
                 }
-                Effect::Retrying => {}
+                Effect::Retrying => self.counters.retries_add(1),
                 // The connection that timed out is closed already.
                 Effect::NodeFailed(_) | Effect::RefreshMap | Effect::TimedOut(_) => {
                     self.refresh_due = true
@@ -782,7 +822,10 @@ impl Client {
             for (token, entry) in self.entries.iter_mut() {
                 if entry.conn.wants_write() && self.io.can_write(token) {
                     match entry.conn.take_output() {
-                        Ok(Some(out)) => self.io.write(token, out),
+                        Ok(Some(out)) => {
+                            self.counters.add_write(out.bytes.len());
+                            self.io.write(token, out)
+                        }
                         Ok(None) => {}
                         Err(e) => failed.push((token, e)),
                     }
@@ -853,7 +896,8 @@ impl Client {
     fn handle(&mut self, events: &mut Vec<Event>, inbox: &mut [Option<RoundReply>]) {
         for event in events.drain(..) {
             match event {
-                Event::Read(token) => {
+                Event::Read(token, bytes) => {
+                    self.counters.add_read(bytes);
                     let (Some(entry), Some(input)) =
                         (self.entries.get_mut(token), self.io.input(token))
                     else {
@@ -865,14 +909,15 @@ impl Client {
                             *slot = Some(RoundReply::Value(value));
                         }
                     }
-                    match &self.config.push_handler {
-                        Some(handler) => {
-                            let node = entry.conn.addr().clone();
-                            for push in entry.conn.take_pushes() {
-                                handler.call(&node, push);
+                    let pushes: Vec<Value> = entry.conn.take_pushes().collect();
+                    if !pushes.is_empty() {
+                        let node = entry.conn.addr();
+                        for push in pushes {
+                            self.counters.add_push();
+                            if let Some(handler) = &self.config.push_handler {
+                                handler.call(node, push);
                             }
                         }
-                        None => entry.conn.take_pushes().for_each(drop),
                     }
                     if let Err(error) = received {
                         self.fail(token, &error, inbox);
@@ -951,6 +996,7 @@ impl Client {
         self.io
             .add(token, stream, config.read_buffer_size)
             .map_err(|e| Error::io(format!("{node}: register the socket"), e))?;
+        self.counters.add_connect();
         let now = Instant::now();
         self.entries.insert(Entry {
             conn,

@@ -60,7 +60,7 @@ impl Poll {
     /// Reads everything available on `token`'s socket.
     fn drain(&mut self, token: usize, events: &mut Vec<Event>) {
         let Some(link) = self.link(token) else { return };
-        let mut got = false;
+        let mut got = 0;
         loop {
             if link.read.is_empty()
                 && link.read.capacity() > 4 * link.buffer_size.max(MIN_READ_SPACE)
@@ -75,8 +75,8 @@ impl Poll {
             let sock = socket2::SockRef::from(&link.stream);
             match sock.recv(link.read.spare_capacity_mut()) {
                 Ok(0) => {
-                    if got {
-                        events.push(Event::Read(token));
+                    if got > 0 {
+                        events.push(Event::Read(token, got));
                     }
                     events.push(Event::Closed(token));
                     return;
@@ -85,7 +85,7 @@ impl Poll {
                     let len = link.read.len();
                     // SAFETY: `recv` initialized `n` bytes of the spare capacity.
                     unsafe { link.read.set_len(len + n) };
-                    got = true;
+                    got += n;
                     if link.read.len() < link.read.capacity() {
                         // A short read: the socket is most likely empty now; one call saved.
                         break;
@@ -94,16 +94,16 @@ impl Poll {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    if got {
-                        events.push(Event::Read(token));
+                    if got > 0 {
+                        events.push(Event::Read(token, got));
                     }
                     events.push(Event::Failed(token, e));
                     return;
                 }
             }
         }
-        if got {
-            events.push(Event::Read(token));
+        if got > 0 {
+            events.push(Event::Read(token, got));
         }
     }
 }

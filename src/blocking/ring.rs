@@ -367,7 +367,7 @@ impl Ring {
                     link.read = Some(buf);
                 }
                 events.push(match result {
-                    r if r > 0 => Event::Read(token),
+                    r if r > 0 => Event::Read(token, r as usize),
                     0 => Event::Closed(token),
                     r => Event::Failed(token, io::Error::from_raw_os_error(-r)),
                 });
@@ -702,7 +702,7 @@ mod tests {
             server
         });
         let events = wait_for(&mut ring, &[3]);
-        assert!(matches!(events[..], [Event::Read(3)]), "{events:?}");
+        assert!(matches!(events[..], [Event::Read(3, _)]), "{events:?}");
         assert_eq!(&ring.input(3).unwrap()[..], b"+PONG\r\n");
         ring.input(3).unwrap().clear();
         // The reply proves the send done (no completion posted for it with the skip flag).
@@ -733,7 +733,7 @@ mod tests {
         other_server.write_all(b":1\r\n").unwrap();
         let events = wait_for(&mut ring, &[1]);
         assert!(
-            events.iter().all(|e| matches!(e, Event::Read(1))),
+            events.iter().all(|e| matches!(e, Event::Read(1, _))),
             "{events:?}"
         );
         // A read for a closed connection never surfaces as an event.

@@ -15,7 +15,7 @@ use redis_cluster_uring::handshake::ServerInfo;
 use redis_cluster_uring::report::PipelineReport;
 use redis_cluster_uring::scan::ScanOptions;
 use redis_cluster_uring::{
-    Client, Cmd, Config, Engine, FromReply, NodeAddr, Pipeline, Result, SlotMap, Value,
+    Client, Cmd, Config, Engine, FromReply, NodeAddr, Pipeline, Result, SlotMap, Stats, Value,
 };
 
 use super::{client_with, Cluster};
@@ -68,6 +68,8 @@ pub trait TestClient: Sized {
     fn slot_map(&self) -> Rc<SlotMap>;
     /// Open connections that serve routed requests (one per node in use).
     fn connection_count(&self) -> usize;
+    /// The client's counters.
+    fn stats(&self) -> Stats;
     /// What `node` said of itself in its connection's handshake.
     fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo>;
 }
@@ -231,6 +233,10 @@ impl TestClient for Client {
         Client::connection_count(self)
     }
 
+    fn stats(&self) -> Stats {
+        Client::stats(self)
+    }
+
     fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo> {
         Client::server_info(self, node)
     }
@@ -293,6 +299,10 @@ impl TestClient for blocking::Client {
 
     fn connection_count(&self) -> usize {
         blocking::Client::connection_count(self)
+    }
+
+    fn stats(&self) -> Stats {
+        blocking::Client::stats(self)
     }
 
     fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo> {
