@@ -1,6 +1,6 @@
-//! The async client while the cluster changes under it: concurrent callers behind a stalled
-//! node, redirect loops, a dead node, shutdown. Slot migration and failover run on both
-//! clients in `tests/clients.rs`.
+//! While the cluster changes: a redirect loop and a dead node on both clients; the async
+//! client's concurrent callers behind a stalled node and its shutdown. Slot migration and
+//! failover run on both clients in `tests/clients.rs`.
 //!
 //! Cluster operations are blocking calls of the harness, so they run on a helper thread
 //! while the client keeps its event loop on the test thread.
@@ -9,10 +9,17 @@ mod support;
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::thread::Scope;
 use std::time::Duration;
 
 use redis_cluster_uring::{cmd, slot_for_key, Config, ErrorKind, NodeAddr, Pipeline, Value};
-use support::{client, client_with, cluster, run};
+use support::clients::{on_both_clients, TestClient};
+use support::{client, client_with, cluster, run, Cluster};
+
+on_both_clients! {
+    redirect_loop_ends_in_a_typed_error_for_that_command_only(3, 0);
+    a_dead_node_does_not_cost_the_others_their_replies(3, 0);
+}
 
 /// Yields to the event loop for a while (lets other tasks and I/O run).
 async fn pause(ms: u64) {
@@ -63,9 +70,10 @@ fn timed_out_requests_never_shift_later_replies() {
     });
 }
 
-#[test]
-fn redirect_loop_ends_in_a_typed_error_for_that_command_only() {
-    let cluster = cluster(3, 0);
+async fn redirect_loop_ends_in_a_typed_error_for_that_command_only<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
     let slot = slot_for_key(b"loop");
     let from = cluster.master_for_slot(slot.get());
     let to = cluster.other_master(from);
@@ -84,19 +92,17 @@ fn redirect_loop_ends_in_a_typed_error_for_that_command_only() {
             ],
         )
         .unwrap();
-    run(async {
-        let client = client_with(&cluster, Config::default().max_redirects(4)).await;
-        let mut pipe = Pipeline::new();
-        pipe.get("{loop}missing")
-            .set("elsewhere", "fine")
-            .get("elsewhere");
-        let replies = client.execute(&pipe).await.unwrap();
-        let e = replies[0].as_ref().unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::RedirectLimit, "{e}");
-        assert!(e.redirect_target().is_some());
-        assert!(replies[1].is_ok());
-        assert_eq!(replies[2].as_ref().unwrap(), &Value::Bulk("fine".into()));
-    });
+    let mut client = C::connect(cluster, Config::default().max_redirects(4)).await;
+    let mut pipe = Pipeline::new();
+    pipe.get("{loop}missing")
+        .set("elsewhere", "fine")
+        .get("elsewhere");
+    let replies = client.execute(&pipe).await.unwrap();
+    let e = replies[0].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RedirectLimit, "{e}");
+    assert!(e.redirect_target().is_some());
+    assert!(replies[1].is_ok());
+    assert_eq!(replies[2].as_ref().unwrap(), &Value::Bulk("fine".into()));
     cluster
         .run(
             from,
@@ -105,43 +111,42 @@ fn redirect_loop_ends_in_a_typed_error_for_that_command_only() {
         .unwrap();
 }
 
-#[test]
-fn a_dead_node_does_not_cost_the_others_their_replies() {
-    let cluster = cluster(3, 0);
+async fn a_dead_node_does_not_cost_the_others_their_replies<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
     let dead_slot = slot_for_key(b"dead");
     let dead = cluster.master_for_slot(dead_slot.get());
-    run(async {
-        let config = Config::default()
-            .request_timeout(Some(Duration::from_millis(800)))
-            .periodic_refresh(None);
-        let client = client_with(&cluster, config).await;
-        let mut keys = Vec::new();
-        for i in 0..60 {
-            keys.push(format!("live:{i}"));
+    let config = Config::default()
+        .request_timeout(Some(Duration::from_millis(800)))
+        .periodic_refresh(None);
+    let mut client = C::connect(cluster, config).await;
+    let mut keys = Vec::new();
+    for i in 0..60 {
+        keys.push(format!("live:{i}"));
+    }
+    let mut setup = Pipeline::new();
+    for k in &keys {
+        setup.set(k, k);
+    }
+    client.execute(&setup).await.unwrap();
+    cluster.kill_node(dead).unwrap();
+    let mut pipe = Pipeline::new();
+    pipe.get("{dead}x");
+    for k in &keys {
+        pipe.get(k);
+    }
+    let replies = client.execute(&pipe).await.unwrap();
+    assert!(replies[0].is_err());
+    let map = client.slot_map();
+    for (k, r) in keys.iter().zip(&replies[1..]) {
+        let owner = map.node_for(slot_for_key(k.as_bytes())).unwrap().port;
+        if owner == dead {
+            assert!(r.is_err());
+        } else {
+            assert_eq!(r.as_ref().unwrap(), &Value::Bulk(k.clone().into()));
         }
-        let mut setup = Pipeline::new();
-        for k in &keys {
-            setup.set(k, k);
-        }
-        client.execute(&setup).await.unwrap();
-        cluster.kill_node(dead).unwrap();
-        let mut pipe = Pipeline::new();
-        pipe.get("{dead}x");
-        for k in &keys {
-            pipe.get(k);
-        }
-        let replies = client.execute(&pipe).await.unwrap();
-        assert!(replies[0].is_err());
-        let map = client.slot_map();
-        for (k, r) in keys.iter().zip(&replies[1..]) {
-            let owner = map.node_for(slot_for_key(k.as_bytes())).unwrap().port;
-            if owner == dead {
-                assert!(r.is_err());
-            } else {
-                assert_eq!(r.as_ref().unwrap(), &Value::Bulk(k.clone().into()));
-            }
-        }
-    });
+    }
 }
 
 #[test]
