@@ -207,7 +207,8 @@ impl Conn {
                         self.out_plain = plain;
                         return Ok(self.take_cipher());
                     }
-                    tls.seal(&plain, &mut self.out_cipher)?;
+                    tls.seal(&plain, &mut self.out_cipher)
+                        .map_err(|e| at(&self.addr, e))?;
                 }
                 std::mem::take(&mut self.out_cipher)
             }
@@ -256,10 +257,14 @@ impl Conn {
         match &mut self.tls {
             None => self.decode_from(input),
             Some(tls) => {
-                let closed = tls.open(input, &mut self.plain_in)?;
+                let addr = &self.addr;
+                let closed = tls
+                    .open(input, &mut self.plain_in)
+                    .map_err(|e| at(addr, e))?;
                 input.clear();
                 if tls.wants_write() {
-                    tls.take_output(&mut self.out_cipher)?;
+                    tls.take_output(&mut self.out_cipher)
+                        .map_err(|e| at(addr, e))?;
                 }
                 let mut plain = std::mem::take(&mut self.plain_in);
                 let decoded = self.decode_from(&mut plain);
@@ -281,7 +286,7 @@ impl Conn {
             let value = match decode(buf, &self.limits) {
                 Ok(Some(v)) => v,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(Error::protocol(format!("{}: {}", self.addr, e.detail()))),
+                Err(e) => return Err(at(&self.addr, e)),
             };
             if let Value::Push(_) = value {
                 // Out-of-band: it answers no request.
@@ -380,6 +385,11 @@ impl Conn {
         self.out_cipher.clear();
         lost
     }
+}
+
+/// `e` naming the node it came from, as the async client's connection errors do.
+fn at(addr: &NodeAddr, e: Error) -> Error {
+    Error::new(e.kind(), format!("{addr}: {}", e.detail()))
 }
 
 #[cfg(test)]

@@ -46,6 +46,8 @@ pub trait TestClient: Sized {
     fn kind() -> ClientKind;
     /// Connects to `cluster`, checking that it runs on the engine the environment forces.
     async fn connect(cluster: &Cluster, config: Config) -> Self;
+    /// Connects through `seeds` (addresses or URLs), or says why not.
+    async fn try_connect(seeds: &[String], config: Config) -> Result<Self>;
     /// Runs a pipeline (each command's result at its index).
     async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>>;
     /// Runs a pipeline and reports each node's share of it.
@@ -139,6 +141,22 @@ pub fn names_in(
         .collect()
 }
 
+/// Runs 60 `SET`/`GET` pairs spread over every node and checks each reply: the client
+/// works end to end (through whatever handshake, TLS or credentials it was given).
+pub async fn works<C: TestClient>(client: &mut C) {
+    let mut pipe = Pipeline::new();
+    for i in 0..60 {
+        pipe.set(format!("works:{i}"), i).get(format!("works:{i}"));
+    }
+    let replies = client.execute(&pipe).await.expect("pipeline");
+    for i in 0..60 {
+        assert_eq!(
+            replies[2 * i + 1].as_ref().unwrap(),
+            &Value::Bulk(i.to_string().into())
+        );
+    }
+}
+
 /// What a whole scan returned.
 #[derive(Debug)]
 pub struct Scanned {
@@ -181,6 +199,10 @@ impl TestClient for Client {
 
     async fn connect(cluster: &Cluster, config: Config) -> Self {
         connect_async(cluster, config).await
+    }
+
+    async fn try_connect(seeds: &[String], config: Config) -> Result<Self> {
+        Client::connect(seeds, config).await
     }
 
     async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
@@ -249,6 +271,10 @@ impl TestClient for blocking::Client {
 
     async fn connect(cluster: &Cluster, config: Config) -> Self {
         connect_blocking(cluster, config)
+    }
+
+    async fn try_connect(seeds: &[String], config: Config) -> Result<Self> {
+        blocking::Client::connect(seeds, config)
     }
 
     async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
