@@ -1,18 +1,23 @@
 //! Replica reads against real clusters with replicas: reads land on replicas (counted in
 //! each node's `INFO commandstats`), writes on primaries, inside pipelines too; AZ
 //! affinity picks the replica of the client's zone (Valkey's `availability-zone`); a
-//! failover under replica reads recovers.
+//! failover under replica reads recovers. Every scenario runs on both clients.
 
 mod support;
 
 use std::collections::HashMap;
+use std::thread::Scope;
 use std::time::{Duration, Instant};
 
-use redis_cluster_uring::{
-    blocking, cmd, Client, Config, NodeAddr, Pipeline, ReadFrom, ReplicaChoice, Value,
-};
-use support::clients::TestClient;
-use support::{run, Cluster, ClusterSpec, Server};
+use redis_cluster_uring::{cmd, Config, NodeAddr, Pipeline, ReadFrom, ReplicaChoice, Value};
+use support::clients::{on_both_clients, pause, TestClient};
+use support::{Cluster, ClusterSpec, Server};
+
+on_both_clients! {
+    reads_land_on_replicas_and_writes_on_primaries(3, 1);
+    az_affinity_reads_from_the_replica_in_the_clients_zone => zoned_valkey_cluster();
+    a_failover_under_replica_reads_recovers(3, 1);
+}
 
 /// `GET` calls per node port, from `INFO commandstats`.
 fn get_calls(cluster: &Cluster) -> HashMap<u16, u64> {
@@ -54,7 +59,7 @@ async fn wait_for_replicas<C: TestClient>(client: &mut C, per_shard: usize) {
             start.elapsed() < Duration::from_secs(30),
             "replicas never listed"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        pause(Duration::from_millis(100)).await;
     }
 }
 
@@ -99,33 +104,24 @@ async fn read_all<C: TestClient>(client: &mut C, n: usize) {
     }
 }
 
-#[test]
-fn reads_land_on_replicas_and_writes_on_primaries_async() {
-    reads_land_on_replicas_and_writes_on_primaries::<Client>();
-}
-
-#[test]
-fn reads_land_on_replicas_and_writes_on_primaries_blocking() {
-    reads_land_on_replicas_and_writes_on_primaries::<blocking::Client>();
-}
-
-/// One scenario, run on both clients.
-fn reads_land_on_replicas_and_writes_on_primaries<C: TestClient>() {
-    let cluster = support::cluster(3, 1);
+async fn reads_land_on_replicas_and_writes_on_primaries<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
     let primary_ports: Vec<u16> = (0..3).map(|i| cluster.nodes()[i].port).collect();
-    run(async {
+    {
         for policy in [
             ReadFrom::PreferReplica(ReplicaChoice::RoundRobin),
             ReadFrom::Replica(ReplicaChoice::Random),
             ReadFrom::Nearest,
         ] {
             let config = Config::default().read_from(policy.clone());
-            let mut client = C::connect(&cluster, config).await;
+            let mut client = C::connect(cluster, config).await;
             wait_for_replicas(&mut client, 1).await;
             load(&mut client, 300).await;
-            let before = get_calls(&cluster);
+            let before = get_calls(cluster);
             read_all(&mut client, 300).await;
-            let after = get_calls(&cluster);
+            let after = get_calls(cluster);
             let on = |ports: &mut dyn Iterator<Item = u16>| -> u64 {
                 ports.map(|p| after[&p] - before[&p]).sum()
             };
@@ -145,29 +141,43 @@ fn reads_land_on_replicas_and_writes_on_primaries<C: TestClient>() {
                 }
             }
         }
-    });
+    }
 }
 
-#[test]
-fn az_affinity_reads_from_the_replica_in_the_clients_zone() {
-    // Valkey reports its availability zone in HELLO; two replicas per shard, one per zone.
+/// A Valkey cluster (Valkey reports its availability zone in `HELLO`) with two replicas
+/// per shard, one in each of the zones `az-a` and `az-b`.
+fn zoned_valkey_cluster() -> Cluster {
     let cluster = Cluster::start(ClusterSpec {
         server: Server::Valkey,
         ..support::spec(3, 2)
     })
     .unwrap_or_else(|e| panic!("could not start a Valkey cluster: {e}"));
-    let replicas: Vec<u16> = cluster.nodes()[3..].iter().map(|n| n.port).collect();
-    let mut zone_of = HashMap::new();
-    for (i, port) in replicas.iter().enumerate() {
-        let zone = if i % 2 == 0 { "az-a" } else { "az-b" };
+    for (port, zone) in zone_of(&cluster) {
         cluster
-            .run(*port, &["CONFIG", "SET", "availability-zone", zone])
+            .run(port, &["CONFIG", "SET", "availability-zone", zone])
             .unwrap();
-        zone_of.insert(*port, zone);
     }
-    run(async {
+    cluster
+}
+
+/// The zone of each replica port of a [`zoned_valkey_cluster`].
+fn zone_of(cluster: &Cluster) -> HashMap<u16, &'static str> {
+    cluster.nodes()[3..]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.port, if i % 2 == 0 { "az-a" } else { "az-b" }))
+        .collect()
+}
+
+async fn az_affinity_reads_from_the_replica_in_the_clients_zone<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let replicas: Vec<u16> = cluster.nodes()[3..].iter().map(|n| n.port).collect();
+    let zone_of = zone_of(cluster);
+    {
         let config = Config::default().read_from(ReadFrom::AzAffinity("az-b".into()));
-        let mut client = support::client_with(&cluster, config).await;
+        let mut client = C::connect(cluster, config).await;
         wait_for_replicas(&mut client, 2).await;
         load(&mut client, 300).await;
         // Every replica connected (warm-up after refresh) and told its zone.
@@ -176,7 +186,7 @@ fn az_affinity_reads_from_the_replica_in_the_clients_zone() {
             let deadline = Instant::now() + Duration::from_secs(10);
             while client.server_info(&node).is_none() {
                 assert!(Instant::now() < deadline, "no handshake with {node}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                pause(Duration::from_millis(20)).await;
             }
             assert_eq!(
                 client
@@ -187,9 +197,9 @@ fn az_affinity_reads_from_the_replica_in_the_clients_zone() {
                 Some(zone_of[port])
             );
         }
-        let before = get_calls(&cluster);
+        let before = get_calls(cluster);
         read_all(&mut client, 300).await;
-        let after = get_calls(&cluster);
+        let after = get_calls(cluster);
         let mut by_zone: HashMap<&str, u64> = HashMap::new();
         for (port, calls) in &after {
             let zone = zone_of.get(port).copied().unwrap_or("primary");
@@ -199,18 +209,19 @@ fn az_affinity_reads_from_the_replica_in_the_clients_zone() {
         assert_eq!(by_zone.get("az-b").copied().unwrap_or(0), 330);
         assert_eq!(by_zone.get("az-a").copied().unwrap_or(0), 0);
         assert_eq!(by_zone.get("primary").copied().unwrap_or(0), 0);
-    });
+    }
 }
 
-#[test]
-fn a_failover_under_replica_reads_recovers() {
-    let cluster = support::cluster(3, 1);
+async fn a_failover_under_replica_reads_recovers<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
     let victim = cluster.nodes()[0].port;
-    run(async {
+    {
         let config = Config::default()
             .request_timeout(Some(Duration::from_millis(500)))
             .read_from(ReadFrom::PreferReplica(ReplicaChoice::RoundRobin));
-        let mut client = support::client_with(&cluster, config).await;
+        let mut client = C::connect(cluster, config).await;
         wait_for_replicas(&mut client, 1).await;
         load(&mut client, 100).await;
         cluster.kill_node(victim).unwrap();
@@ -240,11 +251,11 @@ fn a_failover_under_replica_reads_recovers() {
             if all_ok {
                 clean += 1;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            pause(Duration::from_millis(20)).await;
         }
         eprintln!(
             "replica reads through a failover: {errors} typed errors, recovered in {:?}",
             start.elapsed()
         );
-    });
+    }
 }

@@ -147,6 +147,19 @@ struct Entry {
     /// The handshake must be done by then.
     ready_by: Instant,
     last_used: Instant,
+    /// When it was opened (its handshake's round trip is measured from here).
+    opened: Instant,
+    /// Whether the handshake's outcome went into `Client::known`.
+    noted: bool,
+}
+
+/// What the client learned of a node from its last handshake: kept after the
+/// connection closes, for routing reads (`Nearest`, `AzAffinity`).
+#[derive(Debug, Clone)]
+struct NodeFacts {
+    zone: Option<String>,
+    /// Connect to handshake done.
+    rtt: Duration,
 }
 
 /// A Redis Cluster client that blocks the calling thread, on an io_uring instance of its
@@ -180,6 +193,8 @@ pub struct Client {
     events: Vec<Event>,
     /// Where reads go (`Config::read_from`), as in the async client.
     router: ReadRouter,
+    /// Per node, its zone and handshake round trip (see [`NodeFacts`]).
+    known: HashMap<NodeAddr, NodeFacts>,
     counters: Counters,
     /// The ring accepts submissions from the thread that created it only
     /// (`SINGLE_ISSUER`): the client stays on that thread.
@@ -236,6 +251,7 @@ impl Client {
             last_refresh: None,
             events: Vec::new(),
             router,
+            known: HashMap::new(),
             counters: Counters::default(),
             _not_send: std::marker::PhantomData,
         };
@@ -489,7 +505,35 @@ impl Client {
             self.close(token);
         }
         self.map = map;
+        if self.router.routes_reads() {
+            self.warm_up_replicas();
+        }
         Ok(())
+    }
+
+    /// Connects to every replica not connected yet and runs the handshakes together
+    /// (within `connect_timeout`): each tells its zone and round trip before the first
+    /// read is routed, so `AzAffinity` and `Nearest` choose on facts from the start. A
+    /// replica that cannot be reached is left to the router's fallback.
+    fn warm_up_replicas(&mut self) {
+        let replicas: Vec<NodeAddr> = self
+            .map
+            .shards()
+            .iter()
+            .flat_map(|s| s.replicas.iter())
+            .filter(|r| !self.nodes.contains_key(*r))
+            .cloned()
+            .collect();
+        if replicas.is_empty() {
+            return;
+        }
+        for replica in &replicas {
+            if let Err(e) = self.connection_for(replica) {
+                tracing::debug!(node = %replica, error = %e, "replica warm-up failed");
+            }
+        }
+        let deadline = deadline_after(Some(self.config.connect_timeout));
+        self.pump(deadline, &mut [], &[], None);
     }
 
     fn blocking_deadline(&self, command: &Cmd) -> Result<Option<Instant>> {
@@ -635,21 +679,27 @@ impl Client {
     }
 
     /// Where each shard's reads go for this request under `Config::read_from` (empty for
-    /// `ReadFrom::Primary`). The zone is what each node said in its handshake; this
-    /// client keeps no round-trip figures, so `Nearest` treats every node alike.
+    /// `ReadFrom::Primary`). The zone is what each node said in its handshake, the round
+    /// trip that handshake's (kept per node after its connection closes), as in the async
+    /// client.
     fn read_targets(&mut self) -> Vec<crate::plan::ReadTarget> {
         if !self.router.routes_reads() {
             return Vec::new();
         }
         let (nodes, entries) = (&self.nodes, &self.entries);
-        self.router.choose(&self.map, |node| NodeView {
-            down: false,
-            rtt: None,
-            zone: nodes
-                .get(node)
-                .and_then(|t| entries.get(*t))
-                .and_then(|e| e.conn.server_info())
-                .and_then(|i| i.availability_zone.as_deref()),
+        let known = &self.known;
+        self.router.choose(&self.map, |node| {
+            let facts = known.get(node);
+            NodeView {
+                down: false,
+                rtt: facts.map(|f| f.rtt),
+                zone: nodes
+                    .get(node)
+                    .and_then(|t| entries.get(*t))
+                    .and_then(|e| e.conn.server_info())
+                    .and_then(|i| i.availability_zone.as_deref())
+                    .or_else(|| facts.and_then(|f| f.zone.as_deref())),
+            }
         })
     }
 
@@ -904,6 +954,17 @@ impl Client {
                         continue;
                     };
                     let received = entry.conn.receive(input);
+                    if !entry.noted && entry.conn.is_ready() {
+                        entry.noted = true;
+                        let facts = NodeFacts {
+                            zone: entry
+                                .conn
+                                .server_info()
+                                .and_then(|i| i.availability_zone.clone()),
+                            rtt: entry.opened.elapsed(),
+                        };
+                        self.known.insert(entry.conn.addr().clone(), facts);
+                    }
                     for (index, value) in entry.conn.take_replies() {
                         if let Some(slot) = inbox.get_mut(index) {
                             *slot = Some(RoundReply::Value(value));
@@ -1002,6 +1063,8 @@ impl Client {
             conn,
             ready_by: saturating_later(now, config.connect_timeout),
             last_used: now,
+            opened: now,
+            noted: false,
         });
         self.nodes.insert(node.clone(), token);
         Ok(token)
