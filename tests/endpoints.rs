@@ -2,12 +2,33 @@
 //! host names (`cluster-announce-hostname` with `cluster-preferred-endpoint-type
 //! hostname`), `?` (hostname preferred but none announced: the metadata's ip is used,
 //! never the answering host), NULL (`unknown-endpoint`: the host the reply came from), and
-//! IPv6 literals.
+//! IPv6 literals. Every scenario runs on both clients.
 
 mod support;
 
-use redis_cluster_uring::{slot_for_key, NodeAddr, Pipeline, Value};
-use support::{client, run, Cluster, ClusterSpec};
+use std::thread::Scope;
+
+use redis_cluster_uring::{slot_for_key, Config, NodeAddr, Pipeline, Value};
+use support::clients::{on_both_clients, TestClient};
+use support::{Cluster, ClusterSpec};
+
+on_both_clients! {
+    // `localhost` may resolve to ::1 first, where nothing listens: the next address is
+    // tried.
+    host_names_are_resolved_trying_each_address => cluster_with(&[
+        ("cluster-preferred-endpoint-type", "hostname"),
+        ("cluster-announce-hostname", "localhost"),
+    ]);
+    question_mark_uses_the_announced_ip_not_the_answering_host => cluster_with(&[
+        ("bind", "127.0.0.1 ::1"),
+        ("cluster-announce-ip", "::1"),
+        ("cluster-preferred-endpoint-type", "hostname"),
+    ]);
+    null_endpoint_means_the_host_that_answered =>
+        cluster_with(&[("cluster-preferred-endpoint-type", "unknown-endpoint")]);
+    ipv6_literals_work_end_to_end =>
+        cluster_with(&[("bind", "127.0.0.1 ::1"), ("cluster-announce-ip", "::1")]);
+}
 
 fn cluster_with(settings: &[(&str, &str)]) -> Cluster {
     Cluster::start(ClusterSpec {
@@ -21,8 +42,8 @@ fn cluster_with(settings: &[(&str, &str)]) -> Cluster {
 }
 
 /// Writes and reads keys on every node; returns the hosts the client's map names.
-async fn exercise(cluster: &Cluster) -> Vec<String> {
-    let client = client(cluster).await;
+async fn exercise<C: TestClient>(cluster: &Cluster) -> Vec<String> {
+    let mut client = C::connect(cluster, Config::default()).await;
     let mut pipe = Pipeline::new();
     for i in 0..300 {
         pipe.set(format!("ep:{i}"), i).get(format!("ep:{i}"));
@@ -43,61 +64,43 @@ async fn exercise(cluster: &Cluster) -> Vec<String> {
     hosts
 }
 
-#[test]
-fn host_names_are_resolved_off_the_loop_trying_each_address() {
-    // `localhost` may resolve to ::1 first, where nothing listens: the next address is
-    // tried.
-    let cluster = cluster_with(&[
-        ("cluster-preferred-endpoint-type", "hostname"),
-        ("cluster-announce-hostname", "localhost"),
-    ]);
-    run(async {
-        assert_eq!(exercise(&cluster).await, vec!["localhost".to_string()]);
-    });
+/// The async client resolves names off its event loop (a blocking lookup would stall
+/// every caller); the blocking client resolves them in line.
+async fn host_names_are_resolved_trying_each_address<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    assert_eq!(exercise::<C>(cluster).await, vec!["localhost".to_string()]);
 }
 
-#[test]
-fn question_mark_uses_the_announced_ip_not_the_answering_host() {
-    let cluster = cluster_with(&[
-        ("bind", "127.0.0.1 ::1"),
-        ("cluster-announce-ip", "::1"),
-        ("cluster-preferred-endpoint-type", "hostname"),
-    ]);
-    run(async {
-        // The seeds are 127.0.0.1; the nodes' own ip is ::1: the map must say ::1.
-        assert_eq!(exercise(&cluster).await, vec!["::1".to_string()]);
-    });
+async fn question_mark_uses_the_announced_ip_not_the_answering_host<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    // The seeds are 127.0.0.1; the nodes' own ip is ::1: the map must say ::1.
+    assert_eq!(exercise::<C>(cluster).await, vec!["::1".to_string()]);
 }
 
-#[test]
-fn null_endpoint_means_the_host_that_answered() {
-    let cluster = cluster_with(&[("cluster-preferred-endpoint-type", "unknown-endpoint")]);
-    run(async {
-        assert_eq!(exercise(&cluster).await, vec!["127.0.0.1".to_string()]);
-    });
+async fn null_endpoint_means_the_host_that_answered<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    assert_eq!(exercise::<C>(cluster).await, vec!["127.0.0.1".to_string()]);
 }
 
-#[test]
-fn ipv6_literals_work_end_to_end() {
-    let cluster = cluster_with(&[("bind", "127.0.0.1 ::1"), ("cluster-announce-ip", "::1")]);
-    run(async {
-        assert_eq!(exercise(&cluster).await, vec!["::1".to_string()]);
-        // A redirect in the `::1:port` form is followed too.
-        let client = support::client(&cluster).await;
-        let slot = slot_for_key(b"ep:0");
-        let owner = client.slot_map().node_for(slot).cloned().unwrap();
-        assert_eq!(owner.host, "::1");
-        let other = client
-            .slot_map()
-            .primaries()
-            .find(|p| **p != owner)
-            .cloned()
-            .unwrap();
-        let e = client
-            .query_node::<Value>(&other, redis_cluster_uring::cmd("GET").arg("ep:0"))
-            .await
-            .unwrap_err();
-        let (_, target) = e.redirect_target().unwrap();
-        assert_eq!(NodeAddr::parse(target), Some(owner));
-    });
+async fn ipv6_literals_work_end_to_end<C: TestClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
+    assert_eq!(exercise::<C>(cluster).await, vec!["::1".to_string()]);
+    // A redirect in the `::1:port` form is followed too.
+    let mut client = C::connect(cluster, Config::default()).await;
+    let slot = slot_for_key(b"ep:0");
+    let map = client.slot_map();
+    let owner = map.node_for(slot).cloned().unwrap();
+    assert_eq!(owner.host, "::1");
+    let other = map.primaries().find(|p| **p != owner).cloned().unwrap();
+    let e = client
+        .query_node::<Value>(&other, redis_cluster_uring::cmd("GET").arg("ep:0"))
+        .await
+        .unwrap_err();
+    let (_, target) = e.redirect_target().unwrap();
+    assert_eq!(NodeAddr::parse(target), Some(owner));
 }
