@@ -86,3 +86,21 @@ fn typed_helpers_run_the_same_commands_and_conversions() {
         .expect("EVAL loaded the script on its node");
     assert_eq!(by_digest, 11);
 }
+
+/// Timeouts as large as a caller can write saturate instead of overflowing (the async
+/// client's twin is in `tests/integrity.rs`, beside its shutdown).
+#[test]
+fn huge_timeouts_do_not_panic() {
+    let cluster = cluster(3, 0);
+    let config = Config::default()
+        .request_timeout(Some(std::time::Duration::MAX))
+        .connect_timeout(std::time::Duration::MAX);
+    let mut client = connect_blocking(&cluster, config);
+    client.set("big", 1).unwrap();
+    let popped: Option<Vec<String>> = client
+        .query(redis_cluster_uring::cmd("BLPOP").arg("big-list").arg("0.05"))
+        .unwrap();
+    assert_eq!(popped, None);
+    let n: i64 = client.get("big").unwrap();
+    assert_eq!(n, 1);
+}

@@ -9,14 +9,22 @@ mod support;
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::thread::Scope;
 use std::time::Duration;
 
 use redis_cluster_uring::config::PushHandler;
 use redis_cluster_uring::{
-    cmd, slot_for_key, Client, Cmd, Config, ErrorKind, NodeAddr, Pipeline, Value,
+    cmd, commands, slot_for_key, Client, Cmd, Config, ErrorKind, NodeAddr, Pipeline, SlotMap, Value,
 };
+use support::clients::{on_both_clients, TestClient};
 use support::push_proxy::PushProxies;
-use support::{client, client_with, cluster, run, Cluster, ClusterSpec};
+use support::{client_with, cluster, run, Cluster, ClusterSpec};
+
+on_both_clients! {
+    refused_commands_send_nothing_and_name_the_way(3, 0);
+    multi_node_commands_run_per_named_node(3, 0);
+    a_multi_node_command_with_a_dead_node_says_which(3, 0);
+}
 
 /// A 3-master cluster whose nodes announce proxies that inject a RESP3 push frame before
 /// every `every`-th reply on every connection.
@@ -37,13 +45,8 @@ fn keys_on(client: &Client, node: &NodeAddr, prefix: &str, n: usize) -> Vec<Stri
     support::names_on(client, node, n, |i| format!("{prefix}:{i}"))
 }
 
-fn primaries(client: &Client) -> Vec<NodeAddr> {
-    client
-        .slot_map()
-        .shards()
-        .iter()
-        .map(|s| s.primary.clone())
-        .collect()
+fn primaries(map: &SlotMap) -> Vec<NodeAddr> {
+    map.shards().iter().map(|s| s.primary.clone()).collect()
 }
 
 /// Commands the shared connection must never carry, with the error kind each gets.
@@ -87,7 +90,7 @@ fn every_class_on_one_shared_client_leaves_every_reply_in_place() {
             }
         }));
         let client = client_with(&cluster, config).await;
-        let nodes = primaries(&client);
+        let nodes = primaries(&client.slot_map());
         assert_eq!(nodes.len(), 3);
         // The blocked command's node, and keys of that node for the traffic beside it.
         let queue = keys_on(&client, &nodes[0], "queue", 1).remove(0);
@@ -223,120 +226,118 @@ fn every_class_on_one_shared_client_leaves_every_reply_in_place() {
     });
 }
 
-#[test]
-fn refused_commands_send_nothing_and_name_the_way() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        client.set("warm", 1).await.unwrap();
-        let before = client.stats().writes;
-        for (command, kind) in refused_commands() {
-            let e = client.query::<Value>(command).await.unwrap_err();
-            assert_eq!(e.kind(), kind);
-            assert!(!e.detail().is_empty());
-        }
-        let e = client.query::<Value>(cmd("MULTI")).await.unwrap_err();
-        assert!(e.detail().contains("Pipeline::atomic"), "{e}");
-        let e = client.query::<Value>(cmd("SCAN").arg(0)).await.unwrap_err();
-        assert!(e.detail().contains("Client::scan"), "{e}");
-        // Nothing was written for any of them.
-        assert_eq!(client.stats().writes, before);
-        // A named node refuses what would break its shared connection too.
-        let node = primaries(&client).remove(0);
-        for command in [cmd("MULTI"), cmd("SUBSCRIBE").arg("a"), Cmd::new()] {
-            assert!(client.query_node::<Value>(&node, command).await.is_err());
-        }
-        assert_eq!(client.stats().writes, before);
-    });
+async fn refused_commands_send_nothing_and_name_the_way<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    client.query::<()>(commands::set("warm", 1)).await.unwrap();
+    let before = client.stats().writes;
+    for (command, kind) in refused_commands() {
+        let e = client.query::<Value>(command).await.unwrap_err();
+        assert_eq!(e.kind(), kind);
+        assert!(!e.detail().is_empty());
+    }
+    let e = client.query::<Value>(cmd("MULTI")).await.unwrap_err();
+    assert!(e.detail().contains("Pipeline::atomic"), "{e}");
+    let e = client.query::<Value>(cmd("SCAN").arg(0)).await.unwrap_err();
+    assert!(e.detail().contains("Client::scan"), "{e}");
+    // Nothing was written for any of them.
+    assert_eq!(client.stats().writes, before);
+    // A named node refuses what would break its shared connection too.
+    let node = primaries(&client.slot_map()).remove(0);
+    for command in [cmd("MULTI"), cmd("SUBSCRIBE").arg("a"), Cmd::new()] {
+        assert!(client.query_node::<Value>(&node, command).await.is_err());
+    }
+    assert_eq!(client.stats().writes, before);
 }
 
-#[test]
-fn multi_node_commands_run_per_named_node() {
-    let cluster = cluster(3, 0);
-    run(async {
-        let client = client(&cluster).await;
-        let mut pipe = Pipeline::new();
-        for i in 0..300 {
-            pipe.set(format!("count:{i}"), i);
-        }
-        client.query_pipeline::<()>(&pipe).await.unwrap();
-        let mut total = 0;
-        for node in primaries(&client) {
-            let n: i64 = client.query_node(&node, cmd("DBSIZE")).await.unwrap();
-            assert!(n > 0, "{node} has some of the keys");
-            total += n;
-        }
-        assert_eq!(total, 300);
-        client.ping().await.unwrap();
+async fn multi_node_commands_run_per_named_node<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let mut client = C::connect(cluster, Config::default()).await;
+    let mut pipe = Pipeline::new();
+    for i in 0..300 {
+        pipe.set(format!("count:{i}"), i);
+    }
+    client.query_pipeline::<()>(&pipe).await.unwrap();
+    let mut total = 0;
+    for node in primaries(&client.slot_map()) {
+        let n: i64 = client.query_node(&node, cmd("DBSIZE")).await.unwrap();
+        assert!(n > 0, "{node} has some of the keys");
+        total += n;
+    }
+    assert_eq!(total, 300);
+    client.query::<()>(cmd("PING")).await.unwrap();
 
-        // The same through the fan-out: every primary, merged by policy, in a pipeline
-        // beside single-key commands and a cross-slot MGET.
-        let mut pipe = Pipeline::new();
-        pipe.add(cmd("DBSIZE"))
-            .get("count:1")
-            .add(cmd("KEYS").arg("count:1?"))
-            .add(cmd("MGET").arg("count:1").arg("count:2"))
-            .add(cmd("PING"))
-            .add(cmd("SCRIPT").arg("LOAD").arg("return 1"))
-            .add(cmd("RANDOMKEY"));
-        let replies = client.execute(&pipe).await.unwrap();
-        assert_eq!(replies[0].as_ref().unwrap(), &Value::Int(300));
-        assert_eq!(replies[1].as_ref().unwrap(), &Value::Bulk("1".into()));
-        match replies[2].as_ref().unwrap() {
-            Value::Array(keys) => assert_eq!(keys.len(), 10, "count:10..count:19 on all nodes"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            replies[3].as_ref().unwrap(),
-            &Value::Array(vec![Value::Bulk("1".into()), Value::Bulk("2".into())])
-        );
-        assert_eq!(
-            replies[4].as_ref().unwrap(),
-            &Value::SimpleString("PONG".into())
-        );
-        assert!(matches!(replies[5].as_ref().unwrap(), Value::Bulk(sha) if sha.len() == 40));
-        assert!(matches!(replies[6].as_ref().unwrap(), Value::Bulk(_)));
-        let dbsize: i64 = client.query(cmd("DBSIZE")).await.unwrap();
-        assert_eq!(dbsize, 300);
-        client.query::<()>(cmd("FLUSHALL")).await.unwrap();
-        assert_eq!(
-            client.query::<i64>(cmd("DBSIZE")).await.unwrap(),
-            0,
-            "every shard emptied"
-        );
+    // The same through the fan-out: every primary, merged by policy, in a pipeline
+    // beside single-key commands and a cross-slot MGET.
+    let mut pipe = Pipeline::new();
+    pipe.add(cmd("DBSIZE"))
+        .get("count:1")
+        .add(cmd("KEYS").arg("count:1?"))
+        .add(cmd("MGET").arg("count:1").arg("count:2"))
+        .add(cmd("PING"))
+        .add(cmd("SCRIPT").arg("LOAD").arg("return 1"))
+        .add(cmd("RANDOMKEY"));
+    let replies = client.execute(&pipe).await.unwrap();
+    assert_eq!(replies[0].as_ref().unwrap(), &Value::Int(300));
+    assert_eq!(replies[1].as_ref().unwrap(), &Value::Bulk("1".into()));
+    match replies[2].as_ref().unwrap() {
+        Value::Array(keys) => assert_eq!(keys.len(), 10, "count:10..count:19 on all nodes"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        replies[3].as_ref().unwrap(),
+        &Value::Array(vec![Value::Bulk("1".into()), Value::Bulk("2".into())])
+    );
+    assert_eq!(
+        replies[4].as_ref().unwrap(),
+        &Value::SimpleString("PONG".into())
+    );
+    assert!(matches!(replies[5].as_ref().unwrap(), Value::Bulk(sha) if sha.len() == 40));
+    assert!(matches!(replies[6].as_ref().unwrap(), Value::Bulk(_)));
+    let dbsize: i64 = client.query(cmd("DBSIZE")).await.unwrap();
+    assert_eq!(dbsize, 300);
+    client.query::<()>(cmd("FLUSHALL")).await.unwrap();
+    assert_eq!(
+        client.query::<i64>(cmd("DBSIZE")).await.unwrap(),
+        0,
+        "every shard emptied"
+    );
 
-        // A key asked of a node that does not own it: MOVED comes back typed, with its
-        // slot and target, and is not followed.
-        let owner = client
-            .slot_map()
-            .node_for(slot_for_key(b"count:0"))
-            .cloned()
-            .unwrap();
-        let other = primaries(&client)
-            .into_iter()
-            .find(|n| *n != owner)
-            .unwrap();
-        let e = client
-            .query_node::<Value>(&other, cmd("GET").arg("count:0"))
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Moved);
-        let (slot, addr) = e.redirect_target().unwrap();
-        assert_eq!(slot, slot_for_key(b"count:0"));
-        assert_eq!(addr, owner.to_string());
+    // A key asked of a node that does not own it: MOVED comes back typed, with its
+    // slot and target, and is not followed.
+    let owner = client
+        .slot_map()
+        .node_for(slot_for_key(b"count:0"))
+        .cloned()
+        .unwrap();
+    let other = primaries(&client.slot_map())
+        .into_iter()
+        .find(|n| *n != owner)
+        .unwrap();
+    let e = client
+        .query_node::<Value>(&other, cmd("GET").arg("count:0"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Moved);
+    let (slot, addr) = e.redirect_target().unwrap();
+    assert_eq!(slot, slot_for_key(b"count:0"));
+    assert_eq!(addr, owner.to_string());
 
-        // WAIT waits for the writes of the shared connection: bounded only.
-        let n: i64 = client
-            .query_node(&owner, cmd("WAIT").arg(0).arg(100))
-            .await
-            .unwrap();
-        assert_eq!(n, 0, "no replicas in this cluster");
-        let e = client
-            .query_node::<Value>(&owner, cmd("WAIT").arg(1).arg(0))
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
-    });
+    // WAIT waits for the writes of the shared connection: bounded only.
+    let n: i64 = client
+        .query_node(&owner, cmd("WAIT").arg(0).arg(100))
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "no replicas in this cluster");
+    let e = client
+        .query_node::<Value>(&owner, cmd("WAIT").arg(1).arg(0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
 }
 
 #[test]
@@ -463,57 +464,59 @@ fn huge_timeouts_do_not_panic() {
     });
 }
 
-#[test]
-fn a_multi_node_command_with_a_dead_node_says_which() {
-    let cluster = cluster(3, 0);
+async fn a_multi_node_command_with_a_dead_node_says_which<C: TestClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
     let dead = cluster.nodes()[0].port;
-    run(async {
-        let config = Config::default()
-            .max_retries(1)
-            .request_timeout(Some(Duration::from_secs(2)));
-        let client = client_with(&cluster, config).await;
-        let mut pipe = Pipeline::new();
-        for i in 0..90 {
-            pipe.set(format!("fan:{i}"), i);
+    let config = Config::default()
+        .max_retries(1)
+        .request_timeout(Some(Duration::from_secs(2)));
+    let mut client = C::connect(cluster, config).await;
+    let mut pipe = Pipeline::new();
+    for i in 0..90 {
+        pipe.set(format!("fan:{i}"), i);
+    }
+    client.query_pipeline::<()>(&pipe).await.unwrap();
+    cluster.kill_node(dead).unwrap();
+    let e = client.query::<i64>(cmd("DBSIZE")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PartialFailure, "{e}");
+    let outcomes = e.node_outcomes().expect("every node's outcome");
+    assert_eq!(outcomes.len(), 3);
+    for (node, outcome) in outcomes {
+        if node.port == dead {
+            assert!(outcome.is_err(), "{node}: {outcome:?}");
+        } else {
+            assert!(
+                matches!(outcome, Ok(Value::Int(n)) if *n > 0),
+                "{node}: {outcome:?}"
+            );
         }
-        client.query_pipeline::<()>(&pipe).await.unwrap();
-        cluster.kill_node(dead).unwrap();
-        let e = client.query::<i64>(cmd("DBSIZE")).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::PartialFailure, "{e}");
-        let outcomes = e.node_outcomes().expect("every node's outcome");
-        assert_eq!(outcomes.len(), 3);
-        for (node, outcome) in outcomes {
-            if node.port == dead {
-                assert!(outcome.is_err(), "{node}: {outcome:?}");
-            } else {
-                assert!(
-                    matches!(outcome, Ok(Value::Int(n)) if *n > 0),
-                    "{node}: {outcome:?}"
-                );
-            }
+    }
+    assert!(
+        e.detail().contains(&format!(":{dead}")),
+        "names the node: {e}"
+    );
+    assert_eq!(
+        client.query::<()>(cmd("PING")).await.unwrap_err().kind(),
+        ErrorKind::PartialFailure
+    );
+    // The other nodes' connections are unaffected.
+    let mut alive = 0;
+    for i in 0..90 {
+        let key = format!("fan:{i}");
+        let owner = client
+            .slot_map()
+            .node_for(slot_for_key(key.as_bytes()))
+            .cloned()
+            .unwrap();
+        if owner.port != dead {
+            assert_eq!(
+                client.query::<i64>(commands::get(&key)).await.unwrap(),
+                i as i64
+            );
+            alive += 1;
         }
-        assert!(
-            e.detail().contains(&format!(":{dead}")),
-            "names the node: {e}"
-        );
-        assert_eq!(
-            client.ping().await.unwrap_err().kind(),
-            ErrorKind::PartialFailure
-        );
-        // The other nodes' connections are unaffected.
-        let mut alive = 0;
-        for i in 0..90 {
-            let key = format!("fan:{i}");
-            let owner = client
-                .slot_map()
-                .node_for(slot_for_key(key.as_bytes()))
-                .cloned()
-                .unwrap();
-            if owner.port != dead {
-                assert_eq!(client.get::<_, i64>(&key).await.unwrap(), i as i64);
-                alive += 1;
-            }
-        }
-        assert!(alive > 0);
-    });
+    }
+    assert!(alive > 0);
 }
