@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::cmd::Cmd;
+use crate::cmd::{cmd, Cmd, ToArg};
 use crate::command_table::{command_class, CommandClass};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reply::server_error;
@@ -42,7 +42,7 @@ use crate::round::{
     RoundReply,
 };
 use crate::route::{route_command, Route};
-use crate::slot::Slot;
+use crate::slot::{slot_for_key, Slot};
 use crate::topology::{NodeAddr, SlotMap};
 
 /// The one slot of a transaction's commands, checked before anything is sent.
@@ -109,6 +109,91 @@ pub fn transaction_slot(cmds: &[Cmd]) -> Result<Slot> {
     })
 }
 
+/// The `WATCH` of a session on `keys`, and their one slot (the session's node is its
+/// owner). Fails with [`ErrorKind::InvalidCommand`] without keys and
+/// [`ErrorKind::CrossSlot`] when they span slots.
+///
+/// ```
+/// use redis_cluster_uring::{slot_for_key, transaction::watch_command, ErrorKind};
+/// let (watch, slot) = watch_command(&["{acct}a", "{acct}b"]).unwrap();
+/// assert_eq!((watch.len(), slot), (3, slot_for_key(b"acct")));
+/// assert_eq!(watch_command(&["a", "b"]).unwrap_err().kind(), ErrorKind::CrossSlot);
+/// ```
+pub fn watch_command<K: ToArg>(keys: &[K]) -> Result<(Cmd, Slot)> {
+    let mut watch = cmd("WATCH");
+    for k in keys {
+        watch.push_arg(k);
+    }
+    let slot = match watch.arg_at(1) {
+        Some(first) => slot_for_key(first),
+        None => {
+            return Err(Error::new(
+                ErrorKind::InvalidCommand,
+                "a transaction needs at least one key to watch",
+            ))
+        }
+    };
+    if let Some(other) = (2..watch.len())
+        .filter_map(|i| watch.arg_at(i))
+        .map(slot_for_key)
+        .find(|s| *s != slot)
+    {
+        return Err(Error::new(
+            ErrorKind::CrossSlot,
+            format!("watched keys must share one slot ({slot} and {other}); use a hash tag"),
+        ));
+    }
+    Ok((watch, slot))
+}
+
+/// Checks that the transaction a `WATCH` session's closure returned runs in the watched
+/// slot (its node holds the watches): [`transaction_slot`]'s refusals, or
+/// [`ErrorKind::CrossSlot`] for another slot.
+pub fn check_watched_transaction(cmds: &[Cmd], watched: Slot) -> Result<()> {
+    let slot = transaction_slot(cmds)?;
+    if slot == watched {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::CrossSlot,
+            format!("the transaction's slot {slot} is not the watched keys' slot {watched}"),
+        ))
+    }
+}
+
+/// A `WATCH` session found its slot moved (`moved`: the `MOVED`/`ASK` error, from `node`)
+/// and starts again: counts the redirect against `max_redirects` (then
+/// [`ErrorKind::RedirectLimit`]), and returns the slot's new owner for a `MOVED` (its
+/// empty host filled with `node`'s, as the spec says), `None` for an `ASK` (a migration
+/// under way: the caller pauses, then asks the map again).
+pub(crate) fn session_redirect(
+    redirects: &mut u32,
+    max_redirects: u32,
+    moved: &Error,
+    node: &NodeAddr,
+) -> Result<Option<(Slot, NodeAddr)>> {
+    *redirects += 1;
+    if *redirects > max_redirects {
+        return Err(Error::new(
+            ErrorKind::RedirectLimit,
+            format!(
+                "WATCH session gave up after {} redirects: {moved}",
+                *redirects - 1
+            ),
+        ));
+    }
+    if moved.kind() != ErrorKind::Moved {
+        return Ok(None);
+    }
+    Ok(moved.redirect_target().and_then(|(slot, to)| {
+        let mut to = NodeAddr::parse(to)?;
+        if to.host.is_empty() {
+            to.host = node.host.clone();
+        }
+        Some((slot, to))
+    }))
+}
+
 /// `[ASKING] MULTI <cmds> EXEC` in one buffer.
 pub fn encode_transaction(cmds: &[Cmd], asking: bool) -> BytesMut {
     const ASKING: &[&[u8]] = &[b"ASKING"];
@@ -140,6 +225,14 @@ pub enum TxOutcome {
     Done(Vec<Result<Value>>),
     /// `EXEC` answered nil: a watched key changed and nothing ran.
     Conflict,
+    /// A [pinned](TxRound::pinned) transaction (a `WATCH` session's) was refused for now
+    /// (`TRYAGAIN`, `CLUSTERDOWN`, ...) and nothing ran. Resending it would run it without
+    /// the watches (the server drops them at every `EXEC`, aborted or not), so the
+    /// session starts its attempt again, `WATCH` first, after `pause`.
+    Unwatched {
+        /// The backoff before the next attempt.
+        pause: Duration,
+    },
 }
 
 /// What the driver does next with a transaction.
@@ -476,13 +569,19 @@ impl TxRound {
         }
         self.retries += 1;
         self.effects.push(Effect::Retrying);
-        // The map may have changed meanwhile: go where it says.
-        self.target = None;
-        self.pause = Some(backoff(
+        let pause = backoff(
             self.retries,
             self.limits.retry_base_delay,
             self.limits.retry_max_delay,
-        ));
+        );
+        if self.pinned.is_some() {
+            // The attempt's EXEC (or the lost connection) took the watches with it.
+            self.outcome = Some(Ok(TxOutcome::Unwatched { pause }));
+            return;
+        }
+        // The map may have changed meanwhile: go where it says.
+        self.target = None;
+        self.pause = Some(pause);
     }
 
     fn fail(&mut self, error: Error) {
@@ -894,6 +993,92 @@ mod tests {
             e.redirect_target().map(|(_, to)| to),
             Some("127.0.0.1:7001")
         );
+    }
+
+    /// Every `EXEC` drops the connection's watches, aborted or not: a `WATCH` session's
+    /// transaction refused for now must come back to the session (which watches again),
+    /// never be resent by the round itself, where it would run unguarded.
+    #[test]
+    fn a_pinned_transaction_refused_for_now_is_never_resent_without_its_watches() {
+        let refusals = [
+            // Queue time: TRYAGAIN on a command, EXECABORT at EXEC.
+            vec![
+                status("OK"),
+                error("TRYAGAIN Multiple keys request during rehashing of slot"),
+                status("QUEUED"),
+                error("EXECABORT Transaction discarded because of previous errors."),
+            ],
+            // EXEC itself refused.
+            vec![
+                status("OK"),
+                status("QUEUED"),
+                status("QUEUED"),
+                error("CLUSTERDOWN The cluster is down"),
+            ],
+        ];
+        for replies in refusals {
+            let mut tx = TxRound::new(&cmds(), limits(), None).unwrap().pinned(a());
+            let (node, _, _) = send(&mut tx);
+            tx.judge(&node, replies);
+            assert!(matches!(
+                tx.next(Instant::now(), &cmds(), &map()),
+                TxNext::Done
+            ));
+            match tx.finish() {
+                Ok(TxOutcome::Unwatched { pause }) => assert!(pause >= Duration::from_millis(10)),
+                other => panic!("expected the session to start again, got {other:?}"),
+            }
+        }
+        // Unpinned, the same refusal is retried by the round itself (no watch to lose).
+        let mut tx = TxRound::new(&cmds(), limits(), None).unwrap();
+        let (node, _, _) = send(&mut tx);
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                status("QUEUED"),
+                status("QUEUED"),
+                error("CLUSTERDOWN The cluster is down"),
+            ],
+        );
+        assert!(matches!(
+            tx.next(Instant::now(), &cmds(), &map()),
+            TxNext::WaitUntil(_)
+        ));
+    }
+
+    #[test]
+    fn watch_sessions_check_their_slot_and_count_their_redirects() {
+        let (watch, slot) = watch_command(&["{t}x", "{t}y"]).unwrap();
+        assert_eq!(watch.name(), b"WATCH");
+        assert_eq!(watch.len(), 3);
+        assert!(check_watched_transaction(&cmds(), slot).is_ok());
+        let other = [cmd("INCR").arg("elsewhere")];
+        assert_eq!(
+            check_watched_transaction(&other, slot).unwrap_err().kind(),
+            ErrorKind::CrossSlot
+        );
+        let no_keys: [&str; 0] = [];
+        assert_eq!(
+            watch_command(&no_keys).unwrap_err().kind(),
+            ErrorKind::InvalidCommand
+        );
+
+        let node = a();
+        let mut redirects = 0;
+        let moved = Error::redirect(ErrorKind::Moved, Slot::new(5).unwrap(), ":7001");
+        assert_eq!(
+            session_redirect(&mut redirects, 2, &moved, &node).unwrap(),
+            Some((Slot::new(5).unwrap(), NodeAddr::new("127.0.0.1", 7001))),
+            "an empty host is the answering node's"
+        );
+        let ask = Error::redirect(ErrorKind::Ask, Slot::new(5).unwrap(), "127.0.0.1:7001");
+        assert_eq!(
+            session_redirect(&mut redirects, 2, &ask, &node).unwrap(),
+            None
+        );
+        let e = session_redirect(&mut redirects, 2, &moved, &node).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RedirectLimit);
     }
 
     #[test]

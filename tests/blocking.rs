@@ -98,7 +98,11 @@ fn huge_timeouts_do_not_panic() {
     let mut client = connect_blocking(&cluster, config);
     client.set("big", 1).unwrap();
     let popped: Option<Vec<String>> = client
-        .query(redis_cluster_uring::cmd("BLPOP").arg("big-list").arg("0.05"))
+        .query(
+            redis_cluster_uring::cmd("BLPOP")
+                .arg("big-list")
+                .arg("0.05"),
+        )
         .unwrap();
     assert_eq!(popped, None);
     let n: i64 = client.get("big").unwrap();

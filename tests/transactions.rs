@@ -312,3 +312,175 @@ async fn transactions_keep_committing_during_live_migrations<'s, C: TestClient>(
     );
     assert_eq!((a, b), (committed, committed));
 }
+
+/// `WATCH` on the blocking client (its closure is synchronous, so this is its own test;
+/// the async client's twin is above): a conflict runs the attempt again, an empty
+/// transaction ends the session, a conflict every time is typed, keys in two slots are
+/// refused, and no watch outlives its session (an atomic pipeline on the same connection
+/// afterwards commits).
+#[test]
+fn watch_on_the_blocking_client_retries_on_conflict_and_leaves_no_watch_behind() {
+    let cluster = cluster(3, 0);
+    let mut client = support::clients::connect_blocking(&cluster, Config::default());
+    let mut other = support::clients::connect_blocking(&cluster, Config::default());
+    client.set("{w}balance", 100).unwrap();
+    let mut attempts = 0;
+    let results = client
+        .transaction(&["{w}balance"], |conn| {
+            attempts += 1;
+            let balance: i64 = conn.query(cmd("GET").arg("{w}balance"))?;
+            if attempts == 1 {
+                // Another writer changes the key between our read and EXEC.
+                other.incr("{w}balance", 1)?;
+            }
+            let mut tx = Pipeline::new();
+            tx.add(cmd("SET").arg("{w}balance").arg(balance - 10));
+            tx.add(cmd("INCRBY").arg("{w}spent").arg(10));
+            Ok(tx)
+        })
+        .unwrap();
+    assert_eq!(attempts, 2, "one conflict, then a commit");
+    assert_eq!(results[1].as_ref().unwrap(), &Value::Int(10));
+    let balance: i64 = client.get("{w}balance").unwrap();
+    assert_eq!(
+        balance, 91,
+        "the second attempt read the other writer's value"
+    );
+
+    // An empty transaction ends the session (UNWATCH): a later change by another client
+    // does not abort the next plain transaction on the same connection.
+    let none = client
+        .transaction(&["{w}balance"], |_| Ok(Pipeline::new()))
+        .unwrap();
+    assert!(none.is_empty());
+    other.incr("{w}balance", 1).unwrap();
+    let mut tx = Pipeline::new();
+    tx.atomic().add(cmd("INCR").arg("{w}balance"));
+    let r = client.execute(&tx).unwrap();
+    assert_eq!(r[0].as_ref().unwrap(), &Value::Int(93));
+
+    // A closure error ends the session too, and its watches with it.
+    let e = client
+        .transaction(&["{w}balance"], |_| {
+            Err(redis_cluster_uring::Error::new(
+                ErrorKind::Config,
+                "changed my mind",
+            ))
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    other.incr("{w}balance", 1).unwrap();
+    let r = client.execute(&tx).unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap(),
+        &Value::Int(95),
+        "no stale watch aborted it"
+    );
+
+    // Conflicts every time: a typed error after the configured attempts.
+    let config = Config {
+        max_watch_attempts: 3,
+        ..Config::default()
+    };
+    let mut client = support::clients::connect_blocking(&cluster, config);
+    let mut attempts = 0;
+    let e = client
+        .transaction(&["{w}balance"], |conn| {
+            attempts += 1;
+            let _: i64 = conn.query(cmd("GET").arg("{w}balance"))?;
+            other.incr("{w}balance", 1)?;
+            let mut tx = Pipeline::new();
+            tx.add(cmd("INCR").arg("{w}balance"));
+            Ok(tx)
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WatchConflict);
+    assert_eq!(attempts, 3);
+
+    // Watched keys of two slots, or a transaction outside the watched slot.
+    let e = client
+        .transaction(&["a", "b"], |_| Ok(Pipeline::new()))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CrossSlot);
+    let e = client
+        .transaction(&["{w}balance"], |_| {
+            let mut tx = Pipeline::new();
+            tx.set("elsewhere", 1);
+            Ok(tx)
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CrossSlot);
+    // Inside the session, only regular commands.
+    let e = client
+        .transaction(&["{w}balance"], |conn| {
+            conn.query::<()>(cmd("MULTI"))?;
+            Ok(Pipeline::new())
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+}
+
+/// The connection holding a blocking client's watches is killed during the session: the
+/// transaction is not sent on a fresh connection (it would run unguarded), the error is
+/// typed and nothing ran; the client serves again afterwards.
+#[test]
+fn a_blocking_watch_session_whose_connection_is_lost_runs_nothing() {
+    let cluster = cluster(3, 0);
+    let mut client = support::clients::connect_blocking(&cluster, Config::default());
+    client.set("{lost}n", 1).unwrap();
+    let port = cluster.master_for_slot(slot_for_key(b"lost").get());
+    let e = client
+        .transaction(&["{lost}n"], |conn| {
+            let _: i64 = conn.query(cmd("GET").arg("{lost}n"))?;
+            cluster
+                .run(port, &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+                .unwrap();
+            // This read finds the connection closed; a careless closure ignores that and
+            // returns its transaction anyway.
+            assert!(conn.query::<i64>(cmd("GET").arg("{lost}n")).is_err());
+            let mut tx = Pipeline::new();
+            tx.add(cmd("INCR").arg("{lost}n"));
+            Ok(tx)
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.detail().contains("watches"), "{e}");
+    let n: i64 = client.get("{lost}n").unwrap();
+    assert_eq!(n, 1, "the transaction did not run");
+}
+
+/// The watched slot moves to another node between `WATCH` and `EXEC`: the attempt starts
+/// again on the new owner and commits once.
+#[test]
+fn a_blocking_watch_session_follows_its_slot_to_the_new_owner() {
+    let cluster = cluster(3, 0);
+    let mut client = support::clients::connect_blocking(&cluster, Config::default());
+    client.set("{mv}n", 1).unwrap();
+    let slot = slot_for_key(b"mv").get();
+    let from = cluster.master_for_slot(slot);
+    let to = cluster.other_master(from);
+    let mut attempts = 0;
+    let r = client
+        .transaction(&["{mv}n"], |conn| {
+            attempts += 1;
+            let n: i64 = conn.query(cmd("GET").arg("{mv}n"))?;
+            if attempts == 1 {
+                cluster.migrate_slot(slot, from, to).unwrap();
+            }
+            let mut tx = Pipeline::new();
+            tx.add(cmd("SET").arg("{mv}n").arg(n + 1));
+            Ok(tx)
+        })
+        .unwrap();
+    assert!(r[0].is_ok());
+    assert_eq!(attempts, 2, "once on the old owner, once on the new");
+    assert_eq!(
+        client
+            .slot_map()
+            .node_for(slot_for_key(b"mv"))
+            .map(|n| n.port),
+        Some(to)
+    );
+    let n: i64 = client.get("{mv}n").unwrap();
+    assert_eq!(n, 2);
+}

@@ -34,7 +34,9 @@
 //! - `conn.rs`: one connection's TLS, handshake and reply FIFO, with no I/O;
 //! - `ring.rs`: the io_uring backend (all of this client's `unsafe`);
 //! - `poll.rs`: the `poll(2)` backend;
-//! - `scan.rs`: the cluster SCAN driver (the decisions are `crate::scan`'s).
+//! - `scan.rs`: the cluster SCAN driver (the decisions are `crate::scan`'s);
+//! - `transaction.rs`: atomic pipelines and `WATCH` sessions (the decisions are
+//!   `crate::transaction`'s).
 //!
 //! # Timeouts
 //! A connection that gives up on a reply is closed (its late replies could not be matched
@@ -46,6 +48,7 @@ mod conn;
 mod poll;
 mod ring;
 mod scan;
+mod transaction;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -75,11 +78,11 @@ use crate::stats::{Counters, Stats};
 
 use crate::tls::{TlsConfig, TlsLayer};
 use crate::topology::{choose_view, NodeAddr, SlotMap};
-use crate::transaction::{TxNext, TxOutcome, TxRound};
 
 use conn::{Conn, Output};
 pub use ring::RingFeatures;
 pub use scan::BlockingScan;
+pub use transaction::Watched;
 
 /// Below this much spare room a read buffer grows before the next read.
 pub(crate) const MIN_READ_SPACE: usize = 4096;
@@ -151,6 +154,9 @@ struct Entry {
     opened: Instant,
     /// Whether the handshake's outcome went into `Client::known`.
     noted: bool,
+    /// Which connection this is, of all the client opened: a `WATCH` session checks that
+    /// its connection (which holds the watches) is still the one before `EXEC`.
+    serial: u64,
 }
 
 /// What the client learned of a node from its last handshake: kept after the
@@ -195,6 +201,8 @@ pub struct Client {
     router: ReadRouter,
     /// Per node, its zone and handshake round trip (see [`NodeFacts`]).
     known: HashMap<NodeAddr, NodeFacts>,
+    /// Connections opened so far (the next one's serial).
+    connections_opened: u64,
     counters: Counters,
     /// The ring accepts submissions from the thread that created it only
     /// (`SINGLE_ISSUER`): the client stays on that thread.
@@ -252,6 +260,7 @@ impl Client {
             events: Vec::new(),
             router,
             known: HashMap::new(),
+            connections_opened: 0,
             counters: Counters::default(),
             _not_send: std::marker::PhantomData,
         };
@@ -573,68 +582,6 @@ impl Client {
         };
         self.maybe_refresh();
         Ok(results)
-    }
-
-    /// `MULTI`, the commands and `EXEC` in one write to their slot's node, judged as a
-    /// whole by [`TxRound`] exactly as in the async client.
-    fn execute_atomic(
-        &mut self,
-        cmds: &[Cmd],
-        mut reporter: Option<&mut Reporter>,
-    ) -> Result<Vec<Result<Value>>> {
-        self.housekeeping();
-        let deadline = deadline_after(self.config.request_timeout);
-        let mut tx = TxRound::new(cmds, self.round_limits(), deadline)
-            .inspect_err(|_| self.counters.add_refused())?;
-        self.counters.add_execution();
-        loop {
-            match tx.next(Instant::now(), cmds, &self.map) {
-                TxNext::Done => break,
-                TxNext::WaitUntil(at) => {
-                    self.maybe_refresh();
-                    let now = Instant::now();
-                    if at > now {
-                        std::thread::sleep(at - now);
-                    }
-                }
-                TxNext::Send { node, buf, replies } => {
-                    let mut inbox: Vec<Option<RoundReply>> = Vec::with_capacity(replies);
-                    inbox.resize_with(replies, || None);
-                    let entries = (0..replies)
-                        .map(|index| BatchEntry {
-                            index,
-                            asking: false,
-                        })
-                        .collect();
-                    let batch = NodeBatch {
-                        node: node.clone(),
-                        entries,
-                        buf,
-                    };
-                    if let Some(r) = reporter.as_deref_mut() {
-                        r.round_started();
-                    }
-                    let (_, timed_out) =
-                        self.send_round(vec![batch], deadline, &mut inbox, reporter.as_deref_mut());
-                    if timed_out {
-                        tx.deadline_passed();
-                    }
-                    if let Some(r) = reporter.as_deref_mut() {
-                        for reply in &inbox {
-                            r.reply(&node, reply.as_ref());
-                        }
-                        r.round_ended();
-                    }
-                    tx.judge(&node, inbox);
-                    self.apply_effects(tx.take_effects());
-                }
-            }
-        }
-        self.maybe_refresh();
-        match tx.finish()? {
-            TxOutcome::Done(results) => Ok(results),
-            TxOutcome::Conflict => Err(Error::protocol("EXEC answered nil without WATCH")),
-        }
     }
 
     /// A pipeline with refused, multi-node or split commands (see [`crate::expand`]).
@@ -1058,6 +1005,7 @@ impl Client {
             .add(token, stream, config.read_buffer_size)
             .map_err(|e| Error::io(format!("{node}: register the socket"), e))?;
         self.counters.add_connect();
+        self.connections_opened += 1;
         let now = Instant::now();
         self.entries.insert(Entry {
             conn,
@@ -1065,6 +1013,7 @@ impl Client {
             last_used: now,
             opened: now,
             noted: false,
+            serial: self.connections_opened,
         });
         self.nodes.insert(node.clone(), token);
         Ok(token)

@@ -18,9 +18,10 @@ use crate::reply::{server_error, FromReply};
 use crate::report::Reporter;
 use crate::resp::Value;
 use crate::round::{Effect, RoundReply};
-use crate::slot::slot_for_key;
 use crate::topology::NodeAddr;
-use crate::transaction::{transaction_slot, TxNext, TxOutcome, TxRound};
+use crate::transaction::{
+    check_watched_transaction, session_redirect, watch_command, TxNext, TxOutcome, TxRound,
+};
 
 /// A `WATCH` session's connection, handed to the closure of [`Client::transaction`]: read
 /// the watched keys through it, then return the transaction to run.
@@ -96,8 +97,10 @@ impl Client {
             .await?
         {
             TxOutcome::Done(results) => Ok(results),
-            // No WATCH on the shared connection: only a server bug gets here.
-            TxOutcome::Conflict => Err(Error::protocol("EXEC answered nil without WATCH")),
+            // No WATCH on the shared connection (and no pin): only a server bug gets here.
+            TxOutcome::Conflict | TxOutcome::Unwatched { .. } => {
+                Err(Error::protocol("EXEC answered nil without WATCH"))
+            }
         }
     }
 
@@ -144,29 +147,7 @@ impl Client {
         Fut: Future<Output = Result<Pipeline>>,
     {
         self.ensure_open()?;
-        let mut watch = crate::cmd::cmd("WATCH");
-        for k in keys {
-            watch.push_arg(k);
-        }
-        let slot = match watch.arg_at(1) {
-            Some(first) => slot_for_key(first),
-            None => {
-                return Err(Error::new(
-                    ErrorKind::InvalidCommand,
-                    "a transaction needs at least one key to watch",
-                ))
-            }
-        };
-        if let Some(other) = (2..watch.len())
-            .filter_map(|i| watch.arg_at(i))
-            .map(slot_for_key)
-            .find(|s| *s != slot)
-        {
-            return Err(Error::new(
-                ErrorKind::CrossSlot,
-                format!("watched keys must share one slot ({slot} and {other}); use a hash tag"),
-            ));
-        }
+        let (watch, slot) = watch_command(keys)?;
         self.inner.counters.add_execution();
         let limits = self.round_limits();
         let mut redirects = 0;
@@ -211,16 +192,7 @@ impl Client {
                             return Ok(Vec::new());
                         }
                         Ok(pipe) => {
-                            if let Err(e) = transaction_slot(&pipe.cmds).and_then(|s| {
-                                if s == slot {
-                                    Ok(())
-                                } else {
-                                    Err(Error::new(
-                                        ErrorKind::CrossSlot,
-                                        format!("the transaction's slot {s} is not the watched keys' slot {slot}"),
-                                    ))
-                                }
-                            }) {
+                            if let Err(e) = check_watched_transaction(&pipe.cmds, slot) {
                                 self.inner.counters.add_refused();
                                 return Err(e);
                             }
@@ -247,6 +219,15 @@ impl Client {
                                     self.inner.counters.retries_add(1);
                                     continue;
                                 }
+                                Ok(TxOutcome::Unwatched { pause }) => {
+                                    // Refused for now and the watches are gone: watch
+                                    // again after the pause (the lease closes the
+                                    // connection, which may be the reason).
+                                    drop(lease);
+                                    self.inner.counters.retries_add(1);
+                                    tokio::time::sleep(pause).await;
+                                    continue;
+                                }
                                 Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
                                     // Discarded by the server (EXECABORT), watches gone.
                                     lease.give_back();
@@ -264,32 +245,16 @@ impl Client {
                 }
             };
             // The slot moved (or is moving) under the session: learn where, start again.
-            redirects += 1;
-            if redirects > limits.max_redirects {
-                return Err(Error::new(
-                    ErrorKind::RedirectLimit,
-                    format!(
-                        "WATCH session gave up after {} redirects: {moved}",
-                        redirects - 1
-                    ),
-                ));
-            }
-            if let (ErrorKind::Moved, Some((slot, to))) = (moved.kind(), moved.redirect_target()) {
-                if let Some(mut to) = NodeAddr::parse(to) {
-                    if to.host.is_empty() {
-                        to.host = node.host.clone();
-                    }
-                    self.apply_effects(
-                        std::iter::once(Effect::Redirected {
-                            moved: Some((slot, to)),
-                        }),
-                        Lane::Dedicated,
-                    );
+            match session_redirect(&mut redirects, limits.max_redirects, &moved, &node)? {
+                Some(moved) => self.apply_effects(
+                    std::iter::once(Effect::Redirected { moved: Some(moved) }),
+                    Lane::Dedicated,
+                ),
+                None => {
+                    // ASK: the migration is under way; wait for it to settle a little.
+                    self.schedule_refresh();
+                    tokio::time::sleep(limits.retry_base_delay).await;
                 }
-            } else {
-                // ASK: the migration is under way; wait for it to settle a little.
-                self.schedule_refresh();
-                tokio::time::sleep(limits.retry_base_delay).await;
             }
         }
         Err(Error::new(

@@ -1,0 +1,381 @@
+//! Transactions on the blocking client: atomic pipelines and `WATCH` sessions. Every
+//! decision is the pure [`TxRound`]'s and `crate::transaction`'s, as in the async client;
+//! this file moves bytes.
+//!
+//! A `WATCH` session needs no dedicated connection here: the client has one caller, so
+//! nothing else runs on the node's connection between `WATCH` and `EXEC`. What it must
+//! guard against instead is that connection being replaced (a timeout or an error closes
+//! it, and the next request would open a new one without the watches), so every query of
+//! the session and the `EXEC` first check that the connection is still the one `WATCH`
+//! ran on; and a session that ends early closes it, so no stale watch is left behind for
+//! a later transaction.
+
+use std::time::Instant;
+
+use super::{deadline_after, raise_first_error, Client};
+use crate::cmd::{cmd, Cmd, ToArg};
+use crate::command_table::{command_class, refusal, CommandClass};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{BatchEntry, NodeBatch};
+use crate::reply::{server_error, FromReply};
+use crate::report::Reporter;
+use crate::resp::Value;
+use crate::round::{Effect, RoundReply};
+use crate::topology::NodeAddr;
+use crate::transaction::{
+    check_watched_transaction, session_redirect, watch_command, TxNext, TxOutcome, TxRound,
+};
+use crate::Pipeline;
+
+/// A `WATCH` session on a blocking client, handed to the closure of
+/// [`Client::transaction`]: read the watched keys through it, then return the
+/// transaction to run.
+#[derive(Debug)]
+pub struct Watched<'c> {
+    client: &'c mut Client,
+    node: NodeAddr,
+    /// The connection holding the watches: its token and serial.
+    conn: (usize, u64),
+}
+
+impl Watched<'_> {
+    /// Runs one command on the session's connection (a read of a watched key, typically)
+    /// and converts its reply. Only regular commands are accepted; a `MOVED` reply is an
+    /// error of kind [`ErrorKind::Moved`], which [`Client::transaction`] answers by
+    /// starting the attempt again on the slot's new owner. When the connection was lost
+    /// (and its watches with it) the error is of kind [`ErrorKind::Io`].
+    pub fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+        let class = command_class(&command);
+        if class != CommandClass::Regular {
+            return Err(refusal(&command, class, true).unwrap_or_else(|| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    "only regular commands run inside a WATCH session",
+                )
+            }));
+        }
+        match self
+            .client
+            .session_round_trip(&self.node, self.conn, command)?
+        {
+            Value::Error(line) => Err(server_error(&line)),
+            v => T::from_reply(v),
+        }
+    }
+
+    /// The node the session runs on (the owner of the watched keys' slot).
+    pub fn node(&self) -> &NodeAddr {
+        &self.node
+    }
+}
+
+impl Client {
+    /// Optimistic locking, as [`crate::Client::transaction`]: watches `keys` on their
+    /// slot's node, calls `body` (which reads through the [`Watched`] handle and returns
+    /// the transaction to run), then runs it with `EXEC` on the same connection. When a
+    /// watched key changed meanwhile (`EXEC` answers nil), everything runs again, up to
+    /// `Config::max_watch_attempts` times, then [`ErrorKind::WatchConflict`]. A slot that
+    /// moved also starts the attempt again, on the new owner.
+    ///
+    /// Returning an empty pipeline ends the session without a transaction (`UNWATCH`) and
+    /// returns no results. The keys, and those of the returned pipeline, must share one
+    /// slot ([`ErrorKind::CrossSlot`] otherwise).
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// // Move 10 from one balance to another, only if the first has enough.
+    /// let results = client.transaction(&["{acct}a", "{acct}b"], |conn| {
+    ///     let a: i64 = conn.query::<Option<i64>>(cmd("GET").arg("{acct}a"))?.unwrap_or(0);
+    ///     let mut tx = Pipeline::new();
+    ///     if a >= 10 {
+    ///         tx.add(cmd("DECRBY").arg("{acct}a").arg(10));
+    ///         tx.add(cmd("INCRBY").arg("{acct}b").arg(10));
+    ///     }
+    ///     Ok(tx)
+    /// })?;
+    /// println!("{results:?}");
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn transaction<K, F>(&mut self, keys: &[K], mut body: F) -> Result<Vec<Result<Value>>>
+    where
+        K: ToArg,
+        F: FnMut(&mut Watched<'_>) -> Result<Pipeline>,
+    {
+        let (watch, slot) = watch_command(keys)?;
+        self.counters.add_execution();
+        self.housekeeping();
+        let limits = self.round_limits();
+        let mut redirects = 0;
+        let attempts = self.config.max_watch_attempts.max(1);
+        for _attempt in 0..attempts {
+            let Some(node) = self.map.node_for(slot).cloned() else {
+                self.refresh_due = true;
+                return Err(Error::new(
+                    ErrorKind::ClusterDown,
+                    format!("no node serves slot {slot}"),
+                ));
+            };
+            let moved = match self.watch_on(&node, watch.clone())? {
+                Err(moved) => moved,
+                Ok(conn) => {
+                    let mut watched = Watched {
+                        client: self,
+                        node: node.clone(),
+                        conn,
+                    };
+                    let pipe = body(&mut watched);
+                    match self.end_session(&node, conn, slot, pipe)? {
+                        SessionEnd::Done(results) => return Ok(results),
+                        SessionEnd::Conflict => {
+                            self.counters.retries_add(1);
+                            continue;
+                        }
+                        SessionEnd::Unwatched(pause) => {
+                            self.counters.retries_add(1);
+                            self.maybe_refresh();
+                            std::thread::sleep(pause);
+                            continue;
+                        }
+                        SessionEnd::Moved(e) => e,
+                    }
+                }
+            };
+            // The slot moved (or is moving) under the session: learn where, start again.
+            match session_redirect(&mut redirects, limits.max_redirects, &moved, &node)? {
+                Some(moved) => {
+                    self.apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }))
+                }
+                None => {
+                    // ASK: the migration is under way; wait for it to settle a little.
+                    self.refresh_due = true;
+                    self.maybe_refresh();
+                    std::thread::sleep(limits.retry_base_delay);
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::WatchConflict,
+            format!("a watched key changed before EXEC in all {attempts} attempts"),
+        ))
+    }
+
+    /// Sends `WATCH` to `node`: the connection now holding the watches, or the redirect
+    /// that says the slot is elsewhere.
+    fn watch_on(
+        &mut self,
+        node: &NodeAddr,
+        watch: Cmd,
+    ) -> Result<std::result::Result<(usize, u64), Error>> {
+        let token = self.connection_for(node)?;
+        let conn = (token, self.entries[token].serial);
+        match self.session_round_trip(node, conn, watch)? {
+            Value::Error(line) => match server_error(&line) {
+                e if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => Ok(Err(e)),
+                e => Err(e),
+            },
+            _ => Ok(Ok(conn)),
+        }
+    }
+
+    /// Runs what the session's closure returned: `UNWATCH` for nothing, or the
+    /// transaction with `EXEC` on the watched connection. Whatever ends the session early
+    /// (an error, a refusal) closes that connection, so no watch outlives the session.
+    fn end_session(
+        &mut self,
+        node: &NodeAddr,
+        conn: (usize, u64),
+        slot: crate::Slot,
+        pipe: Result<Pipeline>,
+    ) -> Result<SessionEnd> {
+        let outcome = match pipe {
+            Ok(pipe) if pipe.is_empty() => self
+                .session_round_trip(node, conn, cmd("UNWATCH"))
+                .map(|_| SessionEnd::Done(Vec::new())),
+            Ok(pipe) => self.exec_watched(node, conn, slot, &pipe),
+            Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
+                // A read found the slot gone: drop the session's watches and follow.
+                Ok(SessionEnd::Moved(e))
+            }
+            Err(e) => Err(e),
+        };
+        match &outcome {
+            // EXEC (committed or nil) and UNWATCH leave no watch behind.
+            Ok(SessionEnd::Done(_)) | Ok(SessionEnd::Conflict) => {}
+            // Early ends (and a refusal, which may be a lost connection's) close it.
+            Ok(SessionEnd::Moved(_)) | Ok(SessionEnd::Unwatched(_)) | Err(_) => {
+                self.close_session(conn)
+            }
+        }
+        outcome
+    }
+
+    fn exec_watched(
+        &mut self,
+        node: &NodeAddr,
+        conn: (usize, u64),
+        slot: crate::Slot,
+        pipe: &Pipeline,
+    ) -> Result<SessionEnd> {
+        if let Err(e) = check_watched_transaction(pipe.commands(), slot) {
+            self.counters.add_refused();
+            return Err(e);
+        }
+        self.check_session(node, conn)?;
+        let deadline = deadline_after(self.config.request_timeout);
+        let tx = TxRound::new(pipe.commands(), self.round_limits(), deadline)?.pinned(node.clone());
+        match self.drive_transaction(pipe.commands(), tx, deadline, None) {
+            Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(raise_first_error(pipe, results)?)),
+            Ok(TxOutcome::Conflict) => Ok(SessionEnd::Conflict),
+            Ok(TxOutcome::Unwatched { pause }) => Ok(SessionEnd::Unwatched(pause)),
+            // Discarded by the server (EXECABORT): nothing ran, the watches are gone.
+            Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
+                Ok(SessionEnd::Moved(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fails unless `node`'s connection is still `conn` (the one holding the watches).
+    fn check_session(&self, node: &NodeAddr, (token, serial): (usize, u64)) -> Result<()> {
+        let same = self.nodes.get(node) == Some(&token)
+            && self.entries.get(token).is_some_and(|e| e.serial == serial);
+        if same {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Io,
+                format!("{node}: the WATCH session's connection was lost (and its watches with it); nothing was run"),
+            ))
+        }
+    }
+
+    /// Closes the session's connection if it is still open.
+    fn close_session(&mut self, (token, serial): (usize, u64)) {
+        if self.entries.get(token).is_some_and(|e| e.serial == serial) {
+            self.close(token);
+        }
+    }
+
+    /// One command on the session's connection, within `request_timeout`; no redirect is
+    /// followed (a `MOVED` is the error value), nothing is retried.
+    fn session_round_trip(
+        &mut self,
+        node: &NodeAddr,
+        conn: (usize, u64),
+        command: Cmd,
+    ) -> Result<Value> {
+        self.check_session(node, conn)?;
+        let deadline = deadline_after(self.config.request_timeout);
+        let mut buf = bytes::BytesMut::with_capacity(command.encoded_len());
+        command.write_to(&mut buf);
+        let batch = NodeBatch {
+            node: node.clone(),
+            entries: vec![BatchEntry {
+                index: 0,
+                asking: false,
+            }],
+            buf,
+        };
+        let mut inbox = [None];
+        let (_, timed_out) = self.send_round(vec![batch], deadline, &mut inbox, None);
+        match inbox[0].take() {
+            Some(RoundReply::Value(v)) => Ok(v),
+            Some(RoundReply::Failed { error, .. }) => Err(error),
+            None if timed_out => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{node} did not answer in time"),
+            )),
+            None => Err(Error::new(ErrorKind::Io, format!("no reply from {node}"))),
+        }
+    }
+
+    /// `MULTI`, the commands and `EXEC` in one write to their slot's node, judged as a
+    /// whole by [`TxRound`] exactly as in the async client.
+    pub(super) fn execute_atomic(
+        &mut self,
+        cmds: &[Cmd],
+        reporter: Option<&mut Reporter>,
+    ) -> Result<Vec<Result<Value>>> {
+        self.housekeeping();
+        let deadline = deadline_after(self.config.request_timeout);
+        let tx = TxRound::new(cmds, self.round_limits(), deadline)
+            .inspect_err(|_| self.counters.add_refused())?;
+        self.counters.add_execution();
+        match self.drive_transaction(cmds, tx, deadline, reporter)? {
+            TxOutcome::Done(results) => Ok(results),
+            // No WATCH (and no pin) outside a session: only a server bug gets here.
+            TxOutcome::Conflict | TxOutcome::Unwatched { .. } => {
+                Err(Error::protocol("EXEC answered nil without WATCH"))
+            }
+        }
+    }
+
+    /// Drives one transaction to its outcome on the connection of whichever node the
+    /// machine names.
+    fn drive_transaction(
+        &mut self,
+        cmds: &[Cmd],
+        mut tx: TxRound,
+        deadline: Option<Instant>,
+        mut reporter: Option<&mut Reporter>,
+    ) -> Result<TxOutcome> {
+        loop {
+            match tx.next(Instant::now(), cmds, &self.map) {
+                TxNext::Done => break,
+                TxNext::WaitUntil(at) => {
+                    self.maybe_refresh();
+                    let now = Instant::now();
+                    if at > now {
+                        std::thread::sleep(at - now);
+                    }
+                }
+                TxNext::Send { node, buf, replies } => {
+                    let mut inbox: Vec<Option<RoundReply>> = Vec::with_capacity(replies);
+                    inbox.resize_with(replies, || None);
+                    let entries = (0..replies)
+                        .map(|index| BatchEntry {
+                            index,
+                            asking: false,
+                        })
+                        .collect();
+                    let batch = NodeBatch {
+                        node: node.clone(),
+                        entries,
+                        buf,
+                    };
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.round_started();
+                    }
+                    let (_, timed_out) =
+                        self.send_round(vec![batch], deadline, &mut inbox, reporter.as_deref_mut());
+                    if timed_out {
+                        tx.deadline_passed();
+                    }
+                    if let Some(r) = reporter.as_deref_mut() {
+                        for reply in &inbox {
+                            r.reply(&node, reply.as_ref());
+                        }
+                        r.round_ended();
+                    }
+                    tx.judge(&node, inbox);
+                    self.apply_effects(tx.take_effects());
+                }
+            }
+        }
+        self.maybe_refresh();
+        tx.finish()
+    }
+}
+
+/// How a `WATCH` session's attempt ended.
+enum SessionEnd {
+    /// Committed (or nothing to do): the results.
+    Done(Vec<Result<Value>>),
+    /// `EXEC` answered nil: a watched key changed.
+    Conflict,
+    /// The slot moved: follow the redirect and start again.
+    Moved(Error),
+    /// Refused for now (`TRYAGAIN`, ...): watch again after the pause.
+    Unwatched(std::time::Duration),
+}
