@@ -111,11 +111,14 @@ pub(crate) trait Transport: fmt::Debug {
     fn write(&mut self, token: usize, out: Output);
     /// The connection has `answered` replies in: sends proven read by the server are done.
     fn settle(&mut self, token: usize, answered: u64);
-    /// Submits what is queued and waits until each of `awaiting` has had a read complete
-    /// (or `timeout`); what happened goes to `events`.
+    /// Submits what is queued and waits for reads on `awaiting` (or `timeout`); what
+    /// happened goes to `events`. The ring waits until `want` reads completed (one
+    /// system call for a whole fan-out); `poll` returns as soon as any is ready (it
+    /// cannot wait for several), and the caller loops.
     fn wait(
         &mut self,
         awaiting: &[usize],
+        want: usize,
         timeout: Option<Duration>,
         events: &mut Vec<Event>,
     ) -> io::Result<()>;
@@ -869,12 +872,8 @@ impl Client {
             let timeout = wake.map(|w| w.saturating_duration_since(now));
             let mut events = std::mem::take(&mut self.events);
             // Reporting: wake at the first reply, so each batch's round trip is its own.
-            let wait_for = if reporter.is_some() {
-                &awaiting[..1]
-            } else {
-                &awaiting[..]
-            };
-            if let Err(e) = self.io.wait(wait_for, timeout, &mut events) {
+            let want = if reporter.is_some() { 1 } else { awaiting.len() };
+            if let Err(e) = self.io.wait(&awaiting, want, timeout, &mut events) {
                 // The backend itself failed: every connection waiting is lost.
                 let error = Error::io(format!("{} backend", self.backend), e);
                 for &token in &awaiting {

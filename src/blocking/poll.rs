@@ -148,6 +148,7 @@ impl Transport for Poll {
     fn wait(
         &mut self,
         awaiting: &[usize],
+        _want: usize,
         timeout: Option<Duration>,
         events: &mut Vec<Event>,
     ) -> io::Result<()> {
@@ -216,6 +217,6 @@ impl Transport for Poll {
         if all.is_empty() {
             return Ok(());
         }
-        self.wait(&all, Some(Duration::ZERO), events)
+        self.wait(&all, 0, Some(Duration::ZERO), events)
     }
 }

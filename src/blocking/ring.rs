@@ -572,7 +572,8 @@ impl Transport for Ring {
 
     fn wait(
         &mut self,
-        awaiting: &[usize],
+        _awaiting: &[usize],
+        want: usize,
         timeout: Option<Duration>,
         events: &mut Vec<Event>,
     ) -> io::Result<()> {
@@ -587,15 +588,14 @@ impl Transport for Ring {
             }
         }
         self.arm_reads()?;
-        // Completions that will come: a read per connection owing replies, and a send
+        // Completions to wait for: `want` reads (every link has one armed), and a send
         // completion for each send that posts one.
         let sends = self
             .ops
             .iter()
             .filter(|(_, o)| matches!(o.kind, OpKind::Send { skip: false, .. }))
             .count();
-        let want = awaiting.len() + sends;
-        self.enter(want, timeout)?;
+        self.enter(want + sends, timeout)?;
         self.reap(events);
         Ok(())
     }
@@ -672,7 +672,7 @@ mod tests {
     fn wait_for(ring: &mut Ring, awaiting: &[usize]) -> Vec<Event> {
         let mut events = Vec::new();
         for _ in 0..100 {
-            ring.wait(awaiting, Some(Duration::from_millis(100)), &mut events)
+            ring.wait(awaiting, awaiting.len(), Some(Duration::from_millis(100)), &mut events)
                 .unwrap();
             if !events.is_empty() {
                 break;
@@ -724,7 +724,7 @@ mod tests {
         ring.add(1, other, 4096).unwrap();
         // Arm both reads.
         let mut events = Vec::new();
-        ring.wait(&[], Some(Duration::ZERO), &mut events).unwrap();
+        ring.wait(&[], 0, Some(Duration::ZERO), &mut events).unwrap();
         assert!(events.is_empty());
         assert_eq!(ring.ops.len(), 2);
         ring.remove(0);
