@@ -172,6 +172,49 @@ fn bytes_of(v: Value) -> Option<Bytes> {
     }
 }
 
+/// What a subscriber's driver does about an event besides handing it to
+/// [`Subscriptions::on_event`] (see [`follow_up`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FollowUp {
+    /// A `MOVED` to apply to the slot map.
+    pub(crate) moved: Option<(Slot, NodeAddr)>,
+    /// The slot map should be reloaded (an `ASK`, or a sharded channel the server ended
+    /// on its own: its slot moved away).
+    pub(crate) refresh: bool,
+    /// Reconcile now rather than at the next tick.
+    pub(crate) reconcile: bool,
+}
+
+/// The follow-up of `event`, read on a connection to `from`.
+pub(crate) fn follow_up(event: &Event, from: &NodeAddr) -> FollowUp {
+    match event {
+        Event::Redirected(Redirect::Moved { slot, addr }) => {
+            let to = if addr.host.is_empty() {
+                NodeAddr::new(from.host.clone(), addr.port)
+            } else {
+                addr.clone()
+            };
+            FollowUp {
+                moved: Some((*slot, to)),
+                refresh: false,
+                reconcile: true,
+            }
+        }
+        Event::Redirected(Redirect::Ask { .. }) | Event::Unsubscribed(SubKind::Sharded, _) => {
+            FollowUp {
+                moved: None,
+                refresh: true,
+                reconcile: true,
+            }
+        }
+        Event::Unsubscribed(..) => FollowUp {
+            reconcile: true,
+            ..FollowUp::default()
+        },
+        _ => FollowUp::default(),
+    }
+}
+
 /// Where a subscription command goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {

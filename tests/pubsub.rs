@@ -376,3 +376,213 @@ fn a_caller_that_does_not_read_loses_the_oldest_messages_not_memory() {
         assert_eq!(sub.out_of_sync(), 0);
     });
 }
+
+// The blocking client's subscriber. Its reads happen when it is called (there is no
+// background task), so these tests publish first and then drain; the reconciliation is
+// the same pure `Subscriptions` as above.
+
+mod on_the_blocking_client {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    use redis_cluster_uring::blocking::Subscriber;
+    use redis_cluster_uring::handshake::Protocol;
+    use redis_cluster_uring::pubsub::{Message, SubKind};
+    use redis_cluster_uring::{slot_for_key, Config};
+
+    use super::support::clients::connect_blocking;
+    use super::support::cluster;
+
+    /// Every message that arrives within `quiet` of the previous one (or of the start).
+    fn drain(sub: &mut Subscriber, quiet: Duration) -> Vec<Message> {
+        let mut got = Vec::new();
+        while let Some(m) = sub.next_message(Some(quiet)).unwrap() {
+            got.push(m);
+        }
+        got
+    }
+
+    /// Waits (a liveness bound) until `want` messages came, reading as they arrive.
+    fn collect(sub: &mut Subscriber, want: usize, limit: Duration) -> Vec<Message> {
+        let start = Instant::now();
+        let mut got = Vec::new();
+        while got.len() < want {
+            assert!(start.elapsed() < limit, "{} of {want} messages", got.len());
+            if let Some(m) = sub.next_message(Some(Duration::from_millis(100))).unwrap() {
+                got.push(m);
+            }
+        }
+        got
+    }
+
+    fn payloads(got: &[Message], channel: &str) -> BTreeSet<String> {
+        got.iter()
+            .filter(|m| &m.channel[..] == channel.as_bytes())
+            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn channels_patterns_and_sharded_channels_deliver_and_unsubscribe() {
+        // RESP2 too: there, messages and confirmations are plain arrays, not pushes.
+        for protocol in [Protocol::Resp3, Protocol::Resp2] {
+            let cluster = cluster(3, 0);
+            let config = Config::default().protocol(protocol);
+            let mut client = connect_blocking(&cluster, config);
+            let mut sub = client.subscriber().unwrap();
+            sub.subscribe(&["news", "sport"]).unwrap();
+            sub.psubscribe(&["log.*"]).unwrap();
+            let sharded: Vec<String> = (0..30).map(|i| format!("orders:{i}")).collect();
+            sub.ssubscribe(&sharded).unwrap();
+            assert_eq!(sub.out_of_sync(), 0);
+            let owners: BTreeSet<u16> = sharded
+                .iter()
+                .filter_map(|c| client.slot_map().node_for(slot_for_key(c.as_bytes())))
+                .map(|n| n.port)
+                .collect();
+            assert_eq!(owners.len(), 3, "the sharded channels span every primary");
+            for i in 0..20 {
+                client.publish("news", i).unwrap();
+                client.publish("log.web", i).unwrap();
+            }
+            for c in &sharded {
+                assert_eq!(client.spublish(c, "x").unwrap(), 1);
+            }
+            let got = collect(&mut sub, 20 + 20 + sharded.len(), Duration::from_secs(10));
+            assert_eq!(payloads(&got, "news").len(), 20, "{protocol:?}");
+            let patterned = got
+                .iter()
+                .filter(|m| {
+                    m.kind == SubKind::Pattern && m.pattern.as_deref() == Some(&b"log.*"[..])
+                })
+                .count();
+            assert_eq!(patterned, 20);
+
+            sub.unsubscribe(&["news"]).unwrap();
+            sub.sunsubscribe(&sharded).unwrap();
+            client.publish("news", "late").unwrap();
+            assert_eq!(client.spublish(&sharded[0], "late").unwrap(), 0);
+            client.publish("sport", "still").unwrap();
+            let got = drain(&mut sub, Duration::from_millis(300));
+            assert_eq!(
+                payloads(&got, "sport"),
+                BTreeSet::from(["still".to_string()])
+            );
+            assert_eq!(got.len(), 1, "only sport arrived: {got:?}");
+            assert_eq!((sub.out_of_sync(), sub.dropped_messages()), (0, 0));
+        }
+    }
+
+    #[test]
+    fn a_subscription_survives_its_connections_being_killed() {
+        let cluster = cluster(3, 0);
+        let mut client = connect_blocking(&cluster, Config::default());
+        let mut sub = client.subscriber().unwrap();
+        sub.subscribe(&["chat"]).unwrap();
+        sub.ssubscribe(&["room:{a}", "room:{b}", "room:{c}"])
+            .unwrap();
+        for node in cluster.nodes() {
+            let _ = cluster.run(node.port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+        }
+        let start = Instant::now();
+        while sub.reconnects() < 2 || sub.out_of_sync() > 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no resubscription"
+            );
+            assert!(sub
+                .next_message(Some(Duration::from_millis(50)))
+                .unwrap()
+                .is_none());
+        }
+        client.publish("chat", "after").unwrap();
+        for c in ["room:{a}", "room:{b}", "room:{c}"] {
+            assert_eq!(client.spublish(c, "after").unwrap(), 1, "{c} resubscribed");
+        }
+        let got = collect(&mut sub, 4, Duration::from_secs(10));
+        assert!(got.iter().all(|m| &m.payload[..] == b"after"));
+        eprintln!(
+            "blocking subscriber, connections killed: {} reconnects",
+            sub.reconnects()
+        );
+    }
+
+    /// Between two batches of messages the sharded channel's slot moves to another
+    /// node: the old owner ends the subscription, the subscriber follows, and every
+    /// message of both batches arrives.
+    #[test]
+    fn a_sharded_subscription_follows_its_slot_migration() {
+        let cluster = cluster(3, 0);
+        let channel = "ticker:{mig}";
+        let slot = slot_for_key(channel.as_bytes()).get();
+        let mut client = connect_blocking(&cluster, Config::default());
+        let mut sub = client.subscriber().unwrap();
+        sub.ssubscribe(&[channel]).unwrap();
+        for i in 0..50 {
+            assert_eq!(client.spublish(channel, format!("before:{i}")).unwrap(), 1);
+        }
+        let before = collect(&mut sub, 50, Duration::from_secs(10));
+        let from = cluster.master_for_slot(slot);
+        let to = cluster.other_master(from);
+        cluster.migrate_slot(slot, from, to).unwrap();
+        let start = Instant::now();
+        loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "never followed the slot"
+            );
+            // The client learns the move from the MOVED its publish gets.
+            if client.spublish(channel, "probe").is_ok_and(|n| n == 1) {
+                let owner = client
+                    .slot_map()
+                    .node_for(slot_for_key(channel.as_bytes()))
+                    .map(|n| n.port);
+                if owner == Some(to) && sub.out_of_sync() == 0 {
+                    break;
+                }
+            }
+            let _ = drain(&mut sub, Duration::from_millis(50));
+        }
+        let _ = drain(&mut sub, Duration::from_millis(100));
+        for i in 0..50 {
+            assert_eq!(client.spublish(channel, format!("after:{i}")).unwrap(), 1);
+        }
+        let after = collect(&mut sub, 50, Duration::from_secs(10));
+        assert_eq!(payloads(&before, channel).len(), 50);
+        assert!(after.iter().all(|m| m.payload.starts_with(b"after:")));
+        eprintln!(
+            "blocking subscriber, slot moved: reconnects {}",
+            sub.reconnects()
+        );
+    }
+
+    #[test]
+    fn a_caller_that_does_not_read_loses_the_oldest_messages_not_memory() {
+        let cluster = cluster(3, 0);
+        let config = Config {
+            max_buffered_messages: 10,
+            ..Config::default()
+        };
+        let mut client = connect_blocking(&cluster, config);
+        let mut sub = client.subscriber().unwrap();
+        sub.subscribe(&["flood"]).unwrap();
+        sub.psubscribe(&["fl*"]).unwrap();
+        sub.punsubscribe(&["fl*"]).unwrap();
+        assert_eq!(sub.subscriptions().len(), 1);
+        for i in 0..50 {
+            client.publish("flood", i).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        // The server writes each message to the subscriber's socket around the time it
+        // answers the PUBLISH; after a moment they are all there, one wait reads them
+        // all, and only the newest ten are kept.
+        let mut kept = Vec::new();
+        while let Some(m) = sub.next_message(Some(Duration::from_millis(300))).unwrap() {
+            kept.push(String::from_utf8_lossy(&m.payload).into_owned());
+        }
+        let newest: Vec<String> = (40..50).map(|i| i.to_string()).collect();
+        assert_eq!(kept, newest);
+        assert_eq!(sub.dropped_messages(), 40);
+        assert_eq!(sub.out_of_sync(), 0);
+    }
+}

@@ -82,6 +82,10 @@ pub(crate) struct Conn {
     info: Option<ServerInfo>,
     /// Push frames read (they answer no request).
     pushes: Vec<Value>,
+    /// A subscriber's connection: once the handshake is done, every frame is an event
+    /// (a RESP2 server sends messages and confirmations as plain arrays), and nothing
+    /// sent on it awaits a reply.
+    events_only: bool,
 }
 
 /// What [`Conn::take_output`] hands to the backend.
@@ -121,6 +125,7 @@ impl Conn {
             replies: Vec::new(),
             info: None,
             pushes: Vec::new(),
+            events_only: false,
         };
         if let Some(tls) = &mut conn.tls {
             tls.take_output(&mut conn.out_cipher)?;
@@ -155,6 +160,23 @@ impl Conn {
     /// Sinks answered since the start (see [`Output::proof`]).
     pub(crate) fn answered(&self) -> u64 {
         self.answered_total
+    }
+
+    /// Makes this a subscriber's connection (see `events_only`).
+    pub(crate) fn into_events_only(mut self) -> Conn {
+        self.events_only = true;
+        self
+    }
+
+    /// Queues a command that gets no reply of its own on an events-only connection
+    /// (`SUBSCRIBE`, `SUNSUBSCRIBE`, ...: the server answers with events).
+    pub(crate) fn queue_unanswered(&mut self, command: &Cmd) {
+        let target = if self.is_ready() {
+            &mut self.out_plain
+        } else {
+            &mut self.held
+        };
+        command.write_to(target);
     }
 
     /// Push frames read since the last call.
@@ -288,7 +310,7 @@ impl Conn {
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(at(&self.addr, e)),
             };
-            if let Value::Push(_) = value {
+            if matches!(value, Value::Push(_)) || (self.events_only && self.fifo.is_empty()) {
                 // Out-of-band: it answers no request.
                 self.pushes.push(value);
                 continue;

@@ -34,6 +34,7 @@
 //! - `conn.rs`: one connection's TLS, handshake and reply FIFO, with no I/O;
 //! - `ring.rs`: the io_uring backend (all of this client's `unsafe`);
 //! - `poll.rs`: the `poll(2)` backend;
+//! - `pubsub.rs`: the [`Subscriber`], its connections reconciled by `crate::pubsub`;
 //! - `scan.rs`: the cluster SCAN driver (the decisions are `crate::scan`'s);
 //! - `transaction.rs`: atomic pipelines and `WATCH` sessions (the decisions are
 //!   `crate::transaction`'s).
@@ -46,6 +47,7 @@
 
 mod conn;
 mod poll;
+mod pubsub;
 mod ring;
 mod scan;
 mod transaction;
@@ -80,6 +82,7 @@ use crate::tls::{TlsConfig, TlsLayer};
 use crate::topology::{choose_view, NodeAddr, SlotMap};
 
 use conn::{Conn, Output};
+pub use pubsub::Subscriber;
 pub use ring::RingFeatures;
 pub use scan::BlockingScan;
 pub use transaction::Watched;
@@ -160,6 +163,8 @@ struct Entry {
     /// Which connection this is, of all the client opened: a `WATCH` session checks that
     /// its connection (which holds the watches) is still the one before `EXEC`.
     serial: u64,
+    /// A subscriber's connection (never idle-closed; its frames go to `link_frames`).
+    events_only: bool,
 }
 
 /// What the client learned of a node from its last handshake: kept after the
@@ -206,6 +211,8 @@ pub struct Client {
     known: HashMap<NodeAddr, NodeFacts>,
     /// Connections opened so far (the next one's serial).
     connections_opened: u64,
+    /// Frames read on subscriber connections (by token), for the [`Subscriber`].
+    link_frames: Vec<(usize, Value)>,
     counters: Counters,
     /// The ring accepts submissions from the thread that created it only
     /// (`SINGLE_ISSUER`): the client stays on that thread.
@@ -238,6 +245,16 @@ impl Client {
     /// ```
     pub fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
         let parsed = crate::url::parse_seeds(seeds, &mut config)?;
+        Client::connect_parsed(parsed, config, None)
+    }
+
+    /// [`Client::connect`] with seeds already parsed; with `map`, that slot map is
+    /// taken as it is instead of asking the seeds.
+    fn connect_parsed(
+        parsed: Vec<NodeAddr>,
+        config: Config,
+        map: Option<SlotMap>,
+    ) -> Result<Client> {
         let router = ReadRouter::new(
             config.read_from.clone(),
             (random_unit() * u64::MAX as f64) as u64,
@@ -264,10 +281,17 @@ impl Client {
             router,
             known: HashMap::new(),
             connections_opened: 0,
+            link_frames: Vec::new(),
             counters: Counters::default(),
             _not_send: std::marker::PhantomData,
         };
-        client.refresh_slots()?;
+        match map {
+            Some(map) => {
+                client.map = map;
+                client.last_refresh = Some(Instant::now());
+            }
+            None => client.refresh_slots()?,
+        }
         Ok(client)
     }
 
@@ -872,7 +896,11 @@ impl Client {
             let timeout = wake.map(|w| w.saturating_duration_since(now));
             let mut events = std::mem::take(&mut self.events);
             // Reporting: wake at the first reply, so each batch's round trip is its own.
-            let want = if reporter.is_some() { 1 } else { awaiting.len() };
+            let want = if reporter.is_some() {
+                1
+            } else {
+                awaiting.len()
+            };
             if let Err(e) = self.io.wait(&awaiting, want, timeout, &mut events) {
                 // The backend itself failed: every connection waiting is lost.
                 let error = Error::io(format!("{} backend", self.backend), e);
@@ -915,6 +943,10 @@ impl Client {
                         if let Some(slot) = inbox.get_mut(index) {
                             *slot = Some(RoundReply::Value(value));
                         }
+                    }
+                    if entry.events_only {
+                        self.link_frames
+                            .extend(entry.conn.take_pushes().map(|frame| (token, frame)));
                     }
                     let pushes: Vec<Value> = entry.conn.take_pushes().collect();
                     if !pushes.is_empty() {
@@ -981,6 +1013,15 @@ impl Client {
         if let Some(&token) = self.nodes.get(node) {
             return Ok(token);
         }
+        let token = self.open_connection(node, false)?;
+        self.nodes.insert(node.clone(), token);
+        Ok(token)
+    }
+
+    /// Opens a connection to `node` (connected, registered, handshake queued): one that
+    /// serves routed requests, or with `events_only` a subscriber's (kept out of the
+    /// routing table; every frame on it is an event, see [`Client::link_frames`]).
+    fn open_connection(&mut self, node: &NodeAddr, events_only: bool) -> Result<usize> {
         let config = &self.config;
         let stream = connect_tcp(node, config)?;
         let handshake = HandshakeOptions {
@@ -998,7 +1039,10 @@ impl Client {
             Some((rustls, tls)) => Some(TlsLayer::new(rustls.clone(), tls.name_for(&node.host)?)?),
             None => None,
         };
-        let conn = Conn::new(node.clone(), handshake, tls, config.decode_limits)?;
+        let mut conn = Conn::new(node.clone(), handshake, tls, config.decode_limits)?;
+        if events_only {
+            conn = conn.into_events_only();
+        }
         let token = self.entries.vacant_key();
         self.io
             .add(token, stream, config.read_buffer_size)
@@ -1013,8 +1057,8 @@ impl Client {
             opened: now,
             noted: false,
             serial: self.connections_opened,
+            events_only,
         });
-        self.nodes.insert(node.clone(), token);
         Ok(token)
     }
 
@@ -1033,7 +1077,9 @@ impl Client {
             let stale: Vec<usize> = self
                 .entries
                 .iter()
-                .filter(|(_, e)| now.saturating_duration_since(e.last_used) >= idle)
+                .filter(|(_, e)| {
+                    !e.events_only && now.saturating_duration_since(e.last_used) >= idle
+                })
                 .map(|(t, _)| t)
                 .collect();
             for token in stale {

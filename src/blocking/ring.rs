@@ -672,8 +672,13 @@ mod tests {
     fn wait_for(ring: &mut Ring, awaiting: &[usize]) -> Vec<Event> {
         let mut events = Vec::new();
         for _ in 0..100 {
-            ring.wait(awaiting, awaiting.len(), Some(Duration::from_millis(100)), &mut events)
-                .unwrap();
+            ring.wait(
+                awaiting,
+                awaiting.len(),
+                Some(Duration::from_millis(100)),
+                &mut events,
+            )
+            .unwrap();
             if !events.is_empty() {
                 break;
             }
@@ -724,7 +729,8 @@ mod tests {
         ring.add(1, other, 4096).unwrap();
         // Arm both reads.
         let mut events = Vec::new();
-        ring.wait(&[], 0, Some(Duration::ZERO), &mut events).unwrap();
+        ring.wait(&[], 0, Some(Duration::ZERO), &mut events)
+            .unwrap();
         assert!(events.is_empty());
         assert_eq!(ring.ops.len(), 2);
         ring.remove(0);

@@ -15,8 +15,10 @@ use crate::cmd::{cmd, ToArg};
 use crate::config::PushHandler;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::ConnId;
-use crate::pubsub::{parse_event, Event, LinkId, Message, SubKind, Subscriptions, Target};
-use crate::round::{Effect, Redirect};
+use crate::pubsub::{
+    follow_up, parse_event, Event, LinkId, Message, SubKind, Subscriptions, Target,
+};
+use crate::round::Effect;
 use crate::topology::NodeAddr;
 
 /// How often the subscriber checks its connections and the slot map even when nothing
@@ -409,37 +411,20 @@ impl Shared {
 
     fn on_frame(&self, link: LinkId, from: &NodeAddr, frame: crate::resp::Value) {
         let event = parse_event(frame);
-        let mut wake_reconcile = false;
-        match &event {
-            Event::Redirected(Redirect::Moved { slot, addr }) => {
-                let to = if addr.host.is_empty() {
-                    NodeAddr::new(from.host.clone(), addr.port)
-                } else {
-                    addr.clone()
-                };
-                self.client.apply_effects(
-                    std::iter::once(Effect::Redirected {
-                        moved: Some((*slot, to)),
-                    }),
-                    Lane::Shared,
-                );
-                wake_reconcile = true;
-            }
-            Event::Redirected(Redirect::Ask { .. }) => {
-                self.client.schedule_refresh();
-                wake_reconcile = true;
-            }
-            Event::Unsubscribed(SubKind::Sharded, _) => {
-                // Unasked, it means the slot moved away: learn where.
-                self.client.schedule_refresh();
-                wake_reconcile = true;
-            }
-            Event::Unsubscribed(..) => wake_reconcile = true,
-            Event::Error(line) => {
-                tracing::warn!(node = %from, error = %String::from_utf8_lossy(line), "subscription refused");
-            }
-            _ => {}
+        let then = follow_up(&event, from);
+        if let Some(moved) = then.moved {
+            self.client.apply_effects(
+                std::iter::once(Effect::Redirected { moved: Some(moved) }),
+                Lane::Shared,
+            );
         }
+        if then.refresh {
+            self.client.schedule_refresh();
+        }
+        if let Event::Error(line) = &event {
+            tracing::warn!(node = %from, error = %String::from_utf8_lossy(line), "subscription refused");
+        }
+        let wake_reconcile = then.reconcile;
         let mut state = self.state.borrow_mut();
         if let Some(message) = state.subs.on_event(link, event) {
             if state.inbox.len() >= state.max_buffered {

@@ -1,0 +1,390 @@
+//! Pub/sub on the blocking client: a [`Subscriber`] with connections of its own, kept in
+//! line with the subscriptions asked for by the pure [`Subscriptions`] (`src/pubsub.rs`),
+//! exactly as the async client's: after lost connections, failovers and slot migrations,
+//! and with the same at-most-once delivery (a message is taken only from the connection
+//! its subscription lives on).
+//!
+//! There is no task to reconcile in the background: the subscriber does it whenever it
+//! is called (at most every `RECONCILE_TICK` while it waits for a message), so a
+//! subscriber that is not called neither reads nor resubscribes; the kernel buffers what
+//! arrives meanwhile, up to the socket's buffer.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::{deadline_after, random_unit, Client, Event as IoEvent};
+use crate::cmd::{cmd, ToArg};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pubsub::{follow_up, parse_event, LinkId, Message, SubKind, Subscriptions, Target};
+use crate::round::Effect;
+use crate::topology::NodeAddr;
+
+/// How often the subscriptions are checked against the connections while waiting.
+const RECONCILE_TICK: Duration = Duration::from_millis(100);
+
+/// Subscriptions on a blocking client's cluster, with connections of their own; see
+/// [`Client::subscriber`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redis_cluster_uring::{blocking, Config};
+/// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+/// let mut sub = client.subscriber()?;
+/// sub.subscribe(&["news"])?;              // cluster-wide
+/// sub.ssubscribe(&["orders:{eu}"])?;      // sharded: on the channel's slot owner
+/// client.publish("news", "hello")?;
+/// while let Some(m) = sub.next_message(Some(Duration::from_secs(1)))? {
+///     println!("{:?}: {:?}", m.channel, m.payload);
+/// }
+/// # Ok::<(), redis_cluster_uring::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Subscriber {
+    /// A client of its own: the slot map, refreshes, the backend and the connections.
+    client: Client,
+    subs: Subscriptions,
+    /// The live connection serving each target: its token and link id (its serial).
+    links: HashMap<Target, (usize, LinkId)>,
+    /// Every open subscriber connection by link id (one that lost its target still gets
+    /// its unsubscribes before it is closed).
+    open: HashMap<LinkId, usize>,
+    inbox: VecDeque<Message>,
+    max_buffered: usize,
+    dropped: u64,
+    /// Connections lost so far (each one's subscriptions were sent again elsewhere).
+    reconnects: u64,
+    last_reconcile: Option<Instant>,
+}
+
+impl Client {
+    /// A new [`Subscriber`] on this client's cluster, with a ring (or `poll`) and
+    /// connections of its own, starting from this client's slot map.
+    pub fn subscriber(&self) -> Result<Subscriber> {
+        let client = Client::connect_parsed(
+            self.seeds.clone(),
+            self.config.clone(),
+            Some(self.map.clone()),
+        )?;
+        let resend_after = self
+            .config
+            .request_timeout
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(200), Duration::from_secs(5));
+        Ok(Subscriber {
+            subs: Subscriptions::new(resend_after),
+            max_buffered: self.config.max_buffered_messages.max(1),
+            client,
+            links: HashMap::new(),
+            open: HashMap::new(),
+            inbox: VecDeque::new(),
+            dropped: 0,
+            reconnects: 0,
+            last_reconcile: None,
+        })
+    }
+}
+
+impl Subscriber {
+    /// Subscribes to channels (cluster-wide). Returns once the server confirmed them, or
+    /// [`ErrorKind::Timeout`] after `request_timeout` (they stay desired, and the
+    /// subscriber keeps trying).
+    pub fn subscribe<C: ToArg>(&mut self, channels: &[C]) -> Result<()> {
+        self.change(SubKind::Channel, channels, true)
+    }
+
+    /// Subscribes to glob-style patterns (cluster-wide).
+    pub fn psubscribe<C: ToArg>(&mut self, patterns: &[C]) -> Result<()> {
+        self.change(SubKind::Pattern, patterns, true)
+    }
+
+    /// Subscribes to sharded channels, each on its slot's owner.
+    pub fn ssubscribe<C: ToArg>(&mut self, channels: &[C]) -> Result<()> {
+        self.change(SubKind::Sharded, channels, true)
+    }
+
+    /// Ends channel subscriptions; returns once the server confirmed.
+    pub fn unsubscribe<C: ToArg>(&mut self, channels: &[C]) -> Result<()> {
+        self.change(SubKind::Channel, channels, false)
+    }
+
+    /// Ends pattern subscriptions.
+    pub fn punsubscribe<C: ToArg>(&mut self, patterns: &[C]) -> Result<()> {
+        self.change(SubKind::Pattern, patterns, false)
+    }
+
+    /// Ends sharded subscriptions.
+    pub fn sunsubscribe<C: ToArg>(&mut self, channels: &[C]) -> Result<()> {
+        self.change(SubKind::Sharded, channels, false)
+    }
+
+    /// The next message, waiting up to `timeout` (`None`: as long as it takes);
+    /// `Ok(None)` when none came in time. While it waits, lost subscriptions are sent
+    /// again wherever they belong now.
+    pub fn next_message(&mut self, timeout: Option<Duration>) -> Result<Option<Message>> {
+        let deadline = deadline_after(timeout);
+        loop {
+            if let Some(m) = self.inbox.pop_front() {
+                return Ok(Some(m));
+            }
+            self.tick(deadline);
+            if self.inbox.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// A message already read, without waiting or reading.
+    pub fn try_next_message(&mut self) -> Option<Message> {
+        self.inbox.pop_front()
+    }
+
+    /// Subscriptions asked for that the servers have not confirmed where they belong now
+    /// (0 when everything is in place).
+    pub fn out_of_sync(&self) -> usize {
+        self.subs.out_of_sync()
+    }
+
+    /// The subscriptions asked for.
+    pub fn subscriptions(&self) -> Vec<(SubKind, bytes::Bytes)> {
+        self.subs.desired().map(|(k, n)| (k, n.clone())).collect()
+    }
+
+    /// Messages dropped because the caller did not take them and
+    /// `Config::max_buffered_messages` were waiting (the oldest go first).
+    pub fn dropped_messages(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Connections lost so far whose subscriptions were sent again elsewhere.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects
+    }
+
+    fn change<C: ToArg>(&mut self, kind: SubKind, names: &[C], add: bool) -> Result<()> {
+        let mut list = cmd("_");
+        for n in names {
+            list.push_arg(n);
+        }
+        let names: Vec<&[u8]> = list.args().skip(1).collect();
+        if add {
+            self.subs.want(kind, names.iter().copied());
+        } else {
+            self.subs.unwant(kind, names.iter().copied());
+        }
+        self.last_reconcile = None;
+        let deadline = deadline_after(self.client.config.request_timeout);
+        loop {
+            let done = if add {
+                self.subs.all_confirmed(kind, names.iter().copied())
+            } else {
+                self.subs.all_gone(kind, names.iter().copied())
+            };
+            if done {
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the server did not confirm in time; the subscriber keeps trying (see out_of_sync)",
+                ));
+            }
+            self.tick(deadline);
+        }
+    }
+
+    /// Reconciles when due, then reads what the connections bring until a message or a
+    /// confirmation arrives, the next reconcile is due, or `deadline`.
+    fn tick(&mut self, deadline: Option<Instant>) {
+        let now = Instant::now();
+        if self
+            .last_reconcile
+            .is_none_or(|at| now.saturating_duration_since(at) >= RECONCILE_TICK)
+        {
+            self.reconcile(now);
+            self.last_reconcile = Some(now);
+        }
+        let next_tick = now + RECONCILE_TICK;
+        let until = deadline.map_or(next_tick, |d| d.min(next_tick));
+        let tokens: Vec<usize> = self.open.values().copied().collect();
+        self.client.wait_links(&tokens, until);
+        let frames = std::mem::take(&mut self.client.link_frames);
+        for (token, frame) in frames {
+            let Some((&link, _)) = self.open.iter().find(|(_, t)| **t == token) else {
+                continue;
+            };
+            let from = self
+                .client
+                .entries
+                .get(token)
+                .map(|e| e.conn.addr().clone());
+            let event = parse_event(frame);
+            if let Some(from) = &from {
+                let then = follow_up(&event, from);
+                if let Some(moved) = then.moved {
+                    self.client
+                        .apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }));
+                }
+                if then.refresh {
+                    self.client.refresh_due = true;
+                }
+                if then.reconcile {
+                    self.last_reconcile = None;
+                }
+            }
+            if let crate::pubsub::Event::Error(line) = &event {
+                tracing::warn!(error = %String::from_utf8_lossy(line), "subscription refused");
+            }
+            if let Some(message) = self.subs.on_event(link, event) {
+                if self.inbox.len() >= self.max_buffered {
+                    self.inbox.pop_front();
+                    self.dropped += 1;
+                }
+                self.inbox.push_back(message);
+            }
+        }
+        self.client.maybe_refresh();
+    }
+
+    /// One pass: forget dead connections, open the ones the subscriptions need, queue
+    /// what [`Subscriptions::reconcile`] says, close connections nothing needs.
+    fn reconcile(&mut self, now: Instant) {
+        let dead: Vec<LinkId> = self
+            .open
+            .iter()
+            .filter(|(link, token)| {
+                self.client
+                    .entries
+                    .get(**token)
+                    .is_none_or(|e| e.serial != **link)
+            })
+            .map(|(link, _)| *link)
+            .collect();
+        for link in &dead {
+            self.open.remove(link);
+            self.links.retain(|_, (_, l)| l != link);
+            self.subs.link_lost(*link);
+            self.reconnects += 1;
+        }
+        if !dead.is_empty() {
+            // The node may have failed over: learn the new owners.
+            self.client.refresh_due = true;
+            self.client.maybe_refresh();
+        }
+        let targets = self.subs.targets(&self.client.map);
+        for target in &targets {
+            if self.links.contains_key(target) {
+                continue;
+            }
+            let node = match target {
+                Target::Node(node) => Some(node.clone()),
+                Target::AnyNode => self.any_node(),
+            };
+            let Some(node) = node else { continue };
+            match self.client.open_connection(&node, true) {
+                Ok(token) => {
+                    let link = self.client.entries[token].serial;
+                    self.links.insert(target.clone(), (token, link));
+                    self.open.insert(link, token);
+                }
+                Err(e) => tracing::debug!(%node, error = %e, "subscriber connection failed"),
+            }
+        }
+        let links = &self.links;
+        let actions = self
+            .subs
+            .reconcile(now, &self.client.map, |t| links.get(t).map(|(_, l)| *l));
+        for action in actions {
+            let token = match action.link {
+                Some(link) => self.open.get(&link).copied(),
+                None => self.links.get(&action.target).map(|(t, _)| *t),
+            };
+            if let Some(entry) = token.and_then(|t| self.client.entries.get_mut(t)) {
+                // A closed connection is found on the next pass and its subscriptions
+                // are sent again elsewhere.
+                entry.conn.queue_unanswered(&action.command);
+            }
+        }
+        // Connections to targets no subscription needs any more (a slot's old owner).
+        let unneeded: Vec<Target> = self
+            .links
+            .keys()
+            .filter(|t| !targets.contains(t))
+            .cloned()
+            .collect();
+        for target in unneeded {
+            if let Some((token, link)) = self.links.remove(&target) {
+                self.open.remove(&link);
+                self.client.close(token);
+            }
+        }
+    }
+
+    /// A node for the cluster-wide subscriptions: a primary at random (so that many
+    /// subscribers spread out), or a seed before the map has any.
+    fn any_node(&self) -> Option<NodeAddr> {
+        let nodes: Vec<&NodeAddr> = self.client.map.primaries().collect();
+        if nodes.is_empty() {
+            return self.client.seeds.first().cloned();
+        }
+        let i = ((random_unit() * nodes.len() as f64) as usize).min(nodes.len() - 1);
+        Some(nodes[i].clone())
+    }
+}
+
+impl Client {
+    /// Moves bytes on the subscriber connections `links` until something is read or
+    /// `until`: queued subscription commands are written, handshakes run, and frames land
+    /// in `link_frames`. A connection that fails is closed (the subscriber notices).
+    fn wait_links(&mut self, links: &[usize], until: Instant) {
+        let mut failed: Vec<(usize, Error)> = Vec::new();
+        for &token in links {
+            let Some(entry) = self.entries.get_mut(token) else {
+                continue;
+            };
+            if entry.conn.wants_write() && self.io.can_write(token) {
+                match entry.conn.take_output() {
+                    Ok(Some(out)) => {
+                        self.counters.add_write(out.bytes.len());
+                        self.io.write(token, out);
+                    }
+                    Ok(None) => {}
+                    Err(e) => failed.push((token, e)),
+                }
+            }
+            if !entry.conn.is_ready() && entry.ready_by <= Instant::now() {
+                failed.push((
+                    token,
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("{}: the handshake took too long", entry.conn.addr()),
+                    ),
+                ));
+            }
+        }
+        for (token, error) in failed {
+            self.fail(token, &error, &mut []);
+        }
+        let awaiting: Vec<usize> = links
+            .iter()
+            .copied()
+            .filter(|t| self.entries.contains(*t))
+            .collect();
+        let timeout = until.saturating_duration_since(Instant::now());
+        if awaiting.is_empty() {
+            std::thread::sleep(timeout);
+            return;
+        }
+        let mut events: Vec<IoEvent> = std::mem::take(&mut self.events);
+        if let Err(e) = self.io.wait(&awaiting, 1, Some(timeout), &mut events) {
+            let error = Error::io(format!("{} backend", self.backend), e);
+            for &token in &awaiting {
+                self.fail(token, &error, &mut []);
+            }
+        }
+        self.handle(&mut events, &mut []);
+        self.events = events;
+        for (token, entry) in self.entries.iter() {
+            self.io.settle(token, entry.conn.answered());
+        }
+    }
+}
