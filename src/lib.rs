@@ -27,7 +27,8 @@
 //! - [`slot`]: CRC16 key hashing and hash tags.
 //! - [`cmd`](mod@cmd): the command builder.
 //! - [`commands`]: typed helpers (`get`, `hset`, `zadd`, `eval`...), each defined once as a
-//!   `Cmd` constructor, a [`Pipeline`] method and a [`Client`] method.
+//!   `Cmd` constructor, a [`Pipeline`] method, a [`Client`] method and a
+//!   [`blocking::Client`] method.
 //! - [`command_table`]: the class of every command (regular, empty, connection state,
 //!   blocking, multi-node, node-specific) and so the path it takes.
 //! - [`route`]: which key of a command decides its slot.
@@ -37,7 +38,7 @@
 //!   node and merged by their response policy.
 //! - [`plan`]: pipeline planning into per-node batches.
 //! - [`read_route`]: where read-only commands go under a [`ReadFrom`] policy.
-//! - [`scan`]: cluster `SCAN` with progress counted in slots.
+//! - [`scan`]: cluster `SCAN` as a state machine, progress counted in slots.
 //! - [`pubsub`]: desired subscriptions and their reconciliation with the cluster.
 //! - [`report`]: the per-node report of a pipeline (sent, round trip, errors per node).
 //! - [`transaction`]: `MULTI ... EXEC` in one write, judged as a whole (redirects,
@@ -62,7 +63,8 @@
 //!   (`client/pubsub.rs`).
 //! - [`blocking`]: [`blocking::Client`], the same client without a runtime, on an
 //!   io_uring instance it owns (one `io_uring_enter` per pipeline) or `poll(2)`; its
-//!   connections are sans-IO (`blocking/conn.rs`) under two thin backends.
+//!   connections are sans-IO (`blocking/conn.rs`) under two thin backends, and its SCAN,
+//!   transactions and [`blocking::Subscriber`] drive the same pure machines.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod blocking;

@@ -249,6 +249,26 @@ pub enum RoundReply {
     },
 }
 
+impl RoundReply {
+    /// The one reply of a single-command round trip as a result: the value, the failure,
+    /// or (`None`) a timeout when the deadline passed, a missing reply otherwise.
+    pub(crate) fn single(
+        reply: Option<RoundReply>,
+        timed_out: bool,
+        node: &NodeAddr,
+    ) -> Result<Value> {
+        match reply {
+            Some(RoundReply::Value(v)) => Ok(v),
+            Some(RoundReply::Failed { error, .. }) => Err(error),
+            None if timed_out => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{node} did not answer in time"),
+            )),
+            None => Err(Error::new(ErrorKind::Io, format!("no reply from {node}"))),
+        }
+    }
+}
+
 /// Something the driver must do besides sending: the machine itself touches nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {

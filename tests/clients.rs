@@ -526,13 +526,9 @@ async fn atomic_pipelines_commit_abort_and_follow_a_migration<'s, C: TestClient>
     let slot = slot_for_key(b"bt").get();
     let migrations = helpers.spawn(move || {
         for _ in 0..3 {
-            let from = cluster.master_for_slot(slot);
-            let to = cluster.other_master(from);
-            cluster.begin_migration(slot, from, to).unwrap();
-            std::thread::sleep(Duration::from_millis(40));
-            cluster.move_keys(slot, from, to).unwrap();
-            std::thread::sleep(Duration::from_millis(40));
-            cluster.finish_migration(slot, from, to).unwrap();
+            cluster
+                .migrate_slot_in_steps(slot, Duration::from_millis(40))
+                .unwrap();
         }
     });
     let mut committed = 0i64;

@@ -78,15 +78,11 @@ async fn a_scan_survives_live_slot_migrations<'s, C: TestClient>(
             std::thread::sleep(Duration::from_millis(5));
         }
         for tag in &moving {
-            let slot = slot_for_key(tag.as_bytes()).get();
-            let from = cluster.master_for_slot(slot);
-            let to = cluster.other_master(from);
             // In steps, with the scan running between them.
-            cluster.begin_migration(slot, from, to).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            cluster.move_keys(slot, from, to).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            cluster.finish_migration(slot, from, to).unwrap();
+            let slot = slot_for_key(tag.as_bytes()).get();
+            cluster
+                .migrate_slot_in_steps(slot, Duration::from_millis(50))
+                .unwrap();
         }
     });
     let mut client = C::connect(cluster, Config::default()).await;

@@ -261,13 +261,9 @@ async fn transactions_keep_committing_during_live_migrations<'s, C: TestClient>(
     helpers.spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
         for _ in 0..6 {
-            let from = cluster.master_for_slot(slot);
-            let to = cluster.other_master(from);
-            cluster.begin_migration(slot, from, to).unwrap();
-            std::thread::sleep(Duration::from_millis(40));
-            cluster.move_keys(slot, from, to).unwrap();
-            std::thread::sleep(Duration::from_millis(40));
-            cluster.finish_migration(slot, from, to).unwrap();
+            cluster
+                .migrate_slot_in_steps(slot, Duration::from_millis(40))
+                .unwrap();
             std::thread::sleep(Duration::from_millis(40));
         }
         still.store(false, Ordering::SeqCst);

@@ -279,15 +279,7 @@ impl Client {
         };
         let mut inbox = [None];
         let (_, timed_out) = self.send_round(vec![batch], deadline, &mut inbox, None);
-        match inbox[0].take() {
-            Some(RoundReply::Value(v)) => Ok(v),
-            Some(RoundReply::Failed { error, .. }) => Err(error),
-            None if timed_out => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("{node} did not answer in time"),
-            )),
-            None => Err(Error::new(ErrorKind::Io, format!("no reply from {node}"))),
-        }
+        RoundReply::single(inbox[0].take(), timed_out, node)
     }
 
     /// `MULTI`, the commands and `EXEC` in one write to their slot's node, judged as a

@@ -349,14 +349,6 @@ impl Client {
     async fn round_trip_one(&self, conn: ConnId, node: &NodeAddr, buf: BytesMut) -> Result<Value> {
         let deadline = deadline_after(self.inner.config.request_timeout);
         let (mut replies, timed_out) = self.round_trip(conn, buf, 1, deadline).await;
-        match replies.pop().flatten() {
-            Some(RoundReply::Value(v)) => Ok(v),
-            Some(RoundReply::Failed { error, .. }) => Err(error),
-            None if timed_out => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("{node} did not answer in time"),
-            )),
-            None => Err(Error::new(ErrorKind::Io, format!("no reply from {node}"))),
-        }
+        RoundReply::single(replies.pop().flatten(), timed_out, node)
     }
 }

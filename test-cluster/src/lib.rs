@@ -937,6 +937,25 @@ impl Cluster {
         self.finish_migration(slot, from, to)
     }
 
+    /// Moves `slot` from its owner to another primary in the three steps of a live
+    /// migration (`MIGRATING`/`IMPORTING`, the keys, the handover), pausing `step`
+    /// after the first two, so that a client working meanwhile meets `ASK`, `TRYAGAIN`
+    /// and then `MOVED`. Returns the old and the new owner.
+    pub fn migrate_slot_in_steps(
+        &self,
+        slot: u16,
+        step: std::time::Duration,
+    ) -> Result<(u16, u16), HarnessError> {
+        let from = self.master_for_slot(slot);
+        let to = self.other_master(from);
+        self.begin_migration(slot, from, to)?;
+        std::thread::sleep(step);
+        self.move_keys(slot, from, to)?;
+        std::thread::sleep(step);
+        self.finish_migration(slot, from, to)?;
+        Ok((from, to))
+    }
+
     /// Kills a node with SIGKILL (no clean shutdown, like a crash).
     pub fn kill_node(&self, port: u16) -> Result<(), HarnessError> {
         let i = self
