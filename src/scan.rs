@@ -67,9 +67,20 @@ impl ScanProgress {
     /// assert_eq!(p.next_slot().map(|s| s.get()), Some(3));
     /// ```
     pub fn finish_node(&mut self, before: &[u16], after: &[u16], moving: &[u16]) -> usize {
+        let set = |slots: &[u16]| {
+            let mut set = vec![false; SLOT_COUNT as usize];
+            for &s in slots {
+                if let Some(x) = set.get_mut(s as usize) {
+                    *x = true;
+                }
+            }
+            set
+        };
+        let (after, moving) = (set(after), set(moving));
+        let has = |set: &[bool], slot: u16| set.get(slot as usize).copied().unwrap_or(false);
         let mut marked = 0;
         for &slot in before {
-            if after.contains(&slot) && !moving.contains(&slot) {
+            if has(&after, slot) && !has(&moving, slot) {
                 if let Some(done) = self.done.get_mut(slot as usize) {
                     if !*done {
                         *done = true;
@@ -86,7 +97,14 @@ impl ScanProgress {
 /// those being migrated in or out (`[5->-id]`, `[5-<-id]`). The node's own word is what
 /// decides where its keys are.
 pub(crate) fn own_slots(cluster_nodes: &str) -> (Vec<u16>, Vec<u16>) {
-    let Some(myself) = cluster_nodes.lines().find(|l| l.contains("myself")) else {
+    // The third field holds the flags (`myself,master`); a host name elsewhere on the line
+    // could contain the word.
+    let is_myself = |l: &&str| {
+        l.split_whitespace()
+            .nth(2)
+            .is_some_and(|flags| flags.split(',').any(|f| f == "myself"))
+    };
+    let Some(myself) = cluster_nodes.lines().find(is_myself) else {
         return (Vec::new(), Vec::new());
     };
     let mut owned = Vec::new();
@@ -410,6 +428,10 @@ mod tests {
         assert_eq!(owned, vec![0, 1, 2, 3, 9]);
         assert_eq!(moving, vec![93, 77]);
         assert_eq!(own_slots(""), (Vec::new(), Vec::new()));
+        // A host name with the word in it is not the node's own line.
+        let named = "a myself.example:7000@1 master - 0 0 1 connected 0-9\n\
+                     b 127.0.0.1:7001@1 myself,master - 0 0 2 connected 10-19\n";
+        assert_eq!(own_slots(named).0, (10..20).collect::<Vec<u16>>());
         // Hostile ranges are clamped, not trusted.
         let (owned, _) = own_slots("x h:1@2 myself,master - 0 0 1 connected 16380-65535\n");
         assert_eq!(owned.len(), 4);

@@ -218,6 +218,7 @@ pub fn encode_transaction(cmds: &[Cmd], asking: bool) -> BytesMut {
 
 /// How a transaction ended.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum TxOutcome {
     /// `EXEC` ran (each command's result, runtime errors included), or the transaction
     /// was aborted at queue time (the refused command's error, and
@@ -230,8 +231,11 @@ pub enum TxOutcome {
     /// the watches (the server drops them at every `EXEC`, aborted or not), so the
     /// session starts its attempt again, `WATCH` first, after `pause`.
     Unwatched {
-        /// The backoff before the next attempt.
+        /// The backoff the round would have taken before resending.
         pause: Duration,
+        /// What the server said (or the unsent failure): the session's error when its
+        /// retry budget runs out.
+        refusal: Error,
     },
 }
 
@@ -431,9 +435,9 @@ impl TxRound {
                 }
             }
         }
-        if unsent_failure.is_some() {
+        if let Some(error) = unsent_failure {
             // Nothing was written: safe to send again after a pause.
-            return self.retry();
+            return self.retry(error);
         }
         let mut values = values.into_iter();
         let Some(exec) = values.next_back() else {
@@ -470,11 +474,14 @@ impl TxRound {
                 // the whole transaction; otherwise the commands are answered one by one.
                 let cure = queued
                     .iter()
-                    .map(classify_reply)
-                    .find(|a| !matches!(a, ReplyAction::Accept));
+                    .map(|v| (classify_reply(v), v))
+                    .find(|(a, _)| !matches!(a, ReplyAction::Accept));
                 match cure {
-                    Some(ReplyAction::Redirect(r)) => self.redirect(node, r),
-                    Some(ReplyAction::Retry(_)) => self.retry(),
+                    Some((ReplyAction::Redirect(r), _)) => self.redirect(node, r),
+                    Some((ReplyAction::Retry(_), Value::Error(refused))) => {
+                        let refusal = server_error(refused);
+                        self.retry(refusal)
+                    }
                     _ => {
                         let results = queued
                             .into_iter()
@@ -495,7 +502,7 @@ impl TxRound {
             }
             Value::Error(line) => match classify_reply(&Value::Error(line.clone())) {
                 ReplyAction::Redirect(r) => self.redirect(node, r),
-                ReplyAction::Retry(_) => self.retry(),
+                ReplyAction::Retry(_) => self.retry(server_error(&line)),
                 ReplyAction::Accept => self.fail(server_error(&line)),
             },
             other => self.fail(Error::protocol(format!(
@@ -557,7 +564,9 @@ impl TxRound {
         self.target = Some(to);
     }
 
-    fn retry(&mut self) {
+    /// Sends the transaction again after a backoff (unpinned), or ends a pinned one with
+    /// [`TxOutcome::Unwatched`]; `refusal` is why.
+    fn retry(&mut self, refusal: Error) {
         if self.retries >= self.limits.max_retries {
             return self.fail(Error::new(
                 ErrorKind::ClusterDown,
@@ -576,7 +585,7 @@ impl TxRound {
         );
         if self.pinned.is_some() {
             // The attempt's EXEC (or the lost connection) took the watches with it.
-            self.outcome = Some(Ok(TxOutcome::Unwatched { pause }));
+            self.outcome = Some(Ok(TxOutcome::Unwatched { pause, refusal }));
             return;
         }
         // The map may have changed meanwhile: go where it says.
@@ -1025,7 +1034,13 @@ mod tests {
                 TxNext::Done
             ));
             match tx.finish() {
-                Ok(TxOutcome::Unwatched { pause }) => assert!(pause >= Duration::from_millis(10)),
+                Ok(TxOutcome::Unwatched { pause, refusal }) => {
+                    assert!(pause >= Duration::from_millis(10));
+                    assert!(
+                        refusal.is_transient() || refusal.kind() == ErrorKind::ServerError,
+                        "{refusal}"
+                    );
+                }
                 other => panic!("expected the session to start again, got {other:?}"),
             }
         }

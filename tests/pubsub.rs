@@ -586,3 +586,33 @@ mod on_the_blocking_client {
         assert_eq!(sub.out_of_sync(), 0);
     }
 }
+
+/// A user whose ACL allows the channel `news` only: a subscription the server refuses is
+/// the error of the call that asked for it (and is no longer desired), on both
+/// subscribers; the allowed one works.
+#[test]
+fn a_refused_subscription_is_the_callers_error_on_both_subscribers() {
+    use redis_cluster_uring::handshake::Credentials;
+    let cluster = support::Cluster::start(support::ClusterSpec {
+        extra_config: vec![("user".into(), "limited on >lim-pw ~* &news +@all".into())],
+        ..support::spec(3, 0)
+    })
+    .unwrap_or_else(|e| panic!("could not start a test cluster: {e}"));
+    let config = Config::default().credentials(Credentials::user("limited", "lim-pw"));
+    run(async {
+        let client = client_with(&cluster, config.clone()).await;
+        let sub = client.subscriber();
+        let e = sub.subscribe(&["secret"]).await.unwrap_err();
+        assert_eq!(e.code(), Some("NOPERM"), "{e}");
+        assert_eq!((sub.out_of_sync(), sub.subscriptions().len()), (0, 0));
+        sub.subscribe(&["news"]).await.unwrap();
+        assert_eq!(sub.subscriptions().len(), 1);
+    });
+    let client = support::clients::connect_blocking(&cluster, config);
+    let mut sub = client.subscriber().unwrap();
+    let e = sub.subscribe(&["secret"]).unwrap_err();
+    assert_eq!(e.code(), Some("NOPERM"), "{e}");
+    assert_eq!((sub.out_of_sync(), sub.subscriptions().len()), (0, 0));
+    sub.subscribe(&["news"]).unwrap();
+    assert_eq!(sub.subscriptions().len(), 1);
+}

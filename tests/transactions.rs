@@ -480,3 +480,30 @@ fn a_blocking_watch_session_follows_its_slot_to_the_new_owner() {
     let n: i64 = client.get("{mv}n").unwrap();
     assert_eq!(n, 2);
 }
+
+/// A closure that panics inside a blocking WATCH session: the panic reaches the caller,
+/// and the connection holding the watches is closed on the way, so a later transaction
+/// on the same client is not aborted by a stale watch.
+#[test]
+fn a_panic_in_a_blocking_watch_session_leaves_no_watch_behind() {
+    let cluster = cluster(3, 0);
+    let mut client = support::clients::connect_blocking(&cluster, Config::default());
+    let mut other = support::clients::connect_blocking(&cluster, Config::default());
+    client.set("{p}n", 1).unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = client.transaction(&["{p}n"], |conn| -> redis_cluster_uring::Result<Pipeline> {
+            let _: i64 = conn.query(cmd("GET").arg("{p}n"))?;
+            panic!("the caller's bug");
+        });
+    }));
+    assert!(panicked.is_err());
+    other.incr("{p}n", 1).unwrap();
+    let mut tx = Pipeline::new();
+    tx.atomic().add(cmd("INCR").arg("{p}n"));
+    let r = client.execute(&tx).unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap(),
+        &Value::Int(3),
+        "no stale watch aborted it"
+    );
+}

@@ -87,6 +87,10 @@ pub use ring::RingFeatures;
 pub use scan::BlockingScan;
 pub use transaction::Watched;
 
+/// A replica that could not be reached at a warm-up is not tried again by the next
+/// warm-ups for this long (a request routed to it still tries).
+const WARM_UP_RETRY: Duration = Duration::from_secs(10);
+
 /// Below this much spare room a read buffer grows before the next read.
 pub(crate) const MIN_READ_SPACE: usize = 4096;
 
@@ -209,10 +213,15 @@ pub struct Client {
     router: ReadRouter,
     /// Per node, its zone and handshake round trip (see [`NodeFacts`]).
     known: HashMap<NodeAddr, NodeFacts>,
+    /// Replicas whose warm-up connect failed, and when.
+    warm_up_failed: HashMap<NodeAddr, Instant>,
     /// Connections opened so far (the next one's serial).
     connections_opened: u64,
-    /// Frames read on subscriber connections (by token), for the [`Subscriber`].
-    link_frames: Vec<(usize, Value)>,
+    /// Frames read on subscriber connections, by connection serial (a slab token may be
+    /// reused by the time they are taken), for the [`Subscriber`]; at most
+    /// `max_buffered_messages`, the oldest dropped first (counted in `link_frames_dropped`).
+    link_frames: std::collections::VecDeque<(u64, Value)>,
+    link_frames_dropped: u64,
     counters: Counters,
     /// The ring accepts submissions from the thread that created it only
     /// (`SINGLE_ISSUER`): the client stays on that thread.
@@ -280,8 +289,10 @@ impl Client {
             events: Vec::new(),
             router,
             known: HashMap::new(),
+            warm_up_failed: HashMap::new(),
             connections_opened: 0,
-            link_frames: Vec::new(),
+            link_frames: std::collections::VecDeque::new(),
+            link_frames_dropped: 0,
             counters: Counters::default(),
             _not_send: std::marker::PhantomData,
         };
@@ -552,24 +563,35 @@ impl Client {
     /// read is routed, so `AzAffinity` and `Nearest` choose on facts from the start. A
     /// replica that cannot be reached is left to the router's fallback.
     fn warm_up_replicas(&mut self) {
+        let now = Instant::now();
+        self.warm_up_failed
+            .retain(|_, at| now.saturating_duration_since(*at) < WARM_UP_RETRY);
         let replicas: Vec<NodeAddr> = self
             .map
             .shards()
             .iter()
             .flat_map(|s| s.replicas.iter())
-            .filter(|r| !self.nodes.contains_key(*r))
+            .filter(|r| !self.nodes.contains_key(*r) && !self.warm_up_failed.contains_key(*r))
             .cloned()
             .collect();
         if replicas.is_empty() {
             return;
         }
+        // One deadline for the whole warm-up: connects one after another share it, and the
+        // handshakes then run together until it.
+        let deadline = saturating_later(now, self.config.connect_timeout);
         for replica in &replicas {
-            if let Err(e) = self.connection_for(replica) {
-                tracing::debug!(node = %replica, error = %e, "replica warm-up failed");
+            match self.open_connection(replica, false, deadline) {
+                Ok(token) => {
+                    self.nodes.insert(replica.clone(), token);
+                }
+                Err(e) => {
+                    tracing::debug!(node = %replica, error = %e, "replica warm-up failed");
+                    self.warm_up_failed.insert(replica.clone(), Instant::now());
+                }
             }
         }
-        let deadline = deadline_after(Some(self.config.connect_timeout));
-        self.pump(deadline, &mut [], &[], None);
+        self.pump(Some(deadline), &mut [], &[], None);
     }
 
     fn blocking_deadline(&self, command: &Cmd) -> Result<Option<Instant>> {
@@ -945,8 +967,14 @@ impl Client {
                         }
                     }
                     if entry.events_only {
-                        self.link_frames
-                            .extend(entry.conn.take_pushes().map(|frame| (token, frame)));
+                        let cap = self.config.max_buffered_messages.max(1);
+                        for frame in entry.conn.take_pushes() {
+                            if self.link_frames.len() >= cap {
+                                self.link_frames.pop_front();
+                                self.link_frames_dropped += 1;
+                            }
+                            self.link_frames.push_back((entry.serial, frame));
+                        }
                     }
                     let pushes: Vec<Value> = entry.conn.take_pushes().collect();
                     if !pushes.is_empty() {
@@ -1013,7 +1041,8 @@ impl Client {
         if let Some(&token) = self.nodes.get(node) {
             return Ok(token);
         }
-        let token = self.open_connection(node, false)?;
+        let deadline = saturating_later(Instant::now(), self.config.connect_timeout);
+        let token = self.open_connection(node, false, deadline)?;
         self.nodes.insert(node.clone(), token);
         Ok(token)
     }
@@ -1021,9 +1050,14 @@ impl Client {
     /// Opens a connection to `node` (connected, registered, handshake queued): one that
     /// serves routed requests, or with `events_only` a subscriber's (kept out of the
     /// routing table; every frame on it is an event, see [`Client::link_frames`]).
-    fn open_connection(&mut self, node: &NodeAddr, events_only: bool) -> Result<usize> {
+    fn open_connection(
+        &mut self,
+        node: &NodeAddr,
+        events_only: bool,
+        connect_by: Instant,
+    ) -> Result<usize> {
         let config = &self.config;
-        let stream = connect_tcp(node, config)?;
+        let stream = connect_tcp(node, config, connect_by)?;
         let handshake = HandshakeOptions {
             protocol: config.protocol,
             credentials: config
@@ -1216,9 +1250,9 @@ fn choose_backend(
 }
 
 /// Resolves `node` and connects to the first of its addresses that accepts, each with
-/// its share of `connect_timeout`; the socket gets `TCP_NODELAY`, keepalive and
+/// its share of the time left until `deadline`; the socket gets `TCP_NODELAY`, keepalive and
 /// `TCP_USER_TIMEOUT`, and is made nonblocking.
-fn connect_tcp(node: &NodeAddr, config: &Config) -> Result<TcpStream> {
+fn connect_tcp(node: &NodeAddr, config: &Config, deadline: Instant) -> Result<TcpStream> {
     let candidates: Vec<SocketAddr> = if let Ok(ip) = node.host.parse::<std::net::IpAddr>() {
         vec![SocketAddr::new(ip, node.port)]
     } else if node.host.is_empty() || node.host == "?" {
@@ -1238,7 +1272,6 @@ fn connect_tcp(node: &NodeAddr, config: &Config) -> Result<TcpStream> {
             format!("{node} resolves to no address"),
         ));
     }
-    let deadline = saturating_later(Instant::now(), config.connect_timeout);
     let count = candidates.len();
     let mut last = None;
     for (i, addr) in candidates.into_iter().enumerate() {

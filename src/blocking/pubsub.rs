@@ -54,17 +54,19 @@ pub struct Subscriber {
     /// Connections lost so far (each one's subscriptions were sent again elsewhere).
     reconnects: u64,
     last_reconcile: Option<Instant>,
+    /// The last subscription command a server refused, for the call waiting on it.
+    refusal: Option<Error>,
 }
 
 impl Client {
     /// A new [`Subscriber`] on this client's cluster, with a ring (or `poll`) and
     /// connections of its own, starting from this client's slot map.
     pub fn subscriber(&self) -> Result<Subscriber> {
-        let client = Client::connect_parsed(
-            self.seeds.clone(),
-            self.config.clone(),
-            Some(self.map.clone()),
-        )?;
+        // Its own client routes nothing to replicas (subscriptions go to primaries), so it
+        // has no replica connections to warm up.
+        let mut config = self.config.clone();
+        config.read_from = crate::ReadFrom::Primary;
+        let client = Client::connect_parsed(self.seeds.clone(), config, Some(self.map.clone()))?;
         let resend_after = self
             .config
             .request_timeout
@@ -80,12 +82,14 @@ impl Client {
             dropped: 0,
             reconnects: 0,
             last_reconcile: None,
+            refusal: None,
         })
     }
 }
 
 impl Subscriber {
-    /// Subscribes to channels (cluster-wide). Returns once the server confirmed them, or
+    /// Subscribes to channels (cluster-wide). Returns once the server confirmed them, the
+    /// server's error when it refused (an ACL: then they are no longer desired), or
     /// [`ErrorKind::Timeout`] after `request_timeout` (they stay desired, and the
     /// subscriber keeps trying).
     pub fn subscribe<C: ToArg>(&mut self, channels: &[C]) -> Result<()> {
@@ -171,9 +175,16 @@ impl Subscriber {
         } else {
             self.subs.unwant(kind, names.iter().copied());
         }
+        self.refusal = None;
         self.last_reconcile = None;
         let deadline = deadline_after(self.client.config.request_timeout);
         loop {
+            if let Some(e) = self.refusal.take() {
+                // Refused (an ACL, say): not wanted any more, and the caller is told.
+                self.subs.unwant(kind, names.iter().copied());
+                self.last_reconcile = None;
+                return Err(e);
+            }
             let done = if add {
                 self.subs.all_confirmed(kind, names.iter().copied())
             } else {
@@ -203,13 +214,20 @@ impl Subscriber {
             self.reconcile(now);
             self.last_reconcile = Some(now);
         }
+        // Frames read meanwhile (during a refresh's pump) are taken without waiting.
         let next_tick = now + RECONCILE_TICK;
-        let until = deadline.map_or(next_tick, |d| d.min(next_tick));
-        let tokens: Vec<usize> = self.open.values().copied().collect();
+        let until = if self.client.link_frames.is_empty() {
+            deadline.map_or(next_tick, |d| d.min(next_tick))
+        } else {
+            now
+        };
+        let tokens: Vec<usize> = self.live_tokens().collect();
         self.client.wait_links(&tokens, until);
+        self.dropped += std::mem::take(&mut self.client.link_frames_dropped);
         let frames = std::mem::take(&mut self.client.link_frames);
-        for (token, frame) in frames {
-            let Some((&link, _)) = self.open.iter().find(|(_, t)| **t == token) else {
+        for (link, frame) in frames {
+            let Some(token) = self.token_of(link) else {
+                // Its connection is gone: what it said no longer counts.
                 continue;
             };
             let from = self
@@ -233,6 +251,7 @@ impl Subscriber {
             }
             if let crate::pubsub::Event::Error(line) = &event {
                 tracing::warn!(error = %String::from_utf8_lossy(line), "subscription refused");
+                self.refusal = Some(crate::reply::server_error(line));
             }
             if let Some(message) = self.subs.on_event(link, event) {
                 if self.inbox.len() >= self.max_buffered {
@@ -280,7 +299,8 @@ impl Subscriber {
                 Target::AnyNode => self.any_node(),
             };
             let Some(node) = node else { continue };
-            match self.client.open_connection(&node, true) {
+            let connect_by = super::saturating_later(now, self.client.config.connect_timeout);
+            match self.client.open_connection(&node, true, connect_by) {
                 Ok(token) => {
                     let link = self.client.entries[token].serial;
                     self.links.insert(target.clone(), (token, link));
@@ -294,10 +314,11 @@ impl Subscriber {
             .subs
             .reconcile(now, &self.client.map, |t| links.get(t).map(|(_, l)| *l));
         for action in actions {
-            let token = match action.link {
-                Some(link) => self.open.get(&link).copied(),
-                None => self.links.get(&action.target).map(|(t, _)| *t),
+            let link = match action.link {
+                Some(link) => Some(link),
+                None => self.links.get(&action.target).map(|(_, l)| *l),
             };
+            let token = link.and_then(|l| self.token_of(l));
             if let Some(entry) = token.and_then(|t| self.client.entries.get_mut(t)) {
                 // A closed connection is found on the next pass and its subscriptions
                 // are sent again elsewhere.
@@ -312,11 +333,29 @@ impl Subscriber {
             .cloned()
             .collect();
         for target in unneeded {
-            if let Some((token, link)) = self.links.remove(&target) {
+            if let Some((_, link)) = self.links.remove(&target) {
+                if let Some(token) = self.token_of(link) {
+                    self.client.close(token);
+                }
                 self.open.remove(&link);
-                self.client.close(token);
             }
         }
+    }
+
+    /// The token of subscriber connection `link`, if that connection is still open (its
+    /// slab token may have been given to another connection since).
+    fn token_of(&self, link: LinkId) -> Option<usize> {
+        let token = *self.open.get(&link)?;
+        self.client
+            .entries
+            .get(token)
+            .is_some_and(|e| e.serial == link)
+            .then_some(token)
+    }
+
+    /// Tokens of the subscriber connections still open.
+    fn live_tokens(&self) -> impl Iterator<Item = usize> + '_ {
+        self.open.keys().filter_map(|l| self.token_of(*l))
     }
 
     /// A node for the cluster-wide subscriptions: a primary at random (so that many

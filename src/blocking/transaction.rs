@@ -75,7 +75,9 @@ impl Client {
     /// the transaction to run), then runs it with `EXEC` on the same connection. When a
     /// watched key changed meanwhile (`EXEC` answers nil), everything runs again, up to
     /// `Config::max_watch_attempts` times, then [`ErrorKind::WatchConflict`]. A slot that
-    /// moved also starts the attempt again, on the new owner.
+    /// moved also starts the attempt again, on the new owner (within `max_redirects`),
+    /// and so does a transaction the server refused for now (`TRYAGAIN`, `CLUSTERDOWN`:
+    /// within `max_retries`, with backoff, then that refusal is the error).
     ///
     /// Returning an empty pipeline ends the session without a transaction (`UNWATCH`) and
     /// returns no results. The keys, and those of the returned pipeline, must share one
@@ -107,7 +109,9 @@ impl Client {
         self.housekeeping();
         let limits = self.round_limits();
         let mut redirects = 0;
+        let mut refusals = 0;
         let attempts = self.config.max_watch_attempts.max(1);
+        let mut last_refusal: Option<Error> = None;
         for _attempt in 0..attempts {
             let Some(node) = self.map.node_for(slot).cloned() else {
                 self.refresh_due = true;
@@ -124,17 +128,37 @@ impl Client {
                         node: node.clone(),
                         conn,
                     };
-                    let pipe = body(&mut watched);
+                    // A panic in the closure must not leave the watches on the node's
+                    // connection, where they would abort a later transaction.
+                    let pipe = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        body(&mut watched)
+                    })) {
+                        Ok(pipe) => pipe,
+                        Err(panic) => {
+                            self.close_session(conn);
+                            std::panic::resume_unwind(panic)
+                        }
+                    };
                     match self.end_session(&node, conn, slot, pipe)? {
                         SessionEnd::Done(results) => return Ok(results),
                         SessionEnd::Conflict => {
                             self.counters.retries_add(1);
+                            last_refusal = None;
                             continue;
                         }
-                        SessionEnd::Unwatched(pause) => {
+                        SessionEnd::Unwatched(error) => {
+                            refusals += 1;
+                            if refusals > limits.max_retries {
+                                return Err(error);
+                            }
                             self.counters.retries_add(1);
                             self.maybe_refresh();
-                            std::thread::sleep(pause);
+                            std::thread::sleep(crate::round::backoff(
+                                refusals,
+                                limits.retry_base_delay,
+                                limits.retry_max_delay,
+                            ));
+                            last_refusal = Some(error);
                             continue;
                         }
                         SessionEnd::Moved(e) => e,
@@ -154,10 +178,14 @@ impl Client {
                 }
             }
         }
-        Err(Error::new(
-            ErrorKind::WatchConflict,
-            format!("a watched key changed before EXEC in all {attempts} attempts"),
-        ))
+        Err(match last_refusal {
+            // The last attempt was refused, not in conflict: say so.
+            Some(refusal) => refusal,
+            None => Error::new(
+                ErrorKind::WatchConflict,
+                format!("a watched key changed before EXEC in all {attempts} attempts"),
+            ),
+        })
     }
 
     /// Sends `WATCH` to `node`: the connection now holding the watches, or the redirect
@@ -227,7 +255,7 @@ impl Client {
         match self.drive_transaction(pipe.commands(), tx, deadline, None) {
             Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(raise_first_error(pipe, results)?)),
             Ok(TxOutcome::Conflict) => Ok(SessionEnd::Conflict),
-            Ok(TxOutcome::Unwatched { pause }) => Ok(SessionEnd::Unwatched(pause)),
+            Ok(TxOutcome::Unwatched { refusal, .. }) => Ok(SessionEnd::Unwatched(refusal)),
             // Discarded by the server (EXECABORT): nothing ran, the watches are gone.
             Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
                 Ok(SessionEnd::Moved(e))
@@ -368,6 +396,7 @@ enum SessionEnd {
     Conflict,
     /// The slot moved: follow the redirect and start again.
     Moved(Error),
-    /// Refused for now (`TRYAGAIN`, ...): watch again after the pause.
-    Unwatched(std::time::Duration),
+    /// Refused for now (`TRYAGAIN`, ...): watch again after a backoff; the refusal is
+    /// the error when the retry budget runs out.
+    Unwatched(Error),
 }

@@ -83,6 +83,8 @@ struct State {
     dropped: u64,
     /// Connections lost so far (each one's subscriptions were sent again elsewhere).
     resubscribed_links: u64,
+    /// The last subscription command a server refused, for the call waiting on it.
+    refusal: Option<Error>,
 }
 
 impl Client {
@@ -104,6 +106,7 @@ impl Client {
                 max_buffered: config.max_buffered_messages.max(1),
                 dropped: 0,
                 resubscribed_links: 0,
+                refusal: None,
             }),
             reconcile: reconcile.clone(),
             changed: Notify::new(),
@@ -115,8 +118,9 @@ impl Client {
 }
 
 impl Subscriber {
-    /// Subscribes to channels (cluster-wide). Returns once the server confirmed them,
-    /// or [`ErrorKind::Timeout`] after `request_timeout` (they stay desired, and the
+    /// Subscribes to channels (cluster-wide). Returns once the server confirmed them, the
+    /// server's error when it refused (an ACL: then they are no longer desired), or
+    /// [`ErrorKind::Timeout`] after `request_timeout` (they stay desired, and the
     /// subscriber keeps trying).
     pub async fn subscribe<C: ToArg>(&self, channels: &[C]) -> Result<()> {
         self.change(SubKind::Channel, channels, true).await
@@ -206,6 +210,7 @@ impl Subscriber {
         let names: Vec<&[u8]> = list.args().skip(1).collect();
         {
             let mut state = self.shared.state.borrow_mut();
+            state.refusal = None;
             if add {
                 state.subs.want(kind, names.iter().copied());
             } else {
@@ -217,6 +222,17 @@ impl Subscriber {
         let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         loop {
             let changed = self.shared.changed.notified();
+            let refused = self.shared.state.borrow_mut().refusal.take();
+            if let Some(e) = refused {
+                // Refused (an ACL, say): not wanted any more, and the caller is told.
+                self.shared
+                    .state
+                    .borrow_mut()
+                    .subs
+                    .unwant(kind, names.iter().copied());
+                self.shared.reconcile_now();
+                return Err(e);
+            }
             let done = {
                 let state = self.shared.state.borrow();
                 if add {
@@ -423,6 +439,7 @@ impl Shared {
         }
         if let Event::Error(line) = &event {
             tracing::warn!(node = %from, error = %String::from_utf8_lossy(line), "subscription refused");
+            self.state.borrow_mut().refusal = Some(crate::reply::server_error(line));
         }
         let wake_reconcile = then.reconcile;
         let mut state = self.state.borrow_mut();

@@ -151,6 +151,8 @@ impl Client {
         self.inner.counters.add_execution();
         let limits = self.round_limits();
         let mut redirects = 0;
+        let mut refusals = 0;
+        let mut last_refusal: Option<Error> = None;
         for _attempt in 0..self.inner.config.max_watch_attempts.max(1) {
             let Some(node) = self.slot_map().node_for(slot).cloned() else {
                 self.schedule_refresh();
@@ -217,15 +219,27 @@ impl Client {
                                     // EXEC ended the WATCH: the connection is clean.
                                     lease.give_back();
                                     self.inner.counters.retries_add(1);
+                                    last_refusal = None;
                                     continue;
                                 }
-                                Ok(TxOutcome::Unwatched { pause }) => {
+                                Ok(TxOutcome::Unwatched { refusal, .. }) => {
                                     // Refused for now and the watches are gone: watch
-                                    // again after the pause (the lease closes the
-                                    // connection, which may be the reason).
+                                    // again after a backoff (the lease closes the
+                                    // connection, which may be the reason), within the
+                                    // retry budget, then the refusal is the error.
                                     drop(lease);
+                                    refusals += 1;
+                                    if refusals > limits.max_retries {
+                                        return Err(refusal);
+                                    }
                                     self.inner.counters.retries_add(1);
-                                    tokio::time::sleep(pause).await;
+                                    tokio::time::sleep(crate::round::backoff(
+                                        refusals,
+                                        limits.retry_base_delay,
+                                        limits.retry_max_delay,
+                                    ))
+                                    .await;
+                                    last_refusal = Some(refusal);
                                     continue;
                                 }
                                 Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
@@ -257,13 +271,17 @@ impl Client {
                 }
             }
         }
-        Err(Error::new(
-            ErrorKind::WatchConflict,
-            format!(
-                "a watched key changed before EXEC in all {} attempts",
-                self.inner.config.max_watch_attempts.max(1)
+        Err(match last_refusal {
+            // The last attempt was refused, not in conflict: say so.
+            Some(refusal) => refusal,
+            None => Error::new(
+                ErrorKind::WatchConflict,
+                format!(
+                    "a watched key changed before EXEC in all {} attempts",
+                    self.inner.config.max_watch_attempts.max(1)
+                ),
             ),
-        ))
+        })
     }
 
     /// Drives one transaction to its outcome: on the shared connection of whichever node
