@@ -1250,13 +1250,16 @@ impl Client {
         nodes
     }
 
-    /// One node's view of the slot map, within `refresh_timeout`, no retry.
+    /// One node's view of the slot map, within `refresh_timeout` (plus `connect_timeout`
+    /// before any map is known: at connect every connection is opened, and its handshake
+    /// run, first), no retry.
     async fn ask_slot_map(&self, node: NodeAddr) -> Result<SlotMap> {
         let limits = RoundLimits {
             max_retries: 0,
             ..self.round_limits()
         };
-        let deadline = deadline_after(Some(self.inner.config.refresh_timeout));
+        let first = self.inner.map.borrow().shards().is_empty();
+        let deadline = deadline_after(Some(refresh_budget(&self.inner.config, first)));
         let host = node.host.clone();
         let reply = self
             .run_pinned(&[cmd("CLUSTER").arg("SLOTS")], vec![node], deadline, limits)
@@ -1439,6 +1442,19 @@ fn random_unit() -> f64 {
 /// represent, which means the same thing in practice.
 fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
     timeout.and_then(|t| tokio::time::Instant::now().checked_add(t))
+}
+
+/// How long a node has to answer `CLUSTER SLOTS`: `refresh_timeout`, plus
+/// `connect_timeout` for the first load of the map, when every connection still has to be
+/// opened and its handshake run.
+pub(crate) fn refresh_budget(config: &Config, first_load: bool) -> Duration {
+    if first_load {
+        config
+            .refresh_timeout
+            .saturating_add(config.connect_timeout)
+    } else {
+        config.refresh_timeout
+    }
 }
 
 #[cfg(test)]

@@ -149,7 +149,9 @@ pub struct Config {
     /// timeouts: bounds refresh storms.
     pub min_refresh_interval: Duration,
     /// How long a refresh waits for one node's `CLUSTER SLOTS` before counting on the
-    /// others. Short: a refresh is never held hostage by a dead node.
+    /// others. Short: a refresh is never held hostage by a dead node. The first load of
+    /// the map, at connect, adds `connect_timeout` (every connection is opened, and its
+    /// handshake run, before the question).
     pub refresh_timeout: Duration,
     /// How many nodes a refresh asks at once (primaries and replicas, in random order).
     pub refresh_fanout: usize,

@@ -161,6 +161,23 @@ pub fn check_watched_transaction(cmds: &[Cmd], watched: Slot) -> Result<()> {
     }
 }
 
+/// Refuses what cannot run inside a `WATCH` session's reads: anything but a regular
+/// command (the refusal names the right API, as everywhere).
+pub(crate) fn check_session_command(command: &Cmd) -> Result<()> {
+    let class = command_class(command);
+    if class == CommandClass::Regular {
+        return Ok(());
+    }
+    Err(
+        crate::command_table::refusal(command, class, true).unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "only regular commands run inside a WATCH session",
+            )
+        }),
+    )
+}
+
 /// A `WATCH` session found its slot moved (`moved`: the `MOVED`/`ASK` error, from `node`)
 /// and starts again: counts the redirect against `max_redirects` (then
 /// [`ErrorKind::RedirectLimit`]), and returns the slot's new owner for a `MOVED` (its

@@ -1179,7 +1179,8 @@ impl Client {
             // The group's questions are in flight together, in one submission.
             let cmds: Vec<Cmd> = group.iter().map(|_| cmd("CLUSTER").arg("SLOTS")).collect();
             let pins = group.iter().cloned().map(Some).collect();
-            let deadline = deadline_after(Some(self.config.refresh_timeout));
+            let first = self.map.shards().is_empty();
+            let deadline = deadline_after(Some(crate::client::refresh_budget(&self.config, first)));
             let replies = self.run_with(&cmds, deadline, pins, limits);
             let mut answers = Vec::new();
             for (node, reply) in group.iter().zip(replies) {

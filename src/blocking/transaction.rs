@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use super::{deadline_after, raise_first_error, Client};
 use crate::cmd::{cmd, Cmd, ToArg};
-use crate::command_table::{command_class, refusal, CommandClass};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{BatchEntry, NodeBatch};
 use crate::reply::{server_error, FromReply};
@@ -23,7 +22,8 @@ use crate::resp::Value;
 use crate::round::{Effect, RoundReply};
 use crate::topology::NodeAddr;
 use crate::transaction::{
-    check_watched_transaction, session_redirect, watch_command, TxNext, TxOutcome, TxRound,
+    check_session_command, check_watched_transaction, session_redirect, watch_command, TxNext,
+    TxOutcome, TxRound,
 };
 use crate::Pipeline;
 
@@ -45,15 +45,7 @@ impl Watched<'_> {
     /// starting the attempt again on the slot's new owner. When the connection was lost
     /// (and its watches with it) the error is of kind [`ErrorKind::Io`].
     pub fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
-        let class = command_class(&command);
-        if class != CommandClass::Regular {
-            return Err(refusal(&command, class, true).unwrap_or_else(|| {
-                Error::new(
-                    ErrorKind::Unsupported,
-                    "only regular commands run inside a WATCH session",
-                )
-            }));
-        }
+        check_session_command(&command)?;
         match self
             .client
             .session_round_trip(&self.node, self.conn, command)?

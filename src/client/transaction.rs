@@ -10,7 +10,6 @@ use bytes::BytesMut;
 
 use super::{deadline_after, Client, ExecGuard, Lane, Leases, Pipeline};
 use crate::cmd::{Cmd, ToArg};
-use crate::command_table::{command_class, refusal, CommandClass};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::BatchEntry;
 use crate::pool::ConnId;
@@ -20,7 +19,8 @@ use crate::resp::Value;
 use crate::round::{Effect, RoundReply};
 use crate::topology::NodeAddr;
 use crate::transaction::{
-    check_watched_transaction, session_redirect, watch_command, TxNext, TxOutcome, TxRound,
+    check_session_command, check_watched_transaction, session_redirect, watch_command, TxNext,
+    TxOutcome, TxRound,
 };
 
 /// A `WATCH` session's connection, handed to the closure of [`Client::transaction`]: read
@@ -48,15 +48,7 @@ impl Watched {
                 "this WATCH session's attempt is over",
             ));
         }
-        let class = command_class(&command);
-        if class != CommandClass::Regular {
-            return Err(refusal(&command, class, true).unwrap_or_else(|| {
-                Error::new(
-                    ErrorKind::Unsupported,
-                    "only regular commands run inside a WATCH session",
-                )
-            }));
-        }
+        check_session_command(&command)?;
         let mut buf = BytesMut::with_capacity(command.encoded_len());
         command.write_to(&mut buf);
         let value = self
