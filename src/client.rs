@@ -150,6 +150,20 @@ impl Pipeline {
     pub fn commands(&self) -> &[Cmd] {
         &self.cmds
     }
+
+    /// With [`Pipeline::raise_on_error`], the first error instead of the results (both
+    /// clients' `execute`, reports and `WATCH` sessions).
+    pub(crate) fn raise_first_error(
+        &self,
+        results: Vec<Result<Value>>,
+    ) -> Result<Vec<Result<Value>>> {
+        if self.raise_on_error {
+            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                return Err(e.clone());
+            }
+        }
+        Ok(results)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -428,12 +442,7 @@ impl Client {
         } else {
             self.execute_commands(&pipeline.cmds, None).await?
         };
-        if pipeline.raise_on_error {
-            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-                return Err(e.clone());
-            }
-        }
-        Ok(results)
+        pipeline.raise_first_error(results)
     }
 
     /// Runs a pipeline like [`Client::execute`] and also reports, per node written to,
@@ -474,12 +483,7 @@ impl Client {
                 .await?
         };
         let report = reporter.finish(Instant::now());
-        if pipeline.raise_on_error {
-            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-                return Err(e.clone());
-            }
-        }
-        Ok((results, report))
+        Ok((pipeline.raise_first_error(results)?, report))
     }
 
     /// Runs a pipeline and converts every reply; fails on the first error.

@@ -376,7 +376,7 @@ impl Client {
         } else {
             self.execute_commands(pipeline.commands(), None)?
         };
-        raise_first_error(pipeline, results)
+        pipeline.raise_first_error(results)
     }
 
     /// Runs a pipeline like [`execute`](Client::execute) and reports, per node, the
@@ -409,7 +409,7 @@ impl Client {
             self.execute_commands(pipeline.commands(), Some(&mut reporter))?
         };
         let report = reporter.finish(Instant::now());
-        Ok((raise_first_error(pipeline, results)?, report))
+        Ok((pipeline.raise_first_error(results)?, report))
     }
 
     /// Runs a pipeline and converts every reply; fails on the first error.
@@ -865,18 +865,7 @@ impl Client {
                 note_done_batches(r, sent, inbox);
             }
             let mut failed: Vec<(usize, Error)> = Vec::new();
-            for (token, entry) in self.entries.iter_mut() {
-                if entry.conn.wants_write() && self.io.can_write(token) {
-                    match entry.conn.take_output() {
-                        Ok(Some(out)) => {
-                            self.counters.add_write(out.bytes.len());
-                            self.io.write(token, out)
-                        }
-                        Ok(None) => {}
-                        Err(e) => failed.push((token, e)),
-                    }
-                }
-            }
+            self.flush_writes(&mut failed);
             let now = Instant::now();
             let mut wake = deadline;
             awaiting.clear();
@@ -885,18 +874,9 @@ impl Client {
                     continue;
                 }
                 if !entry.conn.is_ready() {
-                    if entry.ready_by <= now {
-                        failed.push((
-                            token,
-                            Error::new(
-                                ErrorKind::Io,
-                                format!(
-                                    "{}: the handshake took longer than {:?}",
-                                    entry.conn.addr(),
-                                    self.config.connect_timeout
-                                ),
-                            ),
-                        ));
+                    if let Some(error) = handshake_expired(entry, now, self.config.connect_timeout)
+                    {
+                        failed.push((token, error));
                         continue;
                     }
                     wake = Some(wake.map_or(entry.ready_by, |w| w.min(entry.ready_by)));
@@ -916,25 +896,55 @@ impl Client {
                 return false;
             }
             let timeout = wake.map(|w| w.saturating_duration_since(now));
-            let mut events = std::mem::take(&mut self.events);
             // Reporting: wake at the first reply, so each batch's round trip is its own.
             let want = if reporter.is_some() {
                 1
             } else {
                 awaiting.len()
             };
-            if let Err(e) = self.io.wait(&awaiting, want, timeout, &mut events) {
-                // The backend itself failed: every connection waiting is lost.
-                let error = Error::io(format!("{} backend", self.backend), e);
-                for &token in &awaiting {
-                    self.fail(token, &error, inbox);
+            self.wait_and_handle(&awaiting, want, timeout, inbox);
+        }
+    }
+
+    /// Hands every connection's pending output to the backend where its previous write
+    /// is done; a connection whose output cannot be made (TLS) goes to `failed`.
+    fn flush_writes(&mut self, failed: &mut Vec<(usize, Error)>) {
+        for (token, entry) in self.entries.iter_mut() {
+            if entry.conn.wants_write() && self.io.can_write(token) {
+                match entry.conn.take_output() {
+                    Ok(Some(out)) => {
+                        self.counters.add_write(out.bytes.len());
+                        self.io.write(token, out)
+                    }
+                    Ok(None) => {}
+                    Err(e) => failed.push((token, e)),
                 }
             }
-            self.handle(&mut events, inbox);
-            self.events = events;
-            for (token, entry) in self.entries.iter() {
-                self.io.settle(token, entry.conn.answered());
+        }
+    }
+
+    /// One wait of the backend for `want` reads on `awaiting` (or `timeout`), then what
+    /// it saw is applied: replies land in `inbox`, and sends the replies prove read are
+    /// settled.
+    fn wait_and_handle(
+        &mut self,
+        awaiting: &[usize],
+        want: usize,
+        timeout: Option<Duration>,
+        inbox: &mut [Option<RoundReply>],
+    ) {
+        let mut events = std::mem::take(&mut self.events);
+        if let Err(e) = self.io.wait(awaiting, want, timeout, &mut events) {
+            // The backend itself failed: every connection waiting is lost.
+            let error = Error::io(format!("{} backend", self.backend), e);
+            for &token in awaiting {
+                self.fail(token, &error, inbox);
             }
+        }
+        self.handle(&mut events, inbox);
+        self.events = events;
+        for (token, entry) in self.entries.iter() {
+            self.io.settle(token, entry.conn.answered());
         }
     }
 
@@ -1296,17 +1306,17 @@ fn connect_tcp(node: &NodeAddr, config: &Config, deadline: Instant) -> Result<Tc
     Err(last.unwrap_or_else(|| Error::new(ErrorKind::Io, format!("connect to {node} timed out"))))
 }
 
-/// With [`Pipeline::raise_on_error`], the first error instead of the results.
-fn raise_first_error(
-    pipeline: &Pipeline,
-    results: Vec<Result<Value>>,
-) -> Result<Vec<Result<Value>>> {
-    if pipeline.raise_on_error {
-        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-            return Err(e.clone());
-        }
-    }
-    Ok(results)
+/// The error that ends `entry` when its handshake is still running past its deadline.
+fn handshake_expired(entry: &Entry, now: Instant, connect_timeout: Duration) -> Option<Error> {
+    (!entry.conn.is_ready() && entry.ready_by <= now).then(|| {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "{}: the handshake took longer than {connect_timeout:?}",
+                entry.conn.addr()
+            ),
+        )
+    })
 }
 
 /// Notes every batch of `sent` whose replies are all in `inbox` as done now.

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::{deadline_after, random_unit, Client, Event as IoEvent};
+use super::{deadline_after, random_unit, Client};
 use crate::cmd::{cmd, ToArg};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pubsub::{follow_up, parse_event, LinkId, Message, SubKind, Subscriptions, Target};
@@ -376,28 +376,15 @@ impl Client {
     /// in `link_frames`. A connection that fails is closed (the subscriber notices).
     fn wait_links(&mut self, links: &[usize], until: Instant) {
         let mut failed: Vec<(usize, Error)> = Vec::new();
+        self.flush_writes(&mut failed);
+        let now = Instant::now();
         for &token in links {
-            let Some(entry) = self.entries.get_mut(token) else {
-                continue;
-            };
-            if entry.conn.wants_write() && self.io.can_write(token) {
-                match entry.conn.take_output() {
-                    Ok(Some(out)) => {
-                        self.counters.add_write(out.bytes.len());
-                        self.io.write(token, out);
-                    }
-                    Ok(None) => {}
-                    Err(e) => failed.push((token, e)),
-                }
-            }
-            if !entry.conn.is_ready() && entry.ready_by <= Instant::now() {
-                failed.push((
-                    token,
-                    Error::new(
-                        ErrorKind::Io,
-                        format!("{}: the handshake took too long", entry.conn.addr()),
-                    ),
-                ));
+            let expired = self
+                .entries
+                .get(token)
+                .and_then(|e| super::handshake_expired(e, now, self.config.connect_timeout));
+            if let Some(error) = expired {
+                failed.push((token, error));
             }
         }
         for (token, error) in failed {
@@ -413,17 +400,6 @@ impl Client {
             std::thread::sleep(timeout);
             return;
         }
-        let mut events: Vec<IoEvent> = std::mem::take(&mut self.events);
-        if let Err(e) = self.io.wait(&awaiting, 1, Some(timeout), &mut events) {
-            let error = Error::io(format!("{} backend", self.backend), e);
-            for &token in &awaiting {
-                self.fail(token, &error, &mut []);
-            }
-        }
-        self.handle(&mut events, &mut []);
-        self.events = events;
-        for (token, entry) in self.entries.iter() {
-            self.io.settle(token, entry.conn.answered());
-        }
+        self.wait_and_handle(&awaiting, 1, Some(timeout), &mut []);
     }
 }

@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use super::{deadline_after, raise_first_error, Client};
+use super::{deadline_after, Client};
 use crate::cmd::{cmd, Cmd, ToArg};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{BatchEntry, NodeBatch};
@@ -245,7 +245,7 @@ impl Client {
         let deadline = deadline_after(self.config.request_timeout);
         let tx = TxRound::new(pipe.commands(), self.round_limits(), deadline)?.pinned(node.clone());
         match self.drive_transaction(pipe.commands(), tx, deadline, None) {
-            Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(raise_first_error(pipe, results)?)),
+            Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(pipe.raise_first_error(results)?)),
             Ok(TxOutcome::Conflict) => Ok(SessionEnd::Conflict),
             Ok(TxOutcome::Unwatched { refusal, .. }) => Ok(SessionEnd::Unwatched(refusal)),
             // Discarded by the server (EXECABORT): nothing ran, the watches are gone.

@@ -200,12 +200,7 @@ impl Client {
                             {
                                 Ok(TxOutcome::Done(results)) => {
                                     lease.give_back();
-                                    if pipe.raise_on_error {
-                                        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-                                            return Err(e.clone());
-                                        }
-                                    }
-                                    return Ok(results);
+                                    return pipe.raise_first_error(results);
                                 }
                                 Ok(TxOutcome::Conflict) => {
                                     // EXEC ended the WATCH: the connection is clean.
