@@ -1,7 +1,7 @@
 //! Pipeline planning: K commands into per-node batches.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use redis_cluster_uring::plan::plan_pipeline;
+use redis_cluster_uring::core::plan::plan_pipeline;
 use redis_cluster_uring::{cmd, NodeAddr, SlotMap};
 
 fn three_nodes() -> SlotMap {

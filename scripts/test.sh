@@ -11,7 +11,7 @@ scripts/install-valkey.sh  # valkey-server 9.x for test-cluster's Valkey tests
 cargo test --workspace --all-targets --exclude redis-cluster-uring
 cargo test -p redis-cluster-uring --lib --examples
 cargo test -p redis-cluster-uring --doc
-cargo test -p redis-cluster-uring --test keyslot --test engine --test push_proxy_selftest
+cargo test -p redis-cluster-uring --test keyslot --test engine --test push_proxy_selftest --test layout
 
 # Integration tests mostly wait (clusters starting, failovers, timeouts), so three run
 # at once even on two cores: the suite takes far less time and the CPU stays below

@@ -50,10 +50,10 @@
 
 use crate::blocking::Client as BlockingClient;
 use crate::client::{Client, Pipeline};
-use crate::cmd::{cmd, Cmd, ToArg, ToArgs};
-use crate::error::{Error, ErrorKind, Result};
-use crate::reply::FromReply;
-use crate::resp::Value;
+use crate::core::cmd::{cmd, Cmd, ToArg, ToArgs};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::reply::FromReply;
+use crate::core::resp::Value;
 
 /// Defines commands: for each entry, the pure constructor, the [`Pipeline`] method and the
 /// [`Client`] method. An entry is a doc comment, then
@@ -930,7 +930,10 @@ mod tests {
         assert_eq!(args(&spublish("ch", "m")), ["SPUBLISH", "ch", "m"]);
         // Routing sees the keys after numkeys.
         let c = eval("s", ["{t}a", "{t}b"], "argv");
-        assert_eq!(crate::route::command_keys(&c), [&b"{t}a"[..], b"{t}b"]);
+        assert_eq!(
+            crate::core::route::command_keys(&c),
+            [&b"{t}a"[..], b"{t}b"]
+        );
     }
 
     #[test]

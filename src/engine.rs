@@ -8,60 +8,11 @@
 //! both; only the engine's few socket calls differ.
 
 use std::cell::Cell;
-use std::fmt;
 use std::future::Future;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::core::error::{Error, ErrorKind, Result};
 
-/// Environment variable that forces an engine: `io_uring` (or `uring`), `epoll`, `auto`.
-pub const ENGINE_ENV: &str = "REDIS_CLUSTER_URING_ENGINE";
-
-/// Which I/O engine a client (or [`start`]) uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Engine {
-    /// io_uring when the kernel allows it, epoll otherwise.
-    #[default]
-    Auto,
-    /// io_uring only: an error of kind [`ErrorKind::IoUringUnavailable`] when refused.
-    IoUring,
-    /// Readiness-based tokio sockets (epoll).
-    Epoll,
-}
-
-impl Engine {
-    /// Parses the value of [`ENGINE_ENV`].
-    pub fn parse(s: &str) -> Option<Engine> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" | "" => Some(Engine::Auto),
-            "io_uring" | "io-uring" | "uring" => Some(Engine::IoUring),
-            "epoll" => Some(Engine::Epoll),
-            _ => None,
-        }
-    }
-
-    /// The engine forced by [`ENGINE_ENV`], if set; an unknown value is a config error.
-    pub fn from_env() -> Result<Option<Engine>> {
-        match std::env::var(ENGINE_ENV) {
-            Ok(v) => Engine::parse(&v).map(Some).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("{ENGINE_ENV}={v:?}: expected io_uring, epoll or auto"),
-                )
-            }),
-            Err(_) => Ok(None),
-        }
-    }
-}
-
-impl fmt::Display for Engine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Engine::Auto => "auto",
-            Engine::IoUring => "io_uring",
-            Engine::Epoll => "epoll",
-        })
-    }
-}
+pub use crate::core::config::{Engine, ENGINE_ENV};
 
 thread_local! {
     /// The engine of the runtime [`start`] runs on this thread, if any.

@@ -22,81 +22,67 @@
 //! ```
 //!
 //! # Layout
-//! The pure core (no sockets, no clocks; unit-tested without a server):
-//! - [`resp`]: RESP2/RESP3 values, the incremental decoder, the command encoder.
-//! - [`slot`]: CRC16 key hashing and hash tags.
-//! - [`cmd`](mod@cmd): the command builder.
+//! The folders show the split between what decides and what moves bytes:
+//! - [`core`] (`src/core/`): the sans-IO core. Codec, command table, routing, slot map,
+//!   pipeline planning, rounds with their redirect and retry budgets, transactions,
+//!   pub/sub reconciliation, SCAN, the handshake and TLS records. No sockets, no clocks,
+//!   no runtime: unit-tested without a server, and it imports no driver.
+//! - [`client`] (`src/client.rs`, `src/client/`): the async [`Client`] and its
+//!   connection pool, transactions, SCAN driver and [`client::Subscriber`].
+//! - [`blocking`] (`src/blocking/`): [`blocking::Client`], the same client without a
+//!   runtime, on an io_uring instance it owns (one `io_uring_enter` per pipeline) or
+//!   `poll(2)`; its connections are sans-IO (`blocking/conn.rs`) under two thin backends.
+//! - `io` (`src/io/`): the async client's engines (`io/uring.rs` on `tokio-uring`,
+//!   `io/epoll.rs` on plain tokio); [`engine`] picks one (probe, environment override,
+//!   runtime start).
 //! - [`commands`]: typed helpers (`get`, `hset`, `zadd`, `eval`...), each defined once as a
 //!   `Cmd` constructor, a [`Pipeline`] method, a [`Client`] method and a
 //!   [`blocking::Client`] method.
-//! - [`command_table`]: the class of every command (regular, empty, connection state,
-//!   blocking, multi-node, node-specific) and so the path it takes.
-//! - [`route`]: which key of a command decides its slot.
-//! - [`topology`]: the slot map, built from `CLUSTER SLOTS` / `CLUSTER SHARDS`.
-//! - [`split`]: cross-slot `MGET`/`MSET`/`DEL`/`EXISTS`/... split by slot and merged.
-//! - [`fanout`]: multi-node commands (`DBSIZE`, `FLUSHALL`, `KEYS`, ...) sent to every
-//!   node and merged by their response policy.
-//! - [`plan`]: pipeline planning into per-node batches.
-//! - [`read_route`]: where read-only commands go under a [`ReadFrom`] policy.
-//! - [`scan`]: cluster `SCAN` as a state machine, progress counted in slots.
-//! - [`pubsub`]: desired subscriptions and their reconciliation with the cluster.
-//! - [`report`]: the per-node report of a pipeline (sent, round trip, errors per node).
-//! - [`transaction`]: `MULTI ... EXEC` in one write, judged as a whole (redirects,
-//!   `EXECABORT`, `WATCH` conflicts).
-//! - [`round`]: the round state machine: redirects, retries, backoff, deadline, with
-//!   separate redirect and retry budgets.
-//! - [`handshake`]: the connection handshake (HELLO, AUTH, SETNAME, READONLY) as a
-//!   state machine; credentials.
-//! - [`tls`]: TLS as a buffer-in, buffer-out layer on rustls; [`tls::TlsConfig`].
-//! - [`url`]: seeds as `host:port` or `redis://` URLs.
-//! - [`error`]: the one error type.
 //!
-//! The driver:
-//! - `pool`: connections and in-flight requests in slabs; matches replies to requests.
-//! - `connection`: one connection's writer and long-lived reader, over any engine.
-//! - `io`: the engines (`io/uring.rs` on `tokio-uring`, `io/epoll.rs` on plain tokio);
-//!   the only code that touches sockets.
-//! - [`engine`]: picks io_uring or epoll (probe, environment override, runtime start).
-//! - [`client`]: the public [`Client`] and [`Pipeline`]: rounds, redirects, refreshes;
-//!   transactions (`client/transaction.rs`), the SCAN driver (`client/scan.rs`) and the
-//!   pub/sub [`client::Subscriber`]
-//!   (`client/pubsub.rs`).
-//! - [`blocking`]: [`blocking::Client`], the same client without a runtime, on an
-//!   io_uring instance it owns (one `io_uring_enter` per pipeline) or `poll(2)`; its
-//!   connections are sans-IO (`blocking/conn.rs`) under two thin backends, and its SCAN,
-//!   transactions and [`blocking::Subscriber`] drive the same pure machines.
+//! The user-facing parts of the core are re-exported here at their usual paths
+//! ([`cmd`](mod@cmd), [`config`], [`error`], [`resp`], [`slot`], [`topology`], [`tls`],
+//! [`url`], [`reply`], [`stats`], and the small [`handshake`], [`pubsub`], [`scan`],
+//! [`report`] and [`transaction`] modules).
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod blocking;
 pub mod client;
-pub mod cmd;
-pub mod command_table;
 pub mod commands;
-pub mod config;
-mod connection;
+pub mod core;
 pub mod engine;
-pub mod error;
-mod expand;
-pub mod fanout;
-pub mod handshake;
 mod io;
-pub mod plan;
-mod pool;
-pub mod pubsub;
-pub mod read_route;
-pub mod reply;
-pub mod report;
-pub mod resp;
-pub mod round;
-pub mod route;
-pub mod scan;
-pub mod slot;
-pub mod split;
-pub mod stats;
-pub mod tls;
-pub mod topology;
-pub mod transaction;
-pub mod url;
+
+// The client API: the user-facing parts of the core, at the paths users know.
+pub use crate::core::{cmd, config, error, reply, resp, slot, stats, tls, topology, url};
+
+/// Connection handshake settings: protocol, credentials, what a node says of itself.
+pub mod handshake {
+    pub use crate::core::handshake::{CredentialSource, Credentials, Protocol, ServerInfo};
+}
+
+/// Pub/sub: what the subscribers ([`client::Subscriber`], [`blocking::Subscriber`])
+/// deliver.
+pub mod pubsub {
+    pub use crate::core::pubsub::{Message, SubKind};
+}
+
+/// Cluster `SCAN` with progress counted in slots (see [`core::scan`]).
+pub mod scan {
+    pub use crate::blocking::BlockingScan;
+    pub use crate::client::ClusterScan;
+    pub use crate::core::scan::ScanOptions;
+}
+
+/// The per-node report of a pipeline.
+pub mod report {
+    pub use crate::core::report::{NodeReport, PipelineReport};
+}
+
+/// Transactions: what a `WATCH` session ends with (see
+/// [`core::transaction`] for how they are judged).
+pub mod transaction {
+    pub use crate::core::transaction::TxOutcome;
+}
 
 pub use client::{Client, Pipeline};
 pub use cmd::{cmd, Cmd, ToArg, ToArgs};

@@ -12,14 +12,14 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
-use crate::cmd::Cmd;
-use crate::error::{Error, ErrorKind, Result};
-use crate::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerInfo};
-use crate::plan::BatchEntry;
-use crate::resp::decode::decode;
-use crate::resp::{DecodeLimits, Value};
-use crate::tls::TlsLayer;
-use crate::topology::NodeAddr;
+use crate::core::cmd::Cmd;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerInfo};
+use crate::core::plan::BatchEntry;
+use crate::core::resp::decode::decode;
+use crate::core::resp::{DecodeLimits, Value};
+use crate::core::tls::TlsLayer;
+use crate::core::topology::NodeAddr;
 
 /// Who waits for a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,8 +417,8 @@ fn at(addr: &NodeAddr, e: Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::cmd;
-    use crate::handshake::Credentials;
+    use crate::core::cmd::cmd;
+    use crate::core::handshake::Credentials;
 
     fn options() -> HandshakeOptions {
         HandshakeOptions {

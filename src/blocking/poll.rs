@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 
 use super::conn::Output;
-use super::{Event, Transport, MIN_READ_SPACE};
+use super::transport::{Event, Transport, MIN_READ_SPACE};
 
 #[derive(Debug)]
 struct Link {

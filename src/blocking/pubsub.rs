@@ -12,12 +12,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::{deadline_after, random_unit, Client};
-use crate::cmd::{cmd, ToArg};
-use crate::error::{Error, ErrorKind, Result};
-use crate::pubsub::{follow_up, parse_event, LinkId, Message, SubKind, Subscriptions, Target};
-use crate::round::Effect;
-use crate::topology::NodeAddr;
+use super::driver::{deadline_after, random_unit, Client};
+use crate::core::cmd::{cmd, ToArg};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::pubsub::{
+    follow_up, parse_event, LinkId, Message, SubKind, Subscriptions, Target,
+};
+use crate::core::round::Effect;
+use crate::core::topology::NodeAddr;
 
 /// How often the subscriptions are checked against the connections while waiting.
 const RECONCILE_TICK: Duration = Duration::from_millis(100);
@@ -249,9 +251,9 @@ impl Subscriber {
                     self.last_reconcile = None;
                 }
             }
-            if let crate::pubsub::Event::Error(line) = &event {
+            if let crate::core::pubsub::Event::Error(line) = &event {
                 tracing::warn!(error = %String::from_utf8_lossy(line), "subscription refused");
-                self.refusal = Some(crate::reply::server_error(line));
+                self.refusal = Some(crate::core::reply::server_error(line));
             }
             if let Some(message) = self.subs.on_event(link, event) {
                 if self.inbox.len() >= self.max_buffered {
@@ -299,7 +301,8 @@ impl Subscriber {
                 Target::AnyNode => self.any_node(),
             };
             let Some(node) = node else { continue };
-            let connect_by = super::saturating_later(now, self.client.config.connect_timeout);
+            let connect_by =
+                crate::core::round::saturating_later(now, self.client.config.connect_timeout);
             match self.client.open_connection(&node, true, connect_by) {
                 Ok(token) => {
                     let link = self.client.entries[token].serial;
@@ -379,10 +382,9 @@ impl Client {
         self.flush_writes(&mut failed);
         let now = Instant::now();
         for &token in links {
-            let expired = self
-                .entries
-                .get(token)
-                .and_then(|e| super::handshake_expired(e, now, self.config.connect_timeout));
+            let expired = self.entries.get(token).and_then(|e| {
+                super::driver::handshake_expired(e, now, self.config.connect_timeout)
+            });
             if let Some(error) = expired {
                 failed.push((token, error));
             }

@@ -42,7 +42,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use slab::Slab;
 
 use super::conn::Output;
-use super::{Event, Transport, MIN_READ_SPACE};
+use super::transport::{Event, Transport, MIN_READ_SPACE};
 
 /// Submission queue entries (the completion queue gets twice as many).
 const RING_ENTRIES: u32 = 256;

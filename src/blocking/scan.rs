@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::Client;
-use crate::error::Result;
-use crate::resp::Value;
-use crate::scan::{ScanMachine, ScanOptions, ScanStep};
+use super::driver::Client;
+use crate::core::error::Result;
+use crate::core::resp::Value;
+use crate::core::scan::{ScanMachine, ScanOptions, ScanStep};
 
 /// A scan over every key of the cluster on a blocking client; see [`Client::scan`].
 #[derive(Debug)]
@@ -56,5 +56,25 @@ impl<'c> BlockingScan<'c> {
             all.extend(keys);
         }
         Ok(all)
+    }
+}
+
+impl Client {
+    /// Every key of the cluster, `MATCH`, `COUNT` and `TYPE` as in `options`, one node
+    /// at a time; progress is counted in slots, so the scan survives resharding and
+    /// failover exactly as [`crate::Client::scan`] does (the same pure scan machine, see
+    /// [`crate::core::scan`]).
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, scan::ScanOptions, Config};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let mut scan = client.scan(ScanOptions { pattern: Some("user:*".into()), ..Default::default() });
+    /// while let Some(keys) = scan.next_batch()? {
+    ///     println!("{} keys", keys.len());
+    /// }
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn scan(&mut self, options: crate::core::scan::ScanOptions) -> BlockingScan<'_> {
+        BlockingScan::new(self, options)
     }
 }

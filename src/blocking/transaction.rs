@@ -1,5 +1,5 @@
 //! Transactions on the blocking client: atomic pipelines and `WATCH` sessions. Every
-//! decision is the pure [`TxRound`]'s and `crate::transaction`'s, as in the async client;
+//! decision is the pure [`TxRound`]'s and `crate::core::transaction`'s, as in the async client;
 //! this file moves bytes.
 //!
 //! A `WATCH` session needs no dedicated connection here: the client has one caller, so
@@ -12,16 +12,16 @@
 
 use std::time::Instant;
 
-use super::{deadline_after, Client};
-use crate::cmd::{cmd, Cmd, ToArg};
-use crate::error::{Error, ErrorKind, Result};
-use crate::plan::{BatchEntry, NodeBatch};
-use crate::reply::{server_error, FromReply};
-use crate::report::Reporter;
-use crate::resp::Value;
-use crate::round::{Effect, RoundReply};
-use crate::topology::NodeAddr;
-use crate::transaction::{
+use super::driver::{deadline_after, Client};
+use crate::core::cmd::{cmd, Cmd, ToArg};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::plan::{BatchEntry, NodeBatch};
+use crate::core::reply::{server_error, FromReply};
+use crate::core::report::Reporter;
+use crate::core::resp::Value;
+use crate::core::round::{Effect, RoundReply};
+use crate::core::topology::NodeAddr;
+use crate::core::transaction::{
     check_session_command, check_watched_transaction, session_redirect, watch_command, TxNext,
     TxOutcome, TxRound,
 };
@@ -145,7 +145,7 @@ impl Client {
                             }
                             self.counters.retries_add(1);
                             self.maybe_refresh();
-                            std::thread::sleep(crate::round::backoff(
+                            std::thread::sleep(crate::core::round::backoff(
                                 refusals,
                                 limits.retry_base_delay,
                                 limits.retry_max_delay,

@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use super::{random_unit, Client, Lane};
-use crate::cmd::{cmd, ToArg};
-use crate::config::PushHandler;
-use crate::error::{Error, ErrorKind, Result};
-use crate::pool::ConnId;
-use crate::pubsub::{
+use super::driver::{random_unit, Client, Lane};
+use crate::client::pool::ConnId;
+use crate::core::cmd::{cmd, ToArg};
+use crate::core::config::PushHandler;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::pubsub::{
     follow_up, parse_event, Event, LinkId, Message, SubKind, Subscriptions, Target,
 };
-use crate::round::Effect;
-use crate::topology::NodeAddr;
+use crate::core::round::Effect;
+use crate::core::topology::NodeAddr;
 
 /// How often the subscriber checks its connections and the slot map even when nothing
 /// woke it (a connection that died quietly, a failover seen by a refresh).
@@ -425,7 +425,7 @@ impl Shared {
         conn
     }
 
-    fn on_frame(&self, link: LinkId, from: &NodeAddr, frame: crate::resp::Value) {
+    fn on_frame(&self, link: LinkId, from: &NodeAddr, frame: crate::core::resp::Value) {
         let event = parse_event(frame);
         let then = follow_up(&event, from);
         if let Some(moved) = then.moved {
@@ -439,7 +439,7 @@ impl Shared {
         }
         if let Event::Error(line) = &event {
             tracing::warn!(node = %from, error = %String::from_utf8_lossy(line), "subscription refused");
-            self.state.borrow_mut().refusal = Some(crate::reply::server_error(line));
+            self.state.borrow_mut().refusal = Some(crate::core::reply::server_error(line));
         }
         let wake_reconcile = then.reconcile;
         let mut state = self.state.borrow_mut();

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::Client;
-use crate::error::Result;
-use crate::resp::Value;
-use crate::scan::{ScanMachine, ScanOptions, ScanStep};
+use super::driver::Client;
+use crate::core::error::Result;
+use crate::core::resp::Value;
+use crate::core::scan::{ScanMachine, ScanOptions, ScanStep};
 
 /// A scan over every key of the cluster; see [`Client::scan`].
 #[derive(Debug)]
@@ -56,5 +56,28 @@ impl ClusterScan {
             all.extend(keys);
         }
         Ok(all)
+    }
+}
+
+impl Client {
+    /// Scans every key of every primary (`SCAN` node by node), with `MATCH`, `COUNT`
+    /// and `TYPE` as in `options`. Progress is counted in slots, so the scan survives
+    /// resharding and failover: every key that exists for the whole scan is returned,
+    /// some possibly more than once.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{engine, scan::ScanOptions, Client, Config};
+    /// engine::start(async {
+    ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+    ///     let mut scan = client.scan(ScanOptions { pattern: Some("user:*".into()), ..Default::default() });
+    ///     while let Some(keys) = scan.next_batch().await? {
+    ///         println!("{} keys", keys.len());
+    ///     }
+    ///     Ok::<(), redis_cluster_uring::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn scan(&self, options: crate::core::scan::ScanOptions) -> ClusterScan {
+        ClusterScan::new(self.clone(), options)
     }
 }

@@ -8,17 +8,17 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::{deadline_after, Client, ExecGuard, Lane, Leases, Pipeline};
-use crate::cmd::{Cmd, ToArg};
-use crate::error::{Error, ErrorKind, Result};
-use crate::plan::BatchEntry;
-use crate::pool::ConnId;
-use crate::reply::{server_error, FromReply};
-use crate::report::Reporter;
-use crate::resp::Value;
-use crate::round::{Effect, RoundReply};
-use crate::topology::NodeAddr;
-use crate::transaction::{
+use super::driver::{deadline_after, Client, ExecGuard, Lane, Leases, Pipeline};
+use crate::client::pool::ConnId;
+use crate::core::cmd::{Cmd, ToArg};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::plan::BatchEntry;
+use crate::core::reply::{server_error, FromReply};
+use crate::core::report::Reporter;
+use crate::core::resp::Value;
+use crate::core::round::{Effect, RoundReply};
+use crate::core::topology::NodeAddr;
+use crate::core::transaction::{
     check_session_command, check_watched_transaction, session_redirect, watch_command, TxNext,
     TxOutcome, TxRound,
 };
@@ -180,7 +180,7 @@ impl Client {
                     match pipe {
                         Ok(pipe) if pipe.is_empty() => {
                             let mut buf = BytesMut::new();
-                            crate::cmd::cmd("UNWATCH").write_to(&mut buf);
+                            crate::core::cmd::cmd("UNWATCH").write_to(&mut buf);
                             self.round_trip_one(conn, &node, buf).await?;
                             lease.give_back();
                             return Ok(Vec::new());
@@ -220,7 +220,7 @@ impl Client {
                                         return Err(refusal);
                                     }
                                     self.inner.counters.retries_add(1);
-                                    tokio::time::sleep(crate::round::backoff(
+                                    tokio::time::sleep(crate::core::round::backoff(
                                         refusals,
                                         limits.retry_base_delay,
                                         limits.retry_max_delay,

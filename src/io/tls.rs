@@ -10,8 +10,8 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 
 use super::ByteStream;
-use crate::error::{Error, ErrorKind};
-use crate::tls::TlsLayer;
+use crate::core::error::{Error, ErrorKind};
+use crate::core::tls::TlsLayer;
 
 /// Room reserved for each read of ciphertext.
 const CIPHER_READ: usize = 16 * 1024 + 256;

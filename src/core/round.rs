@@ -21,60 +21,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cmd::Cmd;
-use crate::error::{Error, ErrorKind, Result};
-use crate::plan::{plan_pipeline_with, plan_resend, NodeBatch, ReadTarget};
-use crate::reply::server_error;
-use crate::resp::Value;
-use crate::route::{route_command, Route};
-use crate::slot::Slot;
-use crate::topology::{NodeAddr, SlotMap};
-
-/// A redirect parsed from an error reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redirect {
-    /// The slot lives elsewhere now: update the map, resend there.
-    Moved {
-        /// The slot.
-        slot: Slot,
-        /// Its new owner (empty host: the host of the node that answered).
-        addr: NodeAddr,
-    },
-    /// The slot is being migrated and this key is already on the target: resend there
-    /// once, preceded by `ASKING`, without touching the map.
-    Ask {
-        /// The slot.
-        slot: Slot,
-        /// The migration target (empty host: the host of the node that answered).
-        addr: NodeAddr,
-    },
-}
-
-/// Parses `MOVED <slot> <host:port>` or `ASK <slot> <host:port>`; anything else is `None`.
-///
-/// ```
-/// use redis_cluster_uring::{round::{parse_redirect, Redirect}, NodeAddr, Slot};
-/// assert_eq!(
-///     parse_redirect(b"MOVED 3999 127.0.0.1:6381"),
-///     Some(Redirect::Moved { slot: Slot::new(3999).unwrap(), addr: NodeAddr::new("127.0.0.1", 6381) })
-/// );
-/// assert_eq!(parse_redirect(b"MOVED 99999 127.0.0.1:6381"), None);
-/// ```
-pub fn parse_redirect(error_line: &[u8]) -> Option<Redirect> {
-    let text = std::str::from_utf8(error_line).ok()?;
-    let mut words = text.split(' ');
-    let kind = words.next()?;
-    let slot = Slot::new(words.next()?.parse().ok()?)?;
-    let addr = NodeAddr::parse(words.next()?)?;
-    if words.next().is_some() {
-        return None;
-    }
-    match kind {
-        "MOVED" => Some(Redirect::Moved { slot, addr }),
-        "ASK" => Some(Redirect::Ask { slot, addr }),
-        _ => None,
-    }
-}
+use crate::core::cmd::Cmd;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::plan::{plan_pipeline_with, plan_resend, NodeBatch, ReadTarget};
+pub use crate::core::redirect::{parse_redirect, Redirect};
+use crate::core::reply::server_error;
+use crate::core::resp::Value;
+use crate::core::route::{route_command, Route};
+use crate::core::slot::Slot;
+use crate::core::topology::{NodeAddr, SlotMap};
 
 /// Why a command should be retried later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +113,7 @@ pub enum Decision {
 /// ```
 /// use std::time::Duration;
 /// use bytes::Bytes;
-/// use redis_cluster_uring::round::{decide, Decision, RoundLimits};
+/// use redis_cluster_uring::core::round::{decide, Decision, RoundLimits};
 /// use redis_cluster_uring::{ErrorKind, Value};
 /// let limits = RoundLimits {
 ///     max_redirects: 2,
@@ -223,7 +178,7 @@ pub fn decide(reply: &Value, redirects: u32, retries: u32, limits: &RoundLimits)
 ///
 /// ```
 /// use std::time::Duration;
-/// use redis_cluster_uring::round::backoff;
+/// use redis_cluster_uring::core::round::backoff;
 /// let ms = Duration::from_millis;
 /// assert_eq!(backoff(1, ms(10), ms(100)), ms(10));
 /// assert_eq!(backoff(3, ms(10), ms(100)), ms(40));
@@ -308,7 +263,7 @@ pub enum Next {
 /// ```
 /// use std::time::{Duration, Instant};
 /// use bytes::Bytes;
-/// use redis_cluster_uring::round::{Next, RoundLimits, RoundReply, Rounds};
+/// use redis_cluster_uring::core::round::{Next, RoundLimits, RoundReply, Rounds};
 /// use redis_cluster_uring::{cmd, NodeAddr, SlotMap, Value};
 /// let map = SlotMap::split_evenly(&[NodeAddr::new("127.0.0.1", 7000)]);
 /// let limits = RoundLimits {
@@ -694,8 +649,8 @@ pub fn route_target(command: &Cmd, map: &SlotMap, seeds: &[NodeAddr]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::cmd;
-    use crate::slot::slot_for_key;
+    use crate::core::cmd::cmd;
+    use crate::core::slot::slot_for_key;
     use bytes::Bytes;
     use proptest::prelude::*;
 

@@ -10,18 +10,18 @@
 //!
 //! A scan machine (`ScanMachine`, crate-internal) makes every decision of a scan (which
 //! node to ask what, when to reload the slot map, how long to pause while slots move)
-//! with no I/O and no clock of its own; the async [`ClusterScan`] and the blocking
-//! client's [`BlockingScan`] only carry out its steps.
+//! with no I/O and no clock of its own; the async `ClusterScan` and the blocking
+//! client's `BlockingScan` only carry out its steps.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::cmd::{cmd, Cmd};
-use crate::error::{Error, ErrorKind, Result};
-use crate::resp::Value;
-use crate::slot::{Slot, SLOT_COUNT};
-use crate::topology::{NodeAddr, SlotMap};
+use crate::core::cmd::{cmd, Cmd};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::resp::Value;
+use crate::core::slot::{Slot, SLOT_COUNT};
+use crate::core::topology::{NodeAddr, SlotMap};
 
 /// How long a scan may go without marking a slot before it gives up.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -59,7 +59,7 @@ impl ScanProgress {
     /// how many slots that marked.
     ///
     /// ```
-    /// use redis_cluster_uring::scan::ScanProgress;
+    /// use redis_cluster_uring::core::scan::ScanProgress;
     /// let mut p = ScanProgress::default();
     /// // Owned 0..=9 at the start, 0..=7 at the end (8, 9 moved away), 3 was migrating.
     /// let marked = p.finish_node(&(0..10).collect::<Vec<_>>(), &(0..8).collect::<Vec<_>>(), &[3]);
@@ -139,9 +139,6 @@ pub struct ScanOptions {
     /// `TYPE type`.
     pub key_type: Option<String>,
 }
-
-pub use crate::blocking::BlockingScan;
-pub use crate::client::ClusterScan;
 
 /// What a scan's driver does next (see [`ScanMachine::step`]).
 #[derive(Debug)]
@@ -260,7 +257,7 @@ impl ScanMachine {
                         ));
                     }
                     self.phase = Phase::Idle;
-                    return Ok(ScanStep::Pause(crate::round::backoff(
+                    return Ok(ScanStep::Pause(crate::core::round::backoff(
                         self.stalls,
                         Duration::from_millis(10),
                         Duration::from_millis(500),
@@ -366,7 +363,7 @@ impl ScanOptions {
 
 /// `CLUSTER NODES` answers one string (bulk on RESP2, verbatim on RESP3).
 fn cluster_nodes_text(reply: Value) -> Result<String> {
-    use crate::reply::FromReply;
+    use crate::core::reply::FromReply;
     String::from_reply(reply)
 }
 
@@ -401,7 +398,7 @@ pub(crate) fn parse_scan(reply: Value) -> Result<(Bytes, Vec<Bytes>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
+    use crate::core::error::ErrorKind;
 
     #[test]
     fn progress_marks_only_slots_held_throughout_and_still() {

@@ -8,9 +8,9 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
-use crate::resp::Value;
-use crate::slot::Slot;
-use crate::topology::NodeAddr;
+use crate::core::node::NodeAddr;
+use crate::core::slot::Slot;
+use crate::core::value::Value;
 
 /// What went wrong, coarsely: the thing a caller branches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

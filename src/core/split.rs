@@ -8,10 +8,10 @@
 //! `MSET` is not atomic (the server's cross-slot refusal exists for that reason); callers
 //! who need atomicity use a hash tag.
 
-use crate::cmd::Cmd;
-use crate::error::{Error, ErrorKind, Result};
-use crate::resp::Value;
-use crate::slot::{slot_for_key, Slot};
+use crate::core::cmd::Cmd;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::resp::Value;
+use crate::core::slot::{slot_for_key, Slot};
 
 /// How the parts' replies combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub struct Split {
 /// `RENAME`, scripts...), which keep their cross-slot error.
 ///
 /// ```
-/// use redis_cluster_uring::{cmd, split::{split_by_slot, Merge}};
+/// use redis_cluster_uring::{cmd, core::split::{split_by_slot, Merge}};
 /// let s = split_by_slot(&cmd("MGET").arg("a").arg("b").arg("c")).unwrap();
 /// assert_eq!(s.merge, Merge::Values);
 /// assert_eq!(s.parts.iter().map(|p| p.positions.len()).sum::<usize>(), 3);
@@ -162,7 +162,7 @@ pub fn merge_replies(split: &Split, replies: Vec<Result<Value>>) -> Result<Value
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::cmd;
+    use crate::core::cmd::cmd;
     use bytes::Bytes;
     use proptest::prelude::*;
 

@@ -7,9 +7,9 @@
 //! table does not know is assumed to have its key at index 1, which is right for the
 //! great majority of module and future commands.
 
-use crate::cmd::Cmd;
-use crate::error::{Error, ErrorKind, Result};
-use crate::slot::{slot_for_key, Slot};
+use crate::core::cmd::Cmd;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::slot::{slot_for_key, Slot};
 
 /// Where a command must go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,7 @@ fn key_positions(cmd: &Cmd) -> Keys {
 /// The keys of a command, in argument order.
 ///
 /// ```
-/// use redis_cluster_uring::{cmd, route::command_keys};
+/// use redis_cluster_uring::{cmd, core::route::command_keys};
 /// let c = cmd("MSET").arg("a").arg(1).arg("b").arg(2);
 /// assert_eq!(command_keys(&c), vec![&b"a"[..], b"b"]);
 /// let c = cmd("EVAL").arg("return 1").arg(2).arg("k1").arg("k2").arg("argv");
@@ -187,7 +187,7 @@ pub struct StreamOptions<'a> {
 /// a keyword.
 ///
 /// ```
-/// use redis_cluster_uring::{cmd, route::stream_options};
+/// use redis_cluster_uring::{cmd, core::route::stream_options};
 /// let c = cmd("XREADGROUP").arg("GROUP").arg("streams").arg("block").arg("BLOCK").arg(0)
 ///     .arg("STREAMS").arg("s").arg(">");
 /// let o = stream_options(&c);
@@ -226,7 +226,7 @@ pub fn is_multi_key(cmd: &Cmd) -> bool {
 /// error when its keys live in different slots.
 ///
 /// ```
-/// use redis_cluster_uring::{cmd, route::{route_command, Route}, slot_for_key, ErrorKind};
+/// use redis_cluster_uring::{cmd, core::route::{route_command, Route}, slot_for_key, ErrorKind};
 /// assert_eq!(route_command(&cmd("GET").arg("foo")).unwrap(), Route::Slot(slot_for_key(b"foo")));
 /// assert_eq!(route_command(&cmd("PING")).unwrap(), Route::AnyNode);
 /// let e = route_command(&cmd("MGET").arg("a").arg("b")).unwrap_err();
@@ -264,7 +264,7 @@ pub fn route_command(cmd: &Cmd) -> Result<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::cmd;
+    use crate::core::cmd::cmd;
 
     fn slot(key: &str) -> Route {
         Route::Slot(slot_for_key(key.as_bytes()))

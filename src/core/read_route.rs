@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::config::{ReadFrom, ReplicaChoice};
-use crate::plan::ReadTarget;
-use crate::topology::{NodeAddr, Shard, SlotMap};
+use crate::core::config::{ReadFrom, ReplicaChoice};
+use crate::core::plan::ReadTarget;
+use crate::core::topology::{NodeAddr, Shard, SlotMap};
 
 /// What the client knows of one node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,8 +46,8 @@ impl ReadRouter {
     ///
     /// ```
     /// use redis_cluster_uring::config::{ReadFrom, ReplicaChoice};
-    /// use redis_cluster_uring::plan::ReadTarget;
-    /// use redis_cluster_uring::read_route::{NodeView, ReadRouter};
+    /// use redis_cluster_uring::core::plan::ReadTarget;
+    /// use redis_cluster_uring::core::read_route::{NodeView, ReadRouter};
     /// use redis_cluster_uring::{NodeAddr, SlotMap};
     /// let mut map = SlotMap::split_evenly(&[NodeAddr::new("p", 1)]);
     /// map.add_replica(0, NodeAddr::new("r", 2));

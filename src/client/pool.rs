@@ -28,12 +28,12 @@ use bytes::BytesMut;
 use slab::Slab;
 use tokio::sync::Notify;
 
-use crate::error::{Error, ErrorKind};
-use crate::handshake::ServerInfo;
-use crate::plan::BatchEntry;
-use crate::resp::Value;
-use crate::round::RoundReply;
-use crate::topology::NodeAddr;
+use crate::core::error::{Error, ErrorKind};
+use crate::core::handshake::ServerInfo;
+use crate::core::plan::BatchEntry;
+use crate::core::resp::Value;
+use crate::core::round::RoundReply;
+use crate::core::topology::NodeAddr;
 
 /// Where the next reply on a connection goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -512,7 +512,7 @@ impl Pool {
         &mut self,
         conn: ConnId,
         exec: usize,
-        command: &crate::cmd::Cmd,
+        command: &crate::core::cmd::Cmd,
         limits: QueueLimits,
     ) -> Result<(), Error> {
         let Some(c) = self.conn_mut(conn) else {
@@ -771,7 +771,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::NodeBatch;
+    use crate::core::plan::NodeBatch;
     use bytes::Bytes;
     use std::task::Waker;
 

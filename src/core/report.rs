@@ -8,10 +8,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
-use crate::resp::Value;
-use crate::round::{classify_reply, ReplyAction, RoundReply};
-use crate::topology::NodeAddr;
+use crate::core::error::Error;
+use crate::core::resp::Value;
+use crate::core::round::{classify_reply, ReplyAction, RoundReply};
+use crate::core::topology::NodeAddr;
 
 /// One node's share of a pipeline.
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ impl NodeReport {
 /// written, and the pipeline's own figures.
 ///
 /// ```
-/// use redis_cluster_uring::report::PipelineReport;
+/// use redis_cluster_uring::core::report::PipelineReport;
 /// let report = PipelineReport::default();
 /// assert!(report.slowest().is_none());
 /// assert!(report.to_string().contains("node"));
@@ -301,8 +301,8 @@ pub(crate) fn resp_len(v: &Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
-    use crate::resp::decode::{decode, DecodeLimits};
+    use crate::core::error::ErrorKind;
+    use crate::core::resp::decode::{decode, DecodeLimits};
     use bytes::{Bytes, BytesMut};
 
     #[test]

@@ -7,16 +7,16 @@
 //!   each to its own node, `ASKING` right before an ASK-redirected one.
 //!
 //! What happens to the replies (kept, redirected, retried, failed) is the round state
-//! machine's business: [`crate::round`].
+//! machine's business: [`crate::core::round`].
 
 use bytes::BytesMut;
 
-use crate::cmd::Cmd;
-use crate::command_table::is_read_only;
-use crate::error::{Error, ErrorKind};
-use crate::resp::encode;
-use crate::route::{route_command, Route};
-use crate::topology::{NodeAddr, SlotMap};
+use crate::core::cmd::Cmd;
+use crate::core::command_table::is_read_only;
+use crate::core::error::{Error, ErrorKind};
+use crate::core::resp::encode;
+use crate::core::route::{route_command, Route};
+use crate::core::topology::{NodeAddr, SlotMap};
 
 /// One command's place in a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ const ASKING: &[&[u8]] = &[b"ASKING"];
 /// primary of the map.
 ///
 /// ```
-/// use redis_cluster_uring::{cmd, plan::plan_pipeline, NodeAddr, Slot, SlotMap};
+/// use redis_cluster_uring::{cmd, core::plan::plan_pipeline, NodeAddr, Slot, SlotMap};
 /// let mut map = SlotMap::empty();
 /// for s in 0..16384 {
 ///     let port = if s < 8192 { 7000 } else { 7001 };
@@ -125,7 +125,7 @@ fn target_of<'a>(
 /// read-only commands go (an empty slice: everything to primaries).
 ///
 /// ```
-/// use redis_cluster_uring::plan::{plan_pipeline_reading, ReadTarget};
+/// use redis_cluster_uring::core::plan::{plan_pipeline_reading, ReadTarget};
 /// use redis_cluster_uring::{cmd, NodeAddr, SlotMap};
 /// let map = SlotMap::split_evenly(&[NodeAddr::new("p", 1)]);
 /// let reads = [ReadTarget::Node(NodeAddr::new("r", 2))];
@@ -143,7 +143,7 @@ pub fn plan_pipeline_reading(cmds: &[Cmd], map: &SlotMap, reads: &[ReadTarget]) 
 /// in pipeline order.
 ///
 /// ```
-/// use redis_cluster_uring::plan::plan_pipeline_with;
+/// use redis_cluster_uring::core::plan::plan_pipeline_with;
 /// use redis_cluster_uring::{cmd, NodeAddr, SlotMap};
 /// let (a, b) = (NodeAddr::new("a", 1), NodeAddr::new("b", 1));
 /// let map = SlotMap::split_evenly(&[a.clone(), b.clone()]);
@@ -364,10 +364,10 @@ pub fn plan_resend(items: &[(usize, NodeAddr, bool)], cmds: &[Cmd]) -> Vec<NodeB
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::cmd;
-    use crate::resp::decode::{decode_slice, Decoded};
-    use crate::resp::Value;
-    use crate::slot::slot_for_key;
+    use crate::core::cmd::cmd;
+    use crate::core::resp::decode::{decode_slice, Decoded};
+    use crate::core::resp::Value;
+    use crate::core::slot::slot_for_key;
 
     /// Three primaries splitting the slots evenly, as `redis-cli --cluster create` does.
     fn three_nodes() -> SlotMap {

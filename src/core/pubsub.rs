@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::cmd::{cmd, Cmd};
-use crate::resp::Value;
-use crate::round::{parse_redirect, Redirect};
-use crate::slot::{slot_for_key, Slot};
-use crate::topology::{NodeAddr, SlotMap};
+use crate::core::cmd::{cmd, Cmd};
+use crate::core::redirect::{parse_redirect, Redirect};
+use crate::core::resp::Value;
+use crate::core::slot::{slot_for_key, Slot};
+use crate::core::topology::{NodeAddr, SlotMap};
 
 /// The three kinds of subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -97,7 +97,7 @@ pub enum Event {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use redis_cluster_uring::pubsub::{parse_event, Event, SubKind};
+/// use redis_cluster_uring::core::pubsub::{parse_event, Event, SubKind};
 /// use redis_cluster_uring::Value;
 /// let b = |s: &'static str| Value::Bulk(Bytes::from_static(s.as_bytes()));
 /// let frame = Value::Push(vec![b("smessage"), b("orders"), b("42")]);
@@ -252,7 +252,7 @@ struct Entry {
 /// The desired subscriptions and their state; see the module documentation.
 ///
 /// ```
-/// use redis_cluster_uring::pubsub::{SubKind, Subscriptions, Target};
+/// use redis_cluster_uring::core::pubsub::{SubKind, Subscriptions, Target};
 /// use redis_cluster_uring::{NodeAddr, SlotMap};
 /// use std::time::{Duration, Instant};
 /// let map = SlotMap::split_evenly(&[NodeAddr::new("127.0.0.1", 7000)]);

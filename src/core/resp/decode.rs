@@ -18,8 +18,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::error::{Error, Result};
-use crate::resp::Value;
+use crate::core::error::{Error, Result};
+use crate::core::value::Value;
 
 /// Longest line (simple string, error, number, length header) accepted without its CRLF.
 /// Real servers send short lines; without a cap, a peer streaming bytes with no CRLF would
@@ -408,7 +408,7 @@ pub fn decode(src: &mut BytesMut, limits: &DecodeLimits) -> Result<Option<Value>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
+    use crate::core::error::ErrorKind;
     use proptest::prelude::*;
 
     fn limits() -> DecodeLimits {

@@ -1,10 +1,11 @@
 //! Client options, with defaults that suit a latency-critical service.
 
+use std::fmt;
 use std::time::Duration;
 
-use crate::engine::Engine;
-use crate::handshake::{CredentialSource, Credentials, Protocol};
-use crate::resp::DecodeLimits;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::handshake::{CredentialSource, Credentials, Protocol};
+use crate::core::resp::DecodeLimits;
 
 /// How a pipeline's per-node batches are executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +36,7 @@ pub enum ReadFrom {
     /// A replica of the slot's shard, chosen as given; the primary when none is up.
     PreferReplica(ReplicaChoice),
     /// A replica only: when none of the shard's replicas is up, the read fails with
-    /// [`ErrorKind::ClusterDown`](crate::ErrorKind::ClusterDown) instead of loading the
+    /// [`ErrorKind::ClusterDown`] instead of loading the
     /// primary. A shard without any replica is read from its primary.
     Replica(ReplicaChoice),
     /// The node of the shard (primary or replica) with the lowest measured round trip
@@ -127,7 +128,7 @@ pub struct Config {
     /// `CLIENT SETNAME` for every connection.
     pub client_name: Option<String>,
     /// TLS for every connection (`None`: plain TCP).
-    pub tls: Option<crate::tls::TlsConfig>,
+    pub tls: Option<crate::core::tls::TlsConfig>,
     /// Where RESP3 push frames go (`None`: counted in `Stats::pushes` and dropped).
     pub push_handler: Option<PushHandler>,
     /// Deadline for one command or one whole pipeline, redirects included. `None`: wait
@@ -136,7 +137,7 @@ pub struct Config {
     /// Deadline for establishing one TCP connection.
     pub connect_timeout: Duration,
     /// How many MOVED/ASK hops one command may take before it fails with
-    /// [`ErrorKind::RedirectLimit`](crate::ErrorKind::RedirectLimit).
+    /// [`ErrorKind::RedirectLimit`].
     pub max_redirects: u32,
     /// How many times a command is retried after TRYAGAIN, CLUSTERDOWN, LOADING or a
     /// connection that failed before the command was written.
@@ -177,13 +178,13 @@ pub struct Config {
     /// Initial size of each connection's read buffer.
     pub read_buffer_size: usize,
     /// Most bytes queued on one connection and not yet written. Beyond it, new requests
-    /// to that node fail with [`ErrorKind::Overloaded`](crate::ErrorKind::Overloaded)
+    /// to that node fail with [`ErrorKind::Overloaded`]
     /// (after the usual retries) instead of growing memory without bound while the node
     /// is stalled.
     pub max_queued_bytes: usize,
     /// Most replies awaited on one connection (requests written or queued, not yet
     /// answered). Beyond it, new requests to that node fail with
-    /// [`ErrorKind::Overloaded`](crate::ErrorKind::Overloaded): a stalled node cannot make
+    /// [`ErrorKind::Overloaded`]: a stalled node cannot make
     /// the client hold an unbounded number of requests for it.
     pub max_pending_replies: usize,
     /// Idle dedicated connections kept per node for blocking commands (`BLPOP`, ...),
@@ -191,7 +192,7 @@ pub struct Config {
     /// waits for one: when none is idle it opens another.
     pub blocking_pool_size: usize,
     /// Attempts of [`Client::transaction`](crate::Client::transaction) before it gives up
-    /// with [`ErrorKind::WatchConflict`](crate::ErrorKind::WatchConflict): each attempt
+    /// with [`ErrorKind::WatchConflict`]: each attempt
     /// whose `EXEC` finds a watched key changed runs the closure again.
     pub max_watch_attempts: u32,
     /// Messages a [`Subscriber`](crate::client::Subscriber) buffers for its caller; when
@@ -245,6 +246,17 @@ impl Default for Config {
 }
 
 impl Config {
+    /// How long a node has to answer `CLUSTER SLOTS`: `refresh_timeout`, plus
+    /// `connect_timeout` for the first load of the map, when every connection still has
+    /// to be opened and its handshake run.
+    pub(crate) fn refresh_budget(&self, first_load: bool) -> Duration {
+        if first_load {
+            self.refresh_timeout.saturating_add(self.connect_timeout)
+        } else {
+            self.refresh_timeout
+        }
+    }
+
     /// Sets [`Config::protocol`].
     pub fn protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = protocol;
@@ -254,7 +266,7 @@ impl Config {
     /// Authenticates every connection with fixed credentials.
     ///
     /// ```
-    /// use redis_cluster_uring::{handshake::Credentials, Config};
+    /// use redis_cluster_uring::{core::handshake::Credentials, Config};
     /// let config = Config::default().credentials(Credentials::user("app", "s3cret"));
     /// assert!(!format!("{config:?}").contains("s3cret"));
     /// ```
@@ -287,7 +299,7 @@ impl Config {
     /// let config = Config::default().tls(TlsConfig::new().add_root_pem(&ca)?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+    pub fn tls(mut self, tls: crate::core::tls::TlsConfig) -> Self {
         self.tls = Some(tls);
         self
     }
@@ -381,5 +393,55 @@ impl Config {
     pub fn decode_limits(mut self, limits: DecodeLimits) -> Self {
         self.decode_limits = limits;
         self
+    }
+}
+
+/// Environment variable that forces an engine: `io_uring` (or `uring`), `epoll`, `auto`.
+pub const ENGINE_ENV: &str = "REDIS_CLUSTER_URING_ENGINE";
+
+/// Which I/O engine a client (or [`engine::start`](crate::engine::start)) uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// io_uring when the kernel allows it, epoll otherwise.
+    #[default]
+    Auto,
+    /// io_uring only: an error of kind [`ErrorKind::IoUringUnavailable`] when refused.
+    IoUring,
+    /// Readiness-based tokio sockets (epoll).
+    Epoll,
+}
+
+impl Engine {
+    /// Parses the value of [`ENGINE_ENV`].
+    pub fn parse(s: &str) -> Option<Engine> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Some(Engine::Auto),
+            "io_uring" | "io-uring" | "uring" => Some(Engine::IoUring),
+            "epoll" => Some(Engine::Epoll),
+            _ => None,
+        }
+    }
+
+    /// The engine forced by [`ENGINE_ENV`], if set; an unknown value is a config error.
+    pub fn from_env() -> Result<Option<Engine>> {
+        match std::env::var(ENGINE_ENV) {
+            Ok(v) => Engine::parse(&v).map(Some).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("{ENGINE_ENV}={v:?}: expected io_uring, epoll or auto"),
+                )
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Auto => "auto",
+            Engine::IoUring => "io_uring",
+            Engine::Epoll => "epoll",
+        })
     }
 }

@@ -13,7 +13,7 @@
 //! | [`Empty`](CommandClass::Empty) | a command without a name | refused before anything is sent |
 //! | [`ConnectionState`](CommandClass::ConnectionState) | `MULTI`, `SUBSCRIBE`, `CLIENT REPLY`, `SELECT` | refused: it would change the connection under every other caller |
 //! | [`Blocking`](CommandClass::Blocking) | `BLPOP`, `XREAD ... BLOCK` | a dedicated connection, not shared while it blocks |
-//! | [`MultiNode`](CommandClass::MultiNode) | `DBSIZE`, `FLUSHALL`, `KEYS`, `SCAN`, `WAIT` | one copy per node, replies merged by policy ([`crate::fanout`]); `SCAN` and `WAIT` only on a named node |
+//! | [`MultiNode`](CommandClass::MultiNode) | `DBSIZE`, `FLUSHALL`, `KEYS`, `SCAN`, `WAIT` | one copy per node, replies merged by policy ([`crate::core::fanout`]); `SCAN` and `WAIT` only on a named node |
 //! | [`NodeSpecific`](CommandClass::NodeSpecific) | `CLUSTER FAILOVER`, `SHUTDOWN`, `DEBUG` | refused unless sent to a named node |
 //!
 //! A command the table does not know (module commands, newer server commands) is
@@ -22,9 +22,9 @@
 
 use std::time::Duration;
 
-use crate::cmd::Cmd;
-use crate::error::{Error, ErrorKind, Result};
-use crate::route::{stream_options, upper_name};
+use crate::core::cmd::Cmd;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::route::{stream_options, upper_name};
 
 /// How a multi-node command is fanned out (the server's `request_policy` tip).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +115,7 @@ fn multi(request: RequestPolicy, response: ResponsePolicy) -> CommandClass {
 ///
 /// ```
 /// use redis_cluster_uring::{cmd, Cmd};
-/// use redis_cluster_uring::command_table::{command_class, CommandClass, ResponsePolicy};
+/// use redis_cluster_uring::core::command_table::{command_class, CommandClass, ResponsePolicy};
 /// assert_eq!(command_class(&cmd("GET").arg("k")), CommandClass::Regular);
 /// assert_eq!(command_class(&Cmd::new()), CommandClass::Empty);
 /// assert!(matches!(command_class(&cmd("MULTI")), CommandClass::ConnectionState { .. }));
@@ -263,7 +263,7 @@ pub fn command_class(cmd: &Cmd) -> CommandClass {
 ///
 /// ```
 /// use redis_cluster_uring::cmd;
-/// use redis_cluster_uring::command_table::is_read_only;
+/// use redis_cluster_uring::core::command_table::is_read_only;
 /// assert!(is_read_only(&cmd("get").arg("k")));
 /// assert!(is_read_only(&cmd("HGETALL").arg("h")));
 /// assert!(!is_read_only(&cmd("SET").arg("k").arg(1)));
@@ -396,7 +396,7 @@ pub fn refusal(cmd: &Cmd, class: CommandClass, in_pipeline: bool) -> Option<Erro
 /// ```
 /// use std::time::Duration;
 /// use redis_cluster_uring::cmd;
-/// use redis_cluster_uring::command_table::blocking_timeout;
+/// use redis_cluster_uring::core::command_table::blocking_timeout;
 /// assert_eq!(blocking_timeout(&cmd("BLPOP").arg("q").arg(0)).unwrap(), None);
 /// assert_eq!(
 ///     blocking_timeout(&cmd("BLPOP").arg("q").arg("1.5")).unwrap(),
@@ -457,7 +457,7 @@ fn stream_block_ms(cmd: &Cmd) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::cmd;
+    use crate::core::cmd::cmd;
 
     fn class(args: &[&str]) -> CommandClass {
         let mut c = Cmd::new();

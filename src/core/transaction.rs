@@ -32,18 +32,18 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::cmd::{cmd, Cmd, ToArg};
-use crate::command_table::{command_class, CommandClass};
-use crate::error::{Error, ErrorKind, Result};
-use crate::reply::server_error;
-use crate::resp::{encode, Value};
-use crate::round::{
+use crate::core::cmd::{cmd, Cmd, ToArg};
+use crate::core::command_table::{command_class, CommandClass};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::reply::server_error;
+use crate::core::resp::{encode, Value};
+use crate::core::round::{
     backoff, classify_reply, saturating_later, Effect, Redirect, ReplyAction, RoundLimits,
     RoundReply,
 };
-use crate::route::{route_command, Route};
-use crate::slot::{slot_for_key, Slot};
-use crate::topology::{NodeAddr, SlotMap};
+use crate::core::route::{route_command, Route};
+use crate::core::slot::{slot_for_key, Slot};
+use crate::core::topology::{NodeAddr, SlotMap};
 
 /// The one slot of a transaction's commands, checked before anything is sent.
 ///
@@ -54,7 +54,7 @@ use crate::topology::{NodeAddr, SlotMap};
 /// without any key (it would have no node).
 ///
 /// ```
-/// use redis_cluster_uring::{cmd, transaction::transaction_slot, slot_for_key, ErrorKind};
+/// use redis_cluster_uring::{cmd, core::transaction::transaction_slot, slot_for_key, ErrorKind};
 /// let ok = [cmd("INCR").arg("{u1}a"), cmd("SET").arg("{u1}b").arg(1)];
 /// assert_eq!(transaction_slot(&ok).unwrap(), slot_for_key(b"u1"));
 /// let cross = [cmd("INCR").arg("a"), cmd("INCR").arg("b")];
@@ -114,7 +114,7 @@ pub fn transaction_slot(cmds: &[Cmd]) -> Result<Slot> {
 /// [`ErrorKind::CrossSlot`] when they span slots.
 ///
 /// ```
-/// use redis_cluster_uring::{slot_for_key, transaction::watch_command, ErrorKind};
+/// use redis_cluster_uring::{slot_for_key, core::transaction::watch_command, ErrorKind};
 /// let (watch, slot) = watch_command(&["{acct}a", "{acct}b"]).unwrap();
 /// assert_eq!((watch.len(), slot), (3, slot_for_key(b"acct")));
 /// assert_eq!(watch_command(&["a", "b"]).unwrap_err().kind(), ErrorKind::CrossSlot);
@@ -169,7 +169,7 @@ pub(crate) fn check_session_command(command: &Cmd) -> Result<()> {
         return Ok(());
     }
     Err(
-        crate::command_table::refusal(command, class, true).unwrap_or_else(|| {
+        crate::core::command_table::refusal(command, class, true).unwrap_or_else(|| {
             Error::new(
                 ErrorKind::Unsupported,
                 "only regular commands run inside a WATCH session",
@@ -279,8 +279,8 @@ pub enum TxNext {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use redis_cluster_uring::round::{RoundLimits, RoundReply};
-/// use redis_cluster_uring::transaction::{TxNext, TxOutcome, TxRound};
+/// use redis_cluster_uring::core::round::{RoundLimits, RoundReply};
+/// use redis_cluster_uring::core::transaction::{TxNext, TxOutcome, TxRound};
 /// use redis_cluster_uring::{cmd, NodeAddr, SlotMap, Value};
 /// use std::time::{Duration, Instant};
 /// let map = SlotMap::split_evenly(&[NodeAddr::new("127.0.0.1", 7000)]);
@@ -524,7 +524,7 @@ impl TxRound {
             },
             other => self.fail(Error::protocol(format!(
                 "EXEC answered with {} instead of an array",
-                crate::reply::value_kind(&other)
+                crate::core::reply::value_kind(&other)
             ))),
         }
     }
@@ -620,7 +620,7 @@ impl TxRound {
         }
     }
 
-    /// Effects for the driver (map updates, refreshes, counters), as for [`crate::round::Rounds`].
+    /// Effects for the driver (map updates, refreshes, counters), as for [`crate::core::round::Rounds`].
     pub fn take_effects(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)
     }
@@ -640,7 +640,7 @@ impl TxRound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::cmd;
+    use crate::core::cmd::cmd;
     use bytes::Bytes;
     use std::time::Duration;
 

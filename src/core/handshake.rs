@@ -17,9 +17,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
-use crate::cmd::{cmd, Cmd};
-use crate::error::{Error, ErrorKind, Result};
-use crate::resp::Value;
+use crate::core::cmd::{cmd, Cmd};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::resp::Value;
 
 /// The RESP version a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,7 +37,7 @@ pub enum Protocol {
 /// The secret never appears in `Debug`, `Display`, errors or logs.
 ///
 /// ```
-/// use redis_cluster_uring::handshake::Credentials;
+/// use redis_cluster_uring::core::handshake::Credentials;
 /// let c = Credentials::user("app", "s3cret");
 /// assert!(!format!("{c:?}").contains("s3cret"));
 /// assert_eq!(c.username(), Some("app"));
@@ -188,7 +188,7 @@ enum Expect {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use redis_cluster_uring::handshake::{Credentials, Handshake, HandshakeOptions, HandshakeStep};
+/// use redis_cluster_uring::core::handshake::{Credentials, Handshake, HandshakeOptions, HandshakeStep};
 /// use redis_cluster_uring::Value;
 /// let mut h = Handshake::new(HandshakeOptions {
 ///     credentials: Some(Credentials::password("pw")),

@@ -8,9 +8,9 @@
 //!   refused (a cluster has only database 0), as is any query string, so nothing a user
 //!   wrote is silently ignored.
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::handshake::Credentials;
-use crate::topology::NodeAddr;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::handshake::Credentials;
+use crate::core::topology::NodeAddr;
 
 /// One parsed seed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,9 +152,9 @@ fn decode(s: &str) -> std::result::Result<String, &'static str> {
 /// ```
 pub fn parse_seeds<S: AsRef<str>>(
     seeds: &[S],
-    config: &mut crate::config::Config,
+    config: &mut crate::core::config::Config,
 ) -> Result<Vec<NodeAddr>> {
-    use crate::handshake::CredentialSource;
+    use crate::core::handshake::CredentialSource;
     let mut parsed = Vec::with_capacity(seeds.len());
     let mut from_urls: Option<Credentials> = None;
     for s in seeds {

@@ -9,7 +9,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::resp::encode;
+use crate::core::resp::encode;
 
 /// One command with its arguments, ready to be routed and encoded.
 ///

@@ -6,7 +6,7 @@
 
 pub mod decode;
 pub mod encode;
-pub mod value;
+pub use crate::core::value;
 
 pub use decode::{DecodeLimits, Decoded};
 pub use value::Value;

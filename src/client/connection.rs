@@ -4,7 +4,7 @@
 //! The reader is the only code that reads the socket, and it never gives up a read
 //! half-way: with io_uring an abandoned read still completes into its buffer, so a reader
 //! that could be cancelled would lose bytes and shift every later reply. Timeouts
-//! therefore act on requests (see [`crate::pool`]), never on reads.
+//! therefore act on requests (see [`crate::client::pool`]), never on reads.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -14,18 +14,18 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use crate::cmd::Cmd;
-use crate::error::{Error, ErrorKind};
-use crate::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerInfo};
+use crate::client::pool::{ConnId, Delivery, Pool};
+use crate::core::cmd::Cmd;
+use crate::core::error::{Error, ErrorKind};
+use crate::core::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerInfo};
+use crate::core::resp::decode::decode;
+use crate::core::resp::DecodeLimits;
+use crate::core::resp::Value;
+use crate::core::stats::Counters as Stats;
+use crate::core::tls::TlsLayer;
+use crate::core::topology::NodeAddr;
 use crate::io::tls::TlsStream;
 use crate::io::{ByteStream, SocketOptions, Transport};
-use crate::pool::{ConnId, Delivery, Pool};
-use crate::resp::decode::decode;
-use crate::resp::DecodeLimits;
-use crate::resp::Value;
-use crate::stats::Counters as Stats;
-use crate::tls::TlsLayer;
-use crate::topology::NodeAddr;
 
 /// Below this much spare room the reader grows its buffer before the next read.
 const MIN_READ_SPACE: usize = 4096;
@@ -43,7 +43,7 @@ pub(crate) struct ConnOptions {
     /// starts (a credentials provider that failed).
     pub(crate) handshake: Result<HandshakeOptions, Error>,
     /// Where push frames go.
-    pub(crate) push_handler: Option<crate::config::PushHandler>,
+    pub(crate) push_handler: Option<crate::core::config::PushHandler>,
     /// TLS, when the cluster speaks it (an error when this node's name is not usable:
     /// the connection fails, it never goes plain).
     pub(crate) tls: Option<Result<TlsConnect, Error>>,

@@ -18,11 +18,11 @@
 //! ([`Error::node_outcomes`]), never a silently partial answer (except where one
 //! success is the policy).
 
-use crate::cmd::Cmd;
-use crate::command_table::{command_class, CommandClass, RequestPolicy, ResponsePolicy};
-use crate::error::{Error, ErrorKind, Result};
-use crate::resp::Value;
-use crate::topology::{NodeAddr, SlotMap};
+use crate::core::cmd::Cmd;
+use crate::core::command_table::{command_class, CommandClass, RequestPolicy, ResponsePolicy};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::resp::Value;
+use crate::core::topology::{NodeAddr, SlotMap};
 
 /// Where a multi-node command goes, and how its replies combine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct Fanout {
 /// writes (`WAIT`, `WAITAOF`) are refused here.
 ///
 /// ```
-/// use redis_cluster_uring::{cmd, fanout::fan_out, NodeAddr, SlotMap};
+/// use redis_cluster_uring::{cmd, core::fanout::fan_out, NodeAddr, SlotMap};
 /// let map = SlotMap::split_evenly(&[NodeAddr::new("a", 1), NodeAddr::new("b", 1)]);
 /// let f = fan_out(&cmd("DBSIZE"), &map).unwrap().unwrap();
 /// assert_eq!(f.nodes.len(), 2);
@@ -107,7 +107,7 @@ fn shape(name: &str, what: &str) -> Error {
 /// Merges the per-node replies (`replies[i]` from `fanout.nodes[i]`).
 ///
 /// ```
-/// use redis_cluster_uring::{cmd, fanout::{fan_out, merge}, NodeAddr, SlotMap, Value};
+/// use redis_cluster_uring::{cmd, core::fanout::{fan_out, merge}, NodeAddr, SlotMap, Value};
 /// let map = SlotMap::split_evenly(&[NodeAddr::new("a", 1), NodeAddr::new("b", 1)]);
 /// let f = fan_out(&cmd("DBSIZE"), &map).unwrap().unwrap();
 /// assert_eq!(merge(&f, vec![Ok(Value::Int(3)), Ok(Value::Int(4))]).unwrap(), Value::Int(7));
@@ -219,7 +219,7 @@ pub fn merge(fanout: &Fanout, replies: Vec<Result<Value>>) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::cmd;
+    use crate::core::cmd::cmd;
     use bytes::Bytes;
 
     fn map() -> SlotMap {

@@ -5,8 +5,8 @@ use std::hash::Hash;
 
 use bytes::Bytes;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::resp::Value;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::resp::Value;
 
 /// A type a reply can be converted into.
 ///
@@ -30,11 +30,11 @@ pub trait FromReply: Sized {
 pub(crate) fn server_error(line: &[u8]) -> Error {
     // A redirect that reaches the caller (no redirect is followed on a named node) keeps
     // its slot and target, so the caller can act on it without parsing text.
-    match crate::round::parse_redirect(line) {
-        Some(crate::round::Redirect::Moved { slot, addr }) => {
+    match crate::core::redirect::parse_redirect(line) {
+        Some(crate::core::redirect::Redirect::Moved { slot, addr }) => {
             return Error::redirect(ErrorKind::Moved, slot, addr.to_string())
         }
-        Some(crate::round::Redirect::Ask { slot, addr }) => {
+        Some(crate::core::redirect::Redirect::Ask { slot, addr }) => {
             return Error::redirect(ErrorKind::Ask, slot, addr.to_string())
         }
         None => {}

@@ -8,14 +8,14 @@
 //! part observes, is the pipeline's), or itself. Every node is still written once, all
 //! in flight together.
 
-use crate::cmd::Cmd;
-use crate::command_table::{command_class, refusal, CommandClass};
-use crate::error::{Error, ErrorKind, Result};
-use crate::fanout::{fan_out, merge, Fanout};
-use crate::resp::Value;
-use crate::route::is_multi_key;
-use crate::split::{merge_replies, split_by_slot, Split};
-use crate::topology::{NodeAddr, SlotMap};
+use crate::core::cmd::Cmd;
+use crate::core::command_table::{command_class, refusal, CommandClass};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::fanout::{fan_out, merge, Fanout};
+use crate::core::resp::Value;
+use crate::core::route::is_multi_key;
+use crate::core::split::{merge_replies, split_by_slot, Split};
+use crate::core::topology::{NodeAddr, SlotMap};
 
 /// True when every command goes out as it is: regular, nothing to split. The common case,
 /// which needs no expansion at all.
@@ -125,7 +125,7 @@ impl Expansion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::cmd;
+    use crate::core::cmd::cmd;
     use bytes::Bytes;
 
     #[test]

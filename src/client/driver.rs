@@ -1,22 +1,5 @@
-//! The public client: single commands, pipelines, redirects, refreshes.
-//!
-//! A [`Client`] is `!Send` and lives on one thread: cloning it is cheap (an `Rc`), and every
-//! clone shares the connections, so many tasks on the thread calling it at once share one
-//! write per node per loop turn (auto-pipelining).
-//!
-//! # A request's life
-//! 1. Each command's class ([`crate::command_table`]) picks its path: the shared
-//!    connection, a dedicated one (blocking commands), or a typed refusal before anything
-//!    is sent.
-//! 2. The round state machine ([`crate::round::Rounds`]) plans the commands into one
-//!    encoded batch per node.
-//! 3. Each batch is queued on its node's connection (opened lazily) and the connection's
-//!    writer is woken. Nothing is awaited until every batch is queued, so all writes go
-//!    into the same io_uring submission.
-//! 4. Readers decode replies and place them by index; the request wakes when the round is
-//!    complete.
-//! 5. The machine judges each reply (kept, redirected, retried after a backoff, failed)
-//!    and says what to send next, or when to wake; this file only moves bytes and time.
+//! The async client: its public methods and the driver loop (rounds, connections,
+//! refreshes) that carries out what the core decides.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -27,147 +10,38 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::cmd::{cmd, Cmd};
-use crate::command_table::{blocking_timeout, command_class, refusal, CommandClass};
-use crate::config::{Config, Execution, ReadFrom, RefreshPolicy};
-use crate::connection::{run_connection, ConnOptions, Link, TlsConnect};
+use crate::core::cmd::{cmd, Cmd};
+use crate::core::command_table::{blocking_timeout, command_class, refusal, CommandClass};
+use crate::core::config::{Config, Execution, ReadFrom, RefreshPolicy};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::handshake::HandshakeOptions;
+pub use crate::core::pipeline::Pipeline;
+use crate::core::plan::{BatchEntry, NodeBatch};
+use crate::core::read_route::{NodeView, ReadRouter};
+use crate::core::reply::server_error;
+use crate::core::reply::FromReply;
+use crate::core::report::{PipelineReport, Reporter};
+use crate::core::resp::Value;
+use crate::core::round::{
+    backoff, classify_reply, Effect, Next, ReplyAction, RoundLimits, RoundReply, Rounds,
+};
+use crate::core::route::is_multi_key;
+use crate::core::route::{route_command, Route};
+use crate::core::slot::Slot;
+use crate::core::split::split_by_slot;
+use crate::core::stats::{Counters, Stats};
+use crate::core::tls::TlsConfig;
+use crate::core::topology::{choose_view, NodeAddr, SlotMap};
 use crate::engine::{self, Engine};
-use crate::error::{Error, ErrorKind, Result};
-use crate::handshake::HandshakeOptions;
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
 use crate::io::SocketOptions;
-use crate::plan::{BatchEntry, NodeBatch};
-use crate::pool::{ConnId, Pool, QueueLimits};
-use crate::read_route::{NodeView, ReadRouter};
-use crate::reply::server_error;
-use crate::reply::FromReply;
-use crate::report::{PipelineReport, Reporter};
-use crate::resp::Value;
-use crate::round::{
-    backoff, classify_reply, Effect, Next, ReplyAction, RoundLimits, RoundReply, Rounds,
-};
-use crate::route::is_multi_key;
-use crate::route::{route_command, Route};
-use crate::slot::Slot;
-use crate::split::split_by_slot;
-use crate::stats::{Counters, Stats};
-use crate::tls::TlsConfig;
-use crate::topology::{choose_view, NodeAddr, SlotMap};
 
-mod pubsub;
-mod scan;
-mod transaction;
-pub use pubsub::Subscriber;
-pub use scan::ClusterScan;
-pub use transaction::Watched;
-
-/// A pipeline: commands sent together, answered in order.
-///
-/// Commands may touch any keys: the client splits them per node and reassembles the
-/// replies in the order the commands were added.
-///
-/// ```
-/// use redis_cluster_uring::{cmd, Pipeline};
-/// let mut pipe = Pipeline::new();
-/// pipe.set("a", 1).get("a").add(cmd("INCR").arg("counter"));
-/// assert_eq!(pipe.len(), 3);
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct Pipeline {
-    cmds: Vec<Cmd>,
-    pub(crate) raise_on_error: bool,
-    atomic: bool,
-}
-
-impl Pipeline {
-    /// An empty pipeline.
-    pub fn new() -> Pipeline {
-        Pipeline::default()
-    }
-
-    /// An empty pipeline with room for `n` commands.
-    pub fn with_capacity(n: usize) -> Pipeline {
-        Pipeline {
-            cmds: Vec::with_capacity(n),
-            raise_on_error: false,
-            atomic: false,
-        }
-    }
-
-    /// Adds a command.
-    pub fn add(&mut self, cmd: Cmd) -> &mut Pipeline {
-        self.cmds.push(cmd);
-        self
-    }
-
-    /// When set, [`Client::execute`] returns the first failed command's error instead of
-    /// the per-command results. Off by default: one command's error is that command's
-    /// result, and the others still count.
-    pub fn raise_on_error(&mut self, raise: bool) -> &mut Pipeline {
-        self.raise_on_error = raise;
-        self
-    }
-
-    /// Makes the pipeline a transaction: [`Client::execute`] sends `MULTI`, the commands
-    /// and `EXEC` as one contiguous write to the node of their slot, and returns each
-    /// command's result from the `EXEC` reply. The keys must share one slot (a hash tag),
-    /// or [`ErrorKind::CrossSlot`] is returned before anything is sent. See
-    /// [`crate::transaction`] for redirects, `EXECABORT` and retries.
-    ///
-    /// ```
-    /// use redis_cluster_uring::Pipeline;
-    /// let mut tx = Pipeline::new();
-    /// tx.atomic().set("{user:1}name", "ada").set("{user:1}visits", 0);
-    /// assert!(tx.is_atomic());
-    /// ```
-    pub fn atomic(&mut self) -> &mut Pipeline {
-        self.atomic = true;
-        self
-    }
-
-    /// Whether the pipeline runs as a transaction ([`Pipeline::atomic`]).
-    pub fn is_atomic(&self) -> bool {
-        self.atomic
-    }
-
-    /// Number of commands.
-    pub fn len(&self) -> usize {
-        self.cmds.len()
-    }
-
-    /// True when there are no commands.
-    pub fn is_empty(&self) -> bool {
-        self.cmds.is_empty()
-    }
-
-    /// Removes every command, keeping the allocation.
-    pub fn clear(&mut self) {
-        self.cmds.clear();
-    }
-
-    /// The commands.
-    pub fn commands(&self) -> &[Cmd] {
-        &self.cmds
-    }
-
-    /// With [`Pipeline::raise_on_error`], the first error instead of the results (both
-    /// clients' `execute`, reports and `WATCH` sessions).
-    pub(crate) fn raise_first_error(
-        &self,
-        results: Vec<Result<Value>>,
-    ) -> Result<Vec<Result<Value>>> {
-        if self.raise_on_error {
-            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-                return Err(e.clone());
-            }
-        }
-        Ok(results)
-    }
-}
+use crate::client::connection::{run_connection, ConnOptions, Link, TlsConnect};
+use crate::client::pool::{ConnId, Pool, QueueLimits};
 
 #[derive(Debug, Default)]
-struct RefreshState {
+pub(super) struct RefreshState {
     last: Option<Instant>,
     running: bool,
     /// MOVED updates seen while any refresh is under way: a refresh's answer may predate
@@ -178,20 +52,20 @@ struct RefreshState {
 }
 
 #[derive(Debug)]
-struct Inner {
-    pool: Rc<RefCell<Pool>>,
-    map: RefCell<Rc<SlotMap>>,
-    seeds: Vec<NodeAddr>,
-    config: Config,
+pub(super) struct Inner {
+    pub(super) pool: Rc<RefCell<Pool>>,
+    pub(super) map: RefCell<Rc<SlotMap>>,
+    pub(super) seeds: Vec<NodeAddr>,
+    pub(super) config: Config,
     /// The engine in use (never `Auto`).
-    engine: Engine,
-    counters: Rc<Counters>,
-    refresh: RefCell<RefreshState>,
-    closed: Cell<bool>,
+    pub(super) engine: Engine,
+    pub(super) counters: Rc<Counters>,
+    pub(super) refresh: RefCell<RefreshState>,
+    pub(super) closed: Cell<bool>,
     /// Where reads go (`Config::read_from`).
-    router: RefCell<ReadRouter>,
+    pub(super) router: RefCell<ReadRouter>,
     /// TLS, built once from `Config::tls`.
-    tls: Option<(std::sync::Arc<rustls::ClientConfig>, TlsConfig)>,
+    pub(super) tls: Option<(std::sync::Arc<rustls::ClientConfig>, TlsConfig)>,
 }
 
 impl Drop for Inner {
@@ -228,13 +102,13 @@ impl Drop for Inner {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: Rc<Inner>,
+    pub(super) inner: Rc<Inner>,
 }
 
 /// Frees an exec's slab entry however its future ends (finished, timed out, dropped).
-struct ExecGuard {
-    pool: Rc<RefCell<Pool>>,
-    exec: usize,
+pub(super) struct ExecGuard {
+    pub(super) pool: Rc<RefCell<Pool>>,
+    pub(super) exec: usize,
 }
 
 impl Drop for ExecGuard {
@@ -246,13 +120,13 @@ impl Drop for ExecGuard {
 impl Client {
     /// Connects to a cluster through any of `seeds` and loads its slot map. A seed is
     /// `host:port` or a URL, `redis://[[user]:password@]host[:port]` (see
-    /// [`crate::url`]); credentials in the URLs serve when the configuration names none.
+    /// [`crate::core::url`]); credentials in the URLs serve when the configuration names none.
     ///
     /// Fails with [`ErrorKind::Config`] for unparsable seeds, [`ErrorKind::Auth`] when the
     /// credentials are refused, and with the last connection error when no seed answers
     /// `CLUSTER SLOTS`.
     pub async fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
-        let parsed = crate::url::parse_seeds(seeds, &mut config)?;
+        let parsed = crate::core::url::parse_seeds(seeds, &mut config)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -300,7 +174,7 @@ impl Client {
     /// path without the pipeline's vectors that allocates nothing in the steady state.
     ///
     /// An error reply is returned as `Err` of kind [`ErrorKind::ServerError`]. The
-    /// command's class ([`command_table`](crate::command_table)) decides its path:
+    /// command's class ([`command_table`](crate::core::command_table)) decides its path:
     /// blocking commands (`BLPOP`, `XREAD ... BLOCK`, ...) run on a dedicated connection
     /// to the key's node, so they never hold up other callers, with a deadline of their
     /// own timeout plus `request_timeout`; commands that would break the shared
@@ -570,27 +444,6 @@ impl Client {
         }
     }
 
-    /// Scans every key of every primary (`SCAN` node by node), with `MATCH`, `COUNT`
-    /// and `TYPE` as in `options`. Progress is counted in slots, so the scan survives
-    /// resharding and failover: every key that exists for the whole scan is returned,
-    /// some possibly more than once.
-    ///
-    /// ```no_run
-    /// use redis_cluster_uring::{engine, scan::ScanOptions, Client, Config};
-    /// engine::start(async {
-    ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
-    ///     let mut scan = client.scan(ScanOptions { pattern: Some("user:*".into()), ..Default::default() });
-    ///     while let Some(keys) = scan.next_batch().await? {
-    ///         println!("{} keys", keys.len());
-    ///     }
-    ///     Ok::<(), redis_cluster_uring::Error>(())
-    /// })
-    /// .unwrap();
-    /// ```
-    pub fn scan(&self, options: crate::scan::ScanOptions) -> crate::scan::ClusterScan {
-        crate::scan::ClusterScan::new(self.clone(), options)
-    }
-
     /// The current slot map.
     pub fn slot_map(&self) -> Rc<SlotMap> {
         self.inner.map.borrow().clone()
@@ -613,7 +466,7 @@ impl Client {
 
     /// What `node` said of itself in its last connection handshake (server, version,
     /// protocol, role, availability zone), once a connection to it has been opened.
-    pub fn server_info(&self, node: &NodeAddr) -> Option<crate::handshake::ServerInfo> {
+    pub fn server_info(&self, node: &NodeAddr) -> Option<crate::core::handshake::ServerInfo> {
         self.inner.pool.borrow().server_info(node).cloned()
     }
 
@@ -689,7 +542,7 @@ impl Client {
     /// closed. Other clones of this client see the same closed state.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.closed.set(true);
-        let deadline = crate::round::saturating_later(Instant::now(), grace);
+        let deadline = crate::core::round::saturating_later(Instant::now(), grace);
         while self.inner.pool.borrow().exec_count() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -701,7 +554,7 @@ impl Client {
         tokio::task::yield_now().await;
     }
 
-    fn ensure_open(&self) -> Result<()> {
+    pub(super) fn ensure_open(&self) -> Result<()> {
         if self.inner.closed.get() {
             return Err(Error::new(ErrorKind::Shutdown, "client shut down"));
         }
@@ -723,13 +576,13 @@ impl Client {
         self.inner.counters.add_execution();
         let deadline = deadline_after(self.inner.config.request_timeout);
         // The common case: every command regular, nothing to split or refuse.
-        if crate::expand::is_plain(cmds) {
+        if crate::core::expand::is_plain(cmds) {
             return self
                 .run_rounds(cmds, deadline, Lane::Shared, reporter)
                 .await;
         }
         let map = self.slot_map();
-        let mut expansion = crate::expand::expand(cmds, &map);
+        let mut expansion = crate::core::expand::expand(cmds, &map);
         for _ in 0..expansion.refused {
             self.inner.counters.add_refused();
         }
@@ -801,7 +654,7 @@ impl Client {
 
     /// Where each shard's reads go for this request, under `Config::read_from` (empty
     /// for `ReadFrom::Primary`: no work at all on the default path).
-    fn read_targets(&self) -> Vec<crate::plan::ReadTarget> {
+    fn read_targets(&self) -> Vec<crate::core::plan::ReadTarget> {
         let mut router = self.inner.router.borrow_mut();
         if !router.routes_reads() {
             return Vec::new();
@@ -945,7 +798,7 @@ impl Client {
         Ok(rounds.finish())
     }
 
-    fn apply_effects(&self, effects: impl Iterator<Item = Effect>, lane: Lane) {
+    pub(super) fn apply_effects(&self, effects: impl Iterator<Item = Effect>, lane: Lane) {
         for effect in effects {
             match effect {
                 Effect::Redirected { moved } => {
@@ -979,7 +832,7 @@ impl Client {
     /// Queues batches and waits for their replies: all at once (parallel) or one node at a
     /// time (serial). Returns, per batch, the node and the entries sent to it.
     /// The second value is true when the deadline passed before every reply came in.
-    async fn send_round(
+    pub(super) async fn send_round(
         &self,
         exec: usize,
         batches: Vec<NodeBatch>,
@@ -1078,7 +931,11 @@ impl Client {
     }
 
     /// Waits for the round's replies; false when the deadline came first.
-    async fn wait_round(&self, exec: usize, deadline: Option<tokio::time::Instant>) -> bool {
+    pub(super) async fn wait_round(
+        &self,
+        exec: usize,
+        deadline: Option<tokio::time::Instant>,
+    ) -> bool {
         let pool = &self.inner.pool;
         let all_in = poll_fn(|cx| pool.borrow_mut().poll_exec(exec, cx));
         match deadline {
@@ -1091,7 +948,13 @@ impl Client {
     }
 
     /// Queues one batch on a connection.
-    fn dispatch(&self, exec: usize, conn: ConnId, entries: &[BatchEntry], buf: BytesMut) {
+    pub(super) fn dispatch(
+        &self,
+        exec: usize,
+        conn: ConnId,
+        entries: &[BatchEntry],
+        buf: BytesMut,
+    ) {
         let limits = QueueLimits {
             max_queued_bytes: self.inner.config.max_queued_bytes,
             max_pending_replies: self.inner.config.max_pending_replies,
@@ -1105,7 +968,7 @@ impl Client {
     }
 
     /// An idle dedicated connection to `node`, or a new one (leased to the caller).
-    fn dedicated_connection_for(&self, node: &NodeAddr) -> ConnId {
+    pub(super) fn dedicated_connection_for(&self, node: &NodeAddr) -> ConnId {
         if let Some(conn) = self.inner.pool.borrow_mut().checkout_dedicated(node) {
             return conn;
         }
@@ -1118,7 +981,7 @@ impl Client {
         conn
     }
 
-    fn connection_for(&self, node: &NodeAddr) -> ConnId {
+    pub(super) fn connection_for(&self, node: &NodeAddr) -> ConnId {
         if let Some(conn) = self.inner.pool.borrow().find(node) {
             return conn;
         }
@@ -1143,12 +1006,12 @@ impl Client {
     }
 
     /// Spawns the task of a registered connection whose push frames go to `push_handler`.
-    fn start_connection_with(
+    pub(super) fn start_connection_with(
         &self,
         conn: ConnId,
         node: &NodeAddr,
         wake_writer: Rc<tokio::sync::Notify>,
-        push_handler: Option<crate::config::PushHandler>,
+        push_handler: Option<crate::core::config::PushHandler>,
     ) {
         let config = &self.inner.config;
         self.inner.counters.add_connect();
@@ -1219,7 +1082,7 @@ impl Client {
             .saturating_sub(when.elapsed())
     }
 
-    fn round_limits(&self) -> RoundLimits {
+    pub(super) fn round_limits(&self) -> RoundLimits {
         let config = &self.inner.config;
         RoundLimits {
             max_redirects: config.max_redirects,
@@ -1263,7 +1126,7 @@ impl Client {
             ..self.round_limits()
         };
         let first = self.inner.map.borrow().shards().is_empty();
-        let deadline = deadline_after(Some(refresh_budget(&self.inner.config, first)));
+        let deadline = deadline_after(Some(self.inner.config.refresh_budget(first)));
         let host = node.host.clone();
         let reply = self
             .run_pinned(&[cmd("CLUSTER").arg("SLOTS")], vec![node], deadline, limits)
@@ -1326,7 +1189,7 @@ impl Client {
     }
 
     /// Starts a background refresh unless one ran recently or is running.
-    fn schedule_refresh(&self) {
+    pub(super) fn schedule_refresh(&self) {
         let mut state = self.inner.refresh.borrow_mut();
         let recent = state
             .last
@@ -1396,7 +1259,7 @@ type SlotMapAsk<'a> = Pin<Box<dyn Future<Output = Result<SlotMap>> + 'a>>;
 
 /// Which connections a request uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lane {
+pub(super) enum Lane {
     /// The node's multiplexed connection, shared by every caller.
     Shared,
     /// A connection of its own, for a blocking command.
@@ -1406,14 +1269,14 @@ enum Lane {
 /// The dedicated connections a request holds. Given back once their replies are in;
 /// closed if the request ends first (timeout, dropped future), because the command may
 /// still be blocked on the server and its late reply could not be matched to anyone.
-struct Leases {
-    pool: Rc<RefCell<Pool>>,
-    conns: Vec<ConnId>,
-    max_idle: usize,
+pub(super) struct Leases {
+    pub(super) pool: Rc<RefCell<Pool>>,
+    pub(super) conns: Vec<ConnId>,
+    pub(super) max_idle: usize,
 }
 
 impl Leases {
-    fn give_back(&mut self) {
+    pub(super) fn give_back(&mut self) {
         let mut pool = self.pool.borrow_mut();
         for conn in self.conns.drain(..) {
             pool.checkin_dedicated(conn, self.max_idle);
@@ -1435,7 +1298,7 @@ impl Drop for Leases {
 
 /// A number in [0, 1) from the standard library's randomly keyed hasher: enough for
 /// jitter and for shuffling refresh candidates, with no dependency.
-fn random_unit() -> f64 {
+pub(super) fn random_unit() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x9e37_79b9_7f4a_7c15);
@@ -1444,21 +1307,8 @@ fn random_unit() -> f64 {
 
 /// `now + timeout`; `None` (no deadline) when there is no timeout or it is too large to
 /// represent, which means the same thing in practice.
-fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
+pub(super) fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
     timeout.and_then(|t| tokio::time::Instant::now().checked_add(t))
-}
-
-/// How long a node has to answer `CLUSTER SLOTS`: `refresh_timeout`, plus
-/// `connect_timeout` for the first load of the map, when every connection still has to be
-/// opened and its handshake run.
-pub(crate) fn refresh_budget(config: &Config, first_load: bool) -> Duration {
-    if first_load {
-        config
-            .refresh_timeout
-            .saturating_add(config.connect_timeout)
-    } else {
-        config.refresh_timeout
-    }
 }
 
 #[cfg(test)]

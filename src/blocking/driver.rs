@@ -1,0 +1,1268 @@
+//! The blocking client: its public methods and the driver loop (rounds, connections,
+//! refresh) that carries out what the core decides.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::core::cmd::{cmd, Cmd};
+use crate::core::command_table::{blocking_timeout, command_class, refusal, CommandClass};
+use crate::core::config::{Config, Execution, ReadFrom, RefreshPolicy};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::handshake::{HandshakeOptions, ServerInfo};
+use crate::core::pipeline::Pipeline;
+use crate::core::plan::{BatchEntry, NodeBatch};
+use crate::core::read_route::{NodeView, ReadRouter};
+use crate::core::reply::FromReply;
+use crate::core::report::{PipelineReport, Reporter};
+use crate::core::resp::Value;
+use crate::core::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Rounds};
+use crate::core::stats::{Counters, Stats};
+use crate::engine::Engine;
+use crate::io::{configure, SocketOptions};
+
+use crate::core::tls::{TlsConfig, TlsLayer};
+use crate::core::topology::{choose_view, NodeAddr, SlotMap};
+
+use super::conn::Conn;
+use super::poll;
+use super::ring::{self, RingFeatures};
+use super::transport::{Event, Transport};
+
+/// A replica that could not be reached at a warm-up is not tried again by the next
+/// warm-ups for this long (a request routed to it still tries).
+const WARM_UP_RETRY: Duration = Duration::from_secs(10);
+
+/// Which backend a blocking [`Client`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One io_uring instance owned by the client.
+    Ring,
+    /// Nonblocking sockets and `poll(2)`.
+    Poll,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Ring => "io_uring",
+            Backend::Poll => "poll",
+        })
+    }
+}
+
+/// One open connection.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) conn: Conn,
+    /// The handshake must be done by then.
+    pub(super) ready_by: Instant,
+    pub(super) last_used: Instant,
+    /// When it was opened (its handshake's round trip is measured from here).
+    pub(super) opened: Instant,
+    /// Whether the handshake's outcome went into `Client::known`.
+    pub(super) noted: bool,
+    /// Which connection this is, of all the client opened: a `WATCH` session checks that
+    /// its connection (which holds the watches) is still the one before `EXEC`.
+    pub(super) serial: u64,
+    /// A subscriber's connection (never idle-closed; its frames go to `link_frames`).
+    pub(super) events_only: bool,
+}
+
+/// What the client learned of a node from its last handshake: kept after the
+/// connection closes, for routing reads (`Nearest`, `AzAffinity`).
+#[derive(Debug, Clone)]
+struct NodeFacts {
+    zone: Option<String>,
+    /// Connect to handshake done.
+    rtt: Duration,
+}
+
+/// A Redis Cluster client that blocks the calling thread, on an io_uring instance of its
+/// own (or `poll(2)` where io_uring is refused).
+///
+/// One client per thread (like the async client it is not `Send`: the ring is created
+/// with `IORING_SETUP_SINGLE_ISSUER`); one connection per node in use, opened on demand.
+///
+/// ```no_run
+/// use redis_cluster_uring::{blocking, cmd, Config, Pipeline};
+/// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+/// client.query::<()>(cmd("SET").arg("greeting").arg("hello"))?;
+/// let v: Option<String> = client.query(cmd("GET").arg("greeting"))?;
+/// assert_eq!(v.as_deref(), Some("hello"));
+/// println!("on {}", client.engine());
+/// # Ok::<(), redis_cluster_uring::Error>(())
+/// ```
+pub struct Client {
+    io: Box<dyn Transport>,
+    backend: Backend,
+    ring_features: Option<RingFeatures>,
+    pub(super) entries: Slab<Entry>,
+    pub(super) nodes: HashMap<NodeAddr, usize>,
+    pub(super) map: SlotMap,
+    pub(super) seeds: Vec<NodeAddr>,
+    pub(super) config: Config,
+    tls: Option<(Arc<rustls::ClientConfig>, TlsConfig)>,
+    /// Rounds asked for a slot-map refresh.
+    pub(super) refresh_due: bool,
+    last_refresh: Option<Instant>,
+    events: Vec<Event>,
+    /// Where reads go (`Config::read_from`), as in the async client.
+    router: ReadRouter,
+    /// Per node, its zone and handshake round trip (see [`NodeFacts`]).
+    known: HashMap<NodeAddr, NodeFacts>,
+    /// Replicas whose warm-up connect failed, and when.
+    warm_up_failed: HashMap<NodeAddr, Instant>,
+    /// Connections opened so far (the next one's serial).
+    connections_opened: u64,
+    /// Frames read on subscriber connections, by connection serial (a slab token may be
+    /// reused by the time they are taken), for the [`Subscriber`]; at most
+    /// `max_buffered_messages`, the oldest dropped first (counted in `link_frames_dropped`).
+    pub(super) link_frames: std::collections::VecDeque<(u64, Value)>,
+    pub(super) link_frames_dropped: u64,
+    pub(super) counters: Counters,
+    /// The ring accepts submissions from the thread that created it only
+    /// (`SINGLE_ISSUER`): the client stays on that thread.
+    _not_send: std::marker::PhantomData<std::rc::Rc<()>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::Client")
+            .field("backend", &self.backend)
+            .field("connections", &self.entries.len())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to a cluster through any of `seeds` (`host:port` or `redis://` URLs, as
+    /// for the async client) and loads its slot map.
+    ///
+    /// Fails with [`ErrorKind::Config`] for unparsable seeds, [`ErrorKind::IoUringUnavailable`]
+    /// when `Engine::IoUring` is asked for and refused, and with the last connection error
+    /// when no seed answers `CLUSTER SLOTS`.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, Config, Engine};
+    /// // Forces the poll backend (the environment variable does the same).
+    /// let client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default().engine(Engine::Epoll))?;
+    /// assert_eq!(client.engine(), blocking::Backend::Poll);
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
+        let parsed = crate::core::url::parse_seeds(seeds, &mut config)?;
+        Client::connect_parsed(parsed, config, None)
+    }
+
+    /// [`Client::connect`] with seeds already parsed; with `map`, that slot map is
+    /// taken as it is instead of asking the seeds.
+    pub(super) fn connect_parsed(
+        parsed: Vec<NodeAddr>,
+        config: Config,
+        map: Option<SlotMap>,
+    ) -> Result<Client> {
+        let router = ReadRouter::new(
+            config.read_from.clone(),
+            (random_unit() * u64::MAX as f64) as u64,
+        );
+        let (io, backend, ring_features) = choose_backend(config.engine)?;
+        let tls = match &config.tls {
+            Some(tls) => Some((tls.build()?, tls.clone())),
+            None => None,
+        };
+        tracing::debug!(%backend, ?ring_features, "blocking client backend");
+        let mut client = Client {
+            io,
+            backend,
+            ring_features,
+            entries: Slab::new(),
+            nodes: HashMap::new(),
+            map: SlotMap::empty(),
+            seeds: parsed,
+            config,
+            tls,
+            refresh_due: false,
+            last_refresh: None,
+            events: Vec::new(),
+            router,
+            known: HashMap::new(),
+            warm_up_failed: HashMap::new(),
+            connections_opened: 0,
+            link_frames: std::collections::VecDeque::new(),
+            link_frames_dropped: 0,
+            counters: Counters::default(),
+            _not_send: std::marker::PhantomData,
+        };
+        match map {
+            Some(map) => {
+                client.map = map;
+                client.last_refresh = Some(Instant::now());
+            }
+            None => client.refresh_slots()?,
+        }
+        Ok(client)
+    }
+
+    /// The backend in use.
+    pub fn engine(&self) -> Backend {
+        self.backend
+    }
+
+    /// The io_uring features in use (`None` on the poll backend).
+    pub fn ring_features(&self) -> Option<RingFeatures> {
+        self.ring_features
+    }
+
+    /// The client's counters since it was created: writes and bytes written, reads and
+    /// bytes read, executions, redirects, retries, refreshes, connections opened, pushes,
+    /// refusals and blocking commands, as the async client counts them.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let before = client.stats();
+    /// let mut pipe = Pipeline::new();
+    /// for i in 0..128 {
+    ///     pipe.get(format!("user:{i}"));
+    /// }
+    /// client.execute(&pipe)?;
+    /// let after = client.stats();
+    /// println!("{} writes for one pipeline", after.writes - before.writes); // one per node
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// The current slot map.
+    pub fn slot_map(&self) -> &SlotMap {
+        &self.map
+    }
+
+    /// Number of open connections (one per node in use).
+    pub fn connection_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// What `node` said of itself in its connection's handshake, while connected.
+    pub fn server_info(&self, node: &NodeAddr) -> Option<&ServerInfo> {
+        let token = *self.nodes.get(node)?;
+        self.entries.get(token)?.conn.server_info()
+    }
+
+    /// Runs a pipeline: every node's batch in one submission, all replies awaited
+    /// together. Each command's result is at its index; a server error reply is an `Err`
+    /// for that command only (with [`Pipeline::raise_on_error`], the first error is
+    /// returned instead). Commands the shared path refuses (`MULTI`, `SUBSCRIBE`, an
+    /// empty command, a blocking command in a pipeline, node-specific commands) fail
+    /// alone, before anything is sent; multi-node commands (`DBSIZE`, `KEYS`, ...) go to
+    /// every node and are merged; cross-slot `MGET`/`MSET`/`DEL`/... are split by slot.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let mut pipe = Pipeline::new();
+    /// pipe.set("a", 1).get("a").add(cmd("DBSIZE"));
+    /// let replies = client.execute(&pipe)?;
+    /// assert_eq!(replies.len(), 3);
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+        let results = if pipeline.is_atomic() {
+            self.execute_atomic(pipeline.commands(), None)?
+        } else {
+            self.execute_commands(pipeline.commands(), None)?
+        };
+        pipeline.raise_first_error(results)
+    }
+
+    /// Runs a pipeline like [`execute`](Client::execute) and reports, per node, the
+    /// commands and bytes sent, the reply bytes, the round trip of its batches,
+    /// redirects, retries, error replies, timeouts and failures (see
+    /// [`PipelineReport`]). While reporting, the wait ends at each node's reply rather
+    /// than at the last one, so that each node's round trip is its own: a system call
+    /// per node instead of one per pipeline.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let mut pipe = Pipeline::new();
+    /// for i in 0..128 {
+    ///     pipe.get(format!("user:{i}"));
+    /// }
+    /// let (replies, report) = client.execute_with_report(&pipe)?;
+    /// println!("{report}"); // one line per node; the slowest sets the pipeline's latency
+    /// # let _ = replies;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn execute_with_report(
+        &mut self,
+        pipeline: &Pipeline,
+    ) -> Result<(Vec<Result<Value>>, PipelineReport)> {
+        let mut reporter = Reporter::new(Instant::now());
+        let results = if pipeline.is_atomic() {
+            self.execute_atomic(pipeline.commands(), Some(&mut reporter))?
+        } else {
+            self.execute_commands(pipeline.commands(), Some(&mut reporter))?
+        };
+        let report = reporter.finish(Instant::now());
+        Ok((pipeline.raise_first_error(results)?, report))
+    }
+
+    /// Runs a pipeline and converts every reply; fails on the first error.
+    pub fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
+        self.execute(pipeline)?
+            .into_iter()
+            .map(|r| T::from_reply(r?))
+            .collect()
+    }
+
+    /// Runs one command on the node that owns its key and converts the reply. A
+    /// blocking command (`BLPOP`, `XREAD ... BLOCK`) runs on the node's connection with
+    /// a deadline of its own timeout plus `request_timeout` (this client has one caller,
+    /// so nobody waits behind it).
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config, ErrorKind};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let n: i64 = client.query(cmd("INCR").arg("visits"))?;
+    /// let e = client.query::<()>(cmd("MULTI")).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Unsupported);
+    /// # let _ = n;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+        let results = match command_class(&command) {
+            CommandClass::Blocking => {
+                let deadline = self.blocking_deadline(&command)?;
+                self.counters.add_execution();
+                self.counters.add_blocking();
+                self.housekeeping();
+                let results = self.run(std::slice::from_ref(&command), deadline, Vec::new(), None);
+                self.maybe_refresh();
+                results
+            }
+            _ => self.execute_commands(std::slice::from_ref(&command), None)?,
+        };
+        match results.into_iter().next() {
+            Some(r) => T::from_reply(r?),
+            None => Err(Error::new(ErrorKind::Protocol, "no reply")),
+        }
+    }
+
+    /// Runs one command on a given node, bypassing routing (`INFO`, `CLUSTER ...`, or a
+    /// multi-node command such as `DBSIZE` for that node alone). No redirect is followed:
+    /// `MOVED`/`ASK` come back as errors of kind [`ErrorKind::Moved`]/[`ErrorKind::Ask`].
+    /// Commands that would change the connection's state are refused.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let primaries: Vec<_> = client.slot_map().primaries().cloned().collect();
+    /// let mut keys = 0;
+    /// for node in &primaries {
+    ///     keys += client.query_node::<i64>(node, cmd("DBSIZE"))?;
+    /// }
+    /// # let _ = keys;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
+        let class = command_class(&command);
+        let deadline = match class {
+            CommandClass::Blocking => {
+                self.counters.add_blocking();
+                self.blocking_deadline(&command)?
+            }
+            _ if !class.allowed_on_named_node() => {
+                self.counters.add_refused();
+                return Err(refusal(&command, class, false).unwrap_or_else(|| {
+                    Error::new(ErrorKind::Unsupported, "refused on a named node")
+                }));
+            }
+            _ => match blocking_timeout(&command)? {
+                None => {
+                    self.counters.add_refused();
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "WAIT/WAITAOF with timeout 0 would block for ever: give a timeout",
+                    ));
+                }
+                Some(blocks) => deadline_after(
+                    self.config
+                        .request_timeout
+                        .map(|t| t.saturating_add(blocks)),
+                ),
+            },
+        };
+        self.counters.add_execution();
+        self.housekeeping();
+        let results = self.run(
+            std::slice::from_ref(&command),
+            deadline,
+            vec![Some(node.clone())],
+            None,
+        );
+        self.maybe_refresh();
+        match results.into_iter().next() {
+            Some(r) => T::from_reply(r?),
+            None => Err(Error::new(ErrorKind::Protocol, "no reply")),
+        }
+    }
+
+    /// Reloads the slot map now: `refresh_fanout` nodes at a time (known nodes in random
+    /// order, then the seeds) are asked `CLUSTER SLOTS` together, each within
+    /// `refresh_timeout`, and `refresh_policy` picks among the answers. Connections to
+    /// nodes that left the map are closed.
+    pub fn refresh_slots(&mut self) -> Result<()> {
+        let result = self.fetch_slot_map();
+        self.last_refresh = Some(Instant::now());
+        self.refresh_due = false;
+        let map = result?;
+        self.counters.add_refresh();
+        let leaving: Vec<usize> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                !map.contains_node(e.conn.addr()) && !self.seeds.contains(e.conn.addr())
+            })
+            .map(|(t, _)| t)
+            .collect();
+        for token in leaving {
+            self.close(token);
+        }
+        self.map = map;
+        if self.router.routes_reads() {
+            self.warm_up_replicas();
+        }
+        Ok(())
+    }
+
+    /// Connects to every replica not connected yet and runs the handshakes together
+    /// (within `connect_timeout`): each tells its zone and round trip before the first
+    /// read is routed, so `AzAffinity` and `Nearest` choose on facts from the start. A
+    /// replica that cannot be reached is left to the router's fallback.
+    fn warm_up_replicas(&mut self) {
+        let now = Instant::now();
+        self.warm_up_failed
+            .retain(|_, at| now.saturating_duration_since(*at) < WARM_UP_RETRY);
+        let replicas: Vec<NodeAddr> = self
+            .map
+            .shards()
+            .iter()
+            .flat_map(|s| s.replicas.iter())
+            .filter(|r| !self.nodes.contains_key(*r) && !self.warm_up_failed.contains_key(*r))
+            .cloned()
+            .collect();
+        if replicas.is_empty() {
+            return;
+        }
+        // One deadline for the whole warm-up: connects one after another share it, and the
+        // handshakes then run together until it.
+        let deadline = saturating_later(now, self.config.connect_timeout);
+        for replica in &replicas {
+            match self.open_connection(replica, false, deadline) {
+                Ok(token) => {
+                    self.nodes.insert(replica.clone(), token);
+                }
+                Err(e) => {
+                    tracing::debug!(node = %replica, error = %e, "replica warm-up failed");
+                    self.warm_up_failed.insert(replica.clone(), Instant::now());
+                }
+            }
+        }
+        self.pump(Some(deadline), &mut [], &[], None);
+    }
+
+    fn blocking_deadline(&self, command: &Cmd) -> Result<Option<Instant>> {
+        let blocks = blocking_timeout(command)?;
+        Ok(match (blocks, self.config.request_timeout) {
+            (Some(blocks), Some(t)) => deadline_after(Some(blocks.saturating_add(t))),
+            _ => None,
+        })
+    }
+
+    pub(super) fn round_limits(&self) -> RoundLimits {
+        RoundLimits {
+            max_redirects: self.config.max_redirects,
+            max_retries: self.config.max_retries,
+            retry_base_delay: self.config.retry_base_delay,
+            retry_max_delay: self.config.retry_max_delay,
+        }
+    }
+
+    /// The shared path of `execute`, `query_pipeline` and `query`: refusals, splits and
+    /// fan-outs as the async client does them, then the rounds.
+    fn execute_commands(
+        &mut self,
+        cmds: &[Cmd],
+        reporter: Option<&mut Reporter>,
+    ) -> Result<Vec<Result<Value>>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.counters.add_execution();
+        self.housekeeping();
+        let deadline = deadline_after(self.config.request_timeout);
+        let results = if crate::core::expand::is_plain(cmds) {
+            self.run(cmds, deadline, Vec::new(), reporter)
+        } else {
+            self.run_expanded(cmds, deadline, reporter)
+        };
+        self.maybe_refresh();
+        Ok(results)
+    }
+
+    /// A pipeline with refused, multi-node or split commands (see [`crate::core::expand`]).
+    fn run_expanded(
+        &mut self,
+        cmds: &[Cmd],
+        deadline: Option<Instant>,
+        reporter: Option<&mut Reporter>,
+    ) -> Vec<Result<Value>> {
+        let mut expansion = crate::core::expand::expand(cmds, &self.map);
+        for _ in 0..expansion.refused {
+            self.counters.add_refused();
+        }
+        let results = if expansion.sent.is_empty() {
+            Vec::new()
+        } else {
+            let sent = std::mem::take(&mut expansion.sent);
+            let pins = std::mem::take(&mut expansion.pins);
+            self.run(&sent, deadline, pins, reporter)
+        };
+        expansion.fold(results)
+    }
+
+    /// Rounds for `cmds` (command i pinned to `pins[i]` when given), to the end.
+    fn run(
+        &mut self,
+        cmds: &[Cmd],
+        deadline: Option<Instant>,
+        pins: Vec<Option<NodeAddr>>,
+        reporter: Option<&mut Reporter>,
+    ) -> Vec<Result<Value>> {
+        let limits = self.round_limits();
+        let reads = self.read_targets();
+        let mut rounds = Rounds::new(cmds.len(), limits, deadline);
+        if !pins.is_empty() {
+            rounds = rounds.pinned_some(pins);
+        }
+        if !reads.is_empty() {
+            rounds = rounds.reading(reads);
+        }
+        self.drive(cmds, rounds, deadline, reporter)
+    }
+
+    /// Where each shard's reads go for this request under `Config::read_from` (empty for
+    /// `ReadFrom::Primary`). The zone is what each node said in its handshake, the round
+    /// trip that handshake's (kept per node after its connection closes), as in the async
+    /// client.
+    fn read_targets(&mut self) -> Vec<crate::core::plan::ReadTarget> {
+        if !self.router.routes_reads() {
+            return Vec::new();
+        }
+        let (nodes, entries) = (&self.nodes, &self.entries);
+        let known = &self.known;
+        self.router.choose(&self.map, |node| {
+            let facts = known.get(node);
+            NodeView {
+                down: false,
+                rtt: facts.map(|f| f.rtt),
+                zone: nodes
+                    .get(node)
+                    .and_then(|t| entries.get(*t))
+                    .and_then(|e| e.conn.server_info())
+                    .and_then(|i| i.availability_zone.as_deref())
+                    .or_else(|| facts.and_then(|f| f.zone.as_deref())),
+            }
+        })
+    }
+
+    fn run_with(
+        &mut self,
+        cmds: &[Cmd],
+        deadline: Option<Instant>,
+        pins: Vec<Option<NodeAddr>>,
+        limits: RoundLimits,
+    ) -> Vec<Result<Value>> {
+        let mut rounds = Rounds::new(cmds.len(), limits, deadline);
+        if !pins.is_empty() {
+            rounds = rounds.pinned_some(pins);
+        }
+        self.drive(cmds, rounds, deadline, None)
+    }
+
+    /// The driver: does what the round state machine says (send, wait, stop), moves
+    /// replies into it and applies its effects. No decision is made here.
+    fn drive(
+        &mut self,
+        cmds: &[Cmd],
+        mut rounds: Rounds,
+        deadline: Option<Instant>,
+        mut reporter: Option<&mut Reporter>,
+    ) -> Vec<Result<Value>> {
+        let mut inbox: Vec<Option<RoundReply>> = Vec::with_capacity(cmds.len());
+        inbox.resize_with(cmds.len(), || None);
+        let mut next = rounds.start(cmds, &self.map);
+        loop {
+            match next {
+                Next::Done => break,
+                Next::WaitUntil(at) => {
+                    // A retry's pause: the time to refresh the map it will be routed by.
+                    self.maybe_refresh();
+                    let now = Instant::now();
+                    if at > now {
+                        std::thread::sleep(at - now);
+                    }
+                }
+                Next::Send(batches) => {
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.round_started();
+                    }
+                    let (sent, timed_out) =
+                        self.send_round(batches, deadline, &mut inbox, reporter.as_deref_mut());
+                    if timed_out {
+                        rounds.deadline_passed();
+                    }
+                    for (node, entries) in &sent {
+                        for entry in entries {
+                            let reply = inbox.get_mut(entry.index).and_then(Option::take);
+                            if let Some(r) = reporter.as_deref_mut() {
+                                r.reply(node, reply.as_ref());
+                            }
+                            rounds.judge(entry.index, node, reply);
+                        }
+                    }
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.round_ended();
+                    }
+                    self.apply_effects(rounds.take_effects());
+                }
+            }
+            next = rounds.next(Instant::now(), cmds, &self.map, &self.seeds);
+        }
+        rounds.finish()
+    }
+
+    pub(super) fn apply_effects(&mut self, effects: impl Iterator<Item = Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Redirected { moved } => {
+                    self.counters.add_redirect();
+                    if let Some((slot, to)) = moved {
+                        self.map.apply_moved(slot, &to);
+                        self.refresh_due = true;
+                    }
+                }
+                Effect::Retrying => self.counters.retries_add(1),
+                // The connection that timed out is closed already.
+                Effect::NodeFailed(_) | Effect::RefreshMap | Effect::TimedOut(_) => {
+                    self.refresh_due = true
+                }
+            }
+        }
+    }
+
+    /// Queues every batch on its node's connection and waits for the replies: all at
+    /// once, or one node after another in serial mode. Returns, per batch, the node and
+    /// the entries sent, and whether the deadline passed first.
+    pub(super) fn send_round(
+        &mut self,
+        batches: Vec<NodeBatch>,
+        deadline: Option<Instant>,
+        inbox: &mut [Option<RoundReply>],
+        mut reporter: Option<&mut Reporter>,
+    ) -> (Vec<(NodeAddr, Vec<BatchEntry>)>, bool) {
+        let serial = self.config.execution == Execution::Serial;
+        let mut sent = Vec::with_capacity(batches.len());
+        let mut timed_out = false;
+        for NodeBatch { node, entries, buf } in batches {
+            match self.connection_for(&node) {
+                Ok(token) => {
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.batch_sent(&node, entries.len(), buf.len(), Instant::now());
+                    }
+                    if let Some(entry) = self.entries.get_mut(token) {
+                        entry.conn.queue(&entries, buf);
+                        entry.last_used = Instant::now();
+                    }
+                }
+                Err(error) => {
+                    if let Some(r) = reporter.as_deref_mut() {
+                        r.batch_sent(&node, entries.len(), 0, Instant::now());
+                    }
+                    for e in &entries {
+                        if let Some(slot) = inbox.get_mut(e.index) {
+                            *slot = Some(RoundReply::Failed {
+                                error: error.clone(),
+                                sent: false,
+                            });
+                        }
+                    }
+                }
+            }
+            sent.push((node, entries));
+            if serial && !self.pump(deadline, inbox, &sent, reporter.as_deref_mut()) {
+                timed_out = true;
+                break;
+            }
+        }
+        if !serial && !timed_out {
+            timed_out = !self.pump(deadline, inbox, &sent, reporter);
+        }
+        if timed_out {
+            // Replies given up on could not be matched later: those connections close.
+            let late: Vec<usize> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.conn.awaiting())
+                .map(|(t, _)| t)
+                .collect();
+            for token in late {
+                tracing::debug!(node = %self.entries[token].conn.addr(), "request timed out; connection closed");
+                self.close(token);
+            }
+        }
+        (sent, timed_out)
+    }
+
+    /// Moves bytes until no connection owes a reply (true) or the deadline passes
+    /// (false). Replies land in `inbox` by command index; a connection that fails gives
+    /// each of its commands a `Failed` reply, marked sent or not. With a reporter, each
+    /// wait ends at the first connection's replies, and a batch of `sent` whose replies
+    /// are all in is noted done then.
+    fn pump(
+        &mut self,
+        deadline: Option<Instant>,
+        inbox: &mut [Option<RoundReply>],
+        sent: &[(NodeAddr, Vec<BatchEntry>)],
+        mut reporter: Option<&mut Reporter>,
+    ) -> bool {
+        let mut awaiting: Vec<usize> = Vec::with_capacity(self.entries.len());
+        loop {
+            if let Some(r) = reporter.as_deref_mut() {
+                note_done_batches(r, sent, inbox);
+            }
+            let mut failed: Vec<(usize, Error)> = Vec::new();
+            self.flush_writes(&mut failed);
+            let now = Instant::now();
+            let mut wake = deadline;
+            awaiting.clear();
+            for (token, entry) in self.entries.iter() {
+                if !entry.conn.awaiting() {
+                    continue;
+                }
+                if !entry.conn.is_ready() {
+                    if let Some(error) = handshake_expired(entry, now, self.config.connect_timeout)
+                    {
+                        failed.push((token, error));
+                        continue;
+                    }
+                    wake = Some(wake.map_or(entry.ready_by, |w| w.min(entry.ready_by)));
+                }
+                awaiting.push(token);
+            }
+            if !failed.is_empty() {
+                for (token, error) in failed {
+                    self.fail(token, &error, inbox);
+                }
+                continue;
+            }
+            if awaiting.is_empty() {
+                return true;
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return false;
+            }
+            let timeout = wake.map(|w| w.saturating_duration_since(now));
+            // Reporting: wake at the first reply, so each batch's round trip is its own.
+            let want = if reporter.is_some() {
+                1
+            } else {
+                awaiting.len()
+            };
+            self.wait_and_handle(&awaiting, want, timeout, inbox);
+        }
+    }
+
+    /// Hands every connection's pending output to the backend where its previous write
+    /// is done; a connection whose output cannot be made (TLS) goes to `failed`.
+    pub(super) fn flush_writes(&mut self, failed: &mut Vec<(usize, Error)>) {
+        for (token, entry) in self.entries.iter_mut() {
+            if entry.conn.wants_write() && self.io.can_write(token) {
+                match entry.conn.take_output() {
+                    Ok(Some(out)) => {
+                        self.counters.add_write(out.bytes.len());
+                        self.io.write(token, out)
+                    }
+                    Ok(None) => {}
+                    Err(e) => failed.push((token, e)),
+                }
+            }
+        }
+    }
+
+    /// One wait of the backend for `want` reads on `awaiting` (or `timeout`), then what
+    /// it saw is applied: replies land in `inbox`, and sends the replies prove read are
+    /// settled.
+    pub(super) fn wait_and_handle(
+        &mut self,
+        awaiting: &[usize],
+        want: usize,
+        timeout: Option<Duration>,
+        inbox: &mut [Option<RoundReply>],
+    ) {
+        let mut events = std::mem::take(&mut self.events);
+        if let Err(e) = self.io.wait(awaiting, want, timeout, &mut events) {
+            // The backend itself failed: every connection waiting is lost.
+            let error = Error::io(format!("{} backend", self.backend), e);
+            for &token in awaiting {
+                self.fail(token, &error, inbox);
+            }
+        }
+        self.handle(&mut events, inbox);
+        self.events = events;
+        for (token, entry) in self.entries.iter() {
+            self.io.settle(token, entry.conn.answered());
+        }
+    }
+
+    /// Applies what the backend saw.
+    fn handle(&mut self, events: &mut Vec<Event>, inbox: &mut [Option<RoundReply>]) {
+        for event in events.drain(..) {
+            match event {
+                Event::Read(token, bytes) => {
+                    self.counters.add_read(bytes);
+                    let (Some(entry), Some(input)) =
+                        (self.entries.get_mut(token), self.io.input(token))
+                    else {
+                        continue;
+                    };
+                    let received = entry.conn.receive(input);
+                    if !entry.noted && entry.conn.is_ready() {
+                        entry.noted = true;
+                        let facts = NodeFacts {
+                            zone: entry
+                                .conn
+                                .server_info()
+                                .and_then(|i| i.availability_zone.clone()),
+                            rtt: entry.opened.elapsed(),
+                        };
+                        self.known.insert(entry.conn.addr().clone(), facts);
+                    }
+                    for (index, value) in entry.conn.take_replies() {
+                        if let Some(slot) = inbox.get_mut(index) {
+                            *slot = Some(RoundReply::Value(value));
+                        }
+                    }
+                    if entry.events_only {
+                        let cap = self.config.max_buffered_messages.max(1);
+                        for frame in entry.conn.take_pushes() {
+                            if self.link_frames.len() >= cap {
+                                self.link_frames.pop_front();
+                                self.link_frames_dropped += 1;
+                            }
+                            self.link_frames.push_back((entry.serial, frame));
+                        }
+                    }
+                    let pushes: Vec<Value> = entry.conn.take_pushes().collect();
+                    if !pushes.is_empty() {
+                        let node = entry.conn.addr();
+                        for push in pushes {
+                            self.counters.add_push();
+                            if let Some(handler) = &self.config.push_handler {
+                                handler.call(node, push);
+                            }
+                        }
+                    }
+                    if let Err(error) = received {
+                        self.fail(token, &error, inbox);
+                    }
+                }
+                Event::Closed(token) => {
+                    if let Some(entry) = self.entries.get(token) {
+                        let error = Error::new(
+                            ErrorKind::Io,
+                            format!("{} closed the connection", entry.conn.addr()),
+                        );
+                        self.fail(token, &error, inbox);
+                    }
+                }
+                Event::Failed(token, e) => {
+                    if let Some(entry) = self.entries.get(token) {
+                        let error = Error::io(format!("{}", entry.conn.addr()), e);
+                        self.fail(token, &error, inbox);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a connection: its waiting commands get `error`.
+    pub(super) fn fail(&mut self, token: usize, error: &Error, inbox: &mut [Option<RoundReply>]) {
+        let Some(entry) = self.entries.get_mut(token) else {
+            return;
+        };
+        tracing::debug!(node = %entry.conn.addr(), %error, "connection failed");
+        for lost in entry.conn.fail(error) {
+            if let Some(slot) = inbox.get_mut(lost.index) {
+                *slot = Some(RoundReply::Failed {
+                    error: lost.error,
+                    sent: lost.sent,
+                });
+            }
+        }
+        self.close(token);
+    }
+
+    pub(super) fn close(&mut self, token: usize) {
+        if let Some(entry) = self.entries.try_remove(token) {
+            if self.nodes.get(entry.conn.addr()) == Some(&token) {
+                self.nodes.remove(entry.conn.addr());
+            }
+            self.io.remove(token);
+        }
+    }
+
+    /// The connection to `node`, opened (connected, registered, handshake queued) when
+    /// there is none.
+    pub(super) fn connection_for(&mut self, node: &NodeAddr) -> Result<usize> {
+        if let Some(&token) = self.nodes.get(node) {
+            return Ok(token);
+        }
+        let deadline = saturating_later(Instant::now(), self.config.connect_timeout);
+        let token = self.open_connection(node, false, deadline)?;
+        self.nodes.insert(node.clone(), token);
+        Ok(token)
+    }
+
+    /// Opens a connection to `node` (connected, registered, handshake queued): one that
+    /// serves routed requests, or with `events_only` a subscriber's (kept out of the
+    /// routing table; every frame on it is an event, see [`Client::link_frames`]).
+    pub(super) fn open_connection(
+        &mut self,
+        node: &NodeAddr,
+        events_only: bool,
+        connect_by: Instant,
+    ) -> Result<usize> {
+        let config = &self.config;
+        let stream = connect_tcp(node, config, connect_by)?;
+        let handshake = HandshakeOptions {
+            protocol: config.protocol,
+            credentials: config
+                .credentials
+                .current()
+                .map_err(|e| Error::new(e.kind(), format!("{node}: {}", e.detail())))?,
+            client_name: config.client_name.clone(),
+            // A replica serves reads only after READONLY; harmless on a primary.
+            read_only: config.read_from != ReadFrom::Primary && self.map.is_replica(node),
+            ..HandshakeOptions::default()
+        };
+        let tls = match &self.tls {
+            Some((rustls, tls)) => Some(TlsLayer::new(rustls.clone(), tls.name_for(&node.host)?)?),
+            None => None,
+        };
+        let mut conn = Conn::new(node.clone(), handshake, tls, config.decode_limits)?;
+        if events_only {
+            conn = conn.into_events_only();
+        }
+        let token = self.entries.vacant_key();
+        self.io
+            .add(token, stream, config.read_buffer_size)
+            .map_err(|e| Error::io(format!("{node}: register the socket"), e))?;
+        self.counters.add_connect();
+        self.connections_opened += 1;
+        let now = Instant::now();
+        self.entries.insert(Entry {
+            conn,
+            ready_by: saturating_later(now, config.connect_timeout),
+            last_used: now,
+            opened: now,
+            noted: false,
+            serial: self.connections_opened,
+            events_only,
+        });
+        Ok(token)
+    }
+
+    /// Between requests: connections the servers closed while idle are noticed (so
+    /// nothing is written to them), idle ones past `idle_timeout` are closed, and the
+    /// periodic refresh runs when due.
+    pub(super) fn housekeeping(&mut self) {
+        let mut events = std::mem::take(&mut self.events);
+        if self.io.peek(&mut events).is_ok() && !events.is_empty() {
+            // Nothing is awaited between requests: every event ends its connection.
+            self.handle(&mut events, &mut []);
+        }
+        self.events = events;
+        if let Some(idle) = self.config.idle_timeout {
+            let now = Instant::now();
+            let stale: Vec<usize> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| {
+                    !e.events_only && now.saturating_duration_since(e.last_used) >= idle
+                })
+                .map(|(t, _)| t)
+                .collect();
+            for token in stale {
+                self.close(token);
+            }
+        }
+        if let (Some(every), Some(last)) = (self.config.periodic_refresh, self.last_refresh) {
+            if last.elapsed() >= every {
+                self.refresh_due = true;
+            }
+        }
+        self.maybe_refresh();
+    }
+
+    /// Refreshes the slot map if the rounds asked for it and the last refresh is older
+    /// than `min_refresh_interval`.
+    pub(super) fn maybe_refresh(&mut self) {
+        if !self.refresh_due {
+            return;
+        }
+        let recent = self
+            .last_refresh
+            .is_some_and(|t| t.elapsed() < self.config.min_refresh_interval);
+        if recent {
+            return;
+        }
+        if let Err(e) = self.refresh_slots() {
+            tracing::warn!(error = %e, "slot map refresh failed");
+        }
+    }
+
+    /// Nodes to ask for the slot map: known nodes in random order, then the seeds.
+    fn refresh_candidates(&self) -> Vec<NodeAddr> {
+        let mut nodes: Vec<NodeAddr> = Vec::new();
+        for shard in self.map.shards() {
+            for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
+                if !nodes.contains(node) {
+                    nodes.push(node.clone());
+                }
+            }
+        }
+        for i in (1..nodes.len()).rev() {
+            let j = ((random_unit() * (i + 1) as f64) as usize).min(i);
+            nodes.swap(i, j);
+        }
+        for seed in &self.seeds {
+            if !nodes.contains(seed) {
+                nodes.push(seed.clone());
+            }
+        }
+        nodes
+    }
+
+    fn fetch_slot_map(&mut self) -> Result<SlotMap> {
+        let policy = self.config.refresh_policy;
+        let fanout = self.config.refresh_fanout.max(1);
+        let limits = RoundLimits {
+            max_retries: 0,
+            ..self.round_limits()
+        };
+        let mut last_error = Error::new(ErrorKind::ClusterDown, "no node to ask for the slot map");
+        for group in self.refresh_candidates().chunks(fanout) {
+            // The group's questions are in flight together, in one submission.
+            let cmds: Vec<Cmd> = group.iter().map(|_| cmd("CLUSTER").arg("SLOTS")).collect();
+            let pins = group.iter().cloned().map(Some).collect();
+            let first = self.map.shards().is_empty();
+            let deadline = deadline_after(Some(self.config.refresh_budget(first)));
+            let replies = self.run_with(&cmds, deadline, pins, limits);
+            let mut answers = Vec::new();
+            for (node, reply) in group.iter().zip(replies) {
+                match reply.and_then(|r| SlotMap::from_cluster_slots_with_host(&r, &node.host)) {
+                    Ok(map) if policy == RefreshPolicy::FirstComplete && map.is_complete() => {
+                        return Ok(map)
+                    }
+                    Ok(map) => answers.push(map),
+                    Err(e) => {
+                        tracing::debug!(%node, error = %e, "slot map fetch failed");
+                        last_error = e;
+                    }
+                }
+            }
+            if let Some(i) = choose_view(&answers, policy) {
+                return Ok(answers.swap_remove(i));
+            }
+            if !answers.is_empty() {
+                last_error =
+                    Error::new(ErrorKind::ClusterDown, "no node reports any slot assigned");
+            }
+        }
+        Err(last_error)
+    }
+}
+
+/// The backend for `requested` (after the environment override): the ring when the
+/// kernel takes it, `poll` otherwise (or an error when io_uring was demanded).
+fn choose_backend(
+    requested: Engine,
+) -> Result<(Box<dyn Transport>, Backend, Option<RingFeatures>)> {
+    let requested = match (requested, Engine::from_env()?) {
+        (Engine::Auto, Some(forced)) => forced,
+        (r, _) => r,
+    };
+    let ring = || match ring::Ring::new() {
+        Ok(ring) => {
+            let features = ring.features();
+            Ok((
+                Box::new(ring) as Box<dyn Transport>,
+                Backend::Ring,
+                Some(features),
+            ))
+        }
+        Err(e) => Err(Error::new(
+            ErrorKind::IoUringUnavailable,
+            format!("io_uring refused: {e}"),
+        )),
+    };
+    let poll = || {
+        (
+            Box::new(poll::Poll::new()) as Box<dyn Transport>,
+            Backend::Poll,
+            None,
+        )
+    };
+    match requested {
+        Engine::Epoll => Ok(poll()),
+        Engine::IoUring => ring(),
+        Engine::Auto => match ring() {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                tracing::warn!(reason = %e, "io_uring unavailable, the blocking client uses poll");
+                Ok(poll())
+            }
+        },
+    }
+}
+
+/// Resolves `node` and connects to the first of its addresses that accepts, each with
+/// its share of the time left until `deadline`; the socket gets `TCP_NODELAY`, keepalive and
+/// `TCP_USER_TIMEOUT`, and is made nonblocking.
+fn connect_tcp(node: &NodeAddr, config: &Config, deadline: Instant) -> Result<TcpStream> {
+    let candidates: Vec<SocketAddr> = if let Ok(ip) = node.host.parse::<std::net::IpAddr>() {
+        vec![SocketAddr::new(ip, node.port)]
+    } else if node.host.is_empty() || node.host == "?" {
+        return Err(Error::new(
+            ErrorKind::ClusterDown,
+            format!("{node}: the cluster does not know this node's endpoint"),
+        ));
+    } else {
+        (node.host.as_str(), node.port)
+            .to_socket_addrs()
+            .map_err(|e| Error::io(format!("resolve {node}"), e))?
+            .collect()
+    };
+    if candidates.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("{node} resolves to no address"),
+        ));
+    }
+    let count = candidates.len();
+    let mut last = None;
+    for (i, addr) in candidates.into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share =
+            (left / u32::try_from(count - i).unwrap_or(u32::MAX)).max(Duration::from_millis(1));
+        match TcpStream::connect_timeout(&addr, share) {
+            Ok(stream) => {
+                let options = SocketOptions {
+                    keepalive: config.tcp_keepalive,
+                    user_timeout: config.tcp_user_timeout,
+                };
+                configure(&stream, &options)
+                    .and_then(|()| stream.set_nonblocking(true))
+                    .map_err(|e| Error::io(format!("configure the socket to {node}"), e))?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(Error::io(format!("connect to {node} ({addr})"), e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::new(ErrorKind::Io, format!("connect to {node} timed out"))))
+}
+
+/// The error that ends `entry` when its handshake is still running past its deadline.
+pub(super) fn handshake_expired(
+    entry: &Entry,
+    now: Instant,
+    connect_timeout: Duration,
+) -> Option<Error> {
+    (!entry.conn.is_ready() && entry.ready_by <= now).then(|| {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "{}: the handshake took longer than {connect_timeout:?}",
+                entry.conn.addr()
+            ),
+        )
+    })
+}
+
+/// Notes every batch of `sent` whose replies are all in `inbox` as done now.
+fn note_done_batches(
+    reporter: &mut Reporter,
+    sent: &[(NodeAddr, Vec<BatchEntry>)],
+    inbox: &[Option<RoundReply>],
+) {
+    let now = Instant::now();
+    for (k, (_, entries)) in sent.iter().enumerate() {
+        if !reporter.is_done(k)
+            && entries
+                .iter()
+                .all(|e| inbox.get(e.index).is_some_and(Option::is_some))
+        {
+            reporter.batch_done(k, now);
+        }
+    }
+}
+
+/// `now + timeout`; `None` (no deadline) when there is no timeout.
+pub(super) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| saturating_later(Instant::now(), t))
+}
+
+/// A number in [0, 1) from the standard library's randomly keyed hasher.
+pub(super) fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9e37_79b9_7f4a_7c15);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_seeds_are_config_errors_before_any_io() {
+        let cases: [&[&str]; 2] = [&[], &["no-port"]];
+        for seeds in cases {
+            let e = Client::connect(seeds, Config::default()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{seeds:?}");
+        }
+        let e = Client::connect(&["rediss://127.0.0.1:1"], Config::default()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "rediss:// without Config::tls");
+    }
+
+    #[test]
+    fn a_refused_seed_is_an_io_error_on_both_backends() {
+        // Port 1 on loopback: nothing listens, the connect is refused at once.
+        for engine in [Engine::IoUring, Engine::Epoll] {
+            let config = Config::default().engine(engine);
+            match Client::connect(&["127.0.0.1:1"], config) {
+                Err(e) if e.kind() == ErrorKind::IoUringUnavailable => {}
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Io, "{engine}: {e}"),
+                Ok(_) => panic!("connected to nothing"),
+            }
+        }
+    }
+}

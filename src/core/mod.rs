@@ -1,0 +1,52 @@
+//! The sans-IO core: every decision of the client, with no socket, no clock and no
+//! runtime. Drivers (`crate::client`, `crate::blocking`) feed it bytes and time and carry
+//! out what it says.
+//!
+//! Public for those who drive it themselves, benchmark it or fuzz it; the client API is
+//! at the crate root. Nothing here imports a driver, a runtime, a ring or a socket.
+//!
+//! # Layout, from the bottom up
+//! - [`value`], [`node`], [`slot`]: a reply, a node's address, a slot.
+//! - [`error`]: the one error type.
+//! - [`resp`]: the incremental decoder and the encoder.
+//! - [`cmd`]: the command builder; [`reply`]: replies into Rust types; [`redirect`]:
+//!   `MOVED` and `ASK`.
+//! - [`command_table`], [`route`]: each command's class and the key that routes it.
+//! - [`topology`]: the slot map from `CLUSTER SLOTS` / `CLUSTER SHARDS`.
+//! - [`config`], [`url`]: options and seeds.
+//! - [`plan`], [`split`], [`fanout`], `expand`: pipelines into per-node batches,
+//!   cross-slot splits, multi-node commands.
+//! - [`read_route`]: where reads go under a `ReadFrom` policy.
+//! - [`round`]: rounds with their redirect and retry budgets; [`transaction`]: `MULTI`,
+//!   `EXEC` and `WATCH` judged as a whole.
+//! - [`handshake`], [`tls`]: a connection's handshake and its TLS records.
+//! - [`pubsub`], [`scan`], [`report`], [`stats`]: subscriptions, cluster SCAN, the
+//!   per-node report, the counters.
+
+pub mod cmd;
+pub mod command_table;
+pub mod config;
+pub mod error;
+pub(crate) mod expand;
+pub mod fanout;
+pub mod handshake;
+pub mod node;
+pub mod pipeline;
+pub mod plan;
+pub mod pubsub;
+pub mod read_route;
+pub mod redirect;
+pub mod reply;
+pub mod report;
+pub mod resp;
+pub mod round;
+pub mod route;
+pub mod scan;
+pub mod slot;
+pub mod split;
+pub mod stats;
+pub mod tls;
+pub mod topology;
+pub mod transaction;
+pub mod url;
+pub mod value;
