@@ -11,12 +11,12 @@ use slab::Slab;
 
 use crate::core::cmd::{cmd, Cmd};
 use crate::core::command_table::{blocking_timeout, command_class, refusal, CommandClass};
-use crate::core::config::{Config, Execution, ReadFrom, RefreshPolicy};
+use crate::core::config::{Config, Execution, ReadFrom};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::handshake::{HandshakeOptions, ServerInfo};
 use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
-use crate::core::read_route::{NodeView, ReadRouter};
+use crate::core::read_route::ReadRouter;
 use crate::core::reply::FromReply;
 use crate::core::report::{PipelineReport, Reporter};
 use crate::core::resp::Value;
@@ -25,17 +25,15 @@ use crate::core::stats::{Counters, Stats};
 use crate::engine::Engine;
 use crate::io::{configure, SocketOptions};
 
+use crate::core::nodes::NodeTable;
+use crate::core::refresh::{in_cluster, Refresh, SlotMapVote};
 use crate::core::tls::{TlsConfig, TlsLayer};
-use crate::core::topology::{choose_view, NodeAddr, SlotMap};
+use crate::core::topology::{NodeAddr, SlotMap};
 
 use super::conn::Conn;
 use super::poll;
 use super::ring::{self, RingFeatures};
 use super::transport::{Event, Transport};
-
-/// A replica that could not be reached at a warm-up is not tried again by the next
-/// warm-ups for this long (a request routed to it still tries).
-const WARM_UP_RETRY: Duration = Duration::from_secs(10);
 
 /// Which backend a blocking [`Client`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +71,6 @@ pub(super) struct Entry {
     pub(super) events_only: bool,
 }
 
-/// What the client learned of a node from its last handshake: kept after the
-/// connection closes, for routing reads (`Nearest`, `AzAffinity`).
-#[derive(Debug, Clone)]
-struct NodeFacts {
-    zone: Option<String>,
-    /// Connect to handshake done.
-    rtt: Duration,
-}
-
 /// A Redis Cluster client that blocks the calling thread, on an io_uring instance of its
 /// own (or `poll(2)` where io_uring is refused).
 ///
@@ -108,15 +97,14 @@ pub struct Client {
     pub(super) config: Config,
     tls: Option<(Arc<rustls::ClientConfig>, TlsConfig)>,
     /// Rounds asked for a slot-map refresh.
-    pub(super) refresh_due: bool,
-    last_refresh: Option<Instant>,
+    /// When to reload the slot map and whom to ask (the core's refresh policy).
+    pub(super) refresh: Refresh,
     events: Vec<Event>,
     /// Where reads go (`Config::read_from`), as in the async client.
     router: ReadRouter,
-    /// Per node, its zone and handshake round trip (see [`NodeFacts`]).
-    known: HashMap<NodeAddr, NodeFacts>,
-    /// Replicas whose warm-up connect failed, and when.
-    warm_up_failed: HashMap<NodeAddr, Instant>,
+    /// Per node: health (reconnect backoff, down for read routing), zone and handshake
+    /// round trip, warm-up failures; kept after a connection closes.
+    pub(super) node_table: NodeTable,
     /// Connections opened so far (the next one's serial).
     connections_opened: u64,
     /// Frames read on subscriber connections, by connection serial (a slab token may be
@@ -186,12 +174,10 @@ impl Client {
             seeds: parsed,
             config,
             tls,
-            refresh_due: false,
-            last_refresh: None,
+            refresh: Refresh::new((random_unit() * u64::MAX as f64) as u64).without_polling(),
             events: Vec::new(),
             router,
-            known: HashMap::new(),
-            warm_up_failed: HashMap::new(),
+            node_table: NodeTable::default(),
             connections_opened: 0,
             link_frames: std::collections::VecDeque::new(),
             link_frames_dropped: 0,
@@ -201,7 +187,7 @@ impl Client {
         match map {
             Some(map) => {
                 client.map = map;
-                client.last_refresh = Some(Instant::now());
+                client.refresh.finished(Instant::now());
             }
             None => client.refresh_slots()?,
         }
@@ -420,21 +406,21 @@ impl Client {
     /// nodes that left the map are closed.
     pub fn refresh_slots(&mut self) -> Result<()> {
         let result = self.fetch_slot_map();
-        self.last_refresh = Some(Instant::now());
-        self.refresh_due = false;
+        self.refresh.finished(Instant::now());
         let map = result?;
         self.counters.add_refresh();
+        let seeds = &self.seeds;
         let leaving: Vec<usize> = self
             .entries
             .iter()
-            .filter(|(_, e)| {
-                !map.contains_node(e.conn.addr()) && !self.seeds.contains(e.conn.addr())
-            })
+            .filter(|(_, e)| !in_cluster(&map, seeds, e.conn.addr()))
             .map(|(t, _)| t)
             .collect();
+        self.node_table.retain(|node| in_cluster(&map, seeds, node));
         for token in leaving {
             self.close(token);
         }
+        self.refresh.adopted(&self.map, &map);
         self.map = map;
         if self.router.routes_reads() {
             self.warm_up_replicas();
@@ -448,16 +434,10 @@ impl Client {
     /// replica that cannot be reached is left to the router's fallback.
     fn warm_up_replicas(&mut self) {
         let now = Instant::now();
-        self.warm_up_failed
-            .retain(|_, at| now.saturating_duration_since(*at) < WARM_UP_RETRY);
-        let replicas: Vec<NodeAddr> = self
-            .map
-            .shards()
-            .iter()
-            .flat_map(|s| s.replicas.iter())
-            .filter(|r| !self.nodes.contains_key(*r) && !self.warm_up_failed.contains_key(*r))
-            .cloned()
-            .collect();
+        let connected = &self.nodes;
+        let replicas = self
+            .node_table
+            .replicas_to_warm_up(&self.map, now, |r| connected.contains_key(r));
         if replicas.is_empty() {
             return;
         }
@@ -471,7 +451,7 @@ impl Client {
                 }
                 Err(e) => {
                     tracing::debug!(node = %replica, error = %e, "replica warm-up failed");
-                    self.warm_up_failed.insert(replica.clone(), Instant::now());
+                    self.node_table.warm_up_failed(replica, Instant::now());
                 }
             }
         }
@@ -566,21 +546,8 @@ impl Client {
         if !self.router.routes_reads() {
             return Vec::new();
         }
-        let (nodes, entries) = (&self.nodes, &self.entries);
-        let known = &self.known;
-        self.router.choose(&self.map, |node| {
-            let facts = known.get(node);
-            NodeView {
-                down: false,
-                rtt: facts.map(|f| f.rtt),
-                zone: nodes
-                    .get(node)
-                    .and_then(|t| entries.get(*t))
-                    .and_then(|e| e.conn.server_info())
-                    .and_then(|i| i.availability_zone.as_deref())
-                    .or_else(|| facts.and_then(|f| f.zone.as_deref())),
-            }
-        })
+        let node_table = &self.node_table;
+        self.router.choose(&self.map, |node| node_table.view(node))
     }
 
     fn run_with(
@@ -650,22 +617,14 @@ impl Client {
     }
 
     pub(super) fn apply_effects(&mut self, effects: impl Iterator<Item = Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::Redirected { moved } => {
-                    self.counters.add_redirect();
-                    if let Some((slot, to)) = moved {
-                        self.map.apply_moved(slot, &to);
-                        self.refresh_due = true;
-                    }
-                }
-                Effect::Retrying => self.counters.retries_add(1),
-                // The connection that timed out is closed already.
-                Effect::NodeFailed(_) | Effect::RefreshMap | Effect::TimedOut(_) => {
-                    self.refresh_due = true
-                }
-            }
-        }
+        let map = &mut self.map;
+        // The connections that timed out are closed already.
+        let _timed_out = self.refresh.apply_effects(
+            effects,
+            |slot, to| map.apply_moved(slot, to),
+            &self.counters,
+            Instant::now(),
+        );
     }
 
     /// Queues every batch on its node's connection and waits for the replies: all at
@@ -846,14 +805,9 @@ impl Client {
                     let received = entry.conn.receive(input);
                     if !entry.noted && entry.conn.is_ready() {
                         entry.noted = true;
-                        let facts = NodeFacts {
-                            zone: entry
-                                .conn
-                                .server_info()
-                                .and_then(|i| i.availability_zone.clone()),
-                            rtt: entry.opened.elapsed(),
-                        };
-                        self.known.insert(entry.conn.addr().clone(), facts);
+                        let info = entry.conn.server_info().cloned().unwrap_or_default();
+                        self.node_table
+                            .connected(entry.conn.addr(), info, entry.opened.elapsed());
                     }
                     for (index, value) in entry.conn.take_replies() {
                         if let Some(slot) = inbox.get_mut(index) {
@@ -909,6 +863,9 @@ impl Client {
             return;
         };
         tracing::debug!(node = %entry.conn.addr(), %error, "connection failed");
+        if error.kind() != ErrorKind::Shutdown {
+            self.node_table.failed(entry.conn.addr(), Instant::now());
+        }
         for lost in entry.conn.fail(error) {
             if let Some(slot) = inbox.get_mut(lost.index) {
                 *slot = Some(RoundReply::Failed {
@@ -935,8 +892,22 @@ impl Client {
         if let Some(&token) = self.nodes.get(node) {
             return Ok(token);
         }
+        // After failures in a row, the same reconnect backoff as the async client.
+        let now = Instant::now();
+        let wait =
+            self.node_table
+                .reconnect_delay(node, now, &self.config, 0.5 + 0.5 * random_unit());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
         let deadline = saturating_later(Instant::now(), self.config.connect_timeout);
-        let token = self.open_connection(node, false, deadline)?;
+        let token = match self.open_connection(node, false, deadline) {
+            Ok(token) => token,
+            Err(e) => {
+                self.node_table.failed(node, Instant::now());
+                return Err(e);
+            }
+        };
         self.nodes.insert(node.clone(), token);
         Ok(token)
     }
@@ -1014,24 +985,13 @@ impl Client {
                 self.close(token);
             }
         }
-        if let (Some(every), Some(last)) = (self.config.periodic_refresh, self.last_refresh) {
-            if last.elapsed() >= every {
-                self.refresh_due = true;
-            }
-        }
         self.maybe_refresh();
     }
 
     /// Refreshes the slot map if the rounds asked for it and the last refresh is older
     /// than `min_refresh_interval`.
     pub(super) fn maybe_refresh(&mut self) {
-        if !self.refresh_due {
-            return;
-        }
-        let recent = self
-            .last_refresh
-            .is_some_and(|t| t.elapsed() < self.config.min_refresh_interval);
-        if recent {
+        if !self.refresh.wants(Instant::now(), &self.config) {
             return;
         }
         if let Err(e) = self.refresh_slots() {
@@ -1039,65 +999,31 @@ impl Client {
         }
     }
 
-    /// Nodes to ask for the slot map: known nodes in random order, then the seeds.
-    fn refresh_candidates(&self) -> Vec<NodeAddr> {
-        let mut nodes: Vec<NodeAddr> = Vec::new();
-        for shard in self.map.shards() {
-            for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
-                if !nodes.contains(node) {
-                    nodes.push(node.clone());
-                }
-            }
-        }
-        for i in (1..nodes.len()).rev() {
-            let j = ((random_unit() * (i + 1) as f64) as usize).min(i);
-            nodes.swap(i, j);
-        }
-        for seed in &self.seeds {
-            if !nodes.contains(seed) {
-                nodes.push(seed.clone());
-            }
-        }
-        nodes
-    }
-
     fn fetch_slot_map(&mut self) -> Result<SlotMap> {
-        let policy = self.config.refresh_policy;
         let fanout = self.config.refresh_fanout.max(1);
         let limits = RoundLimits {
             max_retries: 0,
             ..self.round_limits()
         };
-        let mut last_error = Error::new(ErrorKind::ClusterDown, "no node to ask for the slot map");
-        for group in self.refresh_candidates().chunks(fanout) {
+        let mut vote = SlotMapVote::new(self.config.refresh_policy);
+        let candidates = self.refresh.candidates(&self.map, &self.seeds);
+        for group in candidates.chunks(fanout) {
             // The group's questions are in flight together, in one submission.
             let cmds: Vec<Cmd> = group.iter().map(|_| cmd("CLUSTER").arg("SLOTS")).collect();
             let pins = group.iter().cloned().map(Some).collect();
             let first = self.map.shards().is_empty();
             let deadline = deadline_after(Some(self.config.refresh_budget(first)));
             let replies = self.run_with(&cmds, deadline, pins, limits);
-            let mut answers = Vec::new();
             for (node, reply) in group.iter().zip(replies) {
-                match reply.and_then(|r| SlotMap::from_cluster_slots_with_host(&r, &node.host)) {
-                    Ok(map) if policy == RefreshPolicy::FirstComplete && map.is_complete() => {
-                        return Ok(map)
-                    }
-                    Ok(map) => answers.push(map),
-                    Err(e) => {
-                        tracing::debug!(%node, error = %e, "slot map fetch failed");
-                        last_error = e;
-                    }
+                if let Some(map) = vote.answer(node, reply) {
+                    return Ok(map);
                 }
             }
-            if let Some(i) = choose_view(&answers, policy) {
-                return Ok(answers.swap_remove(i));
-            }
-            if !answers.is_empty() {
-                last_error =
-                    Error::new(ErrorKind::ClusterDown, "no node reports any slot assigned");
+            if let Some(map) = vote.end_group() {
+                return Ok(map);
             }
         }
-        Err(last_error)
+        Err(vote.into_error())
     }
 }
 

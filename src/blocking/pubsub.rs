@@ -245,7 +245,7 @@ impl Subscriber {
                         .apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }));
                 }
                 if then.refresh {
-                    self.client.refresh_due = true;
+                    self.client.refresh.request();
                 }
                 if then.reconcile {
                     self.last_reconcile = None;
@@ -288,7 +288,7 @@ impl Subscriber {
         }
         if !dead.is_empty() {
             // The node may have failed over: learn the new owners.
-            self.client.refresh_due = true;
+            self.client.refresh.request();
             self.client.maybe_refresh();
         }
         let targets = self.subs.targets(&self.client.map);
@@ -364,12 +364,10 @@ impl Subscriber {
     /// A node for the cluster-wide subscriptions: a primary at random (so that many
     /// subscribers spread out), or a seed before the map has any.
     fn any_node(&self) -> Option<NodeAddr> {
-        let nodes: Vec<&NodeAddr> = self.client.map.primaries().collect();
-        if nodes.is_empty() {
-            return self.client.seeds.first().cloned();
-        }
-        let i = ((random_unit() * nodes.len() as f64) as usize).min(nodes.len() - 1);
-        Some(nodes[i].clone())
+        let client = &self.client;
+        client
+            .node_table
+            .any_primary(&client.map, &client.seeds, random_unit())
     }
 }
 

@@ -106,7 +106,7 @@ impl Client {
         let mut last_refusal: Option<Error> = None;
         for _attempt in 0..attempts {
             let Some(node) = self.map.node_for(slot).cloned() else {
-                self.refresh_due = true;
+                self.refresh.request();
                 return Err(Error::new(
                     ErrorKind::ClusterDown,
                     format!("no node serves slot {slot}"),
@@ -164,7 +164,7 @@ impl Client {
                 }
                 None => {
                     // ASK: the migration is under way; wait for it to settle a little.
-                    self.refresh_due = true;
+                    self.refresh.request();
                     self.maybe_refresh();
                     std::thread::sleep(limits.retry_base_delay);
                 }

@@ -12,18 +12,19 @@ use bytes::BytesMut;
 
 use crate::core::cmd::{cmd, Cmd};
 use crate::core::command_table::{blocking_timeout, command_class, refusal, CommandClass};
-use crate::core::config::{Config, Execution, ReadFrom, RefreshPolicy};
+use crate::core::config::{Config, Execution, ReadFrom};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::handshake::HandshakeOptions;
 pub use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
-use crate::core::read_route::{NodeView, ReadRouter};
+use crate::core::read_route::ReadRouter;
+use crate::core::refresh::{in_cluster, Refresh, SlotMapVote};
 use crate::core::reply::server_error;
 use crate::core::reply::FromReply;
 use crate::core::report::{PipelineReport, Reporter};
 use crate::core::resp::Value;
 use crate::core::round::{
-    backoff, classify_reply, Effect, Next, ReplyAction, RoundLimits, RoundReply, Rounds,
+    classify_reply, Effect, Next, ReplyAction, RoundLimits, RoundReply, Rounds,
 };
 use crate::core::route::is_multi_key;
 use crate::core::route::{route_command, Route};
@@ -31,7 +32,7 @@ use crate::core::slot::Slot;
 use crate::core::split::split_by_slot;
 use crate::core::stats::{Counters, Stats};
 use crate::core::tls::TlsConfig;
-use crate::core::topology::{choose_view, NodeAddr, SlotMap};
+use crate::core::topology::{NodeAddr, SlotMap};
 use crate::engine::{self, Engine};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
@@ -39,17 +40,6 @@ use crate::io::SocketOptions;
 
 use crate::client::connection::{run_connection, ConnOptions, Link, TlsConnect};
 use crate::client::pool::{ConnId, Pool, QueueLimits};
-
-#[derive(Debug, Default)]
-pub(super) struct RefreshState {
-    last: Option<Instant>,
-    running: bool,
-    /// MOVED updates seen while any refresh is under way: a refresh's answer may predate
-    /// them, so each refresh applies again those logged since it started.
-    moves: Vec<(Slot, NodeAddr)>,
-    /// Refreshes under way (the background one, and any the caller runs).
-    active: u32,
-}
 
 #[derive(Debug)]
 pub(super) struct Inner {
@@ -60,7 +50,10 @@ pub(super) struct Inner {
     /// The engine in use (never `Auto`).
     pub(super) engine: Engine,
     pub(super) counters: Rc<Counters>,
-    pub(super) refresh: RefCell<RefreshState>,
+    /// When to reload the slot map and whom to ask (the core's refresh policy).
+    pub(super) refresh: RefCell<Refresh>,
+    /// Wakes the background refresh loop: a refresh was asked for.
+    pub(super) refresh_wake: Rc<tokio::sync::Notify>,
     pub(super) closed: Cell<bool>,
     /// Where reads go (`Config::read_from`).
     pub(super) router: RefCell<ReadRouter>,
@@ -70,6 +63,8 @@ pub(super) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The refresh loop holds no strong reference: woken, it sees the client gone.
+        self.refresh_wake.notify_one();
         // Wakes every writer so its task exits and closes the socket.
         self.pool
             .borrow_mut()
@@ -151,16 +146,18 @@ impl Client {
                 seeds: parsed,
                 config,
                 counters: Rc::new(Counters::default()),
-                refresh: RefCell::new(RefreshState::default()),
+                refresh: RefCell::new(Refresh::new((random_unit() * u64::MAX as f64) as u64)),
+                refresh_wake: Rc::new(tokio::sync::Notify::new()),
                 closed: Cell::new(false),
                 router: RefCell::new(router),
                 tls,
             }),
         };
         client.refresh_slots().await?;
-        if let Some(every) = client.inner.config.periodic_refresh {
-            tokio::task::spawn_local(periodic_refresh(Rc::downgrade(&client.inner), every));
-        }
+        tokio::task::spawn_local(refresh_loop(
+            Rc::downgrade(&client.inner),
+            client.inner.refresh_wake.clone(),
+        ));
         if let Some(idle) = client.inner.config.idle_timeout {
             tokio::task::spawn_local(close_idle_connections(Rc::downgrade(&client.inner), idle));
         }
@@ -178,9 +175,11 @@ impl Client {
     /// blocking commands (`BLPOP`, `XREAD ... BLOCK`, ...) run on a dedicated connection
     /// to the key's node, so they never hold up other callers, with a deadline of their
     /// own timeout plus `request_timeout`; commands that would break the shared
-    /// connection (`MULTI`, `SUBSCRIBE`, `CLIENT REPLY`, ...), multi-node commands without
-    /// a node (`DBSIZE`, `FLUSHALL`, `KEYS`, ...) and empty commands are refused before
-    /// anything is sent, with [`ErrorKind::Unsupported`] or [`ErrorKind::InvalidCommand`].
+    /// connection (`MULTI`, `SUBSCRIBE`, `CLIENT REPLY`, ...) and empty commands are
+    /// refused before anything is sent, with [`ErrorKind::Unsupported`] or
+    /// [`ErrorKind::InvalidCommand`]. Multi-node commands (`DBSIZE`, `FLUSHALL`, `KEYS`,
+    /// ...) go to every primary and their replies are merged by the command's response
+    /// policy (a sum, a concatenation, all `OK`).
     ///
     /// ```no_run
     /// use redis_cluster_uring::{cmd, engine, Client, Config, ErrorKind};
@@ -188,7 +187,9 @@ impl Client {
     ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
     ///     // Blocks up to 1 s on a connection of its own; other callers go on meanwhile.
     ///     let popped: Option<Vec<String>> = client.query(cmd("BLPOP").arg("jobs").arg(1)).await?;
-    ///     let e = client.query::<i64>(cmd("DBSIZE")).await.unwrap_err();
+    ///     // Every primary's DBSIZE, summed.
+    ///     let keys: i64 = client.query(cmd("DBSIZE")).await?;
+    ///     let e = client.query::<()>(cmd("MULTI")).await.unwrap_err();
     ///     assert_eq!(e.kind(), ErrorKind::Unsupported);
     ///     Ok::<(), redis_cluster_uring::Error>(())
     /// })
@@ -482,44 +483,49 @@ impl Client {
     pub async fn refresh_slots(&self) -> Result<()> {
         /// Ends this refresh's claim on the MOVED log however the future ends, so the
         /// log is cleared once no refresh runs (it cannot grow without bound).
-        struct Active<'a>(&'a RefCell<RefreshState>);
-        impl Drop for Active<'_> {
+        struct Fetching<'a> {
+            refresh: &'a RefCell<Refresh>,
+            mark: usize,
+            ended: bool,
+        }
+        impl Fetching<'_> {
+            fn end(mut self) -> Vec<(Slot, NodeAddr)> {
+                self.ended = true;
+                self.refresh.borrow_mut().fetch_ended(self.mark)
+            }
+        }
+        impl Drop for Fetching<'_> {
             fn drop(&mut self) {
-                let mut state = self.0.borrow_mut();
-                state.active = state.active.saturating_sub(1);
-                if state.active == 0 {
-                    state.moves.clear();
+                if !self.ended {
+                    self.refresh.borrow_mut().fetch_ended(self.mark);
                 }
             }
         }
-        let start = {
-            let mut state = self.inner.refresh.borrow_mut();
-            state.active += 1;
-            state.moves.len()
+        let mark = self.inner.refresh.borrow_mut().fetch_started();
+        let fetching = Fetching {
+            refresh: &self.inner.refresh,
+            mark,
+            ended: false,
         };
-        let active = Active(&self.inner.refresh);
         let fetched = self.fetch_slot_map().await;
-        let moves: Vec<(Slot, NodeAddr)> = self
-            .inner
-            .refresh
-            .borrow()
-            .moves
-            .get(start..)
-            .unwrap_or_default()
-            .to_vec();
-        drop(active);
+        let moves = fetching.end();
+        self.inner.refresh.borrow_mut().finished(Instant::now());
         let mut map = fetched?;
         for (slot, addr) in moves {
             map.apply_moved(slot, &addr);
         }
+        let seeds = &self.inner.seeds;
+        {
+            let mut pool = self.inner.pool.borrow_mut();
+            pool.close_idle(Instant::now(), None, |addr| in_cluster(&map, seeds, addr));
+            pool.nodes_mut()
+                .retain(|addr| in_cluster(&map, seeds, addr));
+        }
+        let old = std::mem::replace(&mut *self.inner.map.borrow_mut(), Rc::new(map));
         self.inner
-            .pool
+            .refresh
             .borrow_mut()
-            .close_idle(Instant::now(), None, |addr| {
-                map.contains_node(addr) || self.inner.seeds.contains(addr)
-            });
-        *self.inner.map.borrow_mut() = Rc::new(map);
-        self.inner.refresh.borrow_mut().last = Some(Instant::now());
+            .adopted(&old, &self.slot_map());
         self.inner.counters.add_refresh();
         // With replica reads, connect to every replica now: its handshake tells its zone
         // and round trip before the first read has to choose.
@@ -661,13 +667,7 @@ impl Client {
         }
         let map = self.inner.map.borrow().clone();
         let pool = self.inner.pool.borrow();
-        router.choose(&map, |node| NodeView {
-            down: pool.health(node).failures > 0,
-            rtt: pool.handshake_rtt(node),
-            zone: pool
-                .server_info(node)
-                .and_then(|i| i.availability_zone.as_deref()),
-        })
+        router.choose(&map, |node| pool.nodes().view(node))
     }
 
     /// Shared-lane rounds where some commands are pinned to a node (`pins[i]`), the rest
@@ -799,33 +799,24 @@ impl Client {
     }
 
     pub(super) fn apply_effects(&self, effects: impl Iterator<Item = Effect>, lane: Lane) {
-        for effect in effects {
-            match effect {
-                Effect::Redirected { moved } => {
-                    self.inner.counters.add_redirect();
-                    if let Some((slot, to)) = moved {
-                        let mut refresh = self.inner.refresh.borrow_mut();
-                        if refresh.active > 0 {
-                            refresh.moves.push((slot, to.clone()));
-                        }
-                        drop(refresh);
-                        Rc::make_mut(&mut self.inner.map.borrow_mut()).apply_moved(slot, &to);
-                        self.schedule_refresh();
-                    }
-                }
-                Effect::Retrying => self.inner.counters.retries_add(1),
-                Effect::NodeFailed(_) | Effect::RefreshMap => self.schedule_refresh(),
-                Effect::TimedOut(node) => {
-                    let max = self.inner.config.max_consecutive_timeouts;
-                    // A blocking command's dedicated connection says nothing about the
-                    // shared one (and is closed anyway when its caller gives up).
-                    if lane == Lane::Shared && self.inner.pool.borrow_mut().note_timeout(&node, max)
-                    {
-                        tracing::warn!(%node, "node stopped answering; connection closed");
-                    }
-                    self.schedule_refresh();
+        let timed_out = self.inner.refresh.borrow_mut().apply_effects(
+            effects,
+            |slot, to| Rc::make_mut(&mut self.inner.map.borrow_mut()).apply_moved(slot, to),
+            &self.inner.counters,
+            Instant::now(),
+        );
+        // A blocking command's dedicated connection says nothing about the shared one (and
+        // is closed anyway when its caller gives up).
+        if lane == Lane::Shared {
+            let max = self.inner.config.max_consecutive_timeouts;
+            for node in timed_out {
+                if self.inner.pool.borrow_mut().note_timeout(&node, max) {
+                    tracing::warn!(%node, "node stopped answering; connection closed");
                 }
             }
+        }
+        if self.inner.refresh.borrow().is_due() {
+            self.inner.refresh_wake.notify_one();
         }
     }
 
@@ -1067,19 +1058,12 @@ impl Client {
     /// with the failures in a row (one per failed connection, not per command), with
     /// jitter so many clients do not reconnect in step; nothing after a success.
     fn reconnect_delay(&self, node: &NodeAddr) -> Duration {
-        let health = self.inner.pool.borrow().health(node);
-        let Some(when) = health.last_failure else {
-            return Duration::ZERO;
-        };
-        let config = &self.inner.config;
-        let delay = backoff(
-            health.failures,
-            config.retry_base_delay,
-            config.retry_max_delay,
-        );
-        delay
-            .mul_f64(0.5 + 0.5 * random_unit())
-            .saturating_sub(when.elapsed())
+        self.inner.pool.borrow().nodes().reconnect_delay(
+            node,
+            Instant::now(),
+            &self.inner.config,
+            0.5 + 0.5 * random_unit(),
+        )
     }
 
     pub(super) fn round_limits(&self) -> RoundLimits {
@@ -1092,79 +1076,49 @@ impl Client {
         }
     }
 
-    /// Nodes to ask for the slot map: every known node in random order (so many
-    /// clients do not all ask the same one), then the seeds.
-    fn refresh_candidates(&self) -> Vec<NodeAddr> {
-        let map = self.slot_map();
-        let mut nodes: Vec<NodeAddr> = Vec::new();
-        for shard in map.shards() {
-            for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
-                if !nodes.contains(node) {
-                    nodes.push(node.clone());
-                }
-            }
-        }
-        // Fisher-Yates with the standard library's random keys.
-        for i in (1..nodes.len()).rev() {
-            let j = ((random_unit() * (i + 1) as f64) as usize).min(i);
-            nodes.swap(i, j);
-        }
-        for seed in &self.inner.seeds {
-            if !nodes.contains(seed) {
-                nodes.push(seed.clone());
-            }
-        }
-        nodes
-    }
-
     /// One node's view of the slot map, within `refresh_timeout` (plus `connect_timeout`
     /// before any map is known: at connect every connection is opened, and its handshake
     /// run, first), no retry.
-    async fn ask_slot_map(&self, node: NodeAddr) -> Result<SlotMap> {
+    async fn ask_slot_map(&self, node: NodeAddr) -> Result<Value> {
         let limits = RoundLimits {
             max_retries: 0,
             ..self.round_limits()
         };
         let first = self.inner.map.borrow().shards().is_empty();
         let deadline = deadline_after(Some(self.inner.config.refresh_budget(first)));
-        let host = node.host.clone();
-        let reply = self
-            .run_pinned(&[cmd("CLUSTER").arg("SLOTS")], vec![node], deadline, limits)
+        self.run_pinned(&[cmd("CLUSTER").arg("SLOTS")], vec![node], deadline, limits)
             .await?
             .pop()
-            .unwrap_or_else(|| Err(Error::protocol("no reply")))?;
-        SlotMap::from_cluster_slots_with_host(&reply, &host)
+            .unwrap_or_else(|| Err(Error::protocol("no reply")))
     }
 
     async fn fetch_slot_map(&self) -> Result<SlotMap> {
-        let policy = self.inner.config.refresh_policy;
         let fanout = self.inner.config.refresh_fanout.max(1);
-        let mut last_error = Error::new(ErrorKind::ClusterDown, "no node to ask for the slot map");
-        for group in self.refresh_candidates().chunks(fanout) {
-            // The group's questions are in flight together; with `FirstComplete` the first
-            // complete answer ends the wait (the others are abandoned, their replies read
-            // and dropped), so a dead node costs nothing while another answers.
+        let mut vote = SlotMapVote::new(self.inner.config.refresh_policy);
+        let candidates = {
+            let map = self.slot_map();
+            self.inner
+                .refresh
+                .borrow_mut()
+                .candidates(&map, &self.inner.seeds)
+        };
+        for group in candidates.chunks(fanout) {
+            // The group's questions are in flight together; when one answer settles the
+            // vote (FirstComplete) the others are abandoned, their replies read and
+            // dropped, so a dead node costs nothing while another answers.
             let mut asks: Vec<Option<SlotMapAsk<'_>>> = group
                 .iter()
                 .map(|node| Some(Box::pin(self.ask_slot_map(node.clone())) as SlotMapAsk<'_>))
                 .collect();
-            let mut answers: Vec<SlotMap> = Vec::new();
-            let complete = poll_fn(|cx| {
+            let settled = poll_fn(|cx| {
                 for (i, slot) in asks.iter_mut().enumerate() {
                     let Some(ask) = slot else { continue };
-                    let Poll::Ready(result) = ask.as_mut().poll(cx) else {
+                    let Poll::Ready(reply) = ask.as_mut().poll(cx) else {
                         continue;
                     };
                     *slot = None;
-                    match result {
-                        Ok(map) if policy == RefreshPolicy::FirstComplete && map.is_complete() => {
-                            return Poll::Ready(Some(map));
-                        }
-                        Ok(map) => answers.push(map),
-                        Err(e) => {
-                            tracing::debug!(node = %group[i], error = %e, "slot map fetch failed");
-                            last_error = e;
-                        }
+                    if let Some(map) = vote.answer(&group[i], reply) {
+                        return Poll::Ready(Some(map));
                     }
                 }
                 if asks.iter().all(Option::is_none) {
@@ -1174,51 +1128,55 @@ impl Client {
                 }
             })
             .await;
-            if let Some(map) = complete {
+            if let Some(map) = settled.or_else(|| vote.end_group()) {
                 return Ok(map);
             }
-            if let Some(i) = choose_view(&answers, policy) {
-                return Ok(answers.swap_remove(i));
-            }
-            if !answers.is_empty() {
-                last_error =
-                    Error::new(ErrorKind::ClusterDown, "no node reports any slot assigned");
-            }
         }
-        Err(last_error)
+        Err(vote.into_error())
     }
 
-    /// Starts a background refresh unless one ran recently or is running.
+    /// Asks for a refresh: the background loop runs it as soon as the refresh policy
+    /// allows (at once, or `min_refresh_interval` after the last).
     pub(super) fn schedule_refresh(&self) {
-        let mut state = self.inner.refresh.borrow_mut();
-        let recent = state
-            .last
-            .is_some_and(|t| t.elapsed() < self.inner.config.min_refresh_interval);
-        if state.running || recent || self.inner.closed.get() {
-            return;
-        }
-        state.running = true;
-        let weak = Rc::downgrade(&self.inner);
-        tokio::task::spawn_local(async move {
-            let Some(inner) = weak.upgrade() else { return };
-            let client = Client { inner };
-            if let Err(e) = client.refresh_slots().await {
-                tracing::warn!(error = %e, "slot map refresh failed");
-                client.inner.refresh.borrow_mut().last = Some(Instant::now());
-            }
-            client.inner.refresh.borrow_mut().running = false;
-        });
+        self.inner.refresh.borrow_mut().request();
+        self.inner.refresh_wake.notify_one();
     }
 }
 
-async fn periodic_refresh(inner: Weak<Inner>, every: Duration) {
+/// Runs the refreshes the policy wants, when it wants them (asked for, periodic, or
+/// polling while a node is unresponsive), one at a time, until the client is dropped or
+/// shut down. It holds the client only while a refresh runs.
+async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
     loop {
-        tokio::time::sleep(every).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.closed.get() {
-            return;
+        let next = {
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.closed.get() {
+                return;
+            }
+            let next = inner
+                .refresh
+                .borrow()
+                .next_at(Instant::now(), &inner.config);
+            next
+        };
+        match next {
+            Some(at) if at <= Instant::now() => {
+                let Some(inner) = inner.upgrade() else { return };
+                let client = Client { inner };
+                client.inner.refresh.borrow_mut().background_started();
+                if let Err(e) = client.refresh_slots().await {
+                    tracing::warn!(error = %e, "slot map refresh failed");
+                }
+                client.inner.refresh.borrow_mut().background_ended();
+            }
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
         }
-        Client { inner }.schedule_refresh();
     }
 }
 
@@ -1255,7 +1213,7 @@ fn choose_engine(requested: Engine) -> Result<Engine> {
 }
 
 /// One node's `CLUSTER SLOTS` in flight during a refresh.
-type SlotMapAsk<'a> = Pin<Box<dyn Future<Output = Result<SlotMap>> + 'a>>;
+type SlotMapAsk<'a> = Pin<Box<dyn Future<Output = Result<Value>> + 'a>>;
 
 /// Which connections a request uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,6 +30,9 @@ use tokio::sync::Notify;
 
 use crate::core::error::{Error, ErrorKind};
 use crate::core::handshake::ServerInfo;
+#[cfg(test)]
+use crate::core::nodes::NodeHealth;
+use crate::core::nodes::NodeTable;
 use crate::core::plan::BatchEntry;
 use crate::core::resp::Value;
 use crate::core::round::RoundReply;
@@ -172,16 +175,6 @@ impl QueueLimits {
     };
 }
 
-/// How a node's connections have been doing, for reconnect backoff.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct NodeHealth {
-    /// Connections to the node that failed in a row (a failed connect or a connection
-    /// that died), counted once per connection, not per command; reset by a connect.
-    pub(crate) failures: u32,
-    /// When the last one failed.
-    pub(crate) last_failure: Option<Instant>,
-}
-
 /// What the reader got from [`Pool::deliver`].
 #[derive(Debug)]
 pub(crate) enum Delivery {
@@ -200,8 +193,8 @@ pub(crate) struct Pool {
     next_id: u64,
     /// Idle dedicated connections per node, most recently used last.
     idle: HashMap<NodeAddr, Vec<ConnId>>,
-    health: HashMap<NodeAddr, NodeHealth>,
-    info: HashMap<NodeAddr, (ServerInfo, std::time::Duration)>,
+    /// Each node's health and handshake facts (the core's node table).
+    nodes: NodeTable,
 }
 
 impl Pool {
@@ -368,24 +361,29 @@ impl Pool {
         if let Some(c) = self.conn_mut(conn) {
             c.ready = true;
             let addr = c.addr.clone();
-            self.health.remove(&addr);
-            self.info.insert(addr, (info, rtt));
+            self.nodes.connected(&addr, info, rtt);
         }
     }
 
     /// What a node said of itself in its last handshake.
     pub(crate) fn server_info(&self, addr: &NodeAddr) -> Option<&ServerInfo> {
-        self.info.get(addr).map(|(info, _)| info)
+        self.nodes.server_info(addr)
     }
 
-    /// The round trip of the node's last handshake.
-    pub(crate) fn handshake_rtt(&self, addr: &NodeAddr) -> Option<std::time::Duration> {
-        self.info.get(addr).map(|(_, rtt)| *rtt)
+    /// Each node's health and handshake facts.
+    pub(crate) fn nodes(&self) -> &NodeTable {
+        &self.nodes
+    }
+
+    /// Each node's health and handshake facts, to prune after a refresh.
+    pub(crate) fn nodes_mut(&mut self) -> &mut NodeTable {
+        &mut self.nodes
     }
 
     /// How the node's connections have been doing.
+    #[cfg(test)]
     pub(crate) fn health(&self, addr: &NodeAddr) -> NodeHealth {
-        self.health.get(addr).copied().unwrap_or_default()
+        self.nodes.health(addr)
     }
 
     /// A request timed out waiting on the shared connection to `addr`. After
@@ -650,9 +648,7 @@ impl Pool {
             return;
         };
         if is_failure && error.kind() != ErrorKind::Shutdown {
-            let health = self.health.entry(addr).or_default();
-            health.failures = health.failures.saturating_add(1);
-            health.last_failure = Some(Instant::now());
+            self.nodes.failed(&addr, Instant::now());
         }
         let Some(c) = self.conn_mut(conn) else {
             return;

@@ -392,18 +392,8 @@ impl Shared {
     fn any_node(&self) -> Option<NodeAddr> {
         let map = self.client.slot_map();
         let pool = self.client.inner.pool.borrow();
-        let mut nodes: Vec<&NodeAddr> = map
-            .primaries()
-            .filter(|n| pool.health(n).failures == 0)
-            .collect();
-        if nodes.is_empty() {
-            nodes = map.primaries().collect();
-        }
-        if nodes.is_empty() {
-            return self.client.inner.seeds.first().cloned();
-        }
-        let i = ((random_unit() * nodes.len() as f64) as usize).min(nodes.len() - 1);
-        Some(nodes[i].clone())
+        pool.nodes()
+            .any_primary(&map, &self.client.inner.seeds, random_unit())
     }
 
     /// Opens a subscriber connection to `node`; its frames come back as events.

@@ -16,7 +16,10 @@
 //! - [`config`], [`url`]: options and seeds.
 //! - [`plan`], [`split`], [`fanout`], `expand`: pipelines into per-node batches,
 //!   cross-slot splits, multi-node commands.
+//! - [`nodes`]: each node's health and handshake facts, and the decisions made from
+//!   them (reconnect backoff, down for read routing, warm-ups, any primary).
 //! - [`read_route`]: where reads go under a `ReadFrom` policy.
+//! - [`refresh`]: when to reload the slot map, whom to ask, how to judge the answers.
 //! - [`round`]: rounds with their redirect and retry budgets; [`transaction`]: `MULTI`,
 //!   `EXEC` and `WATCH` judged as a whole.
 //! - [`handshake`], [`tls`]: a connection's handshake and its TLS records.
@@ -31,11 +34,13 @@ pub(crate) mod expand;
 pub mod fanout;
 pub mod handshake;
 pub mod node;
+pub mod nodes;
 pub mod pipeline;
 pub mod plan;
 pub mod pubsub;
 pub mod read_route;
 pub mod redirect;
+pub mod refresh;
 pub mod reply;
 pub mod report;
 pub mod resp;
