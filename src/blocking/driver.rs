@@ -451,7 +451,9 @@ impl Client {
                 }
                 Err(e) => {
                     tracing::debug!(node = %replica, error = %e, "replica warm-up failed");
-                    self.node_table.warm_up_failed(replica, Instant::now());
+                    self.node_table.failed(replica, Instant::now());
+                    self.refresh
+                        .unreachable(&self.map, &self.seeds, replica, Instant::now());
                 }
             }
         }
@@ -864,7 +866,14 @@ impl Client {
         };
         tracing::debug!(node = %entry.conn.addr(), %error, "connection failed");
         if error.kind() != ErrorKind::Shutdown {
-            self.node_table.failed(entry.conn.addr(), Instant::now());
+            let now = Instant::now();
+            if entry.conn.is_ready() {
+                self.node_table.lost(entry.conn.addr(), now);
+            } else {
+                self.node_table.failed(entry.conn.addr(), now);
+                self.refresh
+                    .unreachable(&self.map, &self.seeds, entry.conn.addr(), now);
+            }
         }
         for lost in entry.conn.fail(error) {
             if let Some(slot) = inbox.get_mut(lost.index) {
@@ -905,6 +914,8 @@ impl Client {
             Ok(token) => token,
             Err(e) => {
                 self.node_table.failed(node, Instant::now());
+                self.refresh
+                    .unreachable(&self.map, &self.seeds, node, Instant::now());
                 return Err(e);
             }
         };

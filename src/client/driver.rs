@@ -154,6 +154,11 @@ impl Client {
             }),
         };
         client.refresh_slots().await?;
+        client
+            .inner
+            .pool
+            .borrow_mut()
+            .wake_on_unreachable(client.inner.refresh_wake.clone());
         tokio::task::spawn_local(refresh_loop(
             Rc::downgrade(&client.inner),
             client.inner.refresh_wake.clone(),
@@ -530,12 +535,12 @@ impl Client {
         // With replica reads, connect to every replica now: its handshake tells its zone
         // and round trip before the first read has to choose.
         if self.inner.config.read_from != ReadFrom::Primary && !self.inner.closed.get() {
-            let replicas: Vec<NodeAddr> = self
-                .slot_map()
-                .shards()
-                .iter()
-                .flat_map(|s| s.replicas.iter().cloned())
-                .collect();
+            let map = self.slot_map();
+            let replicas = {
+                let pool = self.inner.pool.borrow();
+                pool.nodes()
+                    .replicas_to_warm_up(&map, Instant::now(), |r| pool.find(r).is_some())
+            };
             for replica in replicas {
                 self.connection_for(&replica);
             }
@@ -1153,10 +1158,17 @@ async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
             if inner.closed.get() {
                 return;
             }
-            let next = inner
-                .refresh
-                .borrow()
-                .next_at(Instant::now(), &inner.config);
+            let now = Instant::now();
+            // A node of the map that could not be reached: the map may be stale.
+            let unreachable = inner.pool.borrow_mut().take_unreachable();
+            let map = inner.map.borrow().clone();
+            for node in &unreachable {
+                inner
+                    .refresh
+                    .borrow_mut()
+                    .unreachable(&map, &inner.seeds, node, now);
+            }
+            let next = inner.refresh.borrow().next_at(now, &inner.config);
             next
         };
         match next {

@@ -195,6 +195,11 @@ pub(crate) struct Pool {
     idle: HashMap<NodeAddr, Vec<ConnId>>,
     /// Each node's health and handshake facts (the core's node table).
     nodes: NodeTable,
+    /// Nodes a connection could not reach since the refresh loop last looked (at most one
+    /// entry per node).
+    unreachable: Vec<NodeAddr>,
+    /// Woken when a node could not be reached (the client's refresh loop).
+    wake_on_unreachable: Option<Rc<Notify>>,
 }
 
 impl Pool {
@@ -368,6 +373,16 @@ impl Pool {
     /// What a node said of itself in its last handshake.
     pub(crate) fn server_info(&self, addr: &NodeAddr) -> Option<&ServerInfo> {
         self.nodes.server_info(addr)
+    }
+
+    /// Wakes `wake` whenever a connection cannot reach its node.
+    pub(crate) fn wake_on_unreachable(&mut self, wake: Rc<Notify>) {
+        self.wake_on_unreachable = Some(wake);
+    }
+
+    /// The nodes connections could not reach since the last call.
+    pub(crate) fn take_unreachable(&mut self) -> Vec<NodeAddr> {
+        std::mem::take(&mut self.unreachable)
     }
 
     /// Each node's health and handshake facts.
@@ -648,7 +663,20 @@ impl Pool {
             return;
         };
         if is_failure && error.kind() != ErrorKind::Shutdown {
-            self.nodes.failed(&addr, Instant::now());
+            let established = self.conn_mut(conn).is_some_and(|c| c.ready);
+            if established {
+                self.nodes.lost(&addr, Instant::now());
+            } else {
+                // The node could not be reached at all: the cluster may have changed
+                // (a failover, a removed node), so the refresh policy hears of it.
+                self.nodes.failed(&addr, Instant::now());
+                if !self.unreachable.contains(&addr) {
+                    self.unreachable.push(addr.clone());
+                }
+                if let Some(wake) = &self.wake_on_unreachable {
+                    wake.notify_one();
+                }
+            }
         }
         let Some(c) = self.conn_mut(conn) else {
             return;

@@ -1,7 +1,6 @@
 //! The node table: what the client knows of each node besides the slot map, and the
 //! decisions made from it (reconnect backoff, whether a node counts as down for read
-//! routing, which node a keyless request or a subscriber goes to, which replicas to warm
-//! up). Both clients keep one and feed it what their connections see; time comes in as
+//! routing, which node a subscriber goes to, which replicas to warm up). Both clients keep one and feed it what their connections see; time comes in as
 //! an argument.
 //!
 //! Memory: one entry per node the client connected to or failed to reach; entries of
@@ -30,6 +29,10 @@ pub struct NodeHealth {
     pub failures: u32,
     /// When the last one failed.
     pub last_failure: Option<Instant>,
+    /// Whether the last failure was an established connection that ended (a
+    /// `CLIENT KILL`, a server's idle timeout, a restart) rather than a connect or a
+    /// handshake that failed.
+    pub last_was_established: bool,
 }
 
 #[derive(Debug, Default)]
@@ -38,8 +41,6 @@ struct NodeState {
     /// What it said of itself in its last handshake, and that handshake's round trip
     /// (connect to handshake done). Kept after the connection closes.
     info: Option<(ServerInfo, Duration)>,
-    /// When its last warm-up connect failed.
-    warm_up_failed: Option<Instant>,
 }
 
 /// Per node: health, handshake facts, warm-up failures.
@@ -68,15 +69,26 @@ impl NodeTable {
     pub fn connected(&mut self, node: &NodeAddr, info: ServerInfo, rtt: Duration) {
         let state = self.nodes.entry(node.clone()).or_default();
         state.health = NodeHealth::default();
-        state.warm_up_failed = None;
         state.info = Some((info, rtt));
     }
 
-    /// A connection to `node` failed (its connect, its handshake, or later).
+    /// A connection to `node` could not be made: its connect or its handshake failed.
     pub fn failed(&mut self, node: &NodeAddr, now: Instant) {
+        self.note_failure(node, now, false);
+    }
+
+    /// An established connection to `node` ended (the server closed it, or it broke).
+    /// The first such loss reconnects at once, since the node itself may be fine (a
+    /// `CLIENT KILL`); failures after it back off as usual.
+    pub fn lost(&mut self, node: &NodeAddr, now: Instant) {
+        self.note_failure(node, now, true);
+    }
+
+    fn note_failure(&mut self, node: &NodeAddr, now: Instant, established: bool) {
         let health = &mut self.nodes.entry(node.clone()).or_default().health;
         health.failures = health.failures.saturating_add(1);
         health.last_failure = Some(now);
+        health.last_was_established = established;
     }
 
     /// How `node`'s connections have been doing.
@@ -107,8 +119,9 @@ impl NodeTable {
         }
     }
 
-    /// How long to wait before connecting to `node` again: nothing after a success;
-    /// after failures in a row, the retry backoff for that many attempts, scaled by
+    /// How long to wait before connecting to `node` again: nothing after a success or
+    /// after one lost established connection; after failures in a row, the retry
+    /// backoff for that many attempts, scaled by
     /// `jitter` (a factor the driver draws in `[0.5, 1]`, so many clients do not
     /// reconnect in step), less the time since the last failure.
     pub fn reconnect_delay(
@@ -122,6 +135,9 @@ impl NodeTable {
         let Some(when) = health.last_failure else {
             return Duration::ZERO;
         };
+        if health.failures == 1 && health.last_was_established {
+            return Duration::ZERO;
+        }
         backoff(
             health.failures,
             config.retry_base_delay,
@@ -131,14 +147,9 @@ impl NodeTable {
         .saturating_sub(now.saturating_duration_since(when))
     }
 
-    /// A warm-up connect to `node` failed at `now`.
-    pub fn warm_up_failed(&mut self, node: &NodeAddr, now: Instant) {
-        self.nodes.entry(node.clone()).or_default().warm_up_failed = Some(now);
-        self.failed(node, now);
-    }
-
     /// The replicas of `map` a warm-up should connect to now: those `connected` says are
-    /// not connected and whose last warm-up did not fail within [`WARM_UP_RETRY`].
+    /// not connected and whose connections have not failed within [`WARM_UP_RETRY`] (a
+    /// replica that cannot be reached is not asked again at every refresh).
     pub fn replicas_to_warm_up(
         &self,
         map: &SlotMap,
@@ -147,11 +158,11 @@ impl NodeTable {
     ) -> Vec<NodeAddr> {
         let mut out: Vec<NodeAddr> = Vec::new();
         for replica in map.shards().iter().flat_map(|s| s.replicas.iter()) {
-            let failed_recently = self
-                .nodes
-                .get(replica)
-                .and_then(|s| s.warm_up_failed)
-                .is_some_and(|at| now.saturating_duration_since(at) < WARM_UP_RETRY);
+            let health = self.health(replica);
+            let failed_recently = health.failures > 0
+                && health
+                    .last_failure
+                    .is_some_and(|at| now.saturating_duration_since(at) < WARM_UP_RETRY);
             if !failed_recently && !connected(replica) && !out.contains(replica) {
                 out.push(replica.clone());
             }
@@ -159,8 +170,7 @@ impl NodeTable {
         out
     }
 
-    /// A primary for a request that may go anywhere (a keyless command, a subscriber's
-    /// connection): one whose connections are not failing, picked by `pick` in `[0, 1)`;
+    /// A primary for a connection that may go anywhere (a subscriber's): one whose connections are not failing, picked by `pick` in `[0, 1)`;
     /// any primary when all are failing; the first seed before any map is known.
     pub fn any_primary(&self, map: &SlotMap, seeds: &[NodeAddr], pick: f64) -> Option<NodeAddr> {
         let mut nodes: Vec<&NodeAddr> = map
@@ -242,6 +252,24 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_established_connection_reconnects_at_once_then_backs_off() {
+        let config = Config::default().retry_backoff(ms(10), ms(100));
+        let mut nodes = NodeTable::default();
+        let a = NodeAddr::new("a", 1);
+        let t0 = Instant::now();
+        nodes.connected(&a, info(None), ms(1));
+        nodes.lost(&a, t0);
+        assert!(nodes.view(&a).down, "down until a connect succeeds");
+        assert_eq!(nodes.reconnect_delay(&a, t0, &config, 1.0), Duration::ZERO);
+        // The reconnect failed too: now it backs off, counting both.
+        nodes.failed(&a, t0);
+        assert_eq!(nodes.reconnect_delay(&a, t0, &config, 1.0), ms(20));
+        // Lost again right after: no free reconnect while failing in a row.
+        nodes.lost(&a, t0);
+        assert_eq!(nodes.reconnect_delay(&a, t0, &config, 1.0), ms(40));
+    }
+
+    #[test]
     fn the_view_says_down_zone_and_round_trip() {
         let mut nodes = NodeTable::default();
         let a = NodeAddr::new("a", 1);
@@ -278,15 +306,17 @@ mod tests {
         let r2 = NodeAddr::new("r2", 2);
         let all = nodes.replicas_to_warm_up(&map, t0, |_| false);
         assert_eq!(all.len(), 3);
-        nodes.warm_up_failed(&r2, t0);
-        assert!(
-            nodes.view(&r2).down,
-            "a failed warm-up is a failed connection"
-        );
+        nodes.failed(&r2, t0);
+        assert!(nodes.view(&r2).down);
         let now = t0 + ms(1);
         let some = nodes.replicas_to_warm_up(&map, now, |n| n == &r1);
         assert_eq!(some, vec![NodeAddr::new("r3", 3)]);
         let later = t0 + WARM_UP_RETRY;
+        assert!(nodes
+            .replicas_to_warm_up(&map, later, |_| false)
+            .contains(&r2));
+        nodes.failed(&r2, later);
+        nodes.connected(&r2, info(None), ms(1));
         assert!(nodes
             .replicas_to_warm_up(&map, later, |_| false)
             .contains(&r2));

@@ -114,6 +114,24 @@ impl Refresh {
         self.unresponsive_until = Some(now.checked_add(UNRESPONSIVE_WINDOW).unwrap_or(now));
     }
 
+    /// A connection could not reach `node` at all (refused, no route, handshake never
+    /// done) at `now`. A primary of the map may have failed: poll until a promotion
+    /// shows. A replica or a seed may have left the cluster: one refresh (rate limited)
+    /// tells. Any other node says nothing about the map.
+    pub fn unreachable(
+        &mut self,
+        map: &SlotMap,
+        seeds: &[NodeAddr],
+        node: &NodeAddr,
+        now: Instant,
+    ) {
+        if map.primaries().any(|p| p == node) {
+            self.note_unresponsive(now);
+        } else if in_cluster(map, seeds, node) {
+            self.request();
+        }
+    }
+
     /// Whether the map is being polled because a node stopped answering.
     pub fn polling(&self, now: Instant) -> bool {
         self.unresponsive_until.is_some_and(|until| now < until)
@@ -467,6 +485,26 @@ mod tests {
         assert!(r.wants(t0 + POLL_WHILE_UNRESPONSIVE, &config));
         assert!(!r.polling(t0 + UNRESPONSIVE_WINDOW));
         assert!(!r.wants(t0 + UNRESPONSIVE_WINDOW, &config));
+    }
+
+    #[test]
+    fn an_unreachable_primary_polls_a_replica_asks_once_a_stranger_says_nothing() {
+        let mut map = SlotMap::split_evenly(&nodes(2));
+        let replica = NodeAddr::new("10.0.0.2", 7000);
+        map.add_replica(0, replica.clone());
+        let seeds = [NodeAddr::new("seed", 1)];
+        let now = Instant::now();
+        let mut r = Refresh::new(1);
+        r.unreachable(&map, &seeds, &NodeAddr::new("stranger", 1), now);
+        assert!(!r.is_due() && !r.polling(now));
+        r.unreachable(&map, &seeds, &replica, now);
+        assert!(r.is_due() && !r.polling(now));
+        let mut r = Refresh::new(1);
+        r.unreachable(&map, &seeds, &seeds[0], now);
+        assert!(r.is_due() && !r.polling(now));
+        let mut r = Refresh::new(1);
+        r.unreachable(&map, &seeds, &nodes(1)[0], now);
+        assert!(r.is_due() && r.polling(now));
     }
 
     #[test]
