@@ -22,8 +22,8 @@ use crate::core::resp::Value;
 use crate::core::round::{Effect, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
-    check_session_command, check_watched_transaction, session_redirect, watch_command, TxNext,
-    TxOutcome, TxRound,
+    check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
+    TxNext, TxOutcome, TxRound, WatchAttempts,
 };
 use crate::Pipeline;
 
@@ -99,21 +99,19 @@ impl Client {
         let (watch, slot) = watch_command(keys)?;
         self.counters.add_execution();
         self.housekeeping();
-        let limits = self.round_limits();
-        let mut redirects = 0;
-        let mut refusals = 0;
-        let attempts = self.config.max_watch_attempts.max(1);
-        let mut last_refusal: Option<Error> = None;
-        for _attempt in 0..attempts {
-            let Some(node) = self.map.node_for(slot).cloned() else {
-                self.refresh.request();
-                return Err(Error::new(
-                    ErrorKind::ClusterDown,
-                    format!("no node serves slot {slot}"),
-                ));
+        let mut attempts =
+            WatchAttempts::new(slot, self.round_limits(), self.config.max_watch_attempts);
+        loop {
+            let node = match attempts.start(&self.map) {
+                AttemptStart::Watch(node) => node,
+                AttemptStart::NoNode(e) => {
+                    self.refresh.request();
+                    return Err(e);
+                }
+                AttemptStart::GiveUp(e) => return Err(e),
             };
-            let moved = match self.watch_on(&node, watch.clone())? {
-                Err(moved) => moved,
+            let end = match self.watch_on(&node, watch.clone())? {
+                Err(moved) => AttemptEnd::Moved(moved),
                 Ok(conn) => {
                     let mut watched = Watched {
                         client: self,
@@ -133,51 +131,25 @@ impl Client {
                     };
                     match self.end_session(&node, conn, slot, pipe)? {
                         SessionEnd::Done(results) => return Ok(results),
-                        SessionEnd::Conflict => {
-                            self.counters.retries_add(1);
-                            last_refusal = None;
-                            continue;
-                        }
-                        SessionEnd::Unwatched(error) => {
-                            refusals += 1;
-                            if refusals > limits.max_retries {
-                                return Err(error);
-                            }
-                            self.counters.retries_add(1);
-                            self.maybe_refresh();
-                            std::thread::sleep(crate::core::round::backoff(
-                                refusals,
-                                limits.retry_base_delay,
-                                limits.retry_max_delay,
-                            ));
-                            last_refusal = Some(error);
-                            continue;
-                        }
-                        SessionEnd::Moved(e) => e,
+                        SessionEnd::Conflict => AttemptEnd::Conflict,
+                        SessionEnd::Unwatched(error) => AttemptEnd::Refused(error),
+                        SessionEnd::Moved(e) => AttemptEnd::Moved(e),
                     }
                 }
             };
-            // The slot moved (or is moving) under the session: learn where, start again.
-            match session_redirect(&mut redirects, limits.max_redirects, &moved, &node)? {
-                Some(moved) => {
-                    self.apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }))
-                }
-                None => {
-                    // ASK: the migration is under way; wait for it to settle a little.
-                    self.refresh.request();
-                    self.maybe_refresh();
-                    std::thread::sleep(limits.retry_base_delay);
-                }
+            let next = attempts.end(&node, end, &self.counters)?;
+            if let Some(moved) = next.moved {
+                self.apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }));
+            }
+            if next.refresh {
+                self.refresh.request();
+            }
+            if !next.pause.is_zero() {
+                // A pause: the time to refresh the map the next attempt is routed by.
+                self.maybe_refresh();
+                std::thread::sleep(next.pause);
             }
         }
-        Err(match last_refusal {
-            // The last attempt was refused, not in conflict: say so.
-            Some(refusal) => refusal,
-            None => Error::new(
-                ErrorKind::WatchConflict,
-                format!("a watched key changed before EXEC in all {attempts} attempts"),
-            ),
-        })
     }
 
     /// Sends `WATCH` to `node`: the connection now holding the watches, or the redirect

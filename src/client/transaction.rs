@@ -19,8 +19,8 @@ use crate::core::resp::Value;
 use crate::core::round::{Effect, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
-    check_session_command, check_watched_transaction, session_redirect, watch_command, TxNext,
-    TxOutcome, TxRound,
+    check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
+    TxNext, TxOutcome, TxRound, WatchAttempts,
 };
 
 /// A `WATCH` session's connection, handed to the closure of [`Client::transaction`]: read
@@ -142,16 +142,15 @@ impl Client {
         let (watch, slot) = watch_command(keys)?;
         self.inner.counters.add_execution();
         let limits = self.round_limits();
-        let mut redirects = 0;
-        let mut refusals = 0;
-        let mut last_refusal: Option<Error> = None;
-        for _attempt in 0..self.inner.config.max_watch_attempts.max(1) {
-            let Some(node) = self.slot_map().node_for(slot).cloned() else {
-                self.schedule_refresh();
-                return Err(Error::new(
-                    ErrorKind::ClusterDown,
-                    format!("no node serves slot {slot}"),
-                ));
+        let mut attempts = WatchAttempts::new(slot, limits, self.inner.config.max_watch_attempts);
+        loop {
+            let node = match attempts.start(&self.slot_map()) {
+                AttemptStart::Watch(node) => node,
+                AttemptStart::NoNode(e) => {
+                    self.schedule_refresh();
+                    return Err(e);
+                }
+                AttemptStart::GiveUp(e) => return Err(e),
             };
             let conn = self.dedicated_connection_for(&node);
             // Closed on every early return: its WATCH (or MULTI) state is unknown then.
@@ -162,9 +161,11 @@ impl Client {
             };
             let mut buf = BytesMut::with_capacity(watch.encoded_len());
             watch.write_to(&mut buf);
-            let moved = match self.round_trip_one(conn, &node, buf).await? {
+            let end = match self.round_trip_one(conn, &node, buf).await? {
                 Value::Error(line) => match server_error(&line) {
-                    e if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => e,
+                    e if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
+                        AttemptEnd::Moved(e)
+                    }
                     e => return Err(e),
                 },
                 _ => {
@@ -205,70 +206,44 @@ impl Client {
                                 Ok(TxOutcome::Conflict) => {
                                     // EXEC ended the WATCH: the connection is clean.
                                     lease.give_back();
-                                    self.inner.counters.retries_add(1);
-                                    last_refusal = None;
-                                    continue;
+                                    AttemptEnd::Conflict
                                 }
                                 Ok(TxOutcome::Unwatched { refusal, .. }) => {
-                                    // Refused for now and the watches are gone: watch
-                                    // again after a backoff (the lease closes the
-                                    // connection, which may be the reason), within the
-                                    // retry budget, then the refusal is the error.
+                                    // Refused for now and the watches are gone; the lease
+                                    // closes the connection, which may be the reason.
                                     drop(lease);
-                                    refusals += 1;
-                                    if refusals > limits.max_retries {
-                                        return Err(refusal);
-                                    }
-                                    self.inner.counters.retries_add(1);
-                                    tokio::time::sleep(crate::core::round::backoff(
-                                        refusals,
-                                        limits.retry_base_delay,
-                                        limits.retry_max_delay,
-                                    ))
-                                    .await;
-                                    last_refusal = Some(refusal);
-                                    continue;
+                                    AttemptEnd::Refused(refusal)
                                 }
                                 Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
                                     // Discarded by the server (EXECABORT), watches gone.
                                     lease.give_back();
-                                    e
+                                    AttemptEnd::Moved(e)
                                 }
                                 Err(e) => return Err(e),
                             }
                         }
                         Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
                             // A read found the slot gone: drop the session and follow.
-                            e
+                            AttemptEnd::Moved(e)
                         }
                         Err(e) => return Err(e),
                     }
                 }
             };
-            // The slot moved (or is moving) under the session: learn where, start again.
-            match session_redirect(&mut redirects, limits.max_redirects, &moved, &node)? {
-                Some(moved) => self.apply_effects(
+            let next = attempts.end(&node, end, &self.inner.counters)?;
+            if let Some(moved) = next.moved {
+                self.apply_effects(
                     std::iter::once(Effect::Redirected { moved: Some(moved) }),
                     Lane::Dedicated,
-                ),
-                None => {
-                    // ASK: the migration is under way; wait for it to settle a little.
-                    self.schedule_refresh();
-                    tokio::time::sleep(limits.retry_base_delay).await;
-                }
+                );
+            }
+            if next.refresh {
+                self.schedule_refresh();
+            }
+            if !next.pause.is_zero() {
+                tokio::time::sleep(next.pause).await;
             }
         }
-        Err(match last_refusal {
-            // The last attempt was refused, not in conflict: say so.
-            Some(refusal) => refusal,
-            None => Error::new(
-                ErrorKind::WatchConflict,
-                format!(
-                    "a watched key changed before EXEC in all {} attempts",
-                    self.inner.config.max_watch_attempts.max(1)
-                ),
-            ),
-        })
     }
 
     /// Drives one transaction to its outcome: on the shared connection of whichever node

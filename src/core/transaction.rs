@@ -43,6 +43,7 @@ use crate::core::round::{
 };
 use crate::core::route::{route_command, Route};
 use crate::core::slot::{slot_for_key, Slot};
+use crate::core::stats::Counters;
 use crate::core::topology::{NodeAddr, SlotMap};
 
 /// The one slot of a transaction's commands, checked before anything is sent.
@@ -209,6 +210,149 @@ pub(crate) fn session_redirect(
         }
         Some((slot, to))
     }))
+}
+
+/// How one attempt of a `WATCH` session ended, as its driver saw it.
+#[derive(Debug)]
+pub(crate) enum AttemptEnd {
+    /// `EXEC` answered nil: a watched key changed. `EXEC` ended the watches.
+    Conflict,
+    /// The transaction was refused for now (`OOM`, `LOADING`, ...) and the watches are
+    /// gone with it.
+    Refused(Error),
+    /// The slot moved or is moving (`MOVED`/`ASK` to `WATCH`, to a read in the session,
+    /// or an `EXECABORT` for one): this error says where.
+    Moved(Error),
+}
+
+/// What a `WATCH` session's driver does before its next attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct AttemptNext {
+    /// Apply this `MOVED` to the map first (a redirect, counted as one).
+    pub(crate) moved: Option<(Slot, NodeAddr)>,
+    /// Ask for a slot-map refresh.
+    pub(crate) refresh: bool,
+    /// Wait this long before watching again.
+    pub(crate) pause: Duration,
+}
+
+/// How the next attempt starts.
+#[derive(Debug)]
+pub(crate) enum AttemptStart {
+    /// Watch the keys on this node (the slot's owner in the map).
+    Watch(NodeAddr),
+    /// No node serves the slot: this error, and the driver asks for a refresh.
+    NoNode(Error),
+    /// No attempt is left: this error (the last refusal, or `WatchConflict`).
+    GiveUp(Error),
+}
+
+/// The attempt loop of a `WATCH` session, shared by both clients: at most
+/// `max_watch_attempts` attempts; a conflict starts again at once; a refusal starts
+/// again after a growing backoff within `max_retries` (then it is the error); a moved
+/// slot counts against `max_redirects` and starts again on the new owner (after
+/// `retry_base_delay` and a refresh for an `ASK`, the migration being under way). When the
+/// attempts run out, the last refusal is the error if the last judged attempt was refused,
+/// otherwise [`ErrorKind::WatchConflict`].
+#[derive(Debug)]
+pub(crate) struct WatchAttempts {
+    slot: Slot,
+    limits: RoundLimits,
+    max_attempts: u32,
+    started: u32,
+    redirects: u32,
+    refusals: u32,
+    last_refusal: Option<Error>,
+}
+
+impl WatchAttempts {
+    /// The attempts of a session on `slot`.
+    pub(crate) fn new(slot: Slot, limits: RoundLimits, max_attempts: u32) -> WatchAttempts {
+        WatchAttempts {
+            slot,
+            limits,
+            max_attempts: max_attempts.max(1),
+            started: 0,
+            redirects: 0,
+            refusals: 0,
+            last_refusal: None,
+        }
+    }
+
+    /// Starts the next attempt under `map`.
+    pub(crate) fn start(&mut self, map: &SlotMap) -> AttemptStart {
+        if self.started >= self.max_attempts {
+            return AttemptStart::GiveUp(match self.last_refusal.take() {
+                // The last attempt was refused, not in conflict: say so.
+                Some(refusal) => refusal,
+                None => Error::new(
+                    ErrorKind::WatchConflict,
+                    format!(
+                        "a watched key changed before EXEC in all {} attempts",
+                        self.max_attempts
+                    ),
+                ),
+            });
+        }
+        self.started += 1;
+        match map.node_for(self.slot) {
+            Some(node) => AttemptStart::Watch(node.clone()),
+            None => AttemptStart::NoNode(Error::new(
+                ErrorKind::ClusterDown,
+                format!("no node serves slot {}", self.slot),
+            )),
+        }
+    }
+
+    /// The attempt on `node` ended so: what to do before the next, or the error that
+    /// ends the session now. A conflict or a refusal that will be tried again counts as
+    /// a retry in `counters`.
+    pub(crate) fn end(
+        &mut self,
+        node: &NodeAddr,
+        end: AttemptEnd,
+        counters: &Counters,
+    ) -> Result<AttemptNext> {
+        let mut next = AttemptNext {
+            moved: None,
+            refresh: false,
+            pause: Duration::ZERO,
+        };
+        match end {
+            AttemptEnd::Conflict => {
+                counters.retries_add(1);
+                self.last_refusal = None;
+            }
+            AttemptEnd::Refused(refusal) => {
+                self.refusals += 1;
+                if self.refusals > self.limits.max_retries {
+                    return Err(refusal);
+                }
+                counters.retries_add(1);
+                next.pause = backoff(
+                    self.refusals,
+                    self.limits.retry_base_delay,
+                    self.limits.retry_max_delay,
+                );
+                self.last_refusal = Some(refusal);
+            }
+            AttemptEnd::Moved(moved) => {
+                match session_redirect(
+                    &mut self.redirects,
+                    self.limits.max_redirects,
+                    &moved,
+                    node,
+                )? {
+                    Some(moved) => next.moved = Some(moved),
+                    None => {
+                        next.refresh = true;
+                        next.pause = self.limits.retry_base_delay;
+                    }
+                }
+            }
+        }
+        Ok(next)
+    }
 }
 
 /// `[ASKING] MULTI <cmds> EXEC` in one buffer.
@@ -1131,5 +1275,154 @@ mod tests {
         let (node, _, _) = send(&mut tx);
         tx.judge(&node, vec![]);
         assert_eq!(tx.finish().unwrap_err().kind(), ErrorKind::Protocol);
+    }
+
+    fn attempts_limits() -> RoundLimits {
+        RoundLimits {
+            max_redirects: 2,
+            max_retries: 2,
+            retry_base_delay: Duration::from_millis(10),
+            retry_max_delay: Duration::from_millis(100),
+        }
+    }
+
+    fn watch_node(start: AttemptStart) -> NodeAddr {
+        match start {
+            AttemptStart::Watch(node) => node,
+            other => panic!("expected an attempt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn watch_attempts_run_out_with_conflict_or_the_last_refusal() {
+        let node = NodeAddr::new("10.0.0.1", 7000);
+        let map = SlotMap::split_evenly(std::slice::from_ref(&node));
+        let slot = Slot::new(7).unwrap();
+        let counters = Counters::default();
+        let refusal = || Error::new(ErrorKind::ServerError, "OOM command not allowed");
+        // Three conflicts in three attempts: WatchConflict, two retries counted... and the
+        // third too (each conflict counts, as the drivers always did).
+        let mut a = WatchAttempts::new(slot, attempts_limits(), 3);
+        for _ in 0..3 {
+            let n = watch_node(a.start(&map));
+            let next = a.end(&n, AttemptEnd::Conflict, &counters).unwrap();
+            assert_eq!(
+                next,
+                AttemptNext {
+                    moved: None,
+                    refresh: false,
+                    pause: Duration::ZERO
+                }
+            );
+        }
+        match a.start(&map) {
+            AttemptStart::GiveUp(e) => assert_eq!(e.kind(), ErrorKind::WatchConflict),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(counters.snapshot().retries, 3);
+        // A refusal last: the refusal is the error; a conflict after it clears it.
+        let mut a = WatchAttempts::new(slot, attempts_limits(), 2);
+        let n = watch_node(a.start(&map));
+        let next = a
+            .end(&n, AttemptEnd::Refused(refusal()), &counters)
+            .unwrap();
+        assert_eq!(next.pause, Duration::from_millis(10));
+        let n = watch_node(a.start(&map));
+        let next = a
+            .end(&n, AttemptEnd::Refused(refusal()), &counters)
+            .unwrap();
+        assert_eq!(next.pause, Duration::from_millis(20), "the backoff grows");
+        match a.start(&map) {
+            AttemptStart::GiveUp(e) => assert_eq!(e.kind(), ErrorKind::ServerError),
+            other => panic!("{other:?}"),
+        }
+        let mut a = WatchAttempts::new(slot, attempts_limits(), 2);
+        let n = watch_node(a.start(&map));
+        a.end(&n, AttemptEnd::Refused(refusal()), &counters)
+            .unwrap();
+        let n = watch_node(a.start(&map));
+        a.end(&n, AttemptEnd::Conflict, &counters).unwrap();
+        match a.start(&map) {
+            AttemptStart::GiveUp(e) => assert_eq!(e.kind(), ErrorKind::WatchConflict),
+            other => panic!("{other:?}"),
+        }
+        // Zero attempts asked: one all the same.
+        let mut a = WatchAttempts::new(slot, attempts_limits(), 0);
+        watch_node(a.start(&map));
+        assert!(matches!(a.start(&map), AttemptStart::GiveUp(_)));
+    }
+
+    #[test]
+    fn refusals_beyond_the_retry_budget_are_the_error_at_once() {
+        let node = NodeAddr::new("10.0.0.1", 7000);
+        let map = SlotMap::split_evenly(std::slice::from_ref(&node));
+        let counters = Counters::default();
+        let mut a = WatchAttempts::new(Slot::new(1).unwrap(), attempts_limits(), 10);
+        for _ in 0..2 {
+            let n = watch_node(a.start(&map));
+            assert!(a
+                .end(
+                    &n,
+                    AttemptEnd::Refused(Error::new(ErrorKind::ServerError, "LOADING")),
+                    &counters
+                )
+                .is_ok());
+        }
+        let n = watch_node(a.start(&map));
+        let e = a
+            .end(
+                &n,
+                AttemptEnd::Refused(Error::new(ErrorKind::ServerError, "LOADING x")),
+                &counters,
+            )
+            .unwrap_err();
+        assert_eq!(e.detail(), "LOADING x");
+        assert_eq!(
+            counters.snapshot().retries,
+            2,
+            "the refusal that ends it is no retry"
+        );
+    }
+
+    #[test]
+    fn a_moved_slot_follows_the_owner_and_an_ask_pauses_and_refreshes() {
+        let node = NodeAddr::new("10.0.0.1", 7000);
+        let map = SlotMap::split_evenly(std::slice::from_ref(&node));
+        let slot = Slot::new(42).unwrap();
+        let counters = Counters::default();
+        let mut a = WatchAttempts::new(slot, attempts_limits(), 10);
+        let n = watch_node(a.start(&map));
+        let moved = Error::redirect(ErrorKind::Moved, slot, ":7001");
+        let next = a
+            .end(&n, AttemptEnd::Moved(moved.clone()), &counters)
+            .unwrap();
+        assert_eq!(
+            next,
+            AttemptNext {
+                moved: Some((slot, NodeAddr::new("10.0.0.1", 7001))),
+                refresh: false,
+                pause: Duration::ZERO
+            },
+            "an empty host is the answering node's"
+        );
+        let ask = Error::redirect(ErrorKind::Ask, slot, "10.0.0.2:7000");
+        let next = a.end(&n, AttemptEnd::Moved(ask), &counters).unwrap();
+        assert_eq!(
+            next,
+            AttemptNext {
+                moved: None,
+                refresh: true,
+                pause: Duration::from_millis(10)
+            }
+        );
+        let e = a.end(&n, AttemptEnd::Moved(moved), &counters).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RedirectLimit);
+        assert_eq!(counters.snapshot().retries, 0, "redirects are not retries");
+        // No owner for the slot.
+        let mut a = WatchAttempts::new(slot, attempts_limits(), 10);
+        match a.start(&SlotMap::empty()) {
+            AttemptStart::NoNode(e) => assert_eq!(e.kind(), ErrorKind::ClusterDown),
+            other => panic!("{other:?}"),
+        }
     }
 }
