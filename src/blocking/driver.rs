@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::core::cmd::{cmd, Cmd};
-use crate::core::command_table::{blocking_timeout, command_class, refusal, CommandClass};
+use crate::core::command_table::{
+    command_class, deadline_budget, named_node_path, CommandClass, NamedNode,
+};
 use crate::core::config::{Config, Execution, ReadFrom};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::handshake::{HandshakeOptions, ServerInfo};
@@ -325,7 +327,8 @@ impl Client {
     pub fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
         let results = match command_class(&command) {
             CommandClass::Blocking => {
-                let deadline = self.blocking_deadline(&command)?;
+                let deadline =
+                    deadline_after(deadline_budget(&command, self.config.request_timeout)?);
                 self.counters.add_execution();
                 self.counters.add_blocking();
                 self.housekeeping();
@@ -358,32 +361,16 @@ impl Client {
     /// # Ok::<(), redis_cluster_uring::Error>(())
     /// ```
     pub fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
-        let class = command_class(&command);
-        let deadline = match class {
-            CommandClass::Blocking => {
+        let deadline = match named_node_path(&command, self.config.request_timeout)? {
+            NamedNode::Dedicated(timeout) => {
                 self.counters.add_blocking();
-                self.blocking_deadline(&command)?
+                deadline_after(timeout)
             }
-            _ if !class.allowed_on_named_node() => {
+            NamedNode::Refused(e) => {
                 self.counters.add_refused();
-                return Err(refusal(&command, class, false).unwrap_or_else(|| {
-                    Error::new(ErrorKind::Unsupported, "refused on a named node")
-                }));
+                return Err(e);
             }
-            _ => match blocking_timeout(&command)? {
-                None => {
-                    self.counters.add_refused();
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        "WAIT/WAITAOF with timeout 0 would block for ever: give a timeout",
-                    ));
-                }
-                Some(blocks) => deadline_after(
-                    self.config
-                        .request_timeout
-                        .map(|t| t.saturating_add(blocks)),
-                ),
-            },
+            NamedNode::Shared(timeout) => deadline_after(timeout),
         };
         self.counters.add_execution();
         self.housekeeping();
@@ -458,14 +445,6 @@ impl Client {
             }
         }
         self.pump(Some(deadline), &mut [], &[], None);
-    }
-
-    fn blocking_deadline(&self, command: &Cmd) -> Result<Option<Instant>> {
-        let blocks = blocking_timeout(command)?;
-        Ok(match (blocks, self.config.request_timeout) {
-            (Some(blocks), Some(t)) => deadline_after(Some(blocks.saturating_add(t))),
-            _ => None,
-        })
     }
 
     pub(super) fn round_limits(&self) -> RoundLimits {

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use crate::core::cmd::{cmd, Cmd};
-use crate::core::command_table::{blocking_timeout, command_class, refusal, CommandClass};
+use crate::core::command_table::{
+    command_class, deadline_budget, named_node_path, CommandClass, NamedNode,
+};
 use crate::core::config::{Config, Execution, ReadFrom};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::handshake::HandshakeOptions;
@@ -207,7 +209,10 @@ impl Client {
             return T::from_reply(self.query_one(command).await?);
         }
         let results = match class {
-            CommandClass::Blocking => self.run_blocking(None, command).await?,
+            CommandClass::Blocking => {
+                let timeout = deadline_budget(command, self.inner.config.request_timeout)?;
+                self.run_blocking(None, command, timeout).await?
+            }
             _ => {
                 self.execute_commands(std::slice::from_ref(command), None)
                     .await?
@@ -409,30 +414,15 @@ impl Client {
     /// .unwrap();
     /// ```
     pub async fn query_node<T: FromReply>(&self, node: &NodeAddr, command: Cmd) -> Result<T> {
-        let class = command_class(&command);
-        let results = match class {
-            CommandClass::Blocking => self.run_blocking(Some(node), &command).await?,
-            _ if !class.allowed_on_named_node() => {
-                self.inner.counters.add_refused();
-                return Err(refusal(&command, class, false).unwrap_or_else(|| {
-                    Error::new(ErrorKind::Unsupported, "refused on a named node")
-                }));
+        let results = match named_node_path(&command, self.inner.config.request_timeout)? {
+            NamedNode::Dedicated(timeout) => {
+                self.run_blocking(Some(node), &command, timeout).await?
             }
-            _ => {
-                // WAIT/WAITAOF block the shared connection for the timeout the caller
-                // gives, so there must be one.
-                let Some(blocks) = blocking_timeout(&command)? else {
-                    self.inner.counters.add_refused();
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        "WAIT/WAITAOF with timeout 0 would stall every other request to the node for ever: give a timeout",
-                    ));
-                };
-                let timeout = self
-                    .inner
-                    .config
-                    .request_timeout
-                    .map(|t| t.saturating_add(blocks));
+            NamedNode::Refused(e) => {
+                self.inner.counters.add_refused();
+                return Err(e);
+            }
+            NamedNode::Shared(timeout) => {
                 self.ensure_open()?;
                 self.inner.counters.add_execution();
                 self.run_pinned(
@@ -615,13 +605,9 @@ impl Client {
         &self,
         node: Option<&NodeAddr>,
         command: &Cmd,
+        timeout: Option<Duration>,
     ) -> Result<Vec<Result<Value>>> {
         self.ensure_open()?;
-        let blocks = blocking_timeout(command)?;
-        let timeout = match (blocks, self.inner.config.request_timeout) {
-            (Some(blocks), Some(t)) => Some(blocks.saturating_add(t)),
-            _ => None,
-        };
         self.inner.counters.add_execution();
         self.inner.counters.add_blocking();
         let cmds = std::slice::from_ref(command);

@@ -449,6 +449,53 @@ pub fn blocking_timeout(cmd: &Cmd) -> Result<Option<Duration>> {
     Ok(Duration::try_from_secs_f64(seconds).ok())
 }
 
+/// How long a request may take when its command blocks: the command's own timeout plus
+/// `request_timeout`; `None` (no deadline) when it blocks for ever or there is no
+/// request timeout. A regular command blocks for zero, so this is `request_timeout`.
+pub(crate) fn deadline_budget(
+    cmd: &Cmd,
+    request_timeout: Option<Duration>,
+) -> Result<Option<Duration>> {
+    Ok(match (blocking_timeout(cmd)?, request_timeout) {
+        (Some(blocks), Some(t)) => Some(blocks.saturating_add(t)),
+        _ => None,
+    })
+}
+
+/// How a command sent to a node the caller named runs (both clients' `query_node`).
+#[derive(Debug)]
+pub(crate) enum NamedNode {
+    /// On a connection of its own (a blocking command), within this much.
+    Dedicated(Option<Duration>),
+    /// On the node's shared connection, within this much (`WAIT`/`WAITAOF` add their
+    /// own timeout to `request_timeout`).
+    Shared(Option<Duration>),
+    /// Refused before anything is sent.
+    Refused(Error),
+}
+
+/// The path of `cmd` sent to a named node: blocking commands get a connection of their
+/// own; commands that would break the shared connection are refused; `WAIT` and `WAITAOF`
+/// stall the node's shared connection for the timeout they give, so a timeout of 0 (for
+/// ever) is refused. An unparsable timeout is an error of kind `InvalidCommand`.
+pub(crate) fn named_node_path(cmd: &Cmd, request_timeout: Option<Duration>) -> Result<NamedNode> {
+    let class = command_class(cmd);
+    Ok(match class {
+        CommandClass::Blocking => NamedNode::Dedicated(deadline_budget(cmd, request_timeout)?),
+        _ if !class.allowed_on_named_node() => NamedNode::Refused(
+            refusal(cmd, class, false)
+                .unwrap_or_else(|| Error::new(ErrorKind::Unsupported, "refused on a named node")),
+        ),
+        _ => match blocking_timeout(cmd)? {
+            None => NamedNode::Refused(Error::new(
+                ErrorKind::Unsupported,
+                "WAIT/WAITAOF with timeout 0 would stall every other request to the node for ever: give a timeout",
+            )),
+            Some(blocks) => NamedNode::Shared(request_timeout.map(|t| t.saturating_add(blocks))),
+        },
+    })
+}
+
 /// The `BLOCK` argument of `XREAD` / `XREADGROUP`, if any.
 fn stream_block_ms(cmd: &Cmd) -> Option<&[u8]> {
     stream_options(cmd).block
@@ -692,5 +739,53 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn named_node_paths() {
+        let t = Some(Duration::from_secs(1));
+        let secs = Duration::from_secs;
+        let path = |c: Cmd, t| named_node_path(&c, t).unwrap();
+        let dedicated = |p| match p {
+            NamedNode::Dedicated(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let shared = |p| match p {
+            NamedNode::Shared(d) => d,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            dedicated(path(cmd("BLPOP").arg("q").arg(2), t)),
+            Some(secs(3))
+        );
+        assert_eq!(
+            dedicated(path(cmd("BLPOP").arg("q").arg(0), t)),
+            None,
+            "for ever"
+        );
+        assert_eq!(dedicated(path(cmd("BLPOP").arg("q").arg(2), None)), None);
+        assert_eq!(shared(path(cmd("DBSIZE"), t)), t);
+        assert_eq!(shared(path(cmd("GET").arg("k"), None)), None);
+        assert_eq!(
+            shared(path(cmd("WAIT").arg(1).arg(500), t)),
+            Some(Duration::from_millis(1500))
+        );
+        for refused in [
+            cmd("WAIT").arg(1).arg(0),
+            cmd("MULTI"),
+            cmd("SUBSCRIBE").arg("c"),
+        ] {
+            match named_node_path(&refused, t).unwrap() {
+                NamedNode::Refused(e) => assert_eq!(e.kind(), ErrorKind::Unsupported),
+                other => panic!("{other:?}"),
+            }
+        }
+        let e = named_node_path(&cmd("WAIT").arg(1).arg("soon"), t).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidCommand);
+        assert_eq!(deadline_budget(&cmd("GET").arg("k"), t).unwrap(), t);
+        assert_eq!(
+            deadline_budget(&cmd("BRPOP").arg("k").arg(0), t).unwrap(),
+            None
+        );
     }
 }

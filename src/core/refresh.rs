@@ -641,4 +641,126 @@ mod tests {
         assert!(in_cluster(&map, &seeds, &seeds[0]));
         assert!(!in_cluster(&map, &seeds, &NodeAddr::new("gone", 1)));
     }
+
+    /// One step of a simulated driver around a [`Refresh`], as the async refresh loop
+    /// uses it: events arrive, time passes, a refresh starts whenever the policy wants
+    /// one and takes some time.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Request,
+        TimedOut,
+        Unreachable,
+        Wait(u16),
+        /// The running refresh (if any) ends; with true, it saw the owners change.
+        Finish(bool),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Step::Request),
+            Just(Step::TimedOut),
+            Just(Step::Unreachable),
+            (0u16..700).prop_map(Step::Wait),
+            any::<bool>().prop_map(Step::Finish),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever happens: refreshes never overlap and never start within
+        /// `min_refresh_interval` of the last one's end; `next_at` and `wants` agree, and
+        /// nothing is wanted before `next_at`; a refresh asked for is wanted by the end of
+        /// the minimum interval; polling ends with its window; the MOVED log is empty
+        /// whenever no refresh fetches.
+        #[test]
+        fn the_policy_keeps_its_promises_under_any_schedule(
+            steps in proptest::collection::vec(step(), 1..200),
+            min_ms in 1u64..300,
+        ) {
+            let config = Config {
+                min_refresh_interval: ms(min_ms),
+                periodic_refresh: Some(Duration::from_secs(60)),
+                ..Config::default()
+            };
+            let counters = Counters::default();
+            let primary = NodeAddr::new("10.0.0.1", 7000);
+            let mut map = SlotMap::split_evenly(std::slice::from_ref(&primary));
+            let seeds: Vec<NodeAddr> = Vec::new();
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut r = Refresh::new(9);
+            let mut running: Option<usize> = None;
+            let mut last_end: Option<Instant> = None;
+            let mut last_signal: Option<Instant> = None;
+            for step in steps {
+                match step {
+                    Step::Request => r.request(),
+                    Step::TimedOut => {
+                        let out = r.apply_effects(
+                            std::iter::once(Effect::TimedOut(primary.clone())),
+                            |s, t| map.apply_moved(s, t),
+                            &counters,
+                            now,
+                        );
+                        proptest::prop_assert_eq!(out.len(), 1);
+                        last_signal = Some(now);
+                    }
+                    Step::Unreachable => {
+                        r.unreachable(&map, &seeds, &primary, now);
+                        last_signal = Some(now);
+                    }
+                    Step::Wait(d) => {
+                        let to = now + ms(u64::from(d));
+                        // Nothing is wanted before next_at.
+                        if running.is_none() {
+                            if let Some(at) = r.next_at(now, &config) {
+                                if at > now && at < to {
+                                    let before = now + (at - now) / 2;
+                                    proptest::prop_assert!(!r.wants(before, &config));
+                                }
+                            }
+                        }
+                        now = to;
+                    }
+                    Step::Finish(changed) => {
+                        if let Some(mark) = running.take() {
+                            proptest::prop_assert!(r.fetch_ended(mark).is_empty());
+                            r.finished(now);
+                            let old = map.clone();
+                            if changed {
+                                map.apply_moved(Slot::new(0).unwrap(), &NodeAddr::new("10.0.0.2", 7000));
+                            }
+                            r.adopted(&old, &map);
+                            r.background_ended();
+                            last_end = Some(now);
+                        }
+                    }
+                }
+                // wants and next_at agree.
+                let wants = r.wants(now, &config);
+                proptest::prop_assert_eq!(wants, r.next_at(now, &config).is_some_and(|at| at <= now));
+                if running.is_some() {
+                    proptest::prop_assert!(!wants, "overlap");
+                    continue;
+                }
+                // Polling ends with its window.
+                if r.polling(now) {
+                    let signal = last_signal.expect("polling without a signal");
+                    proptest::prop_assert!(now < signal + UNRESPONSIVE_WINDOW);
+                }
+                // A refresh asked for is wanted once the minimum interval has passed.
+                let rested = last_end.is_none_or(|end| now >= end + config.min_refresh_interval);
+                if r.is_due() && rested {
+                    proptest::prop_assert!(wants);
+                }
+                if wants {
+                    if let Some(end) = last_end {
+                        proptest::prop_assert!(now >= end + config.min_refresh_interval, "too soon");
+                    }
+                    r.background_started();
+                    running = Some(r.fetch_started());
+                }
+            }
+        }
+    }
 }
