@@ -9,14 +9,14 @@
 //! subscriber that is not called neither reads nor resubscribes; the kernel buffers what
 //! arrives meanwhile, up to the socket's buffer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::driver::{deadline_after, random_unit, Client};
 use crate::core::cmd::{cmd, ToArg};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::pubsub::{
-    follow_up, parse_event, LinkId, Message, SubKind, Subscriptions, Target,
+    follow_up, parse_event, LinkId, Links, Message, SubKind, Subscriptions, Target,
 };
 use crate::core::round::Effect;
 use crate::core::topology::NodeAddr;
@@ -45,11 +45,9 @@ pub struct Subscriber {
     /// A client of its own: the slot map, refreshes, the backend and the connections.
     client: Client,
     subs: Subscriptions,
-    /// The live connection serving each target: its token and link id (its serial).
-    links: HashMap<Target, (usize, LinkId)>,
-    /// Every open subscriber connection by link id (one that lost its target still gets
-    /// its unsubscribes before it is closed).
-    open: HashMap<LinkId, usize>,
+    /// The connections (slab tokens; the link id is the connection's serial): which
+    /// target each serves, every open one by link id.
+    links: Links<usize>,
     inbox: VecDeque<Message>,
     max_buffered: usize,
     dropped: u64,
@@ -78,8 +76,7 @@ impl Client {
             subs: Subscriptions::new(resend_after),
             max_buffered: self.config.max_buffered_messages.max(1),
             client,
-            links: HashMap::new(),
-            open: HashMap::new(),
+            links: Links::default(),
             inbox: VecDeque::new(),
             dropped: 0,
             reconnects: 0,
@@ -269,34 +266,19 @@ impl Subscriber {
     /// One pass: forget dead connections, open the ones the subscriptions need, queue
     /// what [`Subscriptions::reconcile`] says, close connections nothing needs.
     fn reconcile(&mut self, now: Instant) {
-        let dead: Vec<LinkId> = self
-            .open
-            .iter()
-            .filter(|(link, token)| {
-                self.client
-                    .entries
-                    .get(**token)
-                    .is_none_or(|e| e.serial != **link)
-            })
-            .map(|(link, _)| *link)
-            .collect();
-        for link in &dead {
-            self.open.remove(link);
-            self.links.retain(|_, (_, l)| l != link);
-            self.subs.link_lost(*link);
-            self.reconnects += 1;
-        }
-        if !dead.is_empty() {
+        let entries = &self.client.entries;
+        let lost = self.links.forget_dead(&mut self.subs, |link, token| {
+            entries.get(token).is_some_and(|e| e.serial == link)
+        });
+        self.reconnects += lost as u64;
+        if lost > 0 {
             // The node may have failed over: learn the new owners.
             self.client.refresh.request();
             self.client.maybe_refresh();
         }
         let targets = self.subs.targets(&self.client.map);
-        for target in &targets {
-            if self.links.contains_key(target) {
-                continue;
-            }
-            let node = match target {
+        for target in self.links.missing(&targets) {
+            let node = match &target {
                 Target::Node(node) => Some(node.clone()),
                 Target::AnyNode => self.any_node(),
             };
@@ -306,8 +288,7 @@ impl Subscriber {
             match self.client.open_connection(&node, true, connect_by) {
                 Ok(token) => {
                     let link = self.client.entries[token].serial;
-                    self.links.insert(target.clone(), (token, link));
-                    self.open.insert(link, token);
+                    self.links.insert(target, link, token);
                 }
                 Err(e) => tracing::debug!(%node, error = %e, "subscriber connection failed"),
             }
@@ -315,13 +296,12 @@ impl Subscriber {
         let links = &self.links;
         let actions = self
             .subs
-            .reconcile(now, &self.client.map, |t| links.get(t).map(|(_, l)| *l));
+            .reconcile(now, &self.client.map, |t| links.link_for(t));
         for action in actions {
-            let link = match action.link {
-                Some(link) => Some(link),
-                None => self.links.get(&action.target).map(|(_, l)| *l),
-            };
-            let token = link.and_then(|l| self.token_of(l));
+            let token = self
+                .links
+                .conn_for(&action)
+                .and_then(|(link, _)| self.token_of(link));
             if let Some(entry) = token.and_then(|t| self.client.entries.get_mut(t)) {
                 // A closed connection is found on the next pass and its subscriptions
                 // are sent again elsewhere.
@@ -329,18 +309,14 @@ impl Subscriber {
             }
         }
         // Connections to targets no subscription needs any more (a slot's old owner).
-        let unneeded: Vec<Target> = self
-            .links
-            .keys()
-            .filter(|t| !targets.contains(t))
-            .cloned()
-            .collect();
-        for target in unneeded {
-            if let Some((_, link)) = self.links.remove(&target) {
-                if let Some(token) = self.token_of(link) {
-                    self.client.close(token);
-                }
-                self.open.remove(&link);
+        for (link, token) in self.links.take_unneeded(&targets) {
+            if self
+                .client
+                .entries
+                .get(token)
+                .is_some_and(|e| e.serial == link)
+            {
+                self.client.close(token);
             }
         }
     }
@@ -348,7 +324,7 @@ impl Subscriber {
     /// The token of subscriber connection `link`, if that connection is still open (its
     /// slab token may have been given to another connection since).
     fn token_of(&self, link: LinkId) -> Option<usize> {
-        let token = *self.open.get(&link)?;
+        let token = self.links.conn_of(link)?;
         self.client
             .entries
             .get(token)
@@ -358,7 +334,7 @@ impl Subscriber {
 
     /// Tokens of the subscriber connections still open.
     fn live_tokens(&self) -> impl Iterator<Item = usize> + '_ {
-        self.open.keys().filter_map(|l| self.token_of(*l))
+        self.links.open().filter_map(|(l, _)| self.token_of(l))
     }
 
     /// A node for the cluster-wide subscriptions: a primary at random (so that many

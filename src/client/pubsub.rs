@@ -3,7 +3,7 @@
 //! [`Subscriptions`]'s; this file opens connections, moves frames and wakes callers.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use crate::core::cmd::{cmd, ToArg};
 use crate::core::config::PushHandler;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::pubsub::{
-    follow_up, parse_event, Event, LinkId, Message, SubKind, Subscriptions, Target,
+    follow_up, parse_event, Event, LinkId, Links, Message, SubKind, Subscriptions, Target,
 };
 use crate::core::round::Effect;
 use crate::core::topology::NodeAddr;
@@ -73,11 +73,8 @@ struct Shared {
 #[derive(Debug)]
 struct State {
     subs: Subscriptions,
-    /// The live connection serving each target.
-    links: HashMap<Target, ConnId>,
-    /// Every open connection by link id (a connection that lost its target still gets
-    /// its unsubscribes before it is closed).
-    open: HashMap<LinkId, ConnId>,
+    /// The connections: which target each serves, every open one by link id.
+    links: Links<ConnId>,
     inbox: VecDeque<Message>,
     max_buffered: usize,
     dropped: u64,
@@ -100,8 +97,7 @@ impl Client {
             client: self.clone(),
             state: RefCell::new(State {
                 subs: Subscriptions::new(resend_after),
-                links: HashMap::new(),
-                open: HashMap::new(),
+                links: Links::default(),
                 inbox: VecDeque::new(),
                 max_buffered: config.max_buffered_messages.max(1),
                 dropped: 0,
@@ -277,14 +273,7 @@ impl Shared {
         if self.closed.replace(true) {
             return;
         }
-        let open: Vec<ConnId> = self
-            .state
-            .borrow_mut()
-            .open
-            .drain()
-            .map(|(_, c)| c)
-            .collect();
-        self.state.borrow_mut().links.clear();
+        let open: Vec<ConnId> = self.state.borrow_mut().links.drain();
         let mut pool = self.client.inner.pool.borrow_mut();
         for conn in open {
             pool.close(conn);
@@ -306,68 +295,40 @@ impl Shared {
         }
         let client = &self.client;
         let map = client.slot_map();
-        let mut lost_any = false;
-        {
+        let lost = {
             let mut state = self.state.borrow_mut();
             let pool = client.inner.pool.borrow();
-            let dead: Vec<LinkId> = state
-                .open
-                .iter()
-                .filter(|(_, conn)| pool.is_closed(**conn))
-                .map(|(id, _)| *id)
-                .collect();
-            drop(pool);
-            for id in dead {
-                state.open.remove(&id);
-                state.links.retain(|_, c| c.id != id);
-                state.subs.link_lost(id);
-                state.resubscribed_links += 1;
-                lost_any = true;
-            }
-        }
-        if lost_any {
+            let State { subs, links, .. } = &mut *state;
+            let lost = links.forget_dead(subs, |_, conn| !pool.is_closed(conn));
+            state.resubscribed_links += lost as u64;
+            lost
+        };
+        if lost > 0 {
             // The node may have failed over: learn the new owners.
             client.schedule_refresh();
         }
         let targets = self.state.borrow().subs.targets(&map);
-        for target in &targets {
-            if self.state.borrow().links.contains_key(target) {
-                continue;
-            }
-            let node = match target {
+        let missing = self.state.borrow().links.missing(&targets);
+        for target in missing {
+            let node = match &target {
                 Target::Node(node) => Some(node.clone()),
                 Target::AnyNode => self.any_node(),
             };
             if let Some(node) = node {
                 let conn = self.open_link(&node);
-                let mut state = self.state.borrow_mut();
-                state.links.insert(target.clone(), conn);
-                state.open.insert(conn.id, conn);
+                self.state.borrow_mut().links.insert(target, conn.id, conn);
             }
         }
         let now = Instant::now();
-        let (actions, unneeded) = {
+        let actions = {
             let mut state = self.state.borrow_mut();
             let State { subs, links, .. } = &mut *state;
-            let actions = subs.reconcile(now, &map, |t| links.get(t).map(|c| c.id));
-            let unneeded: Vec<(Target, ConnId)> = state
-                .links
-                .iter()
-                .filter(|(t, _)| !targets.contains(t))
-                .map(|(t, c)| (t.clone(), *c))
-                .collect();
-            (actions, unneeded)
+            subs.reconcile(now, &map, |t| links.link_for(t))
         };
         let mut pool = client.inner.pool.borrow_mut();
         for action in actions {
-            let conn = {
-                let state = self.state.borrow();
-                match action.link {
-                    Some(id) => state.open.get(&id).copied(),
-                    None => state.links.get(&action.target).copied(),
-                }
-            };
-            if let Some(conn) = conn {
+            let conn = self.state.borrow().links.conn_for(&action);
+            if let Some((_, conn)) = conn {
                 let mut buf = BytesMut::with_capacity(action.command.encoded_len());
                 action.command.write_to(&mut buf);
                 // A closed connection is found on the next pass and its subscriptions
@@ -376,13 +337,10 @@ impl Shared {
             }
         }
         // Connections to targets no subscription needs any more (a slot's old owner).
-        let mut state = self.state.borrow_mut();
-        for (target, conn) in unneeded {
-            state.links.remove(&target);
-            state.open.remove(&conn.id);
+        let unneeded = self.state.borrow_mut().links.take_unneeded(&targets);
+        for (_, conn) in unneeded {
             pool.close(conn);
         }
-        drop(state);
         drop(pool);
         self.changed.notify_waiters();
     }

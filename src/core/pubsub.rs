@@ -20,7 +20,7 @@
 //! is handed over only when it arrives on the connection its subscription currently lives
 //! on, so a subscription briefly present on two connections never delivers twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -508,6 +508,113 @@ impl Subscriptions {
     }
 }
 
+/// A subscriber's connections as its driver holds them: the connection serving each
+/// target, and every open one by link id (one that lost its target still gets its
+/// unsubscribes before it is closed). `C` is the driver's handle to a connection (a pool
+/// id, a slab token). Both subscribers keep their connections in one of these, so the
+/// bookkeeping of a reconcile pass (forget the dead, open the missing, close the
+/// unneeded) is written once.
+#[derive(Debug)]
+pub(crate) struct Links<C> {
+    by_target: HashMap<Target, LinkId>,
+    open: HashMap<LinkId, C>,
+}
+
+impl<C: Copy> Default for Links<C> {
+    fn default() -> Self {
+        Links {
+            by_target: HashMap::new(),
+            open: HashMap::new(),
+        }
+    }
+}
+
+impl<C: Copy> Links<C> {
+    /// Forgets the connections `alive` says are gone and tells `subs` that their
+    /// subscriptions are lost (the next reconcile sends them elsewhere). Returns how many
+    /// were lost: when any, the driver asks for a refresh (the node may have failed over).
+    pub(crate) fn forget_dead(
+        &mut self,
+        subs: &mut Subscriptions,
+        alive: impl Fn(LinkId, C) -> bool,
+    ) -> usize {
+        let dead: Vec<LinkId> = self
+            .open
+            .iter()
+            .filter(|(link, conn)| !alive(**link, **conn))
+            .map(|(link, _)| *link)
+            .collect();
+        for link in &dead {
+            self.open.remove(link);
+            self.by_target.retain(|_, l| l != link);
+            subs.link_lost(*link);
+        }
+        dead.len()
+    }
+
+    /// Of `targets`, those no connection serves yet: the driver opens one for each.
+    pub(crate) fn missing(&self, targets: &[Target]) -> Vec<Target> {
+        targets
+            .iter()
+            .filter(|t| !self.by_target.contains_key(*t))
+            .cloned()
+            .collect()
+    }
+
+    /// A new connection `conn`, link id `link`, serves `target`.
+    pub(crate) fn insert(&mut self, target: Target, link: LinkId, conn: C) {
+        self.by_target.insert(target, link);
+        self.open.insert(link, conn);
+    }
+
+    /// The link serving `target`, for [`Subscriptions::reconcile`].
+    pub(crate) fn link_for(&self, target: &Target) -> Option<LinkId> {
+        self.by_target.get(target).copied()
+    }
+
+    /// The connection an action goes to: its own link's, or its target's.
+    pub(crate) fn conn_for(&self, action: &Action) -> Option<(LinkId, C)> {
+        let link = action.link.or_else(|| self.link_for(&action.target))?;
+        Some((link, *self.open.get(&link)?))
+    }
+
+    /// The connection of `link`, while open.
+    pub(crate) fn conn_of(&self, link: LinkId) -> Option<C> {
+        self.open.get(&link).copied()
+    }
+
+    /// Every open connection.
+    pub(crate) fn open(&self) -> impl Iterator<Item = (LinkId, C)> + '_ {
+        self.open.iter().map(|(l, c)| (*l, *c))
+    }
+
+    /// Removes the connections of targets that are not in `targets` any more (a slot's
+    /// old owner): the driver closes them.
+    pub(crate) fn take_unneeded(&mut self, targets: &[Target]) -> Vec<(LinkId, C)> {
+        let unneeded: Vec<Target> = self
+            .by_target
+            .keys()
+            .filter(|t| !targets.contains(t))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for target in unneeded {
+            if let Some(link) = self.by_target.remove(&target) {
+                if let Some(conn) = self.open.remove(&link) {
+                    out.push((link, conn));
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes every connection (the subscriber closes): the driver closes them.
+    pub(crate) fn drain(&mut self) -> Vec<C> {
+        self.by_target.clear();
+        self.open.drain().map(|(_, c)| c).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,5 +857,48 @@ mod tests {
                 resend_after: self.resend_after,
             }
         }
+    }
+
+    #[test]
+    fn links_forget_the_dead_open_the_missing_and_close_the_unneeded() {
+        let a = Target::Node(NodeAddr::new("a", 1));
+        let b = Target::Node(NodeAddr::new("b", 2));
+        let mut subs = Subscriptions::new(Duration::from_secs(1));
+        let mut links: Links<usize> = Links::default();
+        assert_eq!(
+            links.missing(&[a.clone(), b.clone()]),
+            vec![a.clone(), b.clone()]
+        );
+        links.insert(a.clone(), 10, 100);
+        links.insert(b.clone(), 11, 101);
+        assert!(links.missing(&[a.clone(), b.clone()]).is_empty());
+        assert_eq!(links.link_for(&a), Some(10));
+        let action = Action {
+            target: b.clone(),
+            link: None,
+            command: cmd("SUBSCRIBE").arg("c"),
+        };
+        assert_eq!(links.conn_for(&action), Some((11, 101)));
+        let own = Action {
+            target: b.clone(),
+            link: Some(10),
+            command: cmd("SUBSCRIBE").arg("c"),
+        };
+        assert_eq!(links.conn_for(&own), Some((10, 100)), "its own link first");
+        // b's connection died: forgotten, b is missing again.
+        assert_eq!(links.forget_dead(&mut subs, |link, _| link != 11), 1);
+        assert_eq!(links.missing(&[a.clone(), b.clone()]), vec![b.clone()]);
+        assert_eq!(links.conn_for(&action), None);
+        assert_eq!(links.conn_of(11), None);
+        assert_eq!(links.forget_dead(&mut subs, |_, _| true), 0);
+        // a is not needed any more.
+        assert_eq!(
+            links.take_unneeded(std::slice::from_ref(&b)),
+            vec![(10, 100)]
+        );
+        assert_eq!(links.open().count(), 0);
+        links.insert(a.clone(), 12, 102);
+        assert_eq!(links.drain(), vec![102]);
+        assert_eq!(links.link_for(&a), None);
     }
 }
