@@ -25,6 +25,7 @@ use crate::core::resp::Value;
 use crate::core::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Rounds};
 use crate::core::stats::{Counters, Stats};
 use crate::engine::Engine;
+pub(super) use crate::io::random_unit;
 use crate::io::{configure, SocketOptions};
 
 use crate::core::nodes::NodeTable;
@@ -1144,14 +1145,6 @@ fn note_done_batches(
 /// `now + timeout`; `None` (no deadline) when there is no timeout.
 pub(super) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|t| saturating_later(Instant::now(), t))
-}
-
-/// A number in [0, 1) from the standard library's randomly keyed hasher.
-pub(super) fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x9e37_79b9_7f4a_7c15);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

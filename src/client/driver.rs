@@ -37,6 +37,7 @@ use crate::core::tls::TlsConfig;
 use crate::core::topology::{NodeAddr, SlotMap};
 use crate::engine::{self, Engine};
 use crate::io::epoll::EpollStream;
+pub(super) use crate::io::random_unit;
 use crate::io::uring::UringStream;
 use crate::io::SocketOptions;
 
@@ -1250,15 +1251,6 @@ impl Drop for Leases {
             pool.close(conn);
         }
     }
-}
-
-/// A number in [0, 1) from the standard library's randomly keyed hasher: enough for
-/// jitter and for shuffling refresh candidates, with no dependency.
-pub(super) fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x9e37_79b9_7f4a_7c15);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `now + timeout`; `None` (no deadline) when there is no timeout or it is too large to

@@ -77,6 +77,16 @@ pub(crate) fn configure(socket: impl AsFd, options: &SocketOptions) -> io::Resul
     Ok(())
 }
 
+/// A number in [0, 1) from the standard library's randomly keyed hasher: enough for both
+/// drivers' jitter and the seeds of their refresh policies, with no dependency. (The core
+/// takes its randomness as an argument, so a simulation can fix it.)
+pub(crate) fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9e37_79b9_7f4a_7c15);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
