@@ -20,7 +20,7 @@ use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::read_route::ReadRouter;
 use crate::core::reply::FromReply;
-use crate::core::report::{PipelineReport, Reporter};
+use crate::core::report::{judge_round, PipelineReport, Reporter};
 use crate::core::resp::Value;
 use crate::core::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Rounds};
 use crate::core::stats::{Counters, Stats};
@@ -575,21 +575,13 @@ impl Client {
                     }
                     let (sent, timed_out) =
                         self.send_round(batches, deadline, &mut inbox, reporter.as_deref_mut());
-                    if timed_out {
-                        rounds.deadline_passed();
-                    }
-                    for (node, entries) in &sent {
-                        for entry in entries {
-                            let reply = inbox.get_mut(entry.index).and_then(Option::take);
-                            if let Some(r) = reporter.as_deref_mut() {
-                                r.reply(node, reply.as_ref());
-                            }
-                            rounds.judge(entry.index, node, reply);
-                        }
-                    }
-                    if let Some(r) = reporter.as_deref_mut() {
-                        r.round_ended();
-                    }
+                    judge_round(
+                        &mut rounds,
+                        &sent,
+                        timed_out,
+                        |index| inbox.get_mut(index).and_then(Option::take),
+                        reporter.as_deref_mut(),
+                    );
                     self.apply_effects(rounds.take_effects());
                 }
             }

@@ -23,7 +23,7 @@ use crate::core::read_route::ReadRouter;
 use crate::core::refresh::{in_cluster, Refresh, SlotMapVote};
 use crate::core::reply::server_error;
 use crate::core::reply::FromReply;
-use crate::core::report::{PipelineReport, Reporter};
+use crate::core::report::{judge_round, PipelineReport, Reporter};
 use crate::core::resp::Value;
 use crate::core::round::{
     classify_reply, Effect, Next, ReplyAction, RoundLimits, RoundReply, Rounds,
@@ -764,23 +764,16 @@ impl Client {
                             reporter.as_deref_mut(),
                         )
                         .await;
-                    if timed_out {
-                        rounds.deadline_passed();
-                    } else {
+                    if !timed_out {
                         leases.give_back();
                     }
-                    for (node, entries) in &sent {
-                        for entry in entries {
-                            let reply = pool.borrow_mut().take_reply(exec, entry.index);
-                            if let Some(r) = reporter.as_deref_mut() {
-                                r.reply(node, reply.as_ref());
-                            }
-                            rounds.judge(entry.index, node, reply);
-                        }
-                    }
-                    if let Some(r) = reporter.as_deref_mut() {
-                        r.round_ended();
-                    }
+                    judge_round(
+                        &mut rounds,
+                        &sent,
+                        timed_out,
+                        |index| pool.borrow_mut().take_reply(exec, index),
+                        reporter.as_deref_mut(),
+                    );
                     self.apply_effects(rounds.take_effects(), lane);
                 }
             }

@@ -9,8 +9,9 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::core::error::Error;
+use crate::core::plan::BatchEntry;
 use crate::core::resp::Value;
-use crate::core::round::{classify_reply, ReplyAction, RoundReply};
+use crate::core::round::{classify_reply, ReplyAction, RoundReply, Rounds};
 use crate::core::topology::NodeAddr;
 
 /// One node's share of a pipeline.
@@ -254,6 +255,34 @@ impl Reporter {
     }
 }
 
+/// The end of one round, as both clients' drivers run it: the deadline passed if
+/// `timed_out`; each command of `sent` (per node, in the order written) is judged with the
+/// reply `take` gives for its index (`None`: none came), and the reporter, if any, hears
+/// each reply and the end of the round.
+pub(crate) fn judge_round(
+    rounds: &mut Rounds,
+    sent: &[(NodeAddr, Vec<BatchEntry>)],
+    timed_out: bool,
+    mut take: impl FnMut(usize) -> Option<RoundReply>,
+    mut reporter: Option<&mut Reporter>,
+) {
+    if timed_out {
+        rounds.deadline_passed();
+    }
+    for (node, entries) in sent {
+        for entry in entries {
+            let reply = take(entry.index);
+            if let Some(r) = reporter.as_deref_mut() {
+                r.reply(node, reply.as_ref());
+            }
+            rounds.judge(entry.index, node, reply);
+        }
+    }
+    if let Some(r) = reporter {
+        r.round_ended();
+    }
+}
+
 /// The size of a value in RESP (as the server sent it, up to the RESP2/RESP3 spelling
 /// of nulls).
 pub(crate) fn resp_len(v: &Value) -> usize {
@@ -367,5 +396,57 @@ mod tests {
         assert_eq!(report.rounds, 1);
         let table = report.to_string();
         assert!(table.contains("127.0.0.1:7001") && table.contains("150.0 µs"));
+    }
+
+    #[test]
+    fn judge_round_judges_every_entry_and_tells_the_reporter() {
+        use crate::core::cmd::cmd;
+        use crate::core::round::{Next, RoundLimits};
+        use crate::core::topology::SlotMap;
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let map = SlotMap::split_evenly(std::slice::from_ref(&a));
+        let cmds = [cmd("GET").arg("x"), cmd("GET").arg("y")];
+        let limits = RoundLimits {
+            max_redirects: 1,
+            max_retries: 0,
+            retry_base_delay: Duration::from_millis(1),
+            retry_max_delay: Duration::from_millis(1),
+        };
+        let t0 = Instant::now();
+        let mut rounds = Rounds::new(2, limits, None);
+        let Next::Send(batches) = rounds.start(&cmds, &map) else {
+            panic!("a round to send");
+        };
+        let sent: Vec<(NodeAddr, Vec<BatchEntry>)> =
+            batches.into_iter().map(|b| (b.node, b.entries)).collect();
+        let mut reporter = Reporter::new(t0);
+        reporter.round_started();
+        let mut taken = Vec::new();
+        judge_round(
+            &mut rounds,
+            &sent,
+            true,
+            |index| {
+                taken.push(index);
+                (index == 0).then(|| RoundReply::Value(Value::Int(7)))
+            },
+            Some(&mut reporter),
+        );
+        taken.sort_unstable();
+        assert_eq!(taken, vec![0, 1], "every entry's reply taken once");
+        let next = rounds.next(t0, &cmds, &map, &[]);
+        assert!(
+            matches!(next, Next::Done),
+            "the deadline passed: nothing more to send"
+        );
+        let results = rounds.finish();
+        assert_eq!(results[0].as_ref().ok(), Some(&Value::Int(7)));
+        assert_eq!(
+            results[1].as_ref().err().map(Error::kind),
+            Some(crate::core::error::ErrorKind::Timeout)
+        );
+        let report = reporter.finish(t0);
+        assert_eq!(report.rounds, 1);
+        assert_eq!(report.node(&a).map(|n| n.timeouts), Some(1));
     }
 }
