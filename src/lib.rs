@@ -31,7 +31,7 @@
 //!   connection pool, transactions, SCAN driver and [`client::Subscriber`].
 //! - [`blocking`] (`src/blocking/`): [`blocking::Client`], the same client without a
 //!   runtime, on an io_uring instance it owns (one `io_uring_enter` per pipeline) or
-//!   `poll(2)`; its connections are sans-IO (`blocking/conn.rs`) under two thin backends.
+//!   `poll(2)`; its connections are the core's sans-IO `core/conn.rs` under two thin backends.
 //! - `io` (`src/io/`): the async client's engines (`io/uring.rs` on `tokio-uring`,
 //!   `io/epoll.rs` on plain tokio); [`engine`] picks one (probe, environment override,
 //!   runtime start).

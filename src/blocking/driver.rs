@@ -33,10 +33,10 @@ use crate::core::refresh::{in_cluster, Refresh, SlotMapVote};
 use crate::core::tls::{TlsConfig, TlsLayer};
 use crate::core::topology::{NodeAddr, SlotMap};
 
-use super::conn::Conn;
 use super::poll;
 use super::ring::{self, RingFeatures};
 use super::transport::{Event, Transport};
+use crate::core::conn::Conn;
 
 /// Which backend a blocking [`Client`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

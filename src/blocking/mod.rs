@@ -30,8 +30,10 @@
 //! ```
 //!
 //! # Layout
-//! - this file: the public [`Client`] and the driver loop (rounds, connections, refresh);
-//! - `conn.rs`: one connection's TLS, handshake and reply FIFO, with no I/O;
+//! - `driver.rs`: the public [`Client`] and the driver loop (rounds, connections,
+//!   refresh); its connections are the core's sans-IO `core/conn.rs` (TLS, handshake,
+//!   reply FIFO);
+//! - `transport.rs`: what a backend provides;
 //! - `ring.rs`: the io_uring backend (all of this client's `unsafe`);
 //! - `poll.rs`: the `poll(2)` backend;
 //! - `pubsub.rs`: the [`Subscriber`], its connections reconciled by `crate::core::pubsub`;
@@ -45,7 +47,6 @@
 //! `request_timeout`; commands still without a reply then fail with
 //! [`ErrorKind::Timeout`](crate::ErrorKind::Timeout), while the replies that came are kept.
 
-mod conn;
 mod driver;
 mod poll;
 mod pubsub;

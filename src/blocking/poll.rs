@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 
-use super::conn::Output;
 use super::transport::{Event, Transport, MIN_READ_SPACE};
+use crate::core::conn::Output;
 
 #[derive(Debug)]
 struct Link {

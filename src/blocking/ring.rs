@@ -41,8 +41,8 @@ use bytes::{Buf, BytesMut};
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use slab::Slab;
 
-use super::conn::Output;
 use super::transport::{Event, Transport, MIN_READ_SPACE};
+use crate::core::conn::Output;
 
 /// Submission queue entries (the completion queue gets twice as many).
 const RING_ENTRIES: u32 = 256;

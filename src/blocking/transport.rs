@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::conn::Output;
+use crate::core::conn::Output;
 
 /// Below this much spare room a read buffer grows before the next read.
 pub(crate) const MIN_READ_SPACE: usize = 4096;

@@ -22,13 +22,16 @@
 //! - [`refresh`]: when to reload the slot map, whom to ask, how to judge the answers.
 //! - [`round`]: rounds with their redirect and retry budgets; [`transaction`]: `MULTI`,
 //!   `EXEC` and `WATCH` judged as a whole.
-//! - [`handshake`], [`tls`]: a connection's handshake and its TLS records.
+//! - [`handshake`], [`tls`]: a connection's handshake and its TLS records; `conn`: one
+//!   connection with no I/O (TLS records, handshake, reply FIFO, push frames), which the
+//!   blocking client's backends carry.
 //! - [`pubsub`], [`scan`], [`report`], [`stats`]: subscriptions, cluster SCAN, the
 //!   per-node report, the counters.
 
 pub mod cmd;
 pub mod command_table;
 pub mod config;
+pub(crate) mod conn;
 pub mod error;
 pub(crate) mod expand;
 pub mod fanout;

@@ -1,7 +1,8 @@
-//! One connection of the blocking client as a state machine with no I/O: TLS records,
-//! the handshake, and the reply FIFO. Both backends (`ring.rs`, `poll.rs`) only move its
-//! bytes: they hand it what the socket gave ([`Conn::receive`]) and write what it says
-//! ([`Conn::take_output`]). Every path is unit-tested below without a socket.
+//! One connection as a state machine with no I/O: TLS records, the handshake, the reply
+//! FIFO and push frames. The blocking client's backends (`blocking/ring.rs`,
+//! `blocking/poll.rs`) only move its bytes: they hand it what the socket gave
+//! ([`Conn::receive`]) and write what it says ([`Conn::take_output`]). Every path is
+//! unit-tested below without a socket.
 //!
 //! Order is the only correlation: Redis answers in request order, so the n-th reply
 //! belongs to the n-th [`Sink`]. A caller's commands are held back until the handshake is
