@@ -1277,15 +1277,6 @@ mod tests {
         assert_eq!(tx.finish().unwrap_err().kind(), ErrorKind::Protocol);
     }
 
-    fn attempts_limits() -> RoundLimits {
-        RoundLimits {
-            max_redirects: 2,
-            max_retries: 2,
-            retry_base_delay: Duration::from_millis(10),
-            retry_max_delay: Duration::from_millis(100),
-        }
-    }
-
     fn watch_node(start: AttemptStart) -> NodeAddr {
         match start {
             AttemptStart::Watch(node) => node,
@@ -1302,7 +1293,7 @@ mod tests {
         let refusal = || Error::new(ErrorKind::ServerError, "OOM command not allowed");
         // Three conflicts in three attempts: WatchConflict, two retries counted... and the
         // third too (each conflict counts, as the drivers always did).
-        let mut a = WatchAttempts::new(slot, attempts_limits(), 3);
+        let mut a = WatchAttempts::new(slot, limits(), 3);
         for _ in 0..3 {
             let n = watch_node(a.start(&map));
             let next = a.end(&n, AttemptEnd::Conflict, &counters).unwrap();
@@ -1321,7 +1312,7 @@ mod tests {
         }
         assert_eq!(counters.snapshot().retries, 3);
         // A refusal last: the refusal is the error; a conflict after it clears it.
-        let mut a = WatchAttempts::new(slot, attempts_limits(), 2);
+        let mut a = WatchAttempts::new(slot, limits(), 2);
         let n = watch_node(a.start(&map));
         let next = a
             .end(&n, AttemptEnd::Refused(refusal()), &counters)
@@ -1336,7 +1327,7 @@ mod tests {
             AttemptStart::GiveUp(e) => assert_eq!(e.kind(), ErrorKind::ServerError),
             other => panic!("{other:?}"),
         }
-        let mut a = WatchAttempts::new(slot, attempts_limits(), 2);
+        let mut a = WatchAttempts::new(slot, limits(), 2);
         let n = watch_node(a.start(&map));
         a.end(&n, AttemptEnd::Refused(refusal()), &counters)
             .unwrap();
@@ -1347,7 +1338,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Zero attempts asked: one all the same.
-        let mut a = WatchAttempts::new(slot, attempts_limits(), 0);
+        let mut a = WatchAttempts::new(slot, limits(), 0);
         watch_node(a.start(&map));
         assert!(matches!(a.start(&map), AttemptStart::GiveUp(_)));
     }
@@ -1357,7 +1348,7 @@ mod tests {
         let node = NodeAddr::new("10.0.0.1", 7000);
         let map = SlotMap::split_evenly(std::slice::from_ref(&node));
         let counters = Counters::default();
-        let mut a = WatchAttempts::new(Slot::new(1).unwrap(), attempts_limits(), 10);
+        let mut a = WatchAttempts::new(Slot::new(1).unwrap(), limits(), 10);
         for _ in 0..2 {
             let n = watch_node(a.start(&map));
             assert!(a
@@ -1390,7 +1381,7 @@ mod tests {
         let map = SlotMap::split_evenly(std::slice::from_ref(&node));
         let slot = Slot::new(42).unwrap();
         let counters = Counters::default();
-        let mut a = WatchAttempts::new(slot, attempts_limits(), 10);
+        let mut a = WatchAttempts::new(slot, limits(), 10);
         let n = watch_node(a.start(&map));
         let moved = Error::redirect(ErrorKind::Moved, slot, ":7001");
         let next = a
@@ -1415,11 +1406,14 @@ mod tests {
                 pause: Duration::from_millis(10)
             }
         );
+        assert!(a
+            .end(&n, AttemptEnd::Moved(moved.clone()), &counters)
+            .is_ok());
         let e = a.end(&n, AttemptEnd::Moved(moved), &counters).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::RedirectLimit);
         assert_eq!(counters.snapshot().retries, 0, "redirects are not retries");
         // No owner for the slot.
-        let mut a = WatchAttempts::new(slot, attempts_limits(), 10);
+        let mut a = WatchAttempts::new(slot, limits(), 10);
         match a.start(&SlotMap::empty()) {
             AttemptStart::NoNode(e) => assert_eq!(e.kind(), ErrorKind::ClusterDown),
             other => panic!("{other:?}"),
