@@ -158,11 +158,11 @@ impl NodeTable {
     ) -> Vec<NodeAddr> {
         let mut out: Vec<NodeAddr> = Vec::new();
         for replica in map.shards().iter().flat_map(|s| s.replicas.iter()) {
-            let health = self.health(replica);
-            let failed_recently = health.failures > 0
-                && health
-                    .last_failure
-                    .is_some_and(|at| now.saturating_duration_since(at) < WARM_UP_RETRY);
+            // A connect resets the health, so a failure on record is one since then.
+            let failed_recently = self
+                .health(replica)
+                .last_failure
+                .is_some_and(|at| now.saturating_duration_since(at) < WARM_UP_RETRY);
             if !failed_recently && !connected(replica) && !out.contains(replica) {
                 out.push(replica.clone());
             }
@@ -331,6 +331,8 @@ mod tests {
         let mut nodes = NodeTable::default();
         assert_eq!(nodes.any_primary(&map, &seeds, 0.0), Some(p1.clone()));
         assert_eq!(nodes.any_primary(&map, &seeds, 0.99), Some(p2.clone()));
+        // A pick at the top of the range (rounding) still names a node.
+        assert_eq!(nodes.any_primary(&map, &seeds, 1.0), Some(p2.clone()));
         nodes.failed(&p1, Instant::now());
         for pick in [0.0, 0.5, 0.99] {
             assert_eq!(nodes.any_primary(&map, &seeds, pick), Some(p2.clone()));
