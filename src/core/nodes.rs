@@ -353,6 +353,7 @@ mod tests {
     #[test]
     fn retain_bounds_the_table_by_the_cluster() {
         let mut nodes = NodeTable::default();
+        assert!(nodes.is_empty());
         let t0 = Instant::now();
         for port in 0..100 {
             nodes.failed(&NodeAddr::new("gone", port), t0);

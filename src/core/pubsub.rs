@@ -891,6 +891,8 @@ mod tests {
         assert_eq!(links.conn_for(&action), None);
         assert_eq!(links.conn_of(11), None);
         assert_eq!(links.forget_dead(&mut subs, |_, _| true), 0);
+        assert_eq!(links.conn_of(10), Some(100));
+        assert_eq!(links.open().collect::<Vec<_>>(), vec![(10, 100)]);
         // a is not needed any more.
         assert_eq!(
             links.take_unneeded(std::slice::from_ref(&b)),
@@ -900,5 +902,33 @@ mod tests {
         links.insert(a.clone(), 12, 102);
         assert_eq!(links.drain(), vec![102]);
         assert_eq!(links.link_for(&a), None);
+    }
+
+    #[test]
+    fn follow_ups_of_each_event() {
+        let from = NodeAddr::new("10.0.0.1", 7000);
+        let moved = follow_up(
+            &Event::Redirected(Redirect::Moved {
+                slot: Slot::new(3).unwrap(),
+                addr: NodeAddr::new("", 7001),
+            }),
+            &from,
+        );
+        assert_eq!(
+            moved.moved,
+            Some((Slot::new(3).unwrap(), NodeAddr::new("10.0.0.1", 7001)))
+        );
+        assert!(moved.reconcile && !moved.refresh);
+        let sharded = follow_up(
+            &Event::Unsubscribed(SubKind::Sharded, Bytes::from_static(b"c")),
+            &from,
+        );
+        assert!(sharded.refresh && sharded.reconcile && sharded.moved.is_none());
+        // A server-side unsubscribe of a cluster-wide channel: subscribe again, no refresh.
+        let plain = follow_up(
+            &Event::Unsubscribed(SubKind::Channel, Bytes::from_static(b"c")),
+            &from,
+        );
+        assert!(plain.reconcile && !plain.refresh && plain.moved.is_none());
     }
 }
