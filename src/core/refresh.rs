@@ -485,6 +485,17 @@ mod tests {
         assert!(r.wants(t0 + POLL_WHILE_UNRESPONSIVE, &config));
         assert!(!r.polling(t0 + UNRESPONSIVE_WINDOW));
         assert!(!r.wants(t0 + UNRESPONSIVE_WINDOW, &config));
+        // No poll is scheduled at or after the window's end.
+        let mut r = Refresh::new(1);
+        r.note_unresponsive(t0);
+        let last = t0 + UNRESPONSIVE_WINDOW - POLL_WHILE_UNRESPONSIVE;
+        r.finished(last);
+        assert_eq!(r.next_at(last, &config), None);
+        r.finished(last - ms(1));
+        assert_eq!(
+            r.next_at(last, &config),
+            Some(last - ms(1) + POLL_WHILE_UNRESPONSIVE)
+        );
     }
 
     #[test]
