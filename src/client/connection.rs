@@ -387,14 +387,16 @@ async fn read_loop<S: ByteStream>(
                 Err(e) => Some(Error::io(format!("read from {}", describe(&pool, conn)), e)),
                 Ok(n) => {
                     stats.add_read(n);
-                    deliver_all(
+                    let failure = deliver_all(
                         &mut pool,
                         &stats,
                         conn,
                         &mut buf,
                         &options.limits,
                         &mut pushes,
-                    )
+                    );
+                    pool.read_progress(conn, std::time::Instant::now());
+                    failure
                 }
             }
         };

@@ -20,7 +20,7 @@ use crate::core::handshake::HandshakeOptions;
 pub use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::read_route::ReadRouter;
-use crate::core::refresh::{in_cluster, Refresh, SlotMapVote};
+use crate::core::refresh::{in_cluster, Refresh, SlotMapVote, UNRESPONSIVE_AFTER};
 use crate::core::reply::server_error;
 use crate::core::reply::FromReply;
 use crate::core::report::{judge_round, PipelineReport, Reporter};
@@ -1148,8 +1148,18 @@ async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
                     .borrow_mut()
                     .unreachable(&map, &inner.seeds, node, now);
             }
+            // A primary that stopped answering while requests wait on it.
+            let (stalled, waiting) = inner.pool.borrow_mut().stalls(now, UNRESPONSIVE_AFTER);
+            for node in &stalled {
+                inner.refresh.borrow_mut().stalled(&map, node, now);
+            }
             let next = inner.refresh.borrow().next_at(now, &inner.config);
-            next
+            // While requests wait, look again for stalls soon.
+            let check = waiting.then(|| now + UNRESPONSIVE_AFTER);
+            match (next, check) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         match next {
             Some(at) if at <= Instant::now() => {

@@ -22,7 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use slab::Slab;
@@ -125,6 +125,9 @@ struct Connection {
     ready: bool,
     /// Last time a request was queued here (idle connections are closed after a while).
     last_used: Instant,
+    /// While written requests wait for replies: when the connection last made progress
+    /// (its first write, or its last read), for noticing a node that stopped answering.
+    waiting_since: Option<Instant>,
 }
 
 impl Connection {
@@ -198,8 +201,11 @@ pub(crate) struct Pool {
     /// Nodes a connection could not reach since the refresh loop last looked (at most one
     /// entry per node).
     unreachable: Vec<NodeAddr>,
-    /// Woken when a node could not be reached (the client's refresh loop).
+    /// Woken when a node could not be reached (the client's refresh loop), and when
+    /// requests start waiting while the loop is not watching for stalls.
     wake_on_unreachable: Option<Rc<Notify>>,
+    /// The refresh loop checks for stalled connections (requests are waiting).
+    watching_stalls: bool,
 }
 
 impl Pool {
@@ -244,6 +250,7 @@ impl Pool {
             timeouts: 0,
             ready: false,
             last_used: Instant::now(),
+            waiting_since: None,
         });
         (
             ConnId {
@@ -567,7 +574,49 @@ impl Pool {
             return Some(BytesMut::new());
         }
         let next = std::mem::take(&mut c.spare);
-        Some(std::mem::replace(&mut c.out, next))
+        let out = std::mem::replace(&mut c.out, next);
+        let watched = !c.subscriber && !c.dedicated;
+        if watched && c.waiting_since.is_none() {
+            // Queued at `last_used`, a moment ago: no clock read on the write path.
+            c.waiting_since = Some(c.last_used);
+        }
+        if watched && !self.watching_stalls {
+            self.watching_stalls = true;
+            if let Some(wake) = &self.wake_on_unreachable {
+                wake.notify_one();
+            }
+        }
+        Some(out)
+    }
+
+    /// For the reader: a read on `conn` was delivered at `now`. Requests still waiting
+    /// there count their wait from now.
+    pub(crate) fn read_progress(&mut self, conn: ConnId, now: Instant) {
+        if let Some(c) = self.conn_mut(conn) {
+            c.waiting_since = (c.pending.len() > c.unsent).then_some(now);
+        }
+    }
+
+    /// The nodes whose shared connection is up and has had written requests waiting with
+    /// no reply for `after` or longer at `now`, and whether any shared connection has
+    /// written requests waiting at all (the refresh loop watches for stalls while so).
+    pub(crate) fn stalls(&mut self, now: Instant, after: Duration) -> (Vec<NodeAddr>, bool) {
+        let mut stalled = Vec::new();
+        let mut waiting = false;
+        for (_, c) in self.conns.iter() {
+            if c.closed || c.subscriber || c.dedicated || c.pending.len() <= c.unsent {
+                continue;
+            }
+            let Some(since) = c.waiting_since else {
+                continue;
+            };
+            waiting = true;
+            if c.ready && now.saturating_duration_since(since) >= after {
+                stalled.push(c.addr.clone());
+            }
+        }
+        self.watching_stalls = waiting;
+        (stalled, waiting)
     }
 
     /// For the writer: the buffer of a finished write, kept (emptied) as the next output
@@ -965,6 +1014,58 @@ mod tests {
         pool.deliver(conn, bulk("zero")).unwrap();
         let b = batch(&a, &[(2, false)]);
         assert!(pool.enqueue(conn, exec, &b.entries, b.buf, limits).is_ok());
+    }
+
+    #[test]
+    fn a_connection_with_written_requests_and_no_reply_is_stalled() {
+        let after = std::time::Duration::from_millis(200);
+        let mut pool = Pool::default();
+        let wake = Rc::new(Notify::new());
+        pool.wake_on_unreachable(wake.clone());
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let (conn, _) = pool.open(a.clone(), 1024);
+        pool.connected(conn, ServerInfo::default(), std::time::Duration::ZERO);
+        let t0 = Instant::now();
+        assert_eq!(pool.stalls(t0, after), (vec![], false));
+        let exec = pool.new_exec(2);
+        enqueue(&mut pool, conn, exec, batch(&a, &[(0, false), (1, false)]));
+        // Queued, not written: nothing waits on the server yet.
+        let later = Instant::now() + after;
+        assert_eq!(pool.stalls(later, after), (vec![], false));
+        pool.take_output(conn).unwrap();
+        assert!(pool.watching_stalls, "the loop was told requests wait");
+        let soon = Instant::now();
+        assert_eq!(
+            pool.stalls(soon, after),
+            (vec![], true),
+            "waiting, not yet stalled"
+        );
+        let later = Instant::now() + after;
+        assert_eq!(pool.stalls(later, after), (vec![a.clone()], true));
+        // A reply is progress: the wait starts again from the read.
+        pool.deliver(conn, bulk("one")).unwrap();
+        let read_at = Instant::now();
+        pool.read_progress(conn, read_at);
+        assert_eq!(pool.stalls(read_at + after / 2, after), (vec![], true));
+        assert_eq!(pool.stalls(read_at + after, after), (vec![a.clone()], true));
+        // Every reply in: nothing waits.
+        pool.deliver(conn, bulk("two")).unwrap();
+        pool.read_progress(conn, Instant::now());
+        assert_eq!(
+            pool.stalls(Instant::now() + after * 10, after),
+            (vec![], false)
+        );
+        assert!(!pool.watching_stalls);
+        // Dedicated connections (blocking commands wait on purpose) are never stalled.
+        let (d, _) = pool.open_dedicated(a.clone(), 1024);
+        pool.connected(d, ServerInfo::default(), std::time::Duration::ZERO);
+        let exec = pool.new_exec(1);
+        enqueue(&mut pool, d, exec, batch(&a, &[(0, false)]));
+        pool.take_output(d).unwrap();
+        assert_eq!(
+            pool.stalls(Instant::now() + after * 10, after),
+            (vec![], false)
+        );
     }
 
     #[test]

@@ -27,6 +27,10 @@ use crate::core::value::Value;
 /// failover is seen within about this long of the promotion.
 pub const POLL_WHILE_UNRESPONSIVE: Duration = Duration::from_millis(200);
 
+/// A node whose connection has had requests waiting this long with no reply counts as
+/// unresponsive (before any request times out: a stopped primary is noticed at once).
+pub const UNRESPONSIVE_AFTER: Duration = Duration::from_millis(200);
+
 /// How long after a node last failed or timed out the map is polled, unless a refresh
 /// shows the slots changed owners first.
 pub const UNRESPONSIVE_WINDOW: Duration = Duration::from_secs(15);
@@ -129,6 +133,16 @@ impl Refresh {
             self.note_unresponsive(now);
         } else if in_cluster(map, seeds, node) {
             self.request();
+        }
+    }
+
+    /// `node`'s connection has had requests waiting with no reply for
+    /// [`UNRESPONSIVE_AFTER`] at `now`. A primary of the map may have stopped: poll the
+    /// map (no refresh at once: a failover takes the cluster's node timeout). Any other
+    /// node says nothing about the map.
+    pub fn stalled(&mut self, map: &SlotMap, node: &NodeAddr, now: Instant) {
+        if self.polls && map.primaries().any(|p| p == node) {
+            self.unresponsive_until = Some(now.checked_add(UNRESPONSIVE_WINDOW).unwrap_or(now));
         }
     }
 
@@ -516,6 +530,25 @@ mod tests {
         let mut r = Refresh::new(1);
         r.unreachable(&map, &seeds, &nodes(1)[0], now);
         assert!(r.is_due() && r.polling(now));
+    }
+
+    #[test]
+    fn a_stalled_primary_starts_the_poll_without_a_refresh_at_once() {
+        let config = Config::default().periodic_refresh(None);
+        let mut map = SlotMap::split_evenly(&nodes(2));
+        let replica = NodeAddr::new("10.0.0.2", 7000);
+        map.add_replica(0, replica.clone());
+        let t0 = Instant::now();
+        let mut r = Refresh::new(1);
+        r.finished(t0);
+        r.stalled(&map, &replica, t0);
+        assert!(!r.polling(t0), "a replica says nothing of the owners");
+        r.stalled(&map, &nodes(1)[0], t0);
+        assert!(r.polling(t0) && !r.is_due());
+        assert_eq!(r.next_at(t0, &config), Some(t0 + POLL_WHILE_UNRESPONSIVE));
+        let mut r = Refresh::new(1).without_polling();
+        r.stalled(&map, &nodes(1)[0], t0);
+        assert!(!r.polling(t0) && !r.is_due());
     }
 
     #[test]
