@@ -260,6 +260,15 @@ impl FaultProxies {
         });
     }
 
+    /// Connections proxy `i` relays now and has not cut. A client's closed connection
+    /// leaves only once its relay threads have seen both ends close, a moment later.
+    ///
+    /// Panics if `i` is not a proxy index.
+    pub fn open_connections(&self, i: usize) -> usize {
+        let st = lock(&self.proxies[i].shared.state);
+        st.conns.values().filter(|e| !e.cut).count()
+    }
+
     /// Connections cut by [`FaultProxies::cut_after`] so far, over all proxies. A cut is
     /// counted before its sockets are shut down, so a client that has seen the
     /// end-of-file of a cut also sees it counted.
