@@ -448,15 +448,6 @@ impl Client {
         self.pump(Some(deadline), &mut [], &[], None);
     }
 
-    pub(super) fn round_limits(&self) -> RoundLimits {
-        RoundLimits {
-            max_redirects: self.config.max_redirects,
-            max_retries: self.config.max_retries,
-            retry_base_delay: self.config.retry_base_delay,
-            retry_max_delay: self.config.retry_max_delay,
-        }
-    }
-
     /// The shared path of `execute`, `query_pipeline` and `query`: refusals, splits and
     /// fan-outs as the async client does them, then the rounds.
     fn execute_commands(
@@ -508,7 +499,7 @@ impl Client {
         pins: Vec<Option<NodeAddr>>,
         reporter: Option<&mut Reporter>,
     ) -> Vec<Result<Value>> {
-        let limits = self.round_limits();
+        let limits = RoundLimits::of(&self.config);
         let reads = self.read_targets();
         let mut rounds = Rounds::new(cmds.len(), limits, deadline);
         if !pins.is_empty() {
@@ -525,11 +516,7 @@ impl Client {
     /// trip that handshake's (kept per node after its connection closes), as in the async
     /// client.
     fn read_targets(&mut self) -> Vec<crate::core::plan::ReadTarget> {
-        if !self.router.routes_reads() {
-            return Vec::new();
-        }
-        let node_table = &self.node_table;
-        self.router.choose(&self.map, |node| node_table.view(node))
+        self.node_table.read_targets(&mut self.router, &self.map)
     }
 
     fn run_with(
@@ -597,7 +584,7 @@ impl Client {
             effects,
             |slot, to| map.apply_moved(slot, to),
             &self.counters,
-            Instant::now(),
+            Instant::now,
         );
     }
 
@@ -986,7 +973,7 @@ impl Client {
         let fanout = self.config.refresh_fanout.max(1);
         let limits = RoundLimits {
             max_retries: 0,
-            ..self.round_limits()
+            ..RoundLimits::of(&self.config)
         };
         let mut vote = SlotMapVote::new(self.config.refresh_policy);
         let candidates = self.refresh.candidates(&self.map, &self.seeds);

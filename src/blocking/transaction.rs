@@ -19,7 +19,7 @@ use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::reply::{server_error, FromReply};
 use crate::core::report::Reporter;
 use crate::core::resp::Value;
-use crate::core::round::{Effect, RoundReply};
+use crate::core::round::{Effect, RoundLimits, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
     check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
@@ -99,8 +99,11 @@ impl Client {
         let (watch, slot) = watch_command(keys)?;
         self.counters.add_execution();
         self.housekeeping();
-        let mut attempts =
-            WatchAttempts::new(slot, self.round_limits(), self.config.max_watch_attempts);
+        let mut attempts = WatchAttempts::new(
+            slot,
+            RoundLimits::of(&self.config),
+            self.config.max_watch_attempts,
+        );
         loop {
             let node = match attempts.start(&self.map) {
                 AttemptStart::Watch(node) => node,
@@ -215,7 +218,8 @@ impl Client {
         }
         self.check_session(node, conn)?;
         let deadline = deadline_after(self.config.request_timeout);
-        let tx = TxRound::new(pipe.commands(), self.round_limits(), deadline)?.pinned(node.clone());
+        let tx = TxRound::new(pipe.commands(), RoundLimits::of(&self.config), deadline)?
+            .pinned(node.clone());
         match self.drive_transaction(pipe.commands(), tx, deadline, None) {
             Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(pipe.raise_first_error(results)?)),
             Ok(TxOutcome::Conflict) => Ok(SessionEnd::Conflict),
@@ -283,7 +287,7 @@ impl Client {
     ) -> Result<Vec<Result<Value>>> {
         self.housekeeping();
         let deadline = deadline_after(self.config.request_timeout);
-        let tx = TxRound::new(cmds, self.round_limits(), deadline)
+        let tx = TxRound::new(cmds, RoundLimits::of(&self.config), deadline)
             .inspect_err(|_| self.counters.add_refused())?;
         self.counters.add_execution();
         match self.drive_transaction(cmds, tx, deadline, reporter)? {

@@ -250,7 +250,13 @@ impl Client {
             _ => None,
         };
         // Built only off the fast path: it allocates.
-        let rounds = || Rounds::new(1, self.round_limits(), deadline.map(|d| d.into_std()));
+        let rounds = || {
+            Rounds::new(
+                1,
+                RoundLimits::of(&self.inner.config),
+                deadline.map(|d| d.into_std()),
+            )
+        };
         let Some(conn) = conn else {
             // Keyless, unroutable or cross-slot: the round machine says what happens.
             let mut results = self
@@ -430,7 +436,7 @@ impl Client {
                     std::slice::from_ref(&command),
                     vec![node.clone()],
                     deadline_after(timeout),
-                    self.round_limits(),
+                    RoundLimits::of(&self.inner.config),
                 )
                 .await?
             }
@@ -615,8 +621,12 @@ impl Client {
         let deadline = deadline_after(timeout);
         match node {
             Some(node) => {
-                let rounds = Rounds::new(1, self.round_limits(), deadline.map(|d| d.into_std()))
-                    .pinned(vec![node.clone()]);
+                let rounds = Rounds::new(
+                    1,
+                    RoundLimits::of(&self.inner.config),
+                    deadline.map(|d| d.into_std()),
+                )
+                .pinned(vec![node.clone()]);
                 self.drive(cmds, rounds, deadline, Lane::Dedicated, None)
                     .await
             }
@@ -638,7 +648,7 @@ impl Client {
     ) -> Result<Vec<Result<Value>>> {
         let mut rounds = Rounds::new(
             cmds.len(),
-            self.round_limits(),
+            RoundLimits::of(&self.inner.config),
             deadline.map(|d| d.into_std()),
         );
         if lane == Lane::Shared {
@@ -653,13 +663,12 @@ impl Client {
     /// Where each shard's reads go for this request, under `Config::read_from` (empty
     /// for `ReadFrom::Primary`: no work at all on the default path).
     fn read_targets(&self) -> Vec<crate::core::plan::ReadTarget> {
-        let mut router = self.inner.router.borrow_mut();
-        if !router.routes_reads() {
-            return Vec::new();
-        }
-        let map = self.inner.map.borrow().clone();
-        let pool = self.inner.pool.borrow();
-        router.choose(&map, |node| pool.nodes().view(node))
+        let map = self.inner.map.borrow();
+        self.inner
+            .pool
+            .borrow()
+            .nodes()
+            .read_targets(&mut self.inner.router.borrow_mut(), &map)
     }
 
     /// Shared-lane rounds where some commands are pinned to a node (`pins[i]`), the rest
@@ -678,7 +687,7 @@ impl Client {
         }
         let mut rounds = Rounds::new(
             cmds.len(),
-            self.round_limits(),
+            RoundLimits::of(&self.inner.config),
             deadline.map(|d| d.into_std()),
         )
         .pinned_some(pins);
@@ -788,7 +797,7 @@ impl Client {
             effects,
             |slot, to| Rc::make_mut(&mut self.inner.map.borrow_mut()).apply_moved(slot, to),
             &self.inner.counters,
-            Instant::now(),
+            Instant::now,
         );
         // A blocking command's dedicated connection says nothing about the shared one (and
         // is closed anyway when its caller gives up).
@@ -1051,23 +1060,13 @@ impl Client {
         )
     }
 
-    pub(super) fn round_limits(&self) -> RoundLimits {
-        let config = &self.inner.config;
-        RoundLimits {
-            max_redirects: config.max_redirects,
-            max_retries: config.max_retries,
-            retry_base_delay: config.retry_base_delay,
-            retry_max_delay: config.retry_max_delay,
-        }
-    }
-
     /// One node's view of the slot map, within `refresh_timeout` (plus `connect_timeout`
     /// before any map is known: at connect every connection is opened, and its handshake
     /// run, first), no retry.
     async fn ask_slot_map(&self, node: NodeAddr) -> Result<Value> {
         let limits = RoundLimits {
             max_retries: 0,
-            ..self.round_limits()
+            ..RoundLimits::of(&self.inner.config)
         };
         let first = self.inner.map.borrow().shards().is_empty();
         let deadline = deadline_after(Some(self.inner.config.refresh_budget(first)));

@@ -16,7 +16,7 @@ use crate::core::plan::BatchEntry;
 use crate::core::reply::{server_error, FromReply};
 use crate::core::report::Reporter;
 use crate::core::resp::Value;
-use crate::core::round::{Effect, RoundReply};
+use crate::core::round::{Effect, RoundLimits, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
     check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
@@ -81,8 +81,12 @@ impl Client {
     ) -> Result<Vec<Result<Value>>> {
         self.ensure_open()?;
         let deadline = deadline_after(self.inner.config.request_timeout);
-        let tx = TxRound::new(cmds, self.round_limits(), deadline.map(|d| d.into_std()))
-            .inspect_err(|_| self.inner.counters.add_refused())?;
+        let tx = TxRound::new(
+            cmds,
+            RoundLimits::of(&self.inner.config),
+            deadline.map(|d| d.into_std()),
+        )
+        .inspect_err(|_| self.inner.counters.add_refused())?;
         self.inner.counters.add_execution();
         match self
             .drive_transaction(cmds, tx, None, deadline, reporter)
@@ -141,7 +145,7 @@ impl Client {
         self.ensure_open()?;
         let (watch, slot) = watch_command(keys)?;
         self.inner.counters.add_execution();
-        let limits = self.round_limits();
+        let limits = RoundLimits::of(&self.inner.config);
         let mut attempts = WatchAttempts::new(slot, limits, self.inner.config.max_watch_attempts);
         loop {
             let node = match attempts.start(&self.slot_map()) {

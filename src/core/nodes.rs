@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use crate::core::config::Config;
 use crate::core::handshake::ServerInfo;
 use crate::core::node::NodeAddr;
-use crate::core::read_route::NodeView;
+use crate::core::plan::ReadTarget;
+use crate::core::read_route::{NodeView, ReadRouter};
 use crate::core::round::backoff;
 use crate::core::topology::SlotMap;
 
@@ -117,6 +118,16 @@ impl NodeTable {
                 .and_then(|s| s.info.as_ref())
                 .and_then(|(info, _)| info.availability_zone.as_deref()),
         }
+    }
+
+    /// Where each shard's reads go for one request under `router`'s policy, judged on
+    /// this table's view of each node; empty for `ReadFrom::Primary` (no work at all on
+    /// the default path).
+    pub fn read_targets(&self, router: &mut ReadRouter, map: &SlotMap) -> Vec<ReadTarget> {
+        if !router.routes_reads() {
+            return Vec::new();
+        }
+        router.choose(map, |node| self.view(node))
     }
 
     /// How long to wait before connecting to `node` again: nothing after a success or

@@ -1,7 +1,8 @@
 //! The refresh policy: when to reload the slot map, whom to ask, how to judge the answers,
 //! which `MOVED` updates a finished refresh must apply again, and what a round's effects
 //! mean for the map. Both clients hold one [`Refresh`] and do what it says; it reads no
-//! clock (time comes in as `now`) and touches no socket.
+//! clock of its own (time comes in as `now`, or as a clock the driver hands in) and
+//! touches no socket.
 //!
 //! When: a round asked for it (a redirect, a failed or silent node, a cluster that is
 //! down), the periodic refresh is due, or a node stopped answering recently: then the map
@@ -255,13 +256,14 @@ impl Refresh {
     /// Applies a round's effects: counts redirects and retries, has `apply_moved` apply a
     /// `MOVED` to the map (and logs it for refreshes under way), and asks for a refresh where the map
     /// may be stale. Returns the nodes whose shared connection timed out, for the
-    /// driver's consecutive-timeout rule.
+    /// driver's consecutive-timeout rule. `clock` is read only for a failed or silent
+    /// node (most rounds have no such effect, and cost no clock read here).
     pub(crate) fn apply_effects(
         &mut self,
         effects: impl Iterator<Item = Effect>,
         mut apply_moved: impl FnMut(Slot, &NodeAddr),
         counters: &Counters,
-        now: Instant,
+        clock: impl Fn() -> Instant,
     ) -> Vec<NodeAddr> {
         let mut timed_out = Vec::new();
         for effect in effects {
@@ -278,9 +280,9 @@ impl Refresh {
                 }
                 Effect::Retrying => counters.retries_add(1),
                 Effect::RefreshMap => self.request(),
-                Effect::NodeFailed(_) => self.note_unresponsive(now),
+                Effect::NodeFailed(_) => self.note_unresponsive(clock()),
                 Effect::TimedOut(node) => {
-                    self.note_unresponsive(now);
+                    self.note_unresponsive(clock());
                     timed_out.push(node);
                 }
             }
@@ -554,14 +556,14 @@ mod tests {
             })
         };
         // No refresh under way: applied, not logged.
-        r.apply_effects(moved(), |s, t| map.apply_moved(s, t), &counters, now);
+        r.apply_effects(moved(), |s, t| map.apply_moved(s, t), &counters, || now);
         assert_eq!(map.node_for(slot), Some(&to));
         let a = r.fetch_started();
         assert_eq!(a, 0, "nothing was logged with no refresh under way");
         let b = r.fetch_started();
-        r.apply_effects(moved(), |s, t| map.apply_moved(s, t), &counters, now);
+        r.apply_effects(moved(), |s, t| map.apply_moved(s, t), &counters, || now);
         assert_eq!(r.fetch_ended(b), vec![(slot, to.clone())]);
-        r.apply_effects(moved(), |s, t| map.apply_moved(s, t), &counters, now);
+        r.apply_effects(moved(), |s, t| map.apply_moved(s, t), &counters, || now);
         assert_eq!(r.fetch_ended(a).len(), 2, "both since a started");
         let c = r.fetch_started();
         assert_eq!(c, 0, "cleared once no refresh was fetching");
@@ -581,7 +583,7 @@ mod tests {
             [Effect::Retrying, Effect::Redirected { moved: None }].into_iter(),
             |s, t| map.apply_moved(s, t),
             &counters,
-            now,
+            || now,
         );
         assert!(out.is_empty());
         assert!(!r.is_due(), "an ASK or a retry says nothing of the map");
@@ -591,7 +593,7 @@ mod tests {
             std::iter::once(Effect::RefreshMap),
             |s, t| map.apply_moved(s, t),
             &counters,
-            now,
+            || now,
         );
         assert!(r.is_due() && !r.polling(now));
         let mut r = Refresh::new(1);
@@ -599,7 +601,7 @@ mod tests {
             std::iter::once(Effect::NodeFailed(node.clone())),
             |s, t| map.apply_moved(s, t),
             &counters,
-            now,
+            || now,
         );
         assert!(r.is_due() && r.polling(now));
         let mut r = Refresh::new(1);
@@ -607,7 +609,7 @@ mod tests {
             std::iter::once(Effect::TimedOut(node.clone())),
             |s, t| map.apply_moved(s, t),
             &counters,
-            now,
+            || now,
         );
         assert_eq!(out, vec![node]);
         assert!(r.is_due() && r.polling(now));
@@ -742,7 +744,7 @@ mod tests {
                             std::iter::once(Effect::TimedOut(primary.clone())),
                             |s, t| map.apply_moved(s, t),
                             &counters,
-                            now,
+                            || now,
                         );
                         proptest::prop_assert_eq!(out.len(), 1);
                         last_signal = Some(now);

@@ -22,6 +22,7 @@
 use std::time::{Duration, Instant};
 
 use crate::core::cmd::Cmd;
+use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plan::{plan_pipeline_with, plan_resend, NodeBatch, ReadTarget};
 pub use crate::core::redirect::{parse_redirect, Redirect};
@@ -74,7 +75,7 @@ pub fn classify_reply(reply: &Value) -> ReplyAction {
     }
 }
 
-/// The budgets and pauses of one request (from [`Config`](crate::Config)).
+/// The budgets and pauses of one request (from [`Config`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoundLimits {
     /// MOVED/ASK hops per command before [`ErrorKind::RedirectLimit`].
@@ -86,6 +87,18 @@ pub struct RoundLimits {
     pub retry_base_delay: Duration,
     /// Ceiling of the retry pause.
     pub retry_max_delay: Duration,
+}
+
+impl RoundLimits {
+    /// The budgets `config` sets for a request's rounds.
+    pub(crate) fn of(config: &Config) -> RoundLimits {
+        RoundLimits {
+            max_redirects: config.max_redirects,
+            max_retries: config.max_retries,
+            retry_base_delay: config.retry_base_delay,
+            retry_max_delay: config.retry_max_delay,
+        }
+    }
 }
 
 /// The verdict on one reply.
