@@ -602,7 +602,7 @@ impl Client {
         let mut sent = Vec::with_capacity(batches.len());
         let mut timed_out = false;
         for NodeBatch { node, entries, buf } in batches {
-            match self.connection_for(&node) {
+            match self.connection_for(&node, deadline) {
                 Ok(token) => {
                     if let Some(r) = reporter.as_deref_mut() {
                         r.batch_sent(&node, entries.len(), buf.len(), Instant::now());
@@ -856,15 +856,23 @@ impl Client {
 
     /// The connection to `node`, opened (connected, registered, handshake queued) when
     /// there is none.
-    pub(super) fn connection_for(&mut self, node: &NodeAddr) -> Result<usize> {
+    pub(super) fn connection_for(
+        &mut self,
+        node: &NodeAddr,
+        until: Option<Instant>,
+    ) -> Result<usize> {
         if let Some(&token) = self.nodes.get(node) {
             return Ok(token);
         }
-        // After failures in a row, the same reconnect backoff as the async client.
+        // After failures in a row, the same reconnect backoff as the async client, but
+        // never past the request's deadline (`until`).
         let now = Instant::now();
-        let wait =
+        let mut wait =
             self.node_table
                 .reconnect_delay(node, now, &self.config, 0.5 + 0.5 * random_unit());
+        if let Some(until) = until {
+            wait = wait.min(until.saturating_duration_since(now));
+        }
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }

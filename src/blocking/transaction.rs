@@ -162,7 +162,7 @@ impl Client {
         node: &NodeAddr,
         watch: Cmd,
     ) -> Result<std::result::Result<(usize, u64), Error>> {
-        let token = self.connection_for(node)?;
+        let token = self.connection_for(node, deadline_after(self.config.request_timeout))?;
         let conn = (token, self.entries[token].serial);
         match self.session_round_trip(node, conn, watch)? {
             Value::Error(line) => match server_error(&line) {

@@ -395,7 +395,7 @@ async fn read_loop<S: ByteStream>(
                         &options.limits,
                         &mut pushes,
                     );
-                    pool.read_progress(conn, std::time::Instant::now());
+                    pool.read_progress(conn, std::time::Instant::now);
                     failure
                 }
             }

@@ -589,11 +589,12 @@ impl Pool {
         Some(out)
     }
 
-    /// For the reader: a read on `conn` was delivered at `now`. Requests still waiting
-    /// there count their wait from now.
-    pub(crate) fn read_progress(&mut self, conn: ConnId, now: Instant) {
+    /// For the reader: a read on `conn` was delivered. Requests still waiting there count
+    /// their wait from `clock()`, read only then (a read that answers everything written,
+    /// the usual case, costs no clock read).
+    pub(crate) fn read_progress(&mut self, conn: ConnId, clock: impl FnOnce() -> Instant) {
         if let Some(c) = self.conn_mut(conn) {
-            c.waiting_since = (c.pending.len() > c.unsent).then_some(now);
+            c.waiting_since = (c.pending.len() > c.unsent).then(clock);
         }
     }
 
@@ -1045,12 +1046,12 @@ mod tests {
         // A reply is progress: the wait starts again from the read.
         pool.deliver(conn, bulk("one")).unwrap();
         let read_at = Instant::now();
-        pool.read_progress(conn, read_at);
+        pool.read_progress(conn, || read_at);
         assert_eq!(pool.stalls(read_at + after / 2, after), (vec![], true));
         assert_eq!(pool.stalls(read_at + after, after), (vec![a.clone()], true));
         // Every reply in: nothing waits.
         pool.deliver(conn, bulk("two")).unwrap();
-        pool.read_progress(conn, Instant::now());
+        pool.read_progress(conn, Instant::now);
         assert_eq!(
             pool.stalls(Instant::now() + after * 10, after),
             (vec![], false)
