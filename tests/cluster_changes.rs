@@ -1,5 +1,6 @@
 //! While the cluster changes: a redirect loop and a dead node on both clients; the async
-//! client's concurrent callers behind a stalled node and its shutdown. Slot migration and
+//! client's concurrent callers behind a stalled node, a stopped primary replaced before
+//! its requests time out, and its shutdown. Slot migration and
 //! failover run on both clients in `tests/clients.rs`.
 //!
 //! Cluster operations are blocking calls of the harness, so they run on a helper thread
@@ -147,6 +148,61 @@ async fn a_dead_node_does_not_cost_the_others_their_replies<C: TestClient>(
             assert_eq!(r.as_ref().unwrap(), &Value::Bulk(k.clone().into()));
         }
     }
+}
+
+/// A primary stopped (SIGSTOP) with a request written to it is noticed as unresponsive
+/// long before that request's timeout: the client polls the slot map, moves the slot to
+/// the promoted replica while the written request still waits (it may have run, so it
+/// is never resent), and a request sent then succeeds on the new primary.
+#[test]
+fn a_stopped_primary_is_replaced_before_its_requests_time_out() {
+    let cluster = cluster(3, 1);
+    let slot = slot_for_key(b"stop");
+    let victim = cluster.master_for_slot(slot.get());
+    std::thread::scope(|helpers| {
+        run(async {
+            // Far longer than a failover: whatever moves the slot is not a timeout.
+            let config = Config::default().request_timeout(Some(Duration::from_secs(60)));
+            let client = Rc::new(client_with(&cluster, config).await);
+            client.set("{stop}k", 0).await.unwrap();
+            let owner = NodeAddr::new("127.0.0.1", victim);
+            let acked: i64 = client
+                .query_node(&owner, cmd("WAIT").arg(1).arg(2000))
+                .await
+                .unwrap();
+            assert_eq!(acked, 1, "the replica has the key before the primary stops");
+            cluster.pause_node(victim).unwrap();
+            let stuck = {
+                let client = client.clone();
+                tokio::task::spawn_local(async move {
+                    client.query::<i64>(cmd("INCR").arg("{stop}k")).await
+                })
+            };
+            let failover = helpers.spawn(|| cluster.wait_for_failover(slot.get(), victim));
+            while !failover.is_finished() {
+                pause(20).await;
+            }
+            let promoted = failover.join().unwrap().unwrap();
+            // The client learns of the promotion by itself (nothing has failed or timed
+            // out yet); the harness's own bound is far below the request timeout.
+            let mut waited = 0;
+            while client.slot_map().node_for(slot) != Some(&NodeAddr::new("127.0.0.1", promoted)) {
+                assert!(
+                    waited < 10_000,
+                    "the slot map still names the stopped primary 10 s after the promotion"
+                );
+                pause(20).await;
+                waited += 20;
+            }
+            assert!(!stuck.is_finished(), "the written INCR is still waiting");
+            // The written INCR never ran (its node is stopped): the new primary has 0.
+            let fresh: i64 = client.query(cmd("INCR").arg("{stop}k")).await.unwrap();
+            assert_eq!(fresh, 1);
+            assert!(!stuck.is_finished(), "answered while the first still waits");
+            stuck.abort();
+            cluster.resume_node(victim).unwrap();
+        })
+    });
 }
 
 #[test]
