@@ -20,9 +20,10 @@ use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::read_route::ReadRouter;
 use crate::core::reply::FromReply;
-use crate::core::report::{judge_round, PipelineReport, Reporter};
+use crate::core::report::{PipelineReport, Reporter};
+use crate::core::request::{Request, Step};
 use crate::core::resp::Value;
-use crate::core::round::{saturating_later, Effect, Next, RoundLimits, RoundReply, Rounds};
+use crate::core::round::{saturating_later, Effect, RoundLimits, RoundReply};
 use crate::core::stats::{Counters, Stats};
 use crate::engine::Engine;
 pub(super) use crate::io::random_unit;
@@ -333,9 +334,11 @@ impl Client {
                 self.counters.add_execution();
                 self.counters.add_blocking();
                 self.housekeeping();
-                let results = self.run(std::slice::from_ref(&command), deadline, Vec::new(), None);
+                let limits = RoundLimits::of(&self.config);
+                let results =
+                    self.run(std::slice::from_ref(&command), deadline, Vec::new(), limits);
                 self.maybe_refresh();
-                results
+                results?
             }
             _ => self.execute_commands(std::slice::from_ref(&command), None)?,
         };
@@ -379,9 +382,10 @@ impl Client {
             std::slice::from_ref(&command),
             deadline,
             vec![Some(node.clone())],
-            None,
+            RoundLimits::of(&self.config),
         );
         self.maybe_refresh();
+        let results = results?;
         match results.into_iter().next() {
             Some(r) => T::from_reply(r?),
             None => Err(Error::new(ErrorKind::Protocol, "no reply")),
@@ -445,11 +449,11 @@ impl Client {
                 }
             }
         }
-        self.pump(Some(deadline), &mut [], &[], None);
+        self.pump(Some(deadline), &mut [], None);
     }
 
-    /// The shared path of `execute`, `query_pipeline` and `query`: refusals, splits and
-    /// fan-outs as the async client does them, then the rounds.
+    /// The shared path of `execute`, `query_pipeline` and `query`: the request expands
+    /// the pipeline (refusals, splits, fan-outs) and runs its rounds.
     fn execute_commands(
         &mut self,
         cmds: &[Cmd],
@@ -461,54 +465,34 @@ impl Client {
         self.counters.add_execution();
         self.housekeeping();
         let deadline = deadline_after(self.config.request_timeout);
-        let results = if crate::core::expand::is_plain(cmds) {
-            self.run(cmds, deadline, Vec::new(), reporter)
-        } else {
-            self.run_expanded(cmds, deadline, reporter)
-        };
-        self.maybe_refresh();
-        Ok(results)
-    }
-
-    /// A pipeline with refused, multi-node or split commands (see [`crate::core::expand`]).
-    fn run_expanded(
-        &mut self,
-        cmds: &[Cmd],
-        deadline: Option<Instant>,
-        reporter: Option<&mut Reporter>,
-    ) -> Vec<Result<Value>> {
-        let mut expansion = crate::core::expand::expand(cmds, &self.map);
-        for _ in 0..expansion.refused {
+        let serial = self.config.execution == Execution::Serial;
+        let limits = RoundLimits::of(&self.config);
+        let reads = self.read_targets();
+        let mut request =
+            Request::pipeline(cmds, &self.map, limits, deadline, serial, reporter).reading(reads);
+        for _ in 0..request.refused() {
             self.counters.add_refused();
         }
-        let results = if expansion.sent.is_empty() {
-            Vec::new()
-        } else {
-            let sent = std::mem::take(&mut expansion.sent);
-            let pins = std::mem::take(&mut expansion.pins);
-            self.run(&sent, deadline, pins, reporter)
-        };
-        expansion.fold(results)
+        self.drive(&mut request, deadline);
+        self.maybe_refresh();
+        request.results()
     }
 
-    /// Rounds for `cmds` (command i pinned to `pins[i]` when given), to the end.
+    /// `cmds` sent as they are (command i pinned to `pins[i]` when given), to the end.
     fn run(
         &mut self,
         cmds: &[Cmd],
         deadline: Option<Instant>,
         pins: Vec<Option<NodeAddr>>,
-        reporter: Option<&mut Reporter>,
-    ) -> Vec<Result<Value>> {
-        let limits = RoundLimits::of(&self.config);
+        limits: RoundLimits,
+    ) -> Result<Vec<Result<Value>>> {
+        let serial = self.config.execution == Execution::Serial;
         let reads = self.read_targets();
-        let mut rounds = Rounds::new(cmds.len(), limits, deadline);
-        if !pins.is_empty() {
-            rounds = rounds.pinned_some(pins);
-        }
-        if !reads.is_empty() {
-            rounds = rounds.reading(reads);
-        }
-        self.drive(cmds, rounds, deadline, reporter)
+        let mut request = Request::plain(cmds, limits, deadline, serial)
+            .pinned(pins)
+            .reading(reads);
+        self.drive(&mut request, deadline);
+        request.results()
     }
 
     /// Where each shard's reads go for this request under `Config::read_from` (empty for
@@ -519,36 +503,15 @@ impl Client {
         self.node_table.read_targets(&mut self.router, &self.map)
     }
 
-    fn run_with(
-        &mut self,
-        cmds: &[Cmd],
-        deadline: Option<Instant>,
-        pins: Vec<Option<NodeAddr>>,
-        limits: RoundLimits,
-    ) -> Vec<Result<Value>> {
-        let mut rounds = Rounds::new(cmds.len(), limits, deadline);
-        if !pins.is_empty() {
-            rounds = rounds.pinned_some(pins);
-        }
-        self.drive(cmds, rounds, deadline, None)
-    }
-
-    /// The driver: does what the round state machine says (send, wait, stop), moves
-    /// replies into it and applies its effects. No decision is made here.
-    fn drive(
-        &mut self,
-        cmds: &[Cmd],
-        mut rounds: Rounds,
-        deadline: Option<Instant>,
-        mut reporter: Option<&mut Reporter>,
-    ) -> Vec<Result<Value>> {
-        let mut inbox: Vec<Option<RoundReply>> = Vec::with_capacity(cmds.len());
-        inbox.resize_with(cmds.len(), || None);
-        let mut next = rounds.start(cmds, &self.map);
+    /// The driver: does what the request says (write, wait, sleep, stop), moves replies
+    /// into it and applies its effects. No decision is made here.
+    pub(super) fn drive(&mut self, request: &mut Request<'_>, deadline: Option<Instant>) {
+        let mut inbox: Vec<Option<RoundReply>> = Vec::new();
+        inbox.resize_with(request.reply_slots(), || None);
         loop {
-            match next {
-                Next::Done => break,
-                Next::WaitUntil(at) => {
+            match request.poll(Instant::now(), &self.map, &self.seeds) {
+                Step::Done => break,
+                Step::Sleep(at) => {
                     // A retry's pause: the time to refresh the map it will be routed by.
                     self.maybe_refresh();
                     let now = Instant::now();
@@ -556,25 +519,17 @@ impl Client {
                         std::thread::sleep(at - now);
                     }
                 }
-                Next::Send(batches) => {
-                    if let Some(r) = reporter.as_deref_mut() {
-                        r.round_started();
-                    }
-                    let (sent, timed_out) =
-                        self.send_round(batches, deadline, &mut inbox, reporter.as_deref_mut());
-                    judge_round(
-                        &mut rounds,
-                        &sent,
-                        timed_out,
-                        |index| inbox.get_mut(index).and_then(Option::take),
-                        reporter.as_deref_mut(),
-                    );
-                    self.apply_effects(rounds.take_effects());
+                Step::Write(NodeBatch { node, entries, buf }) => {
+                    let bytes = self.write_batch(&node, &entries, buf, deadline, &mut inbox);
+                    request.written(node, entries, bytes, Instant::now());
+                }
+                Step::Wait => {
+                    let all_in = self.wait_replies(deadline, &mut inbox, Some(request));
+                    request.waited(all_in, |index| inbox.get_mut(index).and_then(Option::take));
+                    self.apply_effects(request.take_effects());
                 }
             }
-            next = rounds.next(Instant::now(), cmds, &self.map, &self.seeds);
         }
-        rounds.finish()
     }
 
     pub(super) fn apply_effects(&mut self, effects: impl Iterator<Item = Effect>) {
@@ -588,85 +543,83 @@ impl Client {
         );
     }
 
-    /// Queues every batch on its node's connection and waits for the replies: all at
-    /// once, or one node after another in serial mode. Returns, per batch, the node and
-    /// the entries sent, and whether the deadline passed first.
-    pub(super) fn send_round(
+    /// Queues one batch on its node's connection (opened when there is none); returns
+    /// the bytes queued, 0 when no connection could be had (its entries then fail
+    /// unsent in `inbox`).
+    pub(super) fn write_batch(
         &mut self,
-        batches: Vec<NodeBatch>,
+        node: &NodeAddr,
+        entries: &[BatchEntry],
+        buf: bytes::BytesMut,
         deadline: Option<Instant>,
         inbox: &mut [Option<RoundReply>],
-        mut reporter: Option<&mut Reporter>,
-    ) -> (Vec<(NodeAddr, Vec<BatchEntry>)>, bool) {
-        let serial = self.config.execution == Execution::Serial;
-        let mut sent = Vec::with_capacity(batches.len());
-        let mut timed_out = false;
-        for NodeBatch { node, entries, buf } in batches {
-            match self.connection_for(&node, deadline) {
-                Ok(token) => {
-                    if let Some(r) = reporter.as_deref_mut() {
-                        r.batch_sent(&node, entries.len(), buf.len(), Instant::now());
-                    }
-                    if let Some(entry) = self.entries.get_mut(token) {
-                        entry.conn.queue(&entries, buf);
-                        entry.last_used = Instant::now();
+    ) -> usize {
+        match self.connection_for(node, deadline) {
+            Ok(token) => {
+                let bytes = buf.len();
+                if let Some(entry) = self.entries.get_mut(token) {
+                    entry.conn.queue(entries, buf);
+                    entry.last_used = Instant::now();
+                }
+                bytes
+            }
+            Err(error) => {
+                for e in entries {
+                    if let Some(slot) = inbox.get_mut(e.index) {
+                        *slot = Some(RoundReply::Failed {
+                            error: error.clone(),
+                            sent: false,
+                        });
                     }
                 }
-                Err(error) => {
-                    if let Some(r) = reporter.as_deref_mut() {
-                        r.batch_sent(&node, entries.len(), 0, Instant::now());
-                    }
-                    for e in &entries {
-                        if let Some(slot) = inbox.get_mut(e.index) {
-                            *slot = Some(RoundReply::Failed {
-                                error: error.clone(),
-                                sent: false,
-                            });
-                        }
-                    }
-                }
-            }
-            sent.push((node, entries));
-            if serial && !self.pump(deadline, inbox, &sent, reporter.as_deref_mut()) {
-                timed_out = true;
-                break;
+                0
             }
         }
-        if !serial && !timed_out {
-            timed_out = !self.pump(deadline, inbox, &sent, reporter);
+    }
+
+    /// [`Client::pump`] for the replies of a request; when the deadline passes first,
+    /// the connections still owing replies are closed (a reply given up on could not be
+    /// matched later). True when every reply came in.
+    pub(super) fn wait_replies(
+        &mut self,
+        deadline: Option<Instant>,
+        inbox: &mut [Option<RoundReply>],
+        request: Option<&mut Request<'_>>,
+    ) -> bool {
+        if self.pump(deadline, inbox, request) {
+            return true;
         }
-        if timed_out {
-            // Replies given up on could not be matched later: those connections close.
-            let late: Vec<usize> = self
-                .entries
-                .iter()
-                .filter(|(_, e)| e.conn.awaiting())
-                .map(|(t, _)| t)
-                .collect();
-            for token in late {
-                tracing::debug!(node = %self.entries[token].conn.addr(), "request timed out; connection closed");
-                self.close(token);
-            }
+        let late: Vec<usize> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.conn.awaiting())
+            .map(|(t, _)| t)
+            .collect();
+        for token in late {
+            tracing::debug!(node = %self.entries[token].conn.addr(), "request timed out; connection closed");
+            self.close(token);
         }
-        (sent, timed_out)
+        false
     }
 
     /// Moves bytes until no connection owes a reply (true) or the deadline passes
     /// (false). Replies land in `inbox` by command index; a connection that fails gives
-    /// each of its commands a `Failed` reply, marked sent or not. With a reporter, each
-    /// wait ends at the first connection's replies, and a batch of `sent` whose replies
-    /// are all in is noted done then.
+    /// each of its commands a `Failed` reply, marked sent or not. When `request` reports,
+    /// each wait ends at the first connection's replies, and the request hears which
+    /// replies are in after each.
     fn pump(
         &mut self,
         deadline: Option<Instant>,
         inbox: &mut [Option<RoundReply>],
-        sent: &[(NodeAddr, Vec<BatchEntry>)],
-        mut reporter: Option<&mut Reporter>,
+        mut request: Option<&mut Request<'_>>,
     ) -> bool {
+        let reports = request.as_ref().is_some_and(|r| r.reports());
         let mut awaiting: Vec<usize> = Vec::with_capacity(self.entries.len());
         loop {
-            if let Some(r) = reporter.as_deref_mut() {
-                note_done_batches(r, sent, inbox);
+            if let Some(r) = request.as_deref_mut().filter(|_| reports) {
+                r.note_replies(Instant::now(), |i| {
+                    inbox.get(i).is_some_and(Option::is_some)
+                });
             }
             let mut failed: Vec<(usize, Error)> = Vec::new();
             self.flush_writes(&mut failed);
@@ -701,11 +654,7 @@ impl Client {
             }
             let timeout = wake.map(|w| w.saturating_duration_since(now));
             // Reporting: wake at the first reply, so each batch's round trip is its own.
-            let want = if reporter.is_some() {
-                1
-            } else {
-                awaiting.len()
-            };
+            let want = if reports { 1 } else { awaiting.len() };
             self.wait_and_handle(&awaiting, want, timeout, inbox);
         }
     }
@@ -991,7 +940,7 @@ impl Client {
             let pins = group.iter().cloned().map(Some).collect();
             let first = self.map.shards().is_empty();
             let deadline = deadline_after(Some(self.config.refresh_budget(first)));
-            let replies = self.run_with(&cmds, deadline, pins, limits);
+            let replies = self.run(&cmds, deadline, pins, limits)?;
             for (node, reply) in group.iter().zip(replies) {
                 if let Some(map) = vote.answer(node, reply) {
                     return Ok(map);
@@ -1109,24 +1058,6 @@ pub(super) fn handshake_expired(
             ),
         )
     })
-}
-
-/// Notes every batch of `sent` whose replies are all in `inbox` as done now.
-fn note_done_batches(
-    reporter: &mut Reporter,
-    sent: &[(NodeAddr, Vec<BatchEntry>)],
-    inbox: &[Option<RoundReply>],
-) {
-    let now = Instant::now();
-    for (k, (_, entries)) in sent.iter().enumerate() {
-        if !reporter.is_done(k)
-            && entries
-                .iter()
-                .all(|e| inbox.get(e.index).is_some_and(Option::is_some))
-        {
-            reporter.batch_done(k, now);
-        }
-    }
 }
 
 /// `now + timeout`; `None` (no deadline) when there is no timeout.

@@ -10,20 +10,19 @@
 //! ran on; and a session that ends early closes it, so no stale watch is left behind for
 //! a later transaction.
 
-use std::time::Instant;
-
 use super::driver::{deadline_after, Client};
 use crate::core::cmd::{cmd, Cmd, ToArg};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::plan::{BatchEntry, NodeBatch};
+use crate::core::plan::BatchEntry;
 use crate::core::reply::{server_error, FromReply};
 use crate::core::report::Reporter;
+use crate::core::request::Request;
 use crate::core::resp::Value;
 use crate::core::round::{Effect, RoundLimits, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
     check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
-    TxNext, TxOutcome, TxRound, WatchAttempts,
+    TxOutcome, TxRound, WatchAttempts,
 };
 use crate::Pipeline;
 
@@ -220,7 +219,10 @@ impl Client {
         let deadline = deadline_after(self.config.request_timeout);
         let tx = TxRound::new(pipe.commands(), RoundLimits::of(&self.config), deadline)?
             .pinned(node.clone());
-        match self.drive_transaction(pipe.commands(), tx, deadline, None) {
+        let mut request = Request::from_transaction(pipe.commands(), tx, None);
+        self.drive(&mut request, deadline);
+        self.maybe_refresh();
+        match request.finish() {
             Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(pipe.raise_first_error(results)?)),
             Ok(TxOutcome::Conflict) => Ok(SessionEnd::Conflict),
             Ok(TxOutcome::Unwatched { refusal, .. }) => Ok(SessionEnd::Unwatched(refusal)),
@@ -265,16 +267,13 @@ impl Client {
         let deadline = deadline_after(self.config.request_timeout);
         let mut buf = bytes::BytesMut::with_capacity(command.encoded_len());
         command.write_to(&mut buf);
-        let batch = NodeBatch {
-            node: node.clone(),
-            entries: vec![BatchEntry {
-                index: 0,
-                asking: false,
-            }],
-            buf,
-        };
+        let entries = [BatchEntry {
+            index: 0,
+            asking: false,
+        }];
         let mut inbox = [None];
-        let (_, timed_out) = self.send_round(vec![batch], deadline, &mut inbox, None);
+        self.write_batch(node, &entries, buf, deadline, &mut inbox);
+        let timed_out = !self.wait_replies(deadline, &mut inbox, None);
         RoundReply::single(inbox[0].take(), timed_out, node)
     }
 
@@ -287,72 +286,12 @@ impl Client {
     ) -> Result<Vec<Result<Value>>> {
         self.housekeeping();
         let deadline = deadline_after(self.config.request_timeout);
-        let tx = TxRound::new(cmds, RoundLimits::of(&self.config), deadline)
+        let mut request = Request::atomic(cmds, RoundLimits::of(&self.config), deadline, reporter)
             .inspect_err(|_| self.counters.add_refused())?;
         self.counters.add_execution();
-        match self.drive_transaction(cmds, tx, deadline, reporter)? {
-            TxOutcome::Done(results) => Ok(results),
-            // No WATCH (and no pin) outside a session: only a server bug gets here.
-            TxOutcome::Conflict | TxOutcome::Unwatched { .. } => {
-                Err(Error::protocol("EXEC answered nil without WATCH"))
-            }
-        }
-    }
-
-    /// Drives one transaction to its outcome on the connection of whichever node the
-    /// machine names.
-    fn drive_transaction(
-        &mut self,
-        cmds: &[Cmd],
-        mut tx: TxRound,
-        deadline: Option<Instant>,
-        mut reporter: Option<&mut Reporter>,
-    ) -> Result<TxOutcome> {
-        loop {
-            match tx.next(Instant::now(), cmds, &self.map) {
-                TxNext::Done => break,
-                TxNext::WaitUntil(at) => {
-                    self.maybe_refresh();
-                    let now = Instant::now();
-                    if at > now {
-                        std::thread::sleep(at - now);
-                    }
-                }
-                TxNext::Send { node, buf, replies } => {
-                    let mut inbox: Vec<Option<RoundReply>> = Vec::with_capacity(replies);
-                    inbox.resize_with(replies, || None);
-                    let entries = (0..replies)
-                        .map(|index| BatchEntry {
-                            index,
-                            asking: false,
-                        })
-                        .collect();
-                    let batch = NodeBatch {
-                        node: node.clone(),
-                        entries,
-                        buf,
-                    };
-                    if let Some(r) = reporter.as_deref_mut() {
-                        r.round_started();
-                    }
-                    let (_, timed_out) =
-                        self.send_round(vec![batch], deadline, &mut inbox, reporter.as_deref_mut());
-                    if timed_out {
-                        tx.deadline_passed();
-                    }
-                    if let Some(r) = reporter.as_deref_mut() {
-                        for reply in &inbox {
-                            r.reply(&node, reply.as_ref());
-                        }
-                        r.round_ended();
-                    }
-                    tx.judge(&node, inbox);
-                    self.apply_effects(tx.take_effects());
-                }
-            }
-        }
+        self.drive(&mut request, deadline);
         self.maybe_refresh();
-        tx.finish()
+        request.results()
     }
 }
 

@@ -23,11 +23,10 @@ use crate::core::read_route::ReadRouter;
 use crate::core::refresh::{in_cluster, Refresh, SlotMapVote, UNRESPONSIVE_AFTER};
 use crate::core::reply::server_error;
 use crate::core::reply::FromReply;
-use crate::core::report::{judge_round, PipelineReport, Reporter};
+use crate::core::report::{PipelineReport, Reporter};
+use crate::core::request::{Request, Step};
 use crate::core::resp::Value;
-use crate::core::round::{
-    classify_reply, Effect, Next, ReplyAction, RoundLimits, RoundReply, Rounds,
-};
+use crate::core::round::{classify_reply, Effect, ReplyAction, RoundLimits, RoundReply, Rounds};
 use crate::core::route::is_multi_key;
 use crate::core::route::{route_command, Route};
 use crate::core::slot::Slot;
@@ -259,10 +258,10 @@ impl Client {
         };
         let Some(conn) = conn else {
             // Keyless, unroutable or cross-slot: the round machine says what happens.
-            let mut results = self
-                .drive(cmds, rounds(), deadline, Lane::Shared, None)
-                .await?;
-            return results
+            let mut request = Request::resume(cmds, rounds(), false);
+            self.drive(&mut request, deadline, Lane::Shared, None).await;
+            return request
+                .results()?
                 .pop()
                 .unwrap_or_else(|| Err(Error::protocol("no reply")));
         };
@@ -310,14 +309,10 @@ impl Client {
         }
         rounds.judge(0, &node, reply);
         self.apply_effects(rounds.take_effects(), Lane::Shared);
-        let next = {
-            let map = self.inner.map.borrow().clone();
-            rounds.next(Instant::now(), cmds, &map, &self.inner.seeds)
-        };
-        let mut results = self
-            .drive_from(cmds, rounds, next, deadline, Lane::Shared, None)
-            .await?;
-        results
+        let mut request = Request::resume(cmds, rounds, true);
+        self.drive(&mut request, deadline, Lane::Shared, None).await;
+        request
+            .results()?
             .pop()
             .unwrap_or_else(|| Err(Error::protocol("no reply")))
     }
@@ -569,9 +564,8 @@ impl Client {
         Ok(())
     }
 
-    /// Runs commands on the shared connections. Each command's class decides first:
-    /// refused ones get their error without being sent; cross-slot multi-key commands are
-    /// split by slot in place and merged; the rest go as they are.
+    /// Runs commands on the shared connections: the request expands the pipeline
+    /// (refusals, splits, fan-outs) and runs its rounds.
     async fn execute_commands(
         &self,
         cmds: &[Cmd],
@@ -583,26 +577,27 @@ impl Client {
         }
         self.inner.counters.add_execution();
         let deadline = deadline_after(self.inner.config.request_timeout);
-        // The common case: every command regular, nothing to split or refuse.
-        if crate::core::expand::is_plain(cmds) {
-            return self
-                .run_rounds(cmds, deadline, Lane::Shared, reporter)
-                .await;
+        let mut request = {
+            let map = self.inner.map.borrow();
+            Request::pipeline(
+                cmds,
+                &map,
+                RoundLimits::of(&self.inner.config),
+                deadline.map(|d| d.into_std()),
+                self.serial(),
+                reporter,
+            )
         }
-        let map = self.slot_map();
-        let mut expansion = crate::core::expand::expand(cmds, &map);
-        for _ in 0..expansion.refused {
+        .reading(self.read_targets());
+        for _ in 0..request.refused() {
             self.inner.counters.add_refused();
         }
-        let results = if expansion.sent.is_empty() {
-            Vec::new()
-        } else {
-            let sent = std::mem::take(&mut expansion.sent);
-            let pins = std::mem::take(&mut expansion.pins);
-            self.run_rounds_pinned(&sent, deadline, pins, reporter)
-                .await?
-        };
-        Ok(expansion.fold(results))
+        self.drive(&mut request, deadline, Lane::Shared, None).await;
+        request.results()
+    }
+
+    fn serial(&self) -> bool {
+        self.inner.config.execution == Execution::Serial
     }
 
     /// Runs one blocking command on a dedicated connection: to its key's node, or to
@@ -619,45 +614,17 @@ impl Client {
         self.inner.counters.add_blocking();
         let cmds = std::slice::from_ref(command);
         let deadline = deadline_after(timeout);
-        match node {
-            Some(node) => {
-                let rounds = Rounds::new(
-                    1,
-                    RoundLimits::of(&self.inner.config),
-                    deadline.map(|d| d.into_std()),
-                )
-                .pinned(vec![node.clone()]);
-                self.drive(cmds, rounds, deadline, Lane::Dedicated, None)
-                    .await
-            }
-            None => self.run_rounds(cmds, deadline, Lane::Dedicated, None).await,
-        }
-    }
-
-    /// Plans and drives rounds until every command has its final result.
-    ///
-    /// At the deadline, commands still waiting get a [`ErrorKind::Timeout`] error each
-    /// while the replies already in are kept: a stalled node never costs the others their
-    /// results. The abandoned replies are still read and dropped in order.
-    async fn run_rounds(
-        &self,
-        cmds: &[Cmd],
-        deadline: Option<tokio::time::Instant>,
-        lane: Lane,
-        reporter: Option<&mut Reporter>,
-    ) -> Result<Vec<Result<Value>>> {
-        let mut rounds = Rounds::new(
-            cmds.len(),
+        let pins = node.map(|n| vec![Some(n.clone())]).unwrap_or_default();
+        let mut request = Request::plain(
+            cmds,
             RoundLimits::of(&self.inner.config),
             deadline.map(|d| d.into_std()),
-        );
-        if lane == Lane::Shared {
-            let reads = self.read_targets();
-            if !reads.is_empty() {
-                rounds = rounds.reading(reads);
-            }
-        }
-        self.drive(cmds, rounds, deadline, lane, reporter).await
+            self.serial(),
+        )
+        .pinned(pins);
+        self.drive(&mut request, deadline, Lane::Dedicated, None)
+            .await;
+        request.results()
     }
 
     /// Where each shard's reads go for this request, under `Config::read_from` (empty
@@ -671,34 +638,6 @@ impl Client {
             .read_targets(&mut self.inner.router.borrow_mut(), &map)
     }
 
-    /// Shared-lane rounds where some commands are pinned to a node (`pins[i]`), the rest
-    /// routed by the map.
-    async fn run_rounds_pinned(
-        &self,
-        cmds: &[Cmd],
-        deadline: Option<tokio::time::Instant>,
-        pins: Vec<Option<NodeAddr>>,
-        reporter: Option<&mut Reporter>,
-    ) -> Result<Vec<Result<Value>>> {
-        if pins.is_empty() {
-            return self
-                .run_rounds(cmds, deadline, Lane::Shared, reporter)
-                .await;
-        }
-        let mut rounds = Rounds::new(
-            cmds.len(),
-            RoundLimits::of(&self.inner.config),
-            deadline.map(|d| d.into_std()),
-        )
-        .pinned_some(pins);
-        let reads = self.read_targets();
-        if !reads.is_empty() {
-            rounds = rounds.reading(reads);
-        }
-        self.drive(cmds, rounds, deadline, Lane::Shared, reporter)
-            .await
-    }
-
     /// Commands sent to the nodes the caller named (`targets[i]` for command i).
     async fn run_pinned(
         &self,
@@ -707,42 +646,26 @@ impl Client {
         deadline: Option<tokio::time::Instant>,
         limits: RoundLimits,
     ) -> Result<Vec<Result<Value>>> {
-        let rounds =
-            Rounds::new(cmds.len(), limits, deadline.map(|d| d.into_std())).pinned(targets);
-        self.drive(cmds, rounds, deadline, Lane::Shared, None).await
+        let pins = targets.into_iter().map(Some).collect();
+        let mut request =
+            Request::plain(cmds, limits, deadline.map(|d| d.into_std()), self.serial())
+                .pinned(pins);
+        self.drive(&mut request, deadline, Lane::Shared, None).await;
+        request.results()
     }
 
-    /// The driver: does what the round state machine says (send, wait, stop), moves
+    /// The driver: does what the request says (write, wait, sleep, stop), moves
     /// replies from the pool into it, and applies its effects. No decision is made here.
-    async fn drive(
+    /// `session`: a `WATCH` session's dedicated connection, which every batch goes to.
+    pub(super) async fn drive(
         &self,
-        cmds: &[Cmd],
-        mut rounds: Rounds,
+        request: &mut Request<'_>,
         deadline: Option<tokio::time::Instant>,
         lane: Lane,
-        reporter: Option<&mut Reporter>,
-    ) -> Result<Vec<Result<Value>>> {
-        let next = {
-            let map = self.inner.map.borrow().clone();
-            rounds.start(cmds, &map)
-        };
-        self.drive_from(cmds, rounds, next, deadline, lane, reporter)
-            .await
-    }
-
-    /// [`Client::drive`] from a given first step (the single-command path hands over
-    /// here after a reply it does not simply accept).
-    async fn drive_from(
-        &self,
-        cmds: &[Cmd],
-        mut rounds: Rounds,
-        mut next: Next,
-        deadline: Option<tokio::time::Instant>,
-        lane: Lane,
-        mut reporter: Option<&mut Reporter>,
-    ) -> Result<Vec<Result<Value>>> {
+        session: Option<ConnId>,
+    ) {
         let pool = &self.inner.pool;
-        let exec = pool.borrow_mut().new_exec(cmds.len());
+        let exec = pool.borrow_mut().new_exec(request.reply_slots());
         let _guard = ExecGuard {
             pool: pool.clone(),
             exec,
@@ -754,42 +677,48 @@ impl Client {
             max_idle: self.inner.config.blocking_pool_size,
         };
         loop {
-            match next {
-                Next::Done => break,
-                Next::WaitUntil(at) => {
+            let step = {
+                let map = self.inner.map.borrow();
+                request.poll(Instant::now(), &map, &self.inner.seeds)
+            };
+            match step {
+                Step::Done => return,
+                Step::Sleep(at) => {
                     tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
                 }
-                Next::Send(batches) => {
-                    if let Some(r) = reporter.as_deref_mut() {
-                        r.round_started();
-                    }
-                    let (sent, timed_out) = self
-                        .send_round(
-                            exec,
-                            batches,
-                            deadline,
-                            lane,
-                            &mut leases,
-                            reporter.as_deref_mut(),
-                        )
-                        .await;
-                    if !timed_out {
+                Step::Write(NodeBatch { node, entries, buf }) => {
+                    let bytes = if self.inner.closed.get() {
+                        // Shut down mid-request: no new connection, nothing more sent or
+                        // retried.
+                        let error = Error::new(ErrorKind::Shutdown, "client shut down");
+                        pool.borrow_mut().fail_unsent(exec, &entries, &error);
+                        0
+                    } else {
+                        let conn = match (session, lane) {
+                            (Some(conn), _) => conn,
+                            (None, Lane::Shared) => self.connection_for(&node),
+                            (None, Lane::Dedicated) => {
+                                let conn = self.dedicated_connection_for(&node);
+                                leases.conns.push(conn);
+                                conn
+                            }
+                        };
+                        let bytes = buf.len();
+                        self.dispatch(exec, conn, &entries, buf);
+                        bytes
+                    };
+                    request.written(node, entries, bytes, Instant::now());
+                }
+                Step::Wait => {
+                    let all_in = self.wait_for(exec, deadline, request).await;
+                    if all_in {
                         leases.give_back();
                     }
-                    judge_round(
-                        &mut rounds,
-                        &sent,
-                        timed_out,
-                        |index| pool.borrow_mut().take_reply(exec, index),
-                        reporter.as_deref_mut(),
-                    );
-                    self.apply_effects(rounds.take_effects(), lane);
+                    request.waited(all_in, |index| pool.borrow_mut().take_reply(exec, index));
+                    self.apply_effects(request.take_effects(), lane);
                 }
             }
-            let map = self.inner.map.borrow().clone();
-            next = rounds.next(Instant::now(), cmds, &map, &self.inner.seeds);
         }
-        Ok(rounds.finish())
     }
 
     pub(super) fn apply_effects(&self, effects: impl Iterator<Item = Effect>, lane: Lane) {
@@ -814,91 +743,24 @@ impl Client {
         }
     }
 
-    /// Queues batches and waits for their replies: all at once (parallel) or one node at a
-    /// time (serial). Returns, per batch, the node and the entries sent to it.
-    /// The second value is true when the deadline passed before every reply came in.
-    pub(super) async fn send_round(
-        &self,
-        exec: usize,
-        batches: Vec<NodeBatch>,
-        deadline: Option<tokio::time::Instant>,
-        lane: Lane,
-        leases: &mut Leases,
-        mut reporter: Option<&mut Reporter>,
-    ) -> (Vec<(NodeAddr, Vec<BatchEntry>)>, bool) {
-        let mut sent = Vec::with_capacity(batches.len());
-        let serial = self.inner.config.execution == Execution::Serial;
-        for NodeBatch { node, entries, buf } in batches {
-            if let Some(r) = reporter.as_deref_mut() {
-                let bytes = if self.inner.closed.get() {
-                    0
-                } else {
-                    buf.len()
-                };
-                r.batch_sent(&node, entries.len(), bytes, Instant::now());
-            }
-            if self.inner.closed.get() {
-                // Shut down mid-request: no new connection, nothing more sent or retried.
-                self.inner.pool.borrow_mut().fail_unsent(
-                    exec,
-                    &entries,
-                    &Error::new(ErrorKind::Shutdown, "client shut down"),
-                );
-                sent.push((node, entries));
-                continue;
-            }
-            let conn = match lane {
-                Lane::Shared => self.connection_for(&node),
-                Lane::Dedicated => {
-                    let conn = self.dedicated_connection_for(&node);
-                    leases.conns.push(conn);
-                    conn
-                }
-            };
-            self.dispatch(exec, conn, &entries, buf);
-            sent.push((node, entries));
-            if serial
-                && !self
-                    .wait_for(exec, deadline, &sent, reporter.as_deref_mut())
-                    .await
-            {
-                return (sent, true);
-            }
-        }
-        let timed_out = !serial && !self.wait_for(exec, deadline, &sent, reporter).await;
-        (sent, timed_out)
-    }
-
-    /// Waits for the round's replies; with a reporter, notes when each batch's last
-    /// reply arrives (waking on every reply), so the report has per-node round trips.
+    /// Waits for the replies written; when the request reports, wakes on every reply and
+    /// tells the request which are in, so the report has per-node round trips. False
+    /// when the deadline came first.
     async fn wait_for(
         &self,
         exec: usize,
         deadline: Option<tokio::time::Instant>,
-        sent: &[(NodeAddr, Vec<BatchEntry>)],
-        reporter: Option<&mut Reporter>,
+        request: &mut Request<'_>,
     ) -> bool {
-        let Some(r) = reporter else {
+        if !request.reports() {
             return self.wait_round(exec, deadline).await;
-        };
+        }
         let pool = &self.inner.pool;
         pool.borrow_mut().wake_on_each_reply(exec);
         loop {
             let all_in = {
                 let pool = pool.borrow();
-                let now = Instant::now();
-                let mut all_in = true;
-                for (k, (_, entries)) in sent.iter().enumerate() {
-                    if r.is_done(k) {
-                        continue;
-                    }
-                    if entries.iter().all(|e| pool.has_reply(exec, e.index)) {
-                        r.batch_done(k, now);
-                    } else {
-                        all_in = false;
-                    }
-                }
-                all_in
+                request.note_replies(Instant::now(), |index| pool.has_reply(exec, index))
             };
             if all_in {
                 return true;

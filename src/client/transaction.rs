@@ -4,7 +4,6 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
-use std::time::Instant;
 
 use bytes::BytesMut;
 
@@ -15,12 +14,13 @@ use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plan::BatchEntry;
 use crate::core::reply::{server_error, FromReply};
 use crate::core::report::Reporter;
+use crate::core::request::Request;
 use crate::core::resp::Value;
 use crate::core::round::{Effect, RoundLimits, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
     check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
-    TxNext, TxOutcome, TxRound, WatchAttempts,
+    TxOutcome, TxRound, WatchAttempts,
 };
 
 /// A `WATCH` session's connection, handed to the closure of [`Client::transaction`]: read
@@ -81,23 +81,16 @@ impl Client {
     ) -> Result<Vec<Result<Value>>> {
         self.ensure_open()?;
         let deadline = deadline_after(self.inner.config.request_timeout);
-        let tx = TxRound::new(
+        let mut request = Request::atomic(
             cmds,
             RoundLimits::of(&self.inner.config),
             deadline.map(|d| d.into_std()),
+            reporter,
         )
         .inspect_err(|_| self.inner.counters.add_refused())?;
         self.inner.counters.add_execution();
-        match self
-            .drive_transaction(cmds, tx, None, deadline, reporter)
-            .await?
-        {
-            TxOutcome::Done(results) => Ok(results),
-            // No WATCH on the shared connection (and no pin): only a server bug gets here.
-            TxOutcome::Conflict | TxOutcome::Unwatched { .. } => {
-                Err(Error::protocol("EXEC answered nil without WATCH"))
-            }
-        }
+        self.drive(&mut request, deadline, Lane::Shared, None).await;
+        request.results()
     }
 
     /// Optimistic locking: watches `keys` on a dedicated connection to their slot's node,
@@ -199,10 +192,10 @@ impl Client {
                             let tx =
                                 TxRound::new(&pipe.cmds, limits, deadline.map(|d| d.into_std()))?
                                     .pinned(node.clone());
-                            match self
-                                .drive_transaction(&pipe.cmds, tx, Some(conn), deadline, None)
-                                .await
-                            {
+                            let mut request = Request::from_transaction(&pipe.cmds, tx, None);
+                            self.drive(&mut request, deadline, Lane::Dedicated, Some(conn))
+                                .await;
+                            match request.finish() {
                                 Ok(TxOutcome::Done(results)) => {
                                     lease.give_back();
                                     return pipe.raise_first_error(results);
@@ -248,56 +241,6 @@ impl Client {
                 tokio::time::sleep(next.pause).await;
             }
         }
-    }
-
-    /// Drives one transaction to its outcome: on the shared connection of whichever node
-    /// the machine names, or on `conn` (a `WATCH` session's dedicated connection).
-    async fn drive_transaction(
-        &self,
-        cmds: &[Cmd],
-        mut tx: TxRound,
-        conn: Option<ConnId>,
-        deadline: Option<tokio::time::Instant>,
-        mut reporter: Option<&mut Reporter>,
-    ) -> Result<TxOutcome> {
-        loop {
-            let map = self.inner.map.borrow().clone();
-            match tx.next(Instant::now(), cmds, &map) {
-                TxNext::Done => break,
-                TxNext::WaitUntil(at) => {
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
-                }
-                TxNext::Send { node, buf, replies } => {
-                    if self.inner.closed.get() {
-                        return Err(Error::new(ErrorKind::Shutdown, "client shut down"));
-                    }
-                    let (lane, conn) = match conn {
-                        Some(conn) => (Lane::Dedicated, conn),
-                        None => (Lane::Shared, self.connection_for(&node)),
-                    };
-                    if let Some(r) = reporter.as_deref_mut() {
-                        r.round_started();
-                        r.batch_sent(&node, replies, buf.len(), Instant::now());
-                    }
-                    let (replies, timed_out) = self.round_trip(conn, buf, replies, deadline).await;
-                    if timed_out {
-                        tx.deadline_passed();
-                    }
-                    if let Some(r) = reporter.as_deref_mut() {
-                        if !timed_out {
-                            r.batch_done(0, Instant::now());
-                        }
-                        for reply in &replies {
-                            r.reply(&node, reply.as_ref());
-                        }
-                        r.round_ended();
-                    }
-                    tx.judge(&node, replies);
-                    self.apply_effects(tx.take_effects(), lane);
-                }
-            }
-        }
-        tx.finish()
     }
 
     /// Writes `buf` (which gets `n` replies) to `conn` and collects the replies in order;

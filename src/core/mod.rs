@@ -21,7 +21,9 @@
 //! - [`read_route`]: where reads go under a `ReadFrom` policy.
 //! - [`refresh`]: when to reload the slot map, whom to ask, how to judge the answers.
 //! - [`round`]: rounds with their redirect and retry budgets; [`transaction`]: `MULTI`,
-//!   `EXEC` and `WATCH` judged as a whole.
+//!   `EXEC` and `WATCH` judged as a whole; `request`: one request's whole life (expansion,
+//!   the order its batches go out, when a round is over, the report), which every driver
+//!   runs the same way.
 //! - [`handshake`], [`tls`]: a connection's handshake and its TLS records; `conn`: one
 //!   connection with no I/O (TLS records, handshake, reply FIFO, push frames), which the
 //!   blocking client's backends carry.
@@ -46,6 +48,7 @@ pub mod redirect;
 pub mod refresh;
 pub mod reply;
 pub mod report;
+pub(crate) mod request;
 pub mod resp;
 pub mod round;
 pub mod route;

@@ -364,6 +364,16 @@ impl Rounds {
         self
     }
 
+    /// [`Rounds::pinned_some`] in place.
+    pub(crate) fn set_pins(&mut self, pins: Vec<Option<NodeAddr>>) {
+        self.pins = pins;
+    }
+
+    /// [`Rounds::reading`] in place.
+    pub(crate) fn set_reads(&mut self, reads: Vec<ReadTarget>) {
+        self.reads = reads;
+    }
+
     fn pin(&self, index: usize) -> Option<&NodeAddr> {
         self.pins.get(index).and_then(Option::as_ref)
     }
