@@ -438,14 +438,18 @@ mod tests {
     ) -> Vec<&'static str> {
         let mut steps = Vec::new();
         let mut inbox: Vec<Option<RoundReply>> = Vec::new();
-        let now = Instant::now();
+        // Simulated time: a sleep moves the clock to its end.
+        let mut now = Instant::now();
         for _ in 0..100 {
             match request.poll(now, map, &[]) {
                 Step::Done => {
                     steps.push("done");
                     return steps;
                 }
-                Step::Sleep(_) => steps.push("sleep"),
+                Step::Sleep(at) => {
+                    steps.push("sleep");
+                    now = now.max(at);
+                }
                 Step::Write(batch) => {
                     steps.push("write");
                     inbox.resize_with(request.reply_slots(), || None);
@@ -536,6 +540,29 @@ mod tests {
         assert!(results[0].is_err());
         assert_eq!(results[1].as_ref().unwrap(), &Value::Int(6));
         assert!(results[2].is_ok());
+    }
+
+    #[test]
+    fn a_redirect_is_written_in_the_next_round_and_a_retry_after_a_sleep() {
+        let map = SlotMap::split_evenly(&nodes());
+        let cmds = [cmd("GET").arg("a")];
+        let slot = crate::core::slot::slot_for_key(b"a");
+        let mut answers = vec![
+            RoundReply::Value(Value::Error(format!("MOVED {slot} 127.0.0.1:7009").into())),
+            RoundReply::Value(Value::Error("TRYAGAIN later".into())),
+            bulk("v"),
+        ]
+        .into_iter();
+        let mut request = Request::pipeline(&cmds, &map, limits(), None, false, None);
+        let steps = run(&mut request, &map, |_| answers.next());
+        assert_eq!(
+            steps,
+            ["write", "wait", "write", "wait", "sleep", "write", "wait", "done"]
+        );
+        assert_eq!(
+            request.results().unwrap()[0].as_ref().unwrap(),
+            &Value::Bulk(Bytes::from_static(b"v"))
+        );
     }
 
     #[test]

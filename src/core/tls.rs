@@ -13,7 +13,8 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::net::IpAddr;
+// `core::net`: an address is data here, not a socket.
+use core::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
