@@ -9,15 +9,12 @@
 //! subscriber that is not called neither reads nor resubscribes; the kernel buffers what
 //! arrives meanwhile, up to the socket's buffer.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::driver::{deadline_after, random_unit, Client};
-use crate::core::cmd::{cmd, ToArg};
+use crate::core::cmd::ToArg;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::pubsub::{
-    follow_up, parse_event, LinkId, Links, Message, SubKind, Subscriptions, Target,
-};
+use crate::core::pubsub::{LinkId, Message, SubKind, SubscriberState, Target};
 use crate::core::round::Effect;
 use crate::core::topology::NodeAddr;
 
@@ -44,18 +41,10 @@ const RECONCILE_TICK: Duration = Duration::from_millis(100);
 pub struct Subscriber {
     /// A client of its own: the slot map, refreshes, the backend and the connections.
     client: Client,
-    subs: Subscriptions,
-    /// The connections (slab tokens; the link id is the connection's serial): which
-    /// target each serves, every open one by link id.
-    links: Links<usize>,
-    inbox: VecDeque<Message>,
-    max_buffered: usize,
-    dropped: u64,
-    /// Connections lost so far (each one's subscriptions were sent again elsewhere).
-    reconnects: u64,
+    /// Subscriptions, connections (slab tokens; the link id is the connection's
+    /// serial), messages not taken yet, the refusal a caller waits on.
+    state: SubscriberState<usize>,
     last_reconcile: Option<Instant>,
-    /// The last subscription command a server refused, for the call waiting on it.
-    refusal: Option<Error>,
 }
 
 impl Client {
@@ -67,21 +56,10 @@ impl Client {
         let mut config = self.config.clone();
         config.read_from = crate::ReadFrom::Primary;
         let client = Client::connect_parsed(self.seeds.clone(), config, Some(self.map.clone()))?;
-        let resend_after = self
-            .config
-            .request_timeout
-            .unwrap_or(Duration::from_secs(1))
-            .clamp(Duration::from_millis(200), Duration::from_secs(5));
         Ok(Subscriber {
-            subs: Subscriptions::new(resend_after),
-            max_buffered: self.config.max_buffered_messages.max(1),
+            state: SubscriberState::new(&self.config),
             client,
-            links: Links::default(),
-            inbox: VecDeque::new(),
-            dropped: 0,
-            reconnects: 0,
             last_reconcile: None,
-            refusal: None,
         })
     }
 }
@@ -126,11 +104,11 @@ impl Subscriber {
     pub fn next_message(&mut self, timeout: Option<Duration>) -> Result<Option<Message>> {
         let deadline = deadline_after(timeout);
         loop {
-            if let Some(m) = self.inbox.pop_front() {
+            if let Some(m) = self.state.next_message() {
                 return Ok(Some(m));
             }
             self.tick(deadline);
-            if self.inbox.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+            if !self.state.has_message() && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
         }
@@ -138,59 +116,46 @@ impl Subscriber {
 
     /// A message already read, without waiting or reading.
     pub fn try_next_message(&mut self) -> Option<Message> {
-        self.inbox.pop_front()
+        self.state.next_message()
     }
 
     /// Subscriptions asked for that the servers have not confirmed where they belong now
     /// (0 when everything is in place).
     pub fn out_of_sync(&self) -> usize {
-        self.subs.out_of_sync()
+        self.state.subs.out_of_sync()
     }
 
     /// The subscriptions asked for.
     pub fn subscriptions(&self) -> Vec<(SubKind, bytes::Bytes)> {
-        self.subs.desired().map(|(k, n)| (k, n.clone())).collect()
+        self.state
+            .subs
+            .desired()
+            .map(|(k, n)| (k, n.clone()))
+            .collect()
     }
 
     /// Messages dropped because the caller did not take them and
     /// `Config::max_buffered_messages` were waiting (the oldest go first).
     pub fn dropped_messages(&self) -> u64 {
-        self.dropped
+        self.state.dropped()
     }
 
     /// Connections lost so far whose subscriptions were sent again elsewhere.
     pub fn reconnects(&self) -> u64 {
-        self.reconnects
+        self.state.reconnects()
     }
 
     fn change<C: ToArg>(&mut self, kind: SubKind, names: &[C], add: bool) -> Result<()> {
-        let mut list = cmd("_");
-        for n in names {
-            list.push_arg(n);
-        }
-        let names: Vec<&[u8]> = list.args().skip(1).collect();
-        if add {
-            self.subs.want(kind, names.iter().copied());
-        } else {
-            self.subs.unwant(kind, names.iter().copied());
-        }
-        self.refusal = None;
+        let change = self.state.change(kind, names, add);
         self.last_reconcile = None;
         let deadline = deadline_after(self.client.config.request_timeout);
         loop {
-            if let Some(e) = self.refusal.take() {
-                // Refused (an ACL, say): not wanted any more, and the caller is told.
-                self.subs.unwant(kind, names.iter().copied());
-                self.last_reconcile = None;
-                return Err(e);
-            }
-            let done = if add {
-                self.subs.all_confirmed(kind, names.iter().copied())
-            } else {
-                self.subs.all_gone(kind, names.iter().copied())
-            };
-            if done {
-                return Ok(());
+            if let Some(done) = self.state.change_done(&change) {
+                if done.is_err() {
+                    // The refused names are not wanted any more: reconcile at once.
+                    self.last_reconcile = None;
+                }
+                return done;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::new(
@@ -222,42 +187,32 @@ impl Subscriber {
         };
         let tokens: Vec<usize> = self.live_tokens().collect();
         self.client.wait_links(&tokens, until);
-        self.dropped += std::mem::take(&mut self.client.link_frames_dropped);
+        self.state
+            .add_dropped(std::mem::take(&mut self.client.link_frames_dropped));
         let frames = std::mem::take(&mut self.client.link_frames);
         for (link, frame) in frames {
             let Some(token) = self.token_of(link) else {
                 // Its connection is gone: what it said no longer counts.
                 continue;
             };
-            let from = self
+            let Some(from) = self
                 .client
                 .entries
                 .get(token)
-                .map(|e| e.conn.addr().clone());
-            let event = parse_event(frame);
-            if let Some(from) = &from {
-                let then = follow_up(&event, from);
-                if let Some(moved) = then.moved {
-                    self.client
-                        .apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }));
-                }
-                if then.refresh {
-                    self.client.refresh.request();
-                }
-                if then.reconcile {
-                    self.last_reconcile = None;
-                }
+                .map(|e| e.conn.addr().clone())
+            else {
+                continue;
+            };
+            let then = self.state.on_frame(link, &from, frame);
+            if let Some(moved) = then.moved {
+                self.client
+                    .apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }));
             }
-            if let crate::core::pubsub::Event::Error(line) = &event {
-                tracing::warn!(error = %String::from_utf8_lossy(line), "subscription refused");
-                self.refusal = Some(crate::core::reply::server_error(line));
+            if then.refresh {
+                self.client.refresh.request();
             }
-            if let Some(message) = self.subs.on_event(link, event) {
-                if self.inbox.len() >= self.max_buffered {
-                    self.inbox.pop_front();
-                    self.dropped += 1;
-                }
-                self.inbox.push_back(message);
+            if then.reconcile {
+                self.last_reconcile = None;
             }
         }
         self.client.maybe_refresh();
@@ -267,17 +222,16 @@ impl Subscriber {
     /// what [`Subscriptions::reconcile`] says, close connections nothing needs.
     fn reconcile(&mut self, now: Instant) {
         let entries = &self.client.entries;
-        let lost = self.links.forget_dead(&mut self.subs, |link, token| {
-            entries.get(token).is_some_and(|e| e.serial == link)
-        });
-        self.reconnects += lost as u64;
+        let lost = self
+            .state
+            .forget_dead(|link, token| entries.get(token).is_some_and(|e| e.serial == link));
         if lost > 0 {
             // The node may have failed over: learn the new owners.
             self.client.refresh.request();
             self.client.maybe_refresh();
         }
-        let targets = self.subs.targets(&self.client.map);
-        for target in self.links.missing(&targets) {
+        let targets = self.state.subs.targets(&self.client.map);
+        for target in self.state.links.missing(&targets) {
             let node = match &target {
                 Target::Node(node) => Some(node.clone()),
                 Target::AnyNode => self.any_node(),
@@ -288,17 +242,16 @@ impl Subscriber {
             match self.client.open_connection(&node, true, connect_by) {
                 Ok(token) => {
                     let link = self.client.entries[token].serial;
-                    self.links.insert(target, link, token);
+                    self.state.links.insert(target, link, token);
                 }
                 Err(e) => tracing::debug!(%node, error = %e, "subscriber connection failed"),
             }
         }
-        let links = &self.links;
-        let actions = self
-            .subs
-            .reconcile(now, &self.client.map, |t| links.link_for(t));
+        let SubscriberState { subs, links, .. } = &mut self.state;
+        let actions = subs.reconcile(now, &self.client.map, |t| links.link_for(t));
         for action in actions {
             let token = self
+                .state
                 .links
                 .conn_for(&action)
                 .and_then(|(link, _)| self.token_of(link));
@@ -309,7 +262,7 @@ impl Subscriber {
             }
         }
         // Connections to targets no subscription needs any more (a slot's old owner).
-        for (link, token) in self.links.take_unneeded(&targets) {
+        for (link, token) in self.state.links.take_unneeded(&targets) {
             if self
                 .client
                 .entries
@@ -324,7 +277,7 @@ impl Subscriber {
     /// The token of subscriber connection `link`, if that connection is still open (its
     /// slab token may have been given to another connection since).
     fn token_of(&self, link: LinkId) -> Option<usize> {
-        let token = self.links.conn_of(link)?;
+        let token = self.state.links.conn_of(link)?;
         self.client
             .entries
             .get(token)
@@ -334,7 +287,10 @@ impl Subscriber {
 
     /// Tokens of the subscriber connections still open.
     fn live_tokens(&self) -> impl Iterator<Item = usize> + '_ {
-        self.links.open().filter_map(|(l, _)| self.token_of(l))
+        self.state
+            .links
+            .open()
+            .filter_map(|(l, _)| self.token_of(l))
     }
 
     /// A node for the cluster-wide subscriptions: a primary at random (so that many

@@ -3,7 +3,6 @@
 //! [`Subscriptions`]'s; this file opens connections, moves frames and wakes callers.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -12,12 +11,10 @@ use tokio::sync::Notify;
 
 use super::driver::{random_unit, Client, Lane};
 use crate::client::pool::ConnId;
-use crate::core::cmd::{cmd, ToArg};
+use crate::core::cmd::ToArg;
 use crate::core::config::PushHandler;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::pubsub::{
-    follow_up, parse_event, Event, LinkId, Links, Message, SubKind, Subscriptions, Target,
-};
+use crate::core::pubsub::{LinkId, Message, SubKind, SubscriberState, Target};
 use crate::core::round::Effect;
 use crate::core::topology::NodeAddr;
 
@@ -62,7 +59,7 @@ pub struct Subscriber {
 #[derive(Debug)]
 struct Shared {
     client: Client,
-    state: RefCell<State>,
+    state: RefCell<SubscriberState<ConnId>>,
     /// Wakes the reconcile task (held apart, so the task does not keep `Shared` alive).
     reconcile: Rc<Notify>,
     /// Wakes callers waiting for a message or a confirmation.
@@ -70,40 +67,14 @@ struct Shared {
     closed: Cell<bool>,
 }
 
-#[derive(Debug)]
-struct State {
-    subs: Subscriptions,
-    /// The connections: which target each serves, every open one by link id.
-    links: Links<ConnId>,
-    inbox: VecDeque<Message>,
-    max_buffered: usize,
-    dropped: u64,
-    /// Connections lost so far (each one's subscriptions were sent again elsewhere).
-    resubscribed_links: u64,
-    /// The last subscription command a server refused, for the call waiting on it.
-    refusal: Option<Error>,
-}
-
 impl Client {
     /// A new [`Subscriber`] on this client's cluster, with connections of its own.
     pub fn subscriber(&self) -> Subscriber {
         let config = &self.inner.config;
-        let resend_after = config
-            .request_timeout
-            .unwrap_or(Duration::from_secs(1))
-            .clamp(Duration::from_millis(200), Duration::from_secs(5));
         let reconcile = Rc::new(Notify::new());
         let shared = Rc::new(Shared {
             client: self.clone(),
-            state: RefCell::new(State {
-                subs: Subscriptions::new(resend_after),
-                links: Links::default(),
-                inbox: VecDeque::new(),
-                max_buffered: config.max_buffered_messages.max(1),
-                dropped: 0,
-                resubscribed_links: 0,
-                refusal: None,
-            }),
+            state: RefCell::new(SubscriberState::new(config)),
             reconcile: reconcile.clone(),
             changed: Notify::new(),
             closed: Cell::new(false),
@@ -164,7 +135,7 @@ impl Subscriber {
 
     /// The next buffered message, without waiting.
     pub fn try_next_message(&self) -> Option<Message> {
-        self.shared.state.borrow_mut().inbox.pop_front()
+        self.shared.state.borrow_mut().next_message()
     }
 
     /// Subscriptions not in place: desired but not confirmed where they belong, or
@@ -181,12 +152,12 @@ impl Subscriber {
 
     /// Messages dropped because the buffer was full (the caller did not keep up).
     pub fn dropped_messages(&self) -> u64 {
-        self.shared.state.borrow().dropped
+        self.shared.state.borrow().dropped()
     }
 
     /// Connections the subscriber lost and replaced, subscriptions and all.
     pub fn reconnects(&self) -> u64 {
-        self.shared.state.borrow().resubscribed_links
+        self.shared.state.borrow().reconnects()
     }
 
     /// Closes the subscriber's connections; [`Subscriber::next_message`] then returns
@@ -199,46 +170,20 @@ impl Subscriber {
         if self.shared.is_closed() {
             return Err(Error::new(ErrorKind::Shutdown, "subscriber closed"));
         }
-        let mut list = cmd("_");
-        for n in names {
-            list.push_arg(n);
-        }
-        let names: Vec<&[u8]> = list.args().skip(1).collect();
-        {
-            let mut state = self.shared.state.borrow_mut();
-            state.refusal = None;
-            if add {
-                state.subs.want(kind, names.iter().copied());
-            } else {
-                state.subs.unwant(kind, names.iter().copied());
-            }
-        }
+        let change = self.shared.state.borrow_mut().change(kind, names, add);
         self.shared.reconcile_now();
         let timeout = self.shared.client.inner.config.request_timeout;
         let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         loop {
             let changed = self.shared.changed.notified();
-            let refused = self.shared.state.borrow_mut().refusal.take();
-            if let Some(e) = refused {
-                // Refused (an ACL, say): not wanted any more, and the caller is told.
-                self.shared
-                    .state
-                    .borrow_mut()
-                    .subs
-                    .unwant(kind, names.iter().copied());
-                self.shared.reconcile_now();
-                return Err(e);
-            }
-            let done = {
-                let state = self.shared.state.borrow();
-                if add {
-                    state.subs.all_confirmed(kind, names.iter().copied())
-                } else {
-                    state.subs.all_gone(kind, names.iter().copied())
+            let done = self.shared.state.borrow_mut().change_done(&change);
+            if let Some(done) = done {
+                if done.is_err() {
+                    // The refused names are not wanted any more: unsubscribe wherever
+                    // they were taken.
+                    self.shared.reconcile_now();
                 }
-            };
-            if done {
-                return Ok(());
+                return done;
             }
             if self.shared.is_closed() {
                 return Err(Error::new(ErrorKind::Shutdown, "subscriber closed"));
@@ -296,12 +241,10 @@ impl Shared {
         let client = &self.client;
         let map = client.slot_map();
         let lost = {
-            let mut state = self.state.borrow_mut();
             let pool = client.inner.pool.borrow();
-            let State { subs, links, .. } = &mut *state;
-            let lost = links.forget_dead(subs, |_, conn| !pool.is_closed(conn));
-            state.resubscribed_links += lost as u64;
-            lost
+            self.state
+                .borrow_mut()
+                .forget_dead(|_, conn| !pool.is_closed(conn))
         };
         if lost > 0 {
             // The node may have failed over: learn the new owners.
@@ -322,7 +265,7 @@ impl Shared {
         let now = Instant::now();
         let actions = {
             let mut state = self.state.borrow_mut();
-            let State { subs, links, .. } = &mut *state;
+            let SubscriberState { subs, links, .. } = &mut *state;
             subs.reconcile(now, &map, |t| links.link_for(t))
         };
         let mut pool = client.inner.pool.borrow_mut();
@@ -374,8 +317,7 @@ impl Shared {
     }
 
     fn on_frame(&self, link: LinkId, from: &NodeAddr, frame: crate::core::resp::Value) {
-        let event = parse_event(frame);
-        let then = follow_up(&event, from);
+        let then = self.state.borrow_mut().on_frame(link, from, frame);
         if let Some(moved) = then.moved {
             self.client.apply_effects(
                 std::iter::once(Effect::Redirected { moved: Some(moved) }),
@@ -385,22 +327,8 @@ impl Shared {
         if then.refresh {
             self.client.schedule_refresh();
         }
-        if let Event::Error(line) = &event {
-            tracing::warn!(node = %from, error = %String::from_utf8_lossy(line), "subscription refused");
-            self.state.borrow_mut().refusal = Some(crate::core::reply::server_error(line));
-        }
-        let wake_reconcile = then.reconcile;
-        let mut state = self.state.borrow_mut();
-        if let Some(message) = state.subs.on_event(link, event) {
-            if state.inbox.len() >= state.max_buffered {
-                state.inbox.pop_front();
-                state.dropped += 1;
-            }
-            state.inbox.push_back(message);
-        }
-        drop(state);
         self.changed.notify_waiters();
-        if wake_reconcile {
+        if then.reconcile {
             self.reconcile.notify_one();
         }
     }

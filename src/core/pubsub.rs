@@ -508,6 +508,153 @@ impl Subscriptions {
     }
 }
 
+/// What a subscriber holds, whichever driver runs it: the subscriptions, its
+/// connections (`Links<C>`), the messages not taken yet (at most `max_buffered`: the
+/// oldest go first, counted), the refusal a caller waits to hear, and how many
+/// connections were lost. Both subscribers keep theirs in one of these, so what a frame
+/// means and when a caller's change is done are decided once.
+#[derive(Debug)]
+pub(crate) struct SubscriberState<C> {
+    pub(crate) subs: Subscriptions,
+    pub(crate) links: Links<C>,
+    inbox: std::collections::VecDeque<Message>,
+    max_buffered: usize,
+    dropped: u64,
+    lost: u64,
+    refusal: Option<crate::core::error::Error>,
+}
+
+/// A caller's change of subscriptions (`SUBSCRIBE a b`, `UNSUBSCRIBE c`), waited on until
+/// the servers confirm it or refuse it.
+#[derive(Debug)]
+pub(crate) struct Change {
+    kind: SubKind,
+    names: Vec<Bytes>,
+    add: bool,
+}
+
+impl<C: Copy> SubscriberState<C> {
+    /// No subscriptions yet. An unconfirmed one is sent again after the request timeout
+    /// (within 200 ms to 5 s); `max_buffered_messages` bound the messages kept.
+    pub(crate) fn new(config: &crate::core::config::Config) -> SubscriberState<C> {
+        let resend_after = config
+            .request_timeout
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let max_buffered = config.max_buffered_messages;
+        SubscriberState {
+            subs: Subscriptions::new(resend_after),
+            links: Links::default(),
+            inbox: std::collections::VecDeque::new(),
+            max_buffered: max_buffered.max(1),
+            dropped: 0,
+            lost: 0,
+            refusal: None,
+        }
+    }
+
+    /// Starts a change: `names` of `kind` wanted (`add`) or not; the next reconcile
+    /// sends it.
+    pub(crate) fn change<N: crate::core::cmd::ToArg>(
+        &mut self,
+        kind: SubKind,
+        names: &[N],
+        add: bool,
+    ) -> Change {
+        let mut list = cmd("_");
+        for n in names {
+            list.push_arg(n);
+        }
+        let names: Vec<Bytes> = list.args().skip(1).map(Bytes::copy_from_slice).collect();
+        self.refusal = None;
+        let names_ref = names.iter().map(|n| &n[..]);
+        if add {
+            self.subs.want(kind, names_ref);
+        } else {
+            self.subs.unwant(kind, names_ref);
+        }
+        Change { kind, names, add }
+    }
+
+    /// Where `change` stands: `Some(Ok)` when the servers confirmed it, `Some(Err)` when
+    /// one refused (an ACL, say: the names are then not wanted any more, and the caller
+    /// is told), `None` while it is under way.
+    pub(crate) fn change_done(
+        &mut self,
+        change: &Change,
+    ) -> Option<crate::core::error::Result<()>> {
+        let names = || change.names.iter().map(|n| &n[..]);
+        if let Some(e) = self.refusal.take() {
+            self.subs.unwant(change.kind, names());
+            return Some(Err(e));
+        }
+        let done = if change.add {
+            self.subs.all_confirmed(change.kind, names())
+        } else {
+            self.subs.all_gone(change.kind, names())
+        };
+        done.then_some(Ok(()))
+    }
+
+    /// A frame read on `link`, a connection to `from`: a message is kept for the caller
+    /// (when its subscription lives on that connection), a refusal for the caller
+    /// waiting on a change; what the driver must do about it is returned.
+    pub(crate) fn on_frame(&mut self, link: LinkId, from: &NodeAddr, frame: Value) -> FollowUp {
+        let event = parse_event(frame);
+        let then = follow_up(&event, from);
+        if let Event::Error(line) = &event {
+            tracing::warn!(node = %from, error = %String::from_utf8_lossy(line), "subscription refused");
+            self.refusal = Some(crate::core::reply::server_error(line));
+        }
+        if let Some(message) = self.subs.on_event(link, event) {
+            self.keep(message);
+        }
+        then
+    }
+
+    fn keep(&mut self, message: Message) {
+        if self.inbox.len() >= self.max_buffered {
+            self.inbox.pop_front();
+            self.dropped += 1;
+        }
+        self.inbox.push_back(message);
+    }
+
+    /// The oldest message not taken yet.
+    pub(crate) fn next_message(&mut self) -> Option<Message> {
+        self.inbox.pop_front()
+    }
+
+    /// Whether a message waits.
+    pub(crate) fn has_message(&self) -> bool {
+        !self.inbox.is_empty()
+    }
+
+    /// Messages dropped: by the bound here, and those the driver dropped before them.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// `n` messages dropped before they got here (the driver's own bounded buffer).
+    pub(crate) fn add_dropped(&mut self, n: u64) {
+        self.dropped += n;
+    }
+
+    /// Forgets the connections `alive` says are gone (their subscriptions go elsewhere
+    /// at the next reconcile); the count is kept. When any was lost, the driver asks for
+    /// a refresh: the node may have failed over.
+    pub(crate) fn forget_dead(&mut self, alive: impl Fn(LinkId, C) -> bool) -> usize {
+        let lost = self.links.forget_dead(&mut self.subs, alive);
+        self.lost += lost as u64;
+        lost
+    }
+
+    /// Connections lost (and their subscriptions sent again elsewhere) so far.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.lost
+    }
+}
+
 /// A subscriber's connections as its driver holds them: the connection serving each
 /// target, and every open one by link id (one that lost its target still gets its
 /// unsubscribes before it is closed). `C` is the driver's handle to a connection (a pool
@@ -637,6 +784,59 @@ mod tests {
             .args()
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect()
+    }
+
+    fn state(max_buffered: usize) -> SubscriberState<u32> {
+        let config = crate::core::config::Config {
+            max_buffered_messages: max_buffered,
+            ..Default::default()
+        };
+        SubscriberState::new(&config)
+    }
+
+    #[test]
+    fn a_refused_change_is_reported_once_and_no_longer_wanted() {
+        let mut st = state(8);
+        let change = st.change(SubKind::Channel, &["news"], true);
+        assert!(st.change_done(&change).is_none(), "not confirmed yet");
+        let then = st.on_frame(1, &a(), Value::Error(Bytes::from_static(b"NOPERM no")));
+        assert!(then.moved.is_none());
+        let done = st.change_done(&change).expect("the refusal ends the wait");
+        assert!(done.is_err());
+        assert_eq!(st.subs.desired().count(), 0, "refused names are not wanted");
+        assert!(
+            st.change_done(&change).is_none(),
+            "the refusal is heard once"
+        );
+        // A new change starts with no refusal left over.
+        let again = st.change(SubKind::Channel, &["other"], true);
+        assert!(st.change_done(&again).is_none());
+    }
+
+    #[test]
+    fn an_unsubscribe_is_done_once_nothing_holds_it() {
+        let mut st = state(8);
+        let change = st.change(SubKind::Channel, &["never-held"], false);
+        assert!(matches!(st.change_done(&change), Some(Ok(()))));
+    }
+
+    #[test]
+    fn messages_past_the_bound_drop_the_oldest_and_are_counted() {
+        let mut st = state(2);
+        for i in 0..5u8 {
+            st.keep(Message {
+                kind: SubKind::Channel,
+                channel: Bytes::from_static(b"c"),
+                pattern: None,
+                payload: Bytes::copy_from_slice(&[i]),
+            });
+        }
+        st.add_dropped(4);
+        assert_eq!(st.dropped(), 3 + 4);
+        assert!(st.has_message());
+        assert_eq!(&st.next_message().unwrap().payload[..], &[3]);
+        assert_eq!(&st.next_message().unwrap().payload[..], &[4]);
+        assert!(st.next_message().is_none());
     }
 
     #[test]
