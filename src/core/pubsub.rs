@@ -814,6 +814,18 @@ mod tests {
     }
 
     #[test]
+    fn lost_connections_are_forgotten_and_counted() {
+        let mut st = state(8);
+        st.links.insert(Target::AnyNode, 1, 10);
+        st.links.insert(Target::Node(a()), 2, 20);
+        assert_eq!(st.forget_dead(|_, conn| conn != 10), 1);
+        assert_eq!(st.reconnects(), 1);
+        assert_eq!(st.forget_dead(|_, _| true), 0);
+        assert_eq!(st.forget_dead(|_, _| false), 1);
+        assert_eq!(st.reconnects(), 2);
+    }
+
+    #[test]
     fn an_unsubscribe_is_done_once_nothing_holds_it() {
         let mut st = state(8);
         let change = st.change(SubKind::Channel, &["never-held"], false);
@@ -837,6 +849,7 @@ mod tests {
         assert_eq!(&st.next_message().unwrap().payload[..], &[3]);
         assert_eq!(&st.next_message().unwrap().payload[..], &[4]);
         assert!(st.next_message().is_none());
+        assert!(!st.has_message());
     }
 
     #[test]

@@ -114,12 +114,7 @@ impl<'a> Request<'a> {
         deadline: Option<Instant>,
         serial: bool,
     ) -> Request<'a> {
-        let rounds = Rounds::new(cmds.len(), limits, deadline);
-        let machine = Machine::Rounds {
-            rounds,
-            started: false,
-        };
-        Request::with(cmds, None, machine, serial, None)
+        Request::rounds(cmds, None, limits, deadline, serial, None)
     }
 
     /// A pipeline: each command expanded by its class (see [`crate::core::expand`])
@@ -133,13 +128,23 @@ impl<'a> Request<'a> {
         reporter: Option<&'a mut Reporter>,
     ) -> Request<'a> {
         let expansion = (!is_plain(cmds)).then(|| expand(cmds, map));
-        let (n, pins) = match &expansion {
-            Some(e) => (e.sent.len(), e.pins.clone()),
-            None => (cmds.len(), Vec::new()),
-        };
+        Request::rounds(cmds, expansion, limits, deadline, serial, reporter)
+    }
+
+    /// Rounds for `cmds`, or for what `expansion` sends instead (its multi-node copies
+    /// pinned to their nodes).
+    fn rounds(
+        cmds: &'a [Cmd],
+        mut expansion: Option<Expansion>,
+        limits: RoundLimits,
+        deadline: Option<Instant>,
+        serial: bool,
+        reporter: Option<&'a mut Reporter>,
+    ) -> Request<'a> {
+        let n = expansion.as_ref().map_or(cmds.len(), |e| e.sent.len());
         let mut rounds = Rounds::new(n, limits, deadline);
-        if !pins.is_empty() {
-            rounds = rounds.pinned_some(pins);
+        if let Some(e) = expansion.as_mut().filter(|e| !e.pins.is_empty()) {
+            rounds.set_pins(std::mem::take(&mut e.pins));
         }
         let machine = Machine::Rounds {
             rounds,
@@ -489,6 +494,9 @@ mod tests {
         let map = SlotMap::split_evenly(&nodes());
         let cmds = keys_on_every_node(&map);
         let mut parallel = Request::pipeline(&cmds, &map, limits(), None, false, None);
+        assert_eq!(parallel.refused(), 0);
+        assert!(!parallel.reports(), "no report: one wake-up per round");
+        assert!(format!("{parallel:?}").contains("commands: 3"));
         let steps = run(&mut parallel, &map, |_| Some(bulk("v")));
         assert_eq!(steps, ["write", "write", "write", "wait", "done"]);
         let mut serial = Request::pipeline(&cmds, &map, limits(), None, true, None);
@@ -589,6 +597,8 @@ mod tests {
         let map = SlotMap::split_evenly(&nodes());
         let cmds = [cmd("SET").arg("{t}a").arg(1), cmd("INCR").arg("{t}b")];
         let mut request = Request::atomic(&cmds, limits(), None, None).unwrap();
+        // Room for ASKING, MULTI, the commands and EXEC.
+        assert_eq!(request.reply_slots(), cmds.len() + 3);
         // MULTI, two QUEUED, EXEC's array.
         let mut replies = vec![
             Some(RoundReply::Value(Value::SimpleString(Bytes::from_static(
