@@ -593,6 +593,29 @@ mod tests {
     }
 
     #[test]
+    fn an_atomic_pipeline_at_its_deadline_is_a_timeout_not_a_lost_reply() {
+        let map = SlotMap::split_evenly(&nodes());
+        let cmds = [cmd("INCR").arg("{t}a")];
+        let mut request = Request::atomic(&cmds, limits(), None, None).unwrap();
+        let Step::Write(batch) = request.poll(Instant::now(), &map, &[]) else {
+            panic!("an atomic pipeline starts with its write");
+        };
+        request.written(batch.node, batch.entries, batch.buf.len(), Instant::now());
+        assert!(matches!(
+            request.poll(Instant::now(), &map, &[]),
+            Step::Wait
+        ));
+        // The deadline passed with no reply in: EXEC may have run, so it is a timeout.
+        request.waited(false, |_| None);
+        assert!(matches!(
+            request.poll(Instant::now(), &map, &[]),
+            Step::Done
+        ));
+        let error = request.results().unwrap_err();
+        assert_eq!(error.kind(), crate::core::error::ErrorKind::Timeout);
+    }
+
+    #[test]
     fn an_atomic_pipeline_is_one_batch_judged_whole() {
         let map = SlotMap::split_evenly(&nodes());
         let cmds = [cmd("SET").arg("{t}a").arg(1), cmd("INCR").arg("{t}b")];
