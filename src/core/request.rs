@@ -274,7 +274,8 @@ impl<'a> Request<'a> {
         if let Some(r) = self.reporter.as_deref_mut() {
             r.round_started();
         }
-        self.queue.extend(batches);
+        // The round's vector becomes the queue: no allocation of its own.
+        self.queue = VecDeque::from(batches);
         match self.queue.pop_front() {
             Some(batch) => Step::Write(batch),
             // A round with nothing to send: judged at once.
