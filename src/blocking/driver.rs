@@ -13,9 +13,9 @@ use crate::core::cmd::{cmd, Cmd};
 use crate::core::command_table::{
     command_class, deadline_budget, named_node_path, CommandClass, NamedNode,
 };
-use crate::core::config::{Config, Execution, ReadFrom};
+use crate::core::config::{Config, Execution};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::handshake::{HandshakeOptions, ServerInfo};
+use crate::core::handshake::ServerInfo;
 use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::read_route::ReadRouter;
@@ -31,7 +31,7 @@ use crate::io::{configure, SocketOptions};
 
 use crate::core::nodes::NodeTable;
 use crate::core::refresh::{in_cluster, Refresh, SlotMapVote};
-use crate::core::tls::{TlsConfig, TlsLayer};
+use crate::core::tls::TlsConfig;
 use crate::core::topology::{NodeAddr, SlotMap};
 
 use super::poll;
@@ -558,7 +558,7 @@ impl Client {
             Ok(token) => {
                 let bytes = buf.len();
                 if let Some(entry) = self.entries.get_mut(token) {
-                    entry.conn.queue(entries, buf);
+                    entry.conn.queue(entries, buf, |i| i);
                     entry.last_used = Instant::now();
                 }
                 bytes
@@ -850,22 +850,7 @@ impl Client {
     ) -> Result<usize> {
         let config = &self.config;
         let stream = connect_tcp(node, config, connect_by)?;
-        let handshake = HandshakeOptions {
-            protocol: config.protocol,
-            credentials: config
-                .credentials
-                .current()
-                .map_err(|e| Error::new(e.kind(), format!("{node}: {}", e.detail())))?,
-            client_name: config.client_name.clone(),
-            // A replica serves reads only after READONLY; harmless on a primary.
-            read_only: config.read_from != ReadFrom::Primary && self.map.is_replica(node),
-            ..HandshakeOptions::default()
-        };
-        let tls = match &self.tls {
-            Some((rustls, tls)) => Some(TlsLayer::new(rustls.clone(), tls.name_for(&node.host)?)?),
-            None => None,
-        };
-        let mut conn = Conn::new(node.clone(), handshake, tls, config.decode_limits)?;
+        let mut conn = Conn::to_node(node, config, &self.map, self.tls.as_ref())?;
         if events_only {
             conn = conn.into_events_only();
         }

@@ -1,30 +1,27 @@
 //! One node connection's life, over any engine: connect, then one writer loop and one
-//! long-lived reader.
+//! long-lived reader, both moving bytes between the socket and the connection's sans-IO
+//! [`Conn`](crate::core::conn::Conn) in the pool, which does TLS, the handshake and the
+//! reply order.
 //!
 //! The reader is the only code that reads the socket, and it never gives up a read
 //! half-way: with io_uring an abandoned read still completes into its buffer, so a reader
 //! that could be cancelled would lose bytes and shift every later reply. Timeouts
-//! therefore act on requests (see [`crate::client::pool`]), never on reads.
+//! therefore act on requests (see [`crate::client::pool`]) and on the pool's record of the
+//! connection (the handshake's deadline), never on reads.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use crate::client::pool::{ConnId, Delivery, Pool};
-use crate::core::cmd::Cmd;
+use crate::client::pool::{ConnId, Pool};
 use crate::core::error::{Error, ErrorKind};
-use crate::core::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerInfo};
-use crate::core::resp::decode::decode;
-use crate::core::resp::DecodeLimits;
 use crate::core::resp::Value;
 use crate::core::stats::Counters as Stats;
-use crate::core::tls::TlsLayer;
 use crate::core::topology::NodeAddr;
-use crate::io::tls::TlsStream;
 use crate::io::{ByteStream, SocketOptions, Transport};
 
 /// Below this much spare room the reader grows its buffer before the next read.
@@ -33,20 +30,17 @@ const MIN_READ_SPACE: usize = 4096;
 /// What a connection task needs to know.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnOptions {
+    /// Connect, TLS and the handshake must be done within this.
     pub(crate) connect_timeout: Duration,
     /// Wait before connecting (backoff after a failed connection to the same node).
     pub(crate) delay: Duration,
-    pub(crate) limits: DecodeLimits,
     pub(crate) read_buffer_size: usize,
     pub(crate) socket: SocketOptions,
-    /// What the handshake sends, or the error that stops the connection before it
-    /// starts (a credentials provider that failed).
-    pub(crate) handshake: Result<HandshakeOptions, Error>,
     /// Where push frames go.
     pub(crate) push_handler: Option<crate::core::config::PushHandler>,
-    /// TLS, when the cluster speaks it (an error when this node's name is not usable:
-    /// the connection fails, it never goes plain).
-    pub(crate) tls: Option<Result<TlsConnect, Error>>,
+    /// Why the connection could not even be set up (a credentials provider that failed,
+    /// a host that is no valid TLS name): it fails at once, with this.
+    pub(crate) setup_error: Option<Error>,
 }
 
 /// Resolves a node address to every address it names. IP literals (what clusters
@@ -76,52 +70,82 @@ pub(crate) async fn resolve(addr: &NodeAddr) -> Result<Vec<SocketAddr>, Error> {
     Ok(found)
 }
 
-/// TLS for one connection: the client's rustls configuration and the name verified.
-#[derive(Debug, Clone)]
-pub(crate) struct TlsConnect {
-    pub(crate) config: std::sync::Arc<rustls::ClientConfig>,
-    pub(crate) name: rustls::pki_types::ServerName<'static>,
-}
-
 /// Runs a connection until it fails or the client goes away. Spawned once per connection
 /// on the client's thread.
 pub(crate) async fn run_connection<T: Transport>(link: Link) {
-    // Connect, TLS and the handshake all within the connect timeout. Callers' commands
-    // wait in the pool meanwhile: the writer starts only once the connection is ready.
-    let deadline = tokio::time::Instant::now().checked_add(link.options.connect_timeout);
-    let limit = link.options.connect_timeout;
-    let timed_out = move || {
-        Error::new(
-            ErrorKind::Io,
-            format!("connecting took longer than {limit:?}"),
-        )
-    };
-    let tcp = match within(deadline, connect::<T>(&link.addr, &link.options)).await {
-        Some(Ok(stream)) => stream,
-        Some(Err(error)) => return fail_early(&link.pool, link.conn, &link.addr, error),
-        None => return fail_early(&link.pool, link.conn, &link.addr, timed_out()),
-    };
-    match link.options.tls.clone() {
-        None => link.serve(tcp, deadline).await,
-        Some(tls) => {
-            let established = async {
-                let tls = tls?;
-                let layer = TlsLayer::new(tls.config, tls.name)?;
-                TlsStream::establish(tcp, layer, link.wake_writer.clone()).await
-            };
-            match within(deadline, established).await {
-                Some(Ok(stream)) => link.serve(stream, deadline).await,
-                Some(Err(error)) => fail_early(&link.pool, link.conn, &link.addr, error),
-                None => fail_early(&link.pool, link.conn, &link.addr, timed_out()),
-            }
-        }
+    let Link {
+        pool,
+        stats,
+        conn,
+        addr,
+        wake_writer,
+        options,
+    } = link;
+    if let Some(error) = options.setup_error.clone() {
+        return fail_early(&pool, conn, &addr, error);
     }
+    if !options.delay.is_zero() {
+        tokio::time::sleep(options.delay).await;
+    }
+    // Connect, TLS and the handshake all within the connect timeout. Callers' commands
+    // wait in the connection meanwhile: it holds them until its handshake is done.
+    let limit = options.connect_timeout;
+    let deadline = tokio::time::Instant::now().checked_add(limit);
+    let timed_out =
+        |what: &str| Error::new(ErrorKind::Io, format!("{what} took longer than {limit:?}"));
+    let stream = match within(deadline, connect::<T>(&addr, &options)).await {
+        Some(Ok(stream)) => Rc::new(stream),
+        Some(Err(error)) => return fail_early(&pool, conn, &addr, error),
+        None => return fail_early(&pool, conn, &addr, timed_out("connecting")),
+    };
+    let reader = tokio::task::spawn_local(read_loop(
+        stream.clone(),
+        pool.clone(),
+        stats.clone(),
+        conn,
+        options.clone(),
+    ));
+    // The handshake's deadline acts on the pool's record, never on a read: a connection
+    // not ready by then fails, which stops the writer, whose shutdown ends the read.
+    let watchdog = deadline.map(|at| {
+        let pool = pool.clone();
+        let addr = addr.clone();
+        let error = timed_out("the handshake");
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(pool) = pool.upgrade() {
+                let mut pool = pool.borrow_mut();
+                if !pool.is_closed(conn) && !pool.is_ready(conn) {
+                    let error = Error::new(error.kind(), format!("{addr}: {}", error.detail()));
+                    tracing::debug!(%addr, %error, "connection failed");
+                    pool.fail(conn, &error);
+                }
+            }
+        })
+    });
+    write_loop(&*stream, &pool, &stats, conn, &wake_writer).await;
+    // Whoever stopped first, the other must stop too: shutting the socket down
+    // completes the reader's outstanding read, which is then its last.
+    stream.shutdown();
+    let _ = reader.await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    if let Some(pool) = pool.upgrade() {
+        pool.borrow_mut().release(conn);
+    }
+    tracing::debug!(%addr, "connection closed");
 }
 
 /// A connection that failed before it could be used: every caller waiting on it gets the
 /// error, which names the node.
 fn fail_early(pool: &Weak<RefCell<Pool>>, conn: ConnId, addr: &NodeAddr, error: Error) {
-    let error = Error::new(error.kind(), format!("{addr}: {}", error.detail()));
+    let prefix = format!("{addr}: ");
+    let error = if error.detail().starts_with(&prefix) {
+        error
+    } else {
+        Error::new(error.kind(), format!("{prefix}{}", error.detail()))
+    };
     tracing::debug!(%addr, %error, "connection failed");
     if let Some(pool) = pool.upgrade() {
         let mut pool = pool.borrow_mut();
@@ -141,70 +165,9 @@ pub(crate) struct Link {
     pub(crate) options: ConnOptions,
 }
 
-impl Link {
-    /// The handshake, then the writer loop here and the reader as its own task, over any
-    /// byte stream (plain or TLS).
-    async fn serve<S: ByteStream>(self, stream: S, deadline: Option<tokio::time::Instant>) {
-        let Link {
-            pool,
-            stats,
-            conn,
-            addr,
-            wake_writer,
-            options,
-        } = self;
-        let shaken = within(deadline, async {
-            let handshake = options.handshake.clone()?;
-            let started = tokio::time::Instant::now();
-            let (info, leftover) = shake_hands(&stream, handshake, &options).await?;
-            Ok::<_, Error>((info, started.elapsed(), leftover))
-        })
-        .await;
-        let (info, rtt, leftover) = match shaken {
-            Some(Ok(done)) => done,
-            Some(Err(error)) => return fail_early(&pool, conn, &addr, error),
-            None => {
-                let error = Error::new(
-                    ErrorKind::Io,
-                    format!(
-                        "the handshake took longer than {:?}",
-                        options.connect_timeout
-                    ),
-                );
-                return fail_early(&pool, conn, &addr, error);
-            }
-        };
-        let stream = Rc::new(stream);
-        tracing::debug!(%addr, ?info, "connected");
-        if let Some(pool) = pool.upgrade() {
-            pool.borrow_mut().connected(conn, info, rtt);
-        }
-        let reader = tokio::task::spawn_local(read_loop(
-            stream.clone(),
-            pool.clone(),
-            stats.clone(),
-            conn,
-            options.clone(),
-            leftover,
-        ));
-        write_loop(&*stream, &pool, &stats, conn, &wake_writer).await;
-        // Whoever stopped first, the other must stop too: shutting the socket down
-        // completes the reader's outstanding read, which is then its last.
-        stream.shutdown();
-        let _ = reader.await;
-        if let Some(pool) = pool.upgrade() {
-            pool.borrow_mut().release(conn);
-        }
-        tracing::debug!(%addr, "connection closed");
-    }
-}
-
 /// Connects to the first address of `addr` that accepts, trying each in turn, all
 /// within the connect timeout.
 async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result<T, Error> {
-    if !options.delay.is_zero() {
-        tokio::time::sleep(options.delay).await;
-    }
     let timed_out = || {
         Error::new(
             ErrorKind::Io,
@@ -237,60 +200,6 @@ async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result
     Err(last.unwrap_or_else(timed_out))
 }
 
-/// Runs the handshake state machine over a fresh connection: writes what it says, feeds
-/// it each reply. Returns what the server said of itself and any bytes read past the
-/// handshake's last reply.
-async fn shake_hands<S: ByteStream>(
-    stream: &S,
-    handshake: HandshakeOptions,
-    options: &ConnOptions,
-) -> Result<(ServerInfo, BytesMut), Error> {
-    let mut machine = Handshake::new(handshake);
-    let mut buf = BytesMut::with_capacity(options.read_buffer_size);
-    let mut step = machine.start();
-    loop {
-        step = match step {
-            HandshakeStep::Send(cmds) => {
-                let mut out = BytesMut::with_capacity(cmds.iter().map(Cmd::encoded_len).sum());
-                for c in &cmds {
-                    c.write_to(&mut out);
-                }
-                let (res, _) = stream.write_all(out).await;
-                res.map_err(|e| Error::io("handshake write", e))?;
-                HandshakeStep::Wait
-            }
-            HandshakeStep::Wait => {
-                let reply = loop {
-                    match decode(&mut buf, &options.limits)? {
-                        // Out-of-band: answers nothing.
-                        Some(Value::Push(_)) => continue,
-                        Some(reply) => break reply,
-                        None => {}
-                    }
-                    if buf.capacity() - buf.len() < MIN_READ_SPACE {
-                        buf.reserve(options.read_buffer_size.max(MIN_READ_SPACE));
-                    }
-                    let (res, returned) = stream.read(buf).await;
-                    buf = returned;
-                    match res {
-                        Ok(0) => {
-                            return Err(Error::new(
-                                ErrorKind::Io,
-                                "the server closed the connection during the handshake",
-                            ))
-                        }
-                        Ok(_) => {}
-                        Err(e) => return Err(Error::io("handshake read", e)),
-                    }
-                };
-                machine.on_reply(reply)
-            }
-            HandshakeStep::Done(info) => return Ok((info, buf)),
-            HandshakeStep::Failed(error) => return Err(error),
-        };
-    }
-}
-
 /// `f`'s output, or `None` when `deadline` passes first.
 async fn within<F: std::future::Future>(
     deadline: Option<tokio::time::Instant>,
@@ -315,9 +224,7 @@ async fn write_loop<S: ByteStream>(
             None => None,
         };
         let Some(out) = out else { return };
-        // An empty write still goes out when the stream has bytes of its own to send
-        // (TLS records produced while reading).
-        if out.is_empty() && !stream.has_pending_output() {
+        if out.is_empty() {
             // A permit stored by `notify_one` between `take_output` and here makes this
             // return at once, so no queued batch can be missed.
             wake_writer.notified().await;
@@ -350,32 +257,23 @@ async fn read_loop<S: ByteStream>(
     stats: Rc<Stats>,
     conn: ConnId,
     options: ConnOptions,
-    mut buf: BytesMut,
 ) {
     let mut pushes = Vec::new();
-    // Replies that arrived with the handshake's last one are delivered before the first
-    // read, through the same path as any read.
-    let mut first = (!buf.is_empty()).then_some(Ok(buf.len()));
+    let mut buf = BytesMut::with_capacity(options.read_buffer_size);
     loop {
-        let res = match first.take() {
-            Some(leftover) => leftover,
-            None => {
-                buf = ready_for_read(buf, options.read_buffer_size);
-                if buf.capacity() - buf.len() < MIN_READ_SPACE {
-                    let want = options.read_buffer_size.max(MIN_READ_SPACE);
-                    if !buf.try_reclaim(want) {
-                        // The replies just decoded still share the buffer until their
-                        // callers run: let them, then the buffer can be reused in place
-                        // instead of a new one allocated (about once per 40 batches).
-                        tokio::task::yield_now().await;
-                        buf.reserve(want);
-                    }
-                }
-                let (res, returned) = stream.read(buf).await;
-                buf = returned;
-                res
+        buf = ready_for_read(buf, options.read_buffer_size);
+        if buf.capacity() - buf.len() < MIN_READ_SPACE {
+            let want = options.read_buffer_size.max(MIN_READ_SPACE);
+            if !buf.try_reclaim(want) {
+                // The replies just decoded still share the buffer until their callers
+                // run: let them, then the buffer can be reused in place instead of a new
+                // one allocated (about once per 40 batches).
+                tokio::task::yield_now().await;
+                buf.reserve(want);
             }
-        };
+        }
+        let (res, returned) = stream.read(buf).await;
+        buf = returned;
         let Some(pool) = pool.upgrade() else { return };
         let failure = {
             let mut pool = pool.borrow_mut();
@@ -387,21 +285,15 @@ async fn read_loop<S: ByteStream>(
                 Err(e) => Some(Error::io(format!("read from {}", describe(&pool, conn)), e)),
                 Ok(n) => {
                     stats.add_read(n);
-                    let failure = deliver_all(
-                        &mut pool,
-                        &stats,
-                        conn,
-                        &mut buf,
-                        &options.limits,
-                        &mut pushes,
-                    );
-                    pool.read_progress(conn, std::time::Instant::now);
-                    failure
+                    // A frame that cannot be parsed poisons the stream (nothing after it
+                    // can be framed); replies before it were delivered and are kept.
+                    pool.receive(conn, &mut buf, &mut pushes, Instant::now)
+                        .err()
                 }
             }
         };
         // The pool is not borrowed any more: the handler may call the client.
-        hand_over(&options, conn, &pool, &mut pushes);
+        hand_over(&options, &stats, conn, &pool, &mut pushes);
         let mut pool = pool.borrow_mut();
         if let Some(error) = failure {
             pool.fail(conn, &error);
@@ -413,11 +305,20 @@ async fn read_loop<S: ByteStream>(
     }
 }
 
-/// Gives the push frames read to the user's handler, if there is one (they were counted
-/// already); without one they are dropped.
-fn hand_over(options: &ConnOptions, conn: ConnId, pool: &RefCell<Pool>, pushes: &mut Vec<Value>) {
+/// Gives the push frames read to the user's handler, if there is one; without one they
+/// are dropped. Each is counted.
+fn hand_over(
+    options: &ConnOptions,
+    stats: &Stats,
+    conn: ConnId,
+    pool: &RefCell<Pool>,
+    pushes: &mut Vec<Value>,
+) {
     if pushes.is_empty() {
         return;
+    }
+    for _ in pushes.iter() {
+        stats.add_push();
     }
     let Some(handler) = &options.push_handler else {
         pushes.clear();
@@ -425,6 +326,7 @@ fn hand_over(options: &ConnOptions, conn: ConnId, pool: &RefCell<Pool>, pushes: 
     };
     let node = pool.borrow().addr(conn).cloned();
     if let Some(node) = node {
+        tracing::trace!(%node, frames = pushes.len(), "push frames");
         for push in pushes.drain(..) {
             handler.call(&node, push);
         }
@@ -440,41 +342,6 @@ fn ready_for_read(buf: BytesMut, usual: usize) -> BytesMut {
         BytesMut::with_capacity(usual)
     } else {
         buf
-    }
-}
-
-/// Decodes every whole reply in `buf` and hands each to its sink. A decode error poisons
-/// the stream (nothing after it can be framed), so it ends the connection; replies before
-/// it were delivered already and are kept.
-fn deliver_all(
-    pool: &mut Pool,
-    stats: &Stats,
-    conn: ConnId,
-    buf: &mut BytesMut,
-    limits: &DecodeLimits,
-    pushes: &mut Vec<Value>,
-) -> Option<Error> {
-    loop {
-        match decode(buf, limits) {
-            Ok(Some(value)) => match pool.deliver(conn, value) {
-                Ok(Delivery::Reply) => {}
-                // Out-of-band data (invalidations, messages): it answers no request.
-                Ok(Delivery::Push(push)) => {
-                    stats.add_push();
-                    tracing::trace!(node = %describe(pool, conn), "push frame");
-                    pushes.push(push);
-                }
-                Err(e) => return Some(e),
-            },
-            Ok(None) => return None,
-            Err(e) => {
-                return Some(Error::protocol(format!(
-                    "{}: {}",
-                    describe(pool, conn),
-                    e.detail()
-                )))
-            }
-        }
     }
 }
 

@@ -16,7 +16,6 @@ use crate::core::command_table::{
 };
 use crate::core::config::{Config, Execution, ReadFrom};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::handshake::HandshakeOptions;
 pub use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::read_route::ReadRouter;
@@ -40,8 +39,9 @@ pub(super) use crate::io::random_unit;
 use crate::io::uring::UringStream;
 use crate::io::SocketOptions;
 
-use crate::client::connection::{run_connection, ConnOptions, Link, TlsConnect};
+use crate::client::connection::{run_connection, ConnOptions, Link};
 use crate::client::pool::{ConnId, Pool, QueueLimits};
+use crate::core::conn::Conn;
 
 #[derive(Debug)]
 pub(super) struct Inner {
@@ -819,82 +819,56 @@ impl Client {
         if let Some(conn) = self.inner.pool.borrow_mut().checkout_dedicated(node) {
             return conn;
         }
-        let (conn, wake_writer) = self
-            .inner
-            .pool
-            .borrow_mut()
-            .open_dedicated(node.clone(), self.inner.config.read_buffer_size);
-        self.start_connection(conn, node, wake_writer);
-        conn
+        self.open_connection(node, Kind::Dedicated)
     }
 
     pub(super) fn connection_for(&self, node: &NodeAddr) -> ConnId {
         if let Some(conn) = self.inner.pool.borrow().find(node) {
             return conn;
         }
-        let (conn, wake_writer) = self
-            .inner
-            .pool
-            .borrow_mut()
-            .open(node.clone(), self.inner.config.read_buffer_size);
-        self.start_connection(conn, node, wake_writer);
-        conn
+        self.open_connection(node, Kind::Shared)
     }
 
-    /// Spawns the task of a registered connection.
-    fn start_connection(
-        &self,
-        conn: ConnId,
-        node: &NodeAddr,
-        wake_writer: Rc<tokio::sync::Notify>,
-    ) {
-        let push_handler = self.inner.config.push_handler.clone();
-        self.start_connection_with(conn, node, wake_writer, push_handler)
-    }
-
-    /// Spawns the task of a registered connection whose push frames go to `push_handler`.
-    pub(super) fn start_connection_with(
-        &self,
-        conn: ConnId,
-        node: &NodeAddr,
-        wake_writer: Rc<tokio::sync::Notify>,
-        push_handler: Option<crate::core::config::PushHandler>,
-    ) {
+    /// Registers a connection to `node` in the pool and spawns its task. A connection
+    /// that cannot even be set up (credentials refused by their provider, a host that is
+    /// no TLS name) is registered all the same and fails at once in its task, so whoever
+    /// queued on it hears why.
+    pub(super) fn open_connection(&self, node: &NodeAddr, kind: Kind) -> ConnId {
         let config = &self.inner.config;
+        let buffer = config.read_buffer_size;
+        let built = Conn::to_node(
+            node,
+            config,
+            &self.inner.map.borrow(),
+            self.inner.tls.as_ref(),
+        );
+        let (conn, setup_error) = match built {
+            Ok(conn) => (conn, None),
+            Err(e) => (Conn::stillborn(node.clone(), config.decode_limits), Some(e)),
+        };
+        let (conn, wake_writer) = {
+            let mut pool = self.inner.pool.borrow_mut();
+            match kind {
+                Kind::Shared => pool.open(conn, buffer),
+                Kind::Dedicated => pool.open_dedicated(conn, buffer),
+                Kind::Subscriber(_) => pool.open_subscriber(conn, buffer),
+            }
+        };
         self.inner.counters.add_connect();
+        let push_handler = match kind {
+            Kind::Subscriber(handler) => Some(handler),
+            _ => config.push_handler.clone(),
+        };
         let options = ConnOptions {
             connect_timeout: config.connect_timeout,
             delay: self.reconnect_delay(node),
-            limits: config.decode_limits,
             read_buffer_size: config.read_buffer_size,
             socket: SocketOptions {
                 keepalive: config.tcp_keepalive,
                 user_timeout: config.tcp_user_timeout,
             },
-            // Asked now, for this connection: a rotating provider is consulted on every
-            // connect and reconnect.
-            handshake: config
-                .credentials
-                .current()
-                .map(|credentials| HandshakeOptions {
-                    protocol: config.protocol,
-                    credentials,
-                    client_name: config.client_name.clone(),
-                    // A replica serves reads only after READONLY; harmless on a
-                    // primary if roles change.
-                    read_only: config.read_from != ReadFrom::Primary
-                        && self.inner.map.borrow().is_replica(node),
-                    ..HandshakeOptions::default()
-                }),
             push_handler,
-            // A host that is no valid name fails this connection, never falls back to
-            // plain TCP.
-            tls: self.inner.tls.as_ref().map(|(rustls, tls)| {
-                tls.name_for(&node.host).map(|name| TlsConnect {
-                    config: rustls.clone(),
-                    name,
-                })
-            }),
+            setup_error,
         };
         let link = Link {
             pool: Rc::downgrade(&self.inner.pool),
@@ -908,6 +882,7 @@ impl Client {
             Engine::Epoll => tokio::task::spawn_local(run_connection::<EpollStream>(link)),
             _ => tokio::task::spawn_local(run_connection::<UringStream>(link)),
         };
+        conn
     }
 
     /// Backoff before reconnecting to a node whose connections failed recently: grows
@@ -1077,6 +1052,17 @@ fn choose_engine(requested: Engine) -> Result<Engine> {
 
 /// One node's `CLUSTER SLOTS` in flight during a refresh.
 type SlotMapAsk<'a> = Pin<Box<dyn Future<Output = Result<Value>> + 'a>>;
+
+/// Which kind of connection to open.
+#[derive(Debug, Clone)]
+pub(super) enum Kind {
+    /// The node's multiplexed connection, found by address.
+    Shared,
+    /// Leased to one caller at a time (blocking commands, `WATCH` sessions).
+    Dedicated,
+    /// A subscriber's: every frame it reads goes to this handler.
+    Subscriber(crate::core::config::PushHandler),
+}
 
 /// Which connections a request uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

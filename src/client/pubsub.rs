@@ -6,10 +6,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use super::driver::{random_unit, Client, Lane};
+use super::driver::{random_unit, Client, Kind, Lane};
 use crate::client::pool::ConnId;
 use crate::core::cmd::ToArg;
 use crate::core::config::PushHandler;
@@ -272,11 +271,9 @@ impl Shared {
         for action in actions {
             let conn = self.state.borrow().links.conn_for(&action);
             if let Some((_, conn)) = conn {
-                let mut buf = BytesMut::with_capacity(action.command.encoded_len());
-                action.command.write_to(&mut buf);
                 // A closed connection is found on the next pass and its subscriptions
                 // are sent again elsewhere.
-                let _ = pool.send_unanswered(conn, &buf);
+                let _ = pool.send_unanswered(conn, &action.command);
             }
         }
         // Connections to targets no subscription needs any more (a slot's old owner).
@@ -299,20 +296,19 @@ impl Shared {
 
     /// Opens a subscriber connection to `node`; its frames come back as events.
     fn open_link(self: &Rc<Self>, node: &NodeAddr) -> ConnId {
-        let client = &self.client;
-        let (conn, wake) = client
-            .inner
-            .pool
-            .borrow_mut()
-            .open_subscriber(node.clone(), client.inner.config.read_buffer_size);
         let weak = Rc::downgrade(self);
-        let link = conn.id;
-        let handler = PushHandler::new(move |from, frame| {
-            if let Some(shared) = weak.upgrade() {
-                shared.on_frame(link, from, frame);
-            }
-        });
-        client.start_connection_with(conn, node, wake, Some(handler));
+        // The link's id is the connection's, known once it is registered.
+        let link = Rc::new(Cell::new(None));
+        let handler = {
+            let link = link.clone();
+            PushHandler::new(move |from, frame| {
+                if let (Some(shared), Some(link)) = (weak.upgrade(), link.get()) {
+                    shared.on_frame(link, from, frame);
+                }
+            })
+        };
+        let conn = self.client.open_connection(node, Kind::Subscriber(handler));
+        link.set(Some(conn.id));
         conn
     }
 

@@ -10,25 +10,30 @@
 //! handshake, and they are reported unsent if it does.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::BytesMut;
+use rustls::ClientConfig;
 
 use crate::core::cmd::Cmd;
+use crate::core::config::{Config, ReadFrom};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerInfo};
 use crate::core::plan::BatchEntry;
 use crate::core::resp::decode::decode;
 use crate::core::resp::{DecodeLimits, Value};
-use crate::core::tls::TlsLayer;
-use crate::core::topology::NodeAddr;
+use crate::core::tls::{TlsConfig, TlsLayer};
+use crate::core::topology::{NodeAddr, SlotMap};
 
-/// Who waits for a reply.
+/// Who waits for a reply. `T` names a caller's command: its index in the request for
+/// the blocking client (one request at a time), the request and the index for the async
+/// client (many requests share a connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sink {
+enum Sink<T> {
     /// The handshake state machine.
     Handshake,
-    /// The command at this index of the request.
-    Reply(usize),
+    /// A caller's command.
+    Reply(T),
     /// The `+OK` of an `ASKING`.
     Discard,
 }
@@ -47,18 +52,18 @@ enum Phase {
 
 /// A command's failure as the round state machine wants it.
 #[derive(Debug)]
-pub(crate) struct Lost {
-    /// The command's index.
-    pub(crate) index: usize,
+pub(crate) struct Lost<T = usize> {
+    /// The command (see [`Sink`]).
+    pub(crate) index: T,
     /// Why.
     pub(crate) error: Error,
     /// Whether its bytes had been handed to the kernel.
     pub(crate) sent: bool,
 }
 
-/// One connection's protocol state.
+/// One connection's protocol state; `T` names a caller's command (see [`Sink`]).
 #[derive(Debug)]
-pub(crate) struct Conn {
+pub(crate) struct Conn<T = usize> {
     addr: NodeAddr,
     phase: Phase,
     tls: Option<TlsLayer>,
@@ -73,13 +78,13 @@ pub(crate) struct Conn {
     /// Callers' commands held back until the handshake is done.
     held: BytesMut,
     /// Reply order. The last `unsent` sinks belong to bytes not yet handed out.
-    fifo: VecDeque<Sink>,
+    fifo: VecDeque<Sink<T>>,
     unsent: usize,
     /// Sinks whose bytes were handed out, and sinks answered, since the start.
     sent_total: u64,
     answered_total: u64,
     /// Replies for callers, in arrival order.
-    replies: Vec<(usize, Value)>,
+    replies: Vec<(T, Value)>,
     info: Option<ServerInfo>,
     /// Push frames read (they answer no request).
     pushes: Vec<Value>,
@@ -101,7 +106,7 @@ pub(crate) struct Output {
     pub(crate) proof: Option<u64>,
 }
 
-impl Conn {
+impl<T: Copy> Conn<T> {
     /// A fresh connection to `addr`: the TLS client hello (with TLS) and the handshake's
     /// first commands are queued at once.
     pub(crate) fn new(
@@ -109,11 +114,58 @@ impl Conn {
         handshake: HandshakeOptions,
         tls: Option<TlsLayer>,
         limits: DecodeLimits,
-    ) -> Result<Conn> {
+    ) -> Result<Conn<T>> {
         let mut conn = Conn {
-            addr,
             phase: Phase::Ready,
             tls,
+            ..Conn::stillborn(addr, limits)
+        };
+        if let Some(tls) = &mut conn.tls {
+            tls.take_output(&mut conn.out_cipher)?;
+        }
+        let mut machine = Box::new(Handshake::new(handshake));
+        let step = machine.start();
+        conn.phase = Phase::Handshaking(machine);
+        conn.step(step)?;
+        Ok(conn)
+    }
+
+    /// A connection to `node` as the configuration wants it, decided here once for every
+    /// driver: the credentials are asked now (a rotating provider is consulted on every
+    /// connect and reconnect), a replica that serves reads gets `READONLY` (harmless on a
+    /// primary if roles change), and with TLS the node's name is verified (a host that is
+    /// no valid name fails this connection, never falls back to plain TCP). Every error
+    /// names the node.
+    pub(crate) fn to_node(
+        node: &NodeAddr,
+        config: &Config,
+        map: &SlotMap,
+        tls: Option<&(Arc<ClientConfig>, TlsConfig)>,
+    ) -> Result<Conn<T>> {
+        let handshake = HandshakeOptions {
+            protocol: config.protocol,
+            credentials: config.credentials.current().map_err(|e| at(node, e))?,
+            client_name: config.client_name.clone(),
+            read_only: config.read_from != ReadFrom::Primary && map.is_replica(node),
+            ..HandshakeOptions::default()
+        };
+        let tls = match tls {
+            Some((rustls, tls)) => {
+                let name = tls.name_for(&node.host).map_err(|e| at(node, e))?;
+                Some(TlsLayer::new(rustls.clone(), name).map_err(|e| at(node, e))?)
+            }
+            None => None,
+        };
+        Conn::new(node.clone(), handshake, tls, config.decode_limits)
+    }
+
+    /// A connection that failed before it started (its setup was refused): it sends
+    /// nothing, and whatever is queued on it is lost unsent when it is failed.
+    pub(crate) fn stillborn(addr: NodeAddr, limits: DecodeLimits) -> Conn<T> {
+        Conn {
+            addr,
+            phase: Phase::Failed,
+            tls: None,
             limits,
             plain_in: BytesMut::new(),
             out_plain: BytesMut::new(),
@@ -127,15 +179,16 @@ impl Conn {
             info: None,
             pushes: Vec::new(),
             events_only: false,
-        };
-        if let Some(tls) = &mut conn.tls {
-            tls.take_output(&mut conn.out_cipher)?;
         }
-        let mut machine = Box::new(Handshake::new(handshake));
-        let step = machine.start();
-        conn.phase = Phase::Handshaking(machine);
-        conn.step(step)?;
-        Ok(conn)
+    }
+
+    /// A connection past its handshake, for tests of what drives it.
+    #[cfg(test)]
+    pub(crate) fn ready_for_test(addr: NodeAddr) -> Conn<T> {
+        Conn {
+            phase: Phase::Ready,
+            ..Conn::stillborn(addr, DecodeLimits::default())
+        }
     }
 
     /// The node.
@@ -164,7 +217,7 @@ impl Conn {
     }
 
     /// Makes this a subscriber's connection (see `events_only`).
-    pub(crate) fn into_events_only(mut self) -> Conn {
+    pub(crate) fn into_events_only(mut self) -> Conn<T> {
         self.events_only = true;
         self
     }
@@ -186,26 +239,69 @@ impl Conn {
     }
 
     /// Queues a batch: one sink per command, `Discard` before each `ASKING`. `buf` holds
-    /// the batch's encoded commands in the same order.
-    pub(crate) fn queue(&mut self, entries: &[BatchEntry], buf: BytesMut) {
+    /// the batch's encoded commands in the same order; `to` names each entry's command.
+    pub(crate) fn queue(&mut self, entries: &[BatchEntry], buf: BytesMut, to: impl Fn(usize) -> T) {
         for entry in entries {
             if entry.asking {
                 self.fifo.push_back(Sink::Discard);
                 self.unsent += 1;
             }
-            self.fifo.push_back(Sink::Reply(entry.index));
+            self.fifo.push_back(Sink::Reply(to(entry.index)));
             self.unsent += 1;
         }
-        let target = if self.is_ready() {
-            &mut self.out_plain
-        } else {
-            &mut self.held
-        };
-        if target.is_empty() {
-            // Adopt the batch's buffer: no copy.
+        let target = self.target();
+        if target.is_empty() && target.capacity() < buf.len() {
+            // Adopt a batch larger than the buffer: no copy. A smaller one is copied, so
+            // the buffer keeps its working size.
             *target = buf;
         } else {
             target.extend_from_slice(&buf);
+        }
+    }
+
+    /// Queues one command, encoded straight into the output buffer (the single-command
+    /// path allocates nothing here once the buffer has its working size).
+    pub(crate) fn queue_command(&mut self, command: &Cmd, to: T) {
+        self.fifo.push_back(Sink::Reply(to));
+        self.unsent += 1;
+        command.write_to(self.target());
+    }
+
+    /// Where callers' bytes go now: out, or held until the handshake is done.
+    fn target(&mut self) -> &mut BytesMut {
+        if self.is_ready() {
+            &mut self.out_plain
+        } else {
+            &mut self.held
+        }
+    }
+
+    /// Bytes queued by callers and not yet handed out (the backlog a cap applies to).
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.out_plain.len() + self.held.len()
+    }
+
+    /// Replies awaited, for bytes handed out or not.
+    pub(crate) fn awaited(&self) -> usize {
+        self.fifo.len()
+    }
+
+    /// True while bytes handed out still await a reply (the node owes an answer).
+    pub(crate) fn owes_replies(&self) -> bool {
+        self.fifo.len() > self.unsent
+    }
+
+    /// A written buffer back from the backend, emptied: kept as the next output buffer,
+    /// so two buffers alternate instead of one being allocated per write, unless it grew
+    /// far past `usual` for one large batch.
+    pub(crate) fn give_back(&mut self, mut buf: BytesMut, usual: usize) {
+        buf.clear();
+        if self.out_plain.is_empty()
+            && self.tls.is_none()
+            && buf.capacity() <= 4 * usual.max(4096)
+            && buf.capacity() > self.out_plain.capacity()
+        {
+            self.out_plain = buf;
         }
     }
 
@@ -380,13 +476,13 @@ impl Conn {
     }
 
     /// Replies for callers that arrived, in order: (command index, reply).
-    pub(crate) fn take_replies(&mut self) -> std::vec::Drain<'_, (usize, Value)> {
+    pub(crate) fn take_replies(&mut self) -> std::vec::Drain<'_, (T, Value)> {
         self.replies.drain(..)
     }
 
     /// Ends the connection: every caller's command still waiting gets `error`, marked
     /// sent or not. Nothing is sent or delivered afterwards.
-    pub(crate) fn fail(&mut self, error: &Error) -> Vec<Lost> {
+    pub(crate) fn fail(&mut self, error: &Error) -> Vec<Lost<T>> {
         self.phase = Phase::Failed;
         let first_unsent = self.fifo.len() - self.unsent;
         let lost = self
@@ -473,7 +569,7 @@ mod tests {
         )
         .unwrap();
         let (entries, buf) = batch(&[(0, false, cmd("GET").arg("a"))]);
-        c.queue(&entries, buf);
+        c.queue(&entries, buf, |i| i);
         let out = c.take_output().unwrap().unwrap();
         // Only the handshake goes: the caller's GET is held.
         assert!(!out.bytes.windows(3).any(|w| w == b"GET"));
@@ -500,7 +596,7 @@ mod tests {
                 (3, true, cmd("GET").arg("k")),
                 (5, false, cmd("INCR").arg("n")),
             ]);
-            c.queue(&entries, buf);
+            c.queue(&entries, buf, |i| i);
             c.take_output().unwrap().unwrap();
             let mut input = BytesMut::from(&replies[..cut]);
             c.receive(&mut input).unwrap();
@@ -521,10 +617,10 @@ mod tests {
     fn a_failure_tells_sent_from_unsent() {
         let mut c = ready();
         let (e1, b1) = batch(&[(0, false, cmd("SET").arg("a").arg(1))]);
-        c.queue(&e1, b1);
+        c.queue(&e1, b1, |i| i);
         c.take_output().unwrap().unwrap();
         let (e2, b2) = batch(&[(1, false, cmd("SET").arg("b").arg(1))]);
-        c.queue(&e2, b2);
+        c.queue(&e2, b2, |i| i);
         let lost = c.fail(&Error::new(ErrorKind::Io, "reset"));
         let summary: Vec<(usize, bool)> = lost.iter().map(|l| (l.index, l.sent)).collect();
         assert_eq!(summary, vec![(0, true), (1, false)]);
@@ -544,7 +640,7 @@ mod tests {
         )
         .unwrap();
         let (entries, buf) = batch(&[(0, false, cmd("GET").arg("a"))]);
-        c.queue(&entries, buf);
+        c.queue(&entries, buf, |i| i);
         c.take_output().unwrap().unwrap();
         let e = c
             .receive(&mut BytesMut::from(&b"-WRONGPASS invalid password\r\n"[..]))
@@ -570,7 +666,7 @@ mod tests {
         .unwrap();
         c.take_output().unwrap().unwrap();
         let (entries, buf) = batch(&[(0, false, cmd("GET").arg("a"))]);
-        c.queue(&entries, buf);
+        c.queue(&entries, buf, |i| i);
         c.receive(&mut BytesMut::from(
             &b"-ERR unknown command 'HELLO'\r\n"[..],
         ))
@@ -593,12 +689,16 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Protocol);
         let mut c = ready();
         let (entries, buf) = batch(&[(0, false, cmd("GET").arg("a"))]);
-        c.queue(&entries, buf);
+        c.queue(&entries, buf, |i| i);
         // Not yet written: a reply cannot be for it.
         let e = c.receive(&mut BytesMut::from(&b"+OK\r\n"[..])).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Protocol);
         let mut c = ready();
-        c.queue(&entries_of(0), BytesMut::from(&b"*1\r\n$4\r\nPING\r\n"[..]));
+        c.queue(
+            &entries_of(0),
+            BytesMut::from(&b"*1\r\n$4\r\nPING\r\n"[..]),
+            |i| i,
+        );
         c.take_output().unwrap();
         let e = c
             .receive(&mut BytesMut::from(&b"?what\r\n"[..]))

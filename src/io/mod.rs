@@ -13,7 +13,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 pub(crate) mod epoll;
-pub(crate) mod tls;
 pub(crate) mod uring;
 
 /// An engine's socket: connects, then carries bytes ([`ByteStream`]).
@@ -22,7 +21,8 @@ pub(crate) trait Transport: ByteStream + Sized {
     async fn connect(addr: SocketAddr, options: &SocketOptions) -> io::Result<Self>;
 }
 
-/// A connected byte stream: an engine's socket, or TLS over one.
+/// A connected byte stream: an engine's socket (TLS is the connection's own business, in
+/// `core::conn`: the stream carries its records like any bytes).
 ///
 /// Buffers are passed by value and handed back with the result, because with io_uring the
 /// kernel writes into them after the call was made.
@@ -36,12 +36,6 @@ pub(crate) trait ByteStream: 'static {
 
     /// Shuts both directions down so that an outstanding read completes.
     fn shutdown(&self);
-
-    /// True when the stream has bytes of its own to send (TLS records produced while
-    /// reading): the writer then writes even with nothing queued.
-    fn has_pending_output(&self) -> bool {
-        false
-    }
 }
 
 /// Options every node connection gets, whatever the engine.
