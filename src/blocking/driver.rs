@@ -9,28 +9,25 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::core::cluster::{Cluster, Path};
 use crate::core::cmd::{cmd, Cmd};
-use crate::core::command_table::{
-    command_class, deadline_budget, named_node_path, CommandClass, NamedNode,
-};
-use crate::core::config::{Config, Execution};
+use crate::core::command_table::NamedNode;
+use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::handshake::ServerInfo;
 use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
-use crate::core::read_route::ReadRouter;
 use crate::core::reply::FromReply;
 use crate::core::report::{PipelineReport, Reporter};
 use crate::core::request::{Request, Step};
 use crate::core::resp::Value;
 use crate::core::round::{saturating_later, Effect, RoundLimits, RoundReply};
-use crate::core::stats::{Counters, Stats};
+use crate::core::stats::Stats;
 use crate::engine::Engine;
 pub(super) use crate::io::random_unit;
 use crate::io::{configure, SocketOptions};
 
 use crate::core::nodes::NodeTable;
-use crate::core::refresh::{in_cluster, Refresh, SlotMapVote};
 use crate::core::tls::TlsConfig;
 use crate::core::topology::{NodeAddr, SlotMap};
 
@@ -96,16 +93,11 @@ pub struct Client {
     ring_features: Option<RingFeatures>,
     pub(super) entries: Slab<Entry>,
     pub(super) nodes: HashMap<NodeAddr, usize>,
-    pub(super) map: SlotMap,
-    pub(super) seeds: Vec<NodeAddr>,
-    pub(super) config: Config,
+    /// The slot map, seeds, configuration, refresh policy, read router and counters, and
+    /// the decisions made from them (the core's, as in the async client).
+    pub(super) cluster: Cluster,
     tls: Option<(Arc<rustls::ClientConfig>, TlsConfig)>,
-    /// Rounds asked for a slot-map refresh.
-    /// When to reload the slot map and whom to ask (the core's refresh policy).
-    pub(super) refresh: Refresh,
     events: Vec<Event>,
-    /// Where reads go (`Config::read_from`), as in the async client.
-    router: ReadRouter,
     /// Per node: health (reconnect backoff, down for read routing), zone and handshake
     /// round trip, warm-up failures; kept after a connection closes.
     pub(super) node_table: NodeTable,
@@ -116,7 +108,6 @@ pub struct Client {
     /// `max_buffered_messages`, the oldest dropped first (counted in `link_frames_dropped`).
     pub(super) link_frames: std::collections::VecDeque<(u64, Value)>,
     pub(super) link_frames_dropped: u64,
-    pub(super) counters: Counters,
     /// The ring accepts submissions from the thread that created it only
     /// (`SINGLE_ISSUER`): the client stays on that thread.
     _not_send: std::marker::PhantomData<std::rc::Rc<()>>,
@@ -158,10 +149,6 @@ impl Client {
         config: Config,
         map: Option<SlotMap>,
     ) -> Result<Client> {
-        let router = ReadRouter::new(
-            config.read_from.clone(),
-            (random_unit() * u64::MAX as f64) as u64,
-        );
         let (io, backend, ring_features) = choose_backend(config.engine)?;
         let tls = match &config.tls {
             Some(tls) => Some((tls.build()?, tls.clone())),
@@ -174,25 +161,18 @@ impl Client {
             ring_features,
             entries: Slab::new(),
             nodes: HashMap::new(),
-            map: SlotMap::empty(),
-            seeds: parsed,
-            config,
+            cluster: Cluster::new(parsed, config, (random_unit() * u64::MAX as f64) as u64)
+                .without_polling(),
             tls,
-            refresh: Refresh::new((random_unit() * u64::MAX as f64) as u64).without_polling(),
             events: Vec::new(),
-            router,
             node_table: NodeTable::default(),
             connections_opened: 0,
             link_frames: std::collections::VecDeque::new(),
             link_frames_dropped: 0,
-            counters: Counters::default(),
             _not_send: std::marker::PhantomData,
         };
         match map {
-            Some(map) => {
-                client.map = map;
-                client.refresh.finished(Instant::now());
-            }
+            Some(map) => client.cluster.adopt_given(map, Instant::now()),
             None => client.refresh_slots()?,
         }
         Ok(client)
@@ -226,12 +206,12 @@ impl Client {
     /// # Ok::<(), redis_cluster_uring::Error>(())
     /// ```
     pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
+        self.cluster.counters().snapshot()
     }
 
     /// The current slot map.
     pub fn slot_map(&self) -> &SlotMap {
-        &self.map
+        self.cluster.map()
     }
 
     /// Number of open connections (one per node in use).
@@ -327,20 +307,25 @@ impl Client {
     /// # Ok::<(), redis_cluster_uring::Error>(())
     /// ```
     pub fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
-        let results = match command_class(&command) {
-            CommandClass::Blocking => {
-                let deadline =
-                    deadline_after(deadline_budget(&command, self.config.request_timeout)?);
-                self.counters.add_execution();
-                self.counters.add_blocking();
+        let results = match self.cluster.path(&command)? {
+            Path::Blocking(budget) => {
+                self.cluster.counters().add_execution();
+                self.cluster.counters().add_blocking();
                 self.housekeeping();
-                let limits = RoundLimits::of(&self.config);
-                let results =
-                    self.run(std::slice::from_ref(&command), deadline, Vec::new(), limits);
+                let limits = self.cluster.limits();
+                let results = self.run(
+                    std::slice::from_ref(&command),
+                    deadline_after(budget),
+                    Vec::new(),
+                    limits,
+                );
                 self.maybe_refresh();
                 results?
             }
-            _ => self.execute_commands(std::slice::from_ref(&command), None)?,
+            // One caller at a time: the single path would save nothing here.
+            Path::Single | Path::Request => {
+                self.execute_commands(std::slice::from_ref(&command), None)?
+            }
         };
         match results.into_iter().next() {
             Some(r) => T::from_reply(r?),
@@ -365,24 +350,21 @@ impl Client {
     /// # Ok::<(), redis_cluster_uring::Error>(())
     /// ```
     pub fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
-        let deadline = match named_node_path(&command, self.config.request_timeout)? {
+        let deadline = match self.cluster.named_node(&command)? {
             NamedNode::Dedicated(timeout) => {
-                self.counters.add_blocking();
+                self.cluster.counters().add_blocking();
                 deadline_after(timeout)
             }
-            NamedNode::Refused(e) => {
-                self.counters.add_refused();
-                return Err(e);
-            }
+            NamedNode::Refused(e) => return Err(e),
             NamedNode::Shared(timeout) => deadline_after(timeout),
         };
-        self.counters.add_execution();
+        self.cluster.counters().add_execution();
         self.housekeeping();
         let results = self.run(
             std::slice::from_ref(&command),
             deadline,
             vec![Some(node.clone())],
-            RoundLimits::of(&self.config),
+            self.cluster.limits(),
         );
         self.maybe_refresh();
         let results = results?;
@@ -397,26 +379,20 @@ impl Client {
     /// `refresh_timeout`, and `refresh_policy` picks among the answers. Connections to
     /// nodes that left the map are closed.
     pub fn refresh_slots(&mut self) -> Result<()> {
-        let result = self.fetch_slot_map();
-        self.refresh.finished(Instant::now());
-        let map = result?;
-        self.counters.add_refresh();
-        let seeds = &self.seeds;
+        let fetched = self.fetch_slot_map();
+        self.cluster
+            .adopt(fetched, Vec::new(), &mut self.node_table, Instant::now())?;
+        let cluster = &self.cluster;
         let leaving: Vec<usize> = self
             .entries
             .iter()
-            .filter(|(_, e)| !in_cluster(&map, seeds, e.conn.addr()))
+            .filter(|(_, e)| !cluster.keeps(e.conn.addr()))
             .map(|(t, _)| t)
             .collect();
-        self.node_table.retain(|node| in_cluster(&map, seeds, node));
         for token in leaving {
             self.close(token);
         }
-        self.refresh.adopted(&self.map, &map);
-        self.map = map;
-        if self.router.routes_reads() {
-            self.warm_up_replicas();
-        }
+        self.warm_up_replicas();
         Ok(())
     }
 
@@ -428,14 +404,14 @@ impl Client {
         let now = Instant::now();
         let connected = &self.nodes;
         let replicas = self
-            .node_table
-            .replicas_to_warm_up(&self.map, now, |r| connected.contains_key(r));
+            .cluster
+            .warm_ups(&self.node_table, now, |r| connected.contains_key(r));
         if replicas.is_empty() {
             return;
         }
         // One deadline for the whole warm-up: connects one after another share it, and the
         // handshakes then run together until it.
-        let deadline = saturating_later(now, self.config.connect_timeout);
+        let deadline = saturating_later(now, self.cluster.config().connect_timeout);
         for replica in &replicas {
             match self.open_connection(replica, false, deadline) {
                 Ok(token) => {
@@ -444,8 +420,7 @@ impl Client {
                 Err(e) => {
                     tracing::debug!(node = %replica, error = %e, "replica warm-up failed");
                     self.node_table.failed(replica, Instant::now());
-                    self.refresh
-                        .unreachable(&self.map, &self.seeds, replica, Instant::now());
+                    self.cluster.unreachable(replica, Instant::now());
                 }
             }
         }
@@ -462,17 +437,11 @@ impl Client {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        self.counters.add_execution();
         self.housekeeping();
-        let deadline = deadline_after(self.config.request_timeout);
-        let serial = self.config.execution == Execution::Serial;
-        let limits = RoundLimits::of(&self.config);
-        let reads = self.read_targets();
-        let mut request =
-            Request::pipeline(cmds, &self.map, limits, deadline, serial, reporter).reading(reads);
-        for _ in 0..request.refused() {
-            self.counters.add_refused();
-        }
+        let deadline = deadline_after(self.cluster.config().request_timeout);
+        let mut request = self
+            .cluster
+            .pipeline(cmds, &self.node_table, deadline, reporter);
         self.drive(&mut request, deadline);
         self.maybe_refresh();
         request.results()
@@ -486,21 +455,11 @@ impl Client {
         pins: Vec<Option<NodeAddr>>,
         limits: RoundLimits,
     ) -> Result<Vec<Result<Value>>> {
-        let serial = self.config.execution == Execution::Serial;
-        let reads = self.read_targets();
-        let mut request = Request::plain(cmds, limits, deadline, serial)
-            .pinned(pins)
-            .reading(reads);
+        let mut request = self
+            .cluster
+            .plain(cmds, pins, &self.node_table, deadline, limits);
         self.drive(&mut request, deadline);
         request.results()
-    }
-
-    /// Where each shard's reads go for this request under `Config::read_from` (empty for
-    /// `ReadFrom::Primary`). The zone is what each node said in its handshake, the round
-    /// trip that handshake's (kept per node after its connection closes), as in the async
-    /// client.
-    fn read_targets(&mut self) -> Vec<crate::core::plan::ReadTarget> {
-        self.node_table.read_targets(&mut self.router, &self.map)
     }
 
     /// The driver: does what the request says (write, wait, sleep, stop), moves replies
@@ -509,7 +468,7 @@ impl Client {
         let mut inbox: Vec<Option<RoundReply>> = Vec::new();
         inbox.resize_with(request.reply_slots(), || None);
         loop {
-            match request.poll(Instant::now(), &self.map, &self.seeds) {
+            match request.poll(Instant::now(), self.cluster.map(), self.cluster.seeds()) {
                 Step::Done => break,
                 Step::Sleep(at) => {
                     // A retry's pause: the time to refresh the map it will be routed by.
@@ -533,14 +492,8 @@ impl Client {
     }
 
     pub(super) fn apply_effects(&mut self, effects: impl Iterator<Item = Effect>) {
-        let map = &mut self.map;
         // The connections that timed out are closed already.
-        let _timed_out = self.refresh.apply_effects(
-            effects,
-            |slot, to| map.apply_moved(slot, to),
-            &self.counters,
-            Instant::now,
-        );
+        let _timed_out = self.cluster.apply_effects(effects, Instant::now);
     }
 
     /// Queues one batch on its node's connection (opened when there is none); returns
@@ -631,7 +584,8 @@ impl Client {
                     continue;
                 }
                 if !entry.conn.is_ready() {
-                    if let Some(error) = handshake_expired(entry, now, self.config.connect_timeout)
+                    if let Some(error) =
+                        handshake_expired(entry, now, self.cluster.config().connect_timeout)
                     {
                         failed.push((token, error));
                         continue;
@@ -666,7 +620,7 @@ impl Client {
             if entry.conn.wants_write() && self.io.can_write(token) {
                 match entry.conn.take_output() {
                     Ok(Some(out)) => {
-                        self.counters.add_write(out.bytes.len());
+                        self.cluster.counters().add_write(out.bytes.len());
                         self.io.write(token, out)
                     }
                     Ok(None) => {}
@@ -706,7 +660,7 @@ impl Client {
         for event in events.drain(..) {
             match event {
                 Event::Read(token, bytes) => {
-                    self.counters.add_read(bytes);
+                    self.cluster.counters().add_read(bytes);
                     let (Some(entry), Some(input)) =
                         (self.entries.get_mut(token), self.io.input(token))
                     else {
@@ -725,7 +679,7 @@ impl Client {
                         }
                     }
                     if entry.events_only {
-                        let cap = self.config.max_buffered_messages.max(1);
+                        let cap = self.cluster.config().max_buffered_messages.max(1);
                         for frame in entry.conn.take_pushes() {
                             if self.link_frames.len() >= cap {
                                 self.link_frames.pop_front();
@@ -738,8 +692,8 @@ impl Client {
                     if !pushes.is_empty() {
                         let node = entry.conn.addr();
                         for push in pushes {
-                            self.counters.add_push();
-                            if let Some(handler) = &self.config.push_handler {
+                            self.cluster.counters().add_push();
+                            if let Some(handler) = &self.cluster.config().push_handler {
                                 handler.call(node, push);
                             }
                         }
@@ -779,8 +733,7 @@ impl Client {
                 self.node_table.lost(entry.conn.addr(), now);
             } else {
                 self.node_table.failed(entry.conn.addr(), now);
-                self.refresh
-                    .unreachable(&self.map, &self.seeds, entry.conn.addr(), now);
+                self.cluster.unreachable(entry.conn.addr(), now);
             }
         }
         for lost in entry.conn.fail(error) {
@@ -816,22 +769,24 @@ impl Client {
         // After failures in a row, the same reconnect backoff as the async client, but
         // never past the request's deadline (`until`).
         let now = Instant::now();
-        let mut wait =
-            self.node_table
-                .reconnect_delay(node, now, &self.config, 0.5 + 0.5 * random_unit());
+        let mut wait = self.node_table.reconnect_delay(
+            node,
+            now,
+            self.cluster.config(),
+            0.5 + 0.5 * random_unit(),
+        );
         if let Some(until) = until {
             wait = wait.min(until.saturating_duration_since(now));
         }
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
-        let deadline = saturating_later(Instant::now(), self.config.connect_timeout);
+        let deadline = saturating_later(Instant::now(), self.cluster.config().connect_timeout);
         let token = match self.open_connection(node, false, deadline) {
             Ok(token) => token,
             Err(e) => {
                 self.node_table.failed(node, Instant::now());
-                self.refresh
-                    .unreachable(&self.map, &self.seeds, node, Instant::now());
+                self.cluster.unreachable(node, Instant::now());
                 return Err(e);
             }
         };
@@ -848,9 +803,9 @@ impl Client {
         events_only: bool,
         connect_by: Instant,
     ) -> Result<usize> {
-        let config = &self.config;
+        let config = self.cluster.config();
         let stream = connect_tcp(node, config, connect_by)?;
-        let mut conn = Conn::to_node(node, config, &self.map, self.tls.as_ref())?;
+        let mut conn = self.cluster.connection(node, self.tls.as_ref())?;
         if events_only {
             conn = conn.into_events_only();
         }
@@ -858,7 +813,7 @@ impl Client {
         self.io
             .add(token, stream, config.read_buffer_size)
             .map_err(|e| Error::io(format!("{node}: register the socket"), e))?;
-        self.counters.add_connect();
+        self.cluster.counters().add_connect();
         self.connections_opened += 1;
         let now = Instant::now();
         self.entries.insert(Entry {
@@ -883,7 +838,7 @@ impl Client {
             self.handle(&mut events, &mut []);
         }
         self.events = events;
-        if let Some(idle) = self.config.idle_timeout {
+        if let Some(idle) = self.cluster.config().idle_timeout {
             let now = Instant::now();
             let stale: Vec<usize> = self
                 .entries
@@ -903,7 +858,7 @@ impl Client {
     /// Refreshes the slot map if the rounds asked for it and the last refresh is older
     /// than `min_refresh_interval`.
     pub(super) fn maybe_refresh(&mut self) {
-        if !self.refresh.wants(Instant::now(), &self.config) {
+        if !self.cluster.wants_refresh(Instant::now()) {
             return;
         }
         if let Err(e) = self.refresh_slots() {
@@ -912,30 +867,23 @@ impl Client {
     }
 
     fn fetch_slot_map(&mut self) -> Result<SlotMap> {
-        let fanout = self.config.refresh_fanout.max(1);
-        let limits = RoundLimits {
-            max_retries: 0,
-            ..RoundLimits::of(&self.config)
-        };
-        let mut vote = SlotMapVote::new(self.config.refresh_policy);
-        let candidates = self.refresh.candidates(&self.map, &self.seeds);
-        for group in candidates.chunks(fanout) {
+        let mut fetch = self.cluster.fetch();
+        while let Some(group) = fetch.next_group() {
             // The group's questions are in flight together, in one submission.
             let cmds: Vec<Cmd> = group.iter().map(|_| cmd("CLUSTER").arg("SLOTS")).collect();
             let pins = group.iter().cloned().map(Some).collect();
-            let first = self.map.shards().is_empty();
-            let deadline = deadline_after(Some(self.config.refresh_budget(first)));
-            let replies = self.run(&cmds, deadline, pins, limits)?;
+            let deadline = deadline_after(Some(fetch.budget()));
+            let replies = self.run(&cmds, deadline, pins, fetch.limits())?;
             for (node, reply) in group.iter().zip(replies) {
-                if let Some(map) = vote.answer(node, reply) {
+                if let Some(map) = fetch.answer(node, reply) {
                     return Ok(map);
                 }
             }
-            if let Some(map) = vote.end_group() {
+            if let Some(map) = fetch.end_group() {
                 return Ok(map);
             }
         }
-        Err(vote.into_error())
+        Err(fetch.into_error())
     }
 }
 

@@ -53,11 +53,15 @@ impl Client {
     pub fn subscriber(&self) -> Result<Subscriber> {
         // Its own client routes nothing to replicas (subscriptions go to primaries), so it
         // has no replica connections to warm up.
-        let mut config = self.config.clone();
+        let mut config = self.cluster.config().clone();
         config.read_from = crate::ReadFrom::Primary;
-        let client = Client::connect_parsed(self.seeds.clone(), config, Some(self.map.clone()))?;
+        let client = Client::connect_parsed(
+            self.cluster.seeds().to_vec(),
+            config,
+            Some(crate::core::topology::SlotMap::clone(self.cluster.map())),
+        )?;
         Ok(Subscriber {
-            state: SubscriberState::new(&self.config),
+            state: SubscriberState::new(self.cluster.config()),
             client,
             last_reconcile: None,
         })
@@ -148,7 +152,7 @@ impl Subscriber {
     fn change<C: ToArg>(&mut self, kind: SubKind, names: &[C], add: bool) -> Result<()> {
         let change = self.state.change(kind, names, add);
         self.last_reconcile = None;
-        let deadline = deadline_after(self.client.config.request_timeout);
+        let deadline = deadline_after(self.client.cluster.config().request_timeout);
         loop {
             if let Some(done) = self.state.change_done(&change) {
                 if done.is_err() {
@@ -209,7 +213,7 @@ impl Subscriber {
                     .apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }));
             }
             if then.refresh {
-                self.client.refresh.request();
+                self.client.cluster.refresh().request();
             }
             if then.reconcile {
                 self.last_reconcile = None;
@@ -227,18 +231,20 @@ impl Subscriber {
             .forget_dead(|link, token| entries.get(token).is_some_and(|e| e.serial == link));
         if lost > 0 {
             // The node may have failed over: learn the new owners.
-            self.client.refresh.request();
+            self.client.cluster.refresh().request();
             self.client.maybe_refresh();
         }
-        let targets = self.state.subs.targets(&self.client.map);
+        let targets = self.state.subs.targets(self.client.cluster.map());
         for target in self.state.links.missing(&targets) {
             let node = match &target {
                 Target::Node(node) => Some(node.clone()),
                 Target::AnyNode => self.any_node(),
             };
             let Some(node) = node else { continue };
-            let connect_by =
-                crate::core::round::saturating_later(now, self.client.config.connect_timeout);
+            let connect_by = crate::core::round::saturating_later(
+                now,
+                self.client.cluster.config().connect_timeout,
+            );
             match self.client.open_connection(&node, true, connect_by) {
                 Ok(token) => {
                     let link = self.client.entries[token].serial;
@@ -248,7 +254,7 @@ impl Subscriber {
             }
         }
         let SubscriberState { subs, links, .. } = &mut self.state;
-        let actions = subs.reconcile(now, &self.client.map, |t| links.link_for(t));
+        let actions = subs.reconcile(now, self.client.cluster.map(), |t| links.link_for(t));
         for action in actions {
             let token = self
                 .state
@@ -299,7 +305,7 @@ impl Subscriber {
         let client = &self.client;
         client
             .node_table
-            .any_primary(&client.map, &client.seeds, random_unit())
+            .any_primary(client.cluster.map(), client.cluster.seeds(), random_unit())
     }
 }
 
@@ -313,7 +319,7 @@ impl Client {
         let now = Instant::now();
         for &token in links {
             let expired = self.entries.get(token).and_then(|e| {
-                super::driver::handshake_expired(e, now, self.config.connect_timeout)
+                super::driver::handshake_expired(e, now, self.cluster.config().connect_timeout)
             });
             if let Some(error) = expired {
                 failed.push((token, error));

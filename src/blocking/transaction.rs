@@ -96,18 +96,18 @@ impl Client {
         F: FnMut(&mut Watched<'_>) -> Result<Pipeline>,
     {
         let (watch, slot) = watch_command(keys)?;
-        self.counters.add_execution();
+        self.cluster.counters().add_execution();
         self.housekeeping();
         let mut attempts = WatchAttempts::new(
             slot,
-            RoundLimits::of(&self.config),
-            self.config.max_watch_attempts,
+            RoundLimits::of(self.cluster.config()),
+            self.cluster.config().max_watch_attempts,
         );
         loop {
-            let node = match attempts.start(&self.map) {
+            let node = match attempts.start(self.cluster.map()) {
                 AttemptStart::Watch(node) => node,
                 AttemptStart::NoNode(e) => {
-                    self.refresh.request();
+                    self.cluster.refresh().request();
                     return Err(e);
                 }
                 AttemptStart::GiveUp(e) => return Err(e),
@@ -139,12 +139,12 @@ impl Client {
                     }
                 }
             };
-            let next = attempts.end(&node, end, &self.counters)?;
+            let next = attempts.end(&node, end, self.cluster.counters())?;
             if let Some(moved) = next.moved {
                 self.apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }));
             }
             if next.refresh {
-                self.refresh.request();
+                self.cluster.refresh().request();
             }
             if !next.pause.is_zero() {
                 // A pause: the time to refresh the map the next attempt is routed by.
@@ -161,7 +161,8 @@ impl Client {
         node: &NodeAddr,
         watch: Cmd,
     ) -> Result<std::result::Result<(usize, u64), Error>> {
-        let token = self.connection_for(node, deadline_after(self.config.request_timeout))?;
+        let token =
+            self.connection_for(node, deadline_after(self.cluster.config().request_timeout))?;
         let conn = (token, self.entries[token].serial);
         match self.session_round_trip(node, conn, watch)? {
             Value::Error(line) => match server_error(&line) {
@@ -212,13 +213,17 @@ impl Client {
         pipe: &Pipeline,
     ) -> Result<SessionEnd> {
         if let Err(e) = check_watched_transaction(pipe.commands(), slot) {
-            self.counters.add_refused();
+            self.cluster.counters().add_refused();
             return Err(e);
         }
         self.check_session(node, conn)?;
-        let deadline = deadline_after(self.config.request_timeout);
-        let tx = TxRound::new(pipe.commands(), RoundLimits::of(&self.config), deadline)?
-            .pinned(node.clone());
+        let deadline = deadline_after(self.cluster.config().request_timeout);
+        let tx = TxRound::new(
+            pipe.commands(),
+            RoundLimits::of(self.cluster.config()),
+            deadline,
+        )?
+        .pinned(node.clone());
         let mut request = Request::from_transaction(pipe.commands(), tx, None);
         self.drive(&mut request, deadline);
         self.maybe_refresh();
@@ -264,7 +269,7 @@ impl Client {
         command: Cmd,
     ) -> Result<Value> {
         self.check_session(node, conn)?;
-        let deadline = deadline_after(self.config.request_timeout);
+        let deadline = deadline_after(self.cluster.config().request_timeout);
         let mut buf = bytes::BytesMut::with_capacity(command.encoded_len());
         command.write_to(&mut buf);
         let entries = [BatchEntry {
@@ -285,10 +290,15 @@ impl Client {
         reporter: Option<&mut Reporter>,
     ) -> Result<Vec<Result<Value>>> {
         self.housekeeping();
-        let deadline = deadline_after(self.config.request_timeout);
-        let mut request = Request::atomic(cmds, RoundLimits::of(&self.config), deadline, reporter)
-            .inspect_err(|_| self.counters.add_refused())?;
-        self.counters.add_execution();
+        let deadline = deadline_after(self.cluster.config().request_timeout);
+        let mut request = Request::atomic(
+            cmds,
+            RoundLimits::of(self.cluster.config()),
+            deadline,
+            reporter,
+        )
+        .inspect_err(|_| self.cluster.counters().add_refused())?;
+        self.cluster.counters().add_execution();
         self.drive(&mut request, deadline);
         self.maybe_refresh();
         request.results()

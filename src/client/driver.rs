@@ -10,26 +10,22 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use crate::core::cluster::{Cluster, Path};
 use crate::core::cmd::{cmd, Cmd};
-use crate::core::command_table::{
-    command_class, deadline_budget, named_node_path, CommandClass, NamedNode,
-};
-use crate::core::config::{Config, Execution, ReadFrom};
+use crate::core::command_table::NamedNode;
+use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
 pub use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
-use crate::core::read_route::ReadRouter;
-use crate::core::refresh::{in_cluster, Refresh, SlotMapVote, UNRESPONSIVE_AFTER};
+use crate::core::refresh::UNRESPONSIVE_AFTER;
 use crate::core::reply::server_error;
 use crate::core::reply::FromReply;
 use crate::core::report::{PipelineReport, Reporter};
 use crate::core::request::{Request, Step};
 use crate::core::resp::Value;
 use crate::core::round::{classify_reply, Effect, ReplyAction, RoundLimits, RoundReply, Rounds};
-use crate::core::route::is_multi_key;
 use crate::core::route::{route_command, Route};
 use crate::core::slot::Slot;
-use crate::core::split::split_by_slot;
 use crate::core::stats::{Counters, Stats};
 use crate::core::tls::TlsConfig;
 use crate::core::topology::{NodeAddr, SlotMap};
@@ -46,19 +42,18 @@ use crate::core::conn::Conn;
 #[derive(Debug)]
 pub(super) struct Inner {
     pub(super) pool: Rc<RefCell<Pool>>,
-    pub(super) map: RefCell<Rc<SlotMap>>,
-    pub(super) seeds: Vec<NodeAddr>,
-    pub(super) config: Config,
+    /// The slot map, seeds, refresh policy, read router and counters, and the decisions
+    /// made from them (the core's, as in the blocking client). Never borrowed across an
+    /// `.await`.
+    pub(super) cluster: RefCell<Cluster>,
+    /// The cluster's configuration and counters, shared (read everywhere).
+    pub(super) config: Rc<Config>,
+    pub(super) counters: Rc<Counters>,
     /// The engine in use (never `Auto`).
     pub(super) engine: Engine,
-    pub(super) counters: Rc<Counters>,
-    /// When to reload the slot map and whom to ask (the core's refresh policy).
-    pub(super) refresh: RefCell<Refresh>,
     /// Wakes the background refresh loop: a refresh was asked for.
     pub(super) refresh_wake: Rc<tokio::sync::Notify>,
     pub(super) closed: Cell<bool>,
-    /// Where reads go (`Config::read_from`).
-    pub(super) router: RefCell<ReadRouter>,
     /// TLS, built once from `Config::tls`.
     pub(super) tls: Option<(std::sync::Arc<rustls::ClientConfig>, TlsConfig)>,
 }
@@ -135,23 +130,17 @@ impl Client {
             Some(tls) => Some((tls.build()?, tls.clone())),
             None => None,
         };
-        let router = ReadRouter::new(
-            config.read_from.clone(),
-            (random_unit() * u64::MAX as f64) as u64,
-        );
         tracing::debug!(%engine, "client engine");
+        let cluster = Cluster::new(parsed, config, (random_unit() * u64::MAX as f64) as u64);
         let client = Client {
             inner: Rc::new(Inner {
                 engine,
                 pool: Rc::new(RefCell::new(Pool::default())),
-                map: RefCell::new(Rc::new(SlotMap::empty())),
-                seeds: parsed,
-                config,
-                counters: Rc::new(Counters::default()),
-                refresh: RefCell::new(Refresh::new((random_unit() * u64::MAX as f64) as u64)),
+                config: cluster.shared_config(),
+                counters: cluster.counters().clone(),
+                cluster: RefCell::new(cluster),
                 refresh_wake: Rc::new(tokio::sync::Notify::new()),
                 closed: Cell::new(false),
-                router: RefCell::new(router),
                 tls,
             }),
         };
@@ -204,16 +193,11 @@ impl Client {
     /// ```
     pub async fn query<T: FromReply>(&self, command: impl std::borrow::Borrow<Cmd>) -> Result<T> {
         let command: &Cmd = std::borrow::Borrow::borrow(&command);
-        let class = command_class(command);
-        if class == CommandClass::Regular && self.takes_single_path(command) {
-            return T::from_reply(self.query_one(command).await?);
-        }
-        let results = match class {
-            CommandClass::Blocking => {
-                let timeout = deadline_budget(command, self.inner.config.request_timeout)?;
-                self.run_blocking(None, command, timeout).await?
-            }
-            _ => {
+        let path = self.inner.cluster.borrow().path(command)?;
+        let results = match path {
+            Path::Single => return T::from_reply(self.query_one(command).await?),
+            Path::Blocking(timeout) => self.run_blocking(None, command, timeout).await?,
+            Path::Request => {
                 self.execute_commands(std::slice::from_ref(command), None)
                     .await?
             }
@@ -222,13 +206,6 @@ impl Client {
             Some(r) => T::from_reply(r?),
             None => Err(Error::new(ErrorKind::Protocol, "no reply")),
         }
-    }
-
-    /// Whether a regular command can take the single-command path: one key (or one slot),
-    /// nothing to split, reads not routed to replicas.
-    fn takes_single_path(&self, command: &Cmd) -> bool {
-        let split = is_multi_key(command) && split_by_slot(command).is_some();
-        !split && !self.inner.router.borrow().routes_reads()
     }
 
     /// One regular command on its slot's shared connection without the pipeline's
@@ -243,7 +220,7 @@ impl Client {
         let cmds = std::slice::from_ref(command);
         let conn = match route_command(command) {
             Ok(Route::Slot(slot)) => {
-                let map = self.inner.map.borrow();
+                let map = self.inner.cluster.borrow().map().clone();
                 map.node_for(slot).map(|node| self.connection_for(node))
             }
             _ => None,
@@ -416,14 +393,12 @@ impl Client {
     /// .unwrap();
     /// ```
     pub async fn query_node<T: FromReply>(&self, node: &NodeAddr, command: Cmd) -> Result<T> {
-        let results = match named_node_path(&command, self.inner.config.request_timeout)? {
+        let path = self.inner.cluster.borrow().named_node(&command)?;
+        let results = match path {
             NamedNode::Dedicated(timeout) => {
                 self.run_blocking(Some(node), &command, timeout).await?
             }
-            NamedNode::Refused(e) => {
-                self.inner.counters.add_refused();
-                return Err(e);
-            }
+            NamedNode::Refused(e) => return Err(e),
             NamedNode::Shared(timeout) => {
                 self.ensure_open()?;
                 self.inner.counters.add_execution();
@@ -444,7 +419,7 @@ impl Client {
 
     /// The current slot map.
     pub fn slot_map(&self) -> Rc<SlotMap> {
-        self.inner.map.borrow().clone()
+        self.inner.cluster.borrow().map().clone()
     }
 
     /// The I/O engine this client uses (`IoUring` or `Epoll`).
@@ -481,58 +456,39 @@ impl Client {
         /// Ends this refresh's claim on the MOVED log however the future ends, so the
         /// log is cleared once no refresh runs (it cannot grow without bound).
         struct Fetching<'a> {
-            refresh: &'a RefCell<Refresh>,
+            cluster: &'a RefCell<Cluster>,
             mark: usize,
             ended: bool,
         }
         impl Fetching<'_> {
             fn end(mut self) -> Vec<(Slot, NodeAddr)> {
                 self.ended = true;
-                self.refresh.borrow_mut().fetch_ended(self.mark)
+                self.cluster.borrow_mut().refresh().fetch_ended(self.mark)
             }
         }
         impl Drop for Fetching<'_> {
             fn drop(&mut self) {
                 if !self.ended {
-                    self.refresh.borrow_mut().fetch_ended(self.mark);
+                    self.cluster.borrow_mut().refresh().fetch_ended(self.mark);
                 }
             }
         }
-        let mark = self.inner.refresh.borrow_mut().fetch_started();
+        let mark = self.inner.cluster.borrow_mut().refresh().fetch_started();
         let fetching = Fetching {
-            refresh: &self.inner.refresh,
+            cluster: &self.inner.cluster,
             mark,
             ended: false,
         };
         let fetched = self.fetch_slot_map().await;
         let moves = fetching.end();
-        self.inner.refresh.borrow_mut().finished(Instant::now());
-        let mut map = fetched?;
-        for (slot, addr) in moves {
-            map.apply_moved(slot, &addr);
-        }
-        let seeds = &self.inner.seeds;
-        {
+        let replicas = {
             let mut pool = self.inner.pool.borrow_mut();
-            pool.close_idle(Instant::now(), None, |addr| in_cluster(&map, seeds, addr));
-            pool.nodes_mut()
-                .retain(|addr| in_cluster(&map, seeds, addr));
-        }
-        let old = std::mem::replace(&mut *self.inner.map.borrow_mut(), Rc::new(map));
-        self.inner
-            .refresh
-            .borrow_mut()
-            .adopted(&old, &self.slot_map());
-        self.inner.counters.add_refresh();
-        // With replica reads, connect to every replica now: its handshake tells its zone
-        // and round trip before the first read has to choose.
-        if self.inner.config.read_from != ReadFrom::Primary && !self.inner.closed.get() {
-            let map = self.slot_map();
-            let replicas = {
-                let pool = self.inner.pool.borrow();
-                pool.nodes()
-                    .replicas_to_warm_up(&map, Instant::now(), |r| pool.find(r).is_some())
-            };
+            let mut cluster = self.inner.cluster.borrow_mut();
+            cluster.adopt(fetched, moves, pool.nodes_mut(), Instant::now())?;
+            pool.close_idle(Instant::now(), None, |addr| cluster.keeps(addr));
+            cluster.warm_ups(pool.nodes(), Instant::now(), |r| pool.find(r).is_some())
+        };
+        if !self.inner.closed.get() {
             for replica in replicas {
                 self.connection_for(&replica);
             }
@@ -575,29 +531,18 @@ impl Client {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner.counters.add_execution();
         let deadline = deadline_after(self.inner.config.request_timeout);
         let mut request = {
-            let map = self.inner.map.borrow();
-            Request::pipeline(
+            let pool = self.inner.pool.borrow();
+            self.inner.cluster.borrow_mut().pipeline(
                 cmds,
-                &map,
-                RoundLimits::of(&self.inner.config),
+                pool.nodes(),
                 deadline.map(|d| d.into_std()),
-                self.serial(),
                 reporter,
             )
-        }
-        .reading(self.read_targets());
-        for _ in 0..request.refused() {
-            self.inner.counters.add_refused();
-        }
+        };
         self.drive(&mut request, deadline, Lane::Shared, None).await;
         request.results()
-    }
-
-    fn serial(&self) -> bool {
-        self.inner.config.execution == Execution::Serial
     }
 
     /// Runs one blocking command on a dedicated connection: to its key's node, or to
@@ -615,27 +560,28 @@ impl Client {
         let cmds = std::slice::from_ref(command);
         let deadline = deadline_after(timeout);
         let pins = node.map(|n| vec![Some(n.clone())]).unwrap_or_default();
-        let mut request = Request::plain(
-            cmds,
-            RoundLimits::of(&self.inner.config),
-            deadline.map(|d| d.into_std()),
-            self.serial(),
-        )
-        .pinned(pins);
+        let mut request = self.request(cmds, pins, deadline, RoundLimits::of(&self.inner.config));
         self.drive(&mut request, deadline, Lane::Dedicated, None)
             .await;
         request.results()
     }
 
-    /// Where each shard's reads go for this request, under `Config::read_from` (empty
-    /// for `ReadFrom::Primary`: no work at all on the default path).
-    fn read_targets(&self) -> Vec<crate::core::plan::ReadTarget> {
-        let map = self.inner.map.borrow();
-        self.inner
-            .pool
-            .borrow()
-            .nodes()
-            .read_targets(&mut self.inner.router.borrow_mut(), &map)
+    /// Commands sent as they are, command i to `pins[i]` when given.
+    fn request<'a>(
+        &self,
+        cmds: &'a [Cmd],
+        pins: Vec<Option<NodeAddr>>,
+        deadline: Option<tokio::time::Instant>,
+        limits: RoundLimits,
+    ) -> Request<'a> {
+        let pool = self.inner.pool.borrow();
+        self.inner.cluster.borrow_mut().plain(
+            cmds,
+            pins,
+            pool.nodes(),
+            deadline.map(|d| d.into_std()),
+            limits,
+        )
     }
 
     /// Commands sent to the nodes the caller named (`targets[i]` for command i).
@@ -647,9 +593,7 @@ impl Client {
         limits: RoundLimits,
     ) -> Result<Vec<Result<Value>>> {
         let pins = targets.into_iter().map(Some).collect();
-        let mut request =
-            Request::plain(cmds, limits, deadline.map(|d| d.into_std()), self.serial())
-                .pinned(pins);
+        let mut request = self.request(cmds, pins, deadline, limits);
         self.drive(&mut request, deadline, Lane::Shared, None).await;
         request.results()
     }
@@ -678,8 +622,8 @@ impl Client {
         };
         loop {
             let step = {
-                let map = self.inner.map.borrow();
-                request.poll(Instant::now(), &map, &self.inner.seeds)
+                let cluster = self.inner.cluster.borrow();
+                request.poll(Instant::now(), cluster.map(), cluster.seeds())
             };
             match step {
                 Step::Done => return,
@@ -722,12 +666,11 @@ impl Client {
     }
 
     pub(super) fn apply_effects(&self, effects: impl Iterator<Item = Effect>, lane: Lane) {
-        let timed_out = self.inner.refresh.borrow_mut().apply_effects(
-            effects,
-            |slot, to| Rc::make_mut(&mut self.inner.map.borrow_mut()).apply_moved(slot, to),
-            &self.inner.counters,
-            Instant::now,
-        );
+        let timed_out = self
+            .inner
+            .cluster
+            .borrow_mut()
+            .apply_effects(effects, Instant::now);
         // A blocking command's dedicated connection says nothing about the shared one (and
         // is closed anyway when its caller gives up).
         if lane == Lane::Shared {
@@ -738,7 +681,7 @@ impl Client {
                 }
             }
         }
-        if self.inner.refresh.borrow().is_due() {
+        if self.inner.cluster.borrow_mut().refresh().is_due() {
             self.inner.refresh_wake.notify_one();
         }
     }
@@ -836,12 +779,11 @@ impl Client {
     pub(super) fn open_connection(&self, node: &NodeAddr, kind: Kind) -> ConnId {
         let config = &self.inner.config;
         let buffer = config.read_buffer_size;
-        let built = Conn::to_node(
-            node,
-            config,
-            &self.inner.map.borrow(),
-            self.inner.tls.as_ref(),
-        );
+        let built = self
+            .inner
+            .cluster
+            .borrow()
+            .connection(node, self.inner.tls.as_ref());
         let (conn, setup_error) = match built {
             Ok(conn) => (conn, None),
             Err(e) => (Conn::stillborn(node.clone(), config.decode_limits), Some(e)),
@@ -897,16 +839,14 @@ impl Client {
         )
     }
 
-    /// One node's view of the slot map, within `refresh_timeout` (plus `connect_timeout`
-    /// before any map is known: at connect every connection is opened, and its handshake
-    /// run, first), no retry.
-    async fn ask_slot_map(&self, node: NodeAddr) -> Result<Value> {
-        let limits = RoundLimits {
-            max_retries: 0,
-            ..RoundLimits::of(&self.inner.config)
-        };
-        let first = self.inner.map.borrow().shards().is_empty();
-        let deadline = deadline_after(Some(self.inner.config.refresh_budget(first)));
+    /// One node's view of the slot map, within `budget`, no retry.
+    async fn ask_slot_map(
+        &self,
+        node: NodeAddr,
+        budget: Duration,
+        limits: RoundLimits,
+    ) -> Result<Value> {
+        let deadline = deadline_after(Some(budget));
         self.run_pinned(&[cmd("CLUSTER").arg("SLOTS")], vec![node], deadline, limits)
             .await?
             .pop()
@@ -914,23 +854,20 @@ impl Client {
     }
 
     async fn fetch_slot_map(&self) -> Result<SlotMap> {
-        let fanout = self.inner.config.refresh_fanout.max(1);
-        let mut vote = SlotMapVote::new(self.inner.config.refresh_policy);
-        let candidates = {
-            let map = self.slot_map();
-            self.inner
-                .refresh
-                .borrow_mut()
-                .candidates(&map, &self.inner.seeds)
-        };
-        for group in candidates.chunks(fanout) {
+        let mut fetch = self.inner.cluster.borrow_mut().fetch();
+        while let Some(group) = fetch.next_group() {
             // The group's questions are in flight together; when one answer settles the
             // vote (FirstComplete) the others are abandoned, their replies read and
             // dropped, so a dead node costs nothing while another answers.
-            let mut asks: Vec<Option<SlotMapAsk<'_>>> = group
-                .iter()
-                .map(|node| Some(Box::pin(self.ask_slot_map(node.clone())) as SlotMapAsk<'_>))
-                .collect();
+            let (budget, limits) = (fetch.budget(), fetch.limits());
+            let mut asks: Vec<Option<SlotMapAsk<'_>>> =
+                group
+                    .iter()
+                    .map(|node| {
+                        Some(Box::pin(self.ask_slot_map(node.clone(), budget, limits))
+                            as SlotMapAsk<'_>)
+                    })
+                    .collect();
             let settled = poll_fn(|cx| {
                 for (i, slot) in asks.iter_mut().enumerate() {
                     let Some(ask) = slot else { continue };
@@ -938,7 +875,7 @@ impl Client {
                         continue;
                     };
                     *slot = None;
-                    if let Some(map) = vote.answer(&group[i], reply) {
+                    if let Some(map) = fetch.answer(&group[i], reply) {
                         return Poll::Ready(Some(map));
                     }
                 }
@@ -949,17 +886,17 @@ impl Client {
                 }
             })
             .await;
-            if let Some(map) = settled.or_else(|| vote.end_group()) {
+            if let Some(map) = settled.or_else(|| fetch.end_group()) {
                 return Ok(map);
             }
         }
-        Err(vote.into_error())
+        Err(fetch.into_error())
     }
 
     /// Asks for a refresh: the background loop runs it as soon as the refresh policy
     /// allows (at once, or `min_refresh_interval` after the last).
     pub(super) fn schedule_refresh(&self) {
-        self.inner.refresh.borrow_mut().request();
+        self.inner.cluster.borrow_mut().refresh().request();
         self.inner.refresh_wake.notify_one();
     }
 }
@@ -977,19 +914,16 @@ async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
             let now = Instant::now();
             // A node of the map that could not be reached: the map may be stale.
             let unreachable = inner.pool.borrow_mut().take_unreachable();
-            let map = inner.map.borrow().clone();
+            let mut cluster = inner.cluster.borrow_mut();
             for node in &unreachable {
-                inner
-                    .refresh
-                    .borrow_mut()
-                    .unreachable(&map, &inner.seeds, node, now);
+                cluster.unreachable(node, now);
             }
             // A primary that stopped answering while requests wait on it.
             let (stalled, waiting) = inner.pool.borrow_mut().stalls(now, UNRESPONSIVE_AFTER);
             for node in &stalled {
-                inner.refresh.borrow_mut().stalled(&map, node, now);
+                cluster.stalled(node, now);
             }
-            let next = inner.refresh.borrow().next_at(now, &inner.config);
+            let next = cluster.next_refresh(now);
             // While requests wait, look again for stalls soon.
             let check = waiting.then(|| now + UNRESPONSIVE_AFTER);
             match (next, check) {
@@ -1001,11 +935,21 @@ async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
             Some(at) if at <= Instant::now() => {
                 let Some(inner) = inner.upgrade() else { return };
                 let client = Client { inner };
-                client.inner.refresh.borrow_mut().background_started();
+                client
+                    .inner
+                    .cluster
+                    .borrow_mut()
+                    .refresh()
+                    .background_started();
                 if let Err(e) = client.refresh_slots().await {
                     tracing::warn!(error = %e, "slot map refresh failed");
                 }
-                client.inner.refresh.borrow_mut().background_ended();
+                client
+                    .inner
+                    .cluster
+                    .borrow_mut()
+                    .refresh()
+                    .background_ended();
             }
             Some(at) => {
                 tokio::select! {

@@ -288,10 +288,10 @@ impl Shared {
     /// A node for the cluster-wide subscriptions: a primary whose connections are not
     /// failing, at random (so many subscribers spread out).
     fn any_node(&self) -> Option<NodeAddr> {
-        let map = self.client.slot_map();
+        let cluster = self.client.inner.cluster.borrow();
         let pool = self.client.inner.pool.borrow();
         pool.nodes()
-            .any_primary(&map, &self.client.inner.seeds, random_unit())
+            .any_primary(cluster.map(), cluster.seeds(), random_unit())
     }
 
     /// Opens a subscriber connection to `node`; its frames come back as events.

@@ -16,6 +16,10 @@
 //! - [`config`], [`url`]: options and seeds.
 //! - [`plan`], [`split`], [`fanout`], `expand`: pipelines into per-node batches,
 //!   cross-slot splits, multi-node commands.
+//! - [`cluster`]: the cluster as a client sees it (slot map, seeds, configuration,
+//!   refresh policy, read router, counters) and the decisions both clients make from it
+//!   (a command's path, the request a pipeline becomes, a round's effects, a refresh's
+//!   questions and what it adopts, warm-ups, a new connection's setup).
 //! - [`nodes`]: each node's health and handshake facts, and the decisions made from
 //!   them (reconnect backoff, down for read routing, warm-ups, any primary).
 //! - [`read_route`]: where reads go under a `ReadFrom` policy.
@@ -30,6 +34,7 @@
 //! - [`pubsub`], [`scan`], [`report`], [`stats`]: subscriptions, cluster SCAN, the
 //!   per-node report, the counters.
 
+pub mod cluster;
 pub mod cmd;
 pub mod command_table;
 pub mod config;

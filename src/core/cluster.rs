@@ -1,0 +1,535 @@
+//! The cluster as a client sees it, and every decision made from it, once for every
+//! driver: the slot map and the seeds, the configuration, the refresh policy, the read
+//! router and the counters, with what follows from them (which path a command takes,
+//! the request a pipeline becomes, what a round's effects change, whom a refresh asks and
+//! what it adopts, which replicas to warm up, how a new connection to a node is set up).
+//!
+//! No clock is read here: every method that needs the time is given `now` (or a clock it
+//! reads only when it must). No socket is touched: the drivers open, write and read, and
+//! tell the cluster what happened.
+//!
+//! ```
+//! use redis_cluster_uring::core::cluster::{Cluster, Path};
+//! use redis_cluster_uring::core::config::Config;
+//! use redis_cluster_uring::{cmd, NodeAddr};
+//!
+//! let cluster = Cluster::new(vec![NodeAddr::new("127.0.0.1", 7000)], Config::default(), 7);
+//! assert_eq!(cluster.path(&cmd("GET").arg("k")).unwrap(), Path::Single);
+//! assert!(matches!(cluster.path(&cmd("BLPOP").arg("q").arg(1)).unwrap(), Path::Blocking(_)));
+//! assert_eq!(cluster.path(&cmd("DBSIZE")).unwrap(), Path::Request);
+//! ```
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ClientConfig;
+
+use crate::core::cmd::Cmd;
+use crate::core::command_table::{
+    command_class, deadline_budget, named_node_path, CommandClass, NamedNode,
+};
+use crate::core::config::{Config, Execution};
+use crate::core::conn::Conn;
+use crate::core::error::Result;
+use crate::core::nodes::NodeTable;
+use crate::core::read_route::ReadRouter;
+use crate::core::refresh::{in_cluster, Refresh, SlotMapVote};
+use crate::core::report::Reporter;
+use crate::core::request::Request;
+use crate::core::round::{Effect, RoundLimits};
+use crate::core::route::is_multi_key;
+use crate::core::slot::Slot;
+use crate::core::split::split_by_slot;
+use crate::core::stats::Counters;
+use crate::core::tls::TlsConfig;
+use crate::core::topology::{NodeAddr, SlotMap};
+
+/// The path one command takes through a client (`query`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// One slot, nothing to split, reads not routed to replicas: the node's shared
+    /// connection, with no pipeline machinery (a driver may take the request path
+    /// instead; the outcome is the same).
+    Single,
+    /// A blocking command: a connection of its own, with this deadline budget (its own
+    /// timeout plus `request_timeout`; `None` when it blocks for ever).
+    Blocking(Option<Duration>),
+    /// A request like a pipeline of one: refused, split, fanned out or routed by the
+    /// request machine.
+    Request,
+}
+
+/// The cluster's state and the decisions made from it (see the module docs).
+#[derive(Debug)]
+pub struct Cluster {
+    map: Rc<SlotMap>,
+    seeds: Vec<NodeAddr>,
+    /// Shared with the driver, which reads it everywhere (it never changes).
+    config: Rc<Config>,
+    refresh: Refresh,
+    router: ReadRouter,
+    counters: Rc<Counters>,
+}
+
+impl Cluster {
+    /// A cluster known by its seeds, not loaded yet (an empty slot map). `seed` seeds
+    /// the random choices (whom a refresh asks first, which replica a read goes to): the
+    /// drivers take it from the standard library's random keys, a simulation fixes it.
+    pub fn new(seeds: Vec<NodeAddr>, config: Config, seed: u64) -> Cluster {
+        let router = ReadRouter::new(config.read_from.clone(), seed.rotate_left(32) ^ seed);
+        Cluster {
+            map: Rc::new(SlotMap::empty()),
+            seeds,
+            config: Rc::new(config),
+            refresh: Refresh::new(seed),
+            router,
+            counters: Rc::new(Counters::default()),
+        }
+    }
+
+    /// No polling while a node is unresponsive (see [`Refresh::without_polling`]).
+    pub fn without_polling(mut self) -> Cluster {
+        self.refresh = self.refresh.without_polling();
+        self
+    }
+
+    /// The current slot map.
+    pub fn map(&self) -> &Rc<SlotMap> {
+        &self.map
+    }
+
+    /// The seeds the client was given.
+    pub fn seeds(&self) -> &[NodeAddr] {
+        &self.seeds
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The configuration, to share with the driver.
+    pub(crate) fn shared_config(&self) -> Rc<Config> {
+        self.config.clone()
+    }
+
+    /// The counters (shared with the connections that count reads and writes).
+    pub(crate) fn counters(&self) -> &Rc<Counters> {
+        &self.counters
+    }
+
+    /// The refresh policy's state.
+    pub fn refresh(&mut self) -> &mut Refresh {
+        &mut self.refresh
+    }
+
+    /// Whether reads go anywhere but the primaries.
+    pub fn routes_reads(&self) -> bool {
+        self.router.routes_reads()
+    }
+
+    /// The round budgets every request gets.
+    pub fn limits(&self) -> RoundLimits {
+        RoundLimits::of(&self.config)
+    }
+
+    /// The path `command` takes (see [`Path`]); an error for a blocking command whose
+    /// timeout cannot be read.
+    pub fn path(&self, command: &Cmd) -> Result<Path> {
+        Ok(match command_class(command) {
+            CommandClass::Blocking => {
+                Path::Blocking(deadline_budget(command, self.config.request_timeout)?)
+            }
+            CommandClass::Regular => {
+                let split = is_multi_key(command) && split_by_slot(command).is_some();
+                if split || self.router.routes_reads() {
+                    Path::Request
+                } else {
+                    Path::Single
+                }
+            }
+            _ => Path::Request,
+        })
+    }
+
+    /// The path of a command sent to a node the caller named; a refusal is counted.
+    pub(crate) fn named_node(&self, command: &Cmd) -> Result<NamedNode> {
+        let path = named_node_path(command, self.config.request_timeout)?;
+        if matches!(path, NamedNode::Refused(_)) {
+            self.counters.add_refused();
+        }
+        Ok(path)
+    }
+
+    /// A pipeline (or one command) as a request: expanded (refusals counted, splits,
+    /// fan-outs), with the round budgets, `Config::execution`, and where each shard's
+    /// reads go under `Config::read_from` (the zone and round trip from `nodes`).
+    pub(crate) fn pipeline<'a>(
+        &mut self,
+        cmds: &'a [Cmd],
+        nodes: &NodeTable,
+        deadline: Option<Instant>,
+        reporter: Option<&'a mut Reporter>,
+    ) -> Request<'a> {
+        self.counters.add_execution();
+        let reads = nodes.read_targets(&mut self.router, &self.map);
+        let request = Request::pipeline(
+            cmds,
+            &self.map,
+            self.limits(),
+            deadline,
+            self.serial(),
+            reporter,
+        )
+        .reading(reads);
+        for _ in 0..request.refused() {
+            self.counters.add_refused();
+        }
+        request
+    }
+
+    /// Commands sent as they are, command i to `pins[i]` when given (a named node, a
+    /// blocking command's key's node otherwise), with `limits`.
+    pub(crate) fn plain<'a>(
+        &mut self,
+        cmds: &'a [Cmd],
+        pins: Vec<Option<NodeAddr>>,
+        nodes: &NodeTable,
+        deadline: Option<Instant>,
+        limits: RoundLimits,
+    ) -> Request<'a> {
+        let reads = nodes.read_targets(&mut self.router, &self.map);
+        Request::plain(cmds, limits, deadline, self.serial())
+            .pinned(pins)
+            .reading(reads)
+    }
+
+    fn serial(&self) -> bool {
+        self.config.execution == Execution::Serial
+    }
+
+    /// Applies a round's effects: counts redirects and retries, applies a `MOVED` to the
+    /// map, asks for a refresh where the map may be stale. Returns the nodes whose
+    /// shared connection timed out (for the consecutive-timeout rule). `clock` is read
+    /// only for a failed or silent node.
+    pub fn apply_effects(
+        &mut self,
+        effects: impl Iterator<Item = Effect>,
+        clock: impl Fn() -> Instant,
+    ) -> Vec<NodeAddr> {
+        let map = &mut self.map;
+        self.refresh.apply_effects(
+            effects,
+            |slot, to| Rc::make_mut(map).apply_moved(slot, to),
+            &self.counters,
+            clock,
+        )
+    }
+
+    /// A connection to `node` could not be made (refused, timed out, its handshake
+    /// failed): the cluster may have changed (a failover, a removed node), so the refresh
+    /// policy hears of it. (The node's own record, in the driver's `NodeTable`, hears it
+    /// from whoever failed the connection.)
+    pub fn unreachable(&mut self, node: &NodeAddr, now: Instant) {
+        self.refresh.unreachable(&self.map, &self.seeds, node, now);
+    }
+
+    /// Whether a refresh should run at `now` (asked for, periodic, or polling while a node
+    /// is unresponsive, within the rate limit).
+    pub fn wants_refresh(&self, now: Instant) -> bool {
+        self.refresh.wants(now, &self.config)
+    }
+
+    /// When the next refresh is due, if one will be.
+    pub fn next_refresh(&self, now: Instant) -> Option<Instant> {
+        self.refresh.next_at(now, &self.config)
+    }
+
+    /// A primary stopped answering while requests wait on it.
+    pub fn stalled(&mut self, node: &NodeAddr, now: Instant) {
+        self.refresh.stalled(&self.map, node, now);
+    }
+
+    /// The questions of a refresh: whom to ask, how many at once, and the vote that
+    /// judges their answers.
+    pub fn fetch(&mut self) -> SlotMapFetch {
+        let candidates = self.refresh.candidates(&self.map, &self.seeds);
+        let fanout = self.config.refresh_fanout.max(1);
+        let first = self.map.shards().is_empty();
+        SlotMapFetch {
+            groups: candidates
+                .chunks(fanout)
+                .map(<[NodeAddr]>::to_vec)
+                .collect(),
+            next: 0,
+            vote: SlotMapVote::new(self.config.refresh_policy),
+            budget: self.config.refresh_budget(first),
+            limits: RoundLimits {
+                max_retries: 0,
+                ..self.limits()
+            },
+        }
+    }
+
+    /// Ends a refresh at `now`: on success the fetched map (with the `MOVED`s seen
+    /// while it was fetched applied again) becomes the map, nodes that left the cluster
+    /// are forgotten, and the refresh is counted. The driver then closes connections to
+    /// nodes [`Cluster::keeps`] no longer keeps and warms up [`Cluster::warm_ups`].
+    pub fn adopt(
+        &mut self,
+        fetched: Result<SlotMap>,
+        moves: Vec<(Slot, NodeAddr)>,
+        nodes: &mut NodeTable,
+        now: Instant,
+    ) -> Result<()> {
+        self.refresh.finished(now);
+        let mut map = fetched?;
+        for (slot, addr) in moves {
+            map.apply_moved(slot, &addr);
+        }
+        let seeds = &self.seeds;
+        nodes.retain(|addr| in_cluster(&map, seeds, addr));
+        self.refresh.adopted(&self.map, &map);
+        self.map = Rc::new(map);
+        self.counters.add_refresh();
+        Ok(())
+    }
+
+    /// Takes `map` as it is, as if a refresh had just fetched it.
+    pub fn adopt_given(&mut self, map: SlotMap, now: Instant) {
+        self.map = Rc::new(map);
+        self.refresh.finished(now);
+    }
+
+    /// Whether a connection to `node` still serves the cluster (it is in the map or a
+    /// seed).
+    pub fn keeps(&self, node: &NodeAddr) -> bool {
+        in_cluster(&self.map, &self.seeds, node)
+    }
+
+    /// With replica reads, the replicas to connect to now (not `connected` yet, not
+    /// failing): each handshake tells its zone and round trip before the first read has
+    /// to choose. Empty when reads go to primaries.
+    pub fn warm_ups(
+        &self,
+        nodes: &NodeTable,
+        now: Instant,
+        connected: impl Fn(&NodeAddr) -> bool,
+    ) -> Vec<NodeAddr> {
+        if !self.router.routes_reads() {
+            return Vec::new();
+        }
+        nodes.replicas_to_warm_up(&self.map, now, connected)
+    }
+
+    /// A new connection to `node`, set up as the configuration wants (credentials,
+    /// `READONLY` for a replica serving reads, TLS with the node's name).
+    pub(crate) fn connection<T: Copy>(
+        &self,
+        node: &NodeAddr,
+        tls: Option<&(Arc<ClientConfig>, TlsConfig)>,
+    ) -> Result<Conn<T>> {
+        Conn::to_node(node, &self.config, &self.map, tls)
+    }
+
+    /// How long to wait before connecting to `node` again (backoff after failures in a
+    /// row, `jitter` in [0.5, 1]).
+    pub fn reconnect_delay(
+        &self,
+        nodes: &NodeTable,
+        node: &NodeAddr,
+        now: Instant,
+        jitter: f64,
+    ) -> Duration {
+        nodes.reconnect_delay(node, now, &self.config, jitter)
+    }
+}
+
+/// One refresh's questions, group by group, and the vote on their answers.
+#[derive(Debug)]
+pub struct SlotMapFetch {
+    groups: Vec<Vec<NodeAddr>>,
+    next: usize,
+    vote: SlotMapVote,
+    budget: Duration,
+    limits: RoundLimits,
+}
+
+impl SlotMapFetch {
+    /// The next nodes to ask together, or `None` when every group was asked.
+    pub fn next_group(&mut self) -> Option<Vec<NodeAddr>> {
+        let group = self.groups.get(self.next)?.clone();
+        self.next += 1;
+        Some(group)
+    }
+
+    /// How long each question may take (`refresh_timeout`, plus `connect_timeout`
+    /// before any map is known).
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// The budgets of each question: no retry (another node is asked instead).
+    pub fn limits(&self) -> RoundLimits {
+        self.limits
+    }
+
+    /// One node's answer: the map, when it settles the vote.
+    pub fn answer(
+        &mut self,
+        node: &NodeAddr,
+        reply: Result<crate::core::value::Value>,
+    ) -> Option<SlotMap> {
+        self.vote.answer(node, reply)
+    }
+
+    /// The group's answers are all in: the map, when they settle the vote.
+    pub fn end_group(&mut self) -> Option<SlotMap> {
+        self.vote.end_group()
+    }
+
+    /// Every group was asked and none settled the vote: why.
+    pub fn into_error(self) -> crate::core::error::Error {
+        self.vote.into_error()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::cmd::cmd;
+    use crate::core::config::ReadFrom;
+
+    fn slot(n: u16) -> Slot {
+        Slot::new(n).expect("a slot")
+    }
+
+    fn cluster(config: Config) -> Cluster {
+        Cluster::new(vec![NodeAddr::new("127.0.0.1", 7000)], config, 42)
+    }
+
+    #[test]
+    fn each_command_class_takes_its_path() {
+        let c = cluster(Config::default());
+        assert_eq!(c.path(&cmd("GET").arg("k")).unwrap(), Path::Single);
+        assert_eq!(
+            c.path(&cmd("MGET").arg("{a}1").arg("{a}2")).unwrap(),
+            Path::Single,
+            "one slot: nothing to split"
+        );
+        assert_eq!(
+            c.path(&cmd("MGET").arg("a").arg("b")).unwrap(),
+            Path::Request,
+            "cross-slot: split"
+        );
+        assert_eq!(
+            c.path(&cmd("BLPOP").arg("q").arg(2)).unwrap(),
+            Path::Blocking(Some(
+                Duration::from_secs(2) + Config::default().request_timeout.unwrap()
+            ))
+        );
+        assert_eq!(
+            c.path(&cmd("BLPOP").arg("q").arg(0)).unwrap(),
+            Path::Blocking(None)
+        );
+        assert!(c.path(&cmd("BLPOP").arg("q").arg("soon")).is_err());
+        assert_eq!(c.path(&cmd("DBSIZE")).unwrap(), Path::Request);
+        assert_eq!(
+            c.path(&cmd("MULTI")).unwrap(),
+            Path::Request,
+            "refused there"
+        );
+        let replicas = cluster(Config::default().read_from(ReadFrom::Nearest));
+        assert_eq!(
+            replicas.path(&cmd("GET").arg("k")).unwrap(),
+            Path::Request,
+            "reads are routed"
+        );
+    }
+
+    #[test]
+    fn refusals_and_executions_are_counted_once() {
+        let mut c = cluster(Config::default());
+        let cmds = [cmd("MULTI"), cmd("GET").arg("k"), cmd("SUBSCRIBE").arg("c")];
+        let request = c.pipeline(&cmds, &NodeTable::default(), None, None);
+        assert_eq!(request.refused(), 2);
+        let stats = c.counters().snapshot();
+        assert_eq!((stats.executions, stats.refused), (1, 2));
+        assert!(matches!(
+            c.named_node(&cmd("SUBSCRIBE").arg("c")).unwrap(),
+            NamedNode::Refused(_)
+        ));
+        assert_eq!(c.counters().snapshot().refused, 3);
+    }
+
+    #[test]
+    fn a_refresh_adopts_its_map_with_the_moves_seen_meanwhile() {
+        let mut c = cluster(Config::default());
+        let a = NodeAddr::new("10.0.0.1", 7000);
+        let b = NodeAddr::new("10.0.0.2", 7000);
+        let gone = NodeAddr::new("10.0.0.9", 7000);
+        let mut nodes = NodeTable::default();
+        let now = Instant::now();
+        nodes.failed(&gone, now);
+        let map = SlotMap::split_evenly(std::slice::from_ref(&a));
+        c.adopt(Ok(map), vec![(slot(5), b.clone())], &mut nodes, now)
+            .unwrap();
+        assert_eq!(c.map().node_for(slot(5)), Some(&b));
+        assert_eq!(c.map().node_for(slot(6)), Some(&a));
+        assert!(c.keeps(&a) && c.keeps(&NodeAddr::new("127.0.0.1", 7000)));
+        assert!(!c.keeps(&gone));
+        assert_eq!(nodes.health(&gone).failures, 0, "forgotten");
+        assert_eq!(c.counters().snapshot().refreshes, 1);
+        // A failed fetch keeps the map and counts nothing.
+        let e = crate::core::error::Error::protocol("no");
+        assert!(c.adopt(Err(e), Vec::new(), &mut nodes, now).is_err());
+        assert_eq!(c.map().node_for(slot(5)), Some(&b));
+        assert_eq!(c.counters().snapshot().refreshes, 1);
+    }
+
+    #[test]
+    fn a_fetch_asks_fanout_nodes_at_a_time_without_retries() {
+        let config = Config::default();
+        let fanout = config.refresh_fanout.max(1);
+        let seeds: Vec<NodeAddr> = (0..fanout as u16 * 2 + 1)
+            .map(|i| NodeAddr::new("127.0.0.1", 7000 + i))
+            .collect();
+        let mut c = Cluster::new(seeds.clone(), config.clone(), 1);
+        let mut fetch = c.fetch();
+        assert_eq!(fetch.limits().max_retries, 0);
+        assert_eq!(fetch.budget(), config.refresh_budget(true));
+        let mut asked = Vec::new();
+        while let Some(group) = fetch.next_group() {
+            assert!(!group.is_empty() && group.len() <= fanout);
+            asked.extend(group);
+        }
+        asked.sort_by_key(|n| n.port);
+        assert_eq!(asked, seeds);
+    }
+
+    #[test]
+    fn effects_move_slots_and_ask_for_a_refresh() {
+        let mut c = cluster(Config::default());
+        let a = NodeAddr::new("10.0.0.1", 7000);
+        let b = NodeAddr::new("10.0.0.2", 7000);
+        c.adopt_given(
+            SlotMap::split_evenly(std::slice::from_ref(&a)),
+            Instant::now(),
+        );
+        let timed_out = c.apply_effects(
+            [
+                Effect::Redirected {
+                    moved: Some((slot(9), b.clone())),
+                },
+                Effect::TimedOut(a.clone()),
+            ]
+            .into_iter(),
+            Instant::now,
+        );
+        assert_eq!(timed_out, vec![a.clone()]);
+        assert_eq!(c.map().node_for(slot(9)), Some(&b));
+        assert!(c.refresh().is_due());
+        assert_eq!(c.counters().snapshot().redirects, 1);
+    }
+}
