@@ -15,10 +15,9 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::sync::Notify;
 
-use crate::client::pool::{ConnId, Pool};
 use crate::core::error::{Error, ErrorKind};
+use crate::core::pool::{ConnId, Pool};
 use crate::core::resp::Value;
 use crate::core::stats::Counters as Stats;
 use crate::core::topology::NodeAddr;
@@ -78,7 +77,6 @@ pub(crate) async fn run_connection<T: Transport>(link: Link) {
         stats,
         conn,
         addr,
-        wake_writer,
         options,
     } = link;
     if let Some(error) = options.setup_error.clone() {
@@ -123,7 +121,7 @@ pub(crate) async fn run_connection<T: Transport>(link: Link) {
             }
         })
     });
-    write_loop(&*stream, &pool, &stats, conn, &wake_writer).await;
+    write_loop(&*stream, &pool, &stats, conn).await;
     // Whoever stopped first, the other must stop too: shutting the socket down
     // completes the reader's outstanding read, which is then its last.
     stream.shutdown();
@@ -161,7 +159,6 @@ pub(crate) struct Link {
     pub(crate) stats: Rc<Stats>,
     pub(crate) conn: ConnId,
     pub(crate) addr: NodeAddr,
-    pub(crate) wake_writer: Rc<Notify>,
     pub(crate) options: ConnOptions,
 }
 
@@ -216,20 +213,16 @@ async fn write_loop<S: ByteStream>(
     pool: &Weak<RefCell<Pool>>,
     stats: &Stats,
     conn: ConnId,
-    wake_writer: &Notify,
 ) {
     loop {
-        let out = match pool.upgrade() {
-            Some(pool) => pool.borrow_mut().take_output(conn),
-            None => None,
-        };
+        // Waits (woken by the pool) until there is something to write; `None` once the
+        // connection or the client is gone.
+        let out = std::future::poll_fn(|cx| match pool.upgrade() {
+            Some(pool) => pool.borrow_mut().poll_output(conn, cx),
+            None => std::task::Poll::Ready(None),
+        })
+        .await;
         let Some(out) = out else { return };
-        if out.is_empty() {
-            // A permit stored by `notify_one` between `take_output` and here makes this
-            // return at once, so no queued batch can be missed.
-            wake_writer.notified().await;
-            continue;
-        }
         stats.add_write(out.len());
         let (res, buf) = stream.write_all(out).await;
         if res.is_ok() {

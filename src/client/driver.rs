@@ -36,8 +36,8 @@ use crate::io::uring::UringStream;
 use crate::io::SocketOptions;
 
 use crate::client::connection::{run_connection, ConnOptions, Link};
-use crate::client::pool::{ConnId, Pool, QueueLimits};
 use crate::core::conn::Conn;
+use crate::core::pool::{ConnId, Hook, Pool, QueueLimits};
 
 #[derive(Debug)]
 pub(super) struct Inner {
@@ -135,7 +135,7 @@ impl Client {
         let client = Client {
             inner: Rc::new(Inner {
                 engine,
-                pool: Rc::new(RefCell::new(Pool::default())),
+                pool: Rc::new(RefCell::new(Pool::new(Instant::now))),
                 config: cluster.shared_config(),
                 counters: cluster.counters().clone(),
                 cluster: RefCell::new(cluster),
@@ -145,11 +145,10 @@ impl Client {
             }),
         };
         client.refresh_slots().await?;
-        client
-            .inner
-            .pool
-            .borrow_mut()
-            .wake_on_unreachable(client.inner.refresh_wake.clone());
+        client.inner.pool.borrow_mut().on_unreachable({
+            let wake = client.inner.refresh_wake.clone();
+            Hook(Rc::new(move || wake.notify_one()))
+        });
         tokio::task::spawn_local(refresh_loop(
             Rc::downgrade(&client.inner),
             client.inner.refresh_wake.clone(),
@@ -788,7 +787,7 @@ impl Client {
             Ok(conn) => (conn, None),
             Err(e) => (Conn::stillborn(node.clone(), config.decode_limits), Some(e)),
         };
-        let (conn, wake_writer) = {
+        let conn = {
             let mut pool = self.inner.pool.borrow_mut();
             match kind {
                 Kind::Shared => pool.open(conn, buffer),
@@ -817,7 +816,6 @@ impl Client {
             stats: self.inner.counters.clone(),
             conn,
             addr: node.clone(),
-            wake_writer,
             options,
         };
         match self.inner.engine {

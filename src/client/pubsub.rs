@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::driver::{random_unit, Client, Kind, Lane};
-use crate::client::pool::ConnId;
 use crate::core::cmd::ToArg;
 use crate::core::config::PushHandler;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::pool::ConnId;
 use crate::core::pubsub::{LinkId, Message, SubKind, SubscriberState, Target};
 use crate::core::round::Effect;
 use crate::core::topology::NodeAddr;

@@ -8,10 +8,10 @@ use std::rc::Rc;
 use bytes::BytesMut;
 
 use super::driver::{deadline_after, Client, ExecGuard, Lane, Leases, Pipeline};
-use crate::client::pool::ConnId;
 use crate::core::cmd::{Cmd, ToArg};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plan::BatchEntry;
+use crate::core::pool::ConnId;
 use crate::core::reply::{server_error, FromReply};
 use crate::core::report::Reporter;
 use crate::core::request::Request;

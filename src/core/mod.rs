@@ -29,8 +29,10 @@
 //!   the order its batches go out, when a round is over, the report), which every driver
 //!   runs the same way.
 //! - [`handshake`], [`tls`]: a connection's handshake and its TLS records; `conn`: one
-//!   connection with no I/O (TLS records, handshake, reply FIFO, push frames), which the
-//!   blocking client's backends carry.
+//!   connection with no I/O (TLS records, handshake, reply FIFO, push frames), which
+//!   every driver carries; `pool`: the async client's connections and in-flight requests
+//!   (each reply to its caller, backlog caps, stalls, timeouts in a row, idle and
+//!   dedicated connections).
 //! - [`pubsub`], [`scan`], [`report`], [`stats`]: subscriptions, cluster SCAN, the
 //!   per-node report, the counters.
 
@@ -47,6 +49,7 @@ pub mod node;
 pub mod nodes;
 pub mod pipeline;
 pub mod plan;
+pub(crate) mod pool;
 pub mod pubsub;
 pub mod read_route;
 pub mod redirect;

@@ -1,11 +1,20 @@
-//! Connections and in-flight requests, as slab entries; no sockets here.
+//! Connections and in-flight requests on shared connections, as slab entries: no
+//! socket, no runtime and no clock here (the driver gives the pool its clock).
 //!
 //! Each connection is the core's sans-IO [`Conn`] (TLS records, handshake, reply FIFO,
-//! push frames), the same one the blocking client drives. The engine (`io/`) owns
-//! sockets and calls into the [`Pool`]: the writer task takes a connection's bytes with
-//! [`Pool::take_output`], the reader task hands what it read to [`Pool::receive`], and
-//! either reports a dead connection with [`Pool::fail`]. The client side queues batches
-//! with [`Pool::enqueue`] and waits on an [`Exec`].
+//! push frames), the same one the blocking client drives. The async client's engine
+//! (`io/`) owns sockets and calls into the [`Pool`]: the writer task takes a
+//! connection's bytes with [`Pool::poll_output`], the reader task hands what it read to
+//! [`Pool::receive`], and either reports a dead connection with [`Pool::fail`]. The
+//! client side queues batches with [`Pool::enqueue`] and waits on an [`Exec`]. The pool
+//! keeps the wakers of the tasks waiting on it (a writer with nothing to write, a caller
+//! waiting for replies) and wakes each when its turn comes; it never runs them.
+//!
+//! It also decides what happens to a connection under load and silence: the caps on a
+//! connection's backlog ([`QueueLimits`]), when a node with written requests has stopped
+//! answering ([`Pool::stalls`]), when timeouts in a row close a connection
+//! ([`Pool::note_timeout`]), which connections are idle or serve departed nodes
+//! ([`Pool::close_idle`]), and the lease of dedicated connections.
 //!
 //! Correlation is the connection's FIFO: Redis answers in request order, so the n-th
 //! reply on a connection belongs to the n-th command queued, named by a [`ReplyTo`].
@@ -27,7 +36,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use slab::Slab;
-use tokio::sync::Notify;
 
 use crate::core::cmd::Cmd;
 use crate::core::conn::Conn;
@@ -106,7 +114,8 @@ struct Connection {
     conn: Conn<ReplyTo>,
     /// The usual buffer size (`read_buffer_size`): a written buffer far larger is let go.
     usual: usize,
-    wake_writer: Rc<Notify>,
+    /// The writer task, waiting for something to write.
+    writer: Option<Waker>,
     closed: bool,
     dedicated: bool,
     /// A pub/sub connection: every frame it reads is an event for its subscriber (a
@@ -173,9 +182,22 @@ impl QueueLimits {
     };
 }
 
+/// Called when a connection could not reach its node, or requests start waiting on a
+/// shared connection while nobody watches for stalls (the client's refresh loop).
+#[derive(Clone)]
+pub(crate) struct Hook(pub(crate) Rc<dyn Fn()>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 /// All connections and all in-flight execs of one client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Pool {
+    /// The driver's clock (a simulation gives its own).
+    clock: fn() -> Instant,
     conns: Slab<Connection>,
     by_addr: HashMap<NodeAddr, usize>,
     execs: Slab<Exec>,
@@ -187,14 +209,30 @@ pub(crate) struct Pool {
     /// Nodes a connection could not reach since the refresh loop last looked (at most one
     /// entry per node).
     unreachable: Vec<NodeAddr>,
-    /// Woken when a node could not be reached (the client's refresh loop), and when
+    /// Called when a node could not be reached (the client's refresh loop), and when
     /// requests start waiting while the loop is not watching for stalls.
-    wake_on_unreachable: Option<Rc<Notify>>,
+    on_unreachable: Option<Hook>,
     /// The refresh loop checks for stalled connections (requests are waiting).
     watching_stalls: bool,
 }
 
 impl Pool {
+    /// An empty pool that reads the time from `clock`.
+    pub(crate) fn new(clock: fn() -> Instant) -> Pool {
+        Pool {
+            clock,
+            conns: Slab::new(),
+            by_addr: HashMap::new(),
+            execs: Slab::new(),
+            next_id: 0,
+            idle: HashMap::new(),
+            nodes: NodeTable::default(),
+            unreachable: Vec::new(),
+            on_unreachable: None,
+            watching_stalls: false,
+        }
+    }
+
     /// The live connection to `addr`, if there is one.
     pub(crate) fn find(&self, addr: &NodeAddr) -> Option<ConnId> {
         let key = *self.by_addr.get(addr)?;
@@ -206,37 +244,27 @@ impl Pool {
 
     /// Registers a new connection (its engine task is started by the caller) and returns
     /// its id and the notifier its writer waits on.
-    pub(crate) fn open(&mut self, conn: Conn<ReplyTo>, buffer: usize) -> (ConnId, Rc<Notify>) {
+    pub(crate) fn open(&mut self, conn: Conn<ReplyTo>, buffer: usize) -> ConnId {
         let addr = conn.addr().clone();
-        let (id, wake) = self.insert(conn, buffer, false);
+        let id = self.insert(conn, buffer, false);
         self.by_addr.insert(addr, id.key);
-        (id, wake)
+        id
     }
 
     /// Registers a dedicated connection, leased to its opener: nobody else finds it until
     /// it is checked in.
-    pub(crate) fn open_dedicated(
-        &mut self,
-        conn: Conn<ReplyTo>,
-        buffer: usize,
-    ) -> (ConnId, Rc<Notify>) {
+    pub(crate) fn open_dedicated(&mut self, conn: Conn<ReplyTo>, buffer: usize) -> ConnId {
         self.insert(conn, buffer, true)
     }
 
-    fn insert(
-        &mut self,
-        conn: Conn<ReplyTo>,
-        buffer: usize,
-        dedicated: bool,
-    ) -> (ConnId, Rc<Notify>) {
+    fn insert(&mut self, conn: Conn<ReplyTo>, buffer: usize, dedicated: bool) -> ConnId {
         self.next_id += 1;
-        let wake_writer = Rc::new(Notify::new());
-        let now = Instant::now();
+        let now = (self.clock)();
         let key = self.conns.insert(Connection {
             id: self.next_id,
             conn,
             usual: buffer,
-            wake_writer: wake_writer.clone(),
+            writer: None,
             closed: false,
             dedicated,
             subscriber: false,
@@ -246,13 +274,10 @@ impl Pool {
             last_used: now,
             waiting_since: None,
         });
-        (
-            ConnId {
-                key,
-                id: self.next_id,
-            },
-            wake_writer,
-        )
+        ConnId {
+            key,
+            id: self.next_id,
+        }
     }
 
     fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Connection> {
@@ -263,22 +288,19 @@ impl Pool {
 
     /// Registers a pub/sub connection for a subscriber: found by nobody else, never
     /// closed for idleness, every frame it reads handed back as an event.
-    pub(crate) fn open_subscriber(
-        &mut self,
-        conn: Conn<ReplyTo>,
-        buffer: usize,
-    ) -> (ConnId, Rc<Notify>) {
-        let (conn, wake) = self.insert(conn.into_events_only(), buffer, false);
+    pub(crate) fn open_subscriber(&mut self, conn: Conn<ReplyTo>, buffer: usize) -> ConnId {
+        let conn = self.insert(conn.into_events_only(), buffer, false);
         if let Some(c) = self.conns.get_mut(conn.key) {
             c.subscriber = true;
         }
-        (conn, wake)
+        conn
     }
 
     /// Queues a command on a pub/sub connection. Subscribe commands get no reply (their
     /// confirmations are events), so nothing waits for one. Refused on any other
     /// connection, whose reply stream it would shift.
     pub(crate) fn send_unanswered(&mut self, conn: ConnId, command: &Cmd) -> Result<(), Error> {
+        let now = (self.clock)();
         let Some(c) = self.conn_mut(conn) else {
             return Err(Error::new(ErrorKind::Io, "connection closed"));
         };
@@ -289,8 +311,8 @@ impl Pool {
             ));
         }
         c.conn.queue_unanswered(command);
-        c.last_used = Instant::now();
-        c.wake_writer.notify_one();
+        c.last_used = now;
+        wake(&mut c.writer);
         Ok(())
     }
 
@@ -383,9 +405,10 @@ impl Pool {
         self.nodes.server_info(addr)
     }
 
-    /// Wakes `wake` whenever a connection cannot reach its node.
-    pub(crate) fn wake_on_unreachable(&mut self, wake: Rc<Notify>) {
-        self.wake_on_unreachable = Some(wake);
+    /// Calls `hook` whenever a connection cannot reach its node, and when requests start
+    /// waiting while nobody watches for stalls.
+    pub(crate) fn on_unreachable(&mut self, hook: Hook) {
+        self.on_unreachable = Some(hook);
     }
 
     /// The nodes connections could not reach since the last call.
@@ -495,14 +518,15 @@ impl Pool {
         buf: BytesMut,
         limits: QueueLimits,
     ) -> Result<(), Error> {
+        let now = (self.clock)();
         let Some(c) = self.conn_mut(conn) else {
             return Err(Error::new(ErrorKind::Io, "connection closed"));
         };
         let sinks_needed = entries.len() + entries.iter().filter(|e| e.asking).count();
         c.admit(buf.len(), sinks_needed, limits)?;
-        c.last_used = Instant::now();
+        c.last_used = now;
         c.conn.queue(entries, buf, |index| ReplyTo { exec, index });
-        c.wake_writer.notify_one();
+        wake(&mut c.writer);
         if let Some(e) = self.execs.get_mut(exec) {
             e.outstanding += entries.len();
         }
@@ -519,13 +543,14 @@ impl Pool {
         command: &crate::core::cmd::Cmd,
         limits: QueueLimits,
     ) -> Result<(), Error> {
+        let now = (self.clock)();
         let Some(c) = self.conn_mut(conn) else {
             return Err(Error::new(ErrorKind::Io, "connection closed"));
         };
         c.admit(command.encoded_len(), 1, limits)?;
-        c.last_used = Instant::now();
+        c.last_used = now;
         c.conn.queue_command(command, ReplyTo { exec, index: 0 });
-        c.wake_writer.notify_one();
+        wake(&mut c.writer);
         if let Some(e) = self.execs.get_mut(exec) {
             e.outstanding += 1;
         }
@@ -572,11 +597,31 @@ impl Pool {
         }
         if watched && !self.watching_stalls {
             self.watching_stalls = true;
-            if let Some(wake) = &self.wake_on_unreachable {
-                wake.notify_one();
+            if let Some(hook) = &self.on_unreachable {
+                (hook.0)();
             }
         }
         Some(out)
+    }
+
+    /// For the writer: [`Pool::take_output`], or `Pending` (the writer woken when there
+    /// is something) while there is nothing to write.
+    pub(crate) fn poll_output(
+        &mut self,
+        conn: ConnId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<BytesMut>> {
+        match self.take_output(conn) {
+            Some(out) if out.is_empty() => {
+                if let Some(c) = self.conn_mut(conn) {
+                    if !c.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        c.writer = Some(cx.waker().clone());
+                    }
+                }
+                Poll::Pending
+            }
+            out => Poll::Ready(out),
+        }
     }
 
     /// For the reader: bytes read on `conn`. Each whole reply goes to its caller; push
@@ -613,7 +658,7 @@ impl Pool {
         c.waiting_since = c.conn.owes_replies().then(&clock);
         if c.conn.wants_write() {
             // The handshake's next commands, callers' commands it held, TLS records.
-            c.wake_writer.notify_one();
+            wake(&mut c.writer);
         }
         if !c.ready && c.conn.is_ready() {
             let info = c.conn.server_info().cloned().unwrap_or_default();
@@ -676,16 +721,16 @@ impl Pool {
         if is_failure && error.kind() != ErrorKind::Shutdown {
             let established = self.conn_mut(conn).is_some_and(|c| c.ready);
             if established {
-                self.nodes.lost(&addr, Instant::now());
+                self.nodes.lost(&addr, (self.clock)());
             } else {
                 // The node could not be reached at all: the cluster may have changed
                 // (a failover, a removed node), so the refresh policy hears of it.
-                self.nodes.failed(&addr, Instant::now());
+                self.nodes.failed(&addr, (self.clock)());
                 if !self.unreachable.contains(&addr) {
                     self.unreachable.push(addr.clone());
                 }
-                if let Some(wake) = &self.wake_on_unreachable {
-                    wake.notify_one();
+                if let Some(hook) = &self.on_unreachable {
+                    (hook.0)();
                 }
             }
         }
@@ -693,7 +738,7 @@ impl Pool {
             return;
         };
         c.closed = true;
-        c.wake_writer.notify_one();
+        wake(&mut c.writer);
         let lost = c.conn.fail(error);
         if self.by_addr.get(&addr) == Some(&conn.key) {
             self.by_addr.remove(&addr);
@@ -824,6 +869,13 @@ fn complete(execs: &mut Slab<Exec>, to: ReplyTo, reply: RoundReply) {
     }
 }
 
+/// Wakes a waiting task, if one waits.
+fn wake(waiter: &mut Option<Waker>) {
+    if let Some(w) = waiter.take() {
+        w.wake();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -902,9 +954,9 @@ mod tests {
 
     #[test]
     fn replies_follow_fifo_order_and_asking_ok_is_discarded() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         let exec = pool.new_exec(3);
         assert!(enqueue(
             &mut pool,
@@ -934,9 +986,9 @@ mod tests {
 
     #[test]
     fn failure_tells_sent_from_unsent() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         let exec = pool.new_exec(2);
         enqueue(&mut pool, conn, exec, batch(&a, &[(0, false)]));
         pool.take_output(conn).unwrap();
@@ -955,7 +1007,7 @@ mod tests {
         assert!(pool.is_closed(conn));
         pool.release(conn);
         // The slot is reused, but the old id no longer matches.
-        let (conn2, _) = pool.open(test_conn(&a), 1024);
+        let conn2 = pool.open(test_conn(&a), 1024);
         assert_eq!(conn2.key, conn.key);
         assert!(pool.is_closed(conn));
         assert!(!pool.is_closed(conn2));
@@ -963,9 +1015,9 @@ mod tests {
 
     #[test]
     fn abandoned_exec_swallows_late_replies_and_is_freed() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         let old = pool.new_exec(1);
         enqueue(&mut pool, conn, old, batch(&a, &[(0, false)]));
         pool.take_output(conn).unwrap();
@@ -986,9 +1038,9 @@ mod tests {
 
     #[test]
     fn backlog_over_the_cap_is_refused_not_buffered() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         let exec = pool.new_exec(3);
         let b = batch(&a, &[(0, false)]);
         let size = b.buf.len();
@@ -1021,9 +1073,9 @@ mod tests {
 
     #[test]
     fn replies_awaited_are_capped_too() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         let exec = pool.new_exec(4);
         let limits = QueueLimits {
             max_pending_replies: 2,
@@ -1046,11 +1098,12 @@ mod tests {
     #[test]
     fn a_connection_with_written_requests_and_no_reply_is_stalled() {
         let after = std::time::Duration::from_millis(200);
-        let mut pool = Pool::default();
-        let wake = Rc::new(Notify::new());
-        pool.wake_on_unreachable(wake.clone());
+        let mut pool = Pool::new(Instant::now);
+        let woken = Rc::new(std::cell::Cell::new(0));
+        let count = woken.clone();
+        pool.on_unreachable(Hook(Rc::new(move || count.set(count.get() + 1))));
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         pool.connected(conn, ServerInfo::default(), std::time::Duration::ZERO);
         let t0 = Instant::now();
         assert_eq!(pool.stalls(t0, after), (vec![], false));
@@ -1061,6 +1114,7 @@ mod tests {
         assert_eq!(pool.stalls(later, after), (vec![], false));
         pool.take_output(conn).unwrap();
         assert!(pool.watching_stalls, "the loop was told requests wait");
+        assert_eq!(woken.get(), 1, "and woken");
         let soon = Instant::now();
         assert_eq!(
             pool.stalls(soon, after),
@@ -1082,7 +1136,7 @@ mod tests {
         );
         assert!(!pool.watching_stalls);
         // Dedicated connections (blocking commands wait on purpose) are never stalled.
-        let (d, _) = pool.open_dedicated(test_conn(&a), 1024);
+        let d = pool.open_dedicated(test_conn(&a), 1024);
         pool.connected(d, ServerInfo::default(), std::time::Duration::ZERO);
         let exec = pool.new_exec(1);
         enqueue(&mut pool, d, exec, batch(&a, &[(0, false)]));
@@ -1095,9 +1149,9 @@ mod tests {
 
     #[test]
     fn timeouts_in_a_row_close_the_connection_and_a_reply_resets_them() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         let exec = pool.new_exec(2);
         enqueue(&mut pool, conn, exec, batch(&a, &[(0, false), (1, false)]));
         // Still connecting, nothing written: timeouts do not judge it.
@@ -1125,7 +1179,7 @@ mod tests {
             "no reconnect backoff for a stall"
         );
         // 0 means never.
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         pool.connected(conn, ServerInfo::default(), std::time::Duration::ZERO);
         let exec = pool.new_exec(1);
         enqueue(&mut pool, conn, exec, batch(&a, &[(0, false)]));
@@ -1138,9 +1192,9 @@ mod tests {
 
     #[test]
     fn failures_count_once_per_connection_and_reset_on_connect() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         let exec = pool.new_exec(128);
         let entries: Vec<(usize, bool)> = (0..128).map(|i| (i, false)).collect();
         enqueue(&mut pool, conn, exec, batch(&a, &entries));
@@ -1148,10 +1202,10 @@ mod tests {
         pool.fail(conn, &Error::new(ErrorKind::Io, "again"));
         pool.release(conn);
         assert_eq!(pool.health(&a).failures, 1, "128 commands, one failure");
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         pool.fail(conn, &Error::new(ErrorKind::Io, "refused"));
         assert_eq!(pool.health(&a).failures, 2);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         pool.connected(conn, ServerInfo::default(), std::time::Duration::ZERO);
         assert_eq!(pool.health(&a), NodeHealth::default());
         // Closing on purpose is not a failure.
@@ -1161,15 +1215,15 @@ mod tests {
 
     #[test]
     fn idle_connections_and_departed_nodes_are_closed_when_quiet() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let (a, b, c) = (
             NodeAddr::new("127.0.0.1", 7000),
             NodeAddr::new("127.0.0.1", 7001),
             NodeAddr::new("127.0.0.1", 7002),
         );
-        let (ca, _) = pool.open(test_conn(&a), 1024);
-        let (cb, _) = pool.open(test_conn(&b), 1024);
-        let (cc, _) = pool.open(test_conn(&c), 1024);
+        let ca = pool.open(test_conn(&a), 1024);
+        let cb = pool.open(test_conn(&b), 1024);
+        let cc = pool.open(test_conn(&c), 1024);
         let exec = pool.new_exec(1);
         enqueue(&mut pool, cc, exec, batch(&c, &[(0, false)]));
         let now = Instant::now();
@@ -1187,9 +1241,9 @@ mod tests {
 
     #[test]
     fn late_replies_of_abandoned_requests_are_not_stored() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         let exec = pool.new_exec(2);
         enqueue(&mut pool, conn, exec, batch(&a, &[(0, false), (1, false)]));
         pool.take_output(conn).unwrap();
@@ -1206,9 +1260,9 @@ mod tests {
 
     #[test]
     fn push_frames_never_take_a_reply_slot() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (conn, _) = pool.open(test_conn(&a), 1024);
+        let conn = pool.open(test_conn(&a), 1024);
         // A push with nothing pending is not a stray reply: the stream is fine.
         assert!(matches!(deliver(&mut pool, conn, push(0)), Ok(p) if p.len() == 1));
         let exec = pool.new_exec(2);
@@ -1226,10 +1280,10 @@ mod tests {
 
     #[test]
     fn dedicated_connections_are_leased_returned_and_closed() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(Instant::now);
         let a = NodeAddr::new("127.0.0.1", 7000);
-        let (shared, _) = pool.open(test_conn(&a), 1024);
-        let (d1, _) = pool.open_dedicated(test_conn(&a), 1024);
+        let shared = pool.open(test_conn(&a), 1024);
+        let d1 = pool.open_dedicated(test_conn(&a), 1024);
         // Nobody routes to a dedicated connection by address.
         assert_eq!(pool.find(&a), Some(shared));
         assert_eq!(pool.checkout_dedicated(&a), None);
@@ -1237,7 +1291,7 @@ mod tests {
         enqueue(&mut pool, d1, exec, batch(&a, &[(0, false)]));
         pool.take_output(d1).unwrap();
         // Replies still owed: checking it in closes it instead of handing it out again.
-        let (d2, _) = pool.open_dedicated(test_conn(&a), 1024);
+        let d2 = pool.open_dedicated(test_conn(&a), 1024);
         pool.checkin_dedicated(d1, 4);
         assert!(pool.is_closed(d1));
         assert!(matches!(
@@ -1264,9 +1318,9 @@ mod tests {
         fn pushes_anywhere_never_shift_replies(
             plan in proptest::collection::vec((0usize..3, 0u8..4), 1..300),
         ) {
-            let mut pool = Pool::default();
+            let mut pool = Pool::new(Instant::now);
             let conns: Vec<ConnId> = (0..3)
-                .map(|p| pool.open(test_conn(&NodeAddr::new("127.0.0.1", 7000 + p)), 1024).0)
+                .map(|p| pool.open(test_conn(&NodeAddr::new("127.0.0.1", 7000 + p)), 1024))
                 .collect();
             let exec = pool.new_exec(plan.len());
             // Command i goes to connection plan[i].0; its reply carries i.
