@@ -1,13 +1,10 @@
 //! The blocking client: its public methods and the driver loop (rounds, connections,
 //! refresh) that carries out what the core decides.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use slab::Slab;
 
 use crate::core::cluster::{Cluster, Path};
 use crate::core::cmd::{cmd, Cmd};
@@ -21,13 +18,12 @@ use crate::core::reply::FromReply;
 use crate::core::report::{PipelineReport, Reporter};
 use crate::core::request::{Request, Step};
 use crate::core::resp::Value;
-use crate::core::round::{saturating_later, Effect, RoundLimits, RoundReply};
+use crate::core::round::{saturating_later, Effect, RoundLimits};
 use crate::core::stats::Stats;
 use crate::engine::Engine;
 pub(super) use crate::io::random_unit;
 use crate::io::{configure, SocketOptions};
 
-use crate::core::nodes::NodeTable;
 use crate::core::tls::TlsConfig;
 use crate::core::topology::{NodeAddr, SlotMap};
 
@@ -35,6 +31,7 @@ use super::poll;
 use super::ring::{self, RingFeatures};
 use super::transport::{Event, Transport};
 use crate::core::conn::Conn;
+use crate::core::pool::{ConnId, Pool, QueueLimits};
 
 /// Which backend a blocking [`Client`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,24 +49,6 @@ impl fmt::Display for Backend {
             Backend::Poll => "poll",
         })
     }
-}
-
-/// One open connection.
-#[derive(Debug)]
-pub(super) struct Entry {
-    pub(super) conn: Conn,
-    /// The handshake must be done by then.
-    pub(super) ready_by: Instant,
-    pub(super) last_used: Instant,
-    /// When it was opened (its handshake's round trip is measured from here).
-    pub(super) opened: Instant,
-    /// Whether the handshake's outcome went into `Client::known`.
-    pub(super) noted: bool,
-    /// Which connection this is, of all the client opened: a `WATCH` session checks that
-    /// its connection (which holds the watches) is still the one before `EXEC`.
-    pub(super) serial: u64,
-    /// A subscriber's connection (never idle-closed; its frames go to `link_frames`).
-    pub(super) events_only: bool,
 }
 
 /// A Redis Cluster client that blocks the calling thread, on an io_uring instance of its
@@ -91,19 +70,17 @@ pub struct Client {
     io: Box<dyn Transport>,
     backend: Backend,
     ring_features: Option<RingFeatures>,
-    pub(super) entries: Slab<Entry>,
-    pub(super) nodes: HashMap<NodeAddr, usize>,
+    /// Every connection and the replies it owes (the core's pool, as in the async
+    /// client): its slab keys are the backend's tokens.
+    pub(super) pool: Pool,
     /// The slot map, seeds, configuration, refresh policy, read router and counters, and
     /// the decisions made from them (the core's, as in the async client).
     pub(super) cluster: Cluster,
     tls: Option<(Arc<rustls::ClientConfig>, TlsConfig)>,
     events: Vec<Event>,
-    /// Per node: health (reconnect backoff, down for read routing), zone and handshake
-    /// round trip, warm-up failures; kept after a connection closes.
-    pub(super) node_table: NodeTable,
-    /// Connections opened so far (the next one's serial).
-    connections_opened: u64,
-    /// Frames read on subscriber connections, by connection serial (a slab token may be
+    /// Push frames read and not yet handed over (kept to reuse the vector).
+    pushes: Vec<Value>,
+    /// Frames read on subscriber connections, by connection id (a slab key may be
     /// reused by the time they are taken), for the [`Subscriber`]; at most
     /// `max_buffered_messages`, the oldest dropped first (counted in `link_frames_dropped`).
     pub(super) link_frames: std::collections::VecDeque<(u64, Value)>,
@@ -117,7 +94,7 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("blocking::Client")
             .field("backend", &self.backend)
-            .field("connections", &self.entries.len())
+            .field("connections", &self.pool.connection_count())
             .finish()
     }
 }
@@ -159,14 +136,12 @@ impl Client {
             io,
             backend,
             ring_features,
-            entries: Slab::new(),
-            nodes: HashMap::new(),
+            pool: Pool::new(Instant::now),
             cluster: Cluster::new(parsed, config, (random_unit() * u64::MAX as f64) as u64)
                 .without_polling(),
             tls,
             events: Vec::new(),
-            node_table: NodeTable::default(),
-            connections_opened: 0,
+            pushes: Vec::new(),
             link_frames: std::collections::VecDeque::new(),
             link_frames_dropped: 0,
             _not_send: std::marker::PhantomData,
@@ -216,13 +191,13 @@ impl Client {
 
     /// Number of open connections (one per node in use).
     pub fn connection_count(&self) -> usize {
-        self.entries.len()
+        self.pool.connection_count()
     }
 
     /// What `node` said of itself in its connection's handshake, while connected.
     pub fn server_info(&self, node: &NodeAddr) -> Option<&ServerInfo> {
-        let token = *self.nodes.get(node)?;
-        self.entries.get(token)?.conn.server_info()
+        self.pool.find(node)?;
+        self.pool.server_info(node)
     }
 
     /// Runs a pipeline: every node's batch in one submission, all replies awaited
@@ -381,17 +356,12 @@ impl Client {
     pub fn refresh_slots(&mut self) -> Result<()> {
         let fetched = self.fetch_slot_map();
         self.cluster
-            .adopt(fetched, Vec::new(), &mut self.node_table, Instant::now())?;
+            .adopt(fetched, Vec::new(), self.pool.nodes_mut(), Instant::now())?;
         let cluster = &self.cluster;
-        let leaving: Vec<usize> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| !cluster.keeps(e.conn.addr()))
-            .map(|(t, _)| t)
-            .collect();
-        for token in leaving {
-            self.close(token);
-        }
+        let leaving = self
+            .pool
+            .close_idle(Instant::now(), None, |addr| cluster.keeps(addr));
+        self.remove(&leaving);
         self.warm_up_replicas();
         Ok(())
     }
@@ -402,10 +372,10 @@ impl Client {
     /// replica that cannot be reached is left to the router's fallback.
     fn warm_up_replicas(&mut self) {
         let now = Instant::now();
-        let connected = &self.nodes;
+        let pool = &self.pool;
         let replicas = self
             .cluster
-            .warm_ups(&self.node_table, now, |r| connected.contains_key(r));
+            .warm_ups(pool.nodes(), now, |r| pool.find(r).is_some());
         if replicas.is_empty() {
             return;
         }
@@ -413,18 +383,11 @@ impl Client {
         // handshakes then run together until it.
         let deadline = saturating_later(now, self.cluster.config().connect_timeout);
         for replica in &replicas {
-            match self.open_connection(replica, false, deadline) {
-                Ok(token) => {
-                    self.nodes.insert(replica.clone(), token);
-                }
-                Err(e) => {
-                    tracing::debug!(node = %replica, error = %e, "replica warm-up failed");
-                    self.node_table.failed(replica, Instant::now());
-                    self.cluster.unreachable(replica, Instant::now());
-                }
+            if let Err(e) = self.open_connection(replica, false, deadline) {
+                tracing::debug!(node = %replica, error = %e, "replica warm-up failed");
             }
         }
-        self.pump(Some(deadline), &mut [], None);
+        self.pump(None, Some(deadline), None);
     }
 
     /// The shared path of `execute`, `query_pipeline` and `query`: the request expands
@@ -441,7 +404,7 @@ impl Client {
         let deadline = deadline_after(self.cluster.config().request_timeout);
         let mut request = self
             .cluster
-            .pipeline(cmds, &self.node_table, deadline, reporter);
+            .pipeline(cmds, self.pool.nodes(), deadline, reporter);
         self.drive(&mut request, deadline);
         self.maybe_refresh();
         request.results()
@@ -457,7 +420,7 @@ impl Client {
     ) -> Result<Vec<Result<Value>>> {
         let mut request = self
             .cluster
-            .plain(cmds, pins, &self.node_table, deadline, limits);
+            .plain(cmds, pins, self.pool.nodes(), deadline, limits);
         self.drive(&mut request, deadline);
         request.results()
     }
@@ -465,8 +428,7 @@ impl Client {
     /// The driver: does what the request says (write, wait, sleep, stop), moves replies
     /// into it and applies its effects. No decision is made here.
     pub(super) fn drive(&mut self, request: &mut Request<'_>, deadline: Option<Instant>) {
-        let mut inbox: Vec<Option<RoundReply>> = Vec::new();
-        inbox.resize_with(request.reply_slots(), || None);
+        let exec = self.pool.new_exec(request.reply_slots());
         loop {
             match request.poll(Instant::now(), self.cluster.map(), self.cluster.seeds()) {
                 Step::Done => break,
@@ -479,16 +441,21 @@ impl Client {
                     }
                 }
                 Step::Write(NodeBatch { node, entries, buf }) => {
-                    let bytes = self.write_batch(&node, &entries, buf, deadline, &mut inbox);
+                    let bytes = self.write_batch(exec, &node, &entries, buf, deadline);
                     request.written(node, entries, bytes, Instant::now());
                 }
                 Step::Wait => {
-                    let all_in = self.wait_replies(deadline, &mut inbox, Some(request));
-                    request.waited(all_in, |index| inbox.get_mut(index).and_then(Option::take));
+                    let all_in = self.pump(Some(exec), deadline, Some(request));
+                    let pool = &mut self.pool;
+                    request.waited(all_in, |index| pool.take_reply(exec, index));
+                    if !all_in {
+                        self.close_late();
+                    }
                     self.apply_effects(request.take_effects());
                 }
             }
         }
+        self.pool.abandon(exec);
     }
 
     pub(super) fn apply_effects(&mut self, effects: impl Iterator<Item = Effect>) {
@@ -496,111 +463,87 @@ impl Client {
         let _timed_out = self.cluster.apply_effects(effects, Instant::now);
     }
 
-    /// Queues one batch on its node's connection (opened when there is none); returns
-    /// the bytes queued, 0 when no connection could be had (its entries then fail
-    /// unsent in `inbox`).
+    /// Queues one batch of `exec` on its node's connection (opened when there is none);
+    /// returns the bytes queued, 0 when they could not be (its entries then fail unsent).
     pub(super) fn write_batch(
         &mut self,
+        exec: usize,
         node: &NodeAddr,
         entries: &[BatchEntry],
         buf: bytes::BytesMut,
         deadline: Option<Instant>,
-        inbox: &mut [Option<RoundReply>],
     ) -> usize {
-        match self.connection_for(node, deadline) {
-            Ok(token) => {
-                let bytes = buf.len();
-                if let Some(entry) = self.entries.get_mut(token) {
-                    entry.conn.queue(entries, buf, |i| i);
-                    entry.last_used = Instant::now();
-                }
-                bytes
-            }
+        let bytes = buf.len();
+        let queued = self.connection_for(node, deadline).and_then(|conn| {
+            let limits = QueueLimits::of(self.cluster.config());
+            self.pool.enqueue(conn, exec, entries, buf, limits)
+        });
+        match queued {
+            Ok(()) => bytes,
             Err(error) => {
-                for e in entries {
-                    if let Some(slot) = inbox.get_mut(e.index) {
-                        *slot = Some(RoundReply::Failed {
-                            error: error.clone(),
-                            sent: false,
-                        });
-                    }
-                }
+                self.pool.fail_unsent(exec, entries, &error);
                 0
             }
         }
     }
 
-    /// [`Client::pump`] for the replies of a request; when the deadline passes first,
-    /// the connections still owing replies are closed (a reply given up on could not be
-    /// matched later). True when every reply came in.
-    pub(super) fn wait_replies(
-        &mut self,
-        deadline: Option<Instant>,
-        inbox: &mut [Option<RoundReply>],
-        request: Option<&mut Request<'_>>,
-    ) -> bool {
-        if self.pump(deadline, inbox, request) {
-            return true;
+    /// After a deadline passed (and the replies that came were taken): the connections
+    /// still owing replies are closed, since a reply given up on could not be matched
+    /// later.
+    pub(super) fn close_late(&mut self) {
+        let mut late = Vec::new();
+        self.pool.awaiting(&mut late);
+        for conn in late {
+            if let Some(node) = self.pool.addr(conn) {
+                tracing::debug!(%node, "request timed out; connection closed");
+            }
+            self.close(conn);
         }
-        let late: Vec<usize> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.conn.awaiting())
-            .map(|(t, _)| t)
-            .collect();
-        for token in late {
-            tracing::debug!(node = %self.entries[token].conn.addr(), "request timed out; connection closed");
-            self.close(token);
-        }
-        false
     }
 
-    /// Moves bytes until no connection owes a reply (true) or the deadline passes
-    /// (false). Replies land in `inbox` by command index; a connection that fails gives
-    /// each of its commands a `Failed` reply, marked sent or not. When `request` reports,
-    /// each wait ends at the first connection's replies, and the request hears which
-    /// replies are in after each.
-    fn pump(
+    /// Moves bytes until no connection owes a reply or a handshake answer (true), or the
+    /// deadline passes (false). Replies land in `exec`; a connection that fails gives
+    /// each of its commands a `Failed` reply, marked sent or not. When `request`
+    /// reports, each wait ends at the first connection's replies, and the request hears
+    /// which replies are in after each.
+    pub(super) fn pump(
         &mut self,
+        exec: Option<usize>,
         deadline: Option<Instant>,
-        inbox: &mut [Option<RoundReply>],
         mut request: Option<&mut Request<'_>>,
     ) -> bool {
         let reports = request.as_ref().is_some_and(|r| r.reports());
-        let mut awaiting: Vec<usize> = Vec::with_capacity(self.entries.len());
+        let limit = self.cluster.config().connect_timeout;
+        let mut awaiting = Vec::new();
+        let mut tokens = Vec::new();
         loop {
-            if let Some(r) = request.as_deref_mut().filter(|_| reports) {
-                r.note_replies(Instant::now(), |i| {
-                    inbox.get(i).is_some_and(Option::is_some)
-                });
+            if let (Some(r), Some(exec)) = (request.as_deref_mut().filter(|_| reports), exec) {
+                let pool = &self.pool;
+                r.note_replies(Instant::now(), |i| pool.has_reply(exec, i));
             }
-            let mut failed: Vec<(usize, Error)> = Vec::new();
+            let mut failed: Vec<(ConnId, Error)> = Vec::new();
             self.flush_writes(&mut failed);
             let now = Instant::now();
             let mut wake = deadline;
-            awaiting.clear();
-            for (token, entry) in self.entries.iter() {
-                if !entry.conn.awaiting() {
+            self.pool.awaiting(&mut awaiting);
+            tokens.clear();
+            for &conn in &awaiting {
+                if let Some(error) = self.pool.handshake_overdue(conn, now, limit) {
+                    failed.push((conn, error));
                     continue;
                 }
-                if !entry.conn.is_ready() {
-                    if let Some(error) =
-                        handshake_expired(entry, now, self.cluster.config().connect_timeout)
-                    {
-                        failed.push((token, error));
-                        continue;
-                    }
-                    wake = Some(wake.map_or(entry.ready_by, |w| w.min(entry.ready_by)));
+                if let Some(due) = self.pool.handshake_due(conn, limit) {
+                    wake = Some(wake.map_or(due, |w| w.min(due)));
                 }
-                awaiting.push(token);
+                tokens.push(conn.key);
             }
             if !failed.is_empty() {
-                for (token, error) in failed {
-                    self.fail(token, &error, inbox);
+                for (conn, error) in failed {
+                    self.fail(conn, &error);
                 }
                 continue;
             }
-            if awaiting.is_empty() {
+            if tokens.is_empty() {
                 return true;
             }
             if deadline.is_some_and(|d| now >= d) {
@@ -608,151 +551,141 @@ impl Client {
             }
             let timeout = wake.map(|w| w.saturating_duration_since(now));
             // Reporting: wake at the first reply, so each batch's round trip is its own.
-            let want = if reports { 1 } else { awaiting.len() };
-            self.wait_and_handle(&awaiting, want, timeout, inbox);
+            let want = if reports { 1 } else { tokens.len() };
+            self.wait_and_handle(&tokens, want, timeout);
         }
     }
 
     /// Hands every connection's pending output to the backend where its previous write
     /// is done; a connection whose output cannot be made (TLS) goes to `failed`.
-    pub(super) fn flush_writes(&mut self, failed: &mut Vec<(usize, Error)>) {
-        for (token, entry) in self.entries.iter_mut() {
-            if entry.conn.wants_write() && self.io.can_write(token) {
-                match entry.conn.take_output() {
-                    Ok(Some(out)) => {
-                        self.cluster.counters().add_write(out.bytes.len());
-                        self.io.write(token, out)
-                    }
-                    Ok(None) => {}
-                    Err(e) => failed.push((token, e)),
+    pub(super) fn flush_writes(&mut self, failed: &mut Vec<(ConnId, Error)>) {
+        for conn in self.pool.open_ids() {
+            if !self.pool.wants_write(conn) || !self.io.can_write(conn.key) {
+                continue;
+            }
+            match self.pool.output(conn) {
+                Some(Some(out)) => {
+                    self.cluster.counters().add_write(out.bytes.len());
+                    self.io.write(conn.key, out)
                 }
+                Some(None) => {}
+                // Failed making its output (TLS): the pool failed it; the socket goes.
+                None => failed.push((conn, Error::new(ErrorKind::Io, "connection failed"))),
             }
         }
     }
 
     /// One wait of the backend for `want` reads on `awaiting` (or `timeout`), then what
-    /// it saw is applied: replies land in `inbox`, and sends the replies prove read are
-    /// settled.
+    /// it saw is applied: replies land in their execs, and sends the replies prove read
+    /// are settled.
     pub(super) fn wait_and_handle(
         &mut self,
         awaiting: &[usize],
         want: usize,
         timeout: Option<Duration>,
-        inbox: &mut [Option<RoundReply>],
     ) {
         let mut events = std::mem::take(&mut self.events);
         if let Err(e) = self.io.wait(awaiting, want, timeout, &mut events) {
             // The backend itself failed: every connection waiting is lost.
             let error = Error::io(format!("{} backend", self.backend), e);
             for &token in awaiting {
-                self.fail(token, &error, inbox);
+                if let Some(conn) = self.pool.id_at(token) {
+                    self.fail(conn, &error);
+                }
             }
         }
-        self.handle(&mut events, inbox);
+        self.handle(&mut events);
         self.events = events;
-        for (token, entry) in self.entries.iter() {
-            self.io.settle(token, entry.conn.answered());
+        for conn in self.pool.open_ids() {
+            self.io.settle(conn.key, self.pool.answered(conn));
         }
     }
 
     /// Applies what the backend saw.
-    fn handle(&mut self, events: &mut Vec<Event>, inbox: &mut [Option<RoundReply>]) {
+    fn handle(&mut self, events: &mut Vec<Event>) {
         for event in events.drain(..) {
             match event {
                 Event::Read(token, bytes) => {
                     self.cluster.counters().add_read(bytes);
-                    let (Some(entry), Some(input)) =
-                        (self.entries.get_mut(token), self.io.input(token))
+                    let (Some(conn), Some(input)) = (self.pool.id_at(token), self.io.input(token))
                     else {
                         continue;
                     };
-                    let received = entry.conn.receive(input);
-                    if !entry.noted && entry.conn.is_ready() {
-                        entry.noted = true;
-                        let info = entry.conn.server_info().cloned().unwrap_or_default();
-                        self.node_table
-                            .connected(entry.conn.addr(), info, entry.opened.elapsed());
-                    }
-                    for (index, value) in entry.conn.take_replies() {
-                        if let Some(slot) = inbox.get_mut(index) {
-                            *slot = Some(RoundReply::Value(value));
-                        }
-                    }
-                    if entry.events_only {
+                    let mut pushes = std::mem::take(&mut self.pushes);
+                    let received = self.pool.receive(conn, input, &mut pushes, Instant::now);
+                    if self.pool.is_subscriber(conn) {
                         let cap = self.cluster.config().max_buffered_messages.max(1);
-                        for frame in entry.conn.take_pushes() {
+                        for frame in pushes.drain(..) {
                             if self.link_frames.len() >= cap {
                                 self.link_frames.pop_front();
                                 self.link_frames_dropped += 1;
                             }
-                            self.link_frames.push_back((entry.serial, frame));
+                            self.link_frames.push_back((conn.id, frame));
                         }
-                    }
-                    let pushes: Vec<Value> = entry.conn.take_pushes().collect();
-                    if !pushes.is_empty() {
-                        let node = entry.conn.addr();
-                        for push in pushes {
+                    } else if !pushes.is_empty() {
+                        let node = self.pool.addr(conn).cloned();
+                        for push in pushes.drain(..) {
                             self.cluster.counters().add_push();
-                            if let Some(handler) = &self.cluster.config().push_handler {
+                            if let (Some(handler), Some(node)) =
+                                (&self.cluster.config().push_handler, &node)
+                            {
                                 handler.call(node, push);
                             }
                         }
                     }
+                    self.pushes = pushes;
                     if let Err(error) = received {
-                        self.fail(token, &error, inbox);
+                        self.fail(conn, &error);
                     }
                 }
                 Event::Closed(token) => {
-                    if let Some(entry) = self.entries.get(token) {
+                    if let Some(conn) = self.pool.id_at(token) {
+                        let node = self.pool.addr(conn).map(ToString::to_string);
                         let error = Error::new(
                             ErrorKind::Io,
-                            format!("{} closed the connection", entry.conn.addr()),
+                            format!("{} closed the connection", node.unwrap_or_default()),
                         );
-                        self.fail(token, &error, inbox);
+                        self.fail(conn, &error);
                     }
                 }
                 Event::Failed(token, e) => {
-                    if let Some(entry) = self.entries.get(token) {
-                        let error = Error::io(format!("{}", entry.conn.addr()), e);
-                        self.fail(token, &error, inbox);
+                    if let Some(conn) = self.pool.id_at(token) {
+                        let node = self.pool.addr(conn).map(ToString::to_string);
+                        self.fail(conn, &Error::io(node.unwrap_or_default(), e));
                     }
                 }
             }
         }
     }
 
-    /// Ends a connection: its waiting commands get `error`.
-    pub(super) fn fail(&mut self, token: usize, error: &Error, inbox: &mut [Option<RoundReply>]) {
-        let Some(entry) = self.entries.get_mut(token) else {
-            return;
-        };
-        tracing::debug!(node = %entry.conn.addr(), %error, "connection failed");
-        if error.kind() != ErrorKind::Shutdown {
-            let now = Instant::now();
-            if entry.conn.is_ready() {
-                self.node_table.lost(entry.conn.addr(), now);
-            } else {
-                self.node_table.failed(entry.conn.addr(), now);
-                self.cluster.unreachable(entry.conn.addr(), now);
-            }
+    /// Ends a connection: its waiting commands get `error` (marked sent or not), the
+    /// node's record hears of it, and the refresh policy when the node could not be
+    /// reached at all.
+    pub(super) fn fail(&mut self, conn: ConnId, error: &Error) {
+        if let Some(node) = self.pool.addr(conn) {
+            tracing::debug!(%node, %error, "connection failed");
         }
-        for lost in entry.conn.fail(error) {
-            if let Some(slot) = inbox.get_mut(lost.index) {
-                *slot = Some(RoundReply::Failed {
-                    error: lost.error,
-                    sent: lost.sent,
-                });
-            }
+        self.pool.fail(conn, error);
+        let now = Instant::now();
+        for node in self.pool.take_unreachable() {
+            self.cluster.unreachable(&node, now);
         }
-        self.close(token);
+        self.close(conn);
     }
 
-    pub(super) fn close(&mut self, token: usize) {
-        if let Some(entry) = self.entries.try_remove(token) {
-            if self.nodes.get(entry.conn.addr()) == Some(&token) {
-                self.nodes.remove(entry.conn.addr());
+    /// Closes a connection: its socket leaves the backend, its slab key is freed.
+    pub(super) fn close(&mut self, conn: ConnId) {
+        self.pool.close(conn);
+        self.remove(&[conn]);
+    }
+
+    /// Removes closed connections' sockets and frees their slab keys.
+    fn remove(&mut self, closed: &[ConnId]) {
+        for &conn in closed {
+            if self.pool.addr(conn).is_some() {
+                self.io.remove(conn.key);
+                self.pool.release(conn);
             }
-            self.io.remove(token);
         }
     }
 
@@ -762,19 +695,17 @@ impl Client {
         &mut self,
         node: &NodeAddr,
         until: Option<Instant>,
-    ) -> Result<usize> {
-        if let Some(&token) = self.nodes.get(node) {
-            return Ok(token);
+    ) -> Result<ConnId> {
+        if let Some(conn) = self.pool.find(node) {
+            return Ok(conn);
         }
         // After failures in a row, the same reconnect backoff as the async client, but
         // never past the request's deadline (`until`).
         let now = Instant::now();
-        let mut wait = self.node_table.reconnect_delay(
-            node,
-            now,
-            self.cluster.config(),
-            0.5 + 0.5 * random_unit(),
-        );
+        let jitter = 0.5 + 0.5 * random_unit();
+        let mut wait = self
+            .cluster
+            .reconnect_delay(self.pool.nodes(), node, now, jitter);
         if let Some(until) = until {
             wait = wait.min(until.saturating_duration_since(now));
         }
@@ -782,50 +713,53 @@ impl Client {
             std::thread::sleep(wait);
         }
         let deadline = saturating_later(Instant::now(), self.cluster.config().connect_timeout);
-        let token = match self.open_connection(node, false, deadline) {
-            Ok(token) => token,
-            Err(e) => {
-                self.node_table.failed(node, Instant::now());
-                self.cluster.unreachable(node, Instant::now());
-                return Err(e);
-            }
-        };
-        self.nodes.insert(node.clone(), token);
-        Ok(token)
+        self.open_connection(node, false, deadline)
     }
 
     /// Opens a connection to `node` (connected, registered, handshake queued): one that
     /// serves routed requests, or with `events_only` a subscriber's (kept out of the
-    /// routing table; every frame on it is an event, see [`Client::link_frames`]).
+    /// routing table; every frame on it is an event, see [`Client::link_frames`]). A
+    /// connection that cannot be made fails in the pool like any other, so the node's
+    /// record and the refresh policy hear of it.
     pub(super) fn open_connection(
         &mut self,
         node: &NodeAddr,
         events_only: bool,
         connect_by: Instant,
-    ) -> Result<usize> {
+    ) -> Result<ConnId> {
         let config = self.cluster.config();
-        let stream = connect_tcp(node, config, connect_by)?;
-        let mut conn = self.cluster.connection(node, self.tls.as_ref())?;
-        if events_only {
-            conn = conn.into_events_only();
+        let buffer = config.read_buffer_size;
+        let (conn, setup) = match self.cluster.connection(node, self.tls.as_ref()) {
+            Ok(conn) => (conn, Ok(())),
+            Err(e) => (Conn::stillborn(node.clone(), config.decode_limits), Err(e)),
+        };
+        let conn = if events_only {
+            self.pool.open_subscriber(conn, buffer)
+        } else {
+            self.pool.open(conn, buffer)
+        };
+        let connected = setup
+            .and_then(|()| connect_tcp(node, self.cluster.config(), connect_by))
+            .and_then(|stream| {
+                self.io
+                    .add(conn.key, stream, buffer)
+                    .map_err(|e| Error::io(format!("{node}: register the socket"), e))
+            });
+        match connected {
+            Ok(()) => {
+                self.cluster.counters().add_connect();
+                Ok(conn)
+            }
+            Err(e) => {
+                self.pool.fail(conn, &e);
+                let now = Instant::now();
+                for node in self.pool.take_unreachable() {
+                    self.cluster.unreachable(&node, now);
+                }
+                self.pool.release(conn);
+                Err(e)
+            }
         }
-        let token = self.entries.vacant_key();
-        self.io
-            .add(token, stream, config.read_buffer_size)
-            .map_err(|e| Error::io(format!("{node}: register the socket"), e))?;
-        self.cluster.counters().add_connect();
-        self.connections_opened += 1;
-        let now = Instant::now();
-        self.entries.insert(Entry {
-            conn,
-            ready_by: saturating_later(now, config.connect_timeout),
-            last_used: now,
-            opened: now,
-            noted: false,
-            serial: self.connections_opened,
-            events_only,
-        });
-        Ok(token)
     }
 
     /// Between requests: connections the servers closed while idle are noticed (so
@@ -835,22 +769,12 @@ impl Client {
         let mut events = std::mem::take(&mut self.events);
         if self.io.peek(&mut events).is_ok() && !events.is_empty() {
             // Nothing is awaited between requests: every event ends its connection.
-            self.handle(&mut events, &mut []);
+            self.handle(&mut events);
         }
         self.events = events;
         if let Some(idle) = self.cluster.config().idle_timeout {
-            let now = Instant::now();
-            let stale: Vec<usize> = self
-                .entries
-                .iter()
-                .filter(|(_, e)| {
-                    !e.events_only && now.saturating_duration_since(e.last_used) >= idle
-                })
-                .map(|(t, _)| t)
-                .collect();
-            for token in stale {
-                self.close(token);
-            }
+            let stale = self.pool.close_idle(Instant::now(), Some(idle), |_| true);
+            self.remove(&stale);
         }
         self.maybe_refresh();
     }
@@ -974,23 +898,6 @@ fn connect_tcp(node: &NodeAddr, config: &Config, deadline: Instant) -> Result<Tc
         }
     }
     Err(last.unwrap_or_else(|| Error::new(ErrorKind::Io, format!("connect to {node} timed out"))))
-}
-
-/// The error that ends `entry` when its handshake is still running past its deadline.
-pub(super) fn handshake_expired(
-    entry: &Entry,
-    now: Instant,
-    connect_timeout: Duration,
-) -> Option<Error> {
-    (!entry.conn.is_ready() && entry.ready_by <= now).then(|| {
-        Error::new(
-            ErrorKind::Io,
-            format!(
-                "{}: the handshake took longer than {connect_timeout:?}",
-                entry.conn.addr()
-            ),
-        )
-    })
 }
 
 /// `now + timeout`; `None` (no deadline) when there is no timeout.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::driver::{deadline_after, random_unit, Client};
 use crate::core::cmd::ToArg;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::pool::ConnId;
 use crate::core::pubsub::{LinkId, Message, SubKind, SubscriberState, Target};
 use crate::core::round::Effect;
 use crate::core::topology::NodeAddr;
@@ -41,9 +42,9 @@ const RECONCILE_TICK: Duration = Duration::from_millis(100);
 pub struct Subscriber {
     /// A client of its own: the slot map, refreshes, the backend and the connections.
     client: Client,
-    /// Subscriptions, connections (slab tokens; the link id is the connection's
-    /// serial), messages not taken yet, the refusal a caller waits on.
-    state: SubscriberState<usize>,
+    /// Subscriptions, connections (the link id is the connection's id), messages not
+    /// taken yet, the refusal a caller waits on.
+    state: SubscriberState<ConnId>,
     last_reconcile: Option<Instant>,
 }
 
@@ -189,22 +190,17 @@ impl Subscriber {
         } else {
             now
         };
-        let tokens: Vec<usize> = self.live_tokens().collect();
-        self.client.wait_links(&tokens, until);
+        let conns: Vec<ConnId> = self.live_conns().collect();
+        self.client.wait_links(&conns, until);
         self.state
             .add_dropped(std::mem::take(&mut self.client.link_frames_dropped));
         let frames = std::mem::take(&mut self.client.link_frames);
         for (link, frame) in frames {
-            let Some(token) = self.token_of(link) else {
-                // Its connection is gone: what it said no longer counts.
-                continue;
-            };
             let Some(from) = self
-                .client
-                .entries
-                .get(token)
-                .map(|e| e.conn.addr().clone())
+                .conn_of(link)
+                .and_then(|conn| self.client.pool.addr(conn).cloned())
             else {
+                // Its connection is gone: what it said no longer counts.
                 continue;
             };
             let then = self.state.on_frame(link, &from, frame);
@@ -225,10 +221,8 @@ impl Subscriber {
     /// One pass: forget dead connections, open the ones the subscriptions need, queue
     /// what [`Subscriptions::reconcile`] says, close connections nothing needs.
     fn reconcile(&mut self, now: Instant) {
-        let entries = &self.client.entries;
-        let lost = self
-            .state
-            .forget_dead(|link, token| entries.get(token).is_some_and(|e| e.serial == link));
+        let pool = &self.client.pool;
+        let lost = self.state.forget_dead(|_, conn| !pool.is_closed(conn));
         if lost > 0 {
             // The node may have failed over: learn the new owners.
             self.client.cluster.refresh().request();
@@ -246,57 +240,36 @@ impl Subscriber {
                 self.client.cluster.config().connect_timeout,
             );
             match self.client.open_connection(&node, true, connect_by) {
-                Ok(token) => {
-                    let link = self.client.entries[token].serial;
-                    self.state.links.insert(target, link, token);
-                }
+                Ok(conn) => self.state.links.insert(target, conn.id, conn),
                 Err(e) => tracing::debug!(%node, error = %e, "subscriber connection failed"),
             }
         }
         let SubscriberState { subs, links, .. } = &mut self.state;
         let actions = subs.reconcile(now, self.client.cluster.map(), |t| links.link_for(t));
         for action in actions {
-            let token = self
-                .state
-                .links
-                .conn_for(&action)
-                .and_then(|(link, _)| self.token_of(link));
-            if let Some(entry) = token.and_then(|t| self.client.entries.get_mut(t)) {
+            if let Some((_, conn)) = self.state.links.conn_for(&action) {
                 // A closed connection is found on the next pass and its subscriptions
                 // are sent again elsewhere.
-                entry.conn.queue_unanswered(&action.command);
+                let _ = self.client.pool.send_unanswered(conn, &action.command);
             }
         }
         // Connections to targets no subscription needs any more (a slot's old owner).
-        for (link, token) in self.state.links.take_unneeded(&targets) {
-            if self
-                .client
-                .entries
-                .get(token)
-                .is_some_and(|e| e.serial == link)
-            {
-                self.client.close(token);
+        for (_, conn) in self.state.links.take_unneeded(&targets) {
+            if !self.client.pool.is_closed(conn) {
+                self.client.close(conn);
             }
         }
     }
 
-    /// The token of subscriber connection `link`, if that connection is still open (its
-    /// slab token may have been given to another connection since).
-    fn token_of(&self, link: LinkId) -> Option<usize> {
-        let token = self.state.links.conn_of(link)?;
-        self.client
-            .entries
-            .get(token)
-            .is_some_and(|e| e.serial == link)
-            .then_some(token)
+    /// Subscriber connection `link`, if it is still open.
+    fn conn_of(&self, link: LinkId) -> Option<ConnId> {
+        let conn = self.state.links.conn_of(link)?;
+        (!self.client.pool.is_closed(conn)).then_some(conn)
     }
 
-    /// Tokens of the subscriber connections still open.
-    fn live_tokens(&self) -> impl Iterator<Item = usize> + '_ {
-        self.state
-            .links
-            .open()
-            .filter_map(|(l, _)| self.token_of(l))
+    /// The subscriber connections still open.
+    fn live_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.state.links.open().filter_map(|(l, _)| self.conn_of(l))
     }
 
     /// A node for the cluster-wide subscriptions: a primary at random (so that many
@@ -304,7 +277,8 @@ impl Subscriber {
     fn any_node(&self) -> Option<NodeAddr> {
         let client = &self.client;
         client
-            .node_table
+            .pool
+            .nodes()
             .any_primary(client.cluster.map(), client.cluster.seeds(), random_unit())
     }
 }
@@ -313,31 +287,29 @@ impl Client {
     /// Moves bytes on the subscriber connections `links` until something is read or
     /// `until`: queued subscription commands are written, handshakes run, and frames land
     /// in `link_frames`. A connection that fails is closed (the subscriber notices).
-    fn wait_links(&mut self, links: &[usize], until: Instant) {
-        let mut failed: Vec<(usize, Error)> = Vec::new();
+    fn wait_links(&mut self, links: &[ConnId], until: Instant) {
+        let mut failed: Vec<(ConnId, Error)> = Vec::new();
         self.flush_writes(&mut failed);
         let now = Instant::now();
-        for &token in links {
-            let expired = self.entries.get(token).and_then(|e| {
-                super::driver::handshake_expired(e, now, self.cluster.config().connect_timeout)
-            });
-            if let Some(error) = expired {
-                failed.push((token, error));
+        let limit = self.cluster.config().connect_timeout;
+        for &conn in links {
+            if let Some(error) = self.pool.handshake_overdue(conn, now, limit) {
+                failed.push((conn, error));
             }
         }
-        for (token, error) in failed {
-            self.fail(token, &error, &mut []);
+        for (conn, error) in failed {
+            self.fail(conn, &error);
         }
         let awaiting: Vec<usize> = links
             .iter()
-            .copied()
-            .filter(|t| self.entries.contains(*t))
+            .filter(|c| !self.pool.is_closed(**c))
+            .map(|c| c.key)
             .collect();
         let timeout = until.saturating_duration_since(Instant::now());
         if awaiting.is_empty() {
             std::thread::sleep(timeout);
             return;
         }
-        self.wait_and_handle(&awaiting, 1, Some(timeout), &mut []);
+        self.wait_and_handle(&awaiting, 1, Some(timeout));
     }
 }

@@ -14,6 +14,7 @@ use super::driver::{deadline_after, Client};
 use crate::core::cmd::{cmd, Cmd, ToArg};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plan::BatchEntry;
+use crate::core::pool::ConnId;
 use crate::core::reply::{server_error, FromReply};
 use crate::core::report::Reporter;
 use crate::core::request::Request;
@@ -34,7 +35,7 @@ pub struct Watched<'c> {
     client: &'c mut Client,
     node: NodeAddr,
     /// The connection holding the watches: its token and serial.
-    conn: (usize, u64),
+    conn: ConnId,
 }
 
 impl Watched<'_> {
@@ -160,10 +161,9 @@ impl Client {
         &mut self,
         node: &NodeAddr,
         watch: Cmd,
-    ) -> Result<std::result::Result<(usize, u64), Error>> {
-        let token =
+    ) -> Result<std::result::Result<ConnId, Error>> {
+        let conn =
             self.connection_for(node, deadline_after(self.cluster.config().request_timeout))?;
-        let conn = (token, self.entries[token].serial);
         match self.session_round_trip(node, conn, watch)? {
             Value::Error(line) => match server_error(&line) {
                 e if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => Ok(Err(e)),
@@ -179,7 +179,7 @@ impl Client {
     fn end_session(
         &mut self,
         node: &NodeAddr,
-        conn: (usize, u64),
+        conn: ConnId,
         slot: crate::Slot,
         pipe: Result<Pipeline>,
     ) -> Result<SessionEnd> {
@@ -208,7 +208,7 @@ impl Client {
     fn exec_watched(
         &mut self,
         node: &NodeAddr,
-        conn: (usize, u64),
+        conn: ConnId,
         slot: crate::Slot,
         pipe: &Pipeline,
     ) -> Result<SessionEnd> {
@@ -240,10 +240,8 @@ impl Client {
     }
 
     /// Fails unless `node`'s connection is still `conn` (the one holding the watches).
-    fn check_session(&self, node: &NodeAddr, (token, serial): (usize, u64)) -> Result<()> {
-        let same = self.nodes.get(node) == Some(&token)
-            && self.entries.get(token).is_some_and(|e| e.serial == serial);
-        if same {
+    fn check_session(&self, node: &NodeAddr, conn: ConnId) -> Result<()> {
+        if self.pool.find(node) == Some(conn) {
             Ok(())
         } else {
             Err(Error::new(
@@ -254,20 +252,15 @@ impl Client {
     }
 
     /// Closes the session's connection if it is still open.
-    fn close_session(&mut self, (token, serial): (usize, u64)) {
-        if self.entries.get(token).is_some_and(|e| e.serial == serial) {
-            self.close(token);
+    fn close_session(&mut self, conn: ConnId) {
+        if !self.pool.is_closed(conn) {
+            self.close(conn);
         }
     }
 
     /// One command on the session's connection, within `request_timeout`; no redirect is
     /// followed (a `MOVED` is the error value), nothing is retried.
-    fn session_round_trip(
-        &mut self,
-        node: &NodeAddr,
-        conn: (usize, u64),
-        command: Cmd,
-    ) -> Result<Value> {
+    fn session_round_trip(&mut self, node: &NodeAddr, conn: ConnId, command: Cmd) -> Result<Value> {
         self.check_session(node, conn)?;
         let deadline = deadline_after(self.cluster.config().request_timeout);
         let mut buf = bytes::BytesMut::with_capacity(command.encoded_len());
@@ -276,10 +269,15 @@ impl Client {
             index: 0,
             asking: false,
         }];
-        let mut inbox = [None];
-        self.write_batch(node, &entries, buf, deadline, &mut inbox);
-        let timed_out = !self.wait_replies(deadline, &mut inbox, None);
-        RoundReply::single(inbox[0].take(), timed_out, node)
+        let exec = self.pool.new_exec(1);
+        self.write_batch(exec, node, &entries, buf, deadline);
+        let timed_out = !self.pump(Some(exec), deadline, None);
+        let reply = self.pool.take_reply(exec, 0);
+        if timed_out {
+            self.close_late();
+        }
+        self.pool.abandon(exec);
+        RoundReply::single(reply, timed_out, node)
     }
 
     /// `MULTI`, the commands and `EXEC` in one write to their slot's node, judged as a

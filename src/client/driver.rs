@@ -248,10 +248,7 @@ impl Client {
             exec,
         };
         {
-            let queue = QueueLimits {
-                max_queued_bytes: self.inner.config.max_queued_bytes,
-                max_pending_replies: self.inner.config.max_pending_replies,
-            };
+            let queue = QueueLimits::of(&self.inner.config);
             let mut pool = pool.borrow_mut();
             if let Err(e) = pool.enqueue_command(conn, exec, command, queue) {
                 let entry = BatchEntry {
@@ -744,10 +741,7 @@ impl Client {
         entries: &[BatchEntry],
         buf: BytesMut,
     ) {
-        let limits = QueueLimits {
-            max_queued_bytes: self.inner.config.max_queued_bytes,
-            max_pending_replies: self.inner.config.max_pending_replies,
-        };
+        let limits = QueueLimits::of(&self.inner.config);
         let mut pool = self.inner.pool.borrow_mut();
         if let Err(e) = pool.enqueue(conn, exec, entries, buf, limits) {
             // Judged with the round like a connection that failed before sending: retried
@@ -972,7 +966,8 @@ async fn close_idle_connections(inner: Weak<Inner>, idle: Duration) {
         let closed = inner
             .pool
             .borrow_mut()
-            .close_idle(Instant::now(), Some(idle), |_| true);
+            .close_idle(Instant::now(), Some(idle), |_| true)
+            .len();
         if closed > 0 {
             tracing::debug!(closed, "idle connections closed");
         }

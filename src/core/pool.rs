@@ -38,7 +38,7 @@ use bytes::BytesMut;
 use slab::Slab;
 
 use crate::core::cmd::Cmd;
-use crate::core::conn::Conn;
+use crate::core::conn::{Conn, Output};
 use crate::core::error::{Error, ErrorKind};
 use crate::core::handshake::ServerInfo;
 #[cfg(test)]
@@ -175,6 +175,14 @@ pub(crate) struct QueueLimits {
 }
 
 impl QueueLimits {
+    /// The caps `config` sets.
+    pub(crate) fn of(config: &crate::core::config::Config) -> QueueLimits {
+        QueueLimits {
+            max_queued_bytes: config.max_queued_bytes,
+            max_pending_replies: config.max_pending_replies,
+        }
+    }
+
     #[cfg(test)]
     pub(crate) const UNLIMITED: QueueLimits = QueueLimits {
         max_queued_bytes: usize::MAX,
@@ -473,7 +481,7 @@ impl Pool {
         now: Instant,
         idle_for: Option<std::time::Duration>,
         keep: impl Fn(&NodeAddr) -> bool,
-    ) -> usize {
+    ) -> Vec<ConnId> {
         let idle: Vec<ConnId> = self
             .conns
             .iter()
@@ -490,7 +498,7 @@ impl Pool {
         for &conn in &idle {
             self.close(conn);
         }
-        idle.len()
+        idle
     }
 
     /// Starts an exec awaiting up to `n` replies.
@@ -575,11 +583,19 @@ impl Pool {
     /// records), now counted as sent; empty when there is nothing. `None` when the
     /// connection is gone (the writer then exits), or just failed making its output (TLS).
     pub(crate) fn take_output(&mut self, conn: ConnId) -> Option<BytesMut> {
+        // Nothing to write: no buffer changes hands (BytesMut::new does not allocate).
+        self.output(conn)
+            .map(|out| out.map(|o| o.bytes).unwrap_or_default())
+    }
+
+    /// [`Pool::take_output`] with the proof a send that posts no completion relies on
+    /// (see [`Output::proof`]): `Some(None)` when there is nothing to write, `None` when
+    /// the connection is gone or just failed making its output.
+    pub(crate) fn output(&mut self, conn: ConnId) -> Option<Option<Output>> {
         let c = self.conn_mut(conn)?;
         let out = match c.conn.take_output() {
             Ok(Some(out)) => out,
-            // Nothing to write: no buffer changes hands (BytesMut::new does not allocate).
-            Ok(None) => return Some(BytesMut::new()),
+            Ok(None) => return Some(None),
             Err(error) => {
                 self.fail(conn, &error);
                 return None;
@@ -587,9 +603,8 @@ impl Pool {
         };
         if out.proof.is_none() {
             // Bytes nobody awaits a reply for (TLS records, subscriptions).
-            return Some(out.bytes);
+            return Some(Some(out));
         }
-        let out = out.bytes;
         let watched = !c.subscriber && !c.dedicated;
         if watched && c.waiting_since.is_none() {
             // Queued at `last_used`, a moment ago: no clock read on the write path.
@@ -601,7 +616,81 @@ impl Pool {
                 (hook.0)();
             }
         }
-        Some(out)
+        Some(Some(out))
+    }
+
+    /// Whether the connection has bytes to write (commands, handshake, TLS records).
+    pub(crate) fn wants_write(&self, conn: ConnId) -> bool {
+        self.live(conn).is_some_and(|c| c.conn.wants_write())
+    }
+
+    /// Replies (and handshake answers) read on the connection since it opened.
+    pub(crate) fn answered(&self, conn: ConnId) -> u64 {
+        self.live(conn).map_or(0, |c| c.conn.answered())
+    }
+
+    /// When the connection's handshake must be done (`limit` after it opened); `None`
+    /// once it is done, or when the limit is too large to be a time (never).
+    pub(crate) fn handshake_due(&self, conn: ConnId, limit: Duration) -> Option<Instant> {
+        let c = self.live(conn).filter(|c| !c.ready)?;
+        c.opened.checked_add(limit)
+    }
+
+    /// The error that ends `conn` when its handshake is still running at its due time.
+    pub(crate) fn handshake_overdue(
+        &self,
+        conn: ConnId,
+        now: Instant,
+        limit: Duration,
+    ) -> Option<Error> {
+        let due = self.handshake_due(conn, limit)?;
+        (due <= now).then(|| {
+            let addr = self.addr(conn).map(ToString::to_string).unwrap_or_default();
+            Error::new(
+                ErrorKind::Io,
+                format!("{addr}: the handshake took longer than {limit:?}"),
+            )
+        })
+    }
+
+    /// Whether it is a subscriber's connection (its frames are events).
+    pub(crate) fn is_subscriber(&self, conn: ConnId) -> bool {
+        self.live(conn).is_some_and(|c| c.subscriber)
+    }
+
+    /// The connection registered under slab key `key`, if one is open there.
+    pub(crate) fn id_at(&self, key: usize) -> Option<ConnId> {
+        self.conns
+            .get(key)
+            .filter(|c| !c.closed)
+            .map(|c| ConnId { key, id: c.id })
+    }
+
+    /// Every open connection.
+    pub(crate) fn open_ids(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.closed)
+            .map(|(key, c)| ConnId { key, id: c.id })
+            .collect()
+    }
+
+    /// The open connections (subscribers' aside) that await a reply or a handshake
+    /// answer, into `out`.
+    pub(crate) fn awaiting(&self, out: &mut Vec<ConnId>) {
+        out.clear();
+        out.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| !c.closed && !c.subscriber && c.conn.awaited() > 0)
+                .map(|(key, c)| ConnId { key, id: c.id }),
+        );
+    }
+
+    fn live(&self, conn: ConnId) -> Option<&Connection> {
+        self.conns
+            .get(conn.key)
+            .filter(|c| c.id == conn.id && !c.closed)
     }
 
     /// For the writer: [`Pool::take_output`], or `Pending` (the writer woken when there
@@ -1229,12 +1318,12 @@ mod tests {
         let now = Instant::now();
         // b left the map; c is busy, whatever its node.
         let closed = pool.close_idle(now, None, |n| *n != b && *n != c);
-        assert_eq!(closed, 1);
+        assert_eq!(closed, vec![cb]);
         assert!(pool.is_closed(cb) && !pool.is_closed(ca) && !pool.is_closed(cc));
         let later = now + std::time::Duration::from_secs(10);
         assert_eq!(
             pool.close_idle(later, Some(std::time::Duration::from_secs(5)), |_| true),
-            1
+            vec![ca]
         );
         assert!(pool.is_closed(ca) && !pool.is_closed(cc));
     }
