@@ -9,7 +9,10 @@ scripts/install-valkey.sh  # valkey-server 9.x for test-cluster's Valkey tests
 
 # Everything but the client's integration tests (pure tests, harness, keyslot, docs).
 cargo test --workspace --all-targets --exclude redis-cluster-uring
-cargo test -p redis-cluster-uring --lib --examples
+cargo test -p redis-cluster-uring --lib --examples -- --skip sim::simulated
+# The deterministic simulation of the whole client (src/sim/): 10,000 seeds of faults
+# against the real core, in simulated time (about 50 s). SIM_SEED=<n> replays one.
+SIM_SEEDS="${SIM_SEEDS:-10000}" cargo test -p redis-cluster-uring --lib sim::simulated
 cargo test -p redis-cluster-uring --doc
 cargo test -p redis-cluster-uring --test keyslot --test engine --test push_proxy_selftest --test layout
 

@@ -51,6 +51,8 @@ pub mod commands;
 pub mod core;
 pub mod engine;
 mod io;
+#[cfg(test)]
+mod sim;
 
 // The client API: the user-facing parts of the core, at the paths users know.
 pub use crate::core::{cmd, config, error, reply, resp, slot, stats, tls, topology, url};

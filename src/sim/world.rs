@@ -1,0 +1,520 @@
+//! The simulated cluster: nodes that own slots and execute the commands they receive on
+//! their own key space, connections that carry bytes late, split and sometimes never,
+//! and a clock that only moves when the simulation says so.
+//!
+//! Everything random comes from one seed ([`Rng`]), so a run replays exactly.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::core::resp::decode::decode;
+use crate::core::resp::{DecodeLimits, Value};
+use crate::core::slot::{slot_for_key, SLOT_COUNT};
+use crate::core::topology::NodeAddr;
+
+thread_local! {
+    static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The simulated time (the pool's clock during a simulation).
+pub(crate) fn sim_now() -> Instant {
+    NOW.with(|n| match n.get() {
+        Some(t) => t,
+        None => {
+            let t = Instant::now();
+            n.set(Some(t));
+            t
+        }
+    })
+}
+
+fn set_now(t: Instant) {
+    NOW.with(|n| n.set(Some(t)));
+}
+
+/// xorshift64*: small, fast, and the same sequence for the same seed.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True with probability `p` percent.
+    pub(crate) fn chance(&mut self, p: u64) -> bool {
+        self.below(100) < p
+    }
+
+    fn micros(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_micros(lo + self.below(hi - lo + 1))
+    }
+}
+
+/// What the faults of a run may do, chosen from its seed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Faults {
+    /// Percent chance, per delivery, that a connection is cut after it.
+    pub(crate) drop: u64,
+    /// Percent chance, per command, of a transient error reply (`TRYAGAIN`, `LOADING`,
+    /// `CLUSTERDOWN`) instead of running it.
+    pub(crate) transient: u64,
+    /// Percent chance, per `CLUSTER SLOTS`, of answering with the map before the last
+    /// migration.
+    pub(crate) stale_map: u64,
+    /// Highest one-way latency.
+    pub(crate) max_latency: Duration,
+}
+
+impl Faults {
+    pub(crate) const NONE: Faults = Faults {
+        drop: 0,
+        transient: 0,
+        stale_map: 0,
+        max_latency: Duration::from_micros(200),
+    };
+}
+
+/// A migration of one slot under way: keys move from `from` to `to` (a node answers
+/// `ASK` for a key it no longer has; the target serves it after `ASKING`).
+#[derive(Debug, Clone, Copy)]
+struct Migration {
+    slot: u16,
+    from: usize,
+    to: usize,
+}
+
+#[derive(Debug)]
+struct Node {
+    addr: NodeAddr,
+    data: BTreeMap<Bytes, Bytes>,
+    /// Stopped (SIGSTOP): reads nothing until then.
+    paused_until: Option<Instant>,
+}
+
+/// One connection, as both ends see it.
+#[derive(Debug)]
+struct Link {
+    node: usize,
+    /// Bytes on their way to the node, each chunk with its arrival time (in order).
+    to_node: VecDeque<(Instant, Bytes)>,
+    /// Bytes on their way back.
+    to_client: VecDeque<(Instant, Bytes)>,
+    /// What the node has read and not parsed yet.
+    node_in: BytesMut,
+    /// The next command follows `ASKING`.
+    asking: bool,
+    open: bool,
+    /// The client side heard of the close.
+    reported: bool,
+}
+
+/// What the client side of a connection sees.
+#[derive(Debug)]
+pub(crate) enum Seen {
+    Bytes(usize, Bytes),
+    Closed(usize),
+}
+
+/// The simulated cluster and network.
+#[derive(Debug)]
+pub(crate) struct World {
+    pub(crate) rng: Rng,
+    pub(crate) faults: Faults,
+    nodes: Vec<Node>,
+    owner: Vec<usize>,
+    /// The map before the last migration finished (what a lagging node still says).
+    stale_owner: Vec<usize>,
+    migration: Option<Migration>,
+    links: Vec<Link>,
+    /// Executions of each written key, cluster-wide (what really ran).
+    pub(crate) executions: BTreeMap<Bytes, u32>,
+    limits: DecodeLimits,
+}
+
+impl World {
+    /// `n` primaries splitting the slots evenly, on ports 7000.., at simulated time 0.
+    pub(crate) fn new(n: usize, seed: u64, faults: Faults) -> World {
+        set_now(Instant::now());
+        let nodes = (0..n)
+            .map(|i| Node {
+                addr: NodeAddr::new("10.0.0.1", 7000 + i as u16),
+                data: BTreeMap::new(),
+                paused_until: None,
+            })
+            .collect();
+        let owner: Vec<usize> = (0..SLOT_COUNT as usize)
+            .map(|s| s * n / SLOT_COUNT as usize)
+            .collect();
+        World {
+            rng: Rng::new(seed),
+            faults,
+            nodes,
+            stale_owner: owner.clone(),
+            owner,
+            migration: None,
+            links: Vec::new(),
+            executions: BTreeMap::new(),
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    pub(crate) fn seeds(&self) -> Vec<NodeAddr> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Stores `key` = `value` on the key's owner (a fixture, not a command).
+    pub(crate) fn preload(&mut self, key: &[u8], value: &[u8]) {
+        let owner = self.owner[slot_for_key(key).index()];
+        self.nodes[owner]
+            .data
+            .insert(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+    }
+
+    /// The value stored for `key` anywhere (a migrating key is on one node only).
+    pub(crate) fn value_of(&self, key: &[u8]) -> Option<Bytes> {
+        self.nodes.iter().find_map(|n| n.data.get(key).cloned())
+    }
+
+    /// Opens a connection to `addr` (always accepted: a simulated node never refuses).
+    pub(crate) fn connect(&mut self, addr: &NodeAddr) -> Option<usize> {
+        let node = self.nodes.iter().position(|n| &n.addr == addr)?;
+        self.links.push(Link {
+            node,
+            to_node: VecDeque::new(),
+            to_client: VecDeque::new(),
+            node_in: BytesMut::new(),
+            asking: false,
+            open: true,
+            reported: false,
+        });
+        Some(self.links.len() - 1)
+    }
+
+    /// The client closed its side.
+    pub(crate) fn close(&mut self, link: usize) {
+        if let Some(l) = self.links.get_mut(link) {
+            l.open = false;
+            l.reported = true;
+            l.to_client.clear();
+        }
+    }
+
+    /// Bytes the client wrote: they arrive later, maybe in pieces.
+    pub(crate) fn send(&mut self, link: usize, bytes: Bytes) {
+        let mut at = self.links[link]
+            .to_node
+            .back()
+            .map_or(sim_now(), |(t, _)| *t)
+            .max(sim_now());
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let cut = if self.rng.chance(30) {
+                1 + self.rng.below(rest.len() as u64) as usize
+            } else {
+                rest.len()
+            };
+            let piece = rest.split_to(cut.min(rest.len()));
+            at += self.latency();
+            self.links[link].to_node.push_back((at, piece));
+        }
+    }
+
+    fn latency(&mut self) -> Duration {
+        let hi = self.faults.max_latency.as_micros().max(20) as u64;
+        self.rng.micros(10, hi)
+    }
+
+    /// Pauses node `i` for `d` (it reads nothing meanwhile; its sockets stay open).
+    pub(crate) fn pause(&mut self, i: usize, d: Duration) {
+        self.nodes[i].paused_until = Some(sim_now() + d);
+    }
+
+    /// Cuts every connection to node `i` (a `CLIENT KILL` storm).
+    pub(crate) fn kill_links(&mut self, i: usize) {
+        for l in self.links.iter_mut().filter(|l| l.node == i) {
+            l.open = false;
+        }
+    }
+
+    /// Starts moving the slot of `key` to another node: about half its keys go now.
+    pub(crate) fn start_migration(&mut self, key: &[u8]) {
+        if self.migration.is_some() {
+            return;
+        }
+        let slot = slot_for_key(key).get();
+        let from = self.owner[slot as usize];
+        let to =
+            (from + 1 + self.rng.below(self.nodes.len() as u64 - 1) as usize) % self.nodes.len();
+        self.migration = Some(Migration { slot, from, to });
+        let keys: Vec<Bytes> = self.nodes[from]
+            .data
+            .keys()
+            .filter(|k| slot_for_key(k).get() == slot)
+            .cloned()
+            .collect();
+        for k in keys {
+            if self.rng.chance(50) {
+                self.move_key(&k, from, to);
+            }
+        }
+    }
+
+    /// Ends the migration under way: every key moves, the target owns the slot.
+    pub(crate) fn finish_migration(&mut self) {
+        let Some(m) = self.migration.take() else {
+            return;
+        };
+        let keys: Vec<Bytes> = self.nodes[m.from]
+            .data
+            .keys()
+            .filter(|k| slot_for_key(k).get() == m.slot)
+            .cloned()
+            .collect();
+        for k in keys {
+            self.move_key(&k, m.from, m.to);
+        }
+        self.stale_owner = self.owner.clone();
+        self.owner[m.slot as usize] = m.to;
+    }
+
+    fn move_key(&mut self, key: &Bytes, from: usize, to: usize) {
+        if let Some(v) = self.nodes[from].data.remove(key) {
+            self.nodes[to].data.insert(key.clone(), v);
+        }
+    }
+
+    /// Every fault healed: nodes answer, no more cuts or transient errors, no migration.
+    pub(crate) fn heal(&mut self) {
+        self.faults = Faults::NONE;
+        self.finish_migration();
+        self.stale_owner = self.owner.clone();
+        for n in &mut self.nodes {
+            n.paused_until = None;
+        }
+    }
+
+    /// When something happens next: a delivery either way, or a paused node waking.
+    pub(crate) fn next_event(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        for l in &self.links {
+            if !l.open {
+                if !l.reported {
+                    consider(sim_now());
+                }
+                continue;
+            }
+            if let Some((t, _)) = l.to_node.front() {
+                let paused = self.nodes[l.node].paused_until;
+                consider(paused.map_or(*t, |p| p.max(*t)));
+            }
+            if let Some((t, _)) = l.to_client.front() {
+                consider(*t);
+            }
+        }
+        next
+    }
+
+    /// Moves time to `until` (or the next event before it) and delivers what is due;
+    /// what reaches the client side is added to `seen`.
+    pub(crate) fn advance(&mut self, until: Instant, seen: &mut Vec<Seen>) {
+        let at = self
+            .next_event()
+            .map_or(until, |t| t.min(until))
+            .max(sim_now());
+        set_now(at);
+        for i in 0..self.links.len() {
+            if !self.links[i].open {
+                if !self.links[i].reported {
+                    self.links[i].reported = true;
+                    seen.push(Seen::Closed(i));
+                }
+                continue;
+            }
+            let node = self.links[i].node;
+            let paused = self.nodes[node].paused_until.is_some_and(|p| p > at);
+            while !paused && self.links[i].to_node.front().is_some_and(|(t, _)| *t <= at) {
+                if let Some((_, piece)) = self.links[i].to_node.pop_front() {
+                    self.links[i].node_in.extend_from_slice(&piece);
+                }
+                self.serve(i);
+                if self.rng.chance(self.faults.drop) {
+                    // Cut: what the node read ran, its replies are lost.
+                    self.links[i].open = false;
+                    break;
+                }
+            }
+            if !self.links[i].open {
+                continue;
+            }
+            while self.links[i]
+                .to_client
+                .front()
+                .is_some_and(|(t, _)| *t <= at)
+            {
+                if let Some((_, piece)) = self.links[i].to_client.pop_front() {
+                    seen.push(Seen::Bytes(i, piece));
+                }
+            }
+        }
+    }
+
+    /// The node of link `i` runs every whole command it has read.
+    fn serve(&mut self, i: usize) {
+        loop {
+            let mut input = std::mem::take(&mut self.links[i].node_in);
+            let decoded = decode(&mut input, &self.limits);
+            self.links[i].node_in = input;
+            let args: Vec<Bytes> = match decoded {
+                Ok(Some(Value::Array(items))) => items
+                    .into_iter()
+                    .filter_map(|v| match v {
+                        Value::Bulk(b) => Some(b),
+                        _ => None,
+                    })
+                    .collect(),
+                Ok(None) => return,
+                // A client that sends garbage is a bug the invariants catch.
+                other => panic!("the client sent something that is not a command: {other:?}"),
+            };
+            let reply = self.execute(i, &args);
+            let at = self.links[i]
+                .to_client
+                .back()
+                .map_or(sim_now(), |(t, _)| *t)
+                .max(sim_now())
+                + self.latency();
+            let mut rest = Bytes::from(reply);
+            while !rest.is_empty() {
+                let cut = if self.rng.chance(20) {
+                    1 + self.rng.below(rest.len() as u64) as usize
+                } else {
+                    rest.len()
+                };
+                let piece = rest.split_to(cut.min(rest.len()));
+                self.links[i].to_client.push_back((at, piece));
+            }
+        }
+    }
+
+    fn execute(&mut self, i: usize, args: &[Bytes]) -> Vec<u8> {
+        let name = args
+            .first()
+            .map(|a| a.to_ascii_uppercase())
+            .unwrap_or_default();
+        let node = self.links[i].node;
+        let asking = std::mem::take(&mut self.links[i].asking);
+        match name.as_slice() {
+            b"HELLO" => b"%1\r\n+proto\r\n:3\r\n".to_vec(),
+            b"CLIENT" | b"READONLY" => b"+OK\r\n".to_vec(),
+            b"ASKING" => {
+                self.links[i].asking = true;
+                b"+OK\r\n".to_vec()
+            }
+            b"PING" => b"+PONG\r\n".to_vec(),
+            b"CLUSTER" => {
+                let stale = self.rng.chance(self.faults.stale_map);
+                self.cluster_slots(stale)
+            }
+            b"GET" | b"SET" if args.len() >= 2 => {
+                let key = &args[1];
+                let slot = slot_for_key(key).get();
+                if let Some(redirect) = self.redirect(node, slot, key, asking) {
+                    return redirect;
+                }
+                if self.rng.chance(self.faults.transient) {
+                    let line: &[u8] = match self.rng.below(3) {
+                        0 => b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+                        1 => b"-LOADING Redis is loading the dataset in memory\r\n",
+                        _ => b"-CLUSTERDOWN The cluster is down\r\n",
+                    };
+                    return line.to_vec();
+                }
+                let data = &mut self.nodes[node].data;
+                if name.as_slice() == b"GET" {
+                    match data.get(key) {
+                        Some(v) => bulk(v),
+                        None => b"_\r\n".to_vec(),
+                    }
+                } else {
+                    let value = args.get(2).cloned().unwrap_or_default();
+                    data.insert(key.clone(), value);
+                    *self.executions.entry(key.clone()).or_insert(0) += 1;
+                    b"+OK\r\n".to_vec()
+                }
+            }
+            _ => b"-ERR unknown command\r\n".to_vec(),
+        }
+    }
+
+    /// The redirect a real node would answer instead of running a command on `key`.
+    fn redirect(&self, node: usize, slot: u16, key: &Bytes, asking: bool) -> Option<Vec<u8>> {
+        let owner = self.owner[slot as usize];
+        if let Some(m) = self.migration.filter(|m| m.slot == slot) {
+            if node == m.from && !self.nodes[node].data.contains_key(key) {
+                return Some(format!("-ASK {slot} {}\r\n", self.nodes[m.to].addr).into_bytes());
+            }
+            if node == m.to && asking {
+                return None;
+            }
+        }
+        (node != owner)
+            .then(|| format!("-MOVED {slot} {}\r\n", self.nodes[owner].addr).into_bytes())
+    }
+
+    fn cluster_slots(&self, stale: bool) -> Vec<u8> {
+        let owner = if stale {
+            &self.stale_owner
+        } else {
+            &self.owner
+        };
+        let mut ranges: Vec<(usize, usize, usize)> = Vec::new();
+        for (slot, &o) in owner.iter().enumerate() {
+            match ranges.last_mut() {
+                Some((_, end, node)) if *node == o && *end + 1 == slot => *end = slot,
+                _ => ranges.push((slot, slot, o)),
+            }
+        }
+        let mut out = format!("*{}\r\n", ranges.len()).into_bytes();
+        for (start, end, node) in ranges {
+            let addr = &self.nodes[node].addr;
+            let id = format!("node-{node}");
+            out.extend_from_slice(
+                format!(
+                    "*3\r\n:{start}\r\n:{end}\r\n*3\r\n${}\r\n{}\r\n:{}\r\n${}\r\n{id}\r\n",
+                    addr.host.len(),
+                    addr.host,
+                    addr.port,
+                    id.len()
+                )
+                .as_bytes(),
+            );
+        }
+        out
+    }
+}
+
+fn bulk(v: &[u8]) -> Vec<u8> {
+    let mut out = format!("${}\r\n", v.len()).into_bytes();
+    out.extend_from_slice(v);
+    out.extend_from_slice(b"\r\n");
+    out
+}
