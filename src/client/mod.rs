@@ -13,9 +13,9 @@
 //! 3. Each batch is queued on its node's connection (opened lazily) and the connection's
 //!    writer is woken. Nothing is awaited until every batch is queued, so all writes go
 //!    into the same io_uring submission.
-//! 4. Readers hand the bytes to the connection's sans-IO state ([`crate::core::conn`]),
-//!    which decodes replies; the pool ([`crate::core::pool`]) places them by index and
-//!    wakes the request when the round is complete.
+//! 4. Readers hand the bytes to the connection's sans-IO state (`core::conn`), which
+//!    decodes replies; the pool (`core::pool`) places them by index and wakes the
+//!    request when the round is complete.
 //! 5. The machine judges each reply (kept, redirected, retried after a backoff, failed)
 //!    and says what to send next, or when to wake; this file only moves bytes and time.
 
