@@ -47,6 +47,7 @@
 //! `request_timeout`; commands still without a reply then fail with
 //! [`ErrorKind::Timeout`](crate::ErrorKind::Timeout), while the replies that came are kept.
 
+mod api;
 mod driver;
 mod poll;
 mod pubsub;

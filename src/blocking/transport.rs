@@ -3,12 +3,15 @@
 
 use std::fmt;
 use std::io;
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
 use crate::core::conn::Output;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::topology::NodeAddr;
+use crate::io::{configure, SocketOptions};
 
 /// Below this much spare room a read buffer grows before the next read.
 pub(crate) const MIN_READ_SPACE: usize = 4096;
@@ -52,4 +55,50 @@ pub(crate) trait Transport: fmt::Debug {
     fn input(&mut self, token: usize) -> Option<&mut BytesMut>;
     /// Events already there (a server that closed an idle connection), without waiting.
     fn peek(&mut self, events: &mut Vec<Event>) -> io::Result<()>;
+}
+
+/// Resolves `node` and connects to the first of its addresses that accepts, each with
+/// its share of the time left until `deadline`; the socket gets `TCP_NODELAY`, keepalive and
+/// `TCP_USER_TIMEOUT`, and is made nonblocking.
+pub(crate) fn connect(
+    node: &NodeAddr,
+    options: &SocketOptions,
+    deadline: Instant,
+) -> Result<TcpStream> {
+    let candidates: Vec<SocketAddr> = if let Ok(ip) = node.host.parse::<std::net::IpAddr>() {
+        vec![SocketAddr::new(ip, node.port)]
+    } else if node.host.is_empty() || node.host == "?" {
+        return Err(Error::new(
+            ErrorKind::ClusterDown,
+            format!("{node}: the cluster does not know this node's endpoint"),
+        ));
+    } else {
+        (node.host.as_str(), node.port)
+            .to_socket_addrs()
+            .map_err(|e| Error::io(format!("resolve {node}"), e))?
+            .collect()
+    };
+    if candidates.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("{node} resolves to no address"),
+        ));
+    }
+    let count = candidates.len();
+    let mut last = None;
+    for (i, addr) in candidates.into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share =
+            (left / u32::try_from(count - i).unwrap_or(u32::MAX)).max(Duration::from_millis(1));
+        match TcpStream::connect_timeout(&addr, share) {
+            Ok(stream) => {
+                configure(&stream, options)
+                    .and_then(|()| stream.set_nonblocking(true))
+                    .map_err(|e| Error::io(format!("configure the socket to {node}"), e))?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(Error::io(format!("connect to {node} ({addr})"), e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::new(ErrorKind::Io, format!("connect to {node} timed out"))))
 }

@@ -19,6 +19,7 @@
 //! 5. The machine judges each reply (kept, redirected, retried after a backoff, failed)
 //!    and says what to send next, or when to wake; this file only moves bytes and time.
 
+mod api;
 mod connection;
 mod driver;
 mod pubsub;

@@ -43,7 +43,7 @@ impl ClusterScan {
                     }
                 }
                 ScanStep::RefreshMap => self.client.refresh_slots().await?,
-                ScanStep::Pause(pause) => tokio::time::sleep(pause).await,
+                ScanStep::Pause(d) => super::driver::pause(d).await,
                 ScanStep::Done => return Ok(None),
             }
         }

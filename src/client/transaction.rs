@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 
-use super::driver::{deadline_after, Client, ExecGuard, Lane, Leases, Pipeline};
+use super::driver::{deadline_after, pause, Client, Deadline, ExecGuard, Lane, Leases, Pipeline};
 use crate::core::cmd::{Cmd, ToArg};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plan::BatchEntry;
@@ -238,7 +238,7 @@ impl Client {
                 self.schedule_refresh();
             }
             if !next.pause.is_zero() {
-                tokio::time::sleep(next.pause).await;
+                pause(next.pause).await;
             }
         }
     }
@@ -251,7 +251,7 @@ impl Client {
         conn: ConnId,
         buf: BytesMut,
         n: usize,
-        deadline: Option<tokio::time::Instant>,
+        deadline: Option<Deadline>,
     ) -> (Vec<Option<RoundReply>>, bool) {
         let pool = &self.inner.pool;
         let exec = pool.borrow_mut().new_exec(n);

@@ -49,6 +49,16 @@ pub(crate) struct SocketOptions {
     pub(crate) user_timeout: Option<Duration>,
 }
 
+impl SocketOptions {
+    /// The options `config` asks for.
+    pub(crate) fn of(config: &crate::core::config::Config) -> SocketOptions {
+        SocketOptions {
+            keepalive: config.tcp_keepalive,
+            user_timeout: config.tcp_user_timeout,
+        }
+    }
+}
+
 /// Applies the options to a connected socket: `TCP_NODELAY` (a pipeline is one write and
 /// must not wait for an ACK of the previous segment), keepalive and `TCP_USER_TIMEOUT`.
 pub(crate) fn configure(socket: impl AsFd, options: &SocketOptions) -> io::Result<()> {

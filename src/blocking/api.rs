@@ -1,0 +1,255 @@
+//! The blocking client's public methods: what a user calls, each a thin call into the
+//! driver (`driver.rs`) and the core. Nothing here touches a socket, a ring or a clock
+//! of its own.
+
+use std::time::Instant;
+
+use crate::core::cluster::Path;
+use crate::core::cmd::Cmd;
+use crate::core::command_table::NamedNode;
+use crate::core::config::Config;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::handshake::ServerInfo;
+use crate::core::pipeline::Pipeline;
+use crate::core::reply::FromReply;
+use crate::core::report::{PipelineReport, Reporter};
+use crate::core::resp::Value;
+use crate::core::stats::Stats;
+use crate::core::topology::{NodeAddr, SlotMap};
+
+use super::driver::{deadline_after, Backend, Client};
+use super::ring::RingFeatures;
+
+impl Client {
+    /// Connects to a cluster through any of `seeds` (`host:port` or `redis://` URLs, as
+    /// for the async client) and loads its slot map.
+    ///
+    /// Fails with [`ErrorKind::Config`] for unparsable seeds, [`ErrorKind::IoUringUnavailable`]
+    /// when `Engine::IoUring` is asked for and refused, and with the last connection error
+    /// when no seed answers `CLUSTER SLOTS`.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, Config, Engine};
+    /// // Forces the poll backend (the environment variable does the same).
+    /// let client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default().engine(Engine::Epoll))?;
+    /// assert_eq!(client.engine(), blocking::Backend::Poll);
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
+        let parsed = crate::core::url::parse_seeds(seeds, &mut config)?;
+        Client::connect_parsed(parsed, config, None)
+    }
+
+    /// The backend in use.
+    pub fn engine(&self) -> Backend {
+        self.backend
+    }
+
+    /// The io_uring features in use (`None` on the poll backend).
+    pub fn ring_features(&self) -> Option<RingFeatures> {
+        self.ring_features
+    }
+
+    /// The client's counters since it was created: writes and bytes written, reads and
+    /// bytes read, executions, redirects, retries, refreshes, connections opened, pushes,
+    /// refusals and blocking commands, as the async client counts them.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let before = client.stats();
+    /// let mut pipe = Pipeline::new();
+    /// for i in 0..128 {
+    ///     pipe.get(format!("user:{i}"));
+    /// }
+    /// client.execute(&pipe)?;
+    /// let after = client.stats();
+    /// println!("{} writes for one pipeline", after.writes - before.writes); // one per node
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.cluster.counters().snapshot()
+    }
+
+    /// The current slot map.
+    pub fn slot_map(&self) -> &SlotMap {
+        self.cluster.map()
+    }
+
+    /// Number of open connections (one per node in use).
+    pub fn connection_count(&self) -> usize {
+        self.pool.connection_count()
+    }
+
+    /// What `node` said of itself in its connection's handshake, while connected.
+    pub fn server_info(&self, node: &NodeAddr) -> Option<&ServerInfo> {
+        self.pool.find(node)?;
+        self.pool.server_info(node)
+    }
+
+    /// Runs a pipeline: every node's batch in one submission, all replies awaited
+    /// together. Each command's result is at its index; a server error reply is an `Err`
+    /// for that command only (with [`Pipeline::raise_on_error`], the first error is
+    /// returned instead). Commands the shared path refuses (`MULTI`, `SUBSCRIBE`, an
+    /// empty command, a blocking command in a pipeline, node-specific commands) fail
+    /// alone, before anything is sent; multi-node commands (`DBSIZE`, `KEYS`, ...) go to
+    /// every node and are merged; cross-slot `MGET`/`MSET`/`DEL`/... are split by slot.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let mut pipe = Pipeline::new();
+    /// pipe.set("a", 1).get("a").add(cmd("DBSIZE"));
+    /// let replies = client.execute(&pipe)?;
+    /// assert_eq!(replies.len(), 3);
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+        let results = if pipeline.is_atomic() {
+            self.execute_atomic(pipeline.commands(), None)?
+        } else {
+            self.execute_commands(pipeline.commands(), None)?
+        };
+        pipeline.raise_first_error(results)
+    }
+
+    /// Runs a pipeline like [`execute`](Client::execute) and reports, per node, the
+    /// commands and bytes sent, the reply bytes, the round trip of its batches,
+    /// redirects, retries, error replies, timeouts and failures (see
+    /// [`PipelineReport`]). While reporting, the wait ends at each node's reply rather
+    /// than at the last one, so that each node's round trip is its own: a system call
+    /// per node instead of one per pipeline.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, Config, Pipeline};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let mut pipe = Pipeline::new();
+    /// for i in 0..128 {
+    ///     pipe.get(format!("user:{i}"));
+    /// }
+    /// let (replies, report) = client.execute_with_report(&pipe)?;
+    /// println!("{report}"); // one line per node; the slowest sets the pipeline's latency
+    /// # let _ = replies;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn execute_with_report(
+        &mut self,
+        pipeline: &Pipeline,
+    ) -> Result<(Vec<Result<Value>>, PipelineReport)> {
+        let mut reporter = Reporter::new(Instant::now());
+        let results = if pipeline.is_atomic() {
+            self.execute_atomic(pipeline.commands(), Some(&mut reporter))?
+        } else {
+            self.execute_commands(pipeline.commands(), Some(&mut reporter))?
+        };
+        let report = reporter.finish(Instant::now());
+        Ok((pipeline.raise_first_error(results)?, report))
+    }
+
+    /// Runs a pipeline and converts every reply; fails on the first error.
+    pub fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
+        self.execute(pipeline)?
+            .into_iter()
+            .map(|r| T::from_reply(r?))
+            .collect()
+    }
+
+    /// Runs one command on the node that owns its key and converts the reply. A
+    /// blocking command (`BLPOP`, `XREAD ... BLOCK`) runs on the node's connection with
+    /// a deadline of its own timeout plus `request_timeout` (this client has one caller,
+    /// so nobody waits behind it).
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config, ErrorKind};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let n: i64 = client.query(cmd("INCR").arg("visits"))?;
+    /// let e = client.query::<()>(cmd("MULTI")).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Unsupported);
+    /// # let _ = n;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+        let results = match self.cluster.path(&command)? {
+            Path::Blocking(budget) => {
+                self.cluster.counters().add_execution();
+                self.cluster.counters().add_blocking();
+                self.housekeeping();
+                let limits = self.cluster.limits();
+                let results = self.run(
+                    std::slice::from_ref(&command),
+                    deadline_after(budget),
+                    Vec::new(),
+                    limits,
+                );
+                self.maybe_refresh();
+                results?
+            }
+            // One caller at a time: the single path would save nothing here.
+            Path::Single | Path::Request => {
+                self.execute_commands(std::slice::from_ref(&command), None)?
+            }
+        };
+        match results.into_iter().next() {
+            Some(r) => T::from_reply(r?),
+            None => Err(Error::new(ErrorKind::Protocol, "no reply")),
+        }
+    }
+
+    /// Runs one command on a given node, bypassing routing (`INFO`, `CLUSTER ...`, or a
+    /// multi-node command such as `DBSIZE` for that node alone). No redirect is followed:
+    /// `MOVED`/`ASK` come back as errors of kind [`ErrorKind::Moved`]/[`ErrorKind::Ask`].
+    /// Commands that would change the connection's state are refused.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, Config};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let primaries: Vec<_> = client.slot_map().primaries().cloned().collect();
+    /// let mut keys = 0;
+    /// for node in &primaries {
+    ///     keys += client.query_node::<i64>(node, cmd("DBSIZE"))?;
+    /// }
+    /// # let _ = keys;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
+        let deadline = match self.cluster.named_node(&command)? {
+            NamedNode::Dedicated(timeout) => {
+                self.cluster.counters().add_blocking();
+                deadline_after(timeout)
+            }
+            NamedNode::Refused(e) => return Err(e),
+            NamedNode::Shared(timeout) => deadline_after(timeout),
+        };
+        self.cluster.counters().add_execution();
+        self.housekeeping();
+        let results = self.run(
+            std::slice::from_ref(&command),
+            deadline,
+            vec![Some(node.clone())],
+            self.cluster.limits(),
+        );
+        self.maybe_refresh();
+        let results = results?;
+        match results.into_iter().next() {
+            Some(r) => T::from_reply(r?),
+            None => Err(Error::new(ErrorKind::Protocol, "no reply")),
+        }
+    }
+
+    /// Reloads the slot map now: `refresh_fanout` nodes at a time (known nodes in random
+    /// order, then the seeds) are asked `CLUSTER SLOTS` together, each within
+    /// `refresh_timeout`, and `refresh_policy` picks among the answers. Connections to
+    /// nodes that left the map are closed.
+    pub fn refresh_slots(&mut self) -> Result<()> {
+        let fetched = self.fetch_slot_map();
+        self.cluster
+            .adopt(fetched, Vec::new(), self.pool.nodes_mut(), Instant::now())?;
+        let cluster = &self.cluster;
+        let leaving = self
+            .pool
+            .close_idle(Instant::now(), None, |addr| cluster.keeps(addr));
+        self.remove(&leaving);
+        self.warm_up_replicas();
+        Ok(())
+    }
+}
