@@ -324,6 +324,7 @@ struct Coverage {
     io_failures: u64,
     acked: u64,
     failed_writes: u64,
+    served_by_promoted: u64,
 }
 
 /// Runs seed `seed`: a workload of pipelines over all slots under the faults it
@@ -400,6 +401,14 @@ fn run_seed(seed: u64) -> Coverage {
                     .faults
                     .push(format!("round {round}: cut every link to node {node}"));
                 world.kill_links(node);
+            }
+            4 if rng.chance(50) => {
+                let shard = rng.below(3) as usize;
+                let ms = 50 + rng.below(500);
+                trace.faults.push(format!(
+                    "round {round}: fail over shard {shard}, old primary down {ms} ms"
+                ));
+                world.failover(shard, Duration::from_millis(ms));
             }
             _ => {}
         }
@@ -549,6 +558,7 @@ fn run_seed(seed: u64) -> Coverage {
     coverage.connects = stats.connects;
     coverage.acked = acked.len() as u64;
     coverage.failed_writes = failed.len() as u64;
+    coverage.served_by_promoted = world.served_by_promoted;
     for key in &acked {
         check(
             world.value_of(key).as_ref() == Some(key),
@@ -578,6 +588,7 @@ impl Coverage {
         self.io_failures += o.io_failures;
         self.acked += o.acked;
         self.failed_writes += o.failed_writes;
+        self.served_by_promoted += o.served_by_promoted;
     }
 }
 
@@ -628,6 +639,10 @@ fn simulated_cluster_under_faults_keeps_every_invariant() {
             ("lost connections", c.io_failures),
             ("acknowledged writes", c.acked),
             ("failed writes", c.failed_writes),
+            (
+                "commands served by a promoted replica",
+                c.served_by_promoted,
+            ),
         ] {
             assert!(n > 0, "no {what} in {} seeds: {c:?}", seeds.len());
         }

@@ -107,6 +107,10 @@ struct Node {
     data: BTreeMap<Bytes, Bytes>,
     /// Stopped (SIGSTOP): reads nothing until then.
     paused_until: Option<Instant>,
+    /// Down (killed): refuses connections until then.
+    down_until: Option<Instant>,
+    /// The primary it replicates, for a replica.
+    primary: Option<usize>,
 }
 
 /// One connection, as both ends see it.
@@ -146,18 +150,23 @@ pub(crate) struct World {
     links: Vec<Link>,
     /// Executions of each written key, cluster-wide (what really ran).
     pub(crate) executions: BTreeMap<Bytes, u32>,
+    /// Commands run by a node that started as a replica (promoted by a failover).
+    pub(crate) served_by_promoted: u64,
     limits: DecodeLimits,
 }
 
 impl World {
-    /// `n` primaries splitting the slots evenly, on ports 7000.., at simulated time 0.
+    /// `n` primaries splitting the slots evenly, on ports 7000.., each with one replica
+    /// (ports 7100..) that every write is copied to, at simulated time 0.
     pub(crate) fn new(n: usize, seed: u64, faults: Faults) -> World {
         set_now(Instant::now());
-        let nodes = (0..n)
+        let nodes = (0..2 * n)
             .map(|i| Node {
-                addr: NodeAddr::new("10.0.0.1", 7000 + i as u16),
+                addr: NodeAddr::new("10.0.0.1", 7000 + (i % n) as u16 + 100 * (i / n) as u16),
                 data: BTreeMap::new(),
                 paused_until: None,
+                down_until: None,
+                primary: (i >= n).then(|| i - n),
             })
             .collect();
         let owner: Vec<usize> = (0..SLOT_COUNT as usize)
@@ -172,30 +181,65 @@ impl World {
             migration: None,
             links: Vec::new(),
             executions: BTreeMap::new(),
+            served_by_promoted: 0,
             limits: DecodeLimits::default(),
         }
     }
 
+    /// The nodes a user names to connect: the first primaries.
     pub(crate) fn seeds(&self) -> Vec<NodeAddr> {
-        self.nodes.iter().map(|n| n.addr.clone()).collect()
+        self.nodes
+            .iter()
+            .take(self.nodes.len() / 2)
+            .map(|n| n.addr.clone())
+            .collect()
     }
 
-    /// Stores `key` = `value` on the key's owner (a fixture, not a command).
+    fn is_down(&self, i: usize) -> bool {
+        self.nodes[i].down_until.is_some_and(|t| t > sim_now())
+    }
+
+    /// Stores `key` = `value` on the key's owner and its replicas (a fixture, not a
+    /// command).
     pub(crate) fn preload(&mut self, key: &[u8], value: &[u8]) {
         let owner = self.owner[slot_for_key(key).index()];
-        self.nodes[owner]
-            .data
-            .insert(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+        self.store(
+            owner,
+            Bytes::copy_from_slice(key),
+            Bytes::copy_from_slice(value),
+        );
     }
 
-    /// The value stored for `key` anywhere (a migrating key is on one node only).
+    /// Writes on primary `node`, copied at once to its replicas (no write is lost in a
+    /// failover here: what a promoted replica lacks is not this simulation's subject).
+    fn store(&mut self, node: usize, key: Bytes, value: Bytes) {
+        for i in 0..self.nodes.len() {
+            if i == node || self.nodes[i].primary == Some(node) {
+                self.nodes[i].data.insert(key.clone(), value.clone());
+            }
+        }
+    }
+
+    /// The value stored for `key` on the primary that owns it (or, while its slot
+    /// migrates, on whichever side has it).
     pub(crate) fn value_of(&self, key: &[u8]) -> Option<Bytes> {
-        self.nodes.iter().find_map(|n| n.data.get(key).cloned())
+        let slot = slot_for_key(key).get();
+        let owner = self.owner[slot as usize];
+        let mut sides = vec![owner];
+        if let Some(m) = self.migration.filter(|m| m.slot == slot) {
+            sides.push(m.to);
+        }
+        sides
+            .into_iter()
+            .find_map(|n| self.nodes[n].data.get(key).cloned())
     }
 
-    /// Opens a connection to `addr` (always accepted: a simulated node never refuses).
+    /// Opens a connection to `addr`; `None` when no such node is up (refused).
     pub(crate) fn connect(&mut self, addr: &NodeAddr) -> Option<usize> {
         let node = self.nodes.iter().position(|n| &n.addr == addr)?;
+        if self.is_down(node) {
+            return None;
+        }
         self.links.push(Link {
             node,
             to_node: VecDeque::new(),
@@ -247,6 +291,39 @@ impl World {
         self.nodes[i].paused_until = Some(sim_now() + d);
     }
 
+    /// Fails over the shard of primary-slot owner `shard`: its primary goes down for `d`
+    /// (connections cut, new ones refused), its replica is promoted and takes every slot,
+    /// and the old primary comes back as the new one's replica.
+    pub(crate) fn failover(&mut self, shard: usize, d: Duration) {
+        let Some(old) = self
+            .primaries()
+            .get(shard % self.primaries().len())
+            .copied()
+        else {
+            return;
+        };
+        let Some(new) = (0..self.nodes.len()).find(|&i| self.nodes[i].primary == Some(old)) else {
+            return;
+        };
+        self.finish_migration();
+        self.stale_owner = self.owner.clone();
+        for o in self.owner.iter_mut().filter(|o| **o == old) {
+            *o = new;
+        }
+        self.nodes[new].primary = None;
+        self.nodes[old].primary = Some(new);
+        self.nodes[old].data = self.nodes[new].data.clone();
+        self.nodes[old].down_until = Some(sim_now() + d);
+        self.kill_links(old);
+    }
+
+    /// The primaries, in node order.
+    fn primaries(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].primary.is_none())
+            .collect()
+    }
+
     /// Cuts every connection to node `i` (a `CLIENT KILL` storm).
     pub(crate) fn kill_links(&mut self, i: usize) {
         for l in self.links.iter_mut().filter(|l| l.node == i) {
@@ -261,8 +338,15 @@ impl World {
         }
         let slot = slot_for_key(key).get();
         let from = self.owner[slot as usize];
-        let to =
-            (from + 1 + self.rng.below(self.nodes.len() as u64 - 1) as usize) % self.nodes.len();
+        let others: Vec<usize> = self
+            .primaries()
+            .into_iter()
+            .filter(|&p| p != from)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let to = others[self.rng.below(others.len() as u64) as usize];
         self.migration = Some(Migration { slot, from, to });
         let keys: Vec<Bytes> = self.nodes[from]
             .data
@@ -296,8 +380,14 @@ impl World {
     }
 
     fn move_key(&mut self, key: &Bytes, from: usize, to: usize) {
-        if let Some(v) = self.nodes[from].data.remove(key) {
-            self.nodes[to].data.insert(key.clone(), v);
+        for i in 0..self.nodes.len() {
+            if i == from || self.nodes[i].primary == Some(from) {
+                if let Some(v) = self.nodes[i].data.remove(key) {
+                    if i == from {
+                        self.store(to, key.clone(), v);
+                    }
+                }
+            }
         }
     }
 
@@ -308,6 +398,7 @@ impl World {
         self.stale_owner = self.owner.clone();
         for n in &mut self.nodes {
             n.paused_until = None;
+            n.down_until = None;
         }
     }
 
@@ -448,15 +539,17 @@ impl World {
                     };
                     return line.to_vec();
                 }
-                let data = &mut self.nodes[node].data;
+                if node >= self.nodes.len() / 2 {
+                    self.served_by_promoted += 1;
+                }
                 if name.as_slice() == b"GET" {
-                    match data.get(key) {
+                    match self.nodes[node].data.get(key) {
                         Some(v) => bulk(v),
                         None => b"_\r\n".to_vec(),
                     }
                 } else {
                     let value = args.get(2).cloned().unwrap_or_default();
-                    data.insert(key.clone(), value);
+                    self.store(node, key.clone(), value);
                     *self.executions.entry(key.clone()).or_insert(0) += 1;
                     b"+OK\r\n".to_vec()
                 }
@@ -495,20 +588,41 @@ impl World {
         }
         let mut out = format!("*{}\r\n", ranges.len()).into_bytes();
         for (start, end, node) in ranges {
-            let addr = &self.nodes[node].addr;
-            let id = format!("node-{node}");
-            out.extend_from_slice(
-                format!(
-                    "*3\r\n:{start}\r\n:{end}\r\n*3\r\n${}\r\n{}\r\n:{}\r\n${}\r\n{id}\r\n",
-                    addr.host.len(),
-                    addr.host,
-                    addr.port,
-                    id.len()
-                )
-                .as_bytes(),
+            // The primary, then its replicas (from this view's roles: a lagging view
+            // names the old ones).
+            let mut members = vec![node];
+            members.extend(
+                (0..self.nodes.len()).filter(|&i| i != node && self.replicates(i, node, stale)),
             );
+            out.extend_from_slice(
+                format!("*{}\r\n:{start}\r\n:{end}\r\n", 2 + members.len()).as_bytes(),
+            );
+            for m in members {
+                let addr = &self.nodes[m].addr;
+                let id = format!("node-{m}");
+                out.extend_from_slice(
+                    format!(
+                        "*3\r\n${}\r\n{}\r\n:{}\r\n${}\r\n{id}\r\n",
+                        addr.host.len(),
+                        addr.host,
+                        addr.port,
+                        id.len()
+                    )
+                    .as_bytes(),
+                );
+            }
         }
         out
+    }
+
+    /// Whether node `i` replicates `primary` (in a stale view: its pair before the last
+    /// failover, which is the pair with roles swapped).
+    fn replicates(&self, i: usize, primary: usize, stale: bool) -> bool {
+        if stale {
+            self.nodes[primary].primary == Some(i) || self.nodes[i].primary == Some(primary)
+        } else {
+            self.nodes[i].primary == Some(primary)
+        }
     }
 }
 
