@@ -152,6 +152,8 @@ pub(crate) struct World {
     pub(crate) executions: BTreeMap<Bytes, u32>,
     /// Commands run by a node that started as a replica (promoted by a failover).
     pub(crate) served_by_promoted: u64,
+    /// `CLUSTER SLOTS` answers (current, stale) until the map or the roles change.
+    slots_replies: [Option<Vec<u8>>; 2],
     limits: DecodeLimits,
 }
 
@@ -182,6 +184,7 @@ impl World {
             links: Vec::new(),
             executions: BTreeMap::new(),
             served_by_promoted: 0,
+            slots_replies: [None, None],
             limits: DecodeLimits::default(),
         }
     }
@@ -314,6 +317,7 @@ impl World {
         self.nodes[old].primary = Some(new);
         self.nodes[old].data = self.nodes[new].data.clone();
         self.nodes[old].down_until = Some(sim_now() + d);
+        self.slots_replies = [None, None];
         self.kill_links(old);
     }
 
@@ -377,6 +381,7 @@ impl World {
         }
         self.stale_owner = self.owner.clone();
         self.owner[m.slot as usize] = m.to;
+        self.slots_replies = [None, None];
     }
 
     fn move_key(&mut self, key: &Bytes, from: usize, to: usize) {
@@ -396,6 +401,7 @@ impl World {
         self.faults = Faults::NONE;
         self.finish_migration();
         self.stale_owner = self.owner.clone();
+        self.slots_replies = [None, None];
         for n in &mut self.nodes {
             n.paused_until = None;
             n.down_until = None;
@@ -523,7 +529,14 @@ impl World {
             b"PING" => b"+PONG\r\n".to_vec(),
             b"CLUSTER" => {
                 let stale = self.rng.chance(self.faults.stale_map);
-                self.cluster_slots(stale)
+                let cached = &mut self.slots_replies[usize::from(stale)];
+                if cached.is_none() {
+                    let reply = self.cluster_slots(stale);
+                    self.slots_replies[usize::from(stale)] = Some(reply);
+                }
+                self.slots_replies[usize::from(stale)]
+                    .clone()
+                    .unwrap_or_default()
             }
             b"GET" | b"SET" if args.len() >= 2 => {
                 let key = &args[1];
