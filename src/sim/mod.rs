@@ -306,10 +306,59 @@ impl SimClient {
     }
 }
 
-/// What one seed did, for the failure message.
-#[derive(Debug, Default)]
-struct Trace {
-    faults: Vec<String>,
+/// A fault injected between two requests.
+#[derive(Debug, Clone, PartialEq)]
+enum Fault {
+    /// Start moving the slot of read key `r:<n>` to another primary.
+    Migrate(u64),
+    /// Finish the migration under way.
+    FinishMigration,
+    /// Stop primary `node` for this many milliseconds.
+    Pause(usize, u64),
+    /// Cut every connection to primary `node`.
+    CutLinks(usize),
+    /// Fail over shard `n`: its primary down this many milliseconds, its replica promoted.
+    Failover(usize, u64),
+}
+
+/// What a run injects: the network's faults and the fault before each request. A seed
+/// chooses one; the shrinker makes it shorter; a regression test writes one out.
+#[derive(Debug, Clone)]
+struct Schedule {
+    faults: Faults,
+    /// (round, fault), in round order.
+    events: Vec<(usize, Fault)>,
+}
+
+/// Requests per run.
+const ROUNDS: usize = 12;
+/// Keys preloaded, `r:0` .. (each `r:<i>` holds `v<i>`).
+const READS: u64 = 24;
+
+impl Schedule {
+    /// The schedule seed `seed` chooses.
+    fn of_seed(seed: u64) -> Schedule {
+        let mut rng = Rng::new(seed ^ 0x5eed);
+        let faults = Faults {
+            drop: rng.below(3),
+            transient: rng.below(4),
+            stale_map: rng.below(30),
+            max_latency: Duration::from_micros(50 + rng.below(3000)),
+        };
+        let mut events = Vec::new();
+        for round in 0..ROUNDS {
+            let fault = match rng.below(8) {
+                0 => Fault::Migrate(rng.below(READS)),
+                1 => Fault::FinishMigration,
+                2 => Fault::Pause(rng.below(3) as usize, 20 + rng.below(200)),
+                3 => Fault::CutLinks(rng.below(3) as usize),
+                4 if rng.chance(50) => Fault::Failover(rng.below(3) as usize, 50 + rng.below(500)),
+                _ => continue,
+            };
+            events.push((round, fault));
+        }
+        Schedule { faults, events }
+    }
 }
 
 /// What the seeds exercised, summed: a run that never redirected, retried, timed out or
@@ -327,22 +376,15 @@ struct Coverage {
     served_by_promoted: u64,
 }
 
-/// Runs seed `seed`: a workload of pipelines over all slots under the faults it
-/// chooses, then the faults healed, checking every invariant. Panics with the seed and
-/// its fault schedule on the first broken one.
-fn run_seed(seed: u64) -> Coverage {
+/// Runs `schedule` with seed `seed` (the workload and the network's randomness): a
+/// pipeline over all slots per round, the schedule's fault before it, then the faults
+/// healed, checking every invariant. The first one broken is the error.
+fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> {
     let mut coverage = Coverage::default();
-    let mut rng = Rng::new(seed ^ 0x5eed);
-    let faults = Faults {
-        drop: rng.below(3),
-        transient: rng.below(4),
-        stale_map: rng.below(30),
-        max_latency: Duration::from_micros(50 + rng.below(3000)),
-    };
-    let mut world = World::new(3, seed, faults);
-    let mut trace = Trace::default();
-    trace.faults.push(format!("{faults:?}"));
-    let reads = 24;
+    // The workload's own stream: a shorter schedule leaves the requests as they were.
+    let mut rng = Rng::new(seed ^ 0x3077_10ad);
+    let mut world = World::new(3, seed, schedule.faults);
+    let reads = READS;
     for i in 0..reads {
         world.preload(format!("r:{i}").as_bytes(), format!("v{i}").as_bytes());
     }
@@ -359,58 +401,28 @@ fn run_seed(seed: u64) -> Coverage {
         }
         pass_time(&mut world, &mut client, Duration::from_millis(100));
     }
-    assert!(connected, "seed {seed}: connect never loaded a map");
-    let check = |ok: bool, name: &str, detail: String, trace: &Trace| {
-        assert!(
-            ok,
-            "invariant `{name}` broken: {detail}\nseed {seed} (replay: SIM_SEED={seed} cargo test --lib sim::)\nfaults: {:?}",
-            trace.faults
-        );
-    };
+    if !connected {
+        return Err("invariant `connect loads a map`: it never did".into());
+    }
+    macro_rules! check {
+        ($ok:expr, $name:expr, $detail:expr $(,)?) => {
+            if !$ok {
+                return Err(format!("invariant `{}` broken: {}", $name, $detail));
+            }
+        };
+    }
     // Writes acknowledged, and writes that failed (may or may not have run).
     let mut acked: Vec<Bytes> = Vec::new();
     let mut failed: Vec<Bytes> = Vec::new();
-    let rounds = 12;
-    for round in 0..rounds {
-        // Faults between requests, as the seed says.
-        match rng.below(8) {
-            0 => {
-                let key = format!("r:{}", rng.below(reads));
-                trace
-                    .faults
-                    .push(format!("round {round}: migrate the slot of {key}"));
-                world.start_migration(key.as_bytes());
+    for round in 0..ROUNDS {
+        for (_, fault) in schedule.events.iter().filter(|(r, _)| *r == round) {
+            match *fault {
+                Fault::Migrate(i) => world.start_migration(format!("r:{i}").as_bytes()),
+                Fault::FinishMigration => world.finish_migration(),
+                Fault::Pause(node, ms) => world.pause(node, Duration::from_millis(ms)),
+                Fault::CutLinks(node) => world.kill_links(node),
+                Fault::Failover(shard, ms) => world.failover(shard, Duration::from_millis(ms)),
             }
-            1 => {
-                trace
-                    .faults
-                    .push(format!("round {round}: finish the migration"));
-                world.finish_migration();
-            }
-            2 => {
-                let node = rng.below(3) as usize;
-                let ms = 20 + rng.below(200);
-                trace
-                    .faults
-                    .push(format!("round {round}: pause node {node} for {ms} ms"));
-                world.pause(node, Duration::from_millis(ms));
-            }
-            3 => {
-                let node = rng.below(3) as usize;
-                trace
-                    .faults
-                    .push(format!("round {round}: cut every link to node {node}"));
-                world.kill_links(node);
-            }
-            4 if rng.chance(50) => {
-                let shard = rng.below(3) as usize;
-                let ms = 50 + rng.below(500);
-                trace.faults.push(format!(
-                    "round {round}: fail over shard {shard}, old primary down {ms} ms"
-                ));
-                world.failover(shard, Duration::from_millis(ms));
-            }
-            _ => {}
         }
         let n = 1 + rng.below(12) as usize;
         let mut cmds = Vec::with_capacity(n);
@@ -431,55 +443,49 @@ fn run_seed(seed: u64) -> Coverage {
         let results = client.execute(&mut world, &cmds);
         let took = sim_now().saturating_duration_since(started);
         // Bounded: the deadline, plus the refreshes run around and during the request.
-        check(
+        check!(
             took <= Duration::from_millis(100) + Duration::from_millis(1600),
             "finishes within its deadline plus a bound",
             format!("round {round} took {took:?}"),
-            &trace,
         );
         let results = match results {
             Ok(r) => r,
             Err(e) => {
                 coverage.note(&e);
-                check(
+                check!(
                     matches!(
                         e.kind(),
                         ErrorKind::Timeout | ErrorKind::Io | ErrorKind::ClusterDown
                     ),
                     "a whole request fails only by time or I/O",
                     format!("round {round}: {e}"),
-                    &trace,
                 );
                 failed.extend(expect.iter().filter_map(|e| e.clone().err()));
                 continue;
             }
         };
-        check(
+        check!(
             results.len() == cmds.len(),
             "one result per command",
             format!("round {round}: {} for {}", results.len(), cmds.len()),
-            &trace,
         );
         for ((c, want), got) in cmds.iter().zip(&expect).zip(results) {
             match (want, got) {
-                (Ok(v), Ok(Value::Bulk(b))) => check(
+                (Ok(v), Ok(Value::Bulk(b))) => check!(
                     b == v,
                     "every reply goes to the command that asked",
                     format!("round {round}: {c:?} got {b:?}, wants {v:?}"),
-                    &trace,
                 ),
-                (Ok(_), Ok(other)) => check(
+                (Ok(_), Ok(other)) => check!(
                     false,
                     "every reply goes to the command that asked",
                     format!("round {round}: {c:?} got {other:?}"),
-                    &trace,
                 ),
                 (Err(key), Ok(v)) => {
-                    check(
+                    check!(
                         v == Value::SimpleString(Bytes::from_static(b"OK")),
                         "every reply goes to the command that asked",
                         format!("round {round}: {c:?} got {v:?}"),
-                        &trace,
                     );
                     acked.push(key.clone());
                 }
@@ -493,20 +499,18 @@ fn run_seed(seed: u64) -> Coverage {
     }
     for key in &acked {
         let runs = world.executions.get(key).copied().unwrap_or(0);
-        check(
+        check!(
             runs == 1,
             "an acknowledged write ran exactly once",
             format!("{key:?} ran {runs} times"),
-            &trace,
         );
     }
     for key in &failed {
         let runs = world.executions.get(key).copied().unwrap_or(0);
-        check(
+        check!(
             runs <= 1,
             "a failed write ran at most once (never resent silently)",
             format!("{key:?} ran {runs} times"),
-            &trace,
         );
     }
     // Healed: every request succeeds within a bounded simulated time.
@@ -530,11 +534,10 @@ fn run_seed(seed: u64) -> Coverage {
         if let Ok(results) = outcome {
             if results.iter().all(|r| r.is_ok()) {
                 for (i, r) in results.into_iter().enumerate() {
-                    check(
+                    check!(
                         matches!(&r, Ok(Value::Bulk(b)) if b == &format!("v{i}")),
                         "every reply goes to the command that asked",
                         format!("after healing, r:{i} got {r:?}"),
-                        &trace,
                     );
                 }
                 healed = true;
@@ -542,14 +545,13 @@ fn run_seed(seed: u64) -> Coverage {
             }
         }
     }
-    check(
+    check!(
         healed,
         "after the faults heal, every request succeeds",
         format!(
             "still failing {:?} after healing: {last}",
             sim_now().saturating_duration_since(heal_started)
         ),
-        &trace,
     );
     let stats = client.cluster.counters().snapshot();
     coverage.redirects = stats.redirects;
@@ -560,14 +562,60 @@ fn run_seed(seed: u64) -> Coverage {
     coverage.failed_writes = failed.len() as u64;
     coverage.served_by_promoted = world.served_by_promoted;
     for key in &acked {
-        check(
+        check!(
             world.value_of(key).as_ref() == Some(key),
             "an acknowledged write is stored",
             format!("{key:?} is {:?}", world.value_of(key)),
-            &trace,
         );
     }
-    coverage
+    Ok(coverage)
+}
+
+/// Runs seed `seed`'s schedule; on a broken invariant, shrinks the schedule to the
+/// shortest that still breaks one and panics with both, ready to replay.
+fn run_seed(seed: u64) -> Coverage {
+    let schedule = Schedule::of_seed(seed);
+    match run(seed, &schedule) {
+        Ok(coverage) => coverage,
+        Err(first) => {
+            let small = shrink(seed, schedule.clone());
+            let again = run(seed, &small).err().unwrap_or_default();
+            panic!(
+                "{first}\nseed {seed} (replay: SIM_SEED={seed} cargo test --lib sim::)\n\
+                 schedule: {schedule:?}\nshrunk to: {small:?}\nwhich breaks: {again}"
+            );
+        }
+    }
+}
+
+/// The shortest schedule found that still breaks an invariant: each fault dropped in
+/// turn while it still fails, then each network fault turned off.
+fn shrink(seed: u64, mut schedule: Schedule) -> Schedule {
+    let fails = |s: &Schedule| run(seed, s).is_err();
+    let mut i = 0;
+    while i < schedule.events.len() {
+        let mut shorter = schedule.clone();
+        shorter.events.remove(i);
+        if fails(&shorter) {
+            schedule = shorter;
+        } else {
+            i += 1;
+        }
+    }
+    let quieter: [fn(&mut Faults); 4] = [
+        |f| f.drop = 0,
+        |f| f.transient = 0,
+        |f| f.stale_map = 0,
+        |f| f.max_latency = Faults::NONE.max_latency,
+    ];
+    for quiet in quieter {
+        let mut calmer = schedule.clone();
+        quiet(&mut calmer.faults);
+        if fails(&calmer) {
+            schedule = calmer;
+        }
+    }
+    schedule
 }
 
 impl Coverage {
@@ -669,4 +717,24 @@ fn the_same_seed_replays_the_same_run() {
         )
     };
     assert_eq!(run(7), run(7));
+}
+
+/// A shrunk schedule kept as a regression test: with connections cut after a command ran
+/// and before its reply, around a failover and a migration, a write is resent if a
+/// connection's failure ever calls its written commands unsent (found by breaking
+/// `Conn::fail` on purpose; this schedule was the shrinker's answer).
+#[test]
+fn a_write_cut_before_its_reply_is_never_resent() {
+    let schedule = Schedule {
+        faults: Faults {
+            drop: 2,
+            transient: 0,
+            stale_map: 0,
+            max_latency: Duration::from_micros(466),
+        },
+        events: vec![(0, Fault::Failover(1, 214)), (3, Fault::Migrate(10))],
+    };
+    if let Err(broken) = run(0, &schedule) {
+        panic!("{broken}");
+    }
 }
