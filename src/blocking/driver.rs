@@ -515,6 +515,7 @@ impl Client {
             });
         match connected {
             Ok(()) => {
+                self.pool.socket_up(conn);
                 self.cluster.counters().add_connect();
                 Ok(conn)
             }

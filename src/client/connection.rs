@@ -92,7 +92,12 @@ pub(crate) async fn run_connection<T: Transport>(link: Link) {
     let timed_out =
         |what: &str| Error::new(ErrorKind::Io, format!("{what} took longer than {limit:?}"));
     let stream = match within(deadline, connect::<T>(&addr, &options)).await {
-        Some(Ok(stream)) => Rc::new(stream),
+        Some(Ok(stream)) => {
+            if let Some(pool) = pool.upgrade() {
+                pool.borrow_mut().socket_up(conn);
+            }
+            Rc::new(stream)
+        }
         Some(Err(error)) => return fail_early(&pool, conn, &addr, error),
         None => return fail_early(&pool, conn, &addr, timed_out("connecting")),
     };

@@ -125,7 +125,8 @@ struct Connection {
     timeouts: u32,
     /// The connection is up and its handshake done (and the node table heard so).
     ready: bool,
-    /// When it was registered: the handshake's round trip counts from here.
+    /// When its socket came up (registered, until then): the handshake's round trip and
+    /// deadline count from here.
     opened: Instant,
     /// Last time a request was queued here (idle connections are closed after a while).
     last_used: Instant,
@@ -398,6 +399,16 @@ impl Pool {
             c.ready = true;
             let addr = c.conn.addr().clone();
             self.nodes.connected(&addr, info, rtt);
+        }
+    }
+
+    /// The connection's socket is up: its handshake's round trip (what read routing by
+    /// latency compares) and its deadline count from now, not from when it was
+    /// registered (a reconnect backoff or a slow connect are not the node's round trip).
+    pub(crate) fn socket_up(&mut self, conn: ConnId) {
+        let now = (self.clock)();
+        if let Some(c) = self.conn_mut(conn) {
+            c.opened = now;
         }
     }
 
@@ -1396,6 +1407,65 @@ mod tests {
         assert!(!pool.is_closed(shared));
         assert_eq!(pool.connection_count(), 1);
         assert_eq!(pool.dedicated_count(), 0);
+    }
+
+    thread_local! {
+        static CLOCK: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// A clock these tests move by hand.
+    fn test_clock() -> Instant {
+        CLOCK.with(|c| *c.get().get_or_insert_with(Instant::now))
+    }
+
+    fn tick(d: Duration) {
+        let now = test_clock();
+        CLOCK.with(|c| c.set(Some(now + d)));
+    }
+
+    #[test]
+    fn the_handshake_is_timed_from_the_socket_not_from_the_registration() {
+        let mut pool = Pool::new(test_clock);
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let mut conn = Conn::new(
+            a.clone(),
+            crate::core::handshake::HandshakeOptions {
+                lib: None,
+                ..Default::default()
+            },
+            None,
+            crate::core::resp::DecodeLimits::default(),
+        )
+        .unwrap();
+        conn.take_output().unwrap();
+        let conn = pool.open(conn, 1024);
+        let limit = Duration::from_millis(500);
+        // A reconnect backoff and a slow connect: not the node's round trip.
+        tick(Duration::from_millis(400));
+        pool.socket_up(conn);
+        assert_eq!(pool.handshake_due(conn, limit), Some(test_clock() + limit));
+        tick(Duration::from_millis(3));
+        let mut hello = BytesMut::from(&b"%1\r\n+proto\r\n:3\r\n"[..]);
+        let mut pushes = Vec::new();
+        pool.receive(conn, &mut hello, &mut pushes, test_clock)
+            .unwrap();
+        assert!(pool.is_ready(conn));
+        assert_eq!(pool.handshake_due(conn, limit), None);
+        assert_eq!(
+            pool.nodes().handshake_rtt(&a),
+            Some(Duration::from_millis(3))
+        );
+        // An overdue handshake is an error naming the node.
+        let b = NodeAddr::new("127.0.0.1", 7001);
+        let slow = pool.open(
+            Conn::new(b, Default::default(), None, Default::default()).unwrap(),
+            1024,
+        );
+        pool.socket_up(slow);
+        assert!(pool.handshake_overdue(slow, test_clock(), limit).is_none());
+        tick(limit);
+        let e = pool.handshake_overdue(slow, test_clock(), limit).unwrap();
+        assert!(e.detail().starts_with("127.0.0.1:7001"), "{e}");
     }
 
     use proptest::prelude::*;

@@ -137,6 +137,7 @@ impl SimClient {
             Some(link) => {
                 self.links.insert(conn.key, (conn, link, BytesMut::new()));
                 self.keys.insert(link, conn.key);
+                self.pool.socket_up(conn);
                 self.cluster.counters().add_connect();
                 Ok(conn)
             }
