@@ -123,8 +123,11 @@ struct Link {
     to_client: VecDeque<(Instant, Bytes)>,
     /// What the node has read and not parsed yet.
     node_in: BytesMut,
-    /// The next command follows `ASKING`.
+    /// The next command follows `ASKING` (inside `MULTI`, every command until `EXEC`).
     asking: bool,
+    /// Inside `MULTI`: the commands queued, and whether one was refused (then `EXEC`
+    /// discards them all).
+    multi: Option<(Vec<Vec<Bytes>>, bool)>,
     open: bool,
     /// The client side heard of the close.
     reported: bool,
@@ -249,6 +252,7 @@ impl World {
             to_client: VecDeque::new(),
             node_in: BytesMut::new(),
             asking: false,
+            multi: None,
             open: true,
             reported: false,
         });
@@ -518,8 +522,56 @@ impl World {
             .map(|a| a.to_ascii_uppercase())
             .unwrap_or_default();
         let node = self.links[i].node;
-        let asking = std::mem::take(&mut self.links[i].asking);
+        let in_multi = self.links[i].multi.is_some();
+        // As Redis does: ASKING lasts one command, or until EXEC inside a transaction.
+        let asking = if in_multi {
+            self.links[i].asking
+        } else {
+            std::mem::take(&mut self.links[i].asking)
+        };
         match name.as_slice() {
+            b"MULTI" if !in_multi => {
+                self.links[i].multi = Some((Vec::new(), false));
+                b"+OK\r\n".to_vec()
+            }
+            b"EXEC" => {
+                self.links[i].asking = false;
+                match self.links[i].multi.take() {
+                    None => b"-ERR EXEC without MULTI\r\n".to_vec(),
+                    Some((_, true)) => {
+                        b"-EXECABORT Transaction discarded because of previous errors.\r\n".to_vec()
+                    }
+                    Some((queued, false)) => {
+                        let mut out = format!("*{}\r\n", queued.len()).into_bytes();
+                        for cmd in queued {
+                            out.extend(self.run(node, &cmd));
+                        }
+                        out
+                    }
+                }
+            }
+            _ if in_multi => {
+                // Checked as it is queued: a redirect now aborts the whole transaction.
+                let refusal = match args.get(1) {
+                    Some(key) if matches!(name.as_slice(), b"GET" | b"SET") => {
+                        self.redirect(node, slot_for_key(key).get(), key, asking)
+                    }
+                    _ => Some(b"-ERR only GET and SET in this simulation\r\n".to_vec()),
+                };
+                let Some((queued, aborted)) = self.links[i].multi.as_mut() else {
+                    return b"-ERR not in MULTI\r\n".to_vec();
+                };
+                match refusal {
+                    Some(line) => {
+                        *aborted = true;
+                        line
+                    }
+                    None => {
+                        queued.push(args.to_vec());
+                        b"+QUEUED\r\n".to_vec()
+                    }
+                }
+            }
             b"HELLO" => b"%1\r\n+proto\r\n:3\r\n".to_vec(),
             b"CLIENT" | b"READONLY" => b"+OK\r\n".to_vec(),
             b"ASKING" => {
@@ -552,22 +604,30 @@ impl World {
                     };
                     return line.to_vec();
                 }
-                if node >= self.nodes.len() / 2 {
-                    self.served_by_promoted += 1;
-                }
-                if name.as_slice() == b"GET" {
-                    match self.nodes[node].data.get(key) {
-                        Some(v) => bulk(v),
-                        None => b"_\r\n".to_vec(),
-                    }
-                } else {
-                    let value = args.get(2).cloned().unwrap_or_default();
-                    self.store(node, key.clone(), value);
-                    *self.executions.entry(key.clone()).or_insert(0) += 1;
-                    b"+OK\r\n".to_vec()
-                }
+                self.run(node, args)
             }
             _ => b"-ERR unknown command\r\n".to_vec(),
+        }
+    }
+
+    /// Runs a `GET` or `SET` on `node`'s key space (routing already checked).
+    fn run(&mut self, node: usize, args: &[Bytes]) -> Vec<u8> {
+        if node >= self.nodes.len() / 2 {
+            self.served_by_promoted += 1;
+        }
+        let (Some(name), Some(key)) = (args.first(), args.get(1)) else {
+            return b"-ERR wrong number of arguments\r\n".to_vec();
+        };
+        if name.eq_ignore_ascii_case(b"GET") {
+            match self.nodes[node].data.get(key) {
+                Some(v) => bulk(v),
+                None => b"_\r\n".to_vec(),
+            }
+        } else {
+            let value = args.get(2).cloned().unwrap_or_default();
+            self.store(node, key.clone(), value);
+            *self.executions.entry(key.clone()).or_insert(0) += 1;
+            b"+OK\r\n".to_vec()
         }
     }
 
