@@ -74,6 +74,8 @@ pub struct Client {
     events: Vec<Event>,
     /// Push frames read and not yet handed over (kept to reuse the vector).
     pushes: Vec<Value>,
+    /// Scratch lists of connections and tokens, kept so a round allocates none.
+    scratch: (Vec<ConnId>, Vec<ConnId>, Vec<usize>),
     /// Frames read on subscriber connections, by connection id (a slab key may be
     /// reused by the time they are taken), for the [`Subscriber`]; at most
     /// `max_buffered_messages`, the oldest dropped first (counted in `link_frames_dropped`).
@@ -117,6 +119,7 @@ impl Client {
             tls,
             events: Vec::new(),
             pushes: Vec::new(),
+            scratch: Default::default(),
             link_frames: std::collections::VecDeque::new(),
             link_frames_dropped: 0,
             _not_send: std::marker::PhantomData,
@@ -276,9 +279,9 @@ impl Client {
     ) -> bool {
         let reports = request.as_ref().is_some_and(|r| r.reports());
         let limit = self.cluster.config().connect_timeout;
-        let mut awaiting = Vec::new();
-        let mut tokens = Vec::new();
-        loop {
+        let mut awaiting = std::mem::take(&mut self.scratch.1);
+        let mut tokens = std::mem::take(&mut self.scratch.2);
+        let all_in = loop {
             if let (Some(r), Some(exec)) = (request.as_deref_mut().filter(|_| reports), exec) {
                 let pool = &self.pool;
                 r.note_replies(Instant::now(), |i| pool.has_reply(exec, i));
@@ -306,22 +309,27 @@ impl Client {
                 continue;
             }
             if tokens.is_empty() {
-                return true;
+                break true;
             }
             if deadline.is_some_and(|d| now >= d) {
-                return false;
+                break false;
             }
             let timeout = wake.map(|w| w.saturating_duration_since(now));
             // Reporting: wake at the first reply, so each batch's round trip is its own.
             let want = if reports { 1 } else { tokens.len() };
             self.wait_and_handle(&tokens, want, timeout);
-        }
+        };
+        self.scratch.1 = awaiting;
+        self.scratch.2 = tokens;
+        all_in
     }
 
     /// Hands every connection's pending output to the backend where its previous write
     /// is done; a connection whose output cannot be made (TLS) goes to `failed`.
     pub(super) fn flush_writes(&mut self, failed: &mut Vec<(ConnId, Error)>) {
-        for conn in self.pool.open_ids() {
+        let mut ids = std::mem::take(&mut self.scratch.0);
+        self.pool.open_ids(&mut ids);
+        for &conn in &ids {
             if !self.pool.wants_write(conn) || !self.io.can_write(conn.key) {
                 continue;
             }
@@ -335,6 +343,7 @@ impl Client {
                 None => failed.push((conn, Error::new(ErrorKind::Io, "connection failed"))),
             }
         }
+        self.scratch.0 = ids;
     }
 
     /// One wait of the backend for `want` reads on `awaiting` (or `timeout`), then what
@@ -358,9 +367,12 @@ impl Client {
         }
         self.handle(&mut events);
         self.events = events;
-        for conn in self.pool.open_ids() {
+        let mut ids = std::mem::take(&mut self.scratch.0);
+        self.pool.open_ids(&mut ids);
+        for &conn in &ids {
             self.io.settle(conn.key, self.pool.answered(conn));
         }
+        self.scratch.0 = ids;
     }
 
     /// Applies what the backend saw.

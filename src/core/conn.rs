@@ -73,6 +73,8 @@ pub(crate) struct Conn<T = usize> {
     plain_in: BytesMut,
     /// Plaintext to send (handshake commands, then callers' commands once ready).
     out_plain: BytesMut,
+    /// A written buffer given back (see [`Conn::give_back`]): the next output buffer.
+    spare: BytesMut,
     /// TLS records to send (handshake messages, alerts, sealed plaintext).
     out_cipher: BytesMut,
     /// Callers' commands held back until the handshake is done.
@@ -169,6 +171,7 @@ impl<T: Copy> Conn<T> {
             limits,
             plain_in: BytesMut::new(),
             out_plain: BytesMut::new(),
+            spare: BytesMut::new(),
             out_cipher: BytesMut::new(),
             held: BytesMut::new(),
             fifo: VecDeque::new(),
@@ -286,17 +289,14 @@ impl<T: Copy> Conn<T> {
         self.fifo.len() > self.unsent
     }
 
-    /// A written buffer back from the backend, emptied: kept as the next output buffer,
-    /// so two buffers alternate instead of one being allocated per write, unless it grew
-    /// far past `usual` for one large batch.
+    /// A written buffer back from the backend, emptied: the next [`Conn::take_output`]
+    /// swaps it in for the one it hands out, so two buffers alternate instead of one
+    /// being allocated per write (callers queue into the other while a write is in
+    /// flight), unless it grew far past `usual` for one large batch.
     pub(crate) fn give_back(&mut self, mut buf: BytesMut, usual: usize) {
         buf.clear();
-        if self.out_plain.is_empty()
-            && self.tls.is_none()
-            && buf.capacity() <= 4 * usual.max(4096)
-            && buf.capacity() > self.out_plain.capacity()
-        {
-            self.out_plain = buf;
+        if buf.capacity() <= 4 * usual.max(4096) && buf.capacity() > self.spare.capacity() {
+            self.spare = buf;
         }
     }
 
@@ -311,25 +311,26 @@ impl<T: Copy> Conn<T> {
     pub(crate) fn take_output(&mut self) -> Result<Option<Output>> {
         let held_sinks = self.held_sinks();
         let going = self.unsent - held_sinks;
-        let plain = std::mem::take(&mut self.out_plain);
-        let bytes = match &mut self.tls {
-            None => plain,
+        let out = match &mut self.tls {
+            None => &mut self.out_plain,
             Some(tls) => {
-                if !plain.is_empty() {
+                if !self.out_plain.is_empty() {
                     if tls.is_handshaking() {
                         // Not yet: the plaintext waits for the TLS handshake.
-                        self.out_plain = plain;
                         return Ok(self.take_cipher());
                     }
-                    tls.seal(&plain, &mut self.out_cipher)
+                    tls.seal(&self.out_plain, &mut self.out_cipher)
                         .map_err(|e| at(&self.addr, e))?;
+                    self.out_plain.clear();
                 }
-                std::mem::take(&mut self.out_cipher)
+                &mut self.out_cipher
             }
         };
-        if bytes.is_empty() {
+        if out.is_empty() {
+            // Nothing to write: the buffer (and its capacity) stays.
             return Ok(None);
         }
+        let bytes = std::mem::replace(out, std::mem::take(&mut self.spare));
         self.unsent = held_sinks;
         self.sent_total += going as u64;
         Ok(Some(Output {
@@ -606,6 +607,35 @@ mod tests {
             );
             assert_eq!(c.take_pushes().count(), 1);
         }
+    }
+
+    #[test]
+    fn written_buffers_alternate_instead_of_being_allocated_per_write() {
+        let mut c = ready();
+        let write = |c: &mut Conn| {
+            c.queue_command(&cmd("GET").arg("k"), 0);
+            c.take_output().unwrap().unwrap().bytes
+        };
+        let a = write(&mut c);
+        let a_ptr = a.as_ptr();
+        c.give_back(a, 4096);
+        let b = write(&mut c);
+        assert_ne!(
+            b.as_ptr(),
+            a_ptr,
+            "A was given back while B was being filled"
+        );
+        let b_ptr = b.as_ptr();
+        c.give_back(b, 4096);
+        assert_eq!(write(&mut c).as_ptr(), a_ptr, "A again: no allocation");
+        // Nothing to write: no buffer changes hands.
+        assert!(c.take_output().unwrap().is_none());
+        assert_eq!(write(&mut c).as_ptr(), b_ptr);
+        // A buffer far past the usual size is let go.
+        let mut big = BytesMut::with_capacity(1 << 20);
+        big.extend_from_slice(b"x");
+        c.give_back(big, 4096);
+        assert_ne!(write(&mut c).capacity(), 1 << 20);
     }
 
     #[test]

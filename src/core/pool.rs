@@ -677,13 +677,16 @@ impl Pool {
             .map(|c| ConnId { key, id: c.id })
     }
 
-    /// Every open connection.
-    pub(crate) fn open_ids(&self) -> Vec<ConnId> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| !c.closed)
-            .map(|(key, c)| ConnId { key, id: c.id })
-            .collect()
+    /// Every open connection, into `out` (a vector the driver keeps, so a round
+    /// allocates nothing here).
+    pub(crate) fn open_ids(&self, out: &mut Vec<ConnId>) {
+        out.clear();
+        out.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| !c.closed)
+                .map(|(key, c)| ConnId { key, id: c.id }),
+        );
     }
 
     /// The open connections (subscribers' aside) that await a reply or a handshake

@@ -203,7 +203,9 @@ impl SimClient {
     }
 
     fn flush(&mut self, world: &mut World) {
-        for conn in self.pool.open_ids() {
+        let mut ids = Vec::new();
+        self.pool.open_ids(&mut ids);
+        for conn in ids {
             if !self.pool.wants_write(conn) {
                 continue;
             }
