@@ -1,14 +1,15 @@
-//! Connections and in-flight requests on shared connections, as slab entries: no
-//! socket, no runtime and no clock here (the driver gives the pool its clock).
+//! A client's connections and the replies each owes, as slab entries, for both clients:
+//! no socket, no runtime and no clock here (the driver gives the pool its clock).
 //!
 //! Each connection is the core's sans-IO [`Conn`] (TLS records, handshake, reply FIFO,
-//! push frames), the same one the blocking client drives. The async client's engine
-//! (`io/`) owns sockets and calls into the [`Pool`]: the writer task takes a
-//! connection's bytes with [`Pool::poll_output`], the reader task hands what it read to
-//! [`Pool::receive`], and either reports a dead connection with [`Pool::fail`]. The
-//! client side queues batches with [`Pool::enqueue`] and waits on an [`Exec`]. The pool
-//! keeps the wakers of the tasks waiting on it (a writer with nothing to write, a caller
-//! waiting for replies) and wakes each when its turn comes; it never runs them.
+//! push frames). The drivers own the sockets and call into the [`Pool`]: they take a
+//! connection's bytes ([`Pool::output`], or [`Pool::poll_output`] for an async writer
+//! task), hand it what they read ([`Pool::receive`]) and report a dead connection
+//! ([`Pool::fail`]). A request queues its batches with [`Pool::enqueue`] and finds its
+//! replies in its [`Exec`]. The async client's tasks wait on the pool: it keeps their
+//! wakers (a writer with nothing to write, a caller waiting for replies) and wakes each
+//! when its turn comes, never running them; the blocking client asks it which
+//! connections still owe replies ([`Pool::awaiting`]) and blocks on its ring meanwhile.
 //!
 //! It also decides what happens to a connection under load and silence: the caps on a
 //! connection's backlog ([`QueueLimits`]), when a node with written requests has stopped
