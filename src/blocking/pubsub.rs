@@ -55,7 +55,7 @@ impl Client {
         // Its own client routes nothing to replicas (subscriptions go to primaries), so it
         // has no replica connections to warm up.
         let mut config = self.cluster.config().clone();
-        config.read_from = crate::ReadFrom::Primary;
+        config.read_from = crate::core::config::ReadFrom::Primary;
         let client = Client::connect_parsed(
             self.cluster.seeds().to_vec(),
             config,

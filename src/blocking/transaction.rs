@@ -13,6 +13,7 @@
 use super::driver::{deadline_after, Client};
 use crate::core::cmd::{cmd, Cmd, ToArg};
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::pipeline::Pipeline;
 use crate::core::plan::BatchEntry;
 use crate::core::pool::ConnId;
 use crate::core::reply::{server_error, FromReply};
@@ -25,7 +26,6 @@ use crate::core::transaction::{
     check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
     TxOutcome, TxRound, WatchAttempts,
 };
-use crate::Pipeline;
 
 /// A `WATCH` session on a blocking client, handed to the closure of
 /// [`Client::transaction`]: read the watched keys through it, then return the
@@ -180,7 +180,7 @@ impl Client {
         &mut self,
         node: &NodeAddr,
         conn: ConnId,
-        slot: crate::Slot,
+        slot: crate::core::slot::Slot,
         pipe: Result<Pipeline>,
     ) -> Result<SessionEnd> {
         let outcome = match pipe {
@@ -209,7 +209,7 @@ impl Client {
         &mut self,
         node: &NodeAddr,
         conn: ConnId,
-        slot: crate::Slot,
+        slot: crate::core::slot::Slot,
         pipe: &Pipeline,
     ) -> Result<SessionEnd> {
         if let Err(e) = check_watched_transaction(pipe.commands(), slot) {

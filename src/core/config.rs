@@ -76,15 +76,17 @@ pub enum ReplicaChoice {
 pub struct PushHandler(std::rc::Rc<PushFn>);
 
 /// The callback inside a [`PushHandler`].
-type PushFn = dyn Fn(&crate::NodeAddr, crate::Value);
+type PushFn = dyn Fn(&crate::core::node::NodeAddr, crate::core::value::Value);
 
 impl PushHandler {
     /// Wraps a callback.
-    pub fn new(f: impl Fn(&crate::NodeAddr, crate::Value) + 'static) -> PushHandler {
+    pub fn new(
+        f: impl Fn(&crate::core::node::NodeAddr, crate::core::value::Value) + 'static,
+    ) -> PushHandler {
         PushHandler(std::rc::Rc::new(f))
     }
 
-    pub(crate) fn call(&self, node: &crate::NodeAddr, push: crate::Value) {
+    pub(crate) fn call(&self, node: &crate::core::node::NodeAddr, push: crate::core::value::Value) {
         (self.0)(node, push)
     }
 }
@@ -195,14 +197,14 @@ pub struct Config {
     /// with [`ErrorKind::WatchConflict`]: each attempt
     /// whose `EXEC` finds a watched key changed runs the closure again.
     pub max_watch_attempts: u32,
-    /// Messages a [`Subscriber`](crate::client::Subscriber) buffers for its caller; when
+    /// Messages a `Subscriber` buffers for its caller; when
     /// the caller falls this far behind, the oldest are dropped (and counted).
     pub max_buffered_messages: usize,
     /// Parallel (default) or serial per-node execution of pipelines.
     pub execution: Execution,
     /// Which nodes serve reads.
     pub read_from: ReadFrom,
-    /// The I/O engine. `Auto` follows the runtime [`engine::start`](crate::engine::start)
+    /// The I/O engine. `Auto` follows the runtime `engine::start`
     /// chose; inside a runtime of your own it means io_uring when the kernel allows it
     /// (use `Engine::Epoll` inside a plain tokio runtime).
     pub engine: Engine,
@@ -279,7 +281,7 @@ impl Config {
     /// tokens). An `Err` fails that connection with the provider's error.
     pub fn credentials_provider(
         mut self,
-        provider: impl Fn() -> crate::Result<Credentials> + 'static,
+        provider: impl Fn() -> crate::core::error::Result<Credentials> + 'static,
     ) -> Self {
         self.credentials = CredentialSource::Provider(std::rc::Rc::new(provider));
         self
@@ -399,7 +401,7 @@ impl Config {
 /// Environment variable that forces an engine: `io_uring` (or `uring`), `epoll`, `auto`.
 pub const ENGINE_ENV: &str = "REDIS_CLUSTER_URING_ENGINE";
 
-/// Which I/O engine a client (or [`engine::start`](crate::engine::start)) uses.
+/// Which I/O engine a client (or `engine::start`) uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
     /// io_uring when the kernel allows it, epoll otherwise.

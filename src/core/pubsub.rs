@@ -1,6 +1,6 @@
 //! Pub/sub subscriptions as data: what the caller wants, where each subscription stands,
 //! and what to send so the two agree. No I/O; the driver is
-//! [`Subscriber`](crate::client::Subscriber).
+//! `Subscriber`.
 //!
 //! Subscriptions need connections of their own: a subscribed connection answers with
 //! pushes, not replies, so it cannot carry other callers' commands. `SUBSCRIBE` and
