@@ -659,13 +659,7 @@ async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
             for node in &stalled {
                 cluster.stalled(node, now);
             }
-            let next = cluster.next_refresh(now);
-            // While requests wait, look again for stalls soon.
-            let check = waiting.then(|| now + UNRESPONSIVE_AFTER);
-            match (next, check) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            cluster.next_look(now, waiting)
         };
         match next {
             Some(at) if at <= Instant::now() => {

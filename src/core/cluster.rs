@@ -34,7 +34,7 @@ use crate::core::conn::Conn;
 use crate::core::error::Result;
 use crate::core::nodes::NodeTable;
 use crate::core::read_route::ReadRouter;
-use crate::core::refresh::{in_cluster, Refresh, SlotMapVote};
+use crate::core::refresh::{in_cluster, Refresh, SlotMapVote, UNRESPONSIVE_AFTER};
 use crate::core::report::Reporter;
 use crate::core::request::Request;
 use crate::core::round::{Effect, RoundLimits};
@@ -244,6 +244,17 @@ impl Cluster {
     /// When the next refresh is due, if one will be.
     pub fn next_refresh(&self, now: Instant) -> Option<Instant> {
         self.refresh.next_at(now, &self.config)
+    }
+
+    /// When a background loop should look again: the next refresh due, or, while
+    /// requests wait on a shared connection (`waiting`), soon enough to see a node stop
+    /// answering (`UNRESPONSIVE_AFTER`), whichever comes first.
+    pub fn next_look(&self, now: Instant, waiting: bool) -> Option<Instant> {
+        let check = waiting.then(|| now + UNRESPONSIVE_AFTER);
+        match (self.next_refresh(now), check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// A primary stopped answering while requests wait on it.
@@ -506,6 +517,18 @@ mod tests {
         }
         asked.sort_by_key(|n| n.port);
         assert_eq!(asked, seeds);
+    }
+
+    #[test]
+    fn the_loop_looks_again_soon_only_while_requests_wait() {
+        let mut c = cluster(Config::default());
+        let now = Instant::now();
+        c.adopt_given(SlotMap::split_evenly(&[NodeAddr::new("a", 1)]), now);
+        let periodic = c.next_refresh(now);
+        assert_eq!(c.next_look(now, false), periodic);
+        let soon = c.next_look(now, true).unwrap();
+        assert_eq!(soon, now + UNRESPONSIVE_AFTER);
+        assert!(periodic.is_none_or(|p| soon <= p));
     }
 
     #[test]
