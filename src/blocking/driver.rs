@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::cluster::Cluster;
-use crate::core::cmd::{cmd, Cmd};
+use crate::core::cluster::{Cluster, SlotMapFetch};
+use crate::core::cmd::Cmd;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plan::{BatchEntry, NodeBatch};
@@ -238,18 +238,9 @@ impl Client {
         buf: bytes::BytesMut,
         deadline: Option<Instant>,
     ) -> usize {
-        let bytes = buf.len();
-        let queued = self.connection_for(node, deadline).and_then(|conn| {
-            let limits = QueueLimits::of(self.cluster.config());
-            self.pool.enqueue(conn, exec, entries, buf, limits)
-        });
-        match queued {
-            Ok(()) => bytes,
-            Err(error) => {
-                self.pool.fail_unsent(exec, entries, &error);
-                0
-            }
-        }
+        let conn = self.connection_for(node, deadline);
+        let limits = QueueLimits::of(self.cluster.config());
+        self.pool.queue_batch(conn, exec, entries, buf, limits)
     }
 
     /// After a deadline passed (and the replies that came were taken): the connections
@@ -575,16 +566,10 @@ impl Client {
         let mut fetch = self.cluster.fetch();
         while let Some(group) = fetch.next_group() {
             // The group's questions are in flight together, in one submission.
-            let cmds: Vec<Cmd> = group.iter().map(|_| cmd("CLUSTER").arg("SLOTS")).collect();
-            let pins = group.iter().cloned().map(Some).collect();
+            let (cmds, pins) = SlotMapFetch::questions(&group);
             let deadline = deadline_after(Some(fetch.budget()));
             let replies = self.run(&cmds, deadline, pins, fetch.limits())?;
-            for (node, reply) in group.iter().zip(replies) {
-                if let Some(map) = fetch.answer(node, reply) {
-                    return Ok(map);
-                }
-            }
-            if let Some(map) = fetch.end_group() {
+            if let Some(map) = fetch.group_answered(&group, replies) {
                 return Ok(map);
             }
         }

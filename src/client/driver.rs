@@ -390,9 +390,7 @@ impl Client {
                                 conn
                             }
                         };
-                        let bytes = buf.len();
-                        self.dispatch(exec, conn, &entries, buf);
-                        bytes
+                        self.dispatch(exec, conn, &entries, buf)
                     };
                     request.written(node, entries, bytes, Instant::now());
                 }
@@ -487,14 +485,12 @@ impl Client {
         conn: ConnId,
         entries: &[BatchEntry],
         buf: BytesMut,
-    ) {
+    ) -> usize {
         let limits = QueueLimits::of(&self.inner.config);
-        let mut pool = self.inner.pool.borrow_mut();
-        if let Err(e) = pool.enqueue(conn, exec, entries, buf, limits) {
-            // Judged with the round like a connection that failed before sending: retried
-            // after a backoff, then reported.
-            pool.fail_unsent(exec, entries, &e);
-        }
+        self.inner
+            .pool
+            .borrow_mut()
+            .queue_batch(Ok(conn), exec, entries, buf, limits)
     }
 
     /// An idle dedicated connection to `node`, or a new one (leased to the caller).

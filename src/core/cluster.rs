@@ -395,6 +395,30 @@ impl SlotMapFetch {
         self.vote.answer(node, reply)
     }
 
+    /// What to send a group: `CLUSTER SLOTS` to each node, pinned to it.
+    pub fn questions(group: &[NodeAddr]) -> (Vec<Cmd>, Vec<Option<NodeAddr>>) {
+        let cmds = group
+            .iter()
+            .map(|_| crate::core::cmd::cmd("CLUSTER").arg("SLOTS"))
+            .collect();
+        (cmds, group.iter().cloned().map(Some).collect())
+    }
+
+    /// A whole group's answers at once (in the group's order): the map, when they
+    /// settle the vote.
+    pub fn group_answered(
+        &mut self,
+        group: &[NodeAddr],
+        replies: Vec<Result<crate::core::value::Value>>,
+    ) -> Option<SlotMap> {
+        for (node, reply) in group.iter().zip(replies) {
+            if let Some(map) = self.answer(node, reply) {
+                return Some(map);
+            }
+        }
+        self.end_group()
+    }
+
     /// The group's answers are all in: the map, when they settle the vote.
     pub fn end_group(&mut self) -> Option<SlotMap> {
         self.vote.end_group()

@@ -577,6 +577,28 @@ impl Pool {
         Ok(())
     }
 
+    /// Queues a batch of `exec` on `conn`, or fails it: the bytes queued, or 0 when there
+    /// was no connection (`conn` is the error) or the connection refused it (closed, over
+    /// its caps). A batch that was not queued fails unsent, so the round judges it like a
+    /// connection that failed before sending: retried after a backoff, then reported.
+    pub(crate) fn queue_batch(
+        &mut self,
+        conn: Result<ConnId, Error>,
+        exec: usize,
+        entries: &[BatchEntry],
+        buf: BytesMut,
+        limits: QueueLimits,
+    ) -> usize {
+        let bytes = buf.len();
+        match conn.and_then(|conn| self.enqueue(conn, exec, entries, buf, limits)) {
+            Ok(()) => bytes,
+            Err(error) => {
+                self.fail_unsent(exec, entries, &error);
+                0
+            }
+        }
+    }
+
     /// Records a failure for commands that never reached a connection.
     pub(crate) fn fail_unsent(&mut self, exec: usize, entries: &[BatchEntry], error: &Error) {
         if let Some(e) = self.execs.get_mut(exec) {

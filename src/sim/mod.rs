@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::core::cluster::Cluster;
+use crate::core::cluster::{Cluster, SlotMapFetch};
 use crate::core::cmd::{cmd, Cmd};
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
@@ -124,18 +124,9 @@ impl SimClient {
         entries: &[BatchEntry],
         buf: BytesMut,
     ) -> usize {
-        let bytes = buf.len();
-        let queued = self.connection_for(world, node).and_then(|conn| {
-            let limits = QueueLimits::of(self.cluster.config());
-            self.pool.enqueue(conn, exec, entries, buf, limits)
-        });
-        match queued {
-            Ok(()) => bytes,
-            Err(e) => {
-                self.pool.fail_unsent(exec, entries, &e);
-                0
-            }
-        }
+        let conn = self.connection_for(world, node);
+        let limits = QueueLimits::of(self.cluster.config());
+        self.pool.queue_batch(conn, exec, entries, buf, limits)
     }
 
     fn connection_for(&mut self, world: &mut World, node: &NodeAddr) -> Result<ConnId> {
@@ -299,20 +290,13 @@ impl SimClient {
     fn fetch_slot_map(&mut self, world: &mut World) -> Result<SlotMap> {
         let mut fetch = self.cluster.fetch();
         while let Some(group) = fetch.next_group() {
-            let cmds: Vec<Cmd> = group.iter().map(|_| cmd("CLUSTER").arg("SLOTS")).collect();
-            let pins = group.iter().cloned().map(Some).collect();
+            let (cmds, pins) = SlotMapFetch::questions(&group);
             let deadline = Some(sim_now() + fetch.budget());
             let mut request =
                 self.cluster
                     .plain(&cmds, pins, self.pool.nodes(), deadline, fetch.limits());
             self.drive(world, &mut request, deadline);
-            let replies = request.results()?;
-            for (node, reply) in group.iter().zip(replies) {
-                if let Some(map) = fetch.answer(node, reply) {
-                    return Ok(map);
-                }
-            }
-            if let Some(map) = fetch.end_group() {
+            if let Some(map) = fetch.group_answered(&group, request.results()?) {
                 return Ok(map);
             }
         }
