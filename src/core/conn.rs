@@ -81,6 +81,8 @@ pub(crate) struct Conn<T = usize> {
     held: BytesMut,
     /// Reply order. The last `unsent` sinks belong to bytes not yet handed out.
     fifo: VecDeque<Sink<T>>,
+    /// How many of them are the handshake's.
+    handshake_sinks: usize,
     unsent: usize,
     /// Sinks whose bytes were handed out, and sinks answered, since the start.
     sent_total: u64,
@@ -175,6 +177,7 @@ impl<T: Copy> Conn<T> {
             out_cipher: BytesMut::new(),
             held: BytesMut::new(),
             fifo: VecDeque::new(),
+            handshake_sinks: 0,
             unsent: 0,
             sent_total: 0,
             answered_total: 0,
@@ -274,9 +277,21 @@ impl<T: Copy> Conn<T> {
         }
     }
 
-    /// Bytes queued by callers and not yet handed out (the backlog a cap applies to).
+    /// Bytes queued by callers and not yet handed out (the backlog a cap applies to):
+    /// while the handshake runs, `out_plain` holds only its own commands.
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.out_plain.len() + self.held.len()
+        let out = if self.is_ready() {
+            self.out_plain.len()
+        } else {
+            0
+        };
+        out + self.held.len()
+    }
+
+    /// Replies awaited by callers (the handshake's own aside: a cap on a caller's backlog
+    /// must not refuse the first request on a connection still shaking hands).
+    pub(crate) fn callers_awaited(&self) -> usize {
+        self.fifo.len() - self.handshake_sinks
     }
 
     /// Replies awaited, for bytes handed out or not.
@@ -423,6 +438,7 @@ impl<T: Copy> Conn<T> {
                 Sink::Reply(index) => self.replies.push((index, value)),
                 Sink::Discard => {}
                 Sink::Handshake => {
+                    self.handshake_sinks = self.handshake_sinks.saturating_sub(1);
                     let step = match &mut self.phase {
                         Phase::Handshaking(machine) => machine.on_reply(value),
                         _ => return Err(Error::protocol("handshake reply out of place")),
@@ -449,6 +465,7 @@ impl<T: Copy> Conn<T> {
                 for _ in &cmds {
                     self.fifo.insert(at, Sink::Handshake);
                 }
+                self.handshake_sinks += cmds.len();
                 self.unsent += cmds.len();
                 Ok(())
             }
@@ -495,6 +512,7 @@ impl<T: Copy> Conn<T> {
             })
             .collect();
         self.unsent = 0;
+        self.handshake_sinks = 0;
         self.held.clear();
         self.out_plain.clear();
         self.out_cipher.clear();

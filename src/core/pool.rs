@@ -152,7 +152,7 @@ impl Connection {
                 ),
             ));
         }
-        let awaited = self.conn.awaited();
+        let awaited = self.conn.callers_awaited();
         if awaited > 0 && awaited + sinks > limits.max_pending_replies {
             return Err(Error::new(
                 ErrorKind::Overloaded,
@@ -788,7 +788,12 @@ impl Pool {
         }
         if !c.ready && c.conn.is_ready() {
             let info = c.conn.server_info().cloned().unwrap_or_default();
-            let rtt = clock().saturating_duration_since(c.opened);
+            let now = clock();
+            let rtt = now.saturating_duration_since(c.opened);
+            // Commands held through the handshake go out now: their wait for a reply (the
+            // stall clock, which starts at `last_used`) starts now too, not when they
+            // were queued.
+            c.last_used = c.last_used.max(now);
             self.connected(conn, info, rtt);
         }
         received
@@ -1492,6 +1497,68 @@ mod tests {
         tick(limit);
         let e = pool.handshake_overdue(slow, test_clock(), limit).unwrap();
         assert!(e.detail().starts_with("127.0.0.1:7001"), "{e}");
+    }
+
+    #[test]
+    fn a_connection_still_shaking_hands_takes_a_first_request_over_the_caps() {
+        let mut pool = Pool::new(test_clock);
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let shaking = Conn::new(
+            a.clone(),
+            crate::core::handshake::HandshakeOptions {
+                lib: None,
+                ..Default::default()
+            },
+            None,
+            crate::core::resp::DecodeLimits::default(),
+        )
+        .unwrap();
+        let conn = pool.open(shaking, 1024);
+        let exec = pool.new_exec(2);
+        let tight = QueueLimits {
+            max_queued_bytes: 1,
+            max_pending_replies: 1,
+        };
+        // The handshake's own bytes and replies are not a caller's backlog.
+        let b = batch(&a, &[(0, false), (1, false)]);
+        assert!(pool.enqueue(conn, exec, &b.entries, b.buf, tight).is_ok());
+        // The caps still hold the backlog behind it.
+        let b = batch(&a, &[(0, false)]);
+        let e = pool
+            .enqueue(conn, exec, &b.entries, b.buf, tight)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overloaded);
+    }
+
+    #[test]
+    fn commands_held_through_a_slow_handshake_are_not_a_stall() {
+        let after = Duration::from_millis(200);
+        let mut pool = Pool::new(test_clock);
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let mut shaking = Conn::new(
+            a.clone(),
+            crate::core::handshake::HandshakeOptions {
+                lib: None,
+                ..Default::default()
+            },
+            None,
+            crate::core::resp::DecodeLimits::default(),
+        )
+        .unwrap();
+        shaking.take_output().unwrap();
+        let conn = pool.open(shaking, 1024);
+        pool.socket_up(conn);
+        let exec = pool.new_exec(1);
+        enqueue(&mut pool, conn, exec, batch(&a, &[(0, false)]));
+        // The handshake takes a second; the request waits, held, meanwhile.
+        tick(Duration::from_secs(1));
+        let mut hello = BytesMut::from(&b"%1\r\n+proto\r\n:3\r\n"[..]);
+        pool.receive(conn, &mut hello, &mut Vec::new(), test_clock)
+            .unwrap();
+        pool.take_output(conn).unwrap();
+        assert_eq!(pool.stalls(test_clock(), after), (vec![], true));
+        tick(after);
+        assert_eq!(pool.stalls(test_clock(), after), (vec![a], true));
     }
 
     use proptest::prelude::*;
