@@ -556,6 +556,153 @@ mod tests {
     }
 
     #[test]
+    fn what_it_was_given_is_what_it_holds() {
+        let seeds = vec![
+            NodeAddr::new("10.0.0.1", 7000),
+            NodeAddr::new("10.0.0.2", 7000),
+        ];
+        let config = Config::default().request_timeout(Some(Duration::from_millis(123)));
+        let c = Cluster::new(seeds.clone(), config, 1);
+        assert_eq!(c.seeds(), &seeds[..]);
+        assert_eq!(
+            c.shared_config().request_timeout,
+            Some(Duration::from_millis(123))
+        );
+        assert!(!c.routes_reads());
+        let nearest = cluster(Config::default().read_from(ReadFrom::Nearest));
+        assert!(nearest.routes_reads());
+    }
+
+    #[test]
+    fn serial_execution_writes_one_node_at_a_time() {
+        use crate::core::config::Execution;
+        use crate::core::request::Step;
+        let nodes = [
+            NodeAddr::new("10.0.0.1", 7000),
+            NodeAddr::new("10.0.0.2", 7000),
+        ];
+        let cmds: Vec<Cmd> = (0..32).map(|i| cmd("GET").arg(format!("k{i}"))).collect();
+        let writes_before_waiting = |execution: Execution| {
+            let mut c = cluster(Config::default().execution(execution));
+            let now = Instant::now();
+            c.adopt_given(SlotMap::split_evenly(&nodes), now);
+            let mut request = c.pipeline(&cmds, &NodeTable::default(), None, None);
+            let mut writes = 0;
+            while let Step::Write(batch) = request.poll(now, c.map(), c.seeds()) {
+                request.written(batch.node, batch.entries, 0, now);
+                writes += 1;
+            }
+            writes
+        };
+        assert_eq!(writes_before_waiting(Execution::Parallel), 2);
+        assert_eq!(writes_before_waiting(Execution::Serial), 1);
+    }
+
+    #[test]
+    fn refreshes_come_when_asked_periodically_or_while_polling_never_faster() {
+        use crate::core::refresh::POLL_WHILE_UNRESPONSIVE;
+        let config = Config::default();
+        let min = config.min_refresh_interval;
+        let every = config
+            .periodic_refresh
+            .expect("a periodic refresh by default");
+        let a = NodeAddr::new("10.0.0.1", 7000);
+        let t0 = Instant::now();
+        let mut c = cluster(config);
+        c.adopt_given(SlotMap::split_evenly(std::slice::from_ref(&a)), t0);
+        // Nothing asked: only the periodic one.
+        assert_eq!(c.next_refresh(t0), Some(t0 + every));
+        assert!(!c.wants_refresh(t0 + min));
+        assert!(c.wants_refresh(t0 + every));
+        // A primary that stopped answering: polled, but not within the rate limit.
+        c.stalled(&a, t0);
+        assert_eq!(
+            c.next_refresh(t0),
+            Some(t0 + POLL_WHILE_UNRESPONSIVE.max(min))
+        );
+        // A node that cannot be reached: a refresh as soon as the rate limit allows.
+        let mut c = cluster(Config::default());
+        c.adopt_given(SlotMap::split_evenly(std::slice::from_ref(&a)), t0);
+        c.unreachable(&a, t0);
+        assert!(!c.wants_refresh(t0));
+        assert!(c.wants_refresh(t0 + min));
+        // A node outside the cluster says nothing about it.
+        let mut c = cluster(Config::default());
+        c.adopt_given(SlotMap::split_evenly(std::slice::from_ref(&a)), t0);
+        c.unreachable(&NodeAddr::new("10.9.9.9", 1), t0);
+        c.stalled(&NodeAddr::new("10.9.9.9", 1), t0);
+        assert_eq!(c.next_refresh(t0), Some(t0 + every));
+    }
+
+    #[test]
+    fn replicas_are_warmed_up_only_where_reads_go_to_them() {
+        use crate::core::value::Value;
+        let bulk = |s: &str| Value::Bulk(bytes::Bytes::from(s.to_string()));
+        let node = |port: i64| Value::Array(vec![bulk("10.0.0.1"), Value::Int(port), bulk("id")]);
+        let reply = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(16383),
+            node(7000),
+            node(7100),
+        ])]);
+        let map = SlotMap::from_cluster_slots(&reply).unwrap();
+        let replica = NodeAddr::new("10.0.0.1", 7100);
+        let now = Instant::now();
+        let mut primary_only = cluster(Config::default());
+        primary_only.adopt_given(map.clone(), now);
+        assert!(primary_only
+            .warm_ups(&NodeTable::default(), now, |_| false)
+            .is_empty());
+        let mut nearest = cluster(Config::default().read_from(ReadFrom::Nearest));
+        nearest.adopt_given(map, now);
+        assert_eq!(
+            nearest.warm_ups(&NodeTable::default(), now, |_| false),
+            vec![replica.clone()]
+        );
+        assert!(nearest
+            .warm_ups(&NodeTable::default(), now, |n| *n == replica)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_node_failing_in_a_row_is_reconnected_after_a_backoff() {
+        let c = cluster(Config::default());
+        let a = NodeAddr::new("10.0.0.1", 7000);
+        let mut nodes = NodeTable::default();
+        let now = Instant::now();
+        assert_eq!(c.reconnect_delay(&nodes, &a, now, 1.0), Duration::ZERO);
+        nodes.failed(&a, now);
+        nodes.failed(&a, now);
+        assert!(c.reconnect_delay(&nodes, &a, now, 1.0) > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_group_whose_answers_cover_part_of_the_slots_ends_with_the_best_one() {
+        use crate::core::value::Value;
+        let seeds = vec![NodeAddr::new("10.0.0.1", 7000)];
+        let mut c = Cluster::new(seeds.clone(), Config::default(), 3);
+        let mut fetch = c.fetch();
+        let group = fetch.next_group().expect("one group");
+        assert_eq!(group, seeds);
+        let (cmds, pins) = SlotMapFetch::questions(&group);
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(pins, vec![Some(seeds[0].clone())]);
+        // Slots 0-100 only: no answer settles the vote by itself; the group's end does.
+        let bulk = |s: &str| Value::Bulk(bytes::Bytes::from(s.to_string()));
+        let partial = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(100),
+            Value::Array(vec![bulk("10.0.0.1"), Value::Int(7000), bulk("id")]),
+        ])]);
+        let map = fetch
+            .group_answered(&group, vec![Ok(partial)])
+            .expect("the best answer once the group is done");
+        assert_eq!(map.node_for(slot(5)), Some(&seeds[0]));
+        assert_eq!(map.node_for(slot(500)), None);
+        assert!(fetch.next_group().is_none());
+    }
+
+    #[test]
     fn effects_move_slots_and_ask_for_a_refresh() {
         let mut c = cluster(Config::default());
         let a = NodeAddr::new("10.0.0.1", 7000);
