@@ -903,6 +903,13 @@ impl Pool {
         }
     }
 
+    /// Whether every reply of the exec's current round is in (for a driver that looks
+    /// instead of waiting on a waker, such as the simulation's).
+    #[cfg(test)]
+    pub(crate) fn round_done(&self, exec: usize) -> bool {
+        self.execs.get(exec).is_none_or(|e| e.outstanding == 0)
+    }
+
     /// Ready when every reply of the current round is in.
     pub(crate) fn poll_exec(&mut self, exec: usize, cx: &mut Context<'_>) -> Poll<()> {
         match self.execs.get_mut(exec) {
@@ -964,6 +971,16 @@ impl Pool {
                 e.waker = None;
             }
         }
+    }
+
+    /// A connection's backlog: bytes queued and not yet written, and callers' replies
+    /// awaited (the two quantities [`QueueLimits`] caps); `None` once it is closed.
+    #[cfg(test)]
+    pub(crate) fn backlog(&self, conn: ConnId) -> Option<(usize, usize)> {
+        self.conns
+            .get(conn.key)
+            .filter(|c| c.id == conn.id && !c.closed)
+            .map(|c| (c.conn.queued_bytes(), c.conn.callers_awaited()))
     }
 
     /// Number of requests still holding slab entries (shutdown waits for them to finish).

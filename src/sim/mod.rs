@@ -15,7 +15,7 @@
 mod world;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -25,6 +25,7 @@ use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::pool::{ConnId, Pool, QueueLimits};
+use crate::core::refresh::UNRESPONSIVE_AFTER;
 use crate::core::request::{Request, Step};
 use crate::core::resp::Value;
 use crate::core::topology::{NodeAddr, SlotMap};
@@ -39,6 +40,8 @@ struct SimClient {
     links: BTreeMap<usize, (ConnId, usize, BytesMut)>,
     /// Pool key of each world link.
     keys: BTreeMap<usize, usize>,
+    /// Batches a connection refused (over its backlog caps).
+    refused_batches: u64,
 }
 
 impl SimClient {
@@ -48,6 +51,7 @@ impl SimClient {
             pool: Pool::new(sim_now),
             links: BTreeMap::new(),
             keys: BTreeMap::new(),
+            refused_batches: 0,
         }
     }
 
@@ -72,6 +76,185 @@ impl SimClient {
         self.drive(world, &mut request, deadline);
         self.maybe_refresh(world);
         request.results()
+    }
+
+    /// Several callers' requests at once, as the async client runs them: up to `at_once`
+    /// in flight, each with its own exec on the shared connections, waiting for its own
+    /// replies while the others' bytes move, and the next starting as soon as one ends
+    /// (its exec's slot freed, or kept until its late replies are read). A caller that
+    /// gives up at its deadline leaves its connection open (its late replies are read and
+    /// dropped in order) and counts a timeout in a row against the node, as the async
+    /// client does. Returns each call's outcome and how long it took; a broken backlog
+    /// cap is the error.
+    fn execute_concurrently<'a>(
+        &mut self,
+        world: &mut World,
+        calls: &'a [Call],
+        at_once: usize,
+    ) -> std::result::Result<Vec<(Outcome, Duration)>, String> {
+        self.maybe_refresh(world);
+        let mut outcomes: Vec<Option<(Outcome, Duration)>> = calls.iter().map(|_| None).collect();
+        let mut next = 0;
+        let mut callers: Vec<Caller<'a>> = Vec::new();
+        let limit = self.cluster.config().connect_timeout;
+        loop {
+            while callers.len() < at_once && next < calls.len() {
+                let deadline = self.cluster.config().request_timeout.map(|t| sim_now() + t);
+                let request = match &calls[next] {
+                    Call::Pipeline { cmds, .. } => {
+                        self.cluster
+                            .pipeline(cmds, self.pool.nodes(), deadline, None)
+                    }
+                    Call::Atomic { cmds, .. } => {
+                        self.cluster.counters().add_execution();
+                        Request::atomic(cmds, self.cluster.limits(), deadline, None)
+                            .map_err(|e| format!("an atomic pipeline was refused: {e}"))?
+                    }
+                };
+                callers.push(Caller {
+                    index: next,
+                    started: sim_now(),
+                    exec: self.pool.new_exec(request.reply_slots()),
+                    request,
+                    deadline,
+                    state: CallState::Ready,
+                });
+                next += 1;
+            }
+            // Each ready caller runs until it waits, sleeps or ends: one turn of the loop.
+            for c in &mut callers {
+                while matches!(c.state, CallState::Ready) {
+                    let step = c
+                        .request
+                        .poll(sim_now(), self.cluster.map(), self.cluster.seeds());
+                    match step {
+                        Step::Done => c.state = CallState::Done,
+                        Step::Sleep(at) => c.state = CallState::Sleeping(at),
+                        Step::Wait => c.state = CallState::Waiting,
+                        Step::Write(NodeBatch { node, entries, buf }) => {
+                            let bytes = self.write_batch(world, c.exec, &node, &entries, buf);
+                            c.request.written(node, entries, bytes, sim_now());
+                        }
+                    }
+                }
+            }
+            let mut ended = false;
+            let mut i = 0;
+            while i < callers.len() {
+                if matches!(callers[i].state, CallState::Done) {
+                    let c = callers.remove(i);
+                    self.pool.abandon(c.exec);
+                    let took = sim_now().saturating_duration_since(c.started);
+                    outcomes[c.index] = Some((c.request.results(), took));
+                    ended = true;
+                } else {
+                    i += 1;
+                }
+            }
+            if callers.is_empty() && next == calls.len() {
+                break;
+            }
+            if ended {
+                continue;
+            }
+            self.check_backlogs()?;
+            self.flush(world);
+            let now = sim_now();
+            let mut wake: Option<Instant> = None;
+            let mut at = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
+            let mut awaiting = Vec::new();
+            self.pool.awaiting(&mut awaiting);
+            let mut overdue = Vec::new();
+            for &conn in &awaiting {
+                if let Some(e) = self.pool.handshake_overdue(conn, now, limit) {
+                    overdue.push((conn, e));
+                } else if let Some(due) = self.pool.handshake_due(conn, limit) {
+                    at(due);
+                }
+            }
+            for (conn, e) in overdue {
+                self.fail(world, conn, &e);
+            }
+            let mut woke = false;
+            for c in &mut callers {
+                match c.state {
+                    CallState::Waiting => {
+                        let all_in = self.pool.round_done(c.exec);
+                        if all_in || c.deadline.is_some_and(|d| now >= d) {
+                            let (pool, exec) = (&mut self.pool, c.exec);
+                            c.request.waited(all_in, |i| pool.take_reply(exec, i));
+                            let timed_out = self
+                                .cluster
+                                .apply_effects(c.request.take_effects(), sim_now);
+                            let max = self.cluster.config().max_consecutive_timeouts;
+                            for node in timed_out {
+                                let conn = self.pool.find(&node);
+                                if self.pool.note_timeout(&node, max) {
+                                    if let Some(conn) = conn {
+                                        self.close(world, conn);
+                                    }
+                                }
+                            }
+                            c.state = CallState::Ready;
+                            woke = true;
+                        } else if let Some(d) = c.deadline {
+                            at(d);
+                        }
+                    }
+                    CallState::Sleeping(until) if now >= until => {
+                        c.state = CallState::Ready;
+                        woke = true;
+                    }
+                    CallState::Sleeping(until) => at(until),
+                    _ => {}
+                }
+            }
+            if woke {
+                continue;
+            }
+            // As the async client's refresh loop: a primary that stopped answering.
+            let (stalled, _) = self.pool.stalls(now, UNRESPONSIVE_AFTER);
+            for node in stalled {
+                self.cluster.stalled(&node, now);
+            }
+            let until = match (wake, world.next_event()) {
+                (Some(w), _) => w,
+                (None, Some(e)) => e,
+                (None, None) => {
+                    return Err(
+                        "invariant `progress`: callers wait for replies nothing will send".into(),
+                    )
+                }
+            };
+            let mut seen = Vec::new();
+            world.advance(until, &mut seen);
+            self.handle(world, seen);
+        }
+        self.maybe_refresh(world);
+        Ok(outcomes.into_iter().flatten().collect())
+    }
+
+    /// Invariant: no connection's backlog passes the configured caps (one request is
+    /// always let onto an idle connection, however large, so the bound is the larger of
+    /// the cap and one pipeline).
+    fn check_backlogs(&self) -> std::result::Result<(), String> {
+        let limits = QueueLimits::of(self.cluster.config());
+        let mut ids = Vec::new();
+        self.pool.open_ids(&mut ids);
+        for conn in ids {
+            let Some((bytes, replies)) = self.pool.backlog(conn) else {
+                continue;
+            };
+            if bytes > limits.max_queued_bytes.max(MAX_BATCH_BYTES)
+                || replies > limits.max_pending_replies.max(MAX_BATCH_REPLIES)
+            {
+                return Err(format!(
+                    "invariant `queues stay within their caps` broken: {bytes} bytes and \
+                     {replies} replies queued on one connection, caps {limits:?}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn drive(
@@ -126,7 +309,13 @@ impl SimClient {
     ) -> usize {
         let conn = self.connection_for(world, node);
         let limits = QueueLimits::of(self.cluster.config());
-        self.pool.queue_batch(conn, exec, entries, buf, limits)
+        let open = conn.is_ok();
+        let bytes = self.pool.queue_batch(conn, exec, entries, buf, limits);
+        if open && bytes == 0 {
+            // An open connection refuses a batch only over its backlog caps.
+            self.refused_batches += 1;
+        }
+        bytes
     }
 
     fn connection_for(&mut self, world: &mut World, node: &NodeAddr) -> Result<ConnId> {
@@ -304,6 +493,32 @@ impl SimClient {
     }
 }
 
+/// What a request returns: its results, one per command, or why it failed as a whole.
+type Outcome = Result<Vec<Result<Value>>>;
+
+/// One caller's request in the concurrent mode, and where it is.
+struct Caller<'a> {
+    /// Which call of the wave it is.
+    index: usize,
+    started: Instant,
+    request: Request<'a>,
+    exec: usize,
+    deadline: Option<Instant>,
+    state: CallState,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CallState {
+    /// Poll it.
+    Ready,
+    /// For its round's replies (or its deadline).
+    Waiting,
+    /// Until then (a retry's backoff).
+    Sleeping(Instant),
+    /// Ended.
+    Done,
+}
+
 /// A fault injected between two requests.
 #[derive(Debug, Clone, PartialEq)]
 enum Fault {
@@ -373,121 +588,105 @@ struct Coverage {
     failed_writes: u64,
     served_by_promoted: u64,
     transactions: u64,
+    /// Requests run with other callers' at once.
+    concurrent: u64,
+    /// Batches refused by a connection's backlog caps.
+    overloaded: u64,
 }
 
-/// Runs `schedule` with seed `seed` (the workload and the network's randomness): a
-/// pipeline over all slots per round, the schedule's fault before it, then the faults
-/// healed, checking every invariant. The first one broken is the error.
-fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> {
-    let mut coverage = Coverage::default();
-    // The workload's own stream: a shorter schedule leaves the requests as they were.
-    let mut rng = Rng::new(seed ^ 0x3077_10ad);
-    let mut world = World::new(3, seed, schedule.faults);
-    let reads = READS;
-    for i in 0..reads {
-        world.preload(format!("r:{i}").as_bytes(), format!("v{i}").as_bytes());
-    }
-    let config = Config::default()
-        .request_timeout(Some(Duration::from_millis(100)))
-        .connect_timeout(Duration::from_millis(50));
-    let mut client = SimClient::new(&world, config, seed);
-    // As a user would: `connect` until it loads a map (a cut connection can fail it).
-    let mut connected = false;
-    for _ in 0..20 {
-        if client.connect(&mut world).is_ok() {
-            connected = true;
-            break;
+/// Returns the named invariant's breach from the enclosing function when `$ok` is false.
+macro_rules! check {
+    ($ok:expr, $name:expr, $detail:expr $(,)?) => {
+        if !$ok {
+            return Err(format!("invariant `{}` broken: {}", $name, $detail));
         }
-        pass_time(&mut world, &mut client, Duration::from_millis(100));
-    }
-    if !connected {
-        return Err("invariant `connect loads a map`: it never did".into());
-    }
-    macro_rules! check {
-        ($ok:expr, $name:expr, $detail:expr $(,)?) => {
-            if !$ok {
-                return Err(format!("invariant `{}` broken: {}", $name, $detail));
-            }
-        };
-    }
-    // Writes acknowledged, and writes that failed (may or may not have run).
-    let mut acked: Vec<Bytes> = Vec::new();
-    let mut failed: Vec<Bytes> = Vec::new();
-    for round in 0..ROUNDS {
-        for (_, fault) in schedule.events.iter().filter(|(r, _)| *r == round) {
-            match *fault {
-                Fault::Migrate(i) => world.start_migration(format!("r:{i}").as_bytes()),
-                Fault::FinishMigration => world.finish_migration(),
-                Fault::Pause(node, ms) => world.pause(node, Duration::from_millis(ms)),
-                Fault::CutLinks(node) => world.kill_links(node),
-                Fault::Failover(shard, ms) => world.failover(shard, Duration::from_millis(ms)),
-            }
-        }
+    };
+}
+
+/// Most commands in one pipeline of the workload.
+const MAX_PIPELINE: usize = 12;
+/// Most replies one pipeline's batch can await on a connection: each command, and an
+/// `ASKING` before each after a migration's `ASK`.
+const MAX_BATCH_REPLIES: usize = 2 * MAX_PIPELINE;
+/// More bytes than one batch of the workload encodes to (twelve `SET`s of about 45
+/// bytes, each behind an `ASKING`).
+const MAX_BATCH_BYTES: usize = 1024;
+
+/// One request of the workload, and what its replies must be.
+enum Call {
+    /// Reads of known values (`Ok(value)`) and unique writes (`Err(key)`, answered `OK`).
+    Pipeline {
+        cmds: Vec<Cmd>,
+        expect: Vec<std::result::Result<Bytes, Bytes>>,
+    },
+    /// `MULTI` ... `EXEC` of writes to `keys`, all on one slot.
+    Atomic { keys: Vec<String>, cmds: Vec<Cmd> },
+}
+
+impl Call {
+    /// Caller `caller`'s request in round `round` (its written keys are its own).
+    fn of(rng: &mut Rng, round: usize, caller: usize) -> Call {
         if rng.chance(25) {
-            // An atomic pipeline: every write of it runs once, or none does.
             let keys: Vec<String> = (0..2 + rng.below(3))
-                .map(|j| format!("{{tx{round}}}:{j}"))
+                .map(|j| format!("{{tx{round}.{caller}}}:{j}"))
                 .collect();
-            let cmds: Vec<Cmd> = keys.iter().map(|k| cmd("SET").arg(k).arg(k)).collect();
-            let outcome = client.execute_atomic(&mut world, &cmds);
-            let runs: Vec<u32> = keys
-                .iter()
-                .map(|k| world.executions.get(k.as_bytes()).copied().unwrap_or(0))
-                .collect();
-            let done = matches!(&outcome, Ok(r) if r.iter().all(|r| r.is_ok()));
-            check!(
-                if done {
-                    runs.iter().all(|&n| n == 1)
-                } else {
-                    runs.iter().all(|&n| n == runs[0] && n <= 1)
-                },
-                "an atomic pipeline runs all or nothing, at most once",
-                format!("round {round}: {outcome:?}, executions {runs:?}")
-            );
-            match outcome {
-                Ok(results) => {
-                    check!(
-                        results.len() == cmds.len(),
-                        "one result per command",
-                        format!("round {round}: {results:?}")
-                    );
-                    if done {
-                        acked.extend(keys.iter().map(|k| Bytes::from(k.clone())));
-                        coverage.transactions += 1;
-                    }
-                }
-                Err(e) => coverage.note(&e),
-            }
-            continue;
+            let cmds = keys.iter().map(|k| cmd("SET").arg(k).arg(k)).collect();
+            return Call::Atomic { keys, cmds };
         }
-        let n = 1 + rng.below(12) as usize;
+        let n = 1 + rng.below(MAX_PIPELINE as u64) as usize;
         let mut cmds = Vec::with_capacity(n);
-        // What each command's reply must be: a read's value, or a write's key (`OK`).
-        let mut expect: Vec<Result<Bytes, Bytes>> = Vec::with_capacity(n);
+        let mut expect = Vec::with_capacity(n);
         for j in 0..n {
             if rng.chance(50) {
-                let i = rng.below(reads);
+                let i = rng.below(READS);
                 cmds.push(cmd("GET").arg(format!("r:{i}")));
                 expect.push(Ok(Bytes::from(format!("v{i}"))));
             } else {
-                let key = format!("w:{round}:{j}");
+                let key = format!("w:{round}:{caller}:{j}");
                 cmds.push(cmd("SET").arg(&key).arg(&key));
                 expect.push(Err(Bytes::from(key)));
             }
         }
-        let started = sim_now();
-        let results = client.execute(&mut world, &cmds);
-        let took = sim_now().saturating_duration_since(started);
+        Call::Pipeline { cmds, expect }
+    }
+}
+
+/// What the run learned from the requests' outcomes so far.
+#[derive(Default)]
+struct Ledger {
+    /// Writes acknowledged.
+    acked: Vec<Bytes>,
+    /// Writes that failed (they may or may not have run).
+    failed: Vec<Bytes>,
+    coverage: Coverage,
+}
+
+impl Ledger {
+    /// Checks one request's outcome against the invariants, noting its writes.
+    fn judge(
+        &mut self,
+        world: &World,
+        round: usize,
+        call: &Call,
+        outcome: Result<Vec<Result<Value>>>,
+        took: Duration,
+    ) -> std::result::Result<(), String> {
         // Bounded: the deadline, plus the refreshes run around and during the request.
         check!(
             took <= Duration::from_millis(100) + Duration::from_millis(1600),
             "finishes within its deadline plus a bound",
             format!("round {round} took {took:?}"),
         );
-        let results = match results {
+        let (cmds, expect) = match call {
+            Call::Atomic { keys, cmds } => {
+                return self.judge_atomic(world, round, keys, cmds, outcome)
+            }
+            Call::Pipeline { cmds, expect } => (cmds, expect),
+        };
+        let results = match outcome {
             Ok(r) => r,
             Err(e) => {
-                coverage.note(&e);
+                self.coverage.note(&e);
                 check!(
                     matches!(
                         e.kind(),
@@ -496,8 +695,9 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
                     "a whole request fails only by time or I/O",
                     format!("round {round}: {e}"),
                 );
-                failed.extend(expect.iter().filter_map(|e| e.clone().err()));
-                continue;
+                self.failed
+                    .extend(expect.iter().filter_map(|e| e.clone().err()));
+                return Ok(());
             }
         };
         check!(
@@ -505,7 +705,7 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
             "one result per command",
             format!("round {round}: {} for {}", results.len(), cmds.len()),
         );
-        for ((c, want), got) in cmds.iter().zip(&expect).zip(results) {
+        for ((c, want), got) in cmds.iter().zip(expect).zip(results) {
             match (want, got) {
                 (Ok(v), Ok(Value::Bulk(b))) => check!(
                     b == v,
@@ -523,16 +723,142 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
                         "every reply goes to the command that asked",
                         format!("round {round}: {c:?} got {v:?}"),
                     );
-                    acked.push(key.clone());
+                    self.acked.push(key.clone());
                 }
                 (Err(key), Err(e)) => {
-                    coverage.note(&e);
-                    failed.push(key.clone());
+                    self.coverage.note(&e);
+                    self.failed.push(key.clone());
                 }
-                (Ok(_), Err(e)) => coverage.note(&e),
+                (Ok(_), Err(e)) => self.coverage.note(&e),
             }
         }
+        Ok(())
     }
+
+    /// An atomic pipeline: every write of it ran once, or none did (or all the same
+    /// number of times, at most once, when it failed).
+    fn judge_atomic(
+        &mut self,
+        world: &World,
+        round: usize,
+        keys: &[String],
+        cmds: &[Cmd],
+        outcome: Result<Vec<Result<Value>>>,
+    ) -> std::result::Result<(), String> {
+        let runs: Vec<u32> = keys
+            .iter()
+            .map(|k| world.executions.get(k.as_bytes()).copied().unwrap_or(0))
+            .collect();
+        let done = matches!(&outcome, Ok(r) if r.iter().all(|r| r.is_ok()));
+        check!(
+            if done {
+                runs.iter().all(|&n| n == 1)
+            } else {
+                runs.iter().all(|&n| n == runs[0] && n <= 1)
+            },
+            "an atomic pipeline runs all or nothing, at most once",
+            format!("round {round}: {outcome:?}, executions {runs:?}")
+        );
+        match outcome {
+            Ok(results) => {
+                check!(
+                    results.len() == cmds.len(),
+                    "one result per command",
+                    format!("round {round}: {results:?}")
+                );
+                for (c, r) in cmds.iter().zip(&results) {
+                    check!(
+                        r.as_ref().map_or(true, |v| v
+                            == &Value::SimpleString(Bytes::from_static(b"OK"))),
+                        "every reply goes to the command that asked",
+                        format!("round {round}: {c:?} got {r:?}"),
+                    );
+                }
+                if done {
+                    self.acked
+                        .extend(keys.iter().map(|k| Bytes::from(k.clone())));
+                    self.coverage.transactions += 1;
+                }
+            }
+            Err(e) => self.coverage.note(&e),
+        }
+        Ok(())
+    }
+}
+
+/// Runs `schedule` with seed `seed` (the workload and the network's randomness): per
+/// round the schedule's fault, then a pipeline or an atomic pipeline, or several callers'
+/// at once; then the faults healed; checking every invariant. The first one broken is the
+/// error.
+fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> {
+    // The workload's own stream: a shorter schedule leaves the requests as they were.
+    let mut rng = Rng::new(seed ^ 0x3077_10ad);
+    let mut world = World::new(3, seed, schedule.faults);
+    let reads = READS;
+    for i in 0..reads {
+        world.preload(format!("r:{i}").as_bytes(), format!("v{i}").as_bytes());
+    }
+    let config = Config::default()
+        .request_timeout(Some(Duration::from_millis(100)))
+        .connect_timeout(Duration::from_millis(50));
+    // Caps low enough that concurrent callers meet them (a refused batch fails unsent).
+    let config = Config {
+        max_queued_bytes: 512,
+        max_pending_replies: 16,
+        ..config
+    };
+    let mut client = SimClient::new(&world, config, seed);
+    // As a user would: `connect` until it loads a map (a cut connection can fail it).
+    let mut connected = false;
+    for _ in 0..20 {
+        if client.connect(&mut world).is_ok() {
+            connected = true;
+            break;
+        }
+        pass_time(&mut world, &mut client, Duration::from_millis(100));
+    }
+    if !connected {
+        return Err("invariant `connect loads a map`: it never did".into());
+    }
+    let mut ledger = Ledger::default();
+    for round in 0..ROUNDS {
+        for (_, fault) in schedule.events.iter().filter(|(r, _)| *r == round) {
+            match *fault {
+                Fault::Migrate(i) => world.start_migration(format!("r:{i}").as_bytes()),
+                Fault::FinishMigration => world.finish_migration(),
+                Fault::Pause(node, ms) => world.pause(node, Duration::from_millis(ms)),
+                Fault::CutLinks(node) => world.kill_links(node),
+                Fault::Failover(shard, ms) => world.failover(shard, Duration::from_millis(ms)),
+            }
+        }
+        let started = sim_now();
+        if rng.chance(30) {
+            // Many callers at once on the shared connections, as the async client runs
+            // them: each reply must still reach its own caller.
+            let calls: Vec<Call> = (0..2 + rng.below(7) as usize)
+                .map(|caller| Call::of(&mut rng, round, caller))
+                .collect();
+            let at_once = 2 + rng.below(3) as usize;
+            let outcomes = client.execute_concurrently(&mut world, &calls, at_once)?;
+            ledger.coverage.concurrent += calls.len() as u64;
+            for (call, (outcome, took)) in calls.iter().zip(outcomes) {
+                ledger.judge(&world, round, call, outcome, took)?;
+            }
+            continue;
+        }
+        let call = Call::of(&mut rng, round, 0);
+        let outcome = match &call {
+            Call::Pipeline { cmds, .. } => client.execute(&mut world, cmds),
+            Call::Atomic { cmds, .. } => client.execute_atomic(&mut world, cmds),
+        };
+        let took = sim_now().saturating_duration_since(started);
+        ledger.judge(&world, round, &call, outcome, took)?;
+    }
+    let Ledger {
+        acked,
+        failed,
+        mut coverage,
+    } = ledger;
     for key in &acked {
         let runs = world.executions.get(key).copied().unwrap_or(0);
         check!(
@@ -597,6 +923,7 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
     coverage.acked = acked.len() as u64;
     coverage.failed_writes = failed.len() as u64;
     coverage.served_by_promoted = world.served_by_promoted;
+    coverage.overloaded = client.refused_batches;
     for key in &acked {
         check!(
             world.value_of(key).as_ref() == Some(key),
@@ -674,6 +1001,8 @@ impl Coverage {
         self.failed_writes += o.failed_writes;
         self.served_by_promoted += o.served_by_promoted;
         self.transactions += o.transactions;
+        self.concurrent += o.concurrent;
+        self.overloaded += o.overloaded;
     }
 }
 
@@ -729,6 +1058,8 @@ fn simulated_cluster_under_faults_keeps_every_invariant() {
                 c.served_by_promoted,
             ),
             ("atomic pipelines committed", c.transactions),
+            ("requests run with other callers' at once", c.concurrent),
+            ("batches refused by a connection's caps", c.overloaded),
         ] {
             assert!(n > 0, "no {what} in {} seeds: {c:?}", seeds.len());
         }
