@@ -530,8 +530,13 @@ enum Fault {
     Pause(usize, u64),
     /// Cut every connection to primary `node`.
     CutLinks(usize),
-    /// Fail over shard `n`: its primary down this many milliseconds, its replica promoted.
-    Failover(usize, u64),
+    /// Fail over shard `n`: its replica promoted, and its primary down this many
+    /// milliseconds; or (split brain) still serving its old slots that long, the writes
+    /// it takes then lost when it rejoins as a replica.
+    Failover(usize, u64, bool),
+    /// Partition node `n` (any of the six) from everyone this many milliseconds: bytes
+    /// wait, nothing is reset.
+    Partition(usize, u64),
 }
 
 /// What a run injects: the network's faults and the fault before each request. A seed
@@ -557,6 +562,11 @@ impl Schedule {
             transient: rng.below(4),
             stale_map: rng.below(30),
             max_latency: Duration::from_micros(50 + rng.below(3000)),
+            replication_lag: if rng.chance(50) {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(rng.below(5000))
+            },
         };
         let mut events = Vec::new();
         for round in 0..ROUNDS {
@@ -565,7 +575,10 @@ impl Schedule {
                 1 => Fault::FinishMigration,
                 2 => Fault::Pause(rng.below(3) as usize, 20 + rng.below(200)),
                 3 => Fault::CutLinks(rng.below(3) as usize),
-                4 if rng.chance(50) => Fault::Failover(rng.below(3) as usize, 50 + rng.below(500)),
+                4 if rng.chance(50) => {
+                    Fault::Failover(rng.below(3) as usize, 50 + rng.below(500), rng.chance(50))
+                }
+                5 if rng.chance(50) => Fault::Partition(rng.below(6) as usize, 20 + rng.below(300)),
                 _ => continue,
             };
             events.push((round, fault));
@@ -588,6 +601,8 @@ struct Coverage {
     failed_writes: u64,
     served_by_promoted: u64,
     transactions: u64,
+    /// Acknowledged writes a failover lost (on a deposed primary, or not yet replicated).
+    lost_writes: u64,
     /// Requests run with other callers' at once.
     concurrent: u64,
     /// Batches refused by a connection's backlog caps.
@@ -828,7 +843,10 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
                 Fault::FinishMigration => world.finish_migration(),
                 Fault::Pause(node, ms) => world.pause(node, Duration::from_millis(ms)),
                 Fault::CutLinks(node) => world.kill_links(node),
-                Fault::Failover(shard, ms) => world.failover(shard, Duration::from_millis(ms)),
+                Fault::Failover(shard, ms, split) => {
+                    world.failover(shard, Duration::from_millis(ms), split)
+                }
+                Fault::Partition(node, ms) => world.partition(node, Duration::from_millis(ms)),
             }
         }
         let started = sim_now();
@@ -925,9 +943,14 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
     coverage.served_by_promoted = world.served_by_promoted;
     coverage.overloaded = client.refused_batches;
     for key in &acked {
+        if world.lost.contains(key) {
+            // The server's loss, not the client's: the write reached no surviving copy.
+            coverage.lost_writes += 1;
+            continue;
+        }
         check!(
             world.value_of(key).as_ref() == Some(key),
-            "an acknowledged write is stored",
+            "an acknowledged write is stored (unless a failover lost it)",
             format!("{key:?} is {:?}", world.value_of(key)),
         );
     }
@@ -965,8 +988,9 @@ fn shrink(seed: u64, mut schedule: Schedule) -> Schedule {
             i += 1;
         }
     }
-    let quieter: [fn(&mut Faults); 4] = [
+    let quieter: [fn(&mut Faults); 5] = [
         |f| f.drop = 0,
+        |f| f.replication_lag = Duration::ZERO,
         |f| f.transient = 0,
         |f| f.stale_map = 0,
         |f| f.max_latency = Faults::NONE.max_latency,
@@ -1002,6 +1026,7 @@ impl Coverage {
         self.served_by_promoted += o.served_by_promoted;
         self.transactions += o.transactions;
         self.concurrent += o.concurrent;
+        self.lost_writes += o.lost_writes;
         self.overloaded += o.overloaded;
     }
 }
@@ -1060,6 +1085,7 @@ fn simulated_cluster_under_faults_keeps_every_invariant() {
             ("atomic pipelines committed", c.transactions),
             ("requests run with other callers' at once", c.concurrent),
             ("batches refused by a connection's caps", c.overloaded),
+            ("acknowledged writes a failover lost", c.lost_writes),
         ] {
             assert!(n > 0, "no {what} in {} seeds: {c:?}", seeds.len());
         }
@@ -1101,6 +1127,7 @@ fn a_write_cut_before_its_reply_is_never_resent() {
             transient: 0,
             stale_map: 0,
             max_latency: Duration::from_micros(1957),
+            replication_lag: Duration::ZERO,
         },
         events: vec![(0, Fault::CutLinks(1))],
     };

@@ -5,7 +5,7 @@
 //! Everything random comes from one seed ([`Rng`]), so a run replays exactly.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -81,6 +81,9 @@ pub(crate) struct Faults {
     pub(crate) stale_map: u64,
     /// Highest one-way latency.
     pub(crate) max_latency: Duration,
+    /// How long a write takes to reach the replicas (asynchronous replication): a
+    /// failover within it loses the write.
+    pub(crate) replication_lag: Duration,
 }
 
 impl Faults {
@@ -89,6 +92,7 @@ impl Faults {
         transient: 0,
         stale_map: 0,
         max_latency: Duration::from_micros(200),
+        replication_lag: Duration::ZERO,
     };
 }
 
@@ -111,6 +115,12 @@ struct Node {
     down_until: Option<Instant>,
     /// The primary it replicates, for a replica.
     primary: Option<usize>,
+    /// Partitioned from everyone: bytes to and from it wait (no reset) until then.
+    cut_off_until: Option<Instant>,
+    /// A primary the cluster replaced while it could not hear the others: until then it
+    /// still serves the slots it owned (now its successor's) as their primary, and the
+    /// writes it takes are lost when it rejoins as the successor's replica.
+    deposed: Option<(Instant, usize)>,
 }
 
 /// One connection, as both ends see it.
@@ -157,6 +167,11 @@ pub(crate) struct World {
     pub(crate) served_by_promoted: u64,
     /// `CLUSTER SLOTS` answers (current, stale) until the map or the roles change.
     slots_replies: [Option<Vec<u8>>; 2],
+    /// Writes on their way to a replica: (due, replica, key, value).
+    replicating: VecDeque<(Instant, usize, Bytes, Bytes)>,
+    /// Keys whose acknowledged write a failover may have lost (it had not reached the
+    /// promoted replica, or a deposed primary took it).
+    pub(crate) lost: BTreeSet<Bytes>,
     limits: DecodeLimits,
 }
 
@@ -172,6 +187,8 @@ impl World {
                 paused_until: None,
                 down_until: None,
                 primary: (i >= n).then(|| i - n),
+                cut_off_until: None,
+                deposed: None,
             })
             .collect();
         let owner: Vec<usize> = (0..SLOT_COUNT as usize)
@@ -188,6 +205,8 @@ impl World {
             executions: BTreeMap::new(),
             served_by_promoted: 0,
             slots_replies: [None, None],
+            replicating: VecDeque::new(),
+            lost: BTreeSet::new(),
             limits: DecodeLimits::default(),
         }
     }
@@ -209,21 +228,73 @@ impl World {
     /// command).
     pub(crate) fn preload(&mut self, key: &[u8], value: &[u8]) {
         let owner = self.owner[slot_for_key(key).index()];
-        self.store(
+        self.store_everywhere(
             owner,
             Bytes::copy_from_slice(key),
             Bytes::copy_from_slice(value),
         );
     }
 
-    /// Writes on primary `node`, copied at once to its replicas (no write is lost in a
-    /// failover here: what a promoted replica lacks is not this simulation's subject).
-    fn store(&mut self, node: usize, key: Bytes, value: Bytes) {
+    /// Stores `key` on primary `node` and its replicas at once (a fixture, or a key a
+    /// migration moves: the reads of the workload know their values, and what a lagging
+    /// replica loses is the workload's writes, not these).
+    fn store_everywhere(&mut self, node: usize, key: Bytes, value: Bytes) {
         for i in 0..self.nodes.len() {
-            if i == node || self.nodes[i].primary == Some(node) {
+            if i == node || self.copies(i, node) {
                 self.nodes[i].data.insert(key.clone(), value.clone());
             }
         }
+    }
+
+    /// Writes on primary `node`; its replicas get the write `replication_lag` later.
+    fn store(&mut self, node: usize, key: Bytes, value: Bytes) {
+        self.nodes[node].data.insert(key.clone(), value.clone());
+        let due = sim_now() + self.faults.replication_lag;
+        for i in 0..self.nodes.len() {
+            if self.copies(i, node) {
+                self.replicating
+                    .push_back((due, i, key.clone(), value.clone()));
+            }
+        }
+        self.settle();
+    }
+
+    /// Brings the world up to now: writes due reach their replicas, and deposed
+    /// primaries whose time is up rejoin as their successor's replica (what they took
+    /// meanwhile is gone).
+    fn settle(&mut self) {
+        let now = sim_now();
+        while self
+            .replicating
+            .front()
+            .is_some_and(|(due, ..)| *due <= now)
+        {
+            if let Some((_, replica, key, value)) = self.replicating.pop_front() {
+                self.nodes[replica].data.insert(key, value);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if let Some((until, successor)) = self.nodes[i].deposed {
+                if until <= now {
+                    self.nodes[i].deposed = None;
+                    self.nodes[i].data = self.nodes[successor].data.clone();
+                }
+            }
+        }
+    }
+
+    /// Whether node `i` holds a copy of primary `node`'s writes: a replica of it, and not
+    /// a deposed primary that has not rejoined yet (it still serves its own data).
+    fn copies(&self, i: usize, node: usize) -> bool {
+        self.nodes[i].primary == Some(node) && self.deposed(i).is_none()
+    }
+
+    /// Whether node `i` is a deposed primary still serving as one, and its successor.
+    fn deposed(&self, i: usize) -> Option<usize> {
+        self.nodes[i]
+            .deposed
+            .filter(|(until, _)| *until > sim_now())
+            .map(|(_, successor)| successor)
     }
 
     /// The value stored for `key` on the primary that owns it (or, while its slot
@@ -301,7 +372,7 @@ impl World {
     /// Fails over the shard of primary-slot owner `shard`: its primary goes down for `d`
     /// (connections cut, new ones refused), its replica is promoted and takes every slot,
     /// and the old primary comes back as the new one's replica.
-    pub(crate) fn failover(&mut self, shard: usize, d: Duration) {
+    pub(crate) fn failover(&mut self, shard: usize, d: Duration, split_brain: bool) {
         let Some(old) = self
             .primaries()
             .get(shard % self.primaries().len())
@@ -312,17 +383,46 @@ impl World {
         let Some(new) = (0..self.nodes.len()).find(|&i| self.nodes[i].primary == Some(old)) else {
             return;
         };
+        if self.nodes[new].deposed.is_some() {
+            // Its replica is a deposed primary that has not rejoined yet.
+            return;
+        }
         self.finish_migration();
+        self.settle();
+        // Writes still on their way to the promoted replica are lost.
+        let promoted = new;
+        self.replicating.retain(|(_, replica, key, _)| {
+            let keep = *replica != promoted;
+            if !keep {
+                self.lost.insert(key.clone());
+            }
+            keep
+        });
         self.stale_owner = self.owner.clone();
         for o in self.owner.iter_mut().filter(|o| **o == old) {
             *o = new;
         }
         self.nodes[new].primary = None;
         self.nodes[old].primary = Some(new);
-        self.nodes[old].data = self.nodes[new].data.clone();
-        self.nodes[old].down_until = Some(sim_now() + d);
         self.slots_replies = [None, None];
-        self.kill_links(old);
+        if split_brain {
+            // Cut off from the other nodes, not from the clients: it goes on serving.
+            self.nodes[old].deposed = Some((sim_now() + d, new));
+        } else {
+            self.nodes[old].data = self.nodes[new].data.clone();
+            self.nodes[old].down_until = Some(sim_now() + d);
+            self.kill_links(old);
+        }
+    }
+
+    /// Partitions node `i` from everyone for `d`: bytes to and from it wait, and no
+    /// connection is reset (a new one is opened but hears nothing).
+    pub(crate) fn partition(&mut self, i: usize, d: Duration) {
+        self.nodes[i].cut_off_until = Some(sim_now() + d);
+    }
+
+    fn cut_off(&self, i: usize, at: Instant) -> bool {
+        self.nodes[i].cut_off_until.is_some_and(|t| t > at)
     }
 
     /// The primaries, in node order.
@@ -390,10 +490,10 @@ impl World {
 
     fn move_key(&mut self, key: &Bytes, from: usize, to: usize) {
         for i in 0..self.nodes.len() {
-            if i == from || self.nodes[i].primary == Some(from) {
+            if i == from || self.copies(i, from) {
                 if let Some(v) = self.nodes[i].data.remove(key) {
                     if i == from {
-                        self.store(to, key.clone(), v);
+                        self.store_everywhere(to, key.clone(), v);
                     }
                 }
             }
@@ -409,7 +509,15 @@ impl World {
         for n in &mut self.nodes {
             n.paused_until = None;
             n.down_until = None;
+            n.cut_off_until = None;
+            if let Some((until, _)) = n.deposed.as_mut() {
+                *until = sim_now();
+            }
         }
+        for (due, ..) in &mut self.replicating {
+            *due = sim_now();
+        }
+        self.settle();
     }
 
     /// When something happens next: a delivery either way, or a paused node waking.
@@ -423,12 +531,14 @@ impl World {
                 }
                 continue;
             }
+            let cut_off = self.nodes[l.node].cut_off_until;
+            let after_cut = |t: Instant| cut_off.map_or(t, |c| c.max(t));
             if let Some((t, _)) = l.to_node.front() {
                 let paused = self.nodes[l.node].paused_until;
-                consider(paused.map_or(*t, |p| p.max(*t)));
+                consider(after_cut(paused.map_or(*t, |p| p.max(*t))));
             }
             if let Some((t, _)) = l.to_client.front() {
-                consider(*t);
+                consider(after_cut(*t));
             }
         }
         next
@@ -442,6 +552,7 @@ impl World {
             .map_or(until, |t| t.min(until))
             .max(sim_now());
         set_now(at);
+        self.settle();
         for i in 0..self.links.len() {
             if !self.links[i].open {
                 if !self.links[i].reported {
@@ -451,6 +562,9 @@ impl World {
                 continue;
             }
             let node = self.links[i].node;
+            if self.cut_off(node, at) {
+                continue;
+            }
             let paused = self.nodes[node].paused_until.is_some_and(|p| p > at);
             while !paused && self.links[i].to_node.front().is_some_and(|(t, _)| *t <= at) {
                 if let Some((_, piece)) = self.links[i].to_node.pop_front() {
@@ -580,7 +694,8 @@ impl World {
             }
             b"PING" => b"+PONG\r\n".to_vec(),
             b"CLUSTER" => {
-                let stale = self.rng.chance(self.faults.stale_map);
+                // A deposed primary has not heard of its replacement.
+                let stale = self.deposed(node).is_some() || self.rng.chance(self.faults.stale_map);
                 let cached = &mut self.slots_replies[usize::from(stale)];
                 if cached.is_none() {
                     let reply = self.cluster_slots(stale);
@@ -618,6 +733,9 @@ impl World {
         let (Some(name), Some(key)) = (args.first(), args.get(1)) else {
             return b"-ERR wrong number of arguments\r\n".to_vec();
         };
+        if self.deposed(node).is_some() && !name.eq_ignore_ascii_case(b"GET") {
+            self.lost.insert(key.clone());
+        }
         if name.eq_ignore_ascii_case(b"GET") {
             match self.nodes[node].data.get(key) {
                 Some(v) => bulk(v),
@@ -633,7 +751,11 @@ impl World {
 
     /// The redirect a real node would answer instead of running a command on `key`.
     fn redirect(&self, node: usize, slot: u16, key: &Bytes, asking: bool) -> Option<Vec<u8>> {
-        let owner = self.owner[slot as usize];
+        let mut owner = self.owner[slot as usize];
+        if self.deposed(node) == Some(owner) {
+            // It still believes the slot is its own.
+            owner = node;
+        }
         if let Some(m) = self.migration.filter(|m| m.slot == slot) {
             if node == m.from && !self.nodes[node].data.contains_key(key) {
                 return Some(format!("-ASK {slot} {}\r\n", self.nodes[m.to].addr).into_bytes());
