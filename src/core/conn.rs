@@ -749,6 +749,201 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Protocol);
     }
 
+    #[test]
+    fn a_node_connection_is_set_up_as_the_configuration_says() {
+        use crate::core::config::ReadFrom;
+        use crate::core::handshake::Protocol;
+        let primary = NodeAddr::new("10.0.0.1", 7000);
+        let replica = NodeAddr::new("10.0.0.2", 7001);
+        let mut map = SlotMap::split_evenly(std::slice::from_ref(&primary));
+        map.add_replica(0, replica.clone());
+        let config = Config::default()
+            .protocol(Protocol::Resp2)
+            .credentials(Credentials::user("app", "s3cret"))
+            .client_name("svc-a");
+        let first = |node: &NodeAddr, config: &Config| {
+            let mut c: Conn = Conn::to_node(node, config, &map, None).unwrap();
+            let out = c.take_output().unwrap().unwrap().bytes;
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        let said = first(&replica, &config);
+        // RESP2 asked; the credentials and the name are sent.
+        assert!(said.contains("HELLO\r\n$1\r\n2\r\n"), "{said}");
+        assert!(said.contains("AUTH") && said.contains("app") && said.contains("s3cret"));
+        assert!(said.contains("SETNAME") && said.contains("svc-a"), "{said}");
+        assert!(!said.contains("READONLY"), "reads go to primaries: {said}");
+        let reads = config.clone().read_from(ReadFrom::Nearest);
+        assert!(first(&replica, &reads).contains("READONLY"));
+        assert!(
+            !first(&primary, &reads).contains("READONLY"),
+            "a primary is not a replica"
+        );
+        let plain = first(&primary, &Config::default());
+        assert!(plain.contains("HELLO\r\n$1\r\n3\r\n"), "{plain}");
+        assert!(!plain.contains("AUTH") && !plain.contains("svc-a"));
+    }
+
+    #[test]
+    fn the_handshake_tells_what_the_server_is() {
+        let mut c = Conn::<usize>::new(
+            NodeAddr::new("h", 1),
+            options(),
+            None,
+            DecodeLimits::default(),
+        )
+        .unwrap();
+        assert!(c.server_info().is_none());
+        c.take_output().unwrap().unwrap();
+        c.receive(&mut BytesMut::from(
+            &b"%3\r\n+server\r\n+valkey\r\n+version\r\n+9.0.0\r\n+proto\r\n:3\r\n"[..],
+        ))
+        .unwrap();
+        let info = c.server_info().unwrap();
+        assert_eq!(info.server.as_deref(), Some("valkey"));
+        assert_eq!(info.version.as_deref(), Some("9.0.0"));
+    }
+
+    #[test]
+    fn an_events_only_command_goes_out_with_no_reply_awaited() {
+        let mut c = ready().into_events_only();
+        c.queue_unanswered(&cmd("SUBSCRIBE").arg("ch"));
+        let out = c.take_output().unwrap().unwrap();
+        assert!(out.bytes.windows(9).any(|w| w == b"SUBSCRIBE"));
+        // Nothing awaits a reply: nothing for a failure to call sent.
+        assert_eq!(out.proof, None);
+        assert_eq!(c.awaited(), 0);
+    }
+
+    #[test]
+    fn one_queued_command_awaits_one_reply() {
+        let mut c = ready();
+        c.queue_command(&cmd("GET").arg("k"), 9);
+        assert_eq!(c.awaited(), 1);
+        assert!(!c.owes_replies(), "not handed out yet");
+        let out = c.take_output().unwrap().unwrap();
+        assert_eq!(out.proof, Some(2), "the handshake's sink, then this one");
+        assert!(c.owes_replies());
+    }
+
+    #[test]
+    fn a_batch_is_adopted_only_into_an_empty_buffer_too_small_for_it() {
+        let mut c = ready();
+        // A large batch into the empty buffer: taken as it is, no copy.
+        let (entries, buf) = batch(&[(0, false, cmd("SET").arg("k").arg(vec![b'v'; 8192]))]);
+        let ptr = buf.as_ptr();
+        c.queue(&entries, buf, |i| i);
+        // A second batch behind it is appended, never put in its place.
+        let (entries, buf) = batch(&[(1, false, cmd("SET").arg("j").arg(vec![b'w'; 20_000]))]);
+        c.queue(&entries, buf, |i| i);
+        let out = c.take_output().unwrap().unwrap().bytes;
+        assert_eq!(out.as_ptr(), ptr, "the first batch's buffer, adopted");
+        assert!(out.windows(1).filter(|w| w[0] == b'v').count() >= 8192);
+        assert!(out.windows(1).filter(|w| w[0] == b'w').count() >= 20_000);
+        // A small batch into a roomy empty buffer is copied: the buffer keeps its size.
+        let mut c = ready();
+        c.give_back(BytesMut::with_capacity(8192), 4096);
+        c.queue_command(&cmd("PING"), 0);
+        let spare = c.take_output().unwrap().unwrap().bytes;
+        c.give_back(spare, 4096);
+        let (entries, buf) = batch(&[(1, false, cmd("GET").arg("k"))]);
+        let small = buf.as_ptr();
+        c.queue(&entries, buf, |i| i);
+        let out = c.take_output().unwrap().unwrap().bytes;
+        assert_ne!(out.as_ptr(), small, "copied");
+        assert!(out.capacity() >= 8192);
+        // Exactly the buffer's size: copied too (it fits).
+        let mut c = ready();
+        c.give_back(BytesMut::with_capacity(8192), 4096);
+        c.queue_command(&cmd("PING"), 0);
+        c.take_output().unwrap().unwrap();
+        // (The bytes' content does not matter to queueing.)
+        let exact = BytesMut::from(&vec![b'x'; 8192][..]);
+        let ptr = exact.as_ptr();
+        c.queue(&entries_of(5), exact, |i| i);
+        assert_ne!(c.take_output().unwrap().unwrap().bytes.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn a_given_back_buffer_is_kept_up_to_four_times_the_usual_size() {
+        let mut c = ready();
+        let write = |c: &mut Conn| {
+            c.queue_command(&cmd("GET").arg("k"), 0);
+            c.take_output().unwrap().unwrap().bytes
+        };
+        // 16 KiB for a usual 4 KiB: kept, and handed out again.
+        let kept = BytesMut::with_capacity(16 * 1024);
+        let ptr = kept.as_ptr();
+        c.give_back(kept, 4096);
+        write(&mut c);
+        assert_eq!(write(&mut c).as_ptr(), ptr);
+        // A smaller one than the spare held is not kept in its place.
+        let mut c = ready();
+        c.give_back(BytesMut::with_capacity(16 * 1024), 4096);
+        c.give_back(BytesMut::with_capacity(1024), 4096);
+        write(&mut c);
+        assert!(write(&mut c).capacity() >= 16 * 1024);
+    }
+
+    #[test]
+    fn over_tls_the_handshake_and_commands_go_sealed() {
+        use crate::core::tls::tests::{pki, server};
+        use std::io::{Read, Write};
+        let pki = pki();
+        let config = crate::core::tls::TlsConfig::new()
+            .add_root_pem(pki.ca_pem.as_bytes())
+            .unwrap();
+        let layer = TlsLayer::new(
+            config.build().unwrap(),
+            config.name_for("127.0.0.1").unwrap(),
+        )
+        .unwrap();
+        let mut c: Conn = Conn::new(
+            NodeAddr::new("127.0.0.1", 1),
+            options(),
+            Some(layer),
+            DecodeLimits::default(),
+        )
+        .unwrap();
+        let mut srv = server(&pki);
+        let mut plain = Vec::new();
+        let mut input = BytesMut::new();
+        let (entries, buf) = batch(&[(0, false, cmd("GET").arg("k"))]);
+        c.queue(&entries, buf, |i| i);
+        let mut answered_hello = false;
+        for _ in 0..20 {
+            while let Some(out) = c.take_output().unwrap() {
+                let mut slice = &out.bytes[..];
+                while !slice.is_empty() {
+                    srv.read_tls(&mut slice).unwrap();
+                }
+            }
+            srv.process_new_packets().unwrap();
+            let _ = srv.reader().read_to_end(&mut plain);
+            if !answered_hello && plain.windows(5).any(|w| w == b"HELLO") {
+                srv.writer().write_all(hello_ok()).unwrap();
+                answered_hello = true;
+            }
+            if plain.windows(3).any(|w| w == b"GET") {
+                srv.writer().write_all(b"$1\r\nv\r\n").unwrap();
+            }
+            let mut back = Vec::new();
+            while srv.wants_write() {
+                srv.write_tls(&mut back).unwrap();
+            }
+            input.extend_from_slice(&back);
+            c.receive(&mut input).unwrap();
+            if let Some(reply) = c.take_replies().next() {
+                assert_eq!(reply, (0, Value::Bulk("v".into())));
+                assert!(!plain.is_empty() && answered_hello);
+                return;
+            }
+        }
+        panic!(
+            "no reply over TLS; the server read {:?}",
+            String::from_utf8_lossy(&plain)
+        );
+    }
+
     fn entries_of(index: usize) -> Vec<BatchEntry> {
         vec![BatchEntry {
             index,

@@ -300,19 +300,19 @@ impl TlsLayer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rustls::{ServerConfig, ServerConnection};
 
     /// A CA, a server certificate for 127.0.0.1 and `node.test`, and a client
     /// certificate, all signed by the CA.
-    struct Pki {
-        ca_pem: String,
+    pub(crate) struct Pki {
+        pub(crate) ca_pem: String,
         server: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
         client_pem: (String, String),
     }
 
-    fn pki() -> Pki {
+    pub(crate) fn pki() -> Pki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -337,7 +337,7 @@ mod tests {
         }
     }
 
-    fn server(pki: &Pki) -> ServerConnection {
+    pub(crate) fn server(pki: &Pki) -> ServerConnection {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
