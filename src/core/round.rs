@@ -1115,6 +1115,30 @@ mod tests {
     }
 
     #[test]
+    fn a_later_instant_never_overflows() {
+        let now = Instant::now();
+        assert_eq!(
+            saturating_later(now, Duration::from_millis(5)),
+            now + Duration::from_millis(5)
+        );
+        // "A very long time" is about a year, not a panic and not now.
+        let far = saturating_later(now, Duration::MAX);
+        assert!(far >= now + Duration::from_secs(364 * 24 * 3600));
+    }
+
+    #[test]
+    fn a_single_reply_missing_is_a_timeout_only_when_the_time_ran_out() {
+        let node = NodeAddr::new("h", 1);
+        let missing = RoundReply::single(None, true, &node).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::Timeout);
+        let lost = RoundReply::single(None, false, &node).unwrap_err();
+        assert_eq!(lost.kind(), ErrorKind::Io);
+        // A reply that came is the answer, even at the deadline.
+        let v = RoundReply::single(Some(RoundReply::Value(Value::Int(1))), true, &node);
+        assert_eq!(v.unwrap(), Value::Int(1));
+    }
+
+    #[test]
     fn redirect_parsing() {
         let s = Slot::new(3999).unwrap();
         assert_eq!(

@@ -856,6 +856,22 @@ mod tests {
     }
 
     #[test]
+    fn a_watch_session_runs_regular_commands_only() {
+        assert!(check_session_command(&cmd("GET").arg("k")).is_ok());
+        for refused in [
+            cmd("MULTI"),
+            cmd("SUBSCRIBE").arg("c"),
+            cmd("BLPOP").arg("q").arg(0),
+            cmd("WATCH").arg("k"),
+        ] {
+            assert!(
+                check_session_command(&refused).is_err(),
+                "{refused:?} must be refused inside a session"
+            );
+        }
+    }
+
+    #[test]
     fn encodes_multi_commands_exec_in_one_buffer() {
         let buf = encode_transaction(&cmds()[..1], false);
         assert_eq!(
