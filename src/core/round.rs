@@ -946,6 +946,33 @@ mod tests {
     }
 
     #[test]
+    fn an_unsent_command_is_retried_exactly_max_retries_times() {
+        for max_retries in [0, 1, 2] {
+            let l = RoundLimits {
+                max_retries,
+                ..limits()
+            };
+            let cmds = vec![cmd("GET").arg("a")];
+            let mut r = Rounds::new(1, l, None);
+            let mut b = sends(r.start(&cmds, &map()));
+            let mut sent = 1;
+            loop {
+                r.judge(0, &b[0].node, failed(ErrorKind::Io, false));
+                match r.next(Instant::now(), &cmds, &map(), &[]) {
+                    Next::WaitUntil(at) => {
+                        b = sends(r.next(at, &cmds, &map(), &[]));
+                        sent += 1;
+                    }
+                    Next::Done => break,
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(sent, 1 + max_retries, "budget {max_retries}");
+            assert_eq!(r.finish()[0].as_ref().unwrap_err().kind(), ErrorKind::Io);
+        }
+    }
+
+    #[test]
     fn a_retry_waits_from_when_it_is_seen_not_behind_the_redirects() {
         let cmds = vec![cmd("GET").arg("a"), cmd("GET").arg("b")];
         let mut r = Rounds::new(2, limits(), None);
