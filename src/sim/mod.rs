@@ -12,6 +12,7 @@
 //!
 //! Test-only: nothing here is part of the library.
 
+mod scale;
 mod world;
 
 use std::collections::BTreeMap;
