@@ -563,7 +563,7 @@ impl Client {
     }
 
     pub(super) fn fetch_slot_map(&mut self) -> Result<SlotMap> {
-        let mut fetch = self.cluster.fetch();
+        let mut fetch = self.cluster.fetch(Instant::now());
         while let Some(group) = fetch.next_group() {
             // The group's questions are in flight together, in one submission.
             let (cmds, pins) = SlotMapFetch::questions(&group);

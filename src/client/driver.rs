@@ -586,7 +586,7 @@ impl Client {
     }
 
     pub(super) async fn fetch_slot_map(&self) -> Result<SlotMap> {
-        let mut fetch = self.inner.cluster.borrow_mut().fetch();
+        let mut fetch = self.inner.cluster.borrow_mut().fetch(Instant::now());
         while let Some(group) = fetch.next_group() {
             // The group's questions are in flight together; when one answer settles the
             // vote (FirstComplete) the others are abandoned, their replies read and

@@ -262,11 +262,11 @@ impl Cluster {
         self.refresh.stalled(&self.map, node, now);
     }
 
-    /// The questions of a refresh: whom to ask, how many at once, and the vote that
-    /// judges their answers.
-    pub fn fetch(&mut self) -> SlotMapFetch {
+    /// The questions of a refresh starting at `now`: whom to ask, how many at once (one
+    /// while the map is polled), and the vote that judges their answers.
+    pub fn fetch(&mut self, now: Instant) -> SlotMapFetch {
         let candidates = self.refresh.candidates(&self.map, &self.seeds);
-        let fanout = self.config.refresh_fanout.max(1);
+        let fanout = self.refresh.fanout(now, &self.config);
         let first = self.map.shards().is_empty();
         SlotMapFetch {
             groups: candidates
@@ -531,7 +531,7 @@ mod tests {
             .map(|i| NodeAddr::new("127.0.0.1", 7000 + i))
             .collect();
         let mut c = Cluster::new(seeds.clone(), config.clone(), 1);
-        let mut fetch = c.fetch();
+        let mut fetch = c.fetch(Instant::now());
         assert_eq!(fetch.limits().max_retries, 0);
         assert_eq!(fetch.budget(), config.refresh_budget(true));
         let mut asked = Vec::new();
@@ -541,6 +541,36 @@ mod tests {
         }
         asked.sort_by_key(|n| n.port);
         assert_eq!(asked, seeds);
+    }
+
+    #[test]
+    fn while_polling_a_fetch_asks_one_node_per_group_the_unreachable_primary_last() {
+        use crate::core::refresh::UNRESPONSIVE_WINDOW;
+        let primaries: Vec<NodeAddr> = (0..3)
+            .map(|i| NodeAddr::new("10.0.0.1", 7000 + i))
+            .collect();
+        let mut c = cluster(Config::default());
+        let t0 = Instant::now();
+        c.adopt_given(SlotMap::split_evenly(&primaries), t0);
+        let groups = |c: &mut Cluster, now: Instant| {
+            let mut fetch = c.fetch(now);
+            std::iter::from_fn(|| fetch.next_group()).collect::<Vec<_>>()
+        };
+        assert_eq!(groups(&mut c, t0)[0].len(), 3, "refresh_fanout at once");
+        c.unreachable(&primaries[0], t0);
+        let polled = groups(&mut c, t0);
+        assert!(polled.iter().all(|g| g.len() == 1), "{polled:?}");
+        assert_eq!(
+            polled[2],
+            vec![primaries[0].clone()],
+            "the failed primary last"
+        );
+        assert_eq!(
+            polled[3],
+            vec![NodeAddr::new("127.0.0.1", 7000)],
+            "then the seed"
+        );
+        assert_eq!(groups(&mut c, t0 + UNRESPONSIVE_WINDOW)[0].len(), 3);
     }
 
     #[test]
@@ -681,7 +711,7 @@ mod tests {
         use crate::core::value::Value;
         let seeds = vec![NodeAddr::new("10.0.0.1", 7000)];
         let mut c = Cluster::new(seeds.clone(), Config::default(), 3);
-        let mut fetch = c.fetch();
+        let mut fetch = c.fetch(Instant::now());
         let group = fetch.next_group().expect("one group");
         assert_eq!(group, seeds);
         let (cmds, pins) = SlotMapFetch::questions(&group);

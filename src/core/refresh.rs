@@ -10,8 +10,19 @@
 //! after it happens rather than at the next request's timeout. Never more often than
 //! `min_refresh_interval`, and one background refresh at a time.
 //!
+//! Whom: every node of the map in random order (so many clients do not all ask the
+//! same one), then the seeds, `refresh_fanout` at a time. While the map is polled, a
+//! refresh asks one node at a time and the nodes reported unresponsive last: every
+//! client that talks to a failed primary polls at once, and a group per poll is what
+//! made their questions the cluster's load (1,000 clients on 300 nodes: 95 `CLUSTER
+//! SLOTS` a second on one node, see `src/sim/scale.rs`). One live node answers a poll
+//! as fast as the first of a group would, and the node known to be silent is never the
+//! one a poll waits for.
+//!
 //! Memory: the `MOVED` log holds the redirects seen while a refresh is under way and is
-//! cleared when none is; a refresh under way is bounded by `refresh_timeout`.
+//! cleared when none is; the nodes reported unresponsive are each held once, until
+//! polling ends or a new episode starts; a refresh under way is bounded by
+//! `refresh_timeout`.
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +79,9 @@ pub struct Refresh {
     moves: Vec<(Slot, NodeAddr)>,
     /// Until then a node is unresponsive and the map is polled.
     unresponsive_until: Option<Instant>,
+    /// The nodes reported unresponsive since polling started: asked last (at most every
+    /// node once; forgotten when polling ends).
+    suspects: Vec<NodeAddr>,
     /// Whether an unresponsive node starts polling (see [`Refresh::without_polling`]).
     polls: bool,
     /// Random state for shuffling the nodes asked (xorshift; seeded by the driver).
@@ -85,6 +99,7 @@ impl Refresh {
             active: 0,
             moves: Vec::new(),
             unresponsive_until: None,
+            suspects: Vec::new(),
             polls: true,
             rng: seed | 1,
         }
@@ -109,14 +124,25 @@ impl Refresh {
         self.due
     }
 
-    /// A node stopped answering (timed out) or its connection failed at `now`: poll the
+    /// `node` stopped answering (timed out) or its connection failed at `now`: poll the
     /// map for a while, so that a promotion is seen soon.
-    pub fn note_unresponsive(&mut self, now: Instant) {
+    pub fn note_unresponsive(&mut self, node: &NodeAddr, now: Instant) {
         self.due = true;
+        self.start_polling(node, now);
+    }
+
+    fn start_polling(&mut self, node: &NodeAddr, now: Instant) {
         if !self.polls {
             return;
         }
+        if !self.polling(now) {
+            // A new episode: whoever was silent in an earlier one may answer again.
+            self.suspects.clear();
+        }
         self.unresponsive_until = Some(now.checked_add(UNRESPONSIVE_WINDOW).unwrap_or(now));
+        if !self.suspects.contains(node) {
+            self.suspects.push(node.clone());
+        }
     }
 
     /// A connection could not reach `node` at all (refused, no route, handshake never
@@ -131,7 +157,7 @@ impl Refresh {
         now: Instant,
     ) {
         if map.primaries().any(|p| p == node) {
-            self.note_unresponsive(now);
+            self.note_unresponsive(node, now);
         } else if in_cluster(map, seeds, node) {
             self.request();
         }
@@ -142,14 +168,25 @@ impl Refresh {
     /// map (no refresh at once: a failover takes the cluster's node timeout). Any other
     /// node says nothing about the map.
     pub fn stalled(&mut self, map: &SlotMap, node: &NodeAddr, now: Instant) {
-        if self.polls && map.primaries().any(|p| p == node) {
-            self.unresponsive_until = Some(now.checked_add(UNRESPONSIVE_WINDOW).unwrap_or(now));
+        if map.primaries().any(|p| p == node) {
+            self.start_polling(node, now);
         }
     }
 
     /// Whether the map is being polled because a node stopped answering.
     pub fn polling(&self, now: Instant) -> bool {
         self.unresponsive_until.is_some_and(|until| now < until)
+    }
+
+    /// How many nodes a refresh starting at `now` asks at once: `refresh_fanout`, or one
+    /// while the map is polled (see the module docs: the next node is asked only if it
+    /// does not answer).
+    pub fn fanout(&self, now: Instant, config: &Config) -> usize {
+        if self.polling(now) {
+            1
+        } else {
+            config.refresh_fanout.max(1)
+        }
     }
 
     /// Whether a refresh should start now: asked for, periodic, or polling, and not
@@ -226,12 +263,14 @@ impl Refresh {
     pub fn adopted(&mut self, old: &SlotMap, new: &SlotMap) {
         if !old.same_owners(new) {
             self.unresponsive_until = None;
+            self.suspects.clear();
         }
     }
 
     /// Nodes to ask for the slot map, in order: every node of `map` (primaries and
-    /// replicas) in random order, so many clients do not all ask the same one, then the
-    /// seeds not already listed.
+    /// replicas) in random order, so many clients do not all ask the same one, the nodes
+    /// reported unresponsive since polling started last among them, then the seeds not
+    /// already listed.
     pub fn candidates(&mut self, map: &SlotMap, seeds: &[NodeAddr]) -> Vec<NodeAddr> {
         let mut nodes: Vec<NodeAddr> = Vec::new();
         for shard in map.shards() {
@@ -244,6 +283,10 @@ impl Refresh {
         for i in (1..nodes.len()).rev() {
             let j = (self.next_random() % (i as u64 + 1)) as usize;
             nodes.swap(i, j);
+        }
+        if !self.suspects.is_empty() {
+            // Stable: the others keep their random order.
+            nodes.sort_by_key(|n| self.suspects.contains(n));
         }
         for seed in seeds {
             if !nodes.contains(seed) {
@@ -280,9 +323,9 @@ impl Refresh {
                 }
                 Effect::Retrying => counters.retries_add(1),
                 Effect::RefreshMap => self.request(),
-                Effect::NodeFailed(_) => self.note_unresponsive(clock()),
+                Effect::NodeFailed(node) => self.note_unresponsive(&node, clock()),
                 Effect::TimedOut(node) => {
-                    self.note_unresponsive(clock());
+                    self.note_unresponsive(&node, clock());
                     timed_out.push(node);
                 }
             }
@@ -456,8 +499,9 @@ mod tests {
         let config = Config::default().periodic_refresh(None);
         let mut r = Refresh::new(1);
         let t0 = Instant::now();
+        let node = NodeAddr::new("10.0.0.1", 7000);
         r.finished(t0);
-        r.note_unresponsive(t0);
+        r.note_unresponsive(&node, t0);
         assert!(r.polling(t0));
         r.finished(t0 + ms(100));
         // Polling: again every POLL_WHILE_UNRESPONSIVE, not only when asked.
@@ -481,18 +525,18 @@ mod tests {
         assert!(!r.wants(poll + Duration::from_secs(1), &config));
         // Without polling, only the request.
         let mut r = Refresh::new(1).without_polling();
-        r.note_unresponsive(t0);
+        r.note_unresponsive(&node, t0);
         assert!(r.is_due() && !r.polling(t0));
         // The window ends by itself too.
         let mut r = Refresh::new(1);
-        r.note_unresponsive(t0);
+        r.note_unresponsive(&node, t0);
         r.finished(t0);
         assert!(r.wants(t0 + POLL_WHILE_UNRESPONSIVE, &config));
         assert!(!r.polling(t0 + UNRESPONSIVE_WINDOW));
         assert!(!r.wants(t0 + UNRESPONSIVE_WINDOW, &config));
         // No poll is scheduled at or after the window's end.
         let mut r = Refresh::new(1);
-        r.note_unresponsive(t0);
+        r.note_unresponsive(&node, t0);
         let last = t0 + UNRESPONSIVE_WINDOW - POLL_WHILE_UNRESPONSIVE;
         r.finished(last);
         assert_eq!(r.next_at(last, &config), None);
@@ -613,6 +657,60 @@ mod tests {
         );
         assert_eq!(out, vec![node]);
         assert!(r.is_due() && r.polling(now));
+    }
+
+    #[test]
+    fn a_poll_asks_one_node_at_a_time_and_the_silent_one_last() {
+        let config = Config::default();
+        let mut map = SlotMap::split_evenly(&nodes(3));
+        for i in 0..3 {
+            map.add_replica(i, NodeAddr::new("10.0.0.2", 7000 + i as u16));
+        }
+        let seeds = [NodeAddr::new("seed", 1)];
+        let silent = nodes(3)[1].clone();
+        let t0 = Instant::now();
+        let mut r = Refresh::new(11);
+        assert_eq!(r.fanout(t0, &config), config.refresh_fanout);
+        // 1,000 clients polling with a group each were the cluster's load: one question
+        // per poll, the next only if it goes unanswered.
+        r.note_unresponsive(&silent, t0);
+        assert_eq!(r.fanout(t0, &config), 1);
+        let mut firsts = std::collections::BTreeSet::new();
+        for _ in 0..64 {
+            let c = r.candidates(&map, &seeds);
+            assert_eq!(c.len(), 7);
+            assert_eq!(c[5], silent, "the silent node last among the map's");
+            assert_eq!(c[6], seeds[0]);
+            firsts.insert(c[0].clone());
+        }
+        assert_eq!(firsts.len(), 5, "the others still in random order");
+        // The same holds for a primary that stalled, and for every node reported.
+        let stalled = nodes(3)[2].clone();
+        r.stalled(&map, &stalled, t0);
+        let c = r.candidates(&map, &seeds);
+        assert!(c[4] == silent || c[4] == stalled);
+        assert!(c[5] == silent || c[5] == stalled);
+        // When the window ends, groups again; a new episode forgets the old suspects.
+        let later = t0 + UNRESPONSIVE_WINDOW;
+        assert_eq!(r.fanout(later, &config), config.refresh_fanout);
+        r.note_unresponsive(&stalled, later);
+        let firsts: std::collections::BTreeSet<NodeAddr> = (0..64)
+            .map(|_| r.candidates(&map, &seeds)[4].clone())
+            .collect();
+        assert!(
+            firsts.len() > 1,
+            "only the newly reported node is held back"
+        );
+        // A promotion seen: polling stops, and so does holding anyone back.
+        let mut promoted = map.clone();
+        promoted.apply_moved(Slot::new(9000).unwrap(), &NodeAddr::new("10.0.0.9", 7000));
+        r.adopted(&map, &promoted);
+        assert_eq!(r.fanout(later, &config), config.refresh_fanout);
+        assert!((0..64).any(|_| r.candidates(&map, &seeds)[0] == stalled));
+        // A driver that does not poll keeps its groups.
+        let mut r = Refresh::new(11).without_polling();
+        r.note_unresponsive(&silent, t0);
+        assert_eq!(r.fanout(t0, &config), config.refresh_fanout);
     }
 
     #[test]

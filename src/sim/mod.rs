@@ -12,6 +12,7 @@
 //!
 //! Test-only: nothing here is part of the library.
 
+mod scale;
 mod world;
 
 use std::collections::BTreeMap;
@@ -477,7 +478,7 @@ impl SimClient {
     }
 
     fn fetch_slot_map(&mut self, world: &mut World) -> Result<SlotMap> {
-        let mut fetch = self.cluster.fetch();
+        let mut fetch = self.cluster.fetch(sim_now());
         while let Some(group) = fetch.next_group() {
             let (cmds, pins) = SlotMapFetch::questions(&group);
             let deadline = Some(sim_now() + fetch.budget());

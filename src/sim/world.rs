@@ -31,7 +31,8 @@ pub(crate) fn sim_now() -> Instant {
     })
 }
 
-fn set_now(t: Instant) {
+/// Moves the simulated time to `t` (the scale scenario runs its own world).
+pub(crate) fn set_now(t: Instant) {
     NOW.with(|n| n.set(Some(t)));
 }
 
