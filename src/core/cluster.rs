@@ -218,13 +218,8 @@ impl Cluster {
         effects: impl Iterator<Item = Effect>,
         clock: impl Fn() -> Instant,
     ) -> Vec<NodeAddr> {
-        let map = &mut self.map;
-        self.refresh.apply_effects(
-            effects,
-            |slot, to| Rc::make_mut(map).apply_moved(slot, to),
-            &self.counters,
-            clock,
-        )
+        self.refresh
+            .apply_effects(effects, &mut self.map, &self.counters, clock)
     }
 
     /// A connection to `node` could not be made (refused, timed out, its handshake

@@ -304,7 +304,7 @@ impl Refresh {
     pub(crate) fn apply_effects(
         &mut self,
         effects: impl Iterator<Item = Effect>,
-        mut apply_moved: impl FnMut(Slot, &NodeAddr),
+        map: &mut impl MapEdit,
         counters: &Counters,
         clock: impl Fn() -> Instant,
     ) -> Vec<NodeAddr> {
@@ -317,20 +317,32 @@ impl Refresh {
                         if self.active > 0 {
                             self.moves.push((slot, to.clone()));
                         }
-                        apply_moved(slot, &to);
+                        map.apply_moved(slot, &to);
                         self.request();
                     }
                 }
                 Effect::Retrying => counters.retries_add(1),
                 Effect::RefreshMap => self.request(),
-                Effect::NodeFailed(node) => self.note_unresponsive(&node, clock()),
+                Effect::NodeFailed(node) => self.failed(map, &node, &clock),
                 Effect::TimedOut(node) => {
-                    self.note_unresponsive(&node, clock());
+                    self.failed(map, &node, &clock);
                     timed_out.push(node);
                 }
             }
         }
         timed_out
+    }
+
+    /// A request to `node` failed or timed out. A primary of the map may have failed:
+    /// poll until a promotion shows. Any other node (a replica serving reads, or a
+    /// primary the map already replaced, whose late failures keep coming in after the
+    /// promotion was seen) asks for one refresh, and does not start polling again.
+    fn failed(&mut self, map: &impl MapEdit, node: &NodeAddr, clock: &impl Fn() -> Instant) {
+        if map.is_primary(node) {
+            self.note_unresponsive(node, clock());
+        } else {
+            self.request();
+        }
     }
 
     fn next_random(&mut self) -> u64 {
@@ -341,6 +353,36 @@ impl Refresh {
         x ^= x << 17;
         self.rng = x;
         x
+    }
+}
+
+/// The slot map as [`Refresh::apply_effects`] touches it: a `MOVED` moves a slot, and a
+/// failed node's role decides whether the map is polled.
+pub(crate) trait MapEdit {
+    /// Points `slot` at `to`.
+    fn apply_moved(&mut self, slot: Slot, to: &NodeAddr);
+    /// Whether `node` is a primary of the map.
+    fn is_primary(&self, node: &NodeAddr) -> bool;
+}
+
+impl MapEdit for SlotMap {
+    fn apply_moved(&mut self, slot: Slot, to: &NodeAddr) {
+        SlotMap::apply_moved(self, slot, to);
+    }
+
+    fn is_primary(&self, node: &NodeAddr) -> bool {
+        self.primaries().any(|p| p == node)
+    }
+}
+
+/// The cluster machine's shared map: copied on write, only when a `MOVED` changes it.
+impl MapEdit for std::rc::Rc<SlotMap> {
+    fn apply_moved(&mut self, slot: Slot, to: &NodeAddr) {
+        std::rc::Rc::make_mut(self).apply_moved(slot, to);
+    }
+
+    fn is_primary(&self, node: &NodeAddr) -> bool {
+        self.primaries().any(|p| p == node)
     }
 }
 
@@ -600,14 +642,14 @@ mod tests {
             })
         };
         // No refresh under way: applied, not logged.
-        r.apply_effects(moved(), |s, t| map.apply_moved(s, t), &counters, || now);
+        r.apply_effects(moved(), &mut map, &counters, || now);
         assert_eq!(map.node_for(slot), Some(&to));
         let a = r.fetch_started();
         assert_eq!(a, 0, "nothing was logged with no refresh under way");
         let b = r.fetch_started();
-        r.apply_effects(moved(), |s, t| map.apply_moved(s, t), &counters, || now);
+        r.apply_effects(moved(), &mut map, &counters, || now);
         assert_eq!(r.fetch_ended(b), vec![(slot, to.clone())]);
-        r.apply_effects(moved(), |s, t| map.apply_moved(s, t), &counters, || now);
+        r.apply_effects(moved(), &mut map, &counters, || now);
         assert_eq!(r.fetch_ended(a).len(), 2, "both since a started");
         let c = r.fetch_started();
         assert_eq!(c, 0, "cleared once no refresh was fetching");
@@ -625,7 +667,7 @@ mod tests {
         let now = Instant::now();
         let out = r.apply_effects(
             [Effect::Retrying, Effect::Redirected { moved: None }].into_iter(),
-            |s, t| map.apply_moved(s, t),
+            &mut map,
             &counters,
             || now,
         );
@@ -635,7 +677,7 @@ mod tests {
         assert_eq!(counters.snapshot().redirects, 1);
         r.apply_effects(
             std::iter::once(Effect::RefreshMap),
-            |s, t| map.apply_moved(s, t),
+            &mut map,
             &counters,
             || now,
         );
@@ -643,7 +685,7 @@ mod tests {
         let mut r = Refresh::new(1);
         r.apply_effects(
             std::iter::once(Effect::NodeFailed(node.clone())),
-            |s, t| map.apply_moved(s, t),
+            &mut map,
             &counters,
             || now,
         );
@@ -651,12 +693,23 @@ mod tests {
         let mut r = Refresh::new(1);
         let out = r.apply_effects(
             std::iter::once(Effect::TimedOut(node.clone())),
-            |s, t| map.apply_moved(s, t),
+            &mut map,
             &counters,
             || now,
         );
         assert_eq!(out, vec![node]);
         assert!(r.is_due() && r.polling(now));
+        // A node the map no longer names as a primary (replaced after a failover: its
+        // late failures keep coming) asks for a refresh, and polls nothing.
+        let replaced = NodeAddr::new("10.9.9.9", 7000);
+        for effect in [
+            Effect::NodeFailed(replaced.clone()),
+            Effect::TimedOut(replaced.clone()),
+        ] {
+            let mut r = Refresh::new(1);
+            r.apply_effects(std::iter::once(effect), &mut map, &counters, || now);
+            assert!(r.is_due() && !r.polling(now));
+        }
     }
 
     #[test]
@@ -840,7 +893,7 @@ mod tests {
                     Step::TimedOut => {
                         let out = r.apply_effects(
                             std::iter::once(Effect::TimedOut(primary.clone())),
-                            |s, t| map.apply_moved(s, t),
+                            &mut map,
                             &counters,
                             || now,
                         );

@@ -1678,6 +1678,14 @@ fn many_clients_on_many_nodes_through_a_failover_and_a_migration() {
         f.failed_after, 0,
         "commands failed after both changes were seen"
     );
+    // Found by this scenario: a request to the failed primary that failed after the
+    // promotion was seen started the poll again (82 clients still polling two seconds
+    // later); a failure of a node the map no longer names as a primary now asks for one
+    // refresh and starts no poll.
+    assert_eq!(
+        f.polling_at_migration, 0,
+        "clients still polling the map long after the promotion was seen"
+    );
 }
 
 #[test]
