@@ -122,6 +122,14 @@ struct Node {
     /// still serves the slots it owned (now its successor's) as their primary, and the
     /// writes it takes are lost when it rejoins as the successor's replica.
     deposed: Option<(Instant, usize)>,
+    /// When each key last changed on this node (a world-wide stamp): what `WATCH`
+    /// compares. Every change of `data` goes through [`World::put`] and
+    /// [`World::remove`], which stamp it, so no write can slip past a watch.
+    touched: BTreeMap<Bytes, u64>,
+    /// When the whole data set was last replaced (a promotion, a resync after a failover):
+    /// every key counts as touched then, as Redis touches every watched key when it
+    /// flushes a database.
+    flushed: u64,
 }
 
 /// One connection, as both ends see it.
@@ -139,6 +147,9 @@ struct Link {
     /// Inside `MULTI`: the commands queued, and whether one was refused (then `EXEC`
     /// discards them all).
     multi: Option<(Vec<Vec<Bytes>>, bool)>,
+    /// Keys `WATCH`ed on this connection and their stamp then (`EXEC` answers nil if one
+    /// changed). They die with the connection, as the server's client state does.
+    watches: Vec<(Bytes, u64)>,
     open: bool,
     /// The client side heard of the close.
     reported: bool,
@@ -174,6 +185,22 @@ pub(crate) struct World {
     /// promoted replica, or a deposed primary took it).
     pub(crate) lost: BTreeSet<Bytes>,
     limits: DecodeLimits,
+    /// The last stamp given to a change (see `Node::touched`).
+    stamp: u64,
+    /// Counter keys: a `SET` of one must write the value it replaces plus one (the
+    /// read-modify-write of a `WATCH` session).
+    counters: BTreeSet<Bytes>,
+    /// Increments of each counter by another client (the world's own writes).
+    pub(crate) external_increments: BTreeMap<Bytes, u64>,
+    /// The stamp of each counter's last external increment (to tell why a watch failed).
+    external_stamps: BTreeMap<Bytes, u64>,
+    /// Counter writes that replaced a value other than the one they incremented: a
+    /// transaction committed over a change its session had read (must stay empty).
+    pub(crate) lost_updates: Vec<String>,
+    /// `EXEC`s answered nil because a watched key changed, and of those, how many
+    /// because another client incremented it.
+    pub(crate) nil_execs: u64,
+    pub(crate) nil_execs_external: u64,
 }
 
 impl World {
@@ -190,6 +217,8 @@ impl World {
                 primary: (i >= n).then(|| i - n),
                 cut_off_until: None,
                 deposed: None,
+                touched: BTreeMap::new(),
+                flushed: 0,
             })
             .collect();
         let owner: Vec<usize> = (0..SLOT_COUNT as usize)
@@ -209,6 +238,13 @@ impl World {
             replicating: VecDeque::new(),
             lost: BTreeSet::new(),
             limits: DecodeLimits::default(),
+            stamp: 0,
+            counters: BTreeSet::new(),
+            external_increments: BTreeMap::new(),
+            external_stamps: BTreeMap::new(),
+            lost_updates: Vec::new(),
+            nil_execs: 0,
+            nil_execs_external: 0,
         }
     }
 
@@ -242,14 +278,42 @@ impl World {
     fn store_everywhere(&mut self, node: usize, key: Bytes, value: Bytes) {
         for i in 0..self.nodes.len() {
             if i == node || self.copies(i, node) {
-                self.nodes[i].data.insert(key.clone(), value.clone());
+                self.put(i, key.clone(), value.clone());
             }
         }
     }
 
+    /// Sets `key` on node `i` (every change of a node's data goes through here or
+    /// [`World::remove`]): stamped, so a `WATCH` on it sees the change.
+    fn put(&mut self, i: usize, key: Bytes, value: Bytes) {
+        self.stamp += 1;
+        self.nodes[i].touched.insert(key.clone(), self.stamp);
+        self.nodes[i].data.insert(key, value);
+    }
+
+    /// Deletes `key` from node `i`, stamped as [`World::put`].
+    fn remove(&mut self, i: usize, key: &Bytes) -> Option<Bytes> {
+        self.stamp += 1;
+        self.nodes[i].touched.insert(key.clone(), self.stamp);
+        self.nodes[i].data.remove(key)
+    }
+
+    /// Replaces node `i`'s whole data set (a resync): every key counts as touched.
+    fn replace_data(&mut self, i: usize, data: BTreeMap<Bytes, Bytes>) {
+        self.stamp += 1;
+        self.nodes[i].flushed = self.stamp;
+        self.nodes[i].data = data;
+    }
+
+    /// What a `WATCH` of `key` on node `i` remembers, and `EXEC` compares.
+    fn stamp_of(&self, i: usize, key: &[u8]) -> u64 {
+        let n = &self.nodes[i];
+        n.touched.get(key).copied().unwrap_or(0).max(n.flushed)
+    }
+
     /// Writes on primary `node`; its replicas get the write `replication_lag` later.
     fn store(&mut self, node: usize, key: Bytes, value: Bytes) {
-        self.nodes[node].data.insert(key.clone(), value.clone());
+        self.put(node, key.clone(), value.clone());
         let due = sim_now() + self.faults.replication_lag;
         for i in 0..self.nodes.len() {
             if self.copies(i, node) {
@@ -271,14 +335,15 @@ impl World {
             .is_some_and(|(due, ..)| *due <= now)
         {
             if let Some((_, replica, key, value)) = self.replicating.pop_front() {
-                self.nodes[replica].data.insert(key, value);
+                self.put(replica, key, value);
             }
         }
         for i in 0..self.nodes.len() {
             if let Some((until, successor)) = self.nodes[i].deposed {
                 if until <= now {
                     self.nodes[i].deposed = None;
-                    self.nodes[i].data = self.nodes[successor].data.clone();
+                    let data = self.nodes[successor].data.clone();
+                    self.replace_data(i, data);
                 }
             }
         }
@@ -325,6 +390,7 @@ impl World {
             node_in: BytesMut::new(),
             asking: false,
             multi: None,
+            watches: Vec::new(),
             open: true,
             reported: false,
         });
@@ -406,11 +472,15 @@ impl World {
         self.nodes[new].primary = None;
         self.nodes[old].primary = Some(new);
         self.slots_replies = [None, None];
+        // A promoted replica's watches (if it had any) do not survive its new role.
+        self.stamp += 1;
+        self.nodes[new].flushed = self.stamp;
         if split_brain {
             // Cut off from the other nodes, not from the clients: it goes on serving.
             self.nodes[old].deposed = Some((sim_now() + d, new));
         } else {
-            self.nodes[old].data = self.nodes[new].data.clone();
+            let data = self.nodes[new].data.clone();
+            self.replace_data(old, data);
             self.nodes[old].down_until = Some(sim_now() + d);
             self.kill_links(old);
         }
@@ -489,10 +559,12 @@ impl World {
         self.slots_replies = [None, None];
     }
 
+    /// Moves `key` as `MIGRATE` does: deleted from the source (a change its watchers
+    /// see) and its replicas, stored on the target and its replicas.
     fn move_key(&mut self, key: &Bytes, from: usize, to: usize) {
         for i in 0..self.nodes.len() {
             if i == from || self.copies(i, from) {
-                if let Some(v) = self.nodes[i].data.remove(key) {
+                if let Some(v) = self.remove(i, key) {
                     if i == from {
                         self.store_everywhere(to, key.clone(), v);
                     }
@@ -651,12 +723,21 @@ impl World {
             }
             b"EXEC" => {
                 self.links[i].asking = false;
-                match self.links[i].multi.take() {
-                    None => b"-ERR EXEC without MULTI\r\n".to_vec(),
-                    Some((_, true)) => {
+                let Some(multi) = self.links[i].multi.take() else {
+                    // As Redis: no transaction, and the watches stay.
+                    return b"-ERR EXEC without MULTI\r\n".to_vec();
+                };
+                // Whatever the answer, EXEC ends the connection's watches.
+                let watches = std::mem::take(&mut self.links[i].watches);
+                match multi {
+                    (_, true) => {
                         b"-EXECABORT Transaction discarded because of previous errors.\r\n".to_vec()
                     }
-                    Some((queued, false)) => {
+                    _ if self.watch_broken(node, &watches) => {
+                        // RESP3's null (the handshake's HELLO chose RESP3): nothing runs.
+                        b"_\r\n".to_vec()
+                    }
+                    (queued, false) => {
                         let mut out = format!("*{}\r\n", queued.len()).into_bytes();
                         for cmd in queued {
                             out.extend(self.run(node, &cmd));
@@ -665,12 +746,15 @@ impl World {
                     }
                 }
             }
+            // Not queued, and the transaction goes on (as Redis answers it).
+            b"WATCH" if in_multi => b"-ERR WATCH inside MULTI is not allowed\r\n".to_vec(),
             _ if in_multi => {
-                // Checked as it is queued: a redirect now aborts the whole transaction.
+                // Checked as it is queued: a redirect, or a refusal for now, aborts the
+                // whole transaction (Redis flags it and answers EXECABORT).
                 let refusal = match args.get(1) {
-                    Some(key) if matches!(name.as_slice(), b"GET" | b"SET") => {
-                        self.redirect(node, slot_for_key(key).get(), key, asking)
-                    }
+                    Some(key) if matches!(name.as_slice(), b"GET" | b"SET") => self
+                        .redirect(node, slot_for_key(key).get(), key, asking)
+                        .or_else(|| self.transient_error()),
                     _ => Some(b"-ERR only GET and SET in this simulation\r\n".to_vec()),
                 };
                 let Some((queued, aborted)) = self.links[i].multi.as_mut() else {
@@ -694,6 +778,22 @@ impl World {
                 b"+OK\r\n".to_vec()
             }
             b"PING" => b"+PONG\r\n".to_vec(),
+            b"WATCH" if args.len() >= 2 => {
+                // The client watches keys of one slot: its first key decides the node.
+                let key = &args[1];
+                if let Some(redirect) = self.redirect(node, slot_for_key(key).get(), key, asking) {
+                    return redirect;
+                }
+                for key in &args[1..] {
+                    let stamp = self.stamp_of(node, key);
+                    self.links[i].watches.push((key.clone(), stamp));
+                }
+                b"+OK\r\n".to_vec()
+            }
+            b"UNWATCH" => {
+                self.links[i].watches.clear();
+                b"+OK\r\n".to_vec()
+            }
             b"CLUSTER" => {
                 // A deposed primary has not heard of its replacement.
                 let stale = self.deposed(node).is_some() || self.rng.chance(self.faults.stale_map);
@@ -712,13 +812,8 @@ impl World {
                 if let Some(redirect) = self.redirect(node, slot, key, asking) {
                     return redirect;
                 }
-                if self.rng.chance(self.faults.transient) {
-                    let line: &[u8] = match self.rng.below(3) {
-                        0 => b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
-                        1 => b"-LOADING Redis is loading the dataset in memory\r\n",
-                        _ => b"-CLUSTERDOWN The cluster is down\r\n",
-                    };
-                    return line.to_vec();
+                if let Some(refusal) = self.transient_error() {
+                    return refusal;
                 }
                 self.run(node, args)
             }
@@ -744,10 +839,82 @@ impl World {
             }
         } else {
             let value = args.get(2).cloned().unwrap_or_default();
+            if self.counters.contains(key) {
+                // A counter is only written as a WATCH session's read-modify-write: the
+                // value it replaces must be the one the session read, one less.
+                let before = self.nodes[node].data.get(key).and_then(|v| number(v));
+                let after = number(&value);
+                if after.is_none() || before.map(|b| b + 1) != after {
+                    self.lost_updates.push(format!(
+                        "{key:?} set to {value:?} over {:?} on node {node}",
+                        self.nodes[node].data.get(key)
+                    ));
+                }
+            }
             self.store(node, key.clone(), value);
             *self.executions.entry(key.clone()).or_insert(0) += 1;
             b"+OK\r\n".to_vec()
         }
+    }
+
+    /// A transient refusal (`TRYAGAIN`, `LOADING`, `CLUSTERDOWN`), at the fault rate.
+    fn transient_error(&mut self) -> Option<Vec<u8>> {
+        if !self.rng.chance(self.faults.transient) {
+            return None;
+        }
+        let line: &[u8] = match self.rng.below(3) {
+            0 => b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+            1 => b"-LOADING Redis is loading the dataset in memory\r\n",
+            _ => b"-CLUSTERDOWN The cluster is down\r\n",
+        };
+        Some(line.to_vec())
+    }
+
+    /// Whether a key of `watches` changed on `node` since it was watched (counted, with
+    /// whether another client's increment did it).
+    fn watch_broken(&mut self, node: usize, watches: &[(Bytes, u64)]) -> bool {
+        let changed: Vec<&(Bytes, u64)> = watches
+            .iter()
+            .filter(|(key, stamp)| self.stamp_of(node, key) != *stamp)
+            .collect();
+        if changed.is_empty() {
+            return false;
+        }
+        self.nil_execs += 1;
+        if changed
+            .iter()
+            .any(|(key, stamp)| self.external_stamps.get(key).is_some_and(|e| e > stamp))
+        {
+            self.nil_execs_external += 1;
+        }
+        true
+    }
+
+    /// A counter `key` = 0 on its owner and replicas (a fixture, not a command).
+    pub(crate) fn preload_counter(&mut self, key: &[u8]) {
+        self.counters.insert(Bytes::copy_from_slice(key));
+        self.preload(key, b"0");
+    }
+
+    /// Another client increments counter `key` where it lives now (its owner, or the
+    /// migration's target once the key moved there), replicated like any write.
+    pub(crate) fn increment_externally(&mut self, key: &[u8]) {
+        let key = Bytes::copy_from_slice(key);
+        let slot = slot_for_key(&key).get();
+        let owner = self.owner[slot as usize];
+        let node = match self.migration.filter(|m| m.slot == slot) {
+            Some(m) if !self.nodes[owner].data.contains_key(&key) => m.to,
+            _ => owner,
+        };
+        let value = self.nodes[node]
+            .data
+            .get(&key)
+            .and_then(|v| number(v))
+            .unwrap_or(0);
+        self.store(node, key.clone(), Bytes::from((value + 1).to_string()));
+        *self.external_increments.entry(key.clone()).or_insert(0) += 1;
+        let stamp = self.stamp_of(node, &key);
+        self.external_stamps.insert(key, stamp);
     }
 
     /// The redirect a real node would answer instead of running a command on `key`.
@@ -820,6 +987,11 @@ impl World {
             self.nodes[i].primary == Some(primary)
         }
     }
+}
+
+/// A decimal number (a counter's value, a `COUNT`); `None` for anything else.
+fn number(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 fn bulk(v: &[u8]) -> Vec<u8> {
