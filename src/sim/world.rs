@@ -179,6 +179,8 @@ pub(crate) struct World {
     pub(crate) served_by_promoted: u64,
     /// `CLUSTER SLOTS` answers (current, stale) until the map or the roles change.
     slots_replies: [Option<Vec<u8>>; 2],
+    /// Each node's `CLUSTER NODES` answer, until the map, the roles or a migration change.
+    nodes_replies: Vec<Option<Vec<u8>>>,
     /// Writes on their way to a replica: (due, replica, key, value).
     replicating: VecDeque<(Instant, usize, Bytes, Bytes)>,
     /// Keys whose acknowledged write a failover may have lost (it had not reached the
@@ -201,6 +203,14 @@ pub(crate) struct World {
     /// because another client incremented it.
     pub(crate) nil_execs: u64,
     pub(crate) nil_execs_external: u64,
+    /// Every key ever stored on any node.
+    pub(crate) ever: BTreeSet<Bytes>,
+    /// While a scan runs: the keys that have existed (see [`World::exists`]) since it
+    /// began, without a break.
+    scan_stable: Option<BTreeSet<Bytes>>,
+    /// Changes that may move or drop keys (a migration, a failover, a deposed primary
+    /// rejoining) while a scan ran.
+    pub(crate) scan_disturbances: u64,
 }
 
 impl World {
@@ -235,6 +245,7 @@ impl World {
             executions: BTreeMap::new(),
             served_by_promoted: 0,
             slots_replies: [None, None],
+            nodes_replies: vec![None; 2 * n],
             replicating: VecDeque::new(),
             lost: BTreeSet::new(),
             limits: DecodeLimits::default(),
@@ -245,6 +256,9 @@ impl World {
             lost_updates: Vec::new(),
             nil_execs: 0,
             nil_execs_external: 0,
+            ever: BTreeSet::new(),
+            scan_stable: None,
+            scan_disturbances: 0,
         }
     }
 
@@ -288,6 +302,9 @@ impl World {
     fn put(&mut self, i: usize, key: Bytes, value: Bytes) {
         self.stamp += 1;
         self.nodes[i].touched.insert(key.clone(), self.stamp);
+        if !self.ever.contains(&key) {
+            self.ever.insert(key.clone());
+        }
         self.nodes[i].data.insert(key, value);
     }
 
@@ -344,9 +361,17 @@ impl World {
                     self.nodes[i].deposed = None;
                     let data = self.nodes[successor].data.clone();
                     self.replace_data(i, data);
+                    self.topology_changed();
+                    self.recheck_scan();
                 }
             }
         }
+    }
+
+    /// The map, the roles or a migration changed: the cached answers describing them go.
+    fn topology_changed(&mut self) {
+        self.slots_replies = [None, None];
+        self.nodes_replies.iter_mut().for_each(|r| *r = None);
     }
 
     /// Whether node `i` holds a copy of primary `node`'s writes: a replica of it, and not
@@ -471,7 +496,7 @@ impl World {
         }
         self.nodes[new].primary = None;
         self.nodes[old].primary = Some(new);
-        self.slots_replies = [None, None];
+        self.topology_changed();
         // A promoted replica's watches (if it had any) do not survive its new role.
         self.stamp += 1;
         self.nodes[new].flushed = self.stamp;
@@ -484,6 +509,7 @@ impl World {
             self.nodes[old].down_until = Some(sim_now() + d);
             self.kill_links(old);
         }
+        self.recheck_scan();
     }
 
     /// Partitions node `i` from everyone for `d`: bytes to and from it wait, and no
@@ -527,6 +553,7 @@ impl World {
         }
         let to = others[self.rng.below(others.len() as u64) as usize];
         self.migration = Some(Migration { slot, from, to });
+        self.topology_changed();
         let keys: Vec<Bytes> = self.nodes[from]
             .data
             .keys()
@@ -538,6 +565,7 @@ impl World {
                 self.move_key(&k, from, to);
             }
         }
+        self.recheck_scan();
     }
 
     /// Ends the migration under way: every key moves, the target owns the slot.
@@ -556,7 +584,8 @@ impl World {
         }
         self.stale_owner = self.owner.clone();
         self.owner[m.slot as usize] = m.to;
-        self.slots_replies = [None, None];
+        self.topology_changed();
+        self.recheck_scan();
     }
 
     /// Moves `key` as `MIGRATE` does: deleted from the source (a change its watchers
@@ -578,7 +607,7 @@ impl World {
         self.faults = Faults::NONE;
         self.finish_migration();
         self.stale_owner = self.owner.clone();
-        self.slots_replies = [None, None];
+        self.topology_changed();
         for n in &mut self.nodes {
             n.paused_until = None;
             n.down_until = None;
@@ -794,6 +823,17 @@ impl World {
                 self.links[i].watches.clear();
                 b"+OK\r\n".to_vec()
             }
+            b"SCAN" => self.scan(node, &args[1..]),
+            b"CLUSTER"
+                if args
+                    .get(1)
+                    .is_some_and(|a| a.eq_ignore_ascii_case(b"NODES")) =>
+            {
+                if self.nodes_replies[node].is_none() {
+                    self.nodes_replies[node] = Some(self.cluster_nodes(node));
+                }
+                self.nodes_replies[node].clone().unwrap_or_default()
+            }
             b"CLUSTER" => {
                 // A deposed primary has not heard of its replacement.
                 let stale = self.deposed(node).is_some() || self.rng.chance(self.faults.stale_map);
@@ -917,6 +957,168 @@ impl World {
         self.external_stamps.insert(key, stamp);
     }
 
+    /// Whether `key` is on every node that answers for its slot now: its owner (or,
+    /// while the slot migrates, either side of the migration), and a deposed primary
+    /// that still believes the slot is its own. A scan may ask either of those, so only
+    /// a key on both is one it must return.
+    fn exists(&self, key: &[u8]) -> bool {
+        let slot = slot_for_key(key).get();
+        let owner = self.owner[slot as usize];
+        let target = self.migration.filter(|m| m.slot == slot).map(|m| m.to);
+        let on_owner = std::iter::once(owner)
+            .chain(target)
+            .any(|n| self.nodes[n].data.contains_key(key));
+        on_owner
+            && (0..self.nodes.len())
+                .filter(|&d| self.deposed(d) == Some(owner))
+                .all(|d| self.nodes[d].data.contains_key(key))
+    }
+
+    /// A client's scan begins: from now on the world keeps the keys that exist without a
+    /// break (every change that can remove one rechecks them).
+    pub(crate) fn begin_scan(&mut self) {
+        let mut stable = BTreeSet::new();
+        for n in self.nodes.iter().filter(|n| n.primary.is_none()) {
+            stable.extend(n.data.keys().filter(|k| self.exists(k)).cloned());
+        }
+        self.scan_stable = Some(stable);
+    }
+
+    /// The scan ended: the keys that existed from its beginning to now.
+    pub(crate) fn end_scan(&mut self) -> BTreeSet<Bytes> {
+        let mut stable = self.scan_stable.take().unwrap_or_default();
+        stable.retain(|k| self.exists(k));
+        stable
+    }
+
+    /// Drops from a running scan's stable keys those that do not exist now. Called after
+    /// every change that can remove a key from where the client would find it: a
+    /// migration starting or finishing, a failover, a deposed primary rejoining. (Writes
+    /// only add keys.)
+    fn recheck_scan(&mut self) {
+        if let Some(mut stable) = self.scan_stable.take() {
+            self.scan_disturbances += 1;
+            stable.retain(|k| self.exists(k));
+            self.scan_stable = Some(stable);
+        }
+    }
+
+    /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]` over node `node`'s own keys (all its
+    /// keys, whatever their slot, as Redis does), slot by slot as Redis 7 does (one
+    /// dictionary per slot), each slot's keys in key order. The cursor is the last key
+    /// looked at (hex-encoded; `0` to start and at the end), and the next call looks at
+    /// the keys after it in that order. Redis needs its reverse-binary cursor within a
+    /// slot because the slot's hash table may be resized under a scan; here the order is
+    /// fixed by the keys alone, so no insertion or removal can shift it: a key present for
+    /// the whole scan lies after the cursor until it is returned, never skipped, which is
+    /// what Redis guarantees. (Nothing repeats on one node here; Redis may repeat keys,
+    /// and the client must cope either way, as it does across nodes.) Going slot by slot
+    /// also spreads each name's keys over the scan, so a slot that migrates meanwhile is
+    /// as likely ahead of the cursor as behind it.
+    fn scan(&self, node: usize, args: &[Bytes]) -> Vec<u8> {
+        let Some(cursor) = args.first() else {
+            return b"-ERR wrong number of arguments for 'scan' command\r\n".to_vec();
+        };
+        let after = if cursor.as_ref() == b"0" {
+            None
+        } else {
+            match unhex(cursor) {
+                Some(key) => Some((slot_for_key(&key).get(), key)),
+                None => return b"-ERR invalid cursor\r\n".to_vec(),
+            }
+        };
+        let (mut pattern, mut count, mut only_strings) = (None, 10, true);
+        for option in args[1..].chunks(2) {
+            match option {
+                [name, value] if name.eq_ignore_ascii_case(b"MATCH") => pattern = Some(value),
+                [name, value] if name.eq_ignore_ascii_case(b"COUNT") => match number(value) {
+                    Some(n) if n > 0 => count = n as usize,
+                    _ => return b"-ERR value is out of range\r\n".to_vec(),
+                },
+                [name, value] if name.eq_ignore_ascii_case(b"TYPE") => {
+                    only_strings = value.eq_ignore_ascii_case(b"string")
+                }
+                _ => return b"-ERR syntax error\r\n".to_vec(),
+            }
+        }
+        let mut order: Vec<(u16, &Bytes)> = self.nodes[node]
+            .data
+            .keys()
+            .map(|k| (slot_for_key(k).get(), k))
+            .collect();
+        order.sort_unstable();
+        let looked: Vec<&Bytes> = order
+            .into_iter()
+            .filter(|&(slot, key)| {
+                after
+                    .as_ref()
+                    .is_none_or(|(s, k)| (slot, key.as_ref()) > (*s, k.as_slice()))
+            })
+            .map(|(_, key)| key)
+            .take(count)
+            .collect();
+        let next = match looked.last() {
+            Some(last) if looked.len() == count => hex(last),
+            _ => "0".to_string(),
+        };
+        let keys: Vec<&Bytes> = looked
+            .into_iter()
+            .filter(|k| only_strings && pattern.is_none_or(|p| glob_match(p, k)))
+            .collect();
+        let mut out =
+            format!("*2\r\n${}\r\n{next}\r\n*{}\r\n", next.len(), keys.len()).into_bytes();
+        for k in keys {
+            out.extend(bulk(k));
+        }
+        out
+    }
+
+    /// `CLUSTER NODES` as node `me` sees the cluster: every node's line, and on its own
+    /// (`myself`) the slots it believes are its own (a deposed primary: its old ones)
+    /// and the slot it migrates out (`[slot->-id]`) or in (`[slot-<-id]`).
+    fn cluster_nodes(&self, me: usize) -> Vec<u8> {
+        let ranges = slot_ranges(&self.owner);
+        let mut text = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let mine = |o: usize| o == i || (i == me && self.deposed(me) == Some(o));
+            let primary = n.primary.is_none() || (i == me && self.deposed(me).is_some());
+            let flags = match (i == me, primary) {
+                (true, true) => "myself,master",
+                (true, false) => "myself,slave",
+                (false, true) => "master",
+                (false, false) => "slave",
+            };
+            let of = match n.primary {
+                Some(p) if !primary => format!("node-{p}"),
+                _ => "-".to_string(),
+            };
+            text.push_str(&format!(
+                "node-{i} {}:{}@{} {flags} {of} 0 0 1 connected",
+                n.addr.host,
+                n.addr.port,
+                n.addr.port + 10000
+            ));
+            if primary {
+                for &(start, end, _) in ranges.iter().filter(|r| mine(r.2)) {
+                    if start == end {
+                        text.push_str(&format!(" {start}"));
+                    } else {
+                        text.push_str(&format!(" {start}-{end}"));
+                    }
+                }
+            }
+            if let Some(m) = self.migration.filter(|_| i == me) {
+                if m.from == me {
+                    text.push_str(&format!(" [{}->-node-{}]", m.slot, m.to));
+                } else if m.to == me {
+                    text.push_str(&format!(" [{}-<-node-{}]", m.slot, m.from));
+                }
+            }
+            text.push('\n');
+        }
+        bulk(text.as_bytes())
+    }
+
     /// The redirect a real node would answer instead of running a command on `key`.
     fn redirect(&self, node: usize, slot: u16, key: &Bytes, asking: bool) -> Option<Vec<u8>> {
         let mut owner = self.owner[slot as usize];
@@ -942,13 +1144,7 @@ impl World {
         } else {
             &self.owner
         };
-        let mut ranges: Vec<(usize, usize, usize)> = Vec::new();
-        for (slot, &o) in owner.iter().enumerate() {
-            match ranges.last_mut() {
-                Some((_, end, node)) if *node == o && *end + 1 == slot => *end = slot,
-                _ => ranges.push((slot, slot, o)),
-            }
-        }
+        let ranges = slot_ranges(owner);
         let mut out = format!("*{}\r\n", ranges.len()).into_bytes();
         for (start, end, node) in ranges {
             // The primary, then its replicas (from this view's roles: a lagging view
@@ -989,9 +1185,66 @@ impl World {
     }
 }
 
+/// The slot ranges of a slot-to-node table: (first, last, node).
+fn slot_ranges(owner: &[usize]) -> Vec<(usize, usize, usize)> {
+    let mut ranges: Vec<(usize, usize, usize)> = Vec::new();
+    for (slot, &o) in owner.iter().enumerate() {
+        match ranges.last_mut() {
+            Some((_, end, node)) if *node == o && *end + 1 == slot => *end = slot,
+            _ => ranges.push((slot, slot, o)),
+        }
+    }
+    ranges
+}
+
 /// A decimal number (a counter's value, a `COUNT`); `None` for anything else.
 fn number(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn hex(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key a cursor names (`None` for anything [`hex`] does not write).
+fn unhex(cursor: &[u8]) -> Option<Vec<u8>> {
+    if cursor.len() % 2 != 0 {
+        return None;
+    }
+    cursor
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
+/// `MATCH`'s glob, as far as the workload uses it: `*` (any run) and `?` (any one
+/// byte); every other byte stands for itself.
+pub(crate) fn glob_match(pattern: &[u8], key: &[u8]) -> bool {
+    let (mut p, mut k) = (0, 0);
+    // Where the last `*` was, and the key position it has taken up to.
+    let mut star: Option<(usize, usize)> = None;
+    while k < key.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, k));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == key[k] => {
+                p += 1;
+                k += 1;
+            }
+            _ => match star {
+                // Let the last `*` take one more byte and try again.
+                Some((sp, sk)) => {
+                    star = Some((sp, sk + 1));
+                    p = sp + 1;
+                    k = sk + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 fn bulk(v: &[u8]) -> Vec<u8> {
