@@ -7,8 +7,10 @@
 //! world injects the faults its seed chooses (replies late, split and coalesced;
 //! connections cut after a command ran and before its reply; nodes stopped past the
 //! deadline; transient error replies; live slot migrations with `ASK` and `MOVED`; a
-//! `CLUSTER SLOTS` that lags). Every step is checked against named invariants; a
-//! failure prints its seed, and `SIM_SEED=<seed> cargo test --lib sim::` replays it.
+//! `CLUSTER SLOTS` that lags). The workload runs pipelines, atomic pipelines, several
+//! callers at once, `WATCH` sessions on counters and cluster scans. Every step is
+//! checked against named invariants; a failure prints its seed, and
+//! `SIM_SEED=<seed> cargo test --lib sim::` replays it.
 //!
 //! Test-only: nothing here is part of the library.
 
