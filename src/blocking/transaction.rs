@@ -23,8 +23,8 @@ use crate::core::resp::Value;
 use crate::core::round::{Effect, RoundLimits, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
-    check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
-    TxOutcome, TxRound, WatchAttempts,
+    check_session_command, session_failed, transaction_ended, watch_answered, watch_command,
+    AttemptEnd, AttemptStart, SessionEnd, WatchAttempts,
 };
 
 /// A `WATCH` session on a blocking client, handed to the closure of
@@ -114,7 +114,7 @@ impl Client {
                 AttemptStart::GiveUp(e) => return Err(e),
             };
             let end = match self.watch_on(&node, watch.clone())? {
-                Err(moved) => AttemptEnd::Moved(moved),
+                Err(end) => end,
                 Ok(conn) => {
                     let mut watched = Watched {
                         client: self,
@@ -134,9 +134,7 @@ impl Client {
                     };
                     match self.end_session(&node, conn, slot, pipe)? {
                         SessionEnd::Done(results) => return Ok(results),
-                        SessionEnd::Conflict => AttemptEnd::Conflict,
-                        SessionEnd::Unwatched(error) => AttemptEnd::Refused(error),
-                        SessionEnd::Moved(e) => AttemptEnd::Moved(e),
+                        SessionEnd::Again { end, .. } => end,
                     }
                 }
             };
@@ -155,22 +153,20 @@ impl Client {
         }
     }
 
-    /// Sends `WATCH` to `node`: the connection now holding the watches, or the redirect
-    /// that says the slot is elsewhere.
+    /// Sends `WATCH` to `node`: the connection now holding the watches, or the attempt's
+    /// end when the slot is elsewhere.
     fn watch_on(
         &mut self,
         node: &NodeAddr,
         watch: Cmd,
-    ) -> Result<std::result::Result<ConnId, Error>> {
+    ) -> Result<std::result::Result<ConnId, AttemptEnd>> {
         let conn =
             self.connection_for(node, deadline_after(self.cluster.config().request_timeout))?;
-        match self.session_round_trip(node, conn, watch)? {
-            Value::Error(line) => match server_error(&line) {
-                e if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => Ok(Err(e)),
-                e => Err(e),
-            },
-            _ => Ok(Ok(conn)),
-        }
+        let reply = self.session_round_trip(node, conn, watch)?;
+        Ok(match watch_answered(reply)? {
+            Some(end) => Err(end),
+            None => Ok(conn),
+        })
     }
 
     /// Runs what the session's closure returned: `UNWATCH` for nothing, or the
@@ -188,19 +184,14 @@ impl Client {
                 .session_round_trip(node, conn, cmd("UNWATCH"))
                 .map(|_| SessionEnd::Done(Vec::new())),
             Ok(pipe) => self.exec_watched(node, conn, slot, &pipe),
-            Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
-                // A read found the slot gone: drop the session's watches and follow.
-                Ok(SessionEnd::Moved(e))
-            }
-            Err(e) => Err(e),
+            // A read found the slot gone: drop the session's watches and follow.
+            Err(e) => session_failed(e).map(|end| SessionEnd::Again { end, clean: false }),
         };
         match &outcome {
-            // EXEC (committed or nil) and UNWATCH leave no watch behind.
-            Ok(SessionEnd::Done(_)) | Ok(SessionEnd::Conflict) => {}
+            // EXEC (committed, nil or discarded) and UNWATCH leave no watch behind.
+            Ok(SessionEnd::Done(_)) | Ok(SessionEnd::Again { clean: true, .. }) => {}
             // Early ends (and a refusal, which may be a lost connection's) close it.
-            Ok(SessionEnd::Moved(_)) | Ok(SessionEnd::Unwatched(_)) | Err(_) => {
-                self.close_session(conn)
-            }
+            Ok(SessionEnd::Again { clean: false, .. }) | Err(_) => self.close_session(conn),
         }
         outcome
     }
@@ -212,31 +203,19 @@ impl Client {
         slot: crate::core::slot::Slot,
         pipe: &Pipeline,
     ) -> Result<SessionEnd> {
-        if let Err(e) = check_watched_transaction(pipe.commands(), slot) {
-            self.cluster.counters().add_refused();
-            return Err(e);
-        }
-        self.check_session(node, conn)?;
         let deadline = deadline_after(self.cluster.config().request_timeout);
-        let tx = TxRound::new(
+        let mut request = Request::watched(
             pipe.commands(),
+            slot,
+            node,
             RoundLimits::of(self.cluster.config()),
             deadline,
-        )?
-        .pinned(node.clone());
-        let mut request = Request::from_transaction(pipe.commands(), tx, None);
+            self.cluster.counters(),
+        )?;
+        self.check_session(node, conn)?;
         self.drive(&mut request, deadline);
         self.maybe_refresh();
-        match request.finish() {
-            Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(pipe.raise_first_error(results)?)),
-            Ok(TxOutcome::Conflict) => Ok(SessionEnd::Conflict),
-            Ok(TxOutcome::Unwatched { refusal, .. }) => Ok(SessionEnd::Unwatched(refusal)),
-            // Discarded by the server (EXECABORT): nothing ran, the watches are gone.
-            Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
-                Ok(SessionEnd::Moved(e))
-            }
-            Err(e) => Err(e),
-        }
+        transaction_ended(request.finish(), pipe)
     }
 
     /// Fails unless `node`'s connection is still `conn` (the one holding the watches).
@@ -301,17 +280,4 @@ impl Client {
         self.maybe_refresh();
         request.results()
     }
-}
-
-/// How a `WATCH` session's attempt ended.
-enum SessionEnd {
-    /// Committed (or nothing to do): the results.
-    Done(Vec<Result<Value>>),
-    /// `EXEC` answered nil: a watched key changed.
-    Conflict,
-    /// The slot moved: follow the redirect and start again.
-    Moved(Error),
-    /// Refused for now (`TRYAGAIN`, ...): watch again after a backoff; the refusal is
-    /// the error when the retry budget runs out.
-    Unwatched(Error),
 }

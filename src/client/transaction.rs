@@ -19,8 +19,8 @@ use crate::core::resp::Value;
 use crate::core::round::{Effect, RoundLimits, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
-    check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
-    TxOutcome, TxRound, WatchAttempts,
+    check_session_command, session_failed, transaction_ended, watch_answered, watch_command,
+    AttemptStart, SessionEnd, WatchAttempts,
 };
 
 /// A `WATCH` session's connection, handed to the closure of [`Client::transaction`]: read
@@ -158,14 +158,10 @@ impl Client {
             };
             let mut buf = BytesMut::with_capacity(watch.encoded_len());
             watch.write_to(&mut buf);
-            let end = match self.round_trip_one(conn, &node, buf).await? {
-                Value::Error(line) => match server_error(&line) {
-                    e if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
-                        AttemptEnd::Moved(e)
-                    }
-                    e => return Err(e),
-                },
-                _ => {
+            let reply = self.round_trip_one(conn, &node, buf).await?;
+            let end = match watch_answered(reply)? {
+                Some(end) => end,
+                None => {
                     let live = Rc::new(Cell::new(true));
                     let handle = Watched {
                         client: self.clone(),
@@ -184,46 +180,38 @@ impl Client {
                             return Ok(Vec::new());
                         }
                         Ok(pipe) => {
-                            if let Err(e) = check_watched_transaction(&pipe.cmds, slot) {
-                                self.inner.counters.add_refused();
-                                return Err(e);
-                            }
                             let deadline = deadline_after(self.inner.config.request_timeout);
-                            let tx =
-                                TxRound::new(&pipe.cmds, limits, deadline.map(|d| d.into_std()))?
-                                    .pinned(node.clone());
-                            let mut request = Request::from_transaction(&pipe.cmds, tx, None);
+                            let mut request = Request::watched(
+                                &pipe.cmds,
+                                slot,
+                                &node,
+                                limits,
+                                deadline.map(|d| d.into_std()),
+                                &self.inner.counters,
+                            )?;
                             self.drive(&mut request, deadline, Lane::Dedicated, Some(conn))
                                 .await;
-                            match request.finish() {
-                                Ok(TxOutcome::Done(results)) => {
+                            match transaction_ended(request.finish(), &pipe)? {
+                                SessionEnd::Done(results) => {
                                     lease.give_back();
-                                    return pipe.raise_first_error(results);
+                                    return Ok(results);
                                 }
-                                Ok(TxOutcome::Conflict) => {
-                                    // EXEC ended the WATCH: the connection is clean.
-                                    lease.give_back();
-                                    AttemptEnd::Conflict
+                                SessionEnd::Again { end, clean } => {
+                                    if clean {
+                                        // EXEC (nil or discarded) ended the watches.
+                                        lease.give_back();
+                                    } else {
+                                        // Refused for now, the watches gone; the lease
+                                        // closes the connection, which may be the reason.
+                                        drop(lease);
+                                    }
+                                    end
                                 }
-                                Ok(TxOutcome::Unwatched { refusal, .. }) => {
-                                    // Refused for now and the watches are gone; the lease
-                                    // closes the connection, which may be the reason.
-                                    drop(lease);
-                                    AttemptEnd::Refused(refusal)
-                                }
-                                Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
-                                    // Discarded by the server (EXECABORT), watches gone.
-                                    lease.give_back();
-                                    AttemptEnd::Moved(e)
-                                }
-                                Err(e) => return Err(e),
                             }
                         }
-                        Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
-                            // A read found the slot gone: drop the session and follow.
-                            AttemptEnd::Moved(e)
-                        }
-                        Err(e) => return Err(e),
+                        // A read found the slot gone: drop the session and follow (the
+                        // lease closes the connection and its watches).
+                        Err(e) => session_failed(e)?,
                     }
                 }
             };

@@ -164,6 +164,25 @@ impl<'a> Request<'a> {
         Ok(Request::from_transaction(cmds, tx, reporter))
     }
 
+    /// A `WATCH` session's transaction: `cmds` as one `MULTI` ... `EXEC` pinned to `node`,
+    /// the connection holding the watches on `slot`. Refused (and counted) when a command
+    /// leaves the slot or cannot run in a transaction.
+    pub(crate) fn watched(
+        cmds: &'a [Cmd],
+        slot: crate::core::slot::Slot,
+        node: &NodeAddr,
+        limits: RoundLimits,
+        deadline: Option<Instant>,
+        counters: &crate::core::stats::Counters,
+    ) -> Result<Request<'a>> {
+        if let Err(e) = crate::core::transaction::check_watched_transaction(cmds, slot) {
+            counters.add_refused();
+            return Err(e);
+        }
+        let tx = TxRound::new(cmds, limits, deadline)?.pinned(node.clone());
+        Ok(Request::from_transaction(cmds, tx, None))
+    }
+
     /// A transaction already built (a `WATCH` session's, pinned to its node).
     pub(crate) fn from_transaction(
         cmds: &'a [Cmd],
@@ -664,5 +683,30 @@ mod tests {
         assert_eq!(steps, ["write", "wait"]);
         let results = request.results().unwrap();
         assert_eq!(results[1].as_ref().unwrap(), &Value::Int(1));
+    }
+
+    #[test]
+    fn a_watched_transaction_is_pinned_and_refused_off_its_slot() {
+        use crate::core::slot::slot_for_key;
+        use crate::core::stats::Counters;
+        let counters = Counters::default();
+        let node = NodeAddr::new("10.0.0.9", 7000);
+        let slot = slot_for_key(b"{a}1");
+        let cmds = [cmd("SET").arg("{a}1").arg(1), cmd("SET").arg("b").arg(1)];
+        let refused = Request::watched(&cmds, slot, &node, limits(), None, &counters);
+        assert_eq!(
+            refused.err().map(|e| e.kind()),
+            Some(crate::core::error::ErrorKind::CrossSlot)
+        );
+        assert_eq!(counters.snapshot().refused, 1);
+        let cmds = [cmd("SET").arg("{a}1").arg(1)];
+        let mut request = Request::watched(&cmds, slot, &node, limits(), None, &counters).unwrap();
+        // Pinned: it goes to the session's node whatever the map says.
+        let map = SlotMap::split_evenly(&[NodeAddr::new("10.0.0.1", 7000)]);
+        match request.poll(Instant::now(), &map, &[]) {
+            Step::Write(batch) => assert_eq!(batch.node, node),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(counters.snapshot().refused, 1);
     }
 }

@@ -225,6 +225,66 @@ pub(crate) enum AttemptEnd {
     Moved(Error),
 }
 
+/// What the reply to `WATCH` means for a session's attempt: `Ok(None)`, the keys are
+/// watched; `Ok(Some(end))`, the slot moved or is moving (start again where the error
+/// says); `Err`, the session fails with the server's refusal.
+pub(crate) fn watch_answered(reply: Value) -> Result<Option<AttemptEnd>> {
+    match reply {
+        Value::Error(line) => match server_error(&line) {
+            e if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
+                Ok(Some(AttemptEnd::Moved(e)))
+            }
+            e => Err(e),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// A session's read (or the body that made the transaction) failed with `e`: a slot that
+/// moved starts the attempt again on its new owner, anything else fails the session.
+pub(crate) fn session_failed(e: Error) -> Result<AttemptEnd> {
+    if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) {
+        Ok(AttemptEnd::Moved(e))
+    } else {
+        Err(e)
+    }
+}
+
+/// How a session's transaction (`MULTI` ... `EXEC` on the watched connection) ended.
+#[derive(Debug)]
+pub(crate) enum SessionEnd {
+    /// Committed: the results, as the pipeline asked for them.
+    Done(Vec<Result<Value>>),
+    /// Not committed: the attempt's end for [`WatchAttempts::end`], and whether the
+    /// connection is clean (`EXEC` or an `EXECABORT` ended its watches; it can serve
+    /// again) or must be closed (refused for now, perhaps because it was lost: its
+    /// state is unknown).
+    Again { end: AttemptEnd, clean: bool },
+}
+
+/// What the outcome of a session's transaction means for the session, for both clients
+/// and the simulation: a commit's results (the first error raised when the pipeline
+/// asks so), a conflict or an `EXECABORT` for a moved slot (start again, the connection
+/// clean), a refusal for now (start again on a fresh connection), or the session's error.
+pub(crate) fn transaction_ended(
+    outcome: Result<TxOutcome>,
+    pipe: &crate::core::pipeline::Pipeline,
+) -> Result<SessionEnd> {
+    match outcome {
+        Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(pipe.raise_first_error(results)?)),
+        Ok(TxOutcome::Conflict) => Ok(SessionEnd::Again {
+            end: AttemptEnd::Conflict,
+            clean: true,
+        }),
+        Ok(TxOutcome::Unwatched { refusal, .. }) => Ok(SessionEnd::Again {
+            end: AttemptEnd::Refused(refusal),
+            clean: false,
+        }),
+        // Discarded by the server (EXECABORT): nothing ran, the watches are gone.
+        Err(e) => session_failed(e).map(|end| SessionEnd::Again { end, clean: true }),
+    }
+}
+
 /// What a `WATCH` session's driver does before its next attempt.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct AttemptNext {
@@ -1144,6 +1204,68 @@ mod tests {
         let e = tx.finish().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
         assert!(e.to_string().contains("may have run"));
+    }
+
+    #[test]
+    fn what_each_end_of_a_session_means_for_its_connection() {
+        use crate::core::pipeline::Pipeline;
+        // WATCH's reply: watching, the slot elsewhere (start again), or a refusal.
+        assert!(
+            watch_answered(Value::SimpleString(Bytes::from_static(b"OK")))
+                .unwrap()
+                .is_none()
+        );
+        let moved = Value::Error(Bytes::from_static(b"MOVED 5 10.0.0.2:7000"));
+        assert!(matches!(
+            watch_answered(moved),
+            Ok(Some(AttemptEnd::Moved(_)))
+        ));
+        let denied = Value::Error(Bytes::from_static(b"NOPERM no"));
+        assert!(watch_answered(denied).is_err());
+        // A read that found the slot gone starts again; any other error ends it.
+        let ask = Error::new(ErrorKind::Ask, "ASK 5 10.0.0.2:7000");
+        assert!(matches!(session_failed(ask), Ok(AttemptEnd::Moved(_))));
+        assert!(session_failed(Error::new(ErrorKind::Io, "reset")).is_err());
+        // The transaction: a commit's results, the first error raised when asked.
+        let mut pipe = Pipeline::new();
+        pipe.add(cmd("INCR").arg("k"));
+        let results = vec![Err(Error::new(ErrorKind::ServerError, "WRONGTYPE"))];
+        let done = transaction_ended(Ok(TxOutcome::Done(results.clone())), &pipe).unwrap();
+        assert!(matches!(done, SessionEnd::Done(r) if r.len() == 1));
+        pipe.raise_on_error(true);
+        assert!(transaction_ended(Ok(TxOutcome::Done(results)), &pipe).is_err());
+        // A conflict and an EXECABORT for a moved slot leave the connection clean; a
+        // refusal for now does not (it may be the connection's loss).
+        assert!(matches!(
+            transaction_ended(Ok(TxOutcome::Conflict), &pipe),
+            Ok(SessionEnd::Again {
+                end: AttemptEnd::Conflict,
+                clean: true
+            })
+        ));
+        let moved = Error::new(ErrorKind::Moved, "MOVED 5 10.0.0.2:7000");
+        assert!(matches!(
+            transaction_ended(Err(moved), &pipe),
+            Ok(SessionEnd::Again {
+                end: AttemptEnd::Moved(_),
+                clean: true
+            })
+        ));
+        let refusal = Error::new(ErrorKind::ServerError, "LOADING");
+        assert!(matches!(
+            transaction_ended(
+                Ok(TxOutcome::Unwatched {
+                    refusal,
+                    pause: Duration::ZERO
+                }),
+                &pipe
+            ),
+            Ok(SessionEnd::Again {
+                end: AttemptEnd::Refused(_),
+                clean: false
+            })
+        ));
+        assert!(transaction_ended(Err(Error::new(ErrorKind::Timeout, "late")), &pipe).is_err());
     }
 
     #[test]

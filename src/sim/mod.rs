@@ -39,8 +39,8 @@ use crate::core::scan::{ScanMachine, ScanOptions, ScanStep};
 use crate::core::slot::Slot;
 use crate::core::topology::{NodeAddr, SlotMap};
 use crate::core::transaction::{
-    check_session_command, check_watched_transaction, watch_command, AttemptEnd, AttemptStart,
-    TxOutcome, TxRound, WatchAttempts,
+    check_session_command, session_failed, transaction_ended, watch_answered, watch_command,
+    AttemptEnd, AttemptStart, SessionEnd, WatchAttempts,
 };
 
 use world::{glob_match, sim_now, Faults, Rng, Seen, World};
@@ -123,7 +123,7 @@ impl SimClient {
                 AttemptStart::GiveUp(e) => return Err(e),
             };
             let end = match self.watch_on(world, &node, watch.clone())? {
-                Err(moved) => AttemptEnd::Moved(moved),
+                Err(end) => end,
                 Ok(conn) => {
                     let pipe = body(&mut Session {
                         client: self,
@@ -133,9 +133,7 @@ impl SimClient {
                     });
                     match self.end_session(world, &node, conn, slot, pipe)? {
                         SessionEnd::Done(results) => return Ok(results),
-                        SessionEnd::Conflict => AttemptEnd::Conflict,
-                        SessionEnd::Unwatched(error) => AttemptEnd::Refused(error),
-                        SessionEnd::Moved(e) => AttemptEnd::Moved(e),
+                        SessionEnd::Again { end, .. } => end,
                     }
                 }
             };
@@ -162,15 +160,13 @@ impl SimClient {
         world: &mut World,
         node: &NodeAddr,
         watch: Cmd,
-    ) -> Result<std::result::Result<ConnId, Error>> {
+    ) -> Result<std::result::Result<ConnId, AttemptEnd>> {
         let conn = self.connection_for(world, node)?;
-        match self.session_round_trip(world, node, conn, watch)? {
-            Value::Error(line) => match server_error(&line) {
-                e if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => Ok(Err(e)),
-                e => Err(e),
-            },
-            _ => Ok(Ok(conn)),
-        }
+        let reply = self.session_round_trip(world, node, conn, watch)?;
+        Ok(match watch_answered(reply)? {
+            Some(end) => Err(end),
+            None => Ok(conn),
+        })
     }
 
     /// Runs what the session's body returned: `UNWATCH` for nothing, or the transaction
@@ -189,14 +185,11 @@ impl SimClient {
                 .session_round_trip(world, node, conn, cmd("UNWATCH"))
                 .map(|_| SessionEnd::Done(Vec::new())),
             Ok(pipe) => self.exec_watched(world, node, conn, slot, &pipe),
-            Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
-                Ok(SessionEnd::Moved(e))
-            }
-            Err(e) => Err(e),
+            Err(e) => session_failed(e).map(|end| SessionEnd::Again { end, clean: false }),
         };
         match &outcome {
-            Ok(SessionEnd::Done(_)) | Ok(SessionEnd::Conflict) => {}
-            Ok(SessionEnd::Moved(_)) | Ok(SessionEnd::Unwatched(_)) | Err(_) => {
+            Ok(SessionEnd::Done(_)) | Ok(SessionEnd::Again { clean: true, .. }) => {}
+            Ok(SessionEnd::Again { clean: false, .. }) | Err(_) => {
                 if !self.pool.is_closed(conn) {
                     self.close(world, conn);
                 }
@@ -213,31 +206,19 @@ impl SimClient {
         slot: Slot,
         pipe: &Pipeline,
     ) -> Result<SessionEnd> {
-        if let Err(e) = check_watched_transaction(pipe.commands(), slot) {
-            self.cluster.counters().add_refused();
-            return Err(e);
-        }
-        self.check_session(node, conn)?;
         let deadline = self.cluster.config().request_timeout.map(|t| sim_now() + t);
-        let tx = TxRound::new(
+        let mut request = Request::watched(
             pipe.commands(),
+            slot,
+            node,
             RoundLimits::of(self.cluster.config()),
             deadline,
-        )?
-        .pinned(node.clone());
-        let mut request = Request::from_transaction(pipe.commands(), tx, None);
+            self.cluster.counters(),
+        )?;
+        self.check_session(node, conn)?;
         self.drive(world, &mut request, deadline);
         self.maybe_refresh(world);
-        match request.finish() {
-            Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(pipe.raise_first_error(results)?)),
-            Ok(TxOutcome::Conflict) => Ok(SessionEnd::Conflict),
-            Ok(TxOutcome::Unwatched { refusal, .. }) => Ok(SessionEnd::Unwatched(refusal)),
-            // Discarded by the server (EXECABORT): nothing ran, the watches are gone.
-            Err(e) if matches!(e.kind(), ErrorKind::Moved | ErrorKind::Ask) => {
-                Ok(SessionEnd::Moved(e))
-            }
-            Err(e) => Err(e),
-        }
+        transaction_ended(request.finish(), pipe)
     }
 
     /// Fails unless `node`'s connection is still `conn` (the one holding the watches).
@@ -791,18 +772,6 @@ impl Session<'_> {
             v => Value::from_reply(v),
         }
     }
-}
-
-/// How a `WATCH` session's attempt ended (as in the blocking client).
-enum SessionEnd {
-    /// Committed (or nothing to do): the results.
-    Done(Vec<Result<Value>>),
-    /// `EXEC` answered nil: a watched key changed.
-    Conflict,
-    /// The slot moved: follow the redirect and start again.
-    Moved(Error),
-    /// Refused for now: watch again after a backoff.
-    Unwatched(Error),
 }
 
 /// One caller's request in the concurrent mode, and where it is.
