@@ -855,6 +855,7 @@ impl Schedule {
             } else {
                 Duration::from_micros(rng.below(5000))
             },
+            oom: 0,
         };
         let mut events = Vec::new();
         for round in 0..ROUNDS {
@@ -874,6 +875,10 @@ impl Schedule {
             };
             events.push((round, fault));
         }
+        // Drawn after the events, so that the schedules seeds chose before it existed
+        // stay what they were.
+        let mut faults = faults;
+        faults.oom = if rng.chance(30) { 1 + rng.below(5) } else { 0 };
         Schedule { faults, events }
     }
 }
@@ -898,6 +903,8 @@ struct Coverage {
     concurrent: u64,
     /// Batches refused by a connection's backlog caps.
     overloaded: u64,
+    /// Writes the server refused with `OOM` (reported as the command's error).
+    oom: u64,
     /// `WATCH` sessions committed.
     sessions_committed: u64,
     /// `EXEC`s of a session answered nil because another client incremented a watched
@@ -1552,8 +1559,9 @@ fn shrink(seed: u64, mut schedule: Schedule) -> Schedule {
             i += 1;
         }
     }
-    let quieter: [fn(&mut Faults); 5] = [
+    let quieter: [fn(&mut Faults); 6] = [
         |f| f.drop = 0,
+        |f| f.oom = 0,
         |f| f.replication_lag = Duration::ZERO,
         |f| f.transient = 0,
         |f| f.stale_map = 0,
@@ -1574,6 +1582,7 @@ impl Coverage {
         match e.kind() {
             ErrorKind::Timeout => self.timeouts += 1,
             ErrorKind::Io => self.io_failures += 1,
+            ErrorKind::ServerError if e.detail().starts_with("OOM") => self.oom += 1,
             _ => {}
         }
     }
@@ -1592,6 +1601,7 @@ impl Coverage {
         self.concurrent += o.concurrent;
         self.lost_writes += o.lost_writes;
         self.overloaded += o.overloaded;
+        self.oom += o.oom;
         self.sessions_committed += o.sessions_committed;
         self.session_conflicts += o.session_conflicts;
         self.sessions_given_up += o.sessions_given_up;
@@ -1657,6 +1667,7 @@ fn simulated_cluster_under_faults_keeps_every_invariant() {
             ("atomic pipelines committed", c.transactions),
             ("requests run with other callers' at once", c.concurrent),
             ("batches refused by a connection's caps", c.overloaded),
+            ("writes refused with OOM", c.oom),
             ("acknowledged writes a failover lost", c.lost_writes),
             ("WATCH sessions committed", c.sessions_committed),
             (

@@ -85,6 +85,10 @@ pub(crate) struct Faults {
     /// How long a write takes to reach the replicas (asynchronous replication): a
     /// failover within it loses the write.
     pub(crate) replication_lag: Duration,
+    /// Percent chance, per write, of `OOM` (the node is over `maxmemory`): refused, not
+    /// run, and not to be retried (drawn from a stream of its own, so runs without it
+    /// are the runs they were).
+    pub(crate) oom: u64,
 }
 
 impl Faults {
@@ -94,6 +98,7 @@ impl Faults {
         stale_map: 0,
         max_latency: Duration::from_micros(200),
         replication_lag: Duration::ZERO,
+        oom: 0,
     };
 }
 
@@ -166,6 +171,8 @@ pub(crate) enum Seen {
 #[derive(Debug)]
 pub(crate) struct World {
     pub(crate) rng: Rng,
+    /// The `OOM` fault's own random stream.
+    oom_rng: Rng,
     pub(crate) faults: Faults,
     nodes: Vec<Node>,
     owner: Vec<usize>,
@@ -236,6 +243,7 @@ impl World {
             .collect();
         World {
             rng: Rng::new(seed),
+            oom_rng: Rng::new(seed ^ 0x00f0_f3e3),
             faults,
             nodes,
             stale_owner: owner.clone(),
@@ -854,6 +862,13 @@ impl World {
                 }
                 if let Some(refusal) = self.transient_error() {
                     return refusal;
+                }
+                if self.faults.oom > 0
+                    && name.as_slice() == b"SET"
+                    && self.oom_rng.chance(self.faults.oom)
+                {
+                    return b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"
+                        .to_vec();
                 }
                 self.run(node, args)
             }
