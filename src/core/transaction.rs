@@ -583,7 +583,17 @@ impl TxRound {
             return TxNext::Done;
         }
         if let Some(pause) = self.pause.take() {
-            self.retry_at = Some(saturating_later(now, pause));
+            let at = saturating_later(now, pause);
+            if self.deadline.is_some_and(|d| d <= at) {
+                // As `Rounds`: a retry that would wake after the deadline fails now,
+                // rather than holding its caller past the deadline.
+                self.outcome = Some(Err(Error::new(
+                    ErrorKind::Timeout,
+                    "deadline passed while waiting to retry the transaction",
+                )));
+                return TxNext::Done;
+            }
+            self.retry_at = Some(at);
         }
         if let Some(at) = self.retry_at {
             if now < at {
@@ -1154,6 +1164,25 @@ mod tests {
             let _ = tx.next(Instant::now() + Duration::from_secs(1), &cmds(), &map());
         }
         assert_eq!(tx.finish().unwrap_err().kind(), ErrorKind::ClusterDown);
+    }
+
+    #[test]
+    fn a_retry_that_would_wake_after_the_deadline_fails_now() {
+        // limits(): the first retry pauses 10 ms.
+        let now = Instant::now();
+        let mut tx = TxRound::new(&cmds(), limits(), Some(now + Duration::from_millis(5))).unwrap();
+        let (node, _, _) = send(&mut tx);
+        tx.judge(
+            &node,
+            vec![
+                status("OK"),
+                error("TRYAGAIN Multiple keys request during rehashing of slot"),
+                status("QUEUED"),
+                error("EXECABORT Transaction discarded because of previous errors."),
+            ],
+        );
+        assert!(matches!(tx.next(now, &cmds(), &map()), TxNext::Done));
+        assert_eq!(tx.finish().unwrap_err().kind(), ErrorKind::Timeout);
     }
 
     #[test]

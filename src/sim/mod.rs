@@ -55,6 +55,11 @@ struct SimClient {
     keys: BTreeMap<usize, usize>,
     /// Batches a connection refused (over its backlog caps).
     refused_batches: u64,
+    /// Simulated time spent refreshing the map (a refresh the blocking client runs
+    /// during a request's pause is not the request's own time).
+    refreshing: Duration,
+    /// How long the last request driven ran past its deadline, refreshes aside.
+    overrun: Duration,
 }
 
 impl SimClient {
@@ -65,6 +70,8 @@ impl SimClient {
             links: BTreeMap::new(),
             keys: BTreeMap::new(),
             refused_batches: 0,
+            refreshing: Duration::ZERO,
+            overrun: Duration::ZERO,
         }
     }
 
@@ -75,7 +82,14 @@ impl SimClient {
         let mut request = self
             .cluster
             .pipeline(cmds, self.pool.nodes(), deadline, None);
+        let (started, refreshing) = (sim_now(), self.refreshing);
         self.drive(world, &mut request, deadline);
+        let own = sim_now().saturating_duration_since(started) - (self.refreshing - refreshing);
+        self.overrun = self
+            .cluster
+            .config()
+            .request_timeout
+            .map_or(Duration::ZERO, |t| own.saturating_sub(t));
         self.maybe_refresh(world);
         request.results()
     }
@@ -711,8 +725,10 @@ impl SimClient {
 
     fn maybe_refresh(&mut self, world: &mut World) {
         if self.cluster.wants_refresh(sim_now()) {
+            let started = sim_now();
             // A refresh that fails leaves the map as it was; the next request asks again.
             let _ = self.refresh_slots(world);
+            self.refreshing += sim_now().saturating_duration_since(started);
         }
     }
 
@@ -933,6 +949,9 @@ macro_rules! check {
         }
     };
 }
+
+/// Every request's deadline.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Most commands in one pipeline of the workload.
 const MAX_PIPELINE: usize = 12;
@@ -1314,7 +1333,7 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
         world.preload_counter(c.as_bytes());
     }
     let config = Config::default()
-        .request_timeout(Some(Duration::from_millis(100)))
+        .request_timeout(Some(REQUEST_TIMEOUT))
         .connect_timeout(Duration::from_millis(50));
     // Caps low enough that concurrent callers meet them (a refused batch fails unsent).
     let config = Config {
@@ -1375,6 +1394,12 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
             let outcomes = client.execute_concurrently(&mut world, &calls, at_once)?;
             ledger.coverage.concurrent += calls.len() as u64;
             for (call, (outcome, took)) in calls.iter().zip(outcomes) {
+                // Nothing refreshes while the callers run: a caller's time is its own.
+                check!(
+                    took <= REQUEST_TIMEOUT,
+                    "a request ends by its deadline",
+                    format!("round {round}: a caller took {took:?}"),
+                );
                 ledger.judge(&world, round, call, outcome, took)?;
             }
             continue;
@@ -1389,6 +1414,13 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
             Call::Atomic { cmds, .. } => client.execute_atomic(&mut world, cmds),
         };
         let took = sim_now().saturating_duration_since(started);
+        if matches!(call, Call::Pipeline { .. }) {
+            check!(
+                client.overrun.is_zero(),
+                "a request ends by its deadline",
+                format!("round {round}: {:?} past it", client.overrun),
+            );
+        }
         ledger.judge(&world, round, &call, outcome, took)?;
     }
     let Ledger {
