@@ -30,6 +30,7 @@ use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::pool::{ConnId, Pool, QueueLimits};
+use crate::core::pubsub::{Message, SubKind, SubscriberState, Target};
 use crate::core::refresh::UNRESPONSIVE_AFTER;
 use crate::core::reply::{server_error, FromReply};
 use crate::core::request::{Request, Step};
@@ -60,6 +61,20 @@ struct SimClient {
     refreshing: Duration,
     /// How long the last request driven ran past its deadline, refreshes aside.
     overrun: Duration,
+    /// The subscriber, when the run subscribes.
+    sub: Option<SimSub>,
+    /// Frames read on subscriber connections (by connection id) not handled yet.
+    sub_frames: Vec<(u64, Value)>,
+}
+
+/// A subscriber as the blocking client's `Subscriber` holds one: the core's state, with
+/// the connections in the same pool.
+struct SimSub {
+    state: SubscriberState<ConnId>,
+    /// Every subscription was confirmed once: a subscribe sent after that is a
+    /// resubscription (a slot moved, a connection was lost).
+    settled: bool,
+    resubscribed: u64,
 }
 
 impl SimClient {
@@ -72,6 +87,154 @@ impl SimClient {
             refused_batches: 0,
             refreshing: Duration::ZERO,
             overrun: Duration::ZERO,
+            sub: None,
+            sub_frames: Vec::new(),
+        }
+    }
+
+    /// Starts a subscriber wanting the sharded `channels` (sent at the first tick).
+    fn subscribe_sharded(&mut self, channels: &[String]) {
+        let mut state = SubscriberState::new(self.cluster.config());
+        let _ = state.change(SubKind::Sharded, channels, true);
+        self.sub = Some(SimSub {
+            state,
+            settled: false,
+            resubscribed: 0,
+        });
+    }
+
+    /// Subscriptions not confirmed where they belong.
+    fn sub_out_of_sync(&self) -> usize {
+        self.sub.as_ref().map_or(0, |s| s.state.subs.out_of_sync())
+    }
+
+    /// One turn of the subscriber, as the blocking `Subscriber::tick`: reconcile, read
+    /// for `d`, handle the frames (again while they ask for a reconcile, a few times);
+    /// returns the messages handed over.
+    fn sub_tick(&mut self, world: &mut World, d: Duration) -> Vec<Message> {
+        let mut out = Vec::new();
+        let Some(mut sub) = self.sub.take() else {
+            return out;
+        };
+        for _ in 0..3 {
+            self.sub_reconcile(world, &mut sub);
+            let again = self.sub_read(world, &mut sub, sim_now() + d);
+            while let Some(m) = sub.state.next_message() {
+                out.push(m);
+            }
+            if !again {
+                break;
+            }
+        }
+        self.sub = Some(sub);
+        out
+    }
+
+    /// The blocking `Subscriber::reconcile`: forget dead connections, open the missing
+    /// ones, queue what `Subscriptions::reconcile` says, close the unneeded.
+    fn sub_reconcile(&mut self, world: &mut World, sub: &mut SimSub) {
+        let pool = &self.pool;
+        let lost = sub.state.forget_dead(|_, conn| !pool.is_closed(conn));
+        if lost > 0 {
+            // The node may have failed over: learn the new owners.
+            self.cluster.refresh().request();
+            self.maybe_refresh(world);
+        }
+        let now = sim_now();
+        let targets = sub.state.subs.targets(self.cluster.map());
+        for target in sub.state.links.missing(&targets) {
+            let Target::Node(node) = &target else {
+                continue;
+            };
+            if let Ok(conn) = self.subscriber_connection(world, node) {
+                sub.state.links.insert(target, conn.id, conn);
+            }
+        }
+        let SubscriberState { subs, links, .. } = &mut sub.state;
+        let actions = subs.reconcile(now, self.cluster.map(), |t| links.link_for(t));
+        for action in actions {
+            if sub.settled && action.link.is_none() {
+                sub.resubscribed += 1;
+            }
+            if let Some((_, conn)) = sub.state.links.conn_for(&action) {
+                let _ = self.pool.send_unanswered(conn, &action.command);
+            }
+        }
+        for (_, conn) in sub.state.links.take_unneeded(&targets) {
+            if !self.pool.is_closed(conn) {
+                self.close(world, conn);
+            }
+        }
+        if sub.state.subs.out_of_sync() == 0 {
+            sub.settled = true;
+        }
+    }
+
+    /// Moves bytes until `until` (handshakes overdue fail), then hands the frames read on
+    /// the subscriber's open connections to its state and does what they ask. Returns
+    /// whether one asks for a reconcile now.
+    fn sub_read(&mut self, world: &mut World, sub: &mut SimSub, until: Instant) -> bool {
+        let limit = self.cluster.config().connect_timeout;
+        loop {
+            self.flush(world);
+            let now = sim_now();
+            let conns: Vec<ConnId> = sub.state.links.open().map(|(_, c)| c).collect();
+            for conn in conns {
+                if let Some(e) = self.pool.handshake_overdue(conn, now, limit) {
+                    self.fail(world, conn, &e);
+                }
+            }
+            if now >= until {
+                break;
+            }
+            let mut seen = Vec::new();
+            world.advance(until, &mut seen);
+            self.handle(world, seen);
+        }
+        let mut again = false;
+        for (link, frame) in std::mem::take(&mut self.sub_frames) {
+            let Some(from) = sub
+                .state
+                .links
+                .conn_of(link)
+                .filter(|c| !self.pool.is_closed(*c))
+                .and_then(|c| self.pool.addr(c).cloned())
+            else {
+                // Its connection is gone: what it said no longer counts.
+                continue;
+            };
+            let then = sub.state.on_frame(link, &from, frame);
+            if let Some(moved) = then.moved {
+                let moved = std::iter::once(Effect::Redirected { moved: Some(moved) });
+                self.cluster.apply_effects(moved, sim_now);
+            }
+            if then.refresh {
+                self.cluster.refresh().request();
+            }
+            again |= then.reconcile;
+        }
+        self.maybe_refresh(world);
+        again
+    }
+
+    /// A subscriber connection to `node`, as `open_connection(node, true, ..)`.
+    fn subscriber_connection(&mut self, world: &mut World, node: &NodeAddr) -> Result<ConnId> {
+        let conn = self.cluster.connection(node, None)?;
+        let conn = self.pool.open_subscriber(conn, 4096);
+        match world.connect_subscriber(node) {
+            Some(link) => {
+                self.links.insert(conn.key, (conn, link, BytesMut::new()));
+                self.keys.insert(link, conn.key);
+                self.pool.socket_up(conn);
+                self.cluster.counters().add_connect();
+                Ok(conn)
+            }
+            None => {
+                let e = Error::new(ErrorKind::Io, format!("{node}: no such node"));
+                self.pool.fail(conn, &e);
+                self.pool.release(conn);
+                Err(e)
+            }
         }
     }
 
@@ -678,7 +841,13 @@ impl SimClient {
                     let conn = *conn;
                     input.extend_from_slice(&bytes);
                     let mut pushes = Vec::new();
-                    if let Err(e) = self.pool.receive(conn, input, &mut pushes, sim_now) {
+                    let received = self.pool.receive(conn, input, &mut pushes, sim_now);
+                    if self.pool.is_subscriber(conn) {
+                        // A subscriber's frames are its events, handled at its tick.
+                        self.sub_frames
+                            .extend(pushes.into_iter().map(|frame| (conn.id, frame)));
+                    }
+                    if let Err(e) = received {
                         self.fail(world, conn, &e);
                     }
                 }
@@ -939,6 +1108,11 @@ struct Coverage {
     scan_errors: u64,
     /// Migrations and failovers during a scan (each a change that may move or drop keys).
     scan_disturbances: u64,
+    /// Pub/sub messages handed to the subscriber.
+    messages: u64,
+    /// Subscriptions sent again after they were all confirmed (a slot moved, a failover,
+    /// a lost connection).
+    resubscribed: u64,
 }
 
 /// Returns the named invariant's breach from the enclosing function when `$ok` is false.
@@ -1356,6 +1530,21 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
     if !connected {
         return Err("invariant `connect loads a map`: it never did".into());
     }
+    // A quarter of the runs subscribe to two or three sharded channels (one sharing a
+    // slot a migration may move) from the start; pub/sub has its own random stream, so
+    // the other runs are as they were.
+    let mut ps_rng = Rng::new(seed ^ 0x0005_b5c2_1be6);
+    let mut pubsub = PubSubLedger::default();
+    if ps_rng.chance(25) {
+        let migrated = migrated_key(ps_rng.below(READS + COUNTERS.len() as u64));
+        pubsub.channels.push(format!("{{{migrated}}}.news"));
+        for i in 0..1 + ps_rng.below(2) {
+            pubsub
+                .channels
+                .push(format!("ch{i}.{}", ps_rng.below(10_000)));
+        }
+        client.subscribe_sharded(&pubsub.channels);
+    }
     let mut ledger = Ledger::default();
     // A fifth of the runs scan the cluster from a round on, through the rest of the
     // workload and its faults.
@@ -1375,6 +1564,13 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
                 }
                 Fault::Partition(node, ms) => world.partition(node, Duration::from_millis(ms)),
             }
+        }
+        if !pubsub.channels.is_empty() {
+            // Another client publishes to each channel's owner; the subscriber takes its
+            // turn while the faults go on.
+            pubsub.publish(&mut world);
+            let got = client.sub_tick(&mut world, Duration::from_millis(5));
+            pubsub.take(round, got)?;
         }
         if scan_from == Some(round) {
             scan = Some(ScanRun::begin(&mut world, &mut rng));
@@ -1557,7 +1753,104 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
             format!("{key:?} is {:?}", world.value_of(key)),
         );
     }
+    if !pubsub.channels.is_empty() {
+        pubsub.after_heal(&mut client, &mut world)?;
+        coverage.messages = pubsub.delivered.len() as u64;
+        coverage.resubscribed = client.sub.as_ref().map_or(0, |s| s.resubscribed);
+    }
     Ok(coverage)
+}
+
+/// The messages published to the subscriber's channels and those it handed over.
+#[derive(Default)]
+struct PubSubLedger {
+    channels: Vec<String>,
+    /// Each message's id (its payload) and channel.
+    published: BTreeMap<u64, String>,
+    delivered: std::collections::BTreeSet<u64>,
+}
+
+impl PubSubLedger {
+    /// One message with a new id to each channel's owner; returns the ids.
+    fn publish(&mut self, world: &mut World) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for channel in &self.channels {
+            let id = self.published.len() as u64;
+            world.spublish(channel.as_bytes(), id.to_string().as_bytes());
+            self.published.insert(id, channel.clone());
+            ids.push(id);
+        }
+        ids
+    }
+
+    fn take(&mut self, round: usize, got: Vec<Message>) -> std::result::Result<(), String> {
+        for m in got {
+            let id = std::str::from_utf8(&m.payload)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
+            let published = id.and_then(|id| self.published.get(&id));
+            check!(
+                m.kind == SubKind::Sharded
+                    && published.is_some_and(|c| c.as_bytes() == &m.channel[..])
+                    && self.channels.iter().any(|c| c.as_bytes() == &m.channel[..]),
+                "every message is for a channel subscribed and was published",
+                format!("round {round}: {m:?}"),
+            );
+            let id = id.unwrap_or_default();
+            check!(
+                self.delivered.insert(id),
+                "a message is delivered at most once",
+                format!("round {round}: message {id} on {:?} again", m.channel),
+            );
+        }
+        Ok(())
+    }
+
+    /// Healed: the subscriptions are confirmed within a bounded time, and a message
+    /// published then is delivered exactly once.
+    fn after_heal(
+        &mut self,
+        client: &mut SimClient,
+        world: &mut World,
+    ) -> std::result::Result<(), String> {
+        const NAME: &str = "after the faults heal, the subscriptions are all confirmed \
+                            and a message published then is delivered exactly once";
+        let started = sim_now();
+        let mut synced = false;
+        for _ in 0..200 {
+            let got = client.sub_tick(world, Duration::from_millis(20));
+            self.take(usize::MAX, got)?;
+            // Pushes still on the wire (an old owner's `sunsubscribe`) have arrived.
+            let settled =
+                sim_now().saturating_duration_since(started) >= Duration::from_millis(200);
+            if settled && client.sub_out_of_sync() == 0 {
+                synced = true;
+                break;
+            }
+        }
+        check!(
+            synced,
+            NAME,
+            format!(
+                "{} subscriptions out of sync {:?} after healing",
+                client.sub_out_of_sync(),
+                sim_now().saturating_duration_since(started)
+            ),
+        );
+        let ids = self.publish(world);
+        for _ in 0..20 {
+            let got = client.sub_tick(world, Duration::from_millis(20));
+            self.take(usize::MAX, got)?;
+        }
+        for id in ids {
+            check!(
+                self.delivered.contains(&id),
+                NAME,
+                format!("message {id} on {:?} never came", self.published.get(&id)),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Runs seed `seed`'s schedule; on a broken invariant, shrinks the schedule to the
@@ -1642,6 +1935,8 @@ impl Coverage {
         self.scanned_keys += o.scanned_keys;
         self.scan_errors += o.scan_errors;
         self.scan_disturbances += o.scan_disturbances;
+        self.messages += o.messages;
+        self.resubscribed += o.resubscribed;
     }
 }
 
@@ -1717,6 +2012,11 @@ fn simulated_cluster_under_faults_keeps_every_invariant() {
             (
                 "migrations and failovers during a scan",
                 c.scan_disturbances,
+            ),
+            ("pub/sub messages delivered", c.messages),
+            (
+                "resubscriptions after a move or a lost connection",
+                c.resubscribed,
             ),
         ] {
             assert!(n > 0, "no {what} in {} seeds: {c:?}", seeds.len());

@@ -158,6 +158,11 @@ struct Link {
     open: bool,
     /// The client side heard of the close.
     reported: bool,
+    /// A subscriber's connection: its bytes' latencies, splits and cuts come from
+    /// `sub_rng`, so runs without one are as they were.
+    sub: bool,
+    /// The sharded channels it is subscribed to (`SSUBSCRIBE`); gone with the connection.
+    ssubs: BTreeSet<Bytes>,
 }
 
 /// What the client side of a connection sees.
@@ -173,6 +178,8 @@ pub(crate) struct World {
     pub(crate) rng: Rng,
     /// The `OOM` fault's own random stream.
     oom_rng: Rng,
+    /// Subscriber connections' own random stream (latency, splits, cuts).
+    sub_rng: Rng,
     pub(crate) faults: Faults,
     nodes: Vec<Node>,
     owner: Vec<usize>,
@@ -244,6 +251,7 @@ impl World {
         World {
             rng: Rng::new(seed),
             oom_rng: Rng::new(seed ^ 0x00f0_f3e3),
+            sub_rng: Rng::new(seed ^ 0x5b5c_0b5e),
             faults,
             nodes,
             stale_owner: owner.clone(),
@@ -371,6 +379,7 @@ impl World {
                     self.replace_data(i, data);
                     self.topology_changed();
                     self.recheck_scan();
+                    self.unsubscribe_lost();
                 }
             }
         }
@@ -426,8 +435,88 @@ impl World {
             watches: Vec::new(),
             open: true,
             reported: false,
+            sub: false,
+            ssubs: BTreeSet::new(),
         });
         Some(self.links.len() - 1)
+    }
+
+    /// Opens a subscriber's connection to `addr` (see `Link::sub`).
+    pub(crate) fn connect_subscriber(&mut self, addr: &NodeAddr) -> Option<usize> {
+        let link = self.connect(addr)?;
+        self.links[link].sub = true;
+        Some(link)
+    }
+
+    /// The random stream of link `i`'s bytes.
+    fn rng_for(&mut self, i: usize) -> &mut Rng {
+        if self.links[i].sub {
+            &mut self.sub_rng
+        } else {
+            &mut self.rng
+        }
+    }
+
+    /// Whether `node` serves sharded channels of `slot`: it owns it, or is a deposed
+    /// primary that still believes it does (not redirected while the slot migrates, as
+    /// Redis serves sharded pub/sub on the owner until the migration ends).
+    fn serves(&self, node: usize, slot: u16) -> bool {
+        let owner = self.owner[slot as usize];
+        node == owner || self.deposed(node) == Some(owner)
+    }
+
+    /// Bytes the node of link `i` pushes on its own (a message, an unsubscribe).
+    fn push_to(&mut self, i: usize, bytes: Vec<u8>) {
+        if !self.links[i].open {
+            return;
+        }
+        let at = self.links[i]
+            .to_client
+            .back()
+            .map_or(sim_now(), |(t, _)| *t)
+            .max(sim_now())
+            + self.latency_for(i);
+        self.links[i].to_client.push_back((at, Bytes::from(bytes)));
+    }
+
+    /// Another client's `SPUBLISH channel payload` on the slot's owner: each of its
+    /// connections subscribed to the channel gets the message. Returns how many.
+    pub(crate) fn spublish(&mut self, channel: &[u8], payload: &[u8]) -> usize {
+        let node = self.owner[slot_for_key(channel).get() as usize];
+        let mut frame = b">3\r\n".to_vec();
+        frame.extend(bulk(b"smessage"));
+        frame.extend(bulk(channel));
+        frame.extend(bulk(payload));
+        let mut n = 0;
+        for i in 0..self.links.len() {
+            let l = &self.links[i];
+            if l.open && l.node == node && l.ssubs.contains(channel) {
+                self.push_to(i, frame.clone());
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Nodes that no longer serve a slot (a migration finished, a failover) end their
+    /// connections' subscriptions to its channels, as Redis 7 does: `sunsubscribe`.
+    fn unsubscribe_lost(&mut self) {
+        for i in 0..self.links.len() {
+            if self.links[i].ssubs.is_empty() {
+                continue;
+            }
+            let node = self.links[i].node;
+            let lost: Vec<Bytes> = self.links[i]
+                .ssubs
+                .iter()
+                .filter(|c| !self.serves(node, slot_for_key(c).get()))
+                .cloned()
+                .collect();
+            for channel in lost {
+                self.links[i].ssubs.remove(&channel);
+                self.push_to(i, sub_push(b"sunsubscribe", &channel, 0));
+            }
+        }
     }
 
     /// The client closed its side.
@@ -448,20 +537,20 @@ impl World {
             .max(sim_now());
         let mut rest = bytes;
         while !rest.is_empty() {
-            let cut = if self.rng.chance(30) {
-                1 + self.rng.below(rest.len() as u64) as usize
+            let cut = if self.rng_for(link).chance(30) {
+                1 + self.rng_for(link).below(rest.len() as u64) as usize
             } else {
                 rest.len()
             };
             let piece = rest.split_to(cut.min(rest.len()));
-            at += self.latency();
+            at += self.latency_for(link);
             self.links[link].to_node.push_back((at, piece));
         }
     }
 
-    fn latency(&mut self) -> Duration {
+    fn latency_for(&mut self, link: usize) -> Duration {
         let hi = self.faults.max_latency.as_micros().max(20) as u64;
-        self.rng.micros(10, hi)
+        self.rng_for(link).micros(10, hi)
     }
 
     /// Pauses node `i` for `d` (it reads nothing meanwhile; its sockets stay open).
@@ -518,6 +607,7 @@ impl World {
             self.kill_links(old);
         }
         self.recheck_scan();
+        self.unsubscribe_lost();
     }
 
     /// Partitions node `i` from everyone for `d`: bytes to and from it wait, and no
@@ -594,6 +684,7 @@ impl World {
         self.owner[m.slot as usize] = m.to;
         self.topology_changed();
         self.recheck_scan();
+        self.unsubscribe_lost();
     }
 
     /// Moves `key` as `MIGRATE` does: deleted from the source (a change its watchers
@@ -681,7 +772,8 @@ impl World {
                     self.links[i].node_in.extend_from_slice(&piece);
                 }
                 self.serve(i);
-                if self.rng.chance(self.faults.drop) {
+                let drop = self.faults.drop;
+                if self.rng_for(i).chance(drop) {
                     // Cut: what the node read ran, its replies are lost.
                     self.links[i].open = false;
                     break;
@@ -726,11 +818,11 @@ impl World {
                 .back()
                 .map_or(sim_now(), |(t, _)| *t)
                 .max(sim_now())
-                + self.latency();
+                + self.latency_for(i);
             let mut rest = Bytes::from(reply);
             while !rest.is_empty() {
-                let cut = if self.rng.chance(20) {
-                    1 + self.rng.below(rest.len() as u64) as usize
+                let cut = if self.rng_for(i).chance(20) {
+                    1 + self.rng_for(i).below(rest.len() as u64) as usize
                 } else {
                     rest.len()
                 };
@@ -815,6 +907,30 @@ impl World {
                 b"+OK\r\n".to_vec()
             }
             b"PING" => b"+PONG\r\n".to_vec(),
+            b"SSUBSCRIBE" if args.len() >= 2 => {
+                // The client sends one slot's channels together.
+                let slot = slot_for_key(&args[1]).get();
+                if !self.serves(node, slot) {
+                    let owner = self.owner[slot as usize];
+                    return format!("-MOVED {slot} {}\r\n", self.nodes[owner].addr).into_bytes();
+                }
+                let mut out = Vec::new();
+                for channel in &args[1..] {
+                    self.links[i].ssubs.insert(channel.clone());
+                    let count = self.links[i].ssubs.len();
+                    out.extend(sub_push(b"ssubscribe", channel, count));
+                }
+                out
+            }
+            b"SUNSUBSCRIBE" => {
+                let mut out = Vec::new();
+                for channel in &args[1..] {
+                    self.links[i].ssubs.remove(channel);
+                    let count = self.links[i].ssubs.len();
+                    out.extend(sub_push(b"sunsubscribe", channel, count));
+                }
+                out
+            }
             b"WATCH" if args.len() >= 2 => {
                 // The client watches keys of one slot: its first key decides the node.
                 let key = &args[1];
@@ -1260,6 +1376,15 @@ pub(crate) fn glob_match(pattern: &[u8], key: &[u8]) -> bool {
         }
     }
     pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// A subscription push: `>3 <kind> <channel> :<count>`.
+fn sub_push(kind: &[u8], channel: &[u8], count: usize) -> Vec<u8> {
+    let mut out = b">3\r\n".to_vec();
+    out.extend(bulk(kind));
+    out.extend(bulk(channel));
+    out.extend(format!(":{count}\r\n").into_bytes());
+    out
 }
 
 fn bulk(v: &[u8]) -> Vec<u8> {
