@@ -221,21 +221,8 @@ impl SimClient {
     fn subscriber_connection(&mut self, world: &mut World, node: &NodeAddr) -> Result<ConnId> {
         let conn = self.cluster.connection(node, None)?;
         let conn = self.pool.open_subscriber(conn, 4096);
-        match world.connect_subscriber(node) {
-            Some(link) => {
-                self.links.insert(conn.key, (conn, link, BytesMut::new()));
-                self.keys.insert(link, conn.key);
-                self.pool.socket_up(conn);
-                self.cluster.counters().add_connect();
-                Ok(conn)
-            }
-            None => {
-                let e = Error::new(ErrorKind::Io, format!("{node}: no such node"));
-                self.pool.fail(conn, &e);
-                self.pool.release(conn);
-                Err(e)
-            }
-        }
+        let link = world.connect_subscriber(node);
+        self.attach(conn, link, node)
     }
 
     /// A pipeline, as the blocking client runs one.
@@ -751,7 +738,14 @@ impl SimClient {
         }
         let conn = self.cluster.connection(node, None)?;
         let conn = self.pool.open(conn, 4096);
-        match world.connect(node) {
+        let link = world.connect(node);
+        self.attach(conn, link, node)
+    }
+
+    /// Ties pool connection `conn` to world link `link` (its socket is up), or fails it
+    /// when the world refused the connection.
+    fn attach(&mut self, conn: ConnId, link: Option<usize>, node: &NodeAddr) -> Result<ConnId> {
+        match link {
             Some(link) => {
                 self.links.insert(conn.key, (conn, link, BytesMut::new()));
                 self.keys.insert(link, conn.key);
