@@ -580,35 +580,11 @@ impl Net {
     }
 
     fn cluster_slots(&self) -> Bytes {
-        let mut ranges: Vec<(usize, usize, usize)> = Vec::new();
-        for (slot, &o) in self.owner.iter().enumerate() {
-            match ranges.last_mut() {
-                Some((_, end, node)) if *node == o && *end + 1 == slot => *end = slot,
-                _ => ranges.push((slot, slot, o)),
-            }
-        }
-        let mut out = format!("*{}\r\n", ranges.len()).into_bytes();
-        for (start, end, node) in ranges {
-            let members: Vec<usize> = std::iter::once(node).chain(self.replica[node]).collect();
-            out.extend_from_slice(
-                format!("*{}\r\n:{start}\r\n:{end}\r\n", 2 + members.len()).as_bytes(),
-            );
-            for m in members {
-                let addr = &self.nodes[m].addr;
-                let id = format!("node-{m}");
-                out.extend_from_slice(
-                    format!(
-                        "*3\r\n${}\r\n{}\r\n:{}\r\n${}\r\n{id}\r\n",
-                        addr.host.len(),
-                        addr.host,
-                        addr.port,
-                        id.len()
-                    )
-                    .as_bytes(),
-                );
-            }
-        }
-        Bytes::from(out)
+        Bytes::from(super::world::cluster_slots_reply(
+            &self.owner,
+            |node| std::iter::once(node).chain(self.replica[node]).collect(),
+            |m| &self.nodes[m].addr,
+        ))
     }
 }
 

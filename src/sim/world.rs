@@ -1275,34 +1275,19 @@ impl World {
         } else {
             &self.owner
         };
-        let ranges = slot_ranges(owner);
-        let mut out = format!("*{}\r\n", ranges.len()).into_bytes();
-        for (start, end, node) in ranges {
-            // The primary, then its replicas (from this view's roles: a lagging view
-            // names the old ones).
-            let mut members = vec![node];
-            members.extend(
-                (0..self.nodes.len()).filter(|&i| i != node && self.replicates(i, node, stale)),
-            );
-            out.extend_from_slice(
-                format!("*{}\r\n:{start}\r\n:{end}\r\n", 2 + members.len()).as_bytes(),
-            );
-            for m in members {
-                let addr = &self.nodes[m].addr;
-                let id = format!("node-{m}");
-                out.extend_from_slice(
-                    format!(
-                        "*3\r\n${}\r\n{}\r\n:{}\r\n${}\r\n{id}\r\n",
-                        addr.host.len(),
-                        addr.host,
-                        addr.port,
-                        id.len()
-                    )
-                    .as_bytes(),
+        cluster_slots_reply(
+            owner,
+            |node| {
+                // The primary, then its replicas (from this view's roles: a lagging view
+                // names the old ones).
+                let mut members = vec![node];
+                members.extend(
+                    (0..self.nodes.len()).filter(|&i| i != node && self.replicates(i, node, stale)),
                 );
-            }
-        }
-        out
+                members
+            },
+            |m| &self.nodes[m].addr,
+        )
     }
 
     /// Whether node `i` replicates `primary` (in a stale view: its pair before the last
@@ -1317,6 +1302,39 @@ impl World {
 }
 
 /// The slot ranges of a slot-to-node table: (first, last, node).
+/// A `CLUSTER SLOTS` reply for the map `owner` (each slot's primary), naming each
+/// range's members (`members_of` its primary: the primary first) at `addr_of`, with node
+/// ids `node-<index>`. Shared by this world and the scale scenario's.
+pub(crate) fn cluster_slots_reply<'a>(
+    owner: &[usize],
+    members_of: impl Fn(usize) -> Vec<usize>,
+    addr_of: impl Fn(usize) -> &'a NodeAddr,
+) -> Vec<u8> {
+    let ranges = slot_ranges(owner);
+    let mut out = format!("*{}\r\n", ranges.len()).into_bytes();
+    for (start, end, node) in ranges {
+        let members = members_of(node);
+        out.extend_from_slice(
+            format!("*{}\r\n:{start}\r\n:{end}\r\n", 2 + members.len()).as_bytes(),
+        );
+        for m in members {
+            let addr = addr_of(m);
+            let id = format!("node-{m}");
+            out.extend_from_slice(
+                format!(
+                    "*3\r\n${}\r\n{}\r\n:{}\r\n${}\r\n{id}\r\n",
+                    addr.host.len(),
+                    addr.host,
+                    addr.port,
+                    id.len()
+                )
+                .as_bytes(),
+            );
+        }
+    }
+    out
+}
+
 fn slot_ranges(owner: &[usize]) -> Vec<(usize, usize, usize)> {
     let mut ranges: Vec<(usize, usize, usize)> = Vec::new();
     for (slot, &o) in owner.iter().enumerate() {
