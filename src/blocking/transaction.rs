@@ -10,6 +10,8 @@
 //! ran on; and a session that ends early closes it, so no stale watch is left behind for
 //! a later transaction.
 
+use std::time::Instant;
+
 use super::driver::{deadline_after, Client};
 use crate::core::cmd::{cmd, Cmd, ToArg};
 use crate::core::error::{Error, ErrorKind, Result};
@@ -20,11 +22,11 @@ use crate::core::reply::{server_error, FromReply};
 use crate::core::report::Reporter;
 use crate::core::request::Request;
 use crate::core::resp::Value;
-use crate::core::round::{Effect, RoundLimits, RoundReply};
+use crate::core::round::{RoundLimits, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
     check_session_command, session_failed, transaction_ended, watch_answered, watch_command,
-    AttemptEnd, AttemptStart, SessionEnd, WatchAttempts,
+    AttemptEnd, SessionEnd, WatchAttempts,
 };
 
 /// A `WATCH` session on a blocking client, handed to the closure of
@@ -105,14 +107,7 @@ impl Client {
             self.cluster.config().max_watch_attempts,
         );
         loop {
-            let node = match attempts.start(self.cluster.map()) {
-                AttemptStart::Watch(node) => node,
-                AttemptStart::NoNode(e) => {
-                    self.cluster.refresh().request();
-                    return Err(e);
-                }
-                AttemptStart::GiveUp(e) => return Err(e),
-            };
+            let node = self.cluster.watch_node(&mut attempts)?;
             let end = match self.watch_on(&node, watch.clone())? {
                 Err(end) => end,
                 Ok(conn) => {
@@ -138,17 +133,13 @@ impl Client {
                     }
                 }
             };
-            let next = attempts.end(&node, end, self.cluster.counters())?;
-            if let Some(moved) = next.moved {
-                self.apply_effects(std::iter::once(Effect::Redirected { moved: Some(moved) }));
-            }
-            if next.refresh {
-                self.cluster.refresh().request();
-            }
-            if !next.pause.is_zero() {
+            let pause = self
+                .cluster
+                .attempt_ended(&mut attempts, &node, end, Instant::now())?;
+            if !pause.is_zero() {
                 // A pause: the time to refresh the map the next attempt is routed by.
                 self.maybe_refresh();
-                std::thread::sleep(next.pause);
+                std::thread::sleep(pause);
             }
         }
     }

@@ -627,6 +627,14 @@ impl Client {
 
     /// Asks for a refresh: the background loop runs it as soon as the refresh policy
     /// allows (at once, or `min_refresh_interval` after the last).
+    /// Wakes the refresh loop when the cluster machine wants a refresh (a decision made
+    /// outside a round, such as a `WATCH` session's).
+    pub(super) fn wake_refresh_if_due(&self) {
+        if self.inner.cluster.borrow_mut().refresh().is_due() {
+            self.inner.refresh_wake.notify_one();
+        }
+    }
+
     pub(super) fn schedule_refresh(&self) {
         self.inner.cluster.borrow_mut().refresh().request();
         self.inner.refresh_wake.notify_one();

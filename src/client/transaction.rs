@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 
@@ -16,11 +17,11 @@ use crate::core::reply::{server_error, FromReply};
 use crate::core::report::Reporter;
 use crate::core::request::Request;
 use crate::core::resp::Value;
-use crate::core::round::{Effect, RoundLimits, RoundReply};
+use crate::core::round::{RoundLimits, RoundReply};
 use crate::core::topology::NodeAddr;
 use crate::core::transaction::{
     check_session_command, session_failed, transaction_ended, watch_answered, watch_command,
-    AttemptStart, SessionEnd, WatchAttempts,
+    SessionEnd, WatchAttempts,
 };
 
 /// A `WATCH` session's connection, handed to the closure of [`Client::transaction`]: read
@@ -141,14 +142,9 @@ impl Client {
         let limits = RoundLimits::of(&self.inner.config);
         let mut attempts = WatchAttempts::new(slot, limits, self.inner.config.max_watch_attempts);
         loop {
-            let node = match attempts.start(&self.slot_map()) {
-                AttemptStart::Watch(node) => node,
-                AttemptStart::NoNode(e) => {
-                    self.schedule_refresh();
-                    return Err(e);
-                }
-                AttemptStart::GiveUp(e) => return Err(e),
-            };
+            let started = self.inner.cluster.borrow_mut().watch_node(&mut attempts);
+            self.wake_refresh_if_due();
+            let node = started?;
             let conn = self.dedicated_connection_for(&node);
             // Closed on every early return: its WATCH (or MULTI) state is unknown then.
             let mut lease = Leases {
@@ -215,18 +211,16 @@ impl Client {
                     }
                 }
             };
-            let next = attempts.end(&node, end, &self.inner.counters)?;
-            if let Some(moved) = next.moved {
-                self.apply_effects(
-                    std::iter::once(Effect::Redirected { moved: Some(moved) }),
-                    Lane::Dedicated,
-                );
-            }
-            if next.refresh {
-                self.schedule_refresh();
-            }
-            if !next.pause.is_zero() {
-                pause(next.pause).await;
+            let ended = self.inner.cluster.borrow_mut().attempt_ended(
+                &mut attempts,
+                &node,
+                end,
+                Instant::now(),
+            );
+            self.wake_refresh_if_due();
+            let wait = ended?;
+            if !wait.is_zero() {
+                pause(wait).await;
             }
         }
     }

@@ -222,6 +222,47 @@ impl Cluster {
             .apply_effects(effects, &mut self.map, &self.counters, clock)
     }
 
+    /// Where a `WATCH` session's next attempt watches: the slot's owner, or the
+    /// session's error (with no owner known, a refresh is asked for first). The driver
+    /// whose refresh runs in the background wakes it when `refresh().is_due()`.
+    pub(crate) fn watch_node(
+        &mut self,
+        attempts: &mut crate::core::transaction::WatchAttempts,
+    ) -> Result<NodeAddr> {
+        use crate::core::transaction::AttemptStart;
+        match attempts.start(&self.map) {
+            AttemptStart::Watch(node) => Ok(node),
+            AttemptStart::NoNode(e) => {
+                self.refresh.request();
+                Err(e)
+            }
+            AttemptStart::GiveUp(e) => Err(e),
+        }
+    }
+
+    /// A `WATCH` session's attempt on `node` ended as `end` at `now`: the `MOVED` it
+    /// carried is applied to the map (a redirect, counted), a refresh asked for when the
+    /// slot moved, and the pause before the next attempt returned; or the session's
+    /// error when its budgets ran out.
+    pub(crate) fn attempt_ended(
+        &mut self,
+        attempts: &mut crate::core::transaction::WatchAttempts,
+        node: &NodeAddr,
+        end: crate::core::transaction::AttemptEnd,
+        now: Instant,
+    ) -> Result<Duration> {
+        let next = attempts.end(node, end, &self.counters)?;
+        if let Some(moved) = next.moved {
+            let moved =
+                std::iter::once(crate::core::round::Effect::Redirected { moved: Some(moved) });
+            self.apply_effects(moved, || now);
+        }
+        if next.refresh {
+            self.refresh.request();
+        }
+        Ok(next.pause)
+    }
+
     /// A connection to `node` could not be made (refused, timed out, its handshake
     /// failed): the cluster may have changed (a failover, a removed node), so the refresh
     /// policy hears of it. (The node's own record, in the driver's `NodeTable`, hears it
@@ -566,6 +607,41 @@ mod tests {
             "then the seed"
         );
         assert_eq!(groups(&mut c, t0 + UNRESPONSIVE_WINDOW)[0].len(), 3);
+    }
+
+    #[test]
+    fn a_watch_session_starts_at_the_owner_and_follows_a_moved_slot() {
+        use crate::core::reply::server_error;
+        use crate::core::transaction::{AttemptEnd, WatchAttempts};
+        let now = Instant::now();
+        let mut c = cluster(Config::default());
+        let slot = crate::core::slot::slot_for_key(b"k");
+        let mut attempts = WatchAttempts::new(slot, c.limits(), 3);
+        // No map yet: no owner, and a refresh is asked for.
+        assert!(c.watch_node(&mut attempts).is_err());
+        assert!(c.refresh().is_due());
+        let a = NodeAddr::new("10.0.0.1", 7000);
+        c.adopt_given(SlotMap::split_evenly(std::slice::from_ref(&a)), now);
+        let mut attempts = WatchAttempts::new(slot, c.limits(), 3);
+        assert_eq!(c.watch_node(&mut attempts).unwrap(), a);
+        // WATCH answered MOVED: the map follows, a refresh is asked, no pause.
+        let b = NodeAddr::new("10.0.0.2", 7000);
+        let moved = server_error(format!("MOVED {} {b}", slot.get()).as_bytes());
+        let pause = c
+            .attempt_ended(&mut attempts, &a, AttemptEnd::Moved(moved), now)
+            .unwrap();
+        assert!(pause.is_zero());
+        assert_eq!(c.map().node_for(slot), Some(&b));
+        assert!(c.refresh().is_due());
+        assert_eq!(c.counters().snapshot().redirects, 1);
+        assert_eq!(c.watch_node(&mut attempts).unwrap(), b);
+        // Conflicts use up the attempts (three, the moved one counted): then the
+        // session's error says so.
+        let _ = c.attempt_ended(&mut attempts, &b, AttemptEnd::Conflict, now);
+        assert_eq!(c.watch_node(&mut attempts).unwrap(), b);
+        let _ = c.attempt_ended(&mut attempts, &b, AttemptEnd::Conflict, now);
+        let e = c.watch_node(&mut attempts).unwrap_err();
+        assert_eq!(e.kind(), crate::core::error::ErrorKind::WatchConflict);
     }
 
     #[test]

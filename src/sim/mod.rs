@@ -41,7 +41,7 @@ use crate::core::slot::Slot;
 use crate::core::topology::{NodeAddr, SlotMap};
 use crate::core::transaction::{
     check_session_command, session_failed, transaction_ended, watch_answered, watch_command,
-    AttemptEnd, AttemptStart, SessionEnd, WatchAttempts,
+    AttemptEnd, SessionEnd, WatchAttempts,
 };
 
 use world::{glob_match, sim_now, Faults, Rng, Seen, World};
@@ -278,14 +278,7 @@ impl SimClient {
             self.cluster.config().max_watch_attempts,
         );
         loop {
-            let node = match attempts.start(self.cluster.map()) {
-                AttemptStart::Watch(node) => node,
-                AttemptStart::NoNode(e) => {
-                    self.cluster.refresh().request();
-                    return Err(e);
-                }
-                AttemptStart::GiveUp(e) => return Err(e),
-            };
+            let node = self.cluster.watch_node(&mut attempts)?;
             let end = match self.watch_on(world, &node, watch.clone())? {
                 Err(end) => end,
                 Ok(conn) => {
@@ -301,18 +294,13 @@ impl SimClient {
                     }
                 }
             };
-            let next = attempts.end(&node, end, self.cluster.counters())?;
-            if let Some(moved) = next.moved {
-                let moved = std::iter::once(Effect::Redirected { moved: Some(moved) });
-                self.cluster.apply_effects(moved, sim_now);
-            }
-            if next.refresh {
-                self.cluster.refresh().request();
-            }
-            if !next.pause.is_zero() {
+            let pause = self
+                .cluster
+                .attempt_ended(&mut attempts, &node, end, sim_now())?;
+            if !pause.is_zero() {
                 // A pause: the time to refresh the map the next attempt is routed by.
                 self.maybe_refresh(world);
-                pass_time(world, self, next.pause);
+                pass_time(world, self, pause);
             }
         }
     }
