@@ -13,6 +13,7 @@ use std::future::Future;
 use crate::core::error::{Error, ErrorKind, Result};
 
 pub use crate::core::config::{Engine, ENGINE_ENV};
+pub use crate::io::ring::setup::RingFeatures;
 
 thread_local! {
     /// The engine of the runtime [`start`] runs on this thread, if any.
@@ -46,15 +47,101 @@ pub fn probe_io_uring() -> Result<()> {
     }
 }
 
-/// Resolves `Auto` (and the environment override) to a concrete engine.
-pub(crate) fn resolve(requested: Engine) -> Result<Engine> {
-    let requested = match (requested, Engine::from_env()?) {
+/// What the ring engine's loop did on this thread so far: turns of the loop and the
+/// `io_uring_enter` calls they made. `None` outside the ring engine.
+///
+/// ```no_run
+/// use redis_cluster_uring::engine::{self, Engine};
+/// engine::start_with(Engine::Ring, async {
+///     let turns = engine::ring_turns().unwrap();
+///     assert!(turns.enters <= turns.turns + 1);
+/// })
+/// .unwrap();
+/// ```
+pub fn ring_turns() -> Option<RingTurns> {
+    crate::io::ring::turns().map(|(turns, enters)| RingTurns { turns, enters })
+}
+
+/// Counts of the ring engine's loop ([`ring_turns`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RingTurns {
+    /// Loop turns: each runs the woken tasks and the due timers, then enters the ring
+    /// once at most.
+    pub turns: u64,
+    /// `io_uring_enter` calls (a turn with nothing to submit and ready work enters none).
+    pub enters: u64,
+}
+
+/// The io_uring features the ring engine uses on this thread, `None` outside it.
+pub fn ring_features() -> Option<RingFeatures> {
+    crate::io::ring::features()
+}
+
+/// Checks whether this process may run the ring engine: a ring with every feature it
+/// requires (timed waits, connect, send and receive operations). The error says why not.
+pub fn probe_ring() -> Result<()> {
+    crate::io::ring::probe().map_err(|e| {
+        Error::new(
+            ErrorKind::IoUringUnavailable,
+            format!("the ring engine cannot run: {e}"),
+        )
+    })
+}
+
+/// The engines [`start`] tries for `Auto`, fastest first (measured by `cluster-bench`:
+/// see README), then the fallback that needs nothing of the kernel.
+const PREFERENCE: [Engine; 3] = [Engine::Ring, Engine::IoUring, Engine::Epoll];
+
+fn probe(engine: Engine) -> Result<()> {
+    match engine {
+        Engine::Ring => probe_ring(),
+        Engine::IoUring => probe_io_uring(),
+        _ => Ok(()),
+    }
+}
+
+/// The environment override, when `requested` is `Auto`.
+fn forced(requested: Engine) -> Result<Engine> {
+    Ok(match (requested, Engine::from_env()?) {
         (Engine::Auto, Some(forced)) => forced,
         (r, _) => r,
-    };
-    match requested {
+    })
+}
+
+/// Resolves `Auto` (and the environment override) to a concrete engine for [`start`]:
+/// the fastest one the kernel allows.
+pub(crate) fn resolve(requested: Engine) -> Result<Engine> {
+    match forced(requested)? {
+        Engine::Auto => {
+            let mut reasons = Vec::new();
+            for engine in PREFERENCE {
+                match probe(engine) {
+                    Ok(()) => {
+                        if !reasons.is_empty() {
+                            tracing::warn!(reason = %reasons.join("; "), %engine, "faster engines unavailable");
+                        }
+                        return Ok(engine);
+                    }
+                    Err(e) => reasons.push(e.to_string()),
+                }
+            }
+            Ok(Engine::Epoll)
+        }
+        engine => probe(engine).map(|()| engine),
+    }
+}
+
+/// Resolves an engine for a client created in a tokio runtime the caller built (not
+/// [`start`]): `Auto` means tokio-uring when the kernel allows it, epoll otherwise; the
+/// ring engine cannot run there.
+pub(crate) fn resolve_in_tokio(requested: Engine) -> Result<Engine> {
+    match forced(requested)? {
+        Engine::Ring => Err(Error::new(
+            ErrorKind::Config,
+            "Engine::Ring runs only inside engine::start (it is its own runtime)",
+        )),
         Engine::Epoll => Ok(Engine::Epoll),
-        Engine::IoUring => probe_io_uring().map(|_| Engine::IoUring),
+        Engine::IoUring => probe_io_uring().map(|()| Engine::IoUring),
         Engine::Auto => match probe_io_uring() {
             Ok(()) => Ok(Engine::IoUring),
             Err(e) => {
@@ -95,6 +182,11 @@ pub fn start_with<F: Future>(engine: Engine, future: F) -> Result<F::Output> {
     let engine = resolve(engine)?;
     let previous = RUNNING.with(|r| r.replace(Some(engine)));
     let out = match engine {
+        Engine::Ring => {
+            tracing::info!("running on the ring engine");
+            crate::io::ring::executor::block_on(future)
+                .map_err(|e| Error::io("run the ring engine", e))
+        }
         Engine::IoUring => crate::io::uring::block_on(future)
             .map_err(|e| Error::io("start the io_uring runtime", e)),
         _ => {
@@ -109,4 +201,119 @@ pub fn start_with<F: Future>(engine: Engine, future: F) -> Result<F::Output> {
     };
     RUNNING.with(|r| r.set(previous));
     out
+}
+
+/// A task started by [`spawn_local`]; awaiting it gives its output, or an error of kind
+/// [`ErrorKind::Shutdown`] when it ended without one (aborted, panicked, or its runtime
+/// ended).
+#[derive(Debug)]
+pub struct JoinHandle<T> {
+    inner: Join<T>,
+}
+
+#[derive(Debug)]
+enum Join<T> {
+    Ring(crate::io::ring::executor::JoinHandle<T>),
+    Tokio(tokio::task::JoinHandle<T>),
+}
+
+impl<T> JoinHandle<T> {
+    /// True once the task ended (finished, aborted or panicked).
+    pub fn is_finished(&self) -> bool {
+        match &self.inner {
+            Join::Ring(h) => h.is_finished(),
+            Join::Tokio(h) => h.is_finished(),
+        }
+    }
+
+    /// Stops the task: its future is dropped at the runtime's next turn.
+    pub fn abort(&self) {
+        match &self.inner {
+            Join::Ring(h) => h.abort(),
+            Join::Tokio(h) => h.abort(),
+        }
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<T>> {
+        let ended = || Error::new(ErrorKind::Shutdown, "the task ended without an output");
+        match &mut self.get_mut().inner {
+            Join::Ring(h) => std::pin::Pin::new(h).poll(cx).map(|o| o.ok_or_else(ended)),
+            Join::Tokio(h) => std::pin::Pin::new(h).poll(cx).map(|r| {
+                r.map_err(|e| Error::new(ErrorKind::Shutdown, format!("the task ended: {e}")))
+            }),
+        }
+    }
+}
+
+/// Runs `future` as a task on this thread, beside the others, on whichever engine
+/// [`start`] (or your own tokio runtime with a `LocalSet`) runs here. Works on every
+/// engine; inside the ring engine `tokio::task::spawn_local` does not (there is no tokio
+/// runtime there).
+///
+/// ```no_run
+/// use redis_cluster_uring::engine;
+/// engine::start(async {
+///     let task = engine::spawn_local(async { 6 * 7 });
+///     assert_eq!(task.await.unwrap(), 42);
+/// });
+/// ```
+///
+/// # Panics
+/// Outside any runtime.
+pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let inner = if crate::io::ring::executor::is_running() {
+        Join::Ring(crate::io::ring::executor::spawn(future))
+    } else {
+        Join::Tokio(tokio::task::spawn_local(future))
+    };
+    JoinHandle { inner }
+}
+
+/// Waits `duration` on this thread's runtime timer (every engine; inside the ring engine
+/// `tokio::time` does not work, there is no tokio runtime there).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redis_cluster_uring::engine;
+/// engine::start(async {
+///     engine::sleep(Duration::from_millis(5)).await;
+/// });
+/// ```
+pub async fn sleep(duration: std::time::Duration) {
+    crate::io::rt::sleep(duration).await
+}
+
+/// `future`'s output, or an error of kind [`ErrorKind::Timeout`] when `duration` passes
+/// first (the future is then dropped). Every engine.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redis_cluster_uring::{engine, ErrorKind};
+/// engine::start(async {
+///     let never = std::future::pending::<()>();
+///     let e = engine::timeout(Duration::from_millis(5), never).await.unwrap_err();
+///     assert_eq!(e.kind(), ErrorKind::Timeout);
+/// });
+/// ```
+pub async fn timeout<F: Future>(duration: std::time::Duration, future: F) -> Result<F::Output> {
+    let deadline = std::time::Instant::now().checked_add(duration);
+    crate::io::rt::timeout_at(deadline, future)
+        .await
+        .ok_or_else(|| Error::new(ErrorKind::Timeout, format!("took longer than {duration:?}")))
+}
+
+/// Lets the other tasks of this thread run before going on. Every engine.
+pub async fn yield_now() {
+    crate::io::rt::yield_now().await
 }

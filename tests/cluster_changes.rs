@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::thread::Scope;
 use std::time::Duration;
 
+use redis_cluster_uring::engine;
 use redis_cluster_uring::{cmd, slot_for_key, Config, ErrorKind, NodeAddr, Pipeline, Value};
 use support::clients::{on_both_clients, TestClient};
 use support::{client, client_with, cluster, run, Cluster};
@@ -24,7 +25,7 @@ on_both_clients! {
 
 /// Yields to the event loop for a while (lets other tasks and I/O run).
 async fn pause(ms: u64) {
-    tokio::time::sleep(Duration::from_millis(ms)).await;
+    engine::sleep(Duration::from_millis(ms)).await;
 }
 
 #[test]
@@ -42,7 +43,7 @@ fn timed_out_requests_never_shift_later_replies() {
         // time out and their replies arrive late, behind whatever is queued next.
         let sleeper = {
             let (client, node) = (client.clone(), node.clone());
-            tokio::task::spawn_local(async move {
+            engine::spawn_local(async move {
                 client
                     .query_node::<Value>(&node, cmd("DEBUG").arg("SLEEP").arg("0.6"))
                     .await
@@ -174,9 +175,9 @@ fn a_stopped_primary_is_replaced_before_its_requests_time_out() {
             cluster.pause_node(victim).unwrap();
             let stuck = {
                 let client = client.clone();
-                tokio::task::spawn_local(async move {
-                    client.query::<i64>(cmd("INCR").arg("{stop}k")).await
-                })
+                engine::spawn_local(
+                    async move { client.query::<i64>(cmd("INCR").arg("{stop}k")).await },
+                )
             };
             let failover = helpers.spawn(|| cluster.wait_for_failover(slot.get(), victim));
             while !failover.is_finished() {
@@ -213,14 +214,14 @@ fn shutdown_fails_new_requests_and_closes_connections() {
         let finished = Rc::new(Cell::new(false));
         let pending = {
             let (client, finished) = (client.clone(), finished.clone());
-            tokio::task::spawn_local(async move {
+            engine::spawn_local(async move {
                 let r = client.set("sd:key", "v").await;
                 finished.set(true);
                 r
             })
         };
         // Let the task queue its request before the shutdown begins.
-        tokio::task::yield_now().await;
+        engine::yield_now().await;
         client.shutdown(Duration::from_secs(2)).await;
         // The request issued before shutdown was flushed, not dropped.
         assert!(pending.await.unwrap().is_ok());

@@ -39,28 +39,133 @@ fn forced_epoll_runs_the_same_client_end_to_end() {
 }
 
 #[test]
-fn auto_picks_io_uring_when_the_kernel_allows_it() {
+fn auto_picks_the_fastest_engine_the_kernel_allows() {
     let cluster = cluster(3, 0);
     let seeds = cluster.seed_addrs();
-    let probe = engine::probe_io_uring();
-    let want = if probe.is_ok() {
+    // Fastest first: the owned ring, then tokio-uring, then epoll.
+    let ring = engine::probe_ring();
+    let uring = engine::probe_io_uring();
+    let want = if ring.is_ok() {
+        Engine::Ring
+    } else if uring.is_ok() {
         Engine::IoUring
     } else {
         Engine::Epoll
     };
-    if let Err(e) = &probe {
-        // The reason is spelled out for the log, with its kind.
-        assert_eq!(e.kind(), ErrorKind::IoUringUnavailable);
-        assert!(!e.detail().is_empty());
+    for probe in [&ring, &uring] {
+        if let Err(e) = probe {
+            // The reason is spelled out for the log, with its kind.
+            assert_eq!(e.kind(), ErrorKind::IoUringUnavailable);
+            assert!(!e.detail().is_empty());
+        }
     }
     let forced = Engine::from_env().unwrap();
     engine::start_with(Engine::Auto, async {
         let client = Client::connect(&seeds, Config::default()).await.unwrap();
         match forced {
-            Some(Engine::Epoll) => assert_eq!(client.engine(), Engine::Epoll),
+            Some(f) if f != Engine::Auto => assert_eq!(client.engine(), f),
             _ => assert_eq!(client.engine(), want),
         }
         client.ping().await.unwrap();
+    })
+    .unwrap();
+}
+
+/// What user code may use inside every engine's runtime: `engine::spawn_local`,
+/// `engine::sleep`/`timeout`, tokio's channels and `Notify` (wakes from another thread
+/// included), and a task that panics ends alone.
+#[test]
+fn user_code_runs_the_same_on_every_engine() {
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+    for chosen in [Engine::Ring, Engine::IoUring, Engine::Epoll] {
+        let available = match chosen {
+            Engine::Ring => engine::probe_ring().is_ok(),
+            Engine::IoUring => engine::probe_io_uring().is_ok(),
+            _ => true,
+        };
+        if !available {
+            eprintln!("{chosen}: refused by this kernel");
+            continue;
+        }
+        engine::start_with(chosen, async move {
+            assert_eq!(engine::current(), Some(chosen));
+            // Local tasks and their outputs.
+            let task = engine::spawn_local(async { 6 * 7 });
+            assert_eq!(task.await.unwrap(), 42, "{chosen}");
+            // Timers: a sleep lasts at least its time; a timeout ends a stuck future.
+            let start = Instant::now();
+            engine::sleep(Duration::from_millis(20)).await;
+            assert!(start.elapsed() >= Duration::from_millis(20), "{chosen}");
+            let e = engine::timeout(Duration::from_millis(10), std::future::pending::<()>())
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Timeout, "{chosen}");
+            // Notify between local tasks.
+            let notify = Rc::new(tokio::sync::Notify::new());
+            let waiter = engine::spawn_local({
+                let notify = notify.clone();
+                async move { notify.notified().await }
+            });
+            engine::yield_now().await;
+            notify.notify_one();
+            waiter.await.unwrap();
+            // A channel fed from another thread wakes the loop.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+            let feeder = std::thread::spawn(move || {
+                for i in 0..3 {
+                    std::thread::sleep(Duration::from_millis(5));
+                    tx.blocking_send(i).unwrap();
+                }
+            });
+            let mut got = Vec::new();
+            while let Some(i) = rx.recv().await {
+                got.push(i);
+            }
+            feeder.join().unwrap();
+            assert_eq!(got, [0, 1, 2], "{chosen}");
+            // An aborted task ends; its handle says so.
+            let stuck = engine::spawn_local(std::future::pending::<()>());
+            stuck.abort();
+            let e = stuck.await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Shutdown, "{chosen}");
+        })
+        .unwrap();
+    }
+}
+
+/// The ring engine's loop: one `io_uring_enter` per turn at most, and a fan-out
+/// pipeline over three nodes costs a few turns, not one per node and reply.
+#[test]
+fn the_ring_engine_enters_the_kernel_once_per_turn() {
+    if engine::probe_ring().is_err() {
+        eprintln!("skipped: the ring engine is refused here");
+        return;
+    }
+    let cluster = cluster(3, 0);
+    let seeds = cluster.seed_addrs();
+    engine::start_with(Engine::Ring, async {
+        let client = Client::connect(&seeds, Config::default()).await.unwrap();
+        assert_eq!(client.engine(), Engine::Ring);
+        let mut pipe = Pipeline::new();
+        for i in 0..300 {
+            pipe.set(format!("r:{i}"), i).get(format!("r:{i}"));
+        }
+        // Connections up first.
+        client.execute(&pipe).await.unwrap();
+        let before = engine::ring_turns().unwrap();
+        let rounds = 20;
+        for _ in 0..rounds {
+            let replies = client.execute(&pipe).await.unwrap();
+            assert_eq!(replies.len(), 600);
+        }
+        let after = engine::ring_turns().unwrap();
+        let (turns, enters) = (after.turns - before.turns, after.enters - before.enters);
+        assert!(enters <= turns, "{enters} enters in {turns} turns");
+        assert!(enters > 0);
+        let features = engine::ring_features().unwrap();
+        assert!(engine::ring_features().is_some());
+        eprintln!("{features:?}: {enters} enters and {turns} turns for {rounds} pipelines");
     })
     .unwrap();
 }
@@ -70,6 +175,7 @@ fn engine_names_parse() {
     assert_eq!(Engine::parse("io_uring"), Some(Engine::IoUring));
     assert_eq!(Engine::parse("URING"), Some(Engine::IoUring));
     assert_eq!(Engine::parse("epoll"), Some(Engine::Epoll));
+    assert_eq!(Engine::parse("ring"), Some(Engine::Ring));
     assert_eq!(Engine::parse(""), Some(Engine::Auto));
     assert_eq!(Engine::parse("kqueue"), None);
 }

@@ -13,6 +13,7 @@ use std::thread::Scope;
 use std::time::Duration;
 
 use redis_cluster_uring::config::PushHandler;
+use redis_cluster_uring::engine;
 use redis_cluster_uring::{
     cmd, commands, slot_for_key, Client, Cmd, Config, ErrorKind, NodeAddr, Pipeline, SlotMap, Value,
 };
@@ -98,7 +99,7 @@ fn every_class_on_one_shared_client_leaves_every_reply_in_place() {
 
         // A BLPOP that blocks for ever, until this test pushes.
         let unblocked = Rc::new(Cell::new(false));
-        let blpop = tokio::task::spawn_local({
+        let blpop = engine::spawn_local({
             let (client, queue, unblocked) = (client.clone(), queue.clone(), unblocked.clone());
             async move {
                 let popped: Option<Vec<String>> = client
@@ -109,10 +110,10 @@ fn every_class_on_one_shared_client_leaves_every_reply_in_place() {
                 popped
             }
         });
-        tokio::task::yield_now().await;
+        engine::yield_now().await;
 
         // Every refused class, over and over, from its own task.
-        let refusals = tokio::task::spawn_local({
+        let refusals = engine::spawn_local({
             let client = client.clone();
             async move {
                 for _ in 0..20 {
@@ -129,7 +130,7 @@ fn every_class_on_one_shared_client_leaves_every_reply_in_place() {
         let workers: Vec<_> = (0..4)
             .map(|w| {
                 let client = client.clone();
-                tokio::task::spawn_local(async move {
+                engine::spawn_local(async move {
                     for i in 0..250 {
                         let key = format!("worker{w}:{i}");
                         let value = format!("value-{w}-{i}");
@@ -201,7 +202,7 @@ fn every_class_on_one_shared_client_leaves_every_reply_in_place() {
             let readers: Vec<_> = (0..4)
                 .map(|r| {
                     let (client, keys) = (client.clone(), keys.clone());
-                    tokio::task::spawn_local(async move {
+                    engine::spawn_local(async move {
                         for (i, key) in keys.iter().enumerate().skip(r).step_by(4) {
                             let got: String = client.get(key).await.expect("GET");
                             assert_eq!(got, format!("{key}={i}"));
@@ -368,7 +369,7 @@ fn blocking_commands_use_dedicated_connections_closed_when_abandoned() {
 
         // A caller that gives up while the command blocks closes its connection.
         let dedicated = client.blocking_connection_count();
-        let abandoned = tokio::time::timeout(
+        let abandoned = engine::timeout(
             Duration::from_millis(100),
             client.query::<Value>(cmd("BLPOP").arg("jobs").arg(0)),
         )
@@ -392,7 +393,7 @@ fn blocking_commands_use_dedicated_connections_closed_when_abandoned() {
             if !blocked {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            engine::sleep(Duration::from_millis(10)).await;
         }
         assert!(!blocked, "the abandoned BLPOP's connection was closed");
         assert!(client.blocking_connection_count() <= dedicated, "not kept");

@@ -7,6 +7,7 @@ mod support;
 use std::rc::Rc;
 use std::thread::Scope;
 
+use redis_cluster_uring::engine;
 use redis_cluster_uring::{cmd, Config, ErrorKind, Execution, Pipeline, Value};
 use support::clients::{on_both_clients, TestClient};
 use support::{client, cluster, run, Cluster};
@@ -185,7 +186,7 @@ fn concurrent_callers_share_connections_and_batch_writes() {
         let mut tasks = Vec::new();
         for t in 0..50 {
             let client = client.clone();
-            tasks.push(tokio::task::spawn_local(async move {
+            tasks.push(engine::spawn_local(async move {
                 for i in 0..20 {
                     let n = client.incr(format!("auto:{t}"), 1).await.unwrap();
                     assert_eq!(n, i + 1);

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use redis_cluster_uring::client::Subscriber;
+use redis_cluster_uring::engine;
 use redis_cluster_uring::pubsub::{Message, SubKind};
 use redis_cluster_uring::{cmd, slot_for_key, Client, Config};
 use support::{client, client_with, cluster, run, Cluster};
@@ -19,7 +20,7 @@ use support::{client, client_with, cluster, run, Cluster};
 fn collect(sub: Rc<Subscriber>) -> Rc<RefCell<Vec<Message>>> {
     let got = Rc::new(RefCell::new(Vec::new()));
     let sink = got.clone();
-    tokio::task::spawn_local(async move {
+    engine::spawn_local(async move {
         while let Some(m) = sub.next_message().await {
             sink.borrow_mut().push(m);
         }
@@ -29,10 +30,10 @@ fn collect(sub: Rc<Subscriber>) -> Rc<RefCell<Vec<Message>>> {
 
 /// Waits (up to `limit`, a liveness bound, not a measurement) until `ready` holds.
 async fn eventually(limit: Duration, what: &str, ready: impl Fn() -> bool) {
-    let start = tokio::time::Instant::now();
+    let start = std::time::Instant::now();
     while !ready() {
         assert!(start.elapsed() < limit, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        engine::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -156,7 +157,7 @@ async fn publish_until(
         if publish(client, sharded, channel, &format!("{phase}:{n}")).await {
             n += 1;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        engine::sleep(Duration::from_millis(2)).await;
     }
     n
 }
@@ -315,7 +316,7 @@ fn subscriptions_come_back_after_a_failover() {
                         after += 1;
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    engine::sleep(Duration::from_millis(20)).await;
                 }
                 assert!(publish(&client, false, "broadcast", &format!("after:{n}")).await);
             }

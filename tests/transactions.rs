@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread::Scope;
 use std::time::Duration;
 
+use redis_cluster_uring::engine;
 use redis_cluster_uring::{cmd, commands, slot_for_key, Config, ErrorKind, Pipeline, Value};
 use support::clients::{on_both_clients, pause, TestClient};
 use support::{client, client_with, cluster, run, Cluster};
@@ -129,7 +130,7 @@ fn concurrent_transactions_and_plain_commands_share_connections_safely() {
         let tasks: Vec<_> = (0..8)
             .map(|t| {
                 let client = client.clone();
-                tokio::task::spawn_local(async move {
+                engine::spawn_local(async move {
                     for i in 0..100 {
                         // Each transaction writes two keys of its own slot and reads
                         // them back inside; a plain SET/GET pair runs beside it.

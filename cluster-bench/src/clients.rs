@@ -20,6 +20,9 @@ pub enum ClientKind {
     Uring,
     /// This library, parallel pipelines, epoll engine.
     Epoll,
+    /// This library, parallel pipelines, on the ring it owns (one `io_uring_enter` per
+    /// loop turn, no tokio runtime).
+    Ring,
     /// This library, serial per-node execution (the classic client's behaviour).
     Serial,
     /// This library's `blocking::Client`: no runtime, its own io_uring instance (one
@@ -35,7 +38,8 @@ pub enum ClientKind {
 
 impl ClientKind {
     /// Every client, in table order.
-    pub const ALL: [ClientKind; 7] = [
+    pub const ALL: [ClientKind; 8] = [
+        ClientKind::Ring,
         ClientKind::Uring,
         ClientKind::Epoll,
         ClientKind::Serial,
@@ -50,6 +54,7 @@ impl ClientKind {
         match self {
             ClientKind::Uring => "uring",
             ClientKind::Epoll => "epoll",
+            ClientKind::Ring => "ring",
             ClientKind::Serial => "serial",
             ClientKind::Blocking => "blocking",
             ClientKind::RedisRs => "redis-rs",
@@ -71,6 +76,7 @@ impl ClientKind {
         match self {
             ClientKind::Uring => "uring+tls",
             ClientKind::Epoll => "epoll+tls",
+            ClientKind::Ring => "ring+tls",
             ClientKind::Serial => "serial+tls",
             ClientKind::Blocking => "blocking+tls",
             ClientKind::RedisRs => "redis-rs+tls",
@@ -202,6 +208,8 @@ pub struct CaseResult {
     pub syscalls: Result<u64, String>,
     /// Operations completed in the window.
     pub ops: u64,
+    /// On the ring engine: its loop turns in the window.
+    pub turns: Option<u64>,
 }
 
 /// Keys of a pipeline: spread over all slots, or all behind one hash tag.
@@ -231,6 +239,7 @@ fn run_on_this_thread(spec: &CaseSpec) -> Result<CaseResult, String> {
     match spec.client {
         ClientKind::Uring => ours(spec, redis_cluster_uring::Engine::IoUring, false),
         ClientKind::Epoll => ours(spec, redis_cluster_uring::Engine::Epoll, false),
+        ClientKind::Ring => ours(spec, redis_cluster_uring::Engine::Ring, false),
         ClientKind::Serial => ours(spec, redis_cluster_uring::Engine::IoUring, true),
         ClientKind::Blocking => ours_blocking(spec),
         ClientKind::RedisRs => redis_rs_async(spec),
@@ -296,8 +305,12 @@ where
     };
     let sys0 = count();
     let helpers0 = cpu::Helpers::snapshot();
+    let turns0 = redis_cluster_uring::engine::ring_turns();
     let (cpu0, alloc0, t0) = (cpu::this_thread(), thread_allocations(), Instant::now());
     run(t0 + spec.duration, true).await;
+    let turns = turns0
+        .zip(redis_cluster_uring::engine::ring_turns())
+        .map(|(a, b)| b.turns - a.turns);
     let elapsed = t0.elapsed();
     let (thread_cpu, allocations) = (cpu::this_thread() - cpu0, thread_allocations() - alloc0);
     let helpers = cpu::Helpers::snapshot().since(&helpers0);
@@ -322,6 +335,7 @@ where
         io: None,
         syscalls,
         ops,
+        turns,
     })
 }
 

@@ -55,6 +55,10 @@ pub struct Record {
     /// Why `syscalls_per_op` is absent (not root, mount failed, tracepoint missing...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscalls_note: Option<String>,
+    /// The ring engine: loop turns per operation (its system calls per turn are
+    /// `syscalls_per_op / turns_per_op`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turns_per_op: Option<f64>,
     /// With `--pin`: the CPUs of the client and of the servers, e.g. `client 0, servers 1`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
@@ -95,6 +99,7 @@ impl Record {
             reads_per_op: r.io.map(|(_, rd, ops)| per_op(rd, ops)),
             syscalls_per_op: r.syscalls.as_ref().ok().map(|&n| per_op(n, r.ops)),
             syscalls_note: r.syscalls.as_ref().err().cloned(),
+            turns_per_op: r.turns.map(|t| per_op(t, r.ops)),
             pin: None,
             kind: Some((client, workload)),
         }
@@ -131,6 +136,7 @@ impl Record {
             reads_per_op: None,
             syscalls_per_op: None,
             syscalls_note: None,
+            turns_per_op: None,
             pin: None,
             kind: None,
         }

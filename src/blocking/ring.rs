@@ -7,17 +7,10 @@
 //! still owing replies, with the request's deadline as the wait's timeout. A reply that
 //! arrives in pieces costs one more wait for that connection.
 //!
-//! Kernel features are probed once, each with a fallback:
-//! - `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (6.1): completions are
-//!   run only when this thread waits, with no interrupting task work. Refused (`EINVAL`):
-//!   `COOP_TASKRUN`, then no flag.
-//! - registered files (a sparse table, 5.19): no file lookup per operation. Refused: plain
-//!   descriptors.
-//! - `IOSQE_CQE_SKIP_SUCCESS` on sends (`IORING_FEAT_CQE_SKIP`, used only on kernels that
-//!   also took `SINGLE_ISSUER`, i.e. 6.0+, where a short `MSG_WAITALL` send is finished
-//!   by the kernel or reported as a failure): a successful send posts no completion.
-//! - `IORING_ENTER_EXT_ARG` (5.11), `IORING_OP_SEND`/`RECV`/`ASYNC_CANCEL` (5.6) are
-//!   required; without them the client uses the poll backend.
+//! The ring is set up by `io::ring::setup` (shared with the async client's owned ring),
+//! which probes each kernel feature with a fallback; `IORING_OP_SEND`/`RECV`/
+//! `ASYNC_CANCEL` (5.6) are required here, and without them the client uses the poll
+//! backend.
 //!
 //! # Buffer ownership
 //! Every operation in flight is an entry of `ops` (its slab key is the SQE's
@@ -38,7 +31,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+pub use crate::io::ring::setup::RingFeatures;
 use slab::Slab;
 
 use super::transport::{Event, Transport, MIN_READ_SPACE};
@@ -50,17 +45,6 @@ const RING_ENTRIES: u32 = 256;
 const FIXED_FILES: u32 = 1024;
 /// How long drop waits for cancelled operations to complete.
 const DROP_REAP: Duration = Duration::from_secs(1);
-
-/// The kernel features the ring uses (each one probed, with a fallback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RingFeatures {
-    /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`.
-    pub defer_taskrun: bool,
-    /// Sockets are registered files.
-    pub registered_files: bool,
-    /// Successful sends post no completion (`IOSQE_CQE_SKIP_SUCCESS`).
-    pub skip_send_completions: bool,
-}
 
 /// What an operation in flight is.
 #[derive(Debug)]
@@ -122,69 +106,24 @@ impl std::fmt::Debug for Ring {
     }
 }
 
-fn einval(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EINVAL)
-}
-
 impl Ring {
     /// Sets up a ring with the best features the kernel takes. An error says why the
     /// ring cannot serve (the caller falls back to the poll backend).
     pub(crate) fn new() -> io::Result<Ring> {
-        let mut features = RingFeatures::default();
-        // TASKRUN_FLAG marks pending completions in the shared ring, so a look for events
-        // between requests costs no system call when there are none.
-        let ring = match IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .build(RING_ENTRIES)
-        {
-            Ok(ring) => {
-                features.defer_taskrun = true;
-                ring
-            }
-            Err(e) if einval(&e) => match IoUring::builder()
-                .setup_coop_taskrun()
-                .setup_taskrun_flag()
-                .build(RING_ENTRIES)
-            {
-                Ok(ring) => ring,
-                Err(e) if einval(&e) => IoUring::new(RING_ENTRIES)?,
-                Err(e) => return Err(e),
-            },
-            Err(e) => return Err(e),
+        let (ring, features) = crate::io::ring::setup::build(
+            RING_ENTRIES,
+            FIXED_FILES,
+            &[
+                (opcode::Send::CODE, "IORING_OP_SEND"),
+                (opcode::Recv::CODE, "IORING_OP_RECV"),
+                (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+            ],
+        )?;
+        let free_fixed = if features.registered_files {
+            (0..FIXED_FILES).rev().collect()
+        } else {
+            Vec::new()
         };
-        if !ring.params().is_feature_ext_arg() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the kernel's io_uring has no timed wait (IORING_FEAT_EXT_ARG, 5.11)",
-            ));
-        }
-        let mut probe = Probe::new();
-        ring.submitter().register_probe(&mut probe)?;
-        for (code, name) in [
-            (opcode::Send::CODE, "IORING_OP_SEND"),
-            (opcode::Recv::CODE, "IORING_OP_RECV"),
-            (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
-        ] {
-            if !probe.is_supported(code) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!("the kernel's io_uring lacks {name}"),
-                ));
-            }
-        }
-        let free_fixed = match ring.submitter().register_files_sparse(FIXED_FILES) {
-            Ok(()) => {
-                features.registered_files = true;
-                (0..FIXED_FILES).rev().collect()
-            }
-            Err(_) => Vec::new(),
-        };
-        // Single issuer proves a 6.0+ kernel, where a short MSG_WAITALL send is retried
-        // by the kernel or failed (and so posts a completion even with the skip flag).
-        features.skip_send_completions =
-            ring.params().is_feature_skip_cqe_on_success() && features.defer_taskrun;
         Ok(Ring {
             ring,
             features,

@@ -21,7 +21,7 @@ use crate::core::pool::{ConnId, Pool};
 use crate::core::resp::Value;
 use crate::core::stats::Counters as Stats;
 use crate::core::topology::NodeAddr;
-use crate::io::{ByteStream, SocketOptions, Transport};
+use crate::io::{rt, ByteStream, SocketOptions, Transport};
 
 /// Below this much spare room the reader grows its buffer before the next read.
 const MIN_READ_SPACE: usize = 4096;
@@ -56,10 +56,9 @@ pub(crate) async fn resolve(addr: &NodeAddr) -> Result<Vec<SocketAddr>, Error> {
             format!("{addr}: the cluster does not know this node's endpoint"),
         ));
     }
-    let found: Vec<SocketAddr> = tokio::net::lookup_host((addr.host.as_str(), addr.port))
+    let found: Vec<SocketAddr> = rt::lookup_host(&addr.host, addr.port)
         .await
-        .map_err(|e| Error::io(format!("resolve {addr}"), e))?
-        .collect();
+        .map_err(|e| Error::io(format!("resolve {addr}"), e))?;
     if found.is_empty() {
         return Err(Error::new(
             ErrorKind::Io,
@@ -83,12 +82,12 @@ pub(crate) async fn run_connection<T: Transport>(link: Link) {
         return fail_early(&pool, conn, &addr, error);
     }
     if !options.delay.is_zero() {
-        tokio::time::sleep(options.delay).await;
+        rt::sleep(options.delay).await;
     }
     // Connect, TLS and the handshake all within the connect timeout. Callers' commands
     // wait in the connection meanwhile: it holds them until its handshake is done.
     let limit = options.connect_timeout;
-    let deadline = tokio::time::Instant::now().checked_add(limit);
+    let deadline = Instant::now().checked_add(limit);
     let timed_out =
         |what: &str| Error::new(ErrorKind::Io, format!("{what} took longer than {limit:?}"));
     let stream = match within(deadline, connect::<T>(&addr, &options)).await {
@@ -101,7 +100,7 @@ pub(crate) async fn run_connection<T: Transport>(link: Link) {
         Some(Err(error)) => return fail_early(&pool, conn, &addr, error),
         None => return fail_early(&pool, conn, &addr, timed_out("connecting")),
     };
-    let reader = tokio::task::spawn_local(read_loop(
+    let reader = rt::spawn_local(read_loop(
         stream.clone(),
         pool.clone(),
         stats.clone(),
@@ -114,8 +113,8 @@ pub(crate) async fn run_connection<T: Transport>(link: Link) {
         let pool = pool.clone();
         let addr = addr.clone();
         let error = timed_out("the handshake");
-        tokio::task::spawn_local(async move {
-            tokio::time::sleep_until(at).await;
+        rt::spawn_local(async move {
+            rt::sleep_until(at).await;
             if let Some(pool) = pool.upgrade() {
                 let mut pool = pool.borrow_mut();
                 if !pool.is_closed(conn) && !pool.is_ready(conn) {
@@ -179,7 +178,7 @@ async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result
             ),
         )
     };
-    let deadline = tokio::time::Instant::now().checked_add(options.connect_timeout);
+    let deadline = Instant::now().checked_add(options.connect_timeout);
     let candidates = within(deadline, resolve(addr))
         .await
         .ok_or_else(timed_out)??;
@@ -189,9 +188,9 @@ async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result
         // Each address gets its share of the time left, so one that never answers (an
         // unreachable IPv6 route) cannot use up the timeout of those after it.
         let share = deadline.map(|d| {
-            let left = d.saturating_duration_since(tokio::time::Instant::now());
+            let left = d.saturating_duration_since(Instant::now());
             let share = left / u32::try_from(count - i).unwrap_or(u32::MAX);
-            tokio::time::Instant::now() + share
+            Instant::now() + share
         });
         match within(share, T::connect(sock, &options.socket)).await {
             Some(Ok(stream)) => return Ok(stream),
@@ -203,14 +202,8 @@ async fn connect<T: Transport>(addr: &NodeAddr, options: &ConnOptions) -> Result
 }
 
 /// `f`'s output, or `None` when `deadline` passes first.
-async fn within<F: std::future::Future>(
-    deadline: Option<tokio::time::Instant>,
-    f: F,
-) -> Option<F::Output> {
-    match deadline {
-        Some(d) => tokio::time::timeout_at(d, f).await.ok(),
-        None => Some(f.await),
-    }
+async fn within<F: std::future::Future>(deadline: Option<Instant>, f: F) -> Option<F::Output> {
+    rt::timeout_at(deadline, f).await
 }
 
 async fn write_loop<S: ByteStream>(
@@ -266,7 +259,7 @@ async fn read_loop<S: ByteStream>(
                 // The replies just decoded still share the buffer until their callers
                 // run: let them, then the buffer can be reused in place instead of a new
                 // one allocated (about once per 40 batches).
-                tokio::task::yield_now().await;
+                rt::yield_now().await;
                 buf.reserve(want);
             }
         }

@@ -29,6 +29,8 @@ use crate::core::topology::{NodeAddr, SlotMap};
 use crate::engine::{self, Engine};
 use crate::io::epoll::EpollStream;
 pub(super) use crate::io::random_unit;
+use crate::io::ring::RingStream;
+use crate::io::rt;
 use crate::io::uring::UringStream;
 use crate::io::SocketOptions;
 
@@ -116,10 +118,10 @@ impl Client {
     /// `CLUSTER SLOTS`.
     pub async fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
         let parsed = crate::core::url::parse_seeds(seeds, &mut config)?;
-        if tokio::runtime::Handle::try_current().is_err() {
+        if !crate::io::rt::available() {
             return Err(Error::new(
                 ErrorKind::Config,
-                "Client::connect must run inside engine::start or a tokio-uring runtime",
+                "Client::connect must run inside engine::start or a tokio runtime",
             ));
         }
         let engine = choose_engine(config.engine)?;
@@ -146,12 +148,12 @@ impl Client {
             let wake = client.inner.refresh_wake.clone();
             Hook(Rc::new(move || wake.notify_one()))
         });
-        tokio::task::spawn_local(refresh_loop(
+        rt::spawn_local(refresh_loop(
             Rc::downgrade(&client.inner),
             client.inner.refresh_wake.clone(),
         ));
         if let Some(idle) = client.inner.config.idle_timeout {
-            tokio::task::spawn_local(close_idle_connections(Rc::downgrade(&client.inner), idle));
+            rt::spawn_local(close_idle_connections(Rc::downgrade(&client.inner), idle));
         }
         Ok(client)
     }
@@ -174,13 +176,7 @@ impl Client {
             _ => None,
         };
         // Built only off the fast path: it allocates.
-        let rounds = || {
-            Rounds::new(
-                1,
-                RoundLimits::of(&self.inner.config),
-                deadline.map(|d| d.into_std()),
-            )
-        };
+        let rounds = || Rounds::new(1, RoundLimits::of(&self.inner.config), deadline);
         let Some(conn) = conn else {
             // Keyless, unroutable or cross-slot: the round machine says what happens.
             let mut request = Request::resume(cmds, rounds(), false);
@@ -246,14 +242,14 @@ impl Client {
         self.inner.closed.set(true);
         let deadline = crate::core::round::saturating_later(Instant::now(), grace);
         while self.inner.pool.borrow().exec_count() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            rt::sleep(Duration::from_millis(1)).await;
         }
         self.inner
             .pool
             .borrow_mut()
             .fail_all(&Error::new(ErrorKind::Shutdown, "client shut down"));
         // Let the connection tasks run to their end.
-        tokio::task::yield_now().await;
+        rt::yield_now().await;
     }
 
     pub(super) fn ensure_open(&self) -> Result<()> {
@@ -277,12 +273,10 @@ impl Client {
         let deadline = deadline_after(self.inner.config.request_timeout);
         let mut request = {
             let pool = self.inner.pool.borrow();
-            self.inner.cluster.borrow_mut().pipeline(
-                cmds,
-                pool.nodes(),
-                deadline.map(|d| d.into_std()),
-                reporter,
-            )
+            self.inner
+                .cluster
+                .borrow_mut()
+                .pipeline(cmds, pool.nodes(), deadline, reporter)
         };
         self.drive(&mut request, deadline, Lane::Shared, None).await;
         request.results()
@@ -314,17 +308,14 @@ impl Client {
         &self,
         cmds: &'a [Cmd],
         pins: Vec<Option<NodeAddr>>,
-        deadline: Option<tokio::time::Instant>,
+        deadline: Option<Deadline>,
         limits: RoundLimits,
     ) -> Request<'a> {
         let pool = self.inner.pool.borrow();
-        self.inner.cluster.borrow_mut().plain(
-            cmds,
-            pins,
-            pool.nodes(),
-            deadline.map(|d| d.into_std()),
-            limits,
-        )
+        self.inner
+            .cluster
+            .borrow_mut()
+            .plain(cmds, pins, pool.nodes(), deadline, limits)
     }
 
     /// Commands sent to the nodes the caller named (`targets[i]` for command i).
@@ -332,7 +323,7 @@ impl Client {
         &self,
         cmds: &[Cmd],
         targets: Vec<NodeAddr>,
-        deadline: Option<tokio::time::Instant>,
+        deadline: Option<Deadline>,
         limits: RoundLimits,
     ) -> Result<Vec<Result<Value>>> {
         let pins = targets.into_iter().map(Some).collect();
@@ -347,7 +338,7 @@ impl Client {
     pub(super) async fn drive(
         &self,
         request: &mut Request<'_>,
-        deadline: Option<tokio::time::Instant>,
+        deadline: Option<Deadline>,
         lane: Lane,
         session: Option<ConnId>,
     ) {
@@ -370,9 +361,7 @@ impl Client {
             };
             match step {
                 Step::Done => return,
-                Step::Sleep(at) => {
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
-                }
+                Step::Sleep(at) => rt::sleep_until(at).await,
                 Step::Write(NodeBatch { node, entries, buf }) => {
                     let bytes = if self.inner.closed.get() {
                         // Shut down mid-request: no new connection, nothing more sent or
@@ -433,7 +422,7 @@ impl Client {
     async fn wait_for(
         &self,
         exec: usize,
-        deadline: Option<tokio::time::Instant>,
+        deadline: Option<Deadline>,
         request: &mut Request<'_>,
     ) -> bool {
         if !request.reports() {
@@ -450,32 +439,17 @@ impl Client {
                 return true;
             }
             let progress = poll_fn(|cx| pool.borrow_mut().poll_progress(exec, cx));
-            match deadline {
-                Some(d) => {
-                    if tokio::time::timeout_at(d, progress).await.is_err() {
-                        return false;
-                    }
-                }
-                None => progress.await,
+            if rt::timeout_at(deadline, progress).await.is_none() {
+                return false;
             }
         }
     }
 
     /// Waits for the round's replies; false when the deadline came first.
-    pub(super) async fn wait_round(
-        &self,
-        exec: usize,
-        deadline: Option<tokio::time::Instant>,
-    ) -> bool {
+    pub(super) async fn wait_round(&self, exec: usize, deadline: Option<Deadline>) -> bool {
         let pool = &self.inner.pool;
         let all_in = poll_fn(|cx| pool.borrow_mut().poll_exec(exec, cx));
-        match deadline {
-            Some(d) => tokio::time::timeout_at(d, all_in).await.is_ok(),
-            None => {
-                all_in.await;
-                true
-            }
-        }
+        rt::timeout_at(deadline, all_in).await.is_some()
     }
 
     /// Queues one batch on a connection.
@@ -553,8 +527,9 @@ impl Client {
             options,
         };
         match self.inner.engine {
-            Engine::Epoll => tokio::task::spawn_local(run_connection::<EpollStream>(link)),
-            _ => tokio::task::spawn_local(run_connection::<UringStream>(link)),
+            Engine::Epoll => rt::spawn_local(run_connection::<EpollStream>(link)),
+            Engine::Ring => rt::spawn_local(run_connection::<RingStream>(link)),
+            _ => rt::spawn_local(run_connection::<UringStream>(link)),
         };
         conn
     }
@@ -686,10 +661,7 @@ async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
                     .background_ended();
             }
             Some(at) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
-                    _ = wake.notified() => {}
-                }
+                rt::timeout_at(Some(at), wake.notified()).await;
             }
             None => wake.notified().await,
         }
@@ -700,7 +672,7 @@ async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
 async fn close_idle_connections(inner: Weak<Inner>, idle: Duration) {
     let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
     loop {
-        tokio::time::sleep(tick).await;
+        rt::sleep(tick).await;
         let Some(inner) = inner.upgrade() else { return };
         if inner.closed.get() {
             return;
@@ -725,7 +697,17 @@ fn choose_engine(requested: Engine) -> Result<Engine> {
             "Engine::IoUring requested inside a runtime started without io_uring",
         )),
         (Engine::Auto, Some(running)) => Ok(running),
-        (requested, _) => engine::resolve(requested),
+        // Each runtime carries only its own engines' sockets.
+        (Engine::Ring, Some(running)) if running != Engine::Ring => Err(Error::new(
+            ErrorKind::Config,
+            format!("Engine::Ring requested inside a runtime started for {running}"),
+        )),
+        (requested, Some(Engine::Ring)) if requested != Engine::Ring => Err(Error::new(
+            ErrorKind::Config,
+            format!("Engine::{requested} requested inside the ring engine's runtime"),
+        )),
+        (Engine::Ring, Some(Engine::Ring)) => Ok(Engine::Ring),
+        (requested, _) => engine::resolve_in_tokio(requested),
     }
 }
 
@@ -782,18 +764,18 @@ impl Drop for Leases {
     }
 }
 
-/// A point in time the async client waits until (the runtime's clock).
-pub(super) type Deadline = tokio::time::Instant;
+/// A point in time the async client waits until.
+pub(super) type Deadline = Instant;
 
 /// Waits `d` on the runtime's timer (a retry's or a scan's pause).
 pub(super) async fn pause(d: Duration) {
-    tokio::time::sleep(d).await
+    rt::sleep(d).await
 }
 
 /// `now + timeout`; `None` (no deadline) when there is no timeout or it is too large to
 /// represent, which means the same thing in practice.
-pub(super) fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
-    timeout.and_then(|t| tokio::time::Instant::now().checked_add(t))
+pub(super) fn deadline_after(timeout: Option<Duration>) -> Option<Deadline> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ impl Client {
             changed: Notify::new(),
             closed: Cell::new(false),
         });
-        tokio::task::spawn_local(reconcile_loop(Rc::downgrade(&shared), reconcile));
+        crate::io::rt::spawn_local(reconcile_loop(Rc::downgrade(&shared), reconcile));
         Subscriber { shared }
     }
 }
@@ -172,7 +172,7 @@ impl Subscriber {
         let change = self.shared.state.borrow_mut().change(kind, names, add);
         self.shared.reconcile_now();
         let timeout = self.shared.client.inner.config.request_timeout;
-        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
+        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
         loop {
             let changed = self.shared.changed.notified();
             let done = self.shared.state.borrow_mut().change_done(&change);
@@ -187,16 +187,11 @@ impl Subscriber {
             if self.shared.is_closed() {
                 return Err(Error::new(ErrorKind::Shutdown, "subscriber closed"));
             }
-            match deadline {
-                Some(d) => {
-                    if tokio::time::timeout_at(d, changed).await.is_err() {
-                        return Err(Error::new(
-                            ErrorKind::Timeout,
-                            "the server did not confirm in time; the subscriber keeps trying (see out_of_sync)",
-                        ));
-                    }
-                }
-                None => changed.await,
+            if crate::io::rt::timeout_at(deadline, changed).await.is_none() {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the server did not confirm in time; the subscriber keeps trying (see out_of_sync)",
+                ));
             }
         }
     }
@@ -343,9 +338,7 @@ async fn reconcile_loop(shared: Weak<Shared>, wake: Rc<Notify>) {
             }
             shared.reconcile();
         }
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(RECONCILE_TICK) => {}
-        }
+        let tick = std::time::Instant::now().checked_add(RECONCILE_TICK);
+        crate::io::rt::timeout_at(tick, wake.notified()).await;
     }
 }

@@ -85,7 +85,7 @@ impl Client {
         let mut request = Request::atomic(
             cmds,
             RoundLimits::of(&self.inner.config),
-            deadline.map(|d| d.into_std()),
+            deadline,
             reporter,
         )
         .inspect_err(|_| self.inner.counters.add_refused())?;
@@ -182,7 +182,7 @@ impl Client {
                                 slot,
                                 &node,
                                 limits,
-                                deadline.map(|d| d.into_std()),
+                                deadline,
                                 &self.inner.counters,
                             )?;
                             self.drive(&mut request, deadline, Lane::Dedicated, Some(conn))

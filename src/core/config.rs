@@ -411,6 +411,9 @@ pub enum Engine {
     IoUring,
     /// Readiness-based tokio sockets (epoll).
     Epoll,
+    /// The client's own io_uring instance and a small executor parked in it: one
+    /// `io_uring_enter` per loop turn (see `engine::start`).
+    Ring,
 }
 
 impl Engine {
@@ -420,6 +423,7 @@ impl Engine {
             "auto" | "" => Some(Engine::Auto),
             "io_uring" | "io-uring" | "uring" => Some(Engine::IoUring),
             "epoll" => Some(Engine::Epoll),
+            "ring" => Some(Engine::Ring),
             _ => None,
         }
     }
@@ -430,7 +434,7 @@ impl Engine {
             Ok(v) => Engine::parse(&v).map(Some).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Config,
-                    format!("{ENGINE_ENV}={v:?}: expected io_uring, epoll or auto"),
+                    format!("{ENGINE_ENV}={v:?}: expected ring, io_uring, epoll or auto"),
                 )
             }),
             Err(_) => Ok(None),
@@ -444,6 +448,7 @@ impl fmt::Display for Engine {
             Engine::Auto => "auto",
             Engine::IoUring => "io_uring",
             Engine::Epoll => "epoll",
+            Engine::Ring => "ring",
         })
     }
 }

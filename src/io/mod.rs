@@ -13,6 +13,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 pub(crate) mod epoll;
+pub(crate) mod ring;
+pub(crate) mod rt;
 pub(crate) mod uring;
 
 /// An engine's socket: connects, then carries bytes ([`ByteStream`]).

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use redis_cluster_uring::blocking::{self, Backend};
+use redis_cluster_uring::engine;
 use redis_cluster_uring::handshake::ServerInfo;
 use redis_cluster_uring::report::PipelineReport;
 use redis_cluster_uring::scan::ScanOptions;
@@ -174,12 +175,12 @@ pub async fn connect_async(cluster: &Cluster, config: Config) -> Client {
 }
 
 /// A blocking client on `cluster`, checked to run on the backend the environment forces
-/// (`REDIS_CLUSTER_URING_ENGINE=io_uring` → the ring, `epoll` → `poll`).
+/// (`REDIS_CLUSTER_URING_ENGINE=io_uring` or `ring` → the ring, `epoll` → `poll`).
 pub fn connect_blocking(cluster: &Cluster, config: Config) -> blocking::Client {
     let client = blocking::Client::connect(&cluster.seed_addrs(), config)
         .expect("the blocking client connects to the test cluster");
     match Engine::from_env() {
-        Ok(Some(Engine::IoUring)) => assert_eq!(client.engine(), Backend::Ring),
+        Ok(Some(Engine::IoUring | Engine::Ring)) => assert_eq!(client.engine(), Backend::Ring),
         Ok(Some(Engine::Epoll)) => assert_eq!(client.engine(), Backend::Poll),
         _ => {}
     }
@@ -189,7 +190,7 @@ pub fn connect_blocking(cluster: &Cluster, config: Config) -> blocking::Client {
 /// Lets time pass without holding up the async client's event loop (its connections'
 /// readers go on); for the blocking client it is just a wait.
 pub async fn pause(time: Duration) {
-    tokio::time::sleep(time).await;
+    engine::sleep(time).await;
 }
 
 impl TestClient for Client {

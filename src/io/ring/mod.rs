@@ -1,0 +1,243 @@
+//! The owned-ring engine: the async client on an io_uring instance it owns (the
+//! `io-uring` crate), with a small single-threaded executor parked in that ring.
+//!
+//! - [`setup`]: ring setup and feature probes, shared with the blocking client's ring.
+//! - [`reactor`]: operations in flight, the buffers the kernel owns meanwhile, and the
+//!   one `io_uring_enter` per loop turn.
+//! - [`executor`]: tasks, wakers (cross-thread wakes through an eventfd) and timers.
+//! - this file: the socket ([`RingStream`]) as the connection code sees it.
+
+use std::future::Future;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use io_uring::{opcode, types};
+
+use super::{ByteStream, SocketOptions, Transport};
+use executor::Runtime;
+use reactor::Owned;
+
+pub(crate) mod executor;
+pub(crate) mod reactor;
+pub(crate) mod setup;
+
+/// A TCP socket whose reads, sends and connect go through this thread's ring.
+pub(crate) struct RingStream {
+    socket: socket2::Socket,
+}
+
+impl std::fmt::Debug for RingStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RingStream")
+    }
+}
+
+fn runtime() -> io::Result<Rc<Runtime>> {
+    executor::current().ok_or_else(|| io::Error::other("not inside the ring engine"))
+}
+
+/// One operation in flight, as its future: its result and what it owned, once done.
+struct OpFuture {
+    rt: Rc<Runtime>,
+    key: Option<usize>,
+}
+
+impl OpFuture {
+    fn start(entry: io_uring::squeue::Entry, owned: Owned) -> io::Result<OpFuture> {
+        let rt = runtime()?;
+        let key = rt.reactor.borrow_mut().start(entry, owned)?;
+        Ok(OpFuture { rt, key: Some(key) })
+    }
+}
+
+impl Future for OpFuture {
+    type Output = (i32, Owned);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(i32, Owned)> {
+        let Some(key) = self.key else {
+            return Poll::Ready((-libc::ECANCELED, Owned::default()));
+        };
+        let polled = self.rt.reactor.borrow_mut().poll_op(key, cx.waker());
+        if polled.is_ready() {
+            self.key = None;
+        }
+        polled
+    }
+}
+
+impl Drop for OpFuture {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            // The kernel may still use the buffer: the reactor keeps it until the
+            // completion. (`try_borrow_mut`: a drop during the reactor's own drop.)
+            if let Ok(mut reactor) = self.rt.reactor.try_borrow_mut() {
+                reactor.orphan(key);
+            }
+        }
+    }
+}
+
+fn result(res: i32) -> io::Result<usize> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as usize)
+    }
+}
+
+impl RingStream {
+    fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl Transport for RingStream {
+    async fn connect(addr: SocketAddr, options: &SocketOptions) -> io::Result<Self> {
+        let domain = socket2::Domain::for_address(addr);
+        let socket = socket2::Socket::new(
+            domain,
+            socket2::Type::STREAM.cloexec(),
+            Some(socket2::Protocol::TCP),
+        )?;
+        let addr = Box::new(socket2::SockAddr::from(addr));
+        let entry = opcode::Connect::new(
+            types::Fd(socket.as_raw_fd()),
+            addr.as_ptr().cast(),
+            addr.len(),
+        )
+        .build();
+        let (res, _) = OpFuture::start(
+            entry,
+            Owned {
+                buf: None,
+                addr: Some(addr),
+            },
+        )?
+        .await;
+        result(res)?;
+        super::configure(&socket, options)?;
+        Ok(RingStream { socket })
+    }
+}
+
+impl ByteStream for RingStream {
+    async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        let mut buf = buf;
+        let mut sent_total = 0;
+        let total = buf.len();
+        loop {
+            let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            let entry = opcode::Send::new(types::Fd(self.fd()), buf.as_ptr(), len)
+                .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+                .build();
+            let op = match OpFuture::start(
+                entry,
+                Owned {
+                    buf: Some(buf),
+                    addr: None,
+                },
+            ) {
+                Ok(op) => op,
+                // Not queued: the buffer was dropped with the op; hand back an empty one.
+                Err(e) => return (Err(e), BytesMut::new()),
+            };
+            let (res, owned) = op.await;
+            buf = owned.buf.unwrap_or_default();
+            match result(res) {
+                Err(e) => return (Err(e), buf),
+                Ok(0) if !buf.is_empty() => {
+                    return (Err(io::ErrorKind::WriteZero.into()), buf);
+                }
+                Ok(n) => {
+                    sent_total += n;
+                    if n >= buf.len() {
+                        // Sent: the buffer comes back whole (emptied) for reuse.
+                        buf.clear();
+                        debug_assert!(sent_total >= total);
+                        return (Ok(()), buf);
+                    }
+                    // Short despite MSG_WAITALL (an older kernel): the rest.
+                    buf.advance(n);
+                }
+            }
+        }
+    }
+
+    async fn read(&self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        let mut buf = buf;
+        let start = buf.len();
+        let spare = buf.capacity() - start;
+        if spare == 0 {
+            return (
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no spare capacity to read into",
+                )),
+                buf,
+            );
+        }
+        let len = u32::try_from(spare).unwrap_or(u32::MAX);
+        // SAFETY: the pointer is the start of `buf`'s spare capacity, `len` bytes of
+        // which are allocated; the kernel writes there only, never over unparsed bytes.
+        // `buf` moves into the reactor's op and is not touched until the completion
+        // hands it back.
+        let ptr = unsafe { buf.as_mut_ptr().add(start) };
+        let entry = opcode::Recv::new(types::Fd(self.fd()), ptr, len).build();
+        let op = match OpFuture::start(
+            entry,
+            Owned {
+                buf: Some(buf),
+                addr: None,
+            },
+        ) {
+            Ok(op) => op,
+            Err(e) => return (Err(e), BytesMut::new()),
+        };
+        let (res, owned) = op.await;
+        let mut buf = owned.buf.unwrap_or_default();
+        if res > 0 {
+            let n = (res as usize).min(buf.capacity() - buf.len());
+            // SAFETY: the kernel wrote `n` bytes into the spare capacity that started
+            // at the buffer's length (it never reports more than the length it was
+            // given, and `n` is capped at the capacity anyway).
+            unsafe { buf.set_len(buf.len() + n) };
+        }
+        (result(res), buf)
+    }
+
+    fn shutdown(&self) {
+        // Fails with ENOTCONN when the peer already closed; either way the read ends.
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// Sets up (and drops) a ring with the features this engine requires.
+pub(crate) fn probe() -> io::Result<()> {
+    // SAFETY: eventfd has no memory arguments; the descriptor is closed below.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let made = reactor::Reactor::new(fd).map(drop);
+    // SAFETY: `fd` is ours and closed once; the reactor built on it is already dropped.
+    unsafe { libc::close(fd) };
+    made
+}
+
+/// The ring features of the engine running on this thread, if it is this one.
+pub(crate) fn features() -> Option<setup::RingFeatures> {
+    executor::current().map(|rt| rt.reactor.borrow().features())
+}
+
+/// Loop turns and `io_uring_enter` calls so far on this thread's ring.
+pub(crate) fn turns() -> Option<(u64, u64)> {
+    executor::current().map(|rt| {
+        let r = rt.reactor.borrow();
+        (r.turns, r.enters)
+    })
+}

@@ -1,0 +1,327 @@
+//! The owned ring's reactor: operations in flight, their buffers, and the one system call
+//! per loop turn.
+//!
+//! Every operation in flight is an entry of `ops` (its slab key is the SQE's `user_data`)
+//! that *owns* what the kernel uses: the buffer it reads into or sends from, the address
+//! it connects to. The future that started it holds only the key. When the operation
+//! completes, the entry keeps the result and wakes the future, which takes both back. A
+//! future dropped before that leaves its entry *orphaned* and asks the kernel to cancel
+//! the operation; the entry (and the buffer) is freed only when the completion is reaped,
+//! so the kernel never writes into freed memory.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use io_uring::{opcode, types, IoUring};
+use slab::Slab;
+
+use super::setup::{self, RingFeatures};
+
+/// Submission queue entries (the completion queue gets twice as many).
+const RING_ENTRIES: u32 = 512;
+/// `user_data` of the eventfd's read (remote wakes).
+const EVENTFD: u64 = u64::MAX;
+/// `user_data` of cancellations: their completions carry nothing to hand over.
+const CANCEL: u64 = u64::MAX - 1;
+/// How long drop waits for cancelled operations to complete.
+const DROP_REAP: Duration = Duration::from_secs(1);
+
+/// Where an operation is in its life.
+#[derive(Debug)]
+enum State {
+    /// In flight; the waker of the future awaiting it.
+    Waiting(Option<Waker>),
+    /// Completed with this result; the future has not taken it yet.
+    Done(i32),
+    /// Its future is gone: freed when the completion is reaped.
+    Orphaned,
+}
+
+/// What the kernel uses while an operation is in flight, owned here until then.
+#[derive(Debug, Default)]
+pub(crate) struct Owned {
+    pub(crate) buf: Option<BytesMut>,
+    /// Read by the kernel (a connect's address), never by us.
+    #[expect(dead_code, reason = "kept alive for the kernel, which reads it")]
+    pub(crate) addr: Option<Box<socket2::SockAddr>>,
+}
+
+#[derive(Debug)]
+struct Op {
+    state: State,
+    owned: Owned,
+}
+
+/// The ring and what is in flight on it.
+pub(crate) struct Reactor {
+    ring: IoUring,
+    features: RingFeatures,
+    ops: Slab<Op>,
+    eventfd: RawFd,
+    /// The 8 bytes the eventfd's read fills; boxed so the address stays put.
+    eventfd_buf: Box<u64>,
+    eventfd_armed: bool,
+    /// Loop turns and system calls made, for the benchmark's report.
+    pub(crate) turns: u64,
+    pub(crate) enters: u64,
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("features", &self.features)
+            .field("ops", &self.ops.len())
+            .finish()
+    }
+}
+
+impl Reactor {
+    /// A ring with the best features the kernel takes; `eventfd` is read to take wakes
+    /// from other threads.
+    pub(crate) fn new(eventfd: RawFd) -> io::Result<Reactor> {
+        let (ring, features) = setup::build(
+            RING_ENTRIES,
+            0,
+            &[
+                (opcode::Send::CODE, "IORING_OP_SEND"),
+                (opcode::Recv::CODE, "IORING_OP_RECV"),
+                (opcode::Connect::CODE, "IORING_OP_CONNECT"),
+                (opcode::Read::CODE, "IORING_OP_READ"),
+                (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+            ],
+        )?;
+        // The ring's own descriptor registered: no file lookup per `io_uring_enter`.
+        // Refused on older kernels, which costs only that lookup.
+        let _ = ring.submitter().register_ring_fd();
+        Ok(Reactor {
+            ring,
+            features,
+            ops: Slab::new(),
+            eventfd,
+            eventfd_buf: Box::new(0),
+            eventfd_armed: false,
+            turns: 0,
+            enters: 0,
+        })
+    }
+
+    /// The features in use.
+    pub(crate) fn features(&self) -> RingFeatures {
+        self.features
+    }
+
+    /// Queues `entry`, whose memory is `owned`'s; the key names the operation.
+    pub(crate) fn start(
+        &mut self,
+        entry: io_uring::squeue::Entry,
+        owned: Owned,
+    ) -> io::Result<usize> {
+        let key = self.ops.insert(Op {
+            state: State::Waiting(None),
+            owned,
+        });
+        let entry = entry.user_data(key as u64);
+        if let Err(e) = self.push(&entry) {
+            // Never queued: nothing of it reaches the kernel.
+            self.ops.remove(key);
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    fn push(&mut self, entry: &io_uring::squeue::Entry) -> io::Result<()> {
+        for attempt in 0..2 {
+            // SAFETY: every SQE pushed points at memory owned by an `Op` in `self.ops` (a
+            // `BytesMut`'s heap memory or a boxed address, which do not move when the
+            // `Op` moves), or at the boxed eventfd buffer, or at none (cancellations). It
+            // stays allocated and untouched until the completion is reaped or, at drop,
+            // is leaked.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            if attempt == 0 {
+                self.enters += 1;
+                self.ring.submit()?;
+            }
+        }
+        Err(io::Error::other("the submission queue stays full"))
+    }
+
+    /// The operation's result once it completed, handing back what it owned; otherwise
+    /// remembers `waker`.
+    pub(crate) fn poll_op(&mut self, key: usize, waker: &Waker) -> Poll<(i32, Owned)> {
+        let Some(op) = self.ops.get_mut(key) else {
+            return Poll::Ready((-libc::ECANCELED, Owned::default()));
+        };
+        match &mut op.state {
+            State::Done(result) => {
+                let result = *result;
+                let op = self.ops.remove(key);
+                Poll::Ready((result, op.owned))
+            }
+            State::Waiting(w) => {
+                match w {
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => *w = Some(waker.clone()),
+                }
+                Poll::Pending
+            }
+            State::Orphaned => Poll::Pending,
+        }
+    }
+
+    /// The future awaiting `key` is gone: the kernel is asked to cancel the operation,
+    /// and what it owns is freed when its completion is reaped.
+    pub(crate) fn orphan(&mut self, key: usize) {
+        let Some(op) = self.ops.get_mut(key) else {
+            return;
+        };
+        match op.state {
+            State::Done(_) => {
+                self.ops.remove(key);
+            }
+            _ => {
+                op.state = State::Orphaned;
+                let cancel = opcode::AsyncCancel::new(key as u64)
+                    .build()
+                    .user_data(CANCEL);
+                // A queue that stays full leaves the operation to run its course.
+                let _ = self.push(&cancel);
+            }
+        }
+    }
+
+    fn arm_eventfd(&mut self) -> io::Result<()> {
+        if self.eventfd_armed {
+            return Ok(());
+        }
+        let ptr: *mut u64 = &mut *self.eventfd_buf;
+        let entry = opcode::Read::new(types::Fd(self.eventfd), ptr.cast(), 8)
+            .build()
+            .user_data(EVENTFD);
+        self.push(&entry)?;
+        self.eventfd_armed = true;
+        Ok(())
+    }
+
+    /// One loop turn's system call: submits every queued operation and, when `wait`,
+    /// waits for the first completion or `timeout`. Without `wait` the kernel is entered
+    /// only when there is something to submit or completions to run.
+    pub(crate) fn turn(&mut self, wait: bool, timeout: Option<Duration>) -> io::Result<()> {
+        self.turns += 1;
+        self.arm_eventfd()?;
+        if !wait {
+            let pending = {
+                let sq = self.ring.submission();
+                !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+            };
+            if !pending {
+                return Ok(());
+            }
+        }
+        let want = usize::from(wait);
+        self.enters += 1;
+        let result = match timeout {
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(want, &args)
+            }
+            None => self.ring.submitter().submit_and_wait(want),
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hands every completion in the queue to its operation and wakes its future.
+    pub(crate) fn complete(&mut self) {
+        let mut wakers = Vec::new();
+        loop {
+            let Some(cqe) = self.ring.completion().next() else {
+                break;
+            };
+            match cqe.user_data() {
+                EVENTFD => self.eventfd_armed = false,
+                CANCEL => {}
+                ud => {
+                    let Ok(key) = usize::try_from(ud) else {
+                        continue;
+                    };
+                    let Some(op) = self.ops.get_mut(key) else {
+                        continue;
+                    };
+                    match std::mem::replace(&mut op.state, State::Done(cqe.result())) {
+                        State::Waiting(Some(w)) => wakers.push(w),
+                        State::Waiting(None) | State::Done(_) => {}
+                        State::Orphaned => {
+                            self.ops.remove(key);
+                        }
+                    }
+                }
+            }
+        }
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        // Whatever is still in flight is cancelled and reaped within a bound; what the
+        // kernel may still use after that is leaked, never freed under it.
+        let keys: Vec<usize> = self.ops.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.orphan(key);
+        }
+        let deadline = Instant::now() + DROP_REAP;
+        while !self.ops.is_empty() || self.eventfd_armed {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if self.eventfd_armed {
+                // The eventfd's read ends only when written or cancelled.
+                let cancel = opcode::AsyncCancel::new(EVENTFD).build().user_data(CANCEL);
+                if self.push(&cancel).is_err() {
+                    break;
+                }
+            }
+            let args_ts = types::Timespec::from(deadline - now);
+            let args = types::SubmitArgs::new().timespec(&args_ts);
+            if self.ring.submitter().submit_with_args(1, &args).is_err() {
+                break;
+            }
+            self.complete();
+            // Reaped completions were handed over, but no future will take them.
+            let done: Vec<usize> = self
+                .ops
+                .iter()
+                .filter(|(_, op)| matches!(op.state, State::Done(_)))
+                .map(|(k, _)| k)
+                .collect();
+            for key in done {
+                self.ops.remove(key);
+            }
+        }
+        for (_, op) in std::mem::take(&mut self.ops) {
+            std::mem::forget(op.owned);
+        }
+        if self.eventfd_armed {
+            std::mem::forget(std::mem::take(&mut self.eventfd_buf));
+        }
+    }
+}
