@@ -20,7 +20,7 @@ use io_uring::{opcode, types};
 
 use super::{ByteStream, SocketOptions, Transport};
 use executor::Runtime;
-use reactor::Owned;
+use reactor::{Owned, Purpose};
 
 pub(crate) mod executor;
 pub(crate) mod reactor;
@@ -48,9 +48,13 @@ struct OpFuture {
 }
 
 impl OpFuture {
-    fn start(entry: io_uring::squeue::Entry, owned: Owned) -> io::Result<OpFuture> {
+    fn start(
+        entry: io_uring::squeue::Entry,
+        owned: Owned,
+        purpose: Purpose,
+    ) -> io::Result<OpFuture> {
         let rt = runtime()?;
-        let key = rt.reactor.borrow_mut().start(entry, owned)?;
+        let key = rt.reactor.borrow_mut().start(entry, owned, purpose)?;
         Ok(OpFuture { rt, key: Some(key) })
     }
 }
@@ -117,6 +121,7 @@ impl Transport for RingStream {
                 buf: None,
                 addr: Some(addr),
             },
+            Purpose::Other,
         )?
         .await;
         result(res)?;
@@ -141,6 +146,7 @@ impl ByteStream for RingStream {
                     buf: Some(buf),
                     addr: None,
                 },
+                Purpose::Send(self.fd()),
             ) {
                 Ok(op) => op,
                 // Not queued: the buffer was dropped with the op; hand back an empty one.
@@ -194,6 +200,7 @@ impl ByteStream for RingStream {
                 buf: Some(buf),
                 addr: None,
             },
+            Purpose::Recv(self.fd()),
         ) {
             Ok(op) => op,
             Err(e) => return (Err(e), BytesMut::new()),

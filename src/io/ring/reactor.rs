@@ -9,6 +9,7 @@
 //! the operation; the entry (and the buffer) is freed only when the completion is reaped,
 //! so the kernel never writes into freed memory.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::RawFd;
 use std::task::{Poll, Waker};
@@ -28,6 +29,22 @@ const EVENTFD: u64 = u64::MAX;
 const CANCEL: u64 = u64::MAX - 1;
 /// How long drop waits for cancelled operations to complete.
 const DROP_REAP: Duration = Duration::from_secs(1);
+/// How long a turn waits for every completion it expects before it settles for the
+/// ones already in (a fan-out's replies from every node in one system call, while a slow
+/// node delays the others by this much at most).
+const GATHER_US: u32 = 20;
+
+/// What an operation is for, as the turn's wait counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A send on this socket: its completion is expected soon, and it means a reply is
+    /// owed on the socket.
+    Send(RawFd),
+    /// A read on this socket: expected when the socket owes a reply.
+    Recv(RawFd),
+    /// Anything else (connect, cancel): not counted.
+    Other,
+}
 
 /// Where an operation is in its life.
 #[derive(Debug)]
@@ -53,6 +70,7 @@ pub(crate) struct Owned {
 struct Op {
     state: State,
     owned: Owned,
+    purpose: Purpose,
 }
 
 /// The ring and what is in flight on it.
@@ -64,6 +82,15 @@ pub(crate) struct Reactor {
     /// The 8 bytes the eventfd's read fills; boxed so the address stays put.
     eventfd_buf: Box<u64>,
     eventfd_armed: bool,
+    /// Sends in flight.
+    sends: usize,
+    /// Reads armed per socket.
+    reads: HashMap<RawFd, usize>,
+    /// Sockets sent to since their last read completed: a reply is owed.
+    owed: HashSet<RawFd>,
+    /// The kernel takes a minimum wait (`IORING_FEAT_MIN_TIMEOUT`, 6.12): a turn may
+    /// wait for several completions without starving the ones already in.
+    gather: bool,
     /// Loop turns and system calls made, for the benchmark's report.
     pub(crate) turns: u64,
     pub(crate) enters: u64,
@@ -96,6 +123,7 @@ impl Reactor {
         // The ring's own descriptor registered: no file lookup per `io_uring_enter`.
         // Refused on older kernels, which costs only that lookup.
         let _ = ring.submitter().register_ring_fd();
+        let gather = ring.params().is_feature_min_timeout();
         Ok(Reactor {
             ring,
             features,
@@ -103,6 +131,10 @@ impl Reactor {
             eventfd,
             eventfd_buf: Box::new(0),
             eventfd_armed: false,
+            sends: 0,
+            reads: HashMap::new(),
+            owed: HashSet::new(),
+            gather,
             turns: 0,
             enters: 0,
         })
@@ -118,10 +150,12 @@ impl Reactor {
         &mut self,
         entry: io_uring::squeue::Entry,
         owned: Owned,
+        purpose: Purpose,
     ) -> io::Result<usize> {
         let key = self.ops.insert(Op {
             state: State::Waiting(None),
             owned,
+            purpose,
         });
         let entry = entry.user_data(key as u64);
         if let Err(e) = self.push(&entry) {
@@ -129,7 +163,44 @@ impl Reactor {
             self.ops.remove(key);
             return Err(e);
         }
+        match purpose {
+            Purpose::Send(fd) => {
+                // A reply is owed from now: the wait that sends this counts the read that
+                // brings the reply too, so a round trip costs one system call.
+                self.sends += 1;
+                self.owed.insert(fd);
+            }
+            Purpose::Recv(fd) => *self.reads.entry(fd).or_default() += 1,
+            Purpose::Other => {}
+        }
         Ok(key)
+    }
+
+    /// Completions the next wait expects: every send in flight, and a read on every
+    /// socket that owes a reply.
+    fn expected(&self) -> usize {
+        let replies = self
+            .owed
+            .iter()
+            .filter(|fd| self.reads.get(fd).is_some_and(|&n| n > 0))
+            .count();
+        self.sends + replies
+    }
+
+    fn account(&mut self, purpose: Purpose) {
+        match purpose {
+            Purpose::Send(_) => self.sends = self.sends.saturating_sub(1),
+            Purpose::Recv(fd) => {
+                if let Some(n) = self.reads.get_mut(&fd) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.reads.remove(&fd);
+                    }
+                }
+                self.owed.remove(&fd);
+            }
+            Purpose::Other => {}
+        }
     }
 
     fn push(&mut self, entry: &io_uring::squeue::Entry) -> io::Result<()> {
@@ -222,14 +293,23 @@ impl Reactor {
                 return Ok(());
             }
         }
-        let want = usize::from(wait);
+        // Waiting: for every completion expected, as long as `GATHER_US`, then for the
+        // first one (the kernel's minimum wait); without that feature, for the first.
+        let expected = self.expected();
+        let (want, gather) = match (wait, self.gather && expected > 1) {
+            (false, _) => (0, 0),
+            (true, true) => (expected, GATHER_US),
+            (true, false) => (1, 0),
+        };
         self.enters += 1;
-        let result = match timeout {
-            Some(t) => {
-                let ts = types::Timespec::from(t);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(want, &args)
-            }
+        let ts = timeout.map(types::Timespec::from);
+        let args = types::SubmitArgs::new().min_wait_usec(gather);
+        let result = match &ts {
+            Some(ts) => self
+                .ring
+                .submitter()
+                .submit_with_args(want, &args.timespec(ts)),
+            None if gather > 0 => self.ring.submitter().submit_with_args(want, &args),
             None => self.ring.submitter().submit_and_wait(want),
         };
         match result {
@@ -263,7 +343,10 @@ impl Reactor {
                     let Some(op) = self.ops.get_mut(key) else {
                         continue;
                     };
-                    match std::mem::replace(&mut op.state, State::Done(cqe.result())) {
+                    let purpose = op.purpose;
+                    let previous = std::mem::replace(&mut op.state, State::Done(cqe.result()));
+                    self.account(purpose);
+                    match previous {
                         State::Waiting(Some(w)) => wakers.push(w),
                         State::Waiting(None) | State::Done(_) => {}
                         State::Orphaned => {
