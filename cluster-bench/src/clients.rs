@@ -79,10 +79,19 @@ impl ClientKind {
         }
     }
 
-    /// False for the clients this build cannot run over TLS (fred is built without its
-    /// TLS features).
-    pub fn supports_tls(self) -> bool {
-        self != ClientKind::Fred
+    /// Why this client does not run a workload (`None`: any workload), or over TLS;
+    /// `None` when it does.
+    pub fn skipped(self, workload: Option<Workload>, tls: bool) -> Option<&'static str> {
+        if tls && self == ClientKind::Fred {
+            return Some("cluster-bench builds it without its TLS features");
+        }
+        match (self, workload) {
+            (
+                ClientKind::RedisRsSync | ClientKind::Serial | ClientKind::Blocking,
+                Some(Workload::Concurrent),
+            ) => Some("a blocking client has no concurrent callers"),
+            _ => None,
+        }
     }
 
     /// True for the other libraries (the ratios compare against the best of them).
@@ -216,6 +225,13 @@ pub fn keys(workload: Workload, k: usize) -> Vec<String> {
 
 /// The value every SET writes (and the pre-set keys hold).
 pub const VALUE: &str = "0123456789abcdef";
+
+/// Whether the command at position `i` of a pipeline is a GET of its key; the others SET
+/// it to [`VALUE`]. Every client builds its pipeline from this: all send the same
+/// commands.
+pub fn is_get(i: usize) -> bool {
+    i.is_multiple_of(2)
+}
 
 /// Runs a case on a new thread and waits for it.
 pub fn run_case(spec: CaseSpec) -> Result<CaseResult, String> {
@@ -358,7 +374,7 @@ fn ours(
             _ => {
                 let mut pipe = Pipeline::with_capacity(spec.k);
                 for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
-                    if i % 2 == 0 {
+                    if is_get(i) {
                         pipe.get(key.as_str());
                     } else {
                         pipe.set(key.as_str(), VALUE);
@@ -401,7 +417,7 @@ fn ours_blocking(spec: &CaseSpec) -> Result<CaseResult, String> {
         RefCell::new(blocking::Client::connect(&spec.seeds, config).map_err(|e| e.to_string())?);
     let mut pipe = Pipeline::with_capacity(spec.k);
     for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
-        if i % 2 == 0 {
+        if is_get(i) {
             pipe.get(key.as_str());
         } else {
             pipe.set(key.as_str(), VALUE);
@@ -481,7 +497,7 @@ fn redis_rs_async(spec: &CaseSpec) -> Result<CaseResult, String> {
                     .iter()
                     .enumerate()
                     .map(|(i, key)| {
-                        if i % 2 == 0 {
+                        if is_get(i) {
                             redis::cmd("GET").arg(key).clone()
                         } else {
                             redis::cmd("SET").arg(key).arg(VALUE).clone()
@@ -517,7 +533,7 @@ fn redis_rs_sync(spec: &CaseSpec) -> Result<CaseResult, String> {
     let conn = RefCell::new(client.get_connection().map_err(|e| e.to_string())?);
     let mut pipe = cluster_pipe();
     for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
-        if i % 2 == 0 {
+        if is_get(i) {
             pipe.get(key);
         } else {
             pipe.set(key, VALUE);
@@ -580,7 +596,7 @@ fn fred_client(spec: &CaseSpec) -> Result<CaseResult, String> {
                 measure(spec, 1, spec.k as u64, || async {
                     let pipe = client.pipeline();
                     for (i, key) in keys.iter().enumerate() {
-                        let queued: Result<(), Error> = if i % 2 == 0 {
+                        let queued: Result<(), Error> = if is_get(i) {
                             pipe.get(key.as_str()).await
                         } else {
                             pipe.set(key.as_str(), VALUE, None, None, false).await

@@ -455,10 +455,15 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let transports = transports(args)?;
     let mut notes = Vec::new();
     for &c in &clients {
-        if transports.contains(&true) && !c.supports_tls() {
-            notes.push(format!(
-                "{c} skipped over TLS: cluster-bench builds it without its TLS features"
-            ));
+        if transports.contains(&true) {
+            if let Some(why) = c.skipped(None, true) {
+                notes.push(format!("{c} skipped over TLS: {why}"));
+            }
+        }
+        for &w in &workloads {
+            if let Some(why) = c.skipped(Some(w), false) {
+                notes.push(format!("{c} skipped for {}: {why}", w.name()));
+            }
         }
     }
     // Counted before --pin narrows this process to one CPU.
@@ -495,20 +500,18 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let mut cases = Vec::new();
     for &w in &workloads {
         for &c in &clients {
+            // Each skip is a note printed with the tables (above).
+            if c.skipped(Some(w), false).is_some() {
+                continue;
+            }
             let sizes = if w == Workload::Concurrent {
-                if matches!(
-                    c,
-                    ClientKind::RedisRsSync | ClientKind::Serial | ClientKind::Blocking
-                ) {
-                    continue;
-                }
                 vec![args.concurrency]
             } else {
                 args.k.clone()
             };
             for k in sizes {
                 for (v, &tls) in transports.iter().enumerate() {
-                    if !tls || c.supports_tls() {
+                    if !tls || c.skipped(Some(w), true).is_none() {
                         cases.push((w, c, k, v));
                     }
                 }
