@@ -31,11 +31,14 @@ pub enum ClientKind {
     RedisRsSync,
     /// fred, cluster client, `pipeline()`.
     Fred,
+    /// Not a client: the lowest cost of the pipeline on this cluster, everything but the
+    /// I/O precomputed (see `floor/`). The `÷ floor` columns compare with it.
+    Floor,
 }
 
 impl ClientKind {
     /// Every client, in table order.
-    pub const ALL: [ClientKind; 7] = [
+    pub const ALL: [ClientKind; 8] = [
         ClientKind::Uring,
         ClientKind::Epoll,
         ClientKind::Serial,
@@ -43,6 +46,7 @@ impl ClientKind {
         ClientKind::RedisRs,
         ClientKind::RedisRsSync,
         ClientKind::Fred,
+        ClientKind::Floor,
     ];
 
     /// The name used on the command line and in reports.
@@ -55,6 +59,7 @@ impl ClientKind {
             ClientKind::RedisRs => "redis-rs",
             ClientKind::RedisRsSync => "redis-rs-sync",
             ClientKind::Fred => "fred",
+            ClientKind::Floor => "floor",
         }
     }
 
@@ -76,6 +81,7 @@ impl ClientKind {
             ClientKind::RedisRs => "redis-rs+tls",
             ClientKind::RedisRsSync => "redis-rs-sync+tls",
             ClientKind::Fred => "fred+tls",
+            ClientKind::Floor => "floor+tls",
         }
     }
 
@@ -84,6 +90,9 @@ impl ClientKind {
     pub fn skipped(self, workload: Option<Workload>, tls: bool) -> Option<&'static str> {
         if tls && self == ClientKind::Fred {
             return Some("cluster-bench builds it without its TLS features");
+        }
+        if self == ClientKind::Floor {
+            return crate::floor::unsupported(workload.unwrap_or(Workload::Fanout), tls);
         }
         match (self, workload) {
             (
@@ -233,6 +242,21 @@ pub fn is_get(i: usize) -> bool {
     i.is_multiple_of(2)
 }
 
+/// A pipeline's commands as their arguments: `GET key` or `SET key VALUE`.
+pub fn pipeline_args(workload: Workload, k: usize) -> Vec<Vec<Vec<u8>>> {
+    keys(workload, k)
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| {
+            if is_get(i) {
+                vec![b"GET".to_vec(), key.into_bytes()]
+            } else {
+                vec![b"SET".to_vec(), key.into_bytes(), VALUE.as_bytes().to_vec()]
+            }
+        })
+        .collect()
+}
+
 /// Runs a case on a new thread and waits for it.
 pub fn run_case(spec: CaseSpec) -> Result<CaseResult, String> {
     std::thread::Builder::new()
@@ -252,6 +276,7 @@ fn run_on_this_thread(spec: &CaseSpec) -> Result<CaseResult, String> {
         ClientKind::RedisRs => redis_rs_async(spec),
         ClientKind::RedisRsSync => redis_rs_sync(spec),
         ClientKind::Fred => fred_client(spec),
+        ClientKind::Floor => floor(spec),
     }
 }
 
@@ -433,6 +458,29 @@ fn ours_blocking(spec: &CaseSpec) -> Result<CaseResult, String> {
             .map_err(|e| e.to_string());
         std::future::ready(outcome)
     }))
+}
+
+/// The floor: the case's pipeline precomputed, one send and one read per node on a raw
+/// ring, replies counted (see `floor/`). Set up and checked before the warm-up.
+fn floor(spec: &CaseSpec) -> Result<CaseResult, String> {
+    use crate::floor::Floor;
+    if let Some(why) = crate::floor::unsupported(spec.workload, spec.tls.is_some()) {
+        return Err(format!("no floor here: {why}"));
+    }
+    let floor = RefCell::new(Floor::connect(&spec.seeds, spec.workload, spec.k)?);
+    let before = floor.borrow().io();
+    // As for the blocking clients: each op blocks this thread.
+    let mut result = futures::executor::block_on(measure(spec, 1, spec.k as u64, || {
+        std::future::ready(floor.borrow_mut().execute())
+    }))?;
+    let after = floor.borrow().io();
+    // Over the warm-up and the window, as the library's rows count theirs.
+    result.io = Some((
+        after.sends - before.sends,
+        after.reads - before.reads,
+        after.pipelines - before.pipelines,
+    ));
+    Ok(result)
 }
 
 fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {

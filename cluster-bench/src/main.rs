@@ -14,6 +14,7 @@ mod alloc;
 mod clients;
 mod cpu;
 mod figures;
+mod floor;
 mod install;
 mod node_report;
 mod pin;
@@ -45,7 +46,8 @@ struct Args {
     /// Commands per pipeline, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,128,1024")]
     k: Vec<usize>,
-    /// Clients to run: uring, epoll, serial, blocking, redis-rs, redis-rs-sync, fred (default all).
+    /// Clients to run: uring, epoll, serial, blocking, redis-rs, redis-rs-sync, fred, and
+    /// floor (the least any client can cost, for the ÷ floor columns) (default all).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
     /// Workloads: fanout, single-node, concurrent.
