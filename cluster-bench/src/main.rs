@@ -579,6 +579,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         }
     }
     bar.finish_and_clear();
+    report::add_floor_ratios(&mut records);
     let cluster = match &args.nodes {
         Some(nodes) => format!("the cluster of --nodes ({} seeds)", nodes.len()),
         None => format!(
