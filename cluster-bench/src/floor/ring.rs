@@ -195,16 +195,20 @@ impl FloorRing {
     fn round_trip(&mut self, seen: &mut impl FnMut(usize, FrameKind)) -> Result<usize, String> {
         // Completions still to come: reads, and sends that post one on success.
         let mut pending = 0;
+        // Every send before any read: the kernel issues them in this order within the one
+        // call, so a node that answers while the others' sends go out has its reply
+        // waiting when its read is issued, read at once instead of after a poll wake-up.
         for i in 0..self.links.len() {
             let link = &mut self.links[i];
             link.reader.expect(link.replies);
             self.push_send(i)?;
+            if !self.features.skip_send_completions {
+                pending += 1;
+            }
+        }
+        for i in 0..self.links.len() {
             self.push_read(i)?;
-            pending += if self.features.skip_send_completions {
-                1
-            } else {
-                2
-            };
+            pending += 1;
         }
         let skip_sends = self.features.skip_send_completions;
         while pending > 0 {
