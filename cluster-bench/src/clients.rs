@@ -34,11 +34,14 @@ pub enum ClientKind {
     RedisRsSync,
     /// fred, cluster client, `pipeline()`.
     Fred,
+    /// Not a client: the lowest cost of the pipeline on this cluster, everything but the
+    /// I/O precomputed (see `floor/`). The `÷ floor` columns compare with it.
+    Floor,
 }
 
 impl ClientKind {
     /// Every client, in table order.
-    pub const ALL: [ClientKind; 8] = [
+    pub const ALL: [ClientKind; 9] = [
         ClientKind::Ring,
         ClientKind::Uring,
         ClientKind::Epoll,
@@ -47,6 +50,7 @@ impl ClientKind {
         ClientKind::RedisRs,
         ClientKind::RedisRsSync,
         ClientKind::Fred,
+        ClientKind::Floor,
     ];
 
     /// The name used on the command line and in reports.
@@ -60,6 +64,7 @@ impl ClientKind {
             ClientKind::RedisRs => "redis-rs",
             ClientKind::RedisRsSync => "redis-rs-sync",
             ClientKind::Fred => "fred",
+            ClientKind::Floor => "floor",
         }
     }
 
@@ -82,13 +87,26 @@ impl ClientKind {
             ClientKind::RedisRs => "redis-rs+tls",
             ClientKind::RedisRsSync => "redis-rs-sync+tls",
             ClientKind::Fred => "fred+tls",
+            ClientKind::Floor => "floor+tls",
         }
     }
 
-    /// False for the clients this build cannot run over TLS (fred is built without its
-    /// TLS features).
-    pub fn supports_tls(self) -> bool {
-        self != ClientKind::Fred
+    /// Why this client does not run a workload (`None`: any workload), or over TLS;
+    /// `None` when it does.
+    pub fn skipped(self, workload: Option<Workload>, tls: bool) -> Option<&'static str> {
+        if tls && self == ClientKind::Fred {
+            return Some("cluster-bench builds it without its TLS features");
+        }
+        if self == ClientKind::Floor {
+            return crate::floor::unsupported(workload.unwrap_or(Workload::Fanout), tls);
+        }
+        match (self, workload) {
+            (
+                ClientKind::RedisRsSync | ClientKind::Serial | ClientKind::Blocking,
+                Some(Workload::Concurrent),
+            ) => Some("a blocking client has no concurrent callers"),
+            _ => None,
+        }
     }
 
     /// True for the other libraries (the ratios compare against the best of them).
@@ -225,6 +243,28 @@ pub fn keys(workload: Workload, k: usize) -> Vec<String> {
 /// The value every SET writes (and the pre-set keys hold).
 pub const VALUE: &str = "0123456789abcdef";
 
+/// Whether the command at position `i` of a pipeline is a GET of its key; the others SET
+/// it to [`VALUE`]. Every client builds its pipeline from this: all send the same
+/// commands.
+pub fn is_get(i: usize) -> bool {
+    i.is_multiple_of(2)
+}
+
+/// A pipeline's commands as their arguments: `GET key` or `SET key VALUE`.
+pub fn pipeline_args(workload: Workload, k: usize) -> Vec<Vec<Vec<u8>>> {
+    keys(workload, k)
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| {
+            if is_get(i) {
+                vec![b"GET".to_vec(), key.into_bytes()]
+            } else {
+                vec![b"SET".to_vec(), key.into_bytes(), VALUE.as_bytes().to_vec()]
+            }
+        })
+        .collect()
+}
+
 /// Runs a case on a new thread and waits for it.
 pub fn run_case(spec: CaseSpec) -> Result<CaseResult, String> {
     std::thread::Builder::new()
@@ -245,6 +285,7 @@ fn run_on_this_thread(spec: &CaseSpec) -> Result<CaseResult, String> {
         ClientKind::RedisRs => redis_rs_async(spec),
         ClientKind::RedisRsSync => redis_rs_sync(spec),
         ClientKind::Fred => fred_client(spec),
+        ClientKind::Floor => floor(spec),
     }
 }
 
@@ -372,7 +413,7 @@ fn ours(
             _ => {
                 let mut pipe = Pipeline::with_capacity(spec.k);
                 for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
-                    if i % 2 == 0 {
+                    if is_get(i) {
                         pipe.get(key.as_str());
                     } else {
                         pipe.set(key.as_str(), VALUE);
@@ -415,7 +456,7 @@ fn ours_blocking(spec: &CaseSpec) -> Result<CaseResult, String> {
         RefCell::new(blocking::Client::connect(&spec.seeds, config).map_err(|e| e.to_string())?);
     let mut pipe = Pipeline::with_capacity(spec.k);
     for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
-        if i % 2 == 0 {
+        if is_get(i) {
             pipe.get(key.as_str());
         } else {
             pipe.set(key.as_str(), VALUE);
@@ -431,6 +472,29 @@ fn ours_blocking(spec: &CaseSpec) -> Result<CaseResult, String> {
             .map_err(|e| e.to_string());
         std::future::ready(outcome)
     }))
+}
+
+/// The floor: the case's pipeline precomputed, one send and one read per node on a raw
+/// ring, replies counted (see `floor/`). Set up and checked before the warm-up.
+fn floor(spec: &CaseSpec) -> Result<CaseResult, String> {
+    use crate::floor::Floor;
+    if let Some(why) = crate::floor::unsupported(spec.workload, spec.tls.is_some()) {
+        return Err(format!("no floor here: {why}"));
+    }
+    let floor = RefCell::new(Floor::connect(&spec.seeds, spec.workload, spec.k)?);
+    let before = floor.borrow().io();
+    // As for the blocking clients: each op blocks this thread.
+    let mut result = futures::executor::block_on(measure(spec, 1, spec.k as u64, || {
+        std::future::ready(floor.borrow_mut().execute())
+    }))?;
+    let after = floor.borrow().io();
+    // Over the warm-up and the window, as the library's rows count theirs.
+    result.io = Some((
+        after.sends - before.sends,
+        after.reads - before.reads,
+        after.pipelines - before.pipelines,
+    ));
+    Ok(result)
 }
 
 fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -495,7 +559,7 @@ fn redis_rs_async(spec: &CaseSpec) -> Result<CaseResult, String> {
                     .iter()
                     .enumerate()
                     .map(|(i, key)| {
-                        if i % 2 == 0 {
+                        if is_get(i) {
                             redis::cmd("GET").arg(key).clone()
                         } else {
                             redis::cmd("SET").arg(key).arg(VALUE).clone()
@@ -531,7 +595,7 @@ fn redis_rs_sync(spec: &CaseSpec) -> Result<CaseResult, String> {
     let conn = RefCell::new(client.get_connection().map_err(|e| e.to_string())?);
     let mut pipe = cluster_pipe();
     for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
-        if i % 2 == 0 {
+        if is_get(i) {
             pipe.get(key);
         } else {
             pipe.set(key, VALUE);
@@ -594,7 +658,7 @@ fn fred_client(spec: &CaseSpec) -> Result<CaseResult, String> {
                 measure(spec, 1, spec.k as u64, || async {
                     let pipe = client.pipeline();
                     for (i, key) in keys.iter().enumerate() {
-                        let queued: Result<(), Error> = if i % 2 == 0 {
+                        let queued: Result<(), Error> = if is_get(i) {
                             pipe.get(key.as_str()).await
                         } else {
                             pipe.set(key.as_str(), VALUE, None, None, false).await

@@ -14,6 +14,7 @@ mod alloc;
 mod clients;
 mod cpu;
 mod figures;
+mod floor;
 mod install;
 mod node_report;
 mod pin;
@@ -45,7 +46,8 @@ struct Args {
     /// Commands per pipeline, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,128,1024")]
     k: Vec<usize>,
-    /// Clients to run: uring, epoll, serial, blocking, redis-rs, redis-rs-sync, fred (default all).
+    /// Clients to run: uring, epoll, serial, blocking, redis-rs, redis-rs-sync, fred, and
+    /// floor (the least any client can cost, for the ÷ floor columns) (default all).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
     /// Workloads: fanout, single-node, concurrent.
@@ -455,10 +457,15 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let transports = transports(args)?;
     let mut notes = Vec::new();
     for &c in &clients {
-        if transports.contains(&true) && !c.supports_tls() {
-            notes.push(format!(
-                "{c} skipped over TLS: cluster-bench builds it without its TLS features"
-            ));
+        if transports.contains(&true) {
+            if let Some(why) = c.skipped(None, true) {
+                notes.push(format!("{c} skipped over TLS: {why}"));
+            }
+        }
+        for &w in &workloads {
+            if let Some(why) = c.skipped(Some(w), false) {
+                notes.push(format!("{c} skipped for {}: {why}", w.name()));
+            }
         }
     }
     // Counted before --pin narrows this process to one CPU.
@@ -495,20 +502,18 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let mut cases = Vec::new();
     for &w in &workloads {
         for &c in &clients {
+            // Each skip is a note printed with the tables (above).
+            if c.skipped(Some(w), false).is_some() {
+                continue;
+            }
             let sizes = if w == Workload::Concurrent {
-                if matches!(
-                    c,
-                    ClientKind::RedisRsSync | ClientKind::Serial | ClientKind::Blocking
-                ) {
-                    continue;
-                }
                 vec![args.concurrency]
             } else {
                 args.k.clone()
             };
             for k in sizes {
                 for (v, &tls) in transports.iter().enumerate() {
-                    if !tls || c.supports_tls() {
+                    if !tls || c.skipped(Some(w), true).is_none() {
                         cases.push((w, c, k, v));
                     }
                 }
@@ -574,6 +579,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         }
     }
     bar.finish_and_clear();
+    report::add_floor_ratios(&mut records);
     let cluster = match &args.nodes {
         Some(nodes) => format!("the cluster of --nodes ({} seeds)", nodes.len()),
         None => format!(

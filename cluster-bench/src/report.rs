@@ -62,6 +62,13 @@ pub struct Record {
     /// With `--pin`: the CPUs of the client and of the servers, e.g. `client 0, servers 1`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
+    /// `p50_us` ÷ the floor's `p50_us` in the same case (workload, K, delay) of the same
+    /// run; absent when the floor did not run it (see [`add_floor_ratios`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_div_floor: Option<f64>,
+    /// `cpu_ns_per_cmd` ÷ the floor's, likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_div_floor: Option<f64>,
     #[serde(skip)]
     kind: Option<(ClientKind, Workload)>,
 }
@@ -101,6 +108,8 @@ impl Record {
             syscalls_note: r.syscalls.as_ref().err().cloned(),
             turns_per_op: r.turns.map(|t| per_op(t, r.ops)),
             pin: None,
+            p50_div_floor: None,
+            cpu_div_floor: None,
             kind: Some((client, workload)),
         }
     }
@@ -138,6 +147,8 @@ impl Record {
             syscalls_note: None,
             turns_per_op: None,
             pin: None,
+            p50_div_floor: None,
+            cpu_div_floor: None,
             kind: None,
         }
     }
@@ -150,6 +161,35 @@ impl Record {
     fn client_kind(&self) -> Option<ClientKind> {
         self.kind.map(|(c, _)| c)
     }
+
+    /// Whether this is the floor's row.
+    fn is_floor(&self) -> bool {
+        !self.tls && self.client == ClientKind::Floor.name()
+    }
+}
+
+/// Fills every record's `÷ floor` ratios from the floor's record of the same case
+/// (workload, K, delay) in `records`; TLS rows are compared with the plain floor, the
+/// least any client can cost on those nodes. Rows with no floor to compare keep `None`.
+pub fn add_floor_ratios(records: &mut [Record]) {
+    let floors: Vec<(&'static str, usize, u64, f64, f64)> = records
+        .iter()
+        .filter(|r| r.is_floor())
+        .map(|r| (r.workload, r.k, r.delay_ms, r.p50_us, r.cpu_ns_per_cmd))
+        .collect();
+    for r in records {
+        let floor = floors
+            .iter()
+            .find(|f| (f.0, f.1, f.2) == (r.workload, r.k, r.delay_ms));
+        let div = |a: f64, b: f64| (b > 0.0).then(|| a / b);
+        r.p50_div_floor = floor.and_then(|f| div(r.p50_us, f.3));
+        r.cpu_div_floor = floor.and_then(|f| div(r.cpu_ns_per_cmd, f.4));
+    }
+}
+
+/// A `÷ floor` cell: the ratio, or `-` with no floor for the case.
+fn floor_cell(ratio: Option<f64>) -> String {
+    ratio.map_or("-".into(), |v| format!("{v:.2}"))
 }
 
 /// Below this much client CPU in a case's window, its user/system split is rough: the
@@ -183,6 +223,18 @@ proxy are not counted.
   makes many more (about one per command) pays more.
 ",
     );
+    if records.iter().any(Record::is_floor) {
+        out.push_str(
+            "
+floor is not a client: the case's pipeline with every decision made once at setup (each
+command's node from one CLUSTER SLOTS, each node's batch encoded as RESP bytes), then per
+pipeline one send and one read per node on a raw io_uring, submitted by one io_uring_enter
+that waits for the replies, which are counted, not decoded. It is the least any client can
+cost on these nodes; p50 ÷ floor and CPU ÷ floor say how far each row is from it (the
+floor of the same case in the same run; - where the floor did not run the case).
+",
+        );
+    }
     if records.iter().any(Record::rough_split) {
         let _ = writeln!(
             out,
@@ -213,11 +265,11 @@ pub fn print_tables(records: &[Record]) -> String {
         let _ = writeln!(out, "\n## {workload}, injected delay {delay} ms");
         let _ = writeln!(
             out,
-            "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | user ns/cmd | sys ns/cmd | allocs/cmd | syscalls/op | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer |"
+            "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | user ns/cmd | sys ns/cmd | allocs/cmd | syscalls/op | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer | p50 ÷ floor | CPU ÷ floor |"
         );
         let _ = writeln!(
             out,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let mut ks: Vec<usize> = rows.iter().map(|r| r.k).collect();
         ks.sort_unstable();
@@ -239,7 +291,7 @@ pub fn print_tables(records: &[Record]) -> String {
                     .map(|r| r.p50_us);
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
                     r.client,
                     r.k,
                     r.p50_us,
@@ -255,11 +307,13 @@ pub fn print_tables(records: &[Record]) -> String {
                     ratio(r.p50_us, best_p50),
                     ratio(r.p50_us, serial),
                     ratio(r.cpu_ns_per_cmd, best_cpu),
+                    floor_cell(r.p50_div_floor),
+                    floor_cell(r.cpu_div_floor),
                 );
                 if r.errors > 0 {
                     let _ = writeln!(
                         out,
-                        "|  ↳ {} failed operations | | | | | | | | | | | | | | |",
+                        "|  ↳ {} failed operations | | | | | | | | | | | | | | | | |",
                         r.errors
                     );
                 }
@@ -311,11 +365,11 @@ pub fn tls_table(records: &[Record]) -> Option<String> {
     );
     let _ = writeln!(
         out,
-        "| workload | client | K | delay ms | p50 µs plain | p50 µs TLS | p99 µs plain | p99 µs TLS | CPU ns/cmd plain | CPU ns/cmd TLS | p50 TLS÷plain | p99 TLS÷plain | CPU TLS÷plain |"
+        "| workload | client | K | delay ms | p50 µs plain | p50 µs TLS | p99 µs plain | p99 µs TLS | CPU ns/cmd plain | CPU ns/cmd TLS | p50 TLS÷plain | p99 TLS÷plain | CPU TLS÷plain | p50 TLS ÷ floor | CPU TLS ÷ floor |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut pairs = 0;
     let mut plain: Vec<&Record> = records.iter().filter(|r| !r.tls).collect();
@@ -334,7 +388,7 @@ pub fn tls_table(records: &[Record]) -> Option<String> {
         pairs += 1;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
             p.workload,
             p.client,
             p.k,
@@ -348,7 +402,111 @@ pub fn tls_table(records: &[Record]) -> Option<String> {
             ratio(t.p50_us, Some(p.p50_us)),
             ratio(t.p99_us, Some(p.p99_us)),
             ratio(t.cpu_ns_per_cmd, Some(p.cpu_ns_per_cmd)),
+            floor_cell(t.p50_div_floor),
+            floor_cell(t.cpu_div_floor),
         );
     }
     (pairs > 0).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(client: &'static str, k: usize, delay_ms: u64, p50: f64, cpu: f64) -> Record {
+        Record::sample("fanout", client, k, delay_ms, p50, cpu, 0.0)
+    }
+
+    #[test]
+    fn floor_ratios_come_from_the_floor_of_the_same_case() {
+        let mut records = vec![
+            case("floor", 16, 0, 10.0, 50.0),
+            case("uring", 16, 0, 25.0, 200.0),
+            case("floor", 128, 0, 40.0, 20.0),
+            case("uring", 128, 0, 60.0, 100.0),
+            // No floor at this delay.
+            case("uring", 16, 1, 2000.0, 300.0),
+        ];
+        add_floor_ratios(&mut records);
+        let got: Vec<(Option<f64>, Option<f64>)> = records
+            .iter()
+            .map(|r| (r.p50_div_floor, r.cpu_div_floor))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(1.0), Some(1.0)),
+                (Some(2.5), Some(4.0)),
+                (Some(1.0), Some(1.0)),
+                (Some(1.5), Some(5.0)),
+                (None, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn tls_rows_are_compared_with_the_plain_floor() {
+        let mut tls = case("uring+tls", 16, 0, 30.0, 300.0);
+        tls.tls = true;
+        let mut records = vec![case("floor", 16, 0, 10.0, 100.0), tls];
+        add_floor_ratios(&mut records);
+        assert_eq!(records[1].p50_div_floor, Some(3.0));
+        assert_eq!(records[1].cpu_div_floor, Some(3.0));
+    }
+
+    #[test]
+    fn every_table_row_has_the_floor_columns_and_a_dash_without_a_floor() {
+        let mut records = vec![
+            case("floor", 16, 0, 10.0, 50.0),
+            case("uring", 16, 0, 25.0, 200.0),
+            case("uring", 16, 1, 2000.0, 300.0),
+        ];
+        add_floor_ratios(&mut records);
+        let out = print_tables(&records);
+        let header = out.lines().find(|l| l.starts_with("| client |")).unwrap();
+        assert!(
+            header.ends_with("| p50 ÷ floor | CPU ÷ floor |"),
+            "{header}"
+        );
+        let columns = header.matches('|').count();
+        for line in out.lines().filter(|l| l.starts_with('|')) {
+            assert_eq!(line.matches('|').count(), columns, "{line}");
+        }
+        let row = |prefix: &str| {
+            out.lines()
+                .filter(|l| l.starts_with(prefix))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            row("| floor | 16 |")[0].ends_with("| 1.00 | 1.00 |"),
+            "{out}"
+        );
+        let uring = row("| uring | 16 |");
+        assert!(uring[0].ends_with("| 2.50 | 4.00 |"), "{out}");
+        assert!(uring[1].ends_with("| - | - |"), "{out}");
+        let json = serde_json::to_string(&records).unwrap();
+        assert_eq!(json.matches("\"p50_div_floor\":2.5").count(), 1, "{json}");
+        // A row with no floor has no such fields, not a null.
+        assert_eq!(json.matches("p50_div_floor").count(), 2, "{json}");
+    }
+
+    #[test]
+    fn the_tls_table_has_the_floor_columns() {
+        let mut tls = case("uring+tls", 16, 0, 30.0, 300.0);
+        tls.tls = true;
+        tls.kind = Some((ClientKind::Uring, Workload::Fanout));
+        let mut plain = case("uring", 16, 0, 20.0, 200.0);
+        plain.kind = tls.kind;
+        let mut records = vec![case("floor", 16, 0, 10.0, 100.0), plain, tls];
+        add_floor_ratios(&mut records);
+        let table = tls_table(&records).unwrap();
+        let header = table.lines().find(|l| l.starts_with("| workload")).unwrap();
+        assert!(
+            header.ends_with("| p50 TLS ÷ floor | CPU TLS ÷ floor |"),
+            "{header}"
+        );
+        let row = table.lines().find(|l| l.starts_with("| fanout")).unwrap();
+        assert!(row.ends_with("| 3.00 | 3.00 |"), "{row}");
+    }
 }

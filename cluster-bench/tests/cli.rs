@@ -161,7 +161,7 @@ fn password_urls_wrong_is_a_clear_failure_right_runs() {
     let seeds = cluster.seed_addrs();
     let tiny = [
         "--clients",
-        "uring",
+        "uring,floor",
         "--workloads",
         "fanout",
         "--k",
@@ -199,5 +199,58 @@ fn password_urls_wrong_is_a_clear_failure_right_runs() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("| uring | 16 |"), "{stdout}");
+    // The floor authenticates its sockets at setup with the seed's credentials.
+    assert!(stdout.contains("| floor | 16 |"), "{stdout}");
     assert!(!stdout.contains(PASSWORD), "{stdout}");
+}
+
+#[test]
+fn the_floor_runs_beside_the_clients_and_every_row_is_compared_with_it() {
+    let json =
+        std::env::temp_dir().join(format!("cluster-bench-floor-{}.json", std::process::id()));
+    let out = bench()
+        .args(["--duration", "0.1", "--k", "16,128", "--delay-ms", "0"])
+        .args([
+            "--clients",
+            "floor,uring",
+            "--workloads",
+            "fanout,single-node,concurrent",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("| p50 ÷ floor | CPU ÷ floor |"), "{stdout}");
+    assert!(stdout.contains("| floor | 128 |"), "{stdout}");
+    // Skipped with its reason, not silently.
+    assert!(
+        stdout.contains("note: floor skipped for concurrent:"),
+        "{stdout}"
+    );
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    // floor and uring at 2 K x 2 workloads, and uring's concurrent row.
+    assert_eq!(records.len(), 9, "{records:?}");
+    for r in &records {
+        let has_floor = r["workload"] != "concurrent";
+        assert_eq!(r.get("p50_div_floor").is_some(), has_floor, "{r}");
+        assert_eq!(r.get("cpu_div_floor").is_some(), has_floor, "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+        if r["client"] == "floor" {
+            assert_eq!(r["p50_div_floor"], 1.0, "{r}");
+            // None per pipeline (the measuring loop's own are a few per case).
+            let allocs = r["allocs_per_cmd"].as_f64().unwrap();
+            assert!(allocs < 0.01, "the floor allocates per pipeline: {r}");
+            // One send per node: three for fan-out, one for single-node.
+            let sends = if r["workload"] == "fanout" { 3.0 } else { 1.0 };
+            assert_eq!(r["writes_per_op"], sends, "{r}");
+        }
+    }
 }
