@@ -46,7 +46,7 @@ struct Args {
     /// Commands per pipeline, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,128,1024")]
     k: Vec<usize>,
-    /// Clients to run: uring, epoll, serial, blocking, redis-rs, redis-rs-sync, fred, and
+    /// Clients to run: ring (the default engine), uring (tokio-uring), epoll, serial, blocking, redis-rs, redis-rs-sync, fred, and
     /// floor (the least any client can cost, for the ÷ floor columns) (default all).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
@@ -103,7 +103,7 @@ struct Args {
     /// pipelines until --duration ends; exits non-zero on any mismatch.
     #[arg(long)]
     verify: bool,
-    /// Thread-per-core scaling: run the uring fan-out on 1 and on N threads, one client each.
+    /// Thread-per-core scaling: run the ring engine's fan-out on 1 and on N threads, one client each.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Primaries of the local cluster the bench starts.
@@ -721,14 +721,14 @@ fn thread_scaling(
     duration: Duration,
     bar: &ProgressBar,
 ) -> Result<String, String> {
-    let mut line = String::from("\n## thread-per-core scaling (uring, fanout K=128)\n| threads | cmds/s | ÷ 1 thread |\n|---:|---:|---:|\n");
+    let mut line = String::from("\n## thread-per-core scaling (ring, the default engine; fanout K=128)\n| threads | cmds/s | ÷ 1 thread |\n|---:|---:|---:|\n");
     let mut single = 0.0;
     for n in [1, threads] {
         bar.set_message(format!("thread scaling: {n} threads"));
         let handles: Vec<_> = (0..n)
             .map(|_| {
                 let spec = CaseSpec {
-                    client: ClientKind::Uring,
+                    client: ClientKind::Ring,
                     workload: Workload::Fanout,
                     k: 128,
                     seeds: variant.seeds.clone(),
