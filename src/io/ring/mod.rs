@@ -248,3 +248,85 @@ pub(crate) fn turns() -> Option<(u64, u64)> {
         (r.turns, r.enters)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    const PLAIN: SocketOptions = SocketOptions {
+        keepalive: None,
+        user_timeout: None,
+    };
+
+    fn in_flight() -> usize {
+        executor::current().unwrap().reactor.borrow().in_flight()
+    }
+
+    #[test]
+    fn a_round_trip_and_a_dropped_read_whose_buffer_outlives_its_future() {
+        if let Err(e) = probe() {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        executor::block_on(async move {
+            let accept = std::thread::spawn(move || listener.accept().unwrap().0);
+            let stream = Rc::new(RingStream::connect(addr, &PLAIN).await.unwrap());
+            let mut server = accept.join().unwrap();
+            // A send and a read into spare capacity after bytes already there.
+            let (res, _) = stream.write_all(BytesMut::from(&b"PING\r\n"[..])).await;
+            res.unwrap();
+            let mut got = [0u8; 6];
+            server.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"PING\r\n");
+            server.write_all(b"+PONG\r\n").unwrap();
+            let mut buf = BytesMut::with_capacity(64);
+            buf.extend_from_slice(b"kept");
+            let (res, buf) = stream.read(buf).await;
+            assert_eq!(res.unwrap(), 7);
+            assert_eq!(&buf[..], b"kept+PONG\r\n");
+
+            // A read whose future is dropped mid-flight: the reactor keeps the buffer
+            // until the kernel's cancellation completes, then frees it.
+            let reader = executor::spawn({
+                let stream = stream.clone();
+                async move { stream.read(BytesMut::with_capacity(64)).await }
+            });
+            executor::yield_now().await;
+            assert_eq!(in_flight(), 1, "the read is in flight");
+            reader.abort();
+            executor::yield_now().await;
+            assert!(reader.await.is_none());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while in_flight() > 0 && Instant::now() < deadline {
+                executor::sleep_until(Instant::now() + Duration::from_millis(1)).await;
+            }
+            assert_eq!(in_flight(), 0, "the cancelled read's completion was reaped");
+            // The connection still works: nothing was read by the cancelled op.
+            server.write_all(b":1\r\n").unwrap();
+            let (res, buf) = stream.read(BytesMut::with_capacity(64)).await;
+            assert_eq!(res.unwrap(), 4);
+            assert_eq!(&buf[..], b":1\r\n");
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_refused_connect_is_an_error_not_a_hang() {
+        if probe().is_err() {
+            return;
+        }
+        // A port nobody listens on: bound, then closed.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let refused = executor::block_on(async move { RingStream::connect(addr, &PLAIN).await })
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    }
+}

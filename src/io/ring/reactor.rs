@@ -140,6 +140,12 @@ impl Reactor {
         })
     }
 
+    /// Operations whose memory the reactor still owns (in flight or orphaned).
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
     /// The features in use.
     pub(crate) fn features(&self) -> RingFeatures {
         self.features
