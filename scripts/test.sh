@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property, doc and integration tests against real
-# redis-server processes, on every engine (the owned ring, tokio-uring, the epoll fallback).
+# redis-server processes, on every engine (the owned ring, tokio-uring, the epoll fallback,
+# compio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,8 +39,9 @@ REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $SUITE
 # CI's time: pipelines (batching, concurrent callers, large replies), timeouts and
 # abandoned replies (integrity), faults (chaos: kills, stops, resets), cluster changes
 # (reconnects, failovers) and TLS. Everything above them is the same code on every
-# engine. The blocking client runs its poll(2) backend under `epoll`.
-for engine in io_uring epoll; do
+# engine. The blocking client runs its poll(2) backend under `epoll`, its ring under
+# `compio` (it has no compio backend).
+for engine in io_uring epoll compio; do
     echo "== engine tests on the $engine engine"
     REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring \
         --test pipeline --test integrity --test chaos --test cluster_changes --test tls --test blocking

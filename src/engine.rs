@@ -6,6 +6,9 @@
 //! when the probe succeeds, or on a plain current-thread tokio runtime with the epoll
 //! engine when it does not, saying why through `tracing`. The client code is the same on
 //! both; only the engine's few socket calls differ.
+//!
+//! Applications already on compio get the compio engine: inside a compio runtime (their
+//! own, or `start_with(Engine::Compio, ..)`) a client picks it. `Auto` never starts one.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -20,9 +23,14 @@ thread_local! {
     static RUNNING: Cell<Option<Engine>> = const { Cell::new(None) };
 }
 
-/// The engine of the runtime that [`start`] is running on this thread, if any.
+/// The engine of the runtime that [`start`] is running on this thread, if any; inside a
+/// compio runtime the application built itself, [`Engine::Compio`].
 pub fn current() -> Option<Engine> {
-    RUNNING.with(|r| r.get())
+    match RUNNING.with(|r| r.get()) {
+        Some(engine) => Some(engine),
+        None if crate::io::compio::is_running() => Some(Engine::Compio),
+        None => None,
+    }
 }
 
 /// Checks whether this process may use io_uring, by setting up (and dropping) a tiny ring.
@@ -95,7 +103,8 @@ const PREFERENCE: [Engine; 3] = [Engine::Ring, Engine::IoUring, Engine::Epoll];
 fn probe(engine: Engine) -> Result<()> {
     match engine {
         Engine::Ring => probe_ring(),
-        Engine::IoUring => probe_io_uring(),
+        // compio's driver is io_uring only here (its `polling` fallback is not built).
+        Engine::IoUring | Engine::Compio => probe_io_uring(),
         _ => Ok(()),
     }
 }
@@ -133,12 +142,16 @@ pub(crate) fn resolve(requested: Engine) -> Result<Engine> {
 
 /// Resolves an engine for a client created in a tokio runtime the caller built (not
 /// [`start`]): `Auto` means tokio-uring when the kernel allows it, epoll otherwise; the
-/// ring engine cannot run there.
+/// ring and compio engines cannot run there.
 pub(crate) fn resolve_in_tokio(requested: Engine) -> Result<Engine> {
     match forced(requested)? {
         Engine::Ring => Err(Error::new(
             ErrorKind::Config,
             "Engine::Ring runs only inside engine::start (it is its own runtime)",
+        )),
+        Engine::Compio => Err(Error::new(
+            ErrorKind::Config,
+            "Engine::Compio runs only inside a compio runtime (yours, or engine::start's)",
         )),
         Engine::Epoll => Ok(Engine::Epoll),
         Engine::IoUring => probe_io_uring().map(|()| Engine::IoUring),
@@ -152,9 +165,10 @@ pub(crate) fn resolve_in_tokio(requested: Engine) -> Result<Engine> {
     }
 }
 
-/// Runs `future` to completion on a runtime for `engine` on this thread: a tokio-uring
-/// runtime for io_uring, a current-thread tokio runtime with a `LocalSet` for epoll.
-/// Clients created inside pick the same engine.
+/// Runs `future` to completion on a runtime for `engine` on this thread: the ring's own
+/// executor for the ring, a tokio-uring runtime for io_uring, a current-thread tokio
+/// runtime with a `LocalSet` for epoll, a compio runtime for compio. Clients created
+/// inside pick the same engine.
 ///
 /// # Panics
 /// When [`ENGINE_ENV`] holds an unknown value or no runtime can be built at all; use
@@ -189,6 +203,11 @@ pub fn start_with<F: Future>(engine: Engine, future: F) -> Result<F::Output> {
         }
         Engine::IoUring => crate::io::uring::block_on(future)
             .map_err(|e| Error::io("start the io_uring runtime", e)),
+        Engine::Compio => {
+            tracing::info!("running on the compio engine");
+            crate::io::compio::block_on(future)
+                .map_err(|e| Error::io("start the compio runtime", e))
+        }
         _ => {
             tracing::info!("running on the epoll engine");
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -214,6 +233,7 @@ pub struct JoinHandle<T> {
 #[derive(Debug)]
 enum Join<T> {
     Ring(crate::io::ring::executor::JoinHandle<T>),
+    Compio(crate::io::compio::Task<T>),
     Tokio(tokio::task::JoinHandle<T>),
 }
 
@@ -222,6 +242,7 @@ impl<T> JoinHandle<T> {
     pub fn is_finished(&self) -> bool {
         match &self.inner {
             Join::Ring(h) => h.is_finished(),
+            Join::Compio(h) => h.is_finished(),
             Join::Tokio(h) => h.is_finished(),
         }
     }
@@ -230,6 +251,7 @@ impl<T> JoinHandle<T> {
     pub fn abort(&self) {
         match &self.inner {
             Join::Ring(h) => h.abort(),
+            Join::Compio(h) => h.abort(),
             Join::Tokio(h) => h.abort(),
         }
     }
@@ -245,6 +267,9 @@ impl<T> Future for JoinHandle<T> {
         let ended = || Error::new(ErrorKind::Shutdown, "the task ended without an output");
         match &mut self.get_mut().inner {
             Join::Ring(h) => std::pin::Pin::new(h).poll(cx).map(|o| o.ok_or_else(ended)),
+            Join::Compio(h) => std::pin::Pin::new(h).poll(cx).map(|r| {
+                r.map_err(|e| Error::new(ErrorKind::Shutdown, format!("the task ended: {e}")))
+            }),
             Join::Tokio(h) => std::pin::Pin::new(h).poll(cx).map(|r| {
                 r.map_err(|e| Error::new(ErrorKind::Shutdown, format!("the task ended: {e}")))
             }),
@@ -253,9 +278,10 @@ impl<T> Future for JoinHandle<T> {
 }
 
 /// Runs `future` as a task on this thread, beside the others, on whichever engine
-/// [`start`] (or your own tokio runtime with a `LocalSet`) runs here. Works on every
-/// engine; inside the ring engine `tokio::task::spawn_local` does not (there is no tokio
-/// runtime there).
+/// [`start`] (or your own tokio runtime with a `LocalSet`, or your own compio runtime)
+/// runs here. Works on every engine; inside the ring and compio engines
+/// `tokio::task::spawn_local` does not (there is no tokio runtime there). Dropping the
+/// handle lets the task run on, on every engine.
 ///
 /// ```no_run
 /// use redis_cluster_uring::engine;
@@ -274,14 +300,16 @@ where
 {
     let inner = if crate::io::ring::executor::is_running() {
         Join::Ring(crate::io::ring::executor::spawn(future))
+    } else if crate::io::compio::is_running() {
+        Join::Compio(crate::io::compio::Task::spawn(future))
     } else {
         Join::Tokio(tokio::task::spawn_local(future))
     };
     JoinHandle { inner }
 }
 
-/// Waits `duration` on this thread's runtime timer (every engine; inside the ring engine
-/// `tokio::time` does not work, there is no tokio runtime there).
+/// Waits `duration` on this thread's runtime timer (every engine; inside the ring and
+/// compio engines `tokio::time` does not work, there is no tokio runtime there).
 ///
 /// ```no_run
 /// use std::time::Duration;

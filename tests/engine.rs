@@ -1,5 +1,6 @@
-//! Engine selection: the epoll fallback works end to end where io_uring is refused, and
-//! asking for io_uring where it cannot run is a typed error, not a panic.
+//! Engine selection: the epoll fallback works end to end where io_uring is refused,
+//! asking for io_uring where it cannot run is a typed error, not a panic, and a client
+//! inside a compio runtime runs on compio.
 
 mod support;
 
@@ -78,10 +79,10 @@ fn auto_picks_the_fastest_engine_the_kernel_allows() {
 fn user_code_runs_the_same_on_every_engine() {
     use std::rc::Rc;
     use std::time::{Duration, Instant};
-    for chosen in [Engine::Ring, Engine::IoUring, Engine::Epoll] {
+    for chosen in [Engine::Ring, Engine::IoUring, Engine::Epoll, Engine::Compio] {
         let available = match chosen {
             Engine::Ring => engine::probe_ring().is_ok(),
-            Engine::IoUring => engine::probe_io_uring().is_ok(),
+            Engine::IoUring | Engine::Compio => engine::probe_io_uring().is_ok(),
             _ => true,
         };
         if !available {
@@ -134,6 +135,60 @@ fn user_code_runs_the_same_on_every_engine() {
     }
 }
 
+/// A compio application that builds its own runtime: a client made there picks the
+/// compio engine by itself, and asking for another engine there is a typed error.
+#[test]
+fn a_client_inside_a_compio_runtime_of_ones_own_runs_on_compio() {
+    if engine::probe_io_uring().is_err() {
+        eprintln!("skipped: io_uring is refused here");
+        return;
+    }
+    let cluster = cluster(3, 0);
+    let seeds = cluster.seed_addrs();
+    let runtime = compio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        assert_eq!(engine::current(), Some(Engine::Compio));
+        let client = Client::connect(&seeds, Config::default()).await.unwrap();
+        assert_eq!(client.engine(), Engine::Compio);
+        let mut pipe = Pipeline::new();
+        for i in 0..300 {
+            pipe.set(format!("c:{i}"), i).get(format!("c:{i}"));
+        }
+        let replies = client.execute(&pipe).await.unwrap();
+        for i in 0..300 {
+            assert_eq!(
+                replies[2 * i + 1].as_ref().unwrap(),
+                &Value::Bulk(i.to_string().into())
+            );
+        }
+        // The public runtime services work there too.
+        let task = engine::spawn_local(async { 6 * 7 });
+        assert_eq!(task.await.unwrap(), 42);
+        for other in [Engine::Ring, Engine::IoUring, Engine::Epoll] {
+            let e = Client::connect(&seeds, Config::default().engine(other))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{other}: {e}");
+        }
+        let explicit = Client::connect(&seeds, Config::default().engine(Engine::Compio))
+            .await
+            .unwrap();
+        explicit.ping().await.unwrap();
+    });
+    // Outside it, and outside engine::start, compio is a typed error too.
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&tokio, async {
+        let e = Client::connect(&seeds, Config::default().engine(Engine::Compio))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+    });
+}
+
 /// The ring engine's loop: one `io_uring_enter` per turn at most, and a fan-out
 /// pipeline over three nodes costs a few turns, not one per node and reply.
 #[test]
@@ -176,6 +231,8 @@ fn engine_names_parse() {
     assert_eq!(Engine::parse("URING"), Some(Engine::IoUring));
     assert_eq!(Engine::parse("epoll"), Some(Engine::Epoll));
     assert_eq!(Engine::parse("ring"), Some(Engine::Ring));
+    assert_eq!(Engine::parse("compio"), Some(Engine::Compio));
+    assert_eq!(Engine::Compio.to_string(), "compio");
     assert_eq!(Engine::parse(""), Some(Engine::Auto));
     assert_eq!(Engine::parse("kqueue"), None);
 }

@@ -261,6 +261,7 @@ fn the_core_imports_no_driver_runtime_or_socket() {
         "tokio::",
         "tokio_uring::",
         "io_uring::",
+        "compio::",
         "libc::",
         "socket2::",
         "std::net::Tcp",

@@ -37,11 +37,15 @@ pub enum ClientKind {
     /// Not a client: the lowest cost of the pipeline on this cluster, everything but the
     /// I/O precomputed (see `floor/`). The `÷ floor` columns compare with it.
     Floor,
+    /// This library, parallel pipelines, on compio's runtime and sockets (what a compio
+    /// server embedding a client gets).
+    Compio,
 }
 
 impl ClientKind {
-    /// Every client, in table order.
-    pub const ALL: [ClientKind; 9] = [
+    /// Every client, in table order (a new one goes last: its place is its colour in
+    /// the figures).
+    pub const ALL: [ClientKind; 10] = [
         ClientKind::Ring,
         ClientKind::Uring,
         ClientKind::Epoll,
@@ -51,6 +55,7 @@ impl ClientKind {
         ClientKind::RedisRsSync,
         ClientKind::Fred,
         ClientKind::Floor,
+        ClientKind::Compio,
     ];
 
     /// The name used on the command line and in reports.
@@ -65,6 +70,7 @@ impl ClientKind {
             ClientKind::RedisRsSync => "redis-rs-sync",
             ClientKind::Fred => "fred",
             ClientKind::Floor => "floor",
+            ClientKind::Compio => "compio",
         }
     }
 
@@ -88,6 +94,7 @@ impl ClientKind {
             ClientKind::RedisRsSync => "redis-rs-sync+tls",
             ClientKind::Fred => "fred+tls",
             ClientKind::Floor => "floor+tls",
+            ClientKind::Compio => "compio+tls",
         }
     }
 
@@ -280,6 +287,7 @@ fn run_on_this_thread(spec: &CaseSpec) -> Result<CaseResult, String> {
         ClientKind::Uring => ours(spec, redis_cluster_uring::Engine::IoUring, false),
         ClientKind::Epoll => ours(spec, redis_cluster_uring::Engine::Epoll, false),
         ClientKind::Ring => ours(spec, redis_cluster_uring::Engine::Ring, false),
+        ClientKind::Compio => ours(spec, redis_cluster_uring::Engine::Compio, false),
         ClientKind::Serial => ours(spec, redis_cluster_uring::Engine::IoUring, true),
         ClientKind::Blocking => ours_blocking(spec),
         ClientKind::RedisRs => redis_rs_async(spec),

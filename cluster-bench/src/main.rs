@@ -46,8 +46,8 @@ struct Args {
     /// Commands per pipeline, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,128,1024")]
     k: Vec<usize>,
-    /// Clients to run: ring (the default engine), uring (tokio-uring), epoll, serial, blocking, redis-rs, redis-rs-sync, fred, and
-    /// floor (the least any client can cost, for the ÷ floor columns) (default all).
+    /// Clients to run: ring (the default engine), uring (tokio-uring), epoll, serial, blocking, redis-rs, redis-rs-sync, fred,
+    /// floor (the least any client can cost, for the ÷ floor columns), and compio (default all).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
     /// Workloads: fanout, single-node, concurrent.

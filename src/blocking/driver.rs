@@ -609,7 +609,7 @@ fn choose_backend(
     };
     match requested {
         Engine::Epoll => Ok(poll()),
-        Engine::IoUring | Engine::Ring => ring(),
+        Engine::IoUring | Engine::Ring | Engine::Compio => ring(),
         Engine::Auto => match ring() {
             Ok(r) => Ok(r),
             Err(e) => {

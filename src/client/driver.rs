@@ -27,6 +27,7 @@ use crate::core::stats::Counters;
 use crate::core::tls::TlsConfig;
 use crate::core::topology::{NodeAddr, SlotMap};
 use crate::engine::{self, Engine};
+use crate::io::compio::CompioStream;
 use crate::io::epoll::EpollStream;
 pub(super) use crate::io::random_unit;
 use crate::io::ring::RingStream;
@@ -529,6 +530,7 @@ impl Client {
         match self.inner.engine {
             Engine::Epoll => rt::spawn_local(run_connection::<EpollStream>(link)),
             Engine::Ring => rt::spawn_local(run_connection::<RingStream>(link)),
+            Engine::Compio => rt::spawn_local(run_connection::<CompioStream>(link)),
             _ => rt::spawn_local(run_connection::<UringStream>(link)),
         };
         conn
@@ -688,8 +690,9 @@ async fn close_idle_connections(inner: Weak<Inner>, idle: Duration) {
     }
 }
 
-/// The concrete engine for a new client: the runtime's when [`engine::start`] runs this
-/// thread, otherwise what the configuration and the kernel allow.
+/// The concrete engine for a new client: the runtime's when [`engine::start`] (or the
+/// application's own compio runtime) runs this thread, otherwise what the configuration
+/// and the kernel allow.
 fn choose_engine(requested: Engine) -> Result<Engine> {
     match (requested, engine::current()) {
         (Engine::IoUring, Some(Engine::Epoll)) => Err(Error::new(
@@ -707,6 +710,15 @@ fn choose_engine(requested: Engine) -> Result<Engine> {
             format!("Engine::{requested} requested inside the ring engine's runtime"),
         )),
         (Engine::Ring, Some(Engine::Ring)) => Ok(Engine::Ring),
+        (Engine::Compio, Some(running)) if running != Engine::Compio => Err(Error::new(
+            ErrorKind::Config,
+            format!("Engine::Compio requested inside a runtime started for {running}"),
+        )),
+        (requested, Some(Engine::Compio)) if requested != Engine::Compio => Err(Error::new(
+            ErrorKind::Config,
+            format!("Engine::{requested} requested inside a compio runtime"),
+        )),
+        (Engine::Compio, Some(Engine::Compio)) => Ok(Engine::Compio),
         (requested, _) => engine::resolve_in_tokio(requested),
     }
 }

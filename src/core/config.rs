@@ -205,8 +205,9 @@ pub struct Config {
     /// Which nodes serve reads.
     pub read_from: ReadFrom,
     /// The I/O engine. `Auto` follows the runtime `engine::start`
-    /// chose; inside a runtime of your own it means io_uring when the kernel allows it
-    /// (use `Engine::Epoll` inside a plain tokio runtime).
+    /// chose; inside a compio runtime of your own it means compio, inside a tokio runtime
+    /// of your own io_uring when the kernel allows it (use `Engine::Epoll` inside a plain
+    /// tokio runtime).
     pub engine: Engine,
 }
 
@@ -398,7 +399,8 @@ impl Config {
     }
 }
 
-/// Environment variable that forces an engine: `io_uring` (or `uring`), `epoll`, `auto`.
+/// Environment variable that forces an engine: `ring`, `io_uring` (or `uring`), `epoll`,
+/// `compio`, `auto`.
 pub const ENGINE_ENV: &str = "REDIS_CLUSTER_URING_ENGINE";
 
 /// Which I/O engine a client (or `engine::start`) uses.
@@ -414,6 +416,9 @@ pub enum Engine {
     /// The client's own io_uring instance and a small executor parked in it: one
     /// `io_uring_enter` per loop turn (see `engine::start`).
     Ring,
+    /// compio's runtime and sockets (io_uring), for applications already on compio: a
+    /// client created inside a compio runtime picks it. `Auto` never does.
+    Compio,
 }
 
 impl Engine {
@@ -424,6 +429,7 @@ impl Engine {
             "io_uring" | "io-uring" | "uring" => Some(Engine::IoUring),
             "epoll" => Some(Engine::Epoll),
             "ring" => Some(Engine::Ring),
+            "compio" => Some(Engine::Compio),
             _ => None,
         }
     }
@@ -434,7 +440,7 @@ impl Engine {
             Ok(v) => Engine::parse(&v).map(Some).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Config,
-                    format!("{ENGINE_ENV}={v:?}: expected ring, io_uring, epoll or auto"),
+                    format!("{ENGINE_ENV}={v:?}: expected ring, io_uring, epoll, compio or auto"),
                 )
             }),
             Err(_) => Ok(None),
@@ -449,6 +455,7 @@ impl fmt::Display for Engine {
             Engine::IoUring => "io_uring",
             Engine::Epoll => "epoll",
             Engine::Ring => "ring",
+            Engine::Compio => "compio",
         })
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+pub(crate) mod compio;
 pub(crate) mod epoll;
 pub(crate) mod ring;
 pub(crate) mod rt;

@@ -1,8 +1,9 @@
 //! The few runtime services the async client needs (spawning a local task, timers, a
 //! yield, a name lookup), from whichever runtime this thread runs: the owned ring's
-//! executor inside `engine::start` with the ring engine, tokio's otherwise (tokio-uring
-//! and the epoll engine run on a tokio current-thread runtime). The client's code is the
-//! same on every engine.
+//! executor inside `engine::start` with the ring engine, compio's runtime (ours from
+//! `engine::start` or the application's own), tokio's otherwise (tokio-uring and the
+//! epoll engine run on a tokio current-thread runtime). The client's code is the same on
+//! every engine.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,17 +11,39 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::compio;
 use super::ring::executor;
+
+/// The runtimes a thread may run, as far as the services are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    Ring,
+    Compio,
+    Tokio,
+}
+
+/// The runtime running this thread (tokio when it is neither of the others: its calls
+/// then panic outside any runtime, as tokio's own do).
+fn running() -> Runtime {
+    if executor::is_running() {
+        Runtime::Ring
+    } else if compio::is_running() {
+        Runtime::Compio
+    } else {
+        Runtime::Tokio
+    }
+}
 
 /// True when this thread runs a runtime the client can use.
 pub(crate) fn available() -> bool {
-    executor::is_running() || tokio::runtime::Handle::try_current().is_ok()
+    running() != Runtime::Tokio || tokio::runtime::Handle::try_current().is_ok()
 }
 
-/// A spawned task of either runtime.
+/// A spawned task of any runtime; dropping it lets the task run on.
 #[derive(Debug)]
 pub(crate) enum Task {
     Ring(executor::JoinHandle<()>),
+    Compio(compio::Task<()>),
     Tokio(tokio::task::JoinHandle<()>),
 }
 
@@ -29,6 +52,7 @@ impl Task {
     pub(crate) fn abort(&self) {
         match self {
             Task::Ring(h) => h.abort(),
+            Task::Compio(h) => h.abort(),
             Task::Tokio(h) => h.abort(),
         }
     }
@@ -40,6 +64,7 @@ impl Future for Task {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match self.get_mut() {
             Task::Ring(h) => Pin::new(h).poll(cx).map(|_| ()),
+            Task::Compio(h) => Pin::new(h).poll(cx).map(|_| ()),
             Task::Tokio(h) => Pin::new(h).poll(cx).map(|_| ()),
         }
     }
@@ -47,16 +72,17 @@ impl Future for Task {
 
 /// Runs `future` as a task on this thread.
 pub(crate) fn spawn_local<F: Future<Output = ()> + 'static>(future: F) -> Task {
-    if executor::is_running() {
-        Task::Ring(executor::spawn(future))
-    } else {
-        Task::Tokio(tokio::task::spawn_local(future))
+    match running() {
+        Runtime::Ring => Task::Ring(executor::spawn(future)),
+        Runtime::Compio => Task::Compio(compio::Task::spawn(future)),
+        Runtime::Tokio => Task::Tokio(tokio::task::spawn_local(future)),
     }
 }
 
-/// A timer of either runtime.
+/// A timer of any runtime.
 pub(crate) enum Sleep {
     Ring(executor::Sleep),
+    Compio(Pin<Box<dyn Future<Output = ()>>>),
     Tokio(Pin<Box<tokio::time::Sleep>>),
 }
 
@@ -66,6 +92,7 @@ impl Future for Sleep {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match self.get_mut() {
             Sleep::Ring(s) => Pin::new(s).poll(cx),
+            Sleep::Compio(s) => s.as_mut().poll(cx),
             Sleep::Tokio(s) => s.as_mut().poll(cx),
         }
     }
@@ -73,12 +100,12 @@ impl Future for Sleep {
 
 /// Waits until `at`.
 pub(crate) fn sleep_until(at: Instant) -> Sleep {
-    if executor::is_running() {
-        Sleep::Ring(executor::sleep_until(at))
-    } else {
-        Sleep::Tokio(Box::pin(tokio::time::sleep_until(
+    match running() {
+        Runtime::Ring => Sleep::Ring(executor::sleep_until(at)),
+        Runtime::Compio => Sleep::Compio(compio::sleep_until(at)),
+        Runtime::Tokio => Sleep::Tokio(Box::pin(tokio::time::sleep_until(
             tokio::time::Instant::from_std(at),
-        )))
+        ))),
     }
 }
 
@@ -108,18 +135,38 @@ pub(crate) async fn timeout_at<F: Future>(
 
 /// Gives the other tasks a turn.
 pub(crate) async fn yield_now() {
-    if executor::is_running() {
-        executor::yield_now().await
-    } else {
-        tokio::task::yield_now().await
+    match running() {
+        Runtime::Ring => executor::yield_now().await,
+        Runtime::Compio => YieldNow(false).await,
+        Runtime::Tokio => tokio::task::yield_now().await,
     }
 }
 
-/// Looks `host:port` up off the event loop: on tokio's blocking pool, or on a thread of
-/// its own under the ring engine (name lookups are rare: clusters announce IPs).
+/// Pending once, asking to be polled again: the task goes to the back of the run queue
+/// (compio has no yield of its own).
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// Looks `host:port` up off the event loop: on tokio's or compio's blocking pool, or on
+/// a thread of its own under the ring engine (name lookups are rare: clusters announce
+/// IPs).
 pub(crate) async fn lookup_host(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-    if !executor::is_running() {
-        return Ok(tokio::net::lookup_host((host, port)).await?.collect());
+    match running() {
+        Runtime::Ring => {}
+        Runtime::Compio => return compio::lookup_host(host, port).await,
+        Runtime::Tokio => return Ok(tokio::net::lookup_host((host, port)).await?.collect()),
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let host = host.to_owned();

@@ -175,12 +175,15 @@ pub async fn connect_async(cluster: &Cluster, config: Config) -> Client {
 }
 
 /// A blocking client on `cluster`, checked to run on the backend the environment forces
-/// (`REDIS_CLUSTER_URING_ENGINE=io_uring` or `ring` → the ring, `epoll` → `poll`).
+/// (`REDIS_CLUSTER_URING_ENGINE=io_uring`, `ring` or `compio` → the ring, `epoll` →
+/// `poll`).
 pub fn connect_blocking(cluster: &Cluster, config: Config) -> blocking::Client {
     let client = blocking::Client::connect(&cluster.seed_addrs(), config)
         .expect("the blocking client connects to the test cluster");
     match Engine::from_env() {
-        Ok(Some(Engine::IoUring | Engine::Ring)) => assert_eq!(client.engine(), Backend::Ring),
+        Ok(Some(Engine::IoUring | Engine::Ring | Engine::Compio)) => {
+            assert_eq!(client.engine(), Backend::Ring)
+        }
         Ok(Some(Engine::Epoll)) => assert_eq!(client.engine(), Backend::Poll),
         _ => {}
     }
