@@ -1,11 +1,13 @@
-//! Choosing the I/O engine: io_uring where the kernel allows it, epoll otherwise.
+//! Choosing the I/O engine: the fastest one the kernel allows.
 //!
-//! io_uring can be missing (kernels before 5.1), switched off (`kernel.io_uring_disabled`),
-//! or filtered by a container's seccomp profile (Docker's default refuses
-//! `io_uring_setup`). [`start`] probes once and runs the future on a tokio-uring runtime
-//! when the probe succeeds, or on a plain current-thread tokio runtime with the epoll
-//! engine when it does not, saying why through `tracing`. The client code is the same on
-//! both; only the engine's few socket calls differ.
+//! [`start`] tries, in order, the ring engine (the client's own io_uring instance and a
+//! small executor parked in it: one `io_uring_enter` per loop turn), tokio-uring, and
+//! plain tokio on epoll, and says through `tracing` why it fell back. io_uring can be
+//! missing (kernels before 5.1), switched off (`kernel.io_uring_disabled`), or filtered
+//! by a container's seccomp profile (Docker's default refuses `io_uring_setup`). The
+//! client code is the same on every engine; only the engine's socket calls and runtime
+//! services differ. [`spawn_local`], [`sleep`], [`timeout`] and [`yield_now`] work on
+//! every engine, for user code that must run on any of them.
 //!
 //! Applications already on compio get the compio engine: inside a compio runtime (their
 //! own, or `start_with(Engine::Compio, ..)`) a client picks it. `Auto` never starts one.

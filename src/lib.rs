@@ -32,9 +32,11 @@
 //! - [`blocking`] (`src/blocking/`): [`blocking::Client`], the same client without a
 //!   runtime, on an io_uring instance it owns (one `io_uring_enter` per pipeline) or
 //!   `poll(2)`; its connections are the core's sans-IO `core/conn.rs` under two thin backends.
-//! - `io` (`src/io/`): the async client's engines (`io/uring.rs` on `tokio-uring`,
-//!   `io/epoll.rs` on plain tokio, `io/compio.rs` on compio); [`engine`] picks one
-//!   (probe, environment override, runtime start).
+//! - `io` (`src/io/`): the async client's engines (`io/ring/`, the ring it owns and an
+//!   executor parked in it, the default; `io/uring.rs` on `tokio-uring`, `io/epoll.rs` on
+//!   plain tokio, `io/compio.rs` on compio) and `io/rt.rs`, the runtime services the
+//!   client takes from whichever runs; [`engine`] picks one (probe, environment override,
+//!   runtime start).
 //! - [`commands`]: typed helpers (`get`, `hset`, `zadd`, `eval`...), each defined once as a
 //!   `Cmd` constructor, a [`Pipeline`] method, a [`Client`] method and a
 //!   [`blocking::Client`] method.
