@@ -363,26 +363,7 @@ impl Ring {
     /// One `io_uring_enter`: submits what is queued and waits for `want` completions or
     /// the timeout.
     fn enter(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
-        let result = match timeout {
-            Some(t) => {
-                let ts = types::Timespec::from(t);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(want, &args)
-            }
-            None => self.ring.submitter().submit_and_wait(want),
-        };
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        crate::io::ring::setup::enter(&self.ring, want, timeout, 0)
     }
 }
 

@@ -308,28 +308,7 @@ impl Reactor {
             (true, false) => (1, 0),
         };
         self.enters += 1;
-        let ts = timeout.map(types::Timespec::from);
-        let args = types::SubmitArgs::new().min_wait_usec(gather);
-        let result = match &ts {
-            Some(ts) => self
-                .ring
-                .submitter()
-                .submit_with_args(want, &args.timespec(ts)),
-            None if gather > 0 => self.ring.submitter().submit_with_args(want, &args),
-            None => self.ring.submitter().submit_and_wait(want),
-        };
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        setup::enter(&self.ring, want, timeout, gather)
     }
 
     /// Hands every completion in the queue to its operation and wakes its future.

@@ -1,5 +1,6 @@
-//! Setting up an io_uring instance with the best features the kernel takes: shared by the
-//! blocking client's ring and the async client's owned ring, so both probe the same way.
+//! Setting up an io_uring instance with the best features the kernel takes, and entering
+//! it (submit and wait): shared by the blocking client's ring and the async client's owned
+//! ring, so both probe and wait the same way.
 //!
 //! Each feature is probed, with a fallback:
 //! - `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (6.1): completions are
@@ -87,4 +88,36 @@ pub(crate) fn build(
     features.skip_send_completions =
         ring.params().is_feature_skip_cqe_on_success() && features.defer_taskrun;
     Ok((ring, features))
+}
+
+/// One `io_uring_enter`: submits what is queued and waits until `want` completions are
+/// in, or `timeout` passes, or (with `min_wait_us` > 0, `IORING_FEAT_MIN_TIMEOUT`) that
+/// long has passed with at least one completion in. A wait cut short by its timeout or a
+/// signal is no error: the caller looks at what completed.
+pub(crate) fn enter(
+    ring: &IoUring,
+    want: usize,
+    timeout: Option<std::time::Duration>,
+    min_wait_us: u32,
+) -> io::Result<()> {
+    use io_uring::types::{SubmitArgs, Timespec};
+    let ts = timeout.map(Timespec::from);
+    let args = SubmitArgs::new().min_wait_usec(min_wait_us);
+    let result = match &ts {
+        Some(ts) => ring.submitter().submit_with_args(want, &args.timespec(ts)),
+        None if min_wait_us > 0 => ring.submitter().submit_with_args(want, &args),
+        None => ring.submitter().submit_and_wait(want),
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
