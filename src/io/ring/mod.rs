@@ -29,6 +29,40 @@ pub(crate) mod setup;
 /// A TCP socket whose reads, sends and connect go through this thread's ring.
 pub(crate) struct RingStream {
     socket: socket2::Socket,
+    /// Its slot in the ring's registered file table, if it got one.
+    fixed: Option<u32>,
+}
+
+/// How an SQE names a socket: its registered slot, or its descriptor.
+#[derive(Clone, Copy)]
+enum Target {
+    Fixed(u32),
+    Fd(RawFd),
+}
+
+macro_rules! on_target {
+    ($target:expr, |$t:ident| $make:expr) => {
+        match $target {
+            Target::Fixed(i) => {
+                let $t = types::Fixed(i);
+                $make
+            }
+            Target::Fd(fd) => {
+                let $t = types::Fd(fd);
+                $make
+            }
+        }
+    };
+}
+
+impl Drop for RingStream {
+    fn drop(&mut self) {
+        if let (Some(slot), Some(rt)) = (self.fixed.take(), executor::current()) {
+            if let Ok(mut reactor) = rt.reactor.try_borrow_mut() {
+                reactor.unregister(slot);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for RingStream {
@@ -98,6 +132,13 @@ impl RingStream {
     fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
+
+    fn target(&self) -> Target {
+        match self.fixed {
+            Some(i) => Target::Fixed(i),
+            None => Target::Fd(self.fd()),
+        }
+    }
 }
 
 impl Transport for RingStream {
@@ -126,7 +167,8 @@ impl Transport for RingStream {
         .await;
         result(res)?;
         super::configure(&socket, options)?;
-        Ok(RingStream { socket })
+        let fixed = runtime()?.reactor.borrow_mut().register(socket.as_raw_fd());
+        Ok(RingStream { socket, fixed })
     }
 }
 
@@ -137,9 +179,10 @@ impl ByteStream for RingStream {
         let total = buf.len();
         loop {
             let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-            let entry = opcode::Send::new(types::Fd(self.fd()), buf.as_ptr(), len)
+            let ptr = buf.as_ptr();
+            let entry = on_target!(self.target(), |t| opcode::Send::new(t, ptr, len)
                 .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
-                .build();
+                .build());
             let op = match OpFuture::start(
                 entry,
                 Owned {
@@ -193,7 +236,7 @@ impl ByteStream for RingStream {
         // `buf` moves into the reactor's op and is not touched until the completion
         // hands it back.
         let ptr = unsafe { buf.as_mut_ptr().add(start) };
-        let entry = opcode::Recv::new(types::Fd(self.fd()), ptr, len).build();
+        let entry = on_target!(self.target(), |t| opcode::Recv::new(t, ptr, len).build());
         let op = match OpFuture::start(
             entry,
             Owned {
@@ -276,6 +319,9 @@ mod tests {
             let accept = std::thread::spawn(move || listener.accept().unwrap().0);
             let stream = Rc::new(RingStream::connect(addr, &PLAIN).await.unwrap());
             let mut server = accept.join().unwrap();
+            // Registered in the ring's file table where the kernel has one.
+            let registered = features().unwrap().registered_files;
+            assert_eq!(stream.fixed.is_some(), registered);
             // A send and a read into spare capacity after bytes already there.
             let (res, _) = stream.write_all(BytesMut::from(&b"PING\r\n"[..])).await;
             res.unwrap();

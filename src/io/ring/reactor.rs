@@ -23,6 +23,8 @@ use super::setup::{self, RingFeatures};
 
 /// Submission queue entries (the completion queue gets twice as many).
 const RING_ENTRIES: u32 = 512;
+/// Slots in the registered file table (sockets beyond it use plain descriptors).
+const FIXED_FILES: u32 = 1024;
 /// `user_data` of the eventfd's read (remote wakes).
 const EVENTFD: u64 = u64::MAX;
 /// `user_data` of cancellations: their completions carry nothing to hand over.
@@ -91,6 +93,8 @@ pub(crate) struct Reactor {
     /// The kernel takes a minimum wait (`IORING_FEAT_MIN_TIMEOUT`, 6.12): a turn may
     /// wait for several completions without starving the ones already in.
     gather: bool,
+    /// Free slots of the registered file table.
+    free_fixed: Vec<u32>,
     /// Loop turns and system calls made, for the benchmark's report.
     pub(crate) turns: u64,
     pub(crate) enters: u64,
@@ -111,7 +115,7 @@ impl Reactor {
     pub(crate) fn new(eventfd: RawFd) -> io::Result<Reactor> {
         let (ring, features) = setup::build(
             RING_ENTRIES,
-            0,
+            FIXED_FILES,
             &[
                 (opcode::Send::CODE, "IORING_OP_SEND"),
                 (opcode::Recv::CODE, "IORING_OP_RECV"),
@@ -124,6 +128,11 @@ impl Reactor {
         // Refused on older kernels, which costs only that lookup.
         let _ = ring.submitter().register_ring_fd();
         let gather = ring.params().is_feature_min_timeout();
+        let free_fixed = if features.registered_files {
+            (0..FIXED_FILES).rev().collect()
+        } else {
+            Vec::new()
+        };
         Ok(Reactor {
             ring,
             features,
@@ -135,6 +144,7 @@ impl Reactor {
             reads: HashMap::new(),
             owed: HashSet::new(),
             gather,
+            free_fixed,
             turns: 0,
             enters: 0,
         })
@@ -144,6 +154,33 @@ impl Reactor {
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.ops.len()
+    }
+
+    /// Registers a socket in the ring's file table, so its operations skip the kernel's
+    /// descriptor lookup; `None` when the table is full or absent (plain descriptor then).
+    pub(crate) fn register(&mut self, fd: RawFd) -> Option<u32> {
+        let slot = self.free_fixed.pop()?;
+        match self.ring.submitter().register_files_update(slot, &[fd]) {
+            Ok(_) => Some(slot),
+            Err(_) => {
+                self.free_fixed.push(slot);
+                None
+            }
+        }
+    }
+
+    /// Frees a slot of the file table. Operations in flight on it keep their own
+    /// reference to the socket (taken when they were submitted), so this is safe at any
+    /// time.
+    pub(crate) fn unregister(&mut self, slot: u32) {
+        if self
+            .ring
+            .submitter()
+            .register_files_update(slot, &[-1])
+            .is_ok()
+        {
+            self.free_fixed.push(slot);
+        }
     }
 
     /// The features in use.
