@@ -12,10 +12,10 @@
 use bytes::BytesMut;
 
 use crate::core::cmd::Cmd;
-use crate::core::command_table::is_read_only;
 use crate::core::error::{Error, ErrorKind};
+use crate::core::judgement::Judgement;
 use crate::core::resp::encode;
-use crate::core::route::{route_command, Route};
+use crate::core::route::Route;
 use crate::core::topology::{NodeAddr, SlotMap};
 
 /// One command's place in a batch.
@@ -97,7 +97,7 @@ pub enum ReadTarget {
 /// Returns the node and its batch key (`2 * shard` for the primary, `+ 1` for a read
 /// node), so each node gets one batch.
 fn target_of<'a>(
-    cmd: &Cmd,
+    judged: &Judgement,
     shard: usize,
     map: &'a SlotMap,
     reads: &'a [ReadTarget],
@@ -107,7 +107,7 @@ fn target_of<'a>(
     let Some(read) = reads.get(shard) else {
         return Ok((2 * shard, primary));
     };
-    if !is_read_only(cmd) {
+    if !judged.is_read_only() {
         return Ok((2 * shard, primary));
     }
     match read {
@@ -158,8 +158,31 @@ pub fn plan_pipeline_with(
     reads: &[ReadTarget],
     pins: &[Option<NodeAddr>],
 ) -> Plan {
-    if let ([only], [] | [None]) = (cmds, pins) {
-        return plan_single(only, map, reads);
+    plan_judged(cmds, &Judgement::all(cmds), map, reads, pins)
+}
+
+/// [`plan_pipeline_with`] for commands judged already (`judged[i]` is `cmds[i]`'s, as a
+/// request carries them): routing reads each command's slot and read-only flag from its
+/// judgement instead of asking the command table again.
+///
+/// ```
+/// use redis_cluster_uring::core::judgement::Judgement;
+/// use redis_cluster_uring::core::plan::plan_judged;
+/// use redis_cluster_uring::{cmd, NodeAddr, SlotMap};
+/// let map = SlotMap::split_evenly(&[NodeAddr::new("a", 1), NodeAddr::new("b", 1)]);
+/// let cmds = [cmd("GET").arg("x"), cmd("GET").arg("y"), cmd("ECHO").arg("hi")];
+/// let plan = plan_judged(&cmds, &Judgement::all(&cmds), &map, &[], &[]);
+/// assert_eq!(plan.batches.iter().map(|b| b.entries.len()).sum::<usize>(), 3);
+/// ```
+pub fn plan_judged(
+    cmds: &[Cmd],
+    judged: &[Judgement],
+    map: &SlotMap,
+    reads: &[ReadTarget],
+    pins: &[Option<NodeAddr>],
+) -> Plan {
+    if let ([only], [j], [] | [None]) = (cmds, judged, pins) {
+        return plan_single(only, j, map, reads);
     }
     // Pass 1: the target of each command as a batch number, and each batch's size, so
     // every buffer is allocated once at its exact size.
@@ -199,7 +222,12 @@ pub fn plan_pipeline_with(
             assigned.push(Some(batch));
             continue;
         }
-        let shard = match route_command(cmd) {
+        // A caller that judged fewer commands than it gave has the rest judged here.
+        let judgement = &judged
+            .get(index)
+            .copied()
+            .unwrap_or_else(|| Judgement::of(cmd));
+        let shard = match judgement.route(cmd) {
             Ok(Route::Slot(slot)) => match map.shard_index_for(slot) {
                 Some(shard) => shard,
                 None => {
@@ -225,7 +253,7 @@ pub fn plan_pipeline_with(
                 continue;
             }
         };
-        let (key, node) = match target_of(cmd, shard, map, reads) {
+        let (key, node) = match target_of(judgement, shard, map, reads) {
             Ok(target) => target,
             Err(e) => {
                 failed.push((index, e));
@@ -287,8 +315,8 @@ pub fn plan_pipeline_with(
 
 /// The one-command case (every plain `client.get(..)`), without the bookkeeping vectors
 /// a pipeline needs.
-fn plan_single(cmd: &Cmd, map: &SlotMap, reads: &[ReadTarget]) -> Plan {
-    let node = match route_command(cmd) {
+fn plan_single(cmd: &Cmd, judged: &Judgement, map: &SlotMap, reads: &[ReadTarget]) -> Plan {
+    let node = match judged.route(cmd) {
         Ok(Route::Slot(slot)) => map
             .shard_index_for(slot)
             .ok_or_else(|| {
@@ -297,7 +325,7 @@ fn plan_single(cmd: &Cmd, map: &SlotMap, reads: &[ReadTarget]) -> Plan {
                     format!("no node serves slot {slot}"),
                 )
             })
-            .and_then(|shard| target_of(cmd, shard, map, reads).map(|(_, node)| node.clone())),
+            .and_then(|shard| target_of(judged, shard, map, reads).map(|(_, node)| node.clone())),
         Ok(Route::AnyNode) if !map.shards().is_empty() => Ok(map.shards()[0].primary.clone()),
         Ok(Route::AnyNode) => Err(Error::new(
             ErrorKind::ClusterDown,

@@ -35,13 +35,14 @@ use bytes::BytesMut;
 use crate::core::cmd::{cmd, Cmd, ToArg};
 use crate::core::command_table::{command_class, CommandClass};
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::judgement::Judgement;
 use crate::core::reply::server_error;
 use crate::core::resp::{encode, Value};
 use crate::core::round::{
     backoff, classify_reply, saturating_later, Effect, Redirect, ReplyAction, RoundLimits,
     RoundReply,
 };
-use crate::core::route::{route_command, Route};
+use crate::core::route::Route;
 use crate::core::slot::{slot_for_key, Slot};
 use crate::core::stats::Counters;
 use crate::core::topology::{NodeAddr, SlotMap};
@@ -64,7 +65,9 @@ use crate::core::topology::{NodeAddr, SlotMap};
 pub fn transaction_slot(cmds: &[Cmd]) -> Result<Slot> {
     let mut slot: Option<Slot> = None;
     for c in cmds {
-        match command_class(c) {
+        // One lookup of the command for its class and its slot.
+        let judged = Judgement::of(c);
+        match judged.class() {
             CommandClass::Regular | CommandClass::Blocking => {}
             CommandClass::Empty => {
                 return Err(Error::new(
@@ -82,7 +85,7 @@ pub fn transaction_slot(cmds: &[Cmd]) -> Result<Slot> {
                 ))
             }
         }
-        match route_command(c)? {
+        match judged.route(c)? {
             Route::AnyNode => {}
             Route::Slot(s) => match slot {
                 None => slot = Some(s),
