@@ -114,17 +114,21 @@ const fn state(api: &'static str) -> CommandClass {
     CommandClass::ConnectionState { api }
 }
 
-/// The command name upper-cased into a stack buffer (names are short; a longer one is no
-/// command this table knows).
-fn upper_name(name: &[u8]) -> Option<([u8; 24], usize)> {
+/// The table's entry for a command name, compared case-insensitively: looked up as it
+/// is when it has no lower-case letter (the usual `GET`), otherwise upper-cased into a
+/// stack buffer first (names are short; a longer one is no command this table knows).
+fn lookup_name(name: &[u8]) -> Entry {
     if name.len() > 24 {
-        return None;
+        return UNKNOWN;
+    }
+    if !name.iter().any(u8::is_ascii_lowercase) {
+        return lookup(name);
     }
     let mut buf = [0u8; 24];
-    for (d, s) in buf.iter_mut().zip(name) {
-        *d = s.to_ascii_uppercase();
-    }
-    Some((buf, name.len()))
+    let upper = &mut buf[..name.len()];
+    upper.copy_from_slice(name);
+    upper.make_ascii_uppercase();
+    lookup(upper)
 }
 
 /// Where a command's keys are (the server's key specs, for the commands that matter).
@@ -476,12 +480,10 @@ pub(crate) struct Described {
 }
 
 /// Looks `cmd` up in the table (see [`Described`]).
+#[inline]
 pub(crate) fn describe(cmd: &Cmd) -> Described {
     let args = cmd.len();
-    let entry = match upper_name(cmd.name()) {
-        Some((buf, len)) => lookup(&buf[..len]),
-        None => UNKNOWN,
-    };
+    let entry = lookup_name(cmd.name());
     let sub = || cmd.arg_at(1);
     // Only the stream commands need their options parsed, and then once for all facets.
     let streams = matches!(entry.keys, KeyRule::Streams).then(|| stream_options(cmd));

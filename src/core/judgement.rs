@@ -43,6 +43,7 @@ pub struct Judgement {
 
 impl Judgement {
     /// Judges `cmd`: one lookup of its name in the command table, then its keys hashed.
+    #[inline]
     pub fn of(cmd: &Cmd) -> Judgement {
         let described = describe(cmd);
         Judgement {

@@ -54,14 +54,20 @@ impl KeySlots {
 }
 
 /// The slots of the keys at `keys` in `cmd`.
+#[inline]
 pub(crate) fn key_slots(cmd: &Cmd, keys: Keys) -> KeySlots {
-    // The one-key case is by far the most common: no allocation for it.
+    // The one-key case is by far the most common.
     if let Keys::At(i) = keys {
         return match cmd.arg_at(i) {
             Some(key) => KeySlots::One(slot_for_key(key)),
             None => KeySlots::None,
         };
     }
+    several_key_slots(cmd, keys)
+}
+
+/// [`key_slots`] of anything but one key.
+fn several_key_slots(cmd: &Cmd, keys: Keys) -> KeySlots {
     let mut slot = None;
     for key in keys_at(cmd, keys) {
         let s = slot_for_key(key);
