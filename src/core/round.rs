@@ -448,6 +448,11 @@ impl Rounds {
             return;
         }
         match reply {
+            // Anything but an error reply is the command's result: no redirect, no
+            // retry, no budget to look at (the usual case, decided without `decide`).
+            Some(RoundReply::Value(value)) if !matches!(value, Value::Error(_)) => {
+                self.set(index, Ok(value))
+            }
             Some(RoundReply::Value(value)) => {
                 let (redirects, retries) = self.taken[index];
                 // A named node's redirect goes back to the caller, whatever the budget.
