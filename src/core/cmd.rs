@@ -105,15 +105,18 @@ fn decimal_len(n: usize) -> usize {
 }
 
 /// The payload length of a bulk string `element` bytes long (framing included): the `p`
-/// with `p + digits(p) + 5 == element`, unique because the left side grows with `p`.
+/// with `p + digits(p) + 5 == element`. A payload of `d` digits' length has
+/// `p + d <= 10^d - 1 + d`, so the first `d` whose bound holds is its digit count (one
+/// comparison for the usual short argument).
 fn payload_len(element: usize) -> usize {
     let m = element - BULK_FRAMING;
-    let p = m - decimal_len(m);
-    if p + decimal_len(p) == m {
-        p
-    } else {
-        p + 1
+    let mut digits = 1;
+    let mut largest = 9usize; // the largest payload length of `digits` digits
+    while m > largest + digits {
+        digits += 1;
+        largest = largest.saturating_mul(10).saturating_add(9);
     }
+    m - digits
 }
 
 /// Starts a command with its name: `cmd("GET").arg("k")`.

@@ -74,11 +74,21 @@ pub fn slot_for_key(key: &[u8]) -> Slot {
 }
 
 /// CRC16 as the cluster spec defines it (XMODEM: polynomial 0x1021, initial value 0,
-/// no reflection), one table lookup per byte as the spec's reference code does.
+/// no reflection), two bytes per step: the CRC so far xored with the next two bytes
+/// is the register the polynomial shifts through, and `CRC16_PAIRS` holds what its high
+/// byte contributes after two byte steps (the spec's reference code does one byte per
+/// table lookup, as the last odd byte here does).
 fn crc16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0, |crc, &b| {
-        (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ b)]
-    })
+    let mut pairs = bytes.chunks_exact(2);
+    let mut crc = 0u16;
+    for pair in &mut pairs {
+        let register = crc ^ u16::from_be_bytes([pair[0], pair[1]]);
+        crc = CRC16_PAIRS[usize::from(register >> 8)] ^ CRC16_TABLE[usize::from(register & 0xFF)];
+    }
+    match pairs.remainder() {
+        [last] => (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ last)],
+        _ => crc,
+    }
 }
 
 /// The CRC of each byte value shifted through the polynomial, built at compile time.
@@ -97,6 +107,19 @@ const CRC16_TABLE: [u16; 256] = {
             bit += 1;
         }
         table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// [`CRC16_TABLE`] one byte step further: what a high byte `i` of the register becomes
+/// after two byte steps (`(T[i] << 8) ^ T[T[i] >> 8]`).
+const CRC16_PAIRS: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let once = CRC16_TABLE[i];
+        table[i] = (once << 8) ^ CRC16_TABLE[(once >> 8) as usize];
         i += 1;
     }
     table
