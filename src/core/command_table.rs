@@ -479,8 +479,9 @@ pub(crate) struct Described {
     pub(crate) read_only: bool,
 }
 
-/// Looks `cmd` up in the table (see [`Described`]).
-#[inline]
+/// Looks `cmd` up in the table (see [`Described`]). Inlined into its callers, so that
+/// judging a command builds no `Described` in memory.
+#[inline(always)]
 pub(crate) fn describe(cmd: &Cmd) -> Described {
     let args = cmd.len();
     let entry = lookup_name(cmd.name());
