@@ -452,9 +452,10 @@ fn decode_scalar(src: &mut BytesMut, limits: &DecodeLimits) -> Option<Result<Opt
             Value::SimpleString(Bytes::from_static(b"OK"))
         }
         b'+' | b'-' => {
-            src.advance(1);
-            let line = src.split_to(cr - 1).freeze();
-            src.advance(2);
+            let mut line = src.split_to(after);
+            line.advance(1);
+            line.truncate(cr - 1);
+            let line = line.freeze();
             if kind == b'+' {
                 Value::SimpleString(line)
             } else {
@@ -492,10 +493,12 @@ fn decode_scalar(src: &mut BytesMut, limits: &DecodeLimits) -> Option<Result<Opt
             if &src[end..end + 2] != b"\r\n" {
                 return Some(Err(Error::protocol("bulk string not followed by CRLF")));
             }
-            src.advance(after);
-            let body = src.split_to(len).freeze();
-            src.advance(2);
-            Value::Bulk(body)
+            // The whole reply off the buffer in one split, then its framing off the
+            // piece: one reference count, and the buffer's own start moved once.
+            let mut body = src.split_to(end + 2);
+            body.advance(after);
+            body.truncate(len);
+            Value::Bulk(body.freeze())
         }
     };
     Some(Ok(Some(value)))
