@@ -203,11 +203,13 @@ impl<'a> Request<'a> {
         deadline: Option<Instant>,
         counters: &crate::core::stats::Counters,
     ) -> Result<Request<'a>> {
-        if let Err(e) = crate::core::transaction::check_watched_transaction(cmds, slot) {
-            counters.add_refused();
-            return Err(e);
-        }
-        let tx = TxRound::new(cmds, limits, deadline)?.pinned(node.clone());
+        let tx = match TxRound::watched(cmds, slot, node.clone(), limits, deadline) {
+            Ok(tx) => tx,
+            Err(e) => {
+                counters.add_refused();
+                return Err(e);
+            }
+        };
         Ok(Request::from_transaction(cmds, tx, None))
     }
 

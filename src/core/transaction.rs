@@ -154,7 +154,12 @@ pub fn watch_command<K: ToArg>(keys: &[K]) -> Result<(Cmd, Slot)> {
 /// slot (its node holds the watches): [`transaction_slot`]'s refusals, or
 /// [`ErrorKind::CrossSlot`] for another slot.
 pub fn check_watched_transaction(cmds: &[Cmd], watched: Slot) -> Result<()> {
-    let slot = transaction_slot(cmds)?;
+    in_watched_slot(transaction_slot(cmds)?, watched)
+}
+
+/// [`check_watched_transaction`] for a transaction whose slot is known (a [`TxRound`]
+/// found it when it was made).
+fn in_watched_slot(slot: Slot, watched: Slot) -> Result<()> {
     if slot == watched {
         Ok(())
     } else {
@@ -554,6 +559,21 @@ impl TxRound {
             outcome: None,
             effects: Vec::new(),
         })
+    }
+
+    /// A `WATCH` session's transaction: [`TxRound::new`], refused unless it runs in the
+    /// `watched` slot ([`check_watched_transaction`]; the commands are judged once for
+    /// both), and pinned to `node`, whose connection holds the watches.
+    pub(crate) fn watched(
+        cmds: &[Cmd],
+        watched: Slot,
+        node: NodeAddr,
+        limits: RoundLimits,
+        deadline: Option<Instant>,
+    ) -> Result<TxRound> {
+        let tx = TxRound::new(cmds, limits, deadline)?;
+        in_watched_slot(tx.slot, watched)?;
+        Ok(tx.pinned(node))
     }
 
     /// Runs on `node` only (its connection holds the `WATCH`); no redirect is followed.
