@@ -77,6 +77,25 @@ fn encoder(c: &mut Criterion) {
             black_box(buf)
         })
     });
+    // The same, with each command built in the loop, as a caller building its pipeline
+    // per request pays: a command's arguments are framed when they are added.
+    group.bench_function("1024 SET built and encoded into one batch", |b| {
+        b.iter(|| {
+            let built: Vec<_> = (0..1024)
+                .map(|i| {
+                    cmd("SET")
+                        .arg(black_box(format!("key:{i}")).as_str())
+                        .arg(black_box(format!("value-{i:016}")).as_str())
+                })
+                .collect();
+            let total: usize = built.iter().map(|c| c.encoded_len()).sum();
+            let mut buf = BytesMut::with_capacity(total);
+            for c in &built {
+                c.write_to(&mut buf);
+            }
+            black_box(buf)
+        })
+    });
     group.finish();
 }
 

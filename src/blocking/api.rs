@@ -10,6 +10,7 @@ use crate::core::command_table::NamedNode;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::handshake::ServerInfo;
+use crate::core::judgement::Judgement;
 use crate::core::pipeline::Pipeline;
 use crate::core::reply::FromReply;
 use crate::core::report::{PipelineReport, Reporter};
@@ -169,7 +170,9 @@ impl Client {
     /// # Ok::<(), redis_cluster_uring::Error>(())
     /// ```
     pub fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
-        let results = match self.cluster.path(&command)? {
+        // Judged once: the path, and the request if it takes one, read the judgement.
+        let judged = Judgement::of(&command);
+        let results = match self.cluster.path_judged(&command, &judged)? {
             Path::Blocking(budget) => {
                 self.cluster.counters().add_execution();
                 self.cluster.counters().add_blocking();
@@ -186,7 +189,7 @@ impl Client {
             }
             // One caller at a time: the single path would save nothing here.
             Path::Single | Path::Request => {
-                self.execute_commands(std::slice::from_ref(&command), None)?
+                self.execute_judged(std::slice::from_ref(&command), vec![judged], None)?
             }
         };
         match results.into_iter().next() {

@@ -9,6 +9,7 @@ use crate::core::cluster::{Cluster, SlotMapFetch};
 use crate::core::cmd::Cmd;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::judgement::Judgement;
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::report::Reporter;
 use crate::core::request::{Request, Step};
@@ -162,14 +163,25 @@ impl Client {
         cmds: &[Cmd],
         reporter: Option<&mut Reporter>,
     ) -> Result<Vec<Result<Value>>> {
+        self.execute_judged(cmds, Judgement::all(cmds), reporter)
+    }
+
+    /// [`Client::execute_commands`] for commands judged already (`judged[i]` is
+    /// `cmds[i]`'s).
+    pub(super) fn execute_judged(
+        &mut self,
+        cmds: &[Cmd],
+        judged: Vec<Judgement>,
+        reporter: Option<&mut Reporter>,
+    ) -> Result<Vec<Result<Value>>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
         self.housekeeping();
         let deadline = deadline_after(self.cluster.config().request_timeout);
-        let mut request = self
-            .cluster
-            .pipeline(cmds, self.pool.nodes(), deadline, reporter);
+        let mut request =
+            self.cluster
+                .pipeline_judged(cmds, judged, self.pool.nodes(), deadline, reporter);
         self.drive(&mut request, deadline);
         self.maybe_refresh();
         request.results()

@@ -26,21 +26,19 @@ use std::time::{Duration, Instant};
 use rustls::ClientConfig;
 
 use crate::core::cmd::Cmd;
-use crate::core::command_table::{
-    command_class, deadline_budget, named_node_path, CommandClass, NamedNode,
-};
+use crate::core::command_table::{deadline_budget, named_node_path, CommandClass, NamedNode};
 use crate::core::config::{Config, Execution};
 use crate::core::conn::Conn;
 use crate::core::error::Result;
+use crate::core::expand::splits;
+use crate::core::judgement::Judgement;
 use crate::core::nodes::NodeTable;
 use crate::core::read_route::ReadRouter;
 use crate::core::refresh::{in_cluster, Refresh, SlotMapVote, UNRESPONSIVE_AFTER};
 use crate::core::report::Reporter;
 use crate::core::request::Request;
 use crate::core::round::{Effect, RoundLimits};
-use crate::core::route::is_multi_key;
 use crate::core::slot::Slot;
-use crate::core::split::split_by_slot;
 use crate::core::stats::Counters;
 use crate::core::tls::TlsConfig;
 use crate::core::topology::{NodeAddr, SlotMap};
@@ -137,12 +135,17 @@ impl Cluster {
     /// The path `command` takes (see [`Path`]); an error for a blocking command whose
     /// timeout cannot be read.
     pub fn path(&self, command: &Cmd) -> Result<Path> {
-        Ok(match command_class(command) {
+        self.path_judged(command, &Judgement::of(command))
+    }
+
+    /// [`Cluster::path`] for a command judged already.
+    pub(crate) fn path_judged(&self, command: &Cmd, judged: &Judgement) -> Result<Path> {
+        Ok(match judged.class() {
             CommandClass::Blocking => {
                 Path::Blocking(deadline_budget(command, self.config.request_timeout)?)
             }
             CommandClass::Regular => {
-                let split = is_multi_key(command) && split_by_slot(command).is_some();
+                let split = splits(command, judged).is_some();
                 if split || self.router.routes_reads() {
                     Path::Request
                 } else {
@@ -172,10 +175,23 @@ impl Cluster {
         deadline: Option<Instant>,
         reporter: Option<&'a mut Reporter>,
     ) -> Request<'a> {
+        self.pipeline_judged(cmds, Judgement::all(cmds), nodes, deadline, reporter)
+    }
+
+    /// [`Cluster::pipeline`] for commands judged already (`judged[i]` is `cmds[i]`'s).
+    pub(crate) fn pipeline_judged<'a>(
+        &mut self,
+        cmds: &'a [Cmd],
+        judged: Vec<Judgement>,
+        nodes: &NodeTable,
+        deadline: Option<Instant>,
+        reporter: Option<&'a mut Reporter>,
+    ) -> Request<'a> {
         self.counters.add_execution();
         let reads = nodes.read_targets(&mut self.router, &self.map);
-        let request = Request::pipeline(
+        let request = Request::pipeline_judged(
             cmds,
+            judged,
             &self.map,
             self.limits(),
             deadline,

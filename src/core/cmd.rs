@@ -1,15 +1,15 @@
 //! Building commands: `cmd("SET").arg("key").arg(42)`.
 //!
-//! A [`Cmd`] keeps all argument bytes in one buffer plus the end offset of each argument,
-//! so building one costs two allocations whatever its arity, and routing can look at any
-//! argument without re-parsing.
+//! A [`Cmd`] keeps its arguments already framed as RESP bulk strings (`$<len>\r\n<bytes>\r\n`
+//! each) in one buffer, plus the end offset of each: building one costs one allocation
+//! for its bytes whatever its arity, encoding it is the array header and one copy of
+//! that buffer (however many nodes, redirects or retries send it), and routing can look
+//! at any argument without re-parsing.
 //!
 //! [`ToArg`] is one argument; [`ToArgs`] is one or several, so a helper that takes keys or
 //! members accepts a single value, a slice, an array or a `Vec` alike.
 
-use bytes::{Bytes, BytesMut};
-
-use crate::core::resp::encode;
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// One command with its arguments, ready to be routed and encoded.
 ///
@@ -22,6 +22,8 @@ use crate::core::resp::encode;
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Cmd {
+    /// Every argument as a RESP bulk string, back to back: the command's encoding but
+    /// for its array header (`*<count>\r\n`), which [`Cmd::write_to`] puts first.
     data: Vec<u8>,
     ends: Ends,
 }
@@ -30,8 +32,8 @@ pub struct Cmd {
 /// or cloning one allocates only its bytes.
 const INLINE_ARGS: usize = 7;
 
-/// Where each argument ends in `Cmd::data`: inline for short commands, on the heap past
-/// [`INLINE_ARGS`].
+/// Where each argument's bulk string ends in `Cmd::data` (after its CRLF): inline for
+/// short commands, on the heap past [`INLINE_ARGS`].
 #[derive(Clone)]
 enum Ends {
     Inline { len: u8, at: [u32; INLINE_ARGS] },
@@ -82,7 +84,40 @@ impl Eq for Ends {}
 
 /// Room reserved for a command's arguments after its name, so that a typical short
 /// command (`GET key`, `SET key value`) is built in one allocation.
-const TYPICAL_ARGS_BYTES: usize = 40;
+const TYPICAL_ARGS_BYTES: usize = 56;
+
+/// Bytes of a bulk string's framing around its payload: `$`, CRLF after the length, CRLF
+/// after the payload (the length's digits come on top).
+const BULK_FRAMING: usize = 5;
+
+/// Number of decimal digits of `n` (1 for 0).
+fn decimal_len(n: usize) -> usize {
+    let mut digits = 1;
+    let mut bound = 10usize;
+    while n >= bound {
+        digits += 1;
+        match bound.checked_mul(10) {
+            Some(b) => bound = b,
+            None => break,
+        }
+    }
+    digits
+}
+
+/// The payload length of a bulk string `element` bytes long (framing included): the `p`
+/// with `p + digits(p) + 5 == element`. A payload of `d` digits' length has
+/// `p + d <= 10^d - 1 + d`, so the first `d` whose bound holds is its digit count (one
+/// comparison for the usual short argument).
+fn payload_len(element: usize) -> usize {
+    let m = element - BULK_FRAMING;
+    let mut digits = 1;
+    let mut largest = 9usize; // the largest payload length of `digits` digits
+    while m > largest + digits {
+        digits += 1;
+        largest = largest.saturating_mul(10).saturating_add(9);
+    }
+    m - digits
+}
 
 /// Starts a command with its name: `cmd("GET").arg("k")`.
 pub fn cmd(name: &str) -> Cmd {
@@ -129,9 +164,39 @@ impl Cmd {
         self
     }
 
-    /// Appends an argument in place.
+    /// Appends an argument in place, framed as a bulk string: its length header first
+    /// (exact when the argument knows its length, as bytes and strings do; otherwise the
+    /// payload, a formatted number, is moved over when its length needs more digits).
     pub fn push_arg<A: ToArg>(&mut self, arg: A) -> &mut Cmd {
+        let start = self.data.len();
+        let guess = arg.byte_len().unwrap_or(0);
+        self.data.reserve(guess + BULK_FRAMING + 2);
+        self.data.push(b'$');
+        self.data
+            .extend_from_slice(itoa::Buffer::new().format(guess).as_bytes());
+        self.data.extend_from_slice(b"\r\n");
+        let payload = self.data.len();
         arg.write_arg(&mut self.data);
+        let len = self.data.len() - payload;
+        if len != guess {
+            // Rewrite the header for the real length, moving the payload if its digits
+            // take more (or less) room than the guess's.
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(len).as_bytes();
+            let header = 1 + digits.len() + 2;
+            let new_payload = start + header;
+            if new_payload > payload {
+                self.data
+                    .resize(self.data.len() + (new_payload - payload), 0);
+                self.data.copy_within(payload..payload + len, new_payload);
+            } else if new_payload < payload {
+                self.data.copy_within(payload..payload + len, new_payload);
+                self.data.truncate(new_payload + len);
+            }
+            self.data[start + 1..start + 1 + digits.len()].copy_from_slice(digits);
+            self.data[new_payload - 2..new_payload].copy_from_slice(b"\r\n");
+        }
+        self.data.extend_from_slice(b"\r\n");
         // A single argument larger than 4 GiB is beyond what Redis accepts (512 MiB).
         self.ends
             .push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
@@ -161,7 +226,8 @@ impl Cmd {
             Some(prev) => ends[prev] as usize,
             None => 0,
         };
-        self.data.get(start..end)
+        let len = payload_len(end.checked_sub(start)?);
+        self.data.get(end - 2 - len..end - 2)
     }
 
     /// All arguments, name first.
@@ -169,14 +235,25 @@ impl Cmd {
         Args { cmd: self, next: 0 }
     }
 
-    /// Exact number of bytes of the RESP encoding.
+    /// Exact number of bytes of the RESP encoding (no pass over the arguments: they are
+    /// framed already).
     pub fn encoded_len(&self) -> usize {
-        encode::encoded_len(self.args())
+        1 + decimal_len(self.len()) + 2 + self.data.len()
     }
 
-    /// Appends the RESP encoding to `dst`.
+    /// Appends the RESP encoding to `dst`: the array header, then one copy of the framed
+    /// arguments.
     pub fn write_to(&self, dst: &mut BytesMut) {
-        encode::encode_command(dst, self.args());
+        dst.reserve(self.encoded_len());
+        let count = self.len();
+        if count < 10 {
+            dst.put_slice(&[b'*', b'0' + count as u8, b'\r', b'\n']);
+        } else {
+            dst.put_u8(b'*');
+            dst.put_slice(itoa::Buffer::new().format(count).as_bytes());
+            dst.put_slice(b"\r\n");
+        }
+        dst.put_slice(&self.data);
     }
 
     /// The RESP encoding as a standalone buffer.
@@ -225,6 +302,15 @@ impl ExactSizeIterator for Args<'_> {}
 pub trait ToArg {
     /// Appends the argument's bytes to `out`.
     fn write_arg(&self, out: &mut Vec<u8>);
+
+    /// How many bytes [`ToArg::write_arg`] will append, when that is known without
+    /// formatting (bytes and strings): the argument's length header is then written
+    /// first, exactly. A hint only: the bytes written are what counts. Implementors
+    /// keep the default.
+    #[doc(hidden)]
+    fn byte_len(&self) -> Option<usize> {
+        None
+    }
 
     /// Appends a slice of such values to `cmd`: one argument each, except for `u8`, whose
     /// slice is one binary argument. A hook for [`ToArgs`], which cannot tell `[u8]` from
@@ -306,11 +392,19 @@ impl<T: ToArg + ?Sized> ToArg for &T {
     fn write_arg(&self, out: &mut Vec<u8>) {
         (**self).write_arg(out)
     }
+
+    fn byte_len(&self) -> Option<usize> {
+        (**self).byte_len()
+    }
 }
 
 impl ToArg for [u8] {
     fn write_arg(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self)
+    }
+
+    fn byte_len(&self) -> Option<usize> {
+        Some(self.len())
     }
 }
 
@@ -318,11 +412,19 @@ impl<const N: usize> ToArg for [u8; N] {
     fn write_arg(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self)
     }
+
+    fn byte_len(&self) -> Option<usize> {
+        Some(N)
+    }
 }
 
 impl ToArg for Vec<u8> {
     fn write_arg(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self)
+    }
+
+    fn byte_len(&self) -> Option<usize> {
+        Some(self.len())
     }
 }
 
@@ -330,17 +432,29 @@ impl ToArg for Bytes {
     fn write_arg(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self)
     }
+
+    fn byte_len(&self) -> Option<usize> {
+        Some(self.len())
+    }
 }
 
 impl ToArg for str {
     fn write_arg(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.as_bytes())
     }
+
+    fn byte_len(&self) -> Option<usize> {
+        Some(self.len())
+    }
 }
 
 impl ToArg for String {
     fn write_arg(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.as_bytes())
+    }
+
+    fn byte_len(&self) -> Option<usize> {
+        Some(self.len())
     }
 }
 
@@ -468,6 +582,88 @@ mod tests {
         assert_eq!(cmd("X").arg(7u8).arg_at(1), Some(b"7".as_slice()));
         let empty: &[&str] = &[];
         assert_eq!(cmd("DEL").arg_multi(empty).len(), 1);
+    }
+
+    #[test]
+    fn a_bulk_strings_payload_length_follows_from_its_size() {
+        let mut lengths: Vec<usize> = (0..100_000).collect();
+        for digits in 5..=12u32 {
+            let p = 10usize.pow(digits);
+            lengths.extend([p - 2, p - 1, p, p + 1]);
+        }
+        for p in lengths {
+            assert_eq!(payload_len(p + decimal_len(p) + BULK_FRAMING), p, "{p}");
+        }
+        assert_eq!(decimal_len(usize::MAX), 20);
+    }
+
+    /// An argument that does not say its length, longer than nine bytes: its header is
+    /// rewritten and its payload moved.
+    struct Unsized(&'static str);
+
+    impl ToArg for Unsized {
+        fn write_arg(&self, out: &mut Vec<u8>) {
+            out.extend_from_slice(self.0.as_bytes())
+        }
+    }
+
+    /// An argument whose hint is wrong both ways: the bytes written count.
+    struct Lying(&'static str, usize);
+
+    impl ToArg for Lying {
+        fn write_arg(&self, out: &mut Vec<u8>) {
+            out.extend_from_slice(self.0.as_bytes())
+        }
+
+        fn byte_len(&self) -> Option<usize> {
+            Some(self.1)
+        }
+    }
+
+    #[test]
+    fn arguments_of_any_length_are_framed_exactly() {
+        let long = "x".repeat(1234);
+        let c = cmd("SET")
+            .arg(Unsized("a twelve byte"))
+            .arg(Unsized(""))
+            .arg(Lying("short", 123_456))
+            .arg(Lying("a longer one", 0))
+            .arg(long.as_str())
+            .arg(u64::MAX)
+            .arg(-1.5f64);
+        let want: Vec<&[u8]> = vec![
+            b"SET",
+            b"a twelve byte",
+            b"",
+            b"short",
+            b"a longer one",
+            long.as_bytes(),
+            b"18446744073709551615",
+            b"-1.5",
+        ];
+        assert_eq!(c.args().collect::<Vec<_>>(), want);
+        let mut reference = BytesMut::new();
+        crate::core::resp::encode::encode_command(&mut reference, want.iter().copied());
+        assert_eq!(c.to_bytes(), reference.freeze());
+        assert_eq!(c.encoded_len(), c.to_bytes().len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn framing_matches_the_encoder(
+            args in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..14)
+        ) {
+            let mut c = Cmd::new();
+            for a in &args {
+                c.push_arg(a.as_slice());
+            }
+            let slices: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            proptest::prop_assert_eq!(c.args().collect::<Vec<_>>(), slices.clone());
+            let mut reference = BytesMut::new();
+            crate::core::resp::encode::encode_command(&mut reference, slices.iter().copied());
+            proptest::prop_assert_eq!(c.encoded_len(), reference.len());
+            proptest::prop_assert_eq!(c.to_bytes(), reference.freeze());
+        }
     }
 
     #[test]

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use crate::core::cmd::Cmd;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::route::{stream_options, upper_name};
 
 /// How a multi-node command is fanned out (the server's `request_policy` tip).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +106,430 @@ fn is(arg: Option<&[u8]>, word: &[u8]) -> bool {
     arg.is_some_and(|a| a.eq_ignore_ascii_case(word))
 }
 
-fn multi(request: RequestPolicy, response: ResponsePolicy) -> CommandClass {
+const fn multi(request: RequestPolicy, response: ResponsePolicy) -> CommandClass {
     CommandClass::MultiNode { request, response }
+}
+
+const fn state(api: &'static str) -> CommandClass {
+    CommandClass::ConnectionState { api }
+}
+
+/// The table's entry for a command name, compared case-insensitively: looked up as it
+/// is when it has no lower-case letter (the usual `GET`), otherwise upper-cased into a
+/// stack buffer first (names are short; a longer one is no command this table knows).
+fn lookup_name(name: &[u8]) -> Entry {
+    if name.len() > 24 {
+        return UNKNOWN;
+    }
+    if !name.iter().any(u8::is_ascii_lowercase) {
+        return lookup(name);
+    }
+    let mut buf = [0u8; 24];
+    let upper = &mut buf[..name.len()];
+    upper.copy_from_slice(name);
+    upper.make_ascii_uppercase();
+    lookup(upper)
+}
+
+/// Where a command's keys are (the server's key specs, for the commands that matter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// No key.
+    None,
+    /// One key at this index.
+    At(usize),
+    /// Keys from index `first`, every `step` arguments, until the end (minus `skip_last`).
+    Every {
+        first: usize,
+        step: usize,
+        skip_last: usize,
+    },
+    /// `numkeys` at index `at`, the keys right after it (EVAL and FCALL at 2, LMPOP and
+    /// ZUNION at 1, BLMPOP after its timeout at 2).
+    NumKeysAt(usize),
+    /// A destination key at 1, `numkeys` at 2, the source keys after it (ZUNIONSTORE).
+    DestThenCounted,
+    /// After the `STREAMS` keyword, the first half of what remains (XREAD, XREADGROUP).
+    Streams,
+}
+
+impl Keys {
+    /// Whether these positions can name several keys.
+    pub(crate) fn is_multi_key(self) -> bool {
+        !matches!(self, Keys::None | Keys::At(_))
+    }
+}
+
+/// A command's class as its name gives it, or the subcommand (or option) that decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClassRule {
+    Is(CommandClass),
+    Client,
+    Script,
+    Function,
+    Config,
+    Memory,
+    Pubsub,
+    Cluster,
+    /// `XREAD`/`XREADGROUP`: blocking with a `BLOCK` option, regular otherwise.
+    Streams,
+}
+
+/// Where a command's keys are as its name gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyRule {
+    /// At index 1 when there is an argument (the great majority, and every command the
+    /// table does not know).
+    FirstArg,
+    NoKeys,
+    /// Every argument after the name.
+    EveryArg,
+    /// Keys and values alternating (`MSET`).
+    Pairs,
+    /// Every argument but the last, a timeout (`BLPOP`).
+    AllButTimeout,
+    /// Source and destination at 1 and 2, options after (`LMOVE`, `RENAME`).
+    SourceAndDestination,
+    NumKeysAt(usize),
+    DestThenCounted,
+    Streams,
+    /// A subcommand, then the key (`OBJECT ENCODING key`, `XINFO STREAM key`); none
+    /// without it (`OBJECT HELP`).
+    SubcommandThenKey,
+    /// `MEMORY USAGE key` is the one keyed `MEMORY` subcommand.
+    MemoryUsage,
+}
+
+/// Whether a command only reads (the server's `readonly` flag), as its name gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadRule {
+    Writes,
+    Reads,
+    /// `XREAD` without `BLOCK`.
+    UnlessBlocking,
+    /// With a key after the subcommand (`XINFO STREAM key`, `OBJECT ENCODING key`).
+    WithKey,
+    /// `MEMORY USAGE`.
+    MemoryUsage,
+}
+
+/// What the table says of a command name before its arguments are looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    class: ClassRule,
+    keys: KeyRule,
+    reads: ReadRule,
+}
+
+const fn entry(class: ClassRule, keys: KeyRule, reads: ReadRule) -> Entry {
+    Entry { class, keys, reads }
+}
+
+const REGULAR: ClassRule = ClassRule::Is(CommandClass::Regular);
+
+/// A name the table does not know (module commands, newer server commands): regular,
+/// its key first, a write (the primary is always safe).
+const UNKNOWN: Entry = entry(REGULAR, KeyRule::FirstArg, ReadRule::Writes);
+
+/// The table: every facet of a command name in one `match` over the upper-cased name,
+/// which the compiler turns into a few length and byte comparisons rather than a scan,
+/// so a command is looked up once, whatever the client needs to know of it.
+fn lookup(name: &[u8]) -> Entry {
+    use ClassRule::*;
+    use CommandClass::{Blocking, NodeSpecific};
+    use KeyRule::*;
+    use ReadRule::*;
+    use RequestPolicy::*;
+    use ResponsePolicy::*;
+    match name {
+        // Reads of one key.
+        b"GET"
+        | b"STRLEN"
+        | b"GETRANGE"
+        | b"SUBSTR"
+        | b"LCS"
+        | b"TTL"
+        | b"PTTL"
+        | b"EXPIRETIME"
+        | b"PEXPIRETIME"
+        | b"TYPE"
+        | b"DUMP"
+        | b"GETBIT"
+        | b"BITCOUNT"
+        | b"BITPOS"
+        | b"BITFIELD_RO"
+        | b"HGET"
+        | b"HMGET"
+        | b"HGETALL"
+        | b"HKEYS"
+        | b"HVALS"
+        | b"HLEN"
+        | b"HEXISTS"
+        | b"HSTRLEN"
+        | b"HRANDFIELD"
+        | b"HSCAN"
+        | b"LRANGE"
+        | b"LLEN"
+        | b"LINDEX"
+        | b"LPOS"
+        | b"SMEMBERS"
+        | b"SISMEMBER"
+        | b"SMISMEMBER"
+        | b"SCARD"
+        | b"SRANDMEMBER"
+        | b"SSCAN"
+        | b"ZRANGE"
+        | b"ZRANGEBYSCORE"
+        | b"ZRANGEBYLEX"
+        | b"ZREVRANGE"
+        | b"ZREVRANGEBYSCORE"
+        | b"ZREVRANGEBYLEX"
+        | b"ZSCORE"
+        | b"ZMSCORE"
+        | b"ZCARD"
+        | b"ZCOUNT"
+        | b"ZLEXCOUNT"
+        | b"ZRANK"
+        | b"ZREVRANK"
+        | b"ZSCAN"
+        | b"ZRANDMEMBER"
+        | b"XRANGE"
+        | b"XREVRANGE"
+        | b"XLEN"
+        | b"XPENDING"
+        | b"GEOPOS"
+        | b"GEODIST"
+        | b"GEOHASH"
+        | b"GEOSEARCH"
+        | b"GEORADIUS_RO"
+        | b"GEORADIUSBYMEMBER_RO"
+        | b"SORT_RO" => entry(REGULAR, FirstArg, Reads),
+        // Writes of one key (listed for the reader: an unknown name is the same).
+        b"SET" | b"INCR" | b"INCRBY" | b"DECR" | b"DECRBY" | b"HSET" | b"EXPIRE" | b"PEXPIRE"
+        | b"LPUSH" | b"RPUSH" | b"LPOP" | b"RPOP" | b"SADD" | b"ZADD" | b"APPEND" | b"GETSET"
+        | b"SETEX" => UNKNOWN,
+        // Every argument after the name is a key.
+        b"MGET" | b"EXISTS" | b"PFCOUNT" | b"SDIFF" | b"SINTER" | b"SUNION" | b"TOUCH" => {
+            entry(REGULAR, EveryArg, Reads)
+        }
+        b"DEL" | b"UNLINK" | b"PFMERGE" | b"SDIFFSTORE" | b"SINTERSTORE" | b"SUNIONSTORE" => {
+            entry(REGULAR, EveryArg, Writes)
+        }
+        b"MSET" | b"MSETNX" => entry(REGULAR, Pairs, Writes),
+        b"COPY" | b"LMOVE" | b"RENAME" | b"RENAMENX" | b"RPOPLPUSH" | b"SMOVE" => {
+            entry(REGULAR, SourceAndDestination, Writes)
+        }
+        b"SINTERCARD" | b"ZUNION" | b"ZINTER" | b"ZDIFF" | b"ZINTERCARD" => {
+            entry(REGULAR, NumKeysAt(1), Reads)
+        }
+        b"LMPOP" | b"ZMPOP" => entry(REGULAR, NumKeysAt(1), Writes),
+        b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL_RO" => entry(REGULAR, NumKeysAt(2), Reads),
+        b"EVAL" | b"EVALSHA" | b"FCALL" => entry(REGULAR, NumKeysAt(2), Writes),
+        b"ZUNIONSTORE" | b"ZINTERSTORE" | b"ZDIFFSTORE" => entry(REGULAR, DestThenCounted, Writes),
+        b"OBJECT" | b"XINFO" => entry(REGULAR, SubcommandThenKey, WithKey),
+        b"ACL" | b"COMMAND" | b"ECHO" | b"LOLWUT" | b"PUBLISH" | b"TIME" => {
+            entry(REGULAR, NoKeys, Writes)
+        }
+
+        b"XREAD" => entry(ClassRule::Streams, KeyRule::Streams, UnlessBlocking),
+        b"XREADGROUP" => entry(ClassRule::Streams, KeyRule::Streams, Writes),
+        b"BLPOP" | b"BRPOP" | b"BZPOPMIN" | b"BZPOPMAX" => {
+            entry(Is(Blocking), AllButTimeout, Writes)
+        }
+        b"BLMOVE" | b"BRPOPLPUSH" => entry(Is(Blocking), SourceAndDestination, Writes),
+        b"BLMPOP" | b"BZMPOP" => entry(Is(Blocking), NumKeysAt(2), Writes),
+
+        b"MULTI" | b"EXEC" | b"DISCARD" | b"UNWATCH" => {
+            entry(Is(state(TRANSACTIONS)), NoKeys, Writes)
+        }
+        b"WATCH" => entry(Is(state(TRANSACTIONS)), EveryArg, Writes),
+        b"SUBSCRIBE" | b"UNSUBSCRIBE" | b"PSUBSCRIBE" | b"PUNSUBSCRIBE" => {
+            entry(Is(state(PUBSUB)), NoKeys, Writes)
+        }
+        // A shard channel is routed like a key.
+        b"SSUBSCRIBE" | b"SUNSUBSCRIBE" => entry(Is(state(PUBSUB)), FirstArg, Writes),
+        b"HELLO" | b"AUTH" => entry(Is(state(HANDSHAKE)), NoKeys, Writes),
+        b"SELECT" | b"SWAPDB" => entry(Is(state(NO_SELECT)), NoKeys, Writes),
+        b"ASKING" | b"READONLY" | b"READWRITE" => entry(Is(state(ROUTING)), NoKeys, Writes),
+        b"RESET" | b"QUIT" | b"MONITOR" | b"SYNC" => entry(Is(state(CONNECTION)), NoKeys, Writes),
+        b"PSYNC" | b"REPLCONF" => entry(Is(state(CONNECTION)), FirstArg, Writes),
+        b"CLIENT" => entry(Client, NoKeys, Writes),
+
+        b"DBSIZE" => entry(Is(multi(AllShards, Sum)), NoKeys, Writes),
+        b"FLUSHALL" | b"FLUSHDB" | b"PING" => {
+            entry(Is(multi(AllShards, AllSucceeded)), NoKeys, Writes)
+        }
+        b"KEYS" => entry(Is(multi(AllShards, Concat)), NoKeys, Writes),
+        b"SCAN" | b"RANDOMKEY" | b"INFO" => entry(Is(multi(AllShards, Special)), NoKeys, Writes),
+        b"WAIT" | b"WAITAOF" => entry(Is(multi(AllShards, Min)), NoKeys, Writes),
+        b"LATENCY" | b"SLOWLOG" => entry(Is(multi(AllNodes, Special)), NoKeys, Writes),
+        b"SCRIPT" => entry(Script, NoKeys, Writes),
+        b"FUNCTION" => entry(Function, NoKeys, Writes),
+        b"CONFIG" => entry(Config, NoKeys, Writes),
+        b"MEMORY" => entry(Memory, KeyRule::MemoryUsage, ReadRule::MemoryUsage),
+        b"PUBSUB" => entry(Pubsub, NoKeys, Writes),
+
+        b"SHUTDOWN" | b"FAILOVER" | b"REPLICAOF" | b"SLAVEOF" | b"DEBUG" | b"SAVE" | b"BGSAVE"
+        | b"BGREWRITEAOF" | b"MODULE" | b"LASTSAVE" | b"ROLE" => {
+            entry(Is(NodeSpecific), NoKeys, Writes)
+        }
+        b"CLUSTER" => entry(Cluster, NoKeys, Writes),
+        _ => UNKNOWN,
+    }
+}
+
+/// The class of a `CLIENT` command, by its subcommand.
+fn client_class(sub: Option<&[u8]>) -> CommandClass {
+    if is(sub, b"REPLY") {
+        state(REPLY_MODE)
+    } else if is(sub, b"TRACKING") || is(sub, b"CACHING") {
+        state("client-side caching is not supported yet (invalidations need the push handler of a later version)")
+    } else if is(sub, b"SETNAME") || is(sub, b"SETINFO") {
+        state(HANDSHAKE)
+    } else if is(sub, b"NO-EVICT") || is(sub, b"NO-TOUCH") {
+        state(CONNECTION)
+    } else if is(sub, b"PAUSE") || is(sub, b"UNPAUSE") || is(sub, b"KILL") {
+        CommandClass::NodeSpecific
+    } else {
+        CommandClass::Regular
+    }
+}
+
+/// The class of a command whose subcommand decides (everything but `CLIENT`).
+fn subcommand_class(rule: ClassRule, sub: Option<&[u8]>) -> CommandClass {
+    use RequestPolicy::*;
+    use ResponsePolicy::*;
+    match rule {
+        ClassRule::Script => {
+            if is(sub, b"DEBUG") {
+                // The next EVAL on the connection would start a debugging session.
+                state(CONNECTION)
+            } else if is(sub, b"EXISTS") {
+                multi(AllShards, LogicalAnd)
+            } else if is(sub, b"KILL") {
+                multi(AllShards, OneSucceeded)
+            } else if is(sub, b"LOAD") || is(sub, b"FLUSH") {
+                multi(AllNodes, AllSucceeded)
+            } else {
+                CommandClass::Regular
+            }
+        }
+        ClassRule::Function => {
+            if is(sub, b"LOAD") || is(sub, b"DELETE") || is(sub, b"FLUSH") || is(sub, b"RESTORE") {
+                multi(AllShards, AllSucceeded)
+            } else if is(sub, b"KILL") {
+                multi(AllShards, OneSucceeded)
+            } else if is(sub, b"STATS") {
+                multi(AllShards, Special)
+            } else {
+                CommandClass::Regular
+            }
+        }
+        ClassRule::Config => {
+            if is(sub, b"SET") || is(sub, b"RESETSTAT") || is(sub, b"REWRITE") {
+                multi(AllNodes, AllSucceeded)
+            } else {
+                CommandClass::NodeSpecific
+            }
+        }
+        ClassRule::Memory => {
+            if is(sub, b"USAGE") || is(sub, b"HELP") {
+                CommandClass::Regular
+            } else {
+                multi(AllShards, Special)
+            }
+        }
+        ClassRule::Pubsub => {
+            if is(sub, b"SHARDCHANNELS") || is(sub, b"SHARDNUMSUB") {
+                multi(AllShards, Special)
+            } else {
+                CommandClass::Regular
+            }
+        }
+        ClassRule::Cluster => {
+            // Questions any node answers the same way go anywhere; everything that acts
+            // on (or describes) one particular node needs that node named.
+            let anywhere = [
+                &b"SLOTS"[..],
+                b"SHARDS",
+                b"NODES",
+                b"INFO",
+                b"KEYSLOT",
+                b"HELP",
+            ];
+            if sub.is_some_and(|s| anywhere.iter().any(|w| s.eq_ignore_ascii_case(w))) {
+                CommandClass::Regular
+            } else {
+                CommandClass::NodeSpecific
+            }
+        }
+        ClassRule::Client => client_class(sub),
+        ClassRule::Is(class) => class,
+        ClassRule::Streams => CommandClass::Regular,
+    }
+}
+
+/// What the table says of one command: its class, where its keys are, and whether it
+/// only reads. One lookup of its name (upper-cased once, on the stack), then only the
+/// arguments the facets depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Described {
+    pub(crate) class: CommandClass,
+    pub(crate) keys: Keys,
+    pub(crate) read_only: bool,
+}
+
+/// Looks `cmd` up in the table (see [`Described`]). Inlined into its callers, so that
+/// judging a command builds no `Described` in memory.
+#[inline(always)]
+pub(crate) fn describe(cmd: &Cmd) -> Described {
+    let args = cmd.len();
+    let entry = lookup_name(cmd.name());
+    let sub = || cmd.arg_at(1);
+    // Only the stream commands need their options parsed, and then once for all facets.
+    let streams = matches!(entry.keys, KeyRule::Streams).then(|| stream_options(cmd));
+    let blocks = streams.is_some_and(|o| o.block.is_some());
+    let class = if cmd.is_empty() {
+        CommandClass::Empty
+    } else {
+        match entry.class {
+            ClassRule::Is(class) => class,
+            ClassRule::Streams if blocks => CommandClass::Blocking,
+            rule => subcommand_class(rule, sub()),
+        }
+    };
+    let every = |step, skip_last| Keys::Every {
+        first: 1,
+        step,
+        skip_last,
+    };
+    let keys = match entry.keys {
+        KeyRule::FirstArg if args > 1 => Keys::At(1),
+        KeyRule::FirstArg | KeyRule::NoKeys => Keys::None,
+        KeyRule::EveryArg => every(1, 0),
+        KeyRule::Pairs => every(2, 0),
+        KeyRule::AllButTimeout => every(1, 1),
+        KeyRule::SourceAndDestination => every(1, args.saturating_sub(3)),
+        KeyRule::NumKeysAt(at) => Keys::NumKeysAt(at),
+        KeyRule::DestThenCounted => Keys::DestThenCounted,
+        KeyRule::Streams => Keys::Streams,
+        KeyRule::SubcommandThenKey if args > 2 => Keys::At(2),
+        KeyRule::SubcommandThenKey => Keys::None,
+        KeyRule::MemoryUsage if is(sub(), b"USAGE") => Keys::At(2),
+        KeyRule::MemoryUsage => Keys::None,
+    };
+    let read_only = match entry.reads {
+        ReadRule::Writes => false,
+        ReadRule::Reads => true,
+        ReadRule::UnlessBlocking => !blocks,
+        ReadRule::WithKey => args > 2,
+        ReadRule::MemoryUsage => is(sub(), b"USAGE"),
+    };
+    Described {
+        class,
+        keys,
+        read_only,
+    }
 }
 
 /// The class of a command: the one decision every path of the client follows.
@@ -126,135 +547,7 @@ fn multi(request: RequestPolicy, response: ResponsePolicy) -> CommandClass {
 /// ));
 /// ```
 pub fn command_class(cmd: &Cmd) -> CommandClass {
-    use CommandClass::*;
-    use RequestPolicy::*;
-    use ResponsePolicy::*;
-    if cmd.is_empty() {
-        return Empty;
-    }
-    let Some((buf, len)) = upper_name(cmd.name()) else {
-        return Regular;
-    };
-    let sub = cmd.arg_at(1);
-    match &buf[..len] {
-        // Most traffic: decided by the first comparison.
-        b"GET" | b"SET" | b"MGET" | b"MSET" | b"DEL" | b"INCR" | b"INCRBY" | b"HGET" | b"HSET"
-        | b"EXPIRE" | b"EXISTS" => Regular,
-
-        b"MULTI" | b"EXEC" | b"DISCARD" | b"WATCH" | b"UNWATCH" => {
-            ConnectionState { api: TRANSACTIONS }
-        }
-        b"SUBSCRIBE" | b"UNSUBSCRIBE" | b"PSUBSCRIBE" | b"PUNSUBSCRIBE" | b"SSUBSCRIBE"
-        | b"SUNSUBSCRIBE" => ConnectionState { api: PUBSUB },
-        b"HELLO" | b"AUTH" => ConnectionState { api: HANDSHAKE },
-        b"SELECT" | b"SWAPDB" => ConnectionState { api: NO_SELECT },
-        b"ASKING" | b"READONLY" | b"READWRITE" => ConnectionState { api: ROUTING },
-        b"RESET" | b"QUIT" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"REPLCONF" => {
-            ConnectionState { api: CONNECTION }
-        }
-        b"CLIENT" => {
-            if is(sub, b"REPLY") {
-                ConnectionState { api: REPLY_MODE }
-            } else if is(sub, b"TRACKING") || is(sub, b"CACHING") {
-                ConnectionState {
-                    api: "client-side caching is not supported yet (invalidations need the push handler of a later version)",
-                }
-            } else if is(sub, b"SETNAME") || is(sub, b"SETINFO") {
-                ConnectionState { api: HANDSHAKE }
-            } else if is(sub, b"NO-EVICT") || is(sub, b"NO-TOUCH") {
-                ConnectionState { api: CONNECTION }
-            } else if is(sub, b"PAUSE") || is(sub, b"UNPAUSE") || is(sub, b"KILL") {
-                NodeSpecific
-            } else {
-                Regular
-            }
-        }
-
-        b"BLPOP" | b"BRPOP" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX" | b"BZMPOP"
-        | b"BRPOPLPUSH" => Blocking,
-        b"XREAD" | b"XREADGROUP" => {
-            if stream_block_ms(cmd).is_some() {
-                Blocking
-            } else {
-                Regular
-            }
-        }
-
-        b"DBSIZE" => multi(AllShards, Sum),
-        b"FLUSHALL" | b"FLUSHDB" => multi(AllShards, AllSucceeded),
-        b"KEYS" => multi(AllShards, Concat),
-        b"SCAN" | b"RANDOMKEY" | b"INFO" => multi(AllShards, Special),
-        b"PING" => multi(AllShards, AllSucceeded),
-        b"WAIT" | b"WAITAOF" => multi(AllShards, Min),
-        b"SCRIPT" => {
-            if is(sub, b"DEBUG") {
-                // The next EVAL on the connection would start a debugging session.
-                ConnectionState { api: CONNECTION }
-            } else if is(sub, b"EXISTS") {
-                multi(AllShards, LogicalAnd)
-            } else if is(sub, b"KILL") {
-                multi(AllShards, OneSucceeded)
-            } else if is(sub, b"LOAD") || is(sub, b"FLUSH") {
-                multi(AllNodes, AllSucceeded)
-            } else {
-                Regular
-            }
-        }
-        b"FUNCTION" => {
-            if is(sub, b"LOAD") || is(sub, b"DELETE") || is(sub, b"FLUSH") || is(sub, b"RESTORE") {
-                multi(AllShards, AllSucceeded)
-            } else if is(sub, b"KILL") {
-                multi(AllShards, OneSucceeded)
-            } else if is(sub, b"STATS") {
-                multi(AllShards, Special)
-            } else {
-                Regular
-            }
-        }
-        b"CONFIG" => {
-            if is(sub, b"SET") || is(sub, b"RESETSTAT") || is(sub, b"REWRITE") {
-                multi(AllNodes, AllSucceeded)
-            } else {
-                NodeSpecific
-            }
-        }
-        b"MEMORY" => {
-            if is(sub, b"USAGE") || is(sub, b"HELP") {
-                Regular
-            } else {
-                multi(AllShards, Special)
-            }
-        }
-        b"LATENCY" | b"SLOWLOG" => multi(AllNodes, Special),
-        b"PUBSUB" => {
-            if is(sub, b"SHARDCHANNELS") || is(sub, b"SHARDNUMSUB") {
-                multi(AllShards, Special)
-            } else {
-                Regular
-            }
-        }
-
-        b"SHUTDOWN" | b"FAILOVER" | b"REPLICAOF" | b"SLAVEOF" | b"DEBUG" | b"SAVE" | b"BGSAVE"
-        | b"BGREWRITEAOF" | b"MODULE" | b"LASTSAVE" | b"ROLE" => NodeSpecific,
-        b"CLUSTER" => {
-            // Questions any node answers the same way go anywhere; everything that acts
-            // on (or describes) one particular node needs that node named.
-            let anywhere = [
-                &b"SLOTS"[..],
-                b"SHARDS",
-                b"NODES",
-                b"INFO",
-                b"KEYSLOT",
-                b"HELP",
-            ];
-            if sub.is_some_and(|s| anywhere.iter().any(|w| s.eq_ignore_ascii_case(w))) {
-                Regular
-            } else {
-                NodeSpecific
-            }
-        }
-        _ => Regular,
-    }
+    describe(cmd).class
 }
 
 /// True for commands that only read (the server's `readonly` flag): with replica reads
@@ -270,91 +563,7 @@ pub fn command_class(cmd: &Cmd) -> CommandClass {
 /// assert!(!is_read_only(&cmd("EVAL").arg("return 1").arg(0)));
 /// ```
 pub fn is_read_only(cmd: &Cmd) -> bool {
-    let Some((buf, len)) = upper_name(cmd.name()) else {
-        return false;
-    };
-    matches!(
-        &buf[..len],
-        b"GET"
-            | b"MGET"
-            | b"STRLEN"
-            | b"GETRANGE"
-            | b"SUBSTR"
-            | b"LCS"
-            | b"EXISTS"
-            | b"TTL"
-            | b"PTTL"
-            | b"EXPIRETIME"
-            | b"PEXPIRETIME"
-            | b"TYPE"
-            | b"TOUCH"
-            | b"DUMP"
-            | b"GETBIT"
-            | b"BITCOUNT"
-            | b"BITPOS"
-            | b"BITFIELD_RO"
-            | b"HGET"
-            | b"HMGET"
-            | b"HGETALL"
-            | b"HKEYS"
-            | b"HVALS"
-            | b"HLEN"
-            | b"HEXISTS"
-            | b"HSTRLEN"
-            | b"HRANDFIELD"
-            | b"HSCAN"
-            | b"LRANGE"
-            | b"LLEN"
-            | b"LINDEX"
-            | b"LPOS"
-            | b"SMEMBERS"
-            | b"SISMEMBER"
-            | b"SMISMEMBER"
-            | b"SCARD"
-            | b"SRANDMEMBER"
-            | b"SINTER"
-            | b"SUNION"
-            | b"SDIFF"
-            | b"SINTERCARD"
-            | b"SSCAN"
-            | b"ZRANGE"
-            | b"ZRANGEBYSCORE"
-            | b"ZRANGEBYLEX"
-            | b"ZREVRANGE"
-            | b"ZREVRANGEBYSCORE"
-            | b"ZREVRANGEBYLEX"
-            | b"ZSCORE"
-            | b"ZMSCORE"
-            | b"ZCARD"
-            | b"ZCOUNT"
-            | b"ZLEXCOUNT"
-            | b"ZRANK"
-            | b"ZREVRANK"
-            | b"ZSCAN"
-            | b"ZRANDMEMBER"
-            | b"ZINTER"
-            | b"ZUNION"
-            | b"ZDIFF"
-            | b"ZINTERCARD"
-            | b"XRANGE"
-            | b"XREVRANGE"
-            | b"XLEN"
-            | b"XPENDING"
-            | b"PFCOUNT"
-            | b"GEOPOS"
-            | b"GEODIST"
-            | b"GEOHASH"
-            | b"GEOSEARCH"
-            | b"GEORADIUS_RO"
-            | b"GEORADIUSBYMEMBER_RO"
-            | b"SORT_RO"
-            | b"EVAL_RO"
-            | b"EVALSHA_RO"
-            | b"FCALL_RO"
-    ) || (&buf[..len] == b"XREAD" && stream_block_ms(cmd).is_none())
-        || (&buf[..len] == b"XINFO" && cmd.len() > 2)
-        || (&buf[..len] == b"OBJECT" && cmd.len() > 2)
-        || (&buf[..len] == b"MEMORY" && is(cmd.arg_at(1), b"USAGE"))
+    describe(cmd).read_only
 }
 
 /// The error for a command the shared path refuses, naming what to do instead; `None`
@@ -499,6 +708,50 @@ pub(crate) fn named_node_path(cmd: &Cmd, request_timeout: Option<Duration>) -> R
 /// The `BLOCK` argument of `XREAD` / `XREADGROUP`, if any.
 fn stream_block_ms(cmd: &Cmd) -> Option<&[u8]> {
     stream_options(cmd).block
+}
+
+/// The options of `XREAD` / `XREADGROUP` before their `STREAMS` keyword.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOptions<'a> {
+    /// The argument after `BLOCK`, if the command blocks.
+    pub block: Option<&'a [u8]>,
+    /// Index of the `STREAMS` keyword.
+    pub streams_at: Option<usize>,
+}
+
+/// Parses the options of `XREAD` / `XREADGROUP` keyword by keyword, skipping each
+/// option's values, so a group or consumer *named* `STREAMS` or `BLOCK` is a name, not
+/// a keyword.
+///
+/// ```
+/// use redis_cluster_uring::{cmd, core::route::stream_options};
+/// let c = cmd("XREADGROUP").arg("GROUP").arg("streams").arg("block").arg("BLOCK").arg(0)
+///     .arg("STREAMS").arg("s").arg(">");
+/// let o = stream_options(&c);
+/// assert_eq!(o.block, Some(&b"0"[..]));
+/// assert_eq!(o.streams_at, Some(6));
+/// ```
+pub fn stream_options(cmd: &Cmd) -> StreamOptions<'_> {
+    let mut options = StreamOptions::default();
+    let mut i = 1;
+    while let Some(arg) = cmd.arg_at(i) {
+        let word = |w: &[u8]| arg.eq_ignore_ascii_case(w);
+        if word(b"STREAMS") {
+            options.streams_at = Some(i);
+            break;
+        } else if word(b"GROUP") {
+            i += 3;
+        } else if word(b"BLOCK") {
+            options.block = cmd.arg_at(i + 1);
+            i += 2;
+        } else if word(b"COUNT") || word(b"CLAIM") {
+            i += 2;
+        } else {
+            // NOACK, or an option this client does not know: one word.
+            i += 1;
+        }
+    }
+    options
 }
 
 #[cfg(test)]

@@ -87,7 +87,9 @@ pub(crate) struct Conn<T = usize> {
     /// Sinks whose bytes were handed out, and sinks answered, since the start.
     sent_total: u64,
     answered_total: u64,
-    /// Replies for callers, in arrival order.
+    /// Replies for callers, in arrival order, kept by `receive` (the tests' way; the pool
+    /// takes each as it is decoded, with [`Conn::receive_with`]).
+    #[cfg(test)]
     replies: Vec<(T, Value)>,
     info: Option<ServerInfo>,
     /// Push frames read (they answer no request).
@@ -181,6 +183,7 @@ impl<T: Copy> Conn<T> {
             unsent: 0,
             sent_total: 0,
             answered_total: 0,
+            #[cfg(test)]
             replies: Vec::new(),
             info: None,
             pushes: Vec::new(),
@@ -375,17 +378,33 @@ impl<T: Copy> Conn<T> {
         }
     }
 
+    /// [`Conn::receive_with`], keeping the callers' replies for `take_replies` (the
+    /// tests' way).
+    #[cfg(test)]
+    pub(crate) fn receive(&mut self, input: &mut BytesMut) -> Result<()> {
+        let mut replies = std::mem::take(&mut self.replies);
+        let received = self.receive_with(input, |to, value| replies.push((to, value)));
+        self.replies = replies;
+        received
+    }
+
     /// Takes what the socket gave: `input` holds bytes read (appended by the backend).
     /// Whole replies are taken from it (without TLS) or it is emptied into the TLS layer;
-    /// what remains is the start of a reply still arriving. An error fails the connection
-    /// (the caller then calls [`Conn::fail`]).
-    pub(crate) fn receive(&mut self, input: &mut BytesMut) -> Result<()> {
+    /// what remains is the start of a reply still arriving. Each caller's reply goes to
+    /// `deliver` as it is decoded, in order (no vector in between). An error fails the
+    /// connection (the caller then calls [`Conn::fail`]); the replies before it were
+    /// delivered.
+    pub(crate) fn receive_with(
+        &mut self,
+        input: &mut BytesMut,
+        mut deliver: impl FnMut(T, Value),
+    ) -> Result<()> {
         if matches!(self.phase, Phase::Failed) {
             input.clear();
             return Ok(());
         }
         match &mut self.tls {
-            None => self.decode_from(input),
+            None => self.decode_from(input, &mut deliver),
             Some(tls) => {
                 let addr = &self.addr;
                 let closed = tls
@@ -397,7 +416,7 @@ impl<T: Copy> Conn<T> {
                         .map_err(|e| at(addr, e))?;
                 }
                 let mut plain = std::mem::take(&mut self.plain_in);
-                let decoded = self.decode_from(&mut plain);
+                let decoded = self.decode_from(&mut plain, &mut deliver);
                 self.plain_in = plain;
                 decoded?;
                 if closed {
@@ -411,7 +430,11 @@ impl<T: Copy> Conn<T> {
         }
     }
 
-    fn decode_from(&mut self, buf: &mut BytesMut) -> Result<()> {
+    fn decode_from(
+        &mut self,
+        buf: &mut BytesMut,
+        deliver: &mut impl FnMut(T, Value),
+    ) -> Result<()> {
         loop {
             let value = match decode(buf, &self.limits) {
                 Ok(Some(v)) => v,
@@ -435,7 +458,7 @@ impl<T: Copy> Conn<T> {
             };
             self.answered_total += 1;
             match sink {
-                Sink::Reply(index) => self.replies.push((index, value)),
+                Sink::Reply(index) => deliver(index, value),
                 Sink::Discard => {}
                 Sink::Handshake => {
                     self.handshake_sinks = self.handshake_sinks.saturating_sub(1);
@@ -489,6 +512,7 @@ impl<T: Copy> Conn<T> {
     }
 
     /// Replies for callers that arrived, in order: (command index, reply).
+    #[cfg(test)]
     pub(crate) fn take_replies(&mut self) -> std::vec::Drain<'_, (T, Value)> {
         self.replies.drain(..)
     }

@@ -85,11 +85,27 @@ pub enum ErrorKind {
 /// ```
 #[derive(Clone)]
 pub struct Error {
+    /// Boxed: an error is rare and a `Result<Value>` is everywhere (one per command of a
+    /// pipeline, in every vector a reply passes through), so the `Result` is no larger
+    /// than the value.
+    inner: Box<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
     kind: ErrorKind,
     detail: Box<str>,
     redirect: Option<(Slot, Box<str>)>,
     source: Option<Arc<io::Error>>,
     outcomes: Option<Arc<NodeOutcomes>>,
+}
+
+impl From<Inner> for Error {
+    fn from(inner: Inner) -> Error {
+        Error {
+            inner: Box::new(inner),
+        }
+    }
 }
 
 /// Every node's result of a multi-node command.
@@ -98,24 +114,24 @@ pub type NodeOutcomes = [(NodeAddr, Result<Value>)];
 impl Error {
     /// Makes an error of `kind` with a human-readable detail.
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        Error {
+        Error::from(Inner {
             kind,
             detail: detail.into().into_boxed_str(),
             redirect: None,
             source: None,
             outcomes: None,
-        }
+        })
     }
 
     /// Makes an I/O error with context (what the client was doing, and where).
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error {
+        Error::from(Inner {
             kind: ErrorKind::Io,
             detail: context.into().into_boxed_str(),
             redirect: None,
             source: Some(Arc::new(source)),
             outcomes: None,
-        }
+        })
     }
 
     /// Makes a protocol error: the byte stream from a server is not valid RESP.
@@ -131,56 +147,56 @@ impl Error {
         } else {
             "MOVED"
         };
-        Error {
+        Error::from(Inner {
             kind,
             detail: format!("{word} {} {addr}", slot.get()).into_boxed_str(),
             redirect: Some((slot, addr.into_boxed_str())),
             source: None,
             outcomes: None,
-        }
+        })
     }
 
     /// The coarse category of this error.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The detail text (for server errors: the error line the server sent).
     pub fn detail(&self) -> &str {
-        &self.detail
+        &self.inner.detail
     }
 
     /// For `Moved`/`Ask` (and a `RedirectLimit` that remembers the last hop): the slot and
     /// the address the server pointed at.
     pub fn redirect_target(&self) -> Option<(Slot, &str)> {
-        self.redirect.as_ref().map(|(s, a)| (*s, &**a))
+        self.inner.redirect.as_ref().map(|(s, a)| (*s, &**a))
     }
 
     /// For [`ErrorKind::PartialFailure`]: what each node answered (or how it failed).
     pub fn node_outcomes(&self) -> Option<&NodeOutcomes> {
-        self.outcomes.as_deref()
+        self.inner.outcomes.as_deref()
     }
 
     /// Attaches every node's outcome (multi-node commands).
     pub(crate) fn with_outcomes(mut self, outcomes: Vec<(NodeAddr, Result<Value>)>) -> Self {
-        self.outcomes = Some(outcomes.into());
+        self.inner.outcomes = Some(outcomes.into());
         self
     }
 
     /// Adds the last redirect hop to an error (used for `RedirectLimit`).
     pub(crate) fn with_redirect(mut self, slot: Slot, addr: &str) -> Self {
-        self.redirect = Some((slot, addr.into()));
+        self.inner.redirect = Some((slot, addr.into()));
         self
     }
 
     /// For server errors: the first word of the error line (`ERR`, `WRONGTYPE`, `MOVED`).
     pub fn code(&self) -> Option<&str> {
-        match self.kind {
+        match self.inner.kind {
             ErrorKind::ServerError
             | ErrorKind::Moved
             | ErrorKind::Ask
             | ErrorKind::ClusterDown
-            | ErrorKind::CrossSlot => self.detail.split(' ').next(),
+            | ErrorKind::CrossSlot => self.inner.detail.split(' ').next(),
             _ => None,
         }
     }
@@ -188,7 +204,7 @@ impl Error {
     /// True when retrying the same request later may succeed (I/O, timeout, cluster down).
     pub fn is_transient(&self) -> bool {
         matches!(
-            self.kind,
+            self.inner.kind,
             ErrorKind::Io | ErrorKind::Timeout | ErrorKind::ClusterDown | ErrorKind::Overloaded
         )
     }
@@ -197,11 +213,12 @@ impl Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("detail", &self.detail);
-        if let Some((slot, addr)) = &self.redirect {
+        d.field("kind", &self.inner.kind)
+            .field("detail", &self.inner.detail);
+        if let Some((slot, addr)) = &self.inner.redirect {
             d.field("slot", slot).field("addr", addr);
         }
-        if let Some(src) = &self.source {
+        if let Some(src) = &self.inner.source {
             d.field("source", src);
         }
         d.finish()
@@ -210,7 +227,7 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
+        let what = match self.inner.kind {
             ErrorKind::Io => "I/O error",
             ErrorKind::Protocol => "protocol error",
             ErrorKind::ServerError => "server error",
@@ -233,8 +250,8 @@ impl fmt::Display for Error {
             ErrorKind::Tls => "TLS error",
             ErrorKind::PartialFailure => "failed on some nodes",
         };
-        write!(f, "{what}: {}", self.detail)?;
-        if let Some(src) = &self.source {
+        write!(f, "{what}: {}", self.inner.detail)?;
+        if let Some(src) = &self.inner.source {
             write!(f, ": {src}")?;
         }
         Ok(())
@@ -243,7 +260,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -264,6 +282,15 @@ mod tests {
         assert_eq!(slot.get(), 3999);
         assert_eq!(addr, "127.0.0.1:6381");
         assert_eq!(e.code(), Some("MOVED"));
+    }
+
+    #[test]
+    fn a_result_is_no_larger_than_its_value() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<Result<Value>>(),
+            std::mem::size_of::<Value>()
+        );
     }
 
     #[test]

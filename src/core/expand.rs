@@ -9,21 +9,31 @@
 //! in flight together.
 
 use crate::core::cmd::Cmd;
-use crate::core::command_table::{command_class, refusal, CommandClass};
+use crate::core::command_table::{refusal, CommandClass};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::fanout::{fan_out, merge, Fanout};
+use crate::core::fanout::{fan_out_class, merge, Fanout};
+use crate::core::judgement::Judgement;
 use crate::core::resp::Value;
-use crate::core::route::is_multi_key;
 use crate::core::split::{merge_replies, split_by_slot, Split};
 use crate::core::topology::{NodeAddr, SlotMap};
 
+/// Whether a command judged `judged` is split by slot: a multi-key command whose keys
+/// span slots, if its meaning survives splitting (the others keep their cross-slot
+/// error).
+pub(crate) fn splits(c: &Cmd, judged: &Judgement) -> Option<Split> {
+    if judged.is_multi_key() && judged.is_cross_slot() {
+        split_by_slot(c)
+    } else {
+        None
+    }
+}
+
 /// True when every command goes out as it is: regular, nothing to split. The common case,
 /// which needs no expansion at all.
-pub(crate) fn is_plain(cmds: &[Cmd]) -> bool {
-    cmds.iter().all(|c| {
-        command_class(c) == CommandClass::Regular
-            && !(is_multi_key(c) && split_by_slot(c).is_some())
-    })
+pub(crate) fn is_plain(cmds: &[Cmd], judged: &[Judgement]) -> bool {
+    cmds.iter()
+        .zip(judged)
+        .all(|(c, j)| j.class() == CommandClass::Regular && splits(c, j).is_none())
 }
 
 enum Span {
@@ -37,6 +47,8 @@ enum Span {
 pub(crate) struct Expansion {
     /// What goes out, in pipeline order.
     pub(crate) sent: Vec<Cmd>,
+    /// The judgement of each command sent (a copy's is its original's, a part's its own).
+    pub(crate) judged: Vec<Judgement>,
     /// Per sent command, the node it is pinned to (multi-node copies); empty when none is.
     pub(crate) pins: Vec<Option<NodeAddr>>,
     /// Commands refused before sending.
@@ -53,19 +65,22 @@ impl std::fmt::Debug for Expansion {
     }
 }
 
-/// Expands `cmds` against `map` (multi-node commands go to the nodes it names).
-pub(crate) fn expand(cmds: &[Cmd], map: &SlotMap) -> Expansion {
+/// Expands `cmds` (judged `judged`) against `map` (multi-node commands go to the nodes
+/// it names).
+pub(crate) fn expand(cmds: &[Cmd], judged: &[Judgement], map: &SlotMap) -> Expansion {
     let mut sent: Vec<Cmd> = Vec::with_capacity(cmds.len());
+    let mut sent_judged: Vec<Judgement> = Vec::with_capacity(cmds.len());
     let mut pins: Vec<Option<NodeAddr>> = Vec::new();
     let mut spans: Vec<(usize, Span)> = Vec::with_capacity(cmds.len());
     let mut refused = 0;
-    for c in cmds {
-        if let Some(fan) = fan_out(c, map) {
+    for (c, j) in cmds.iter().zip(judged) {
+        if let Some(fan) = fan_out_class(c, j.class(), map) {
             match fan {
                 Ok(fan) => {
                     pins.resize(sent.len(), None);
                     for node in &fan.nodes {
                         sent.push(c.clone());
+                        sent_judged.push(*j);
                         pins.push(Some(node.clone()));
                     }
                     spans.push((fan.nodes.len(), Span::Fanout(fan)));
@@ -77,18 +92,22 @@ pub(crate) fn expand(cmds: &[Cmd], map: &SlotMap) -> Expansion {
             }
             continue;
         }
-        if let Some(error) = refusal(c, command_class(c), true) {
+        if let Some(error) = refusal(c, j.class(), true) {
             refused += 1;
             spans.push((0, Span::Refused(error)));
             continue;
         }
-        match is_multi_key(c).then(|| split_by_slot(c)).flatten() {
+        match splits(c, j) {
             Some(split) => {
-                sent.extend(split.parts.iter().map(|p| p.cmd.clone()));
+                for part in &split.parts {
+                    sent.push(part.cmd.clone());
+                    sent_judged.push(Judgement::of(&part.cmd));
+                }
                 spans.push((split.parts.len(), Span::Split(split)));
             }
             None => {
                 sent.push(c.clone());
+                sent_judged.push(*j);
                 spans.push((1, Span::One));
             }
         }
@@ -98,6 +117,7 @@ pub(crate) fn expand(cmds: &[Cmd], map: &SlotMap) -> Expansion {
     }
     Expansion {
         sent,
+        judged: sent_judged,
         pins,
         refused,
         spans,
@@ -142,9 +162,16 @@ mod tests {
             cmd("MGET").arg("a").arg("b"),
             cmd("SET").arg("c").arg(1),
         ];
-        assert!(!is_plain(&cmds));
-        assert!(is_plain(&cmds[4..]));
-        let e = expand(&cmds, &map);
+        let judged = Judgement::all(&cmds);
+        assert!(!is_plain(&cmds, &judged));
+        assert!(is_plain(&cmds[4..], &judged[4..]));
+        let e = expand(&cmds, &judged, &map);
+        assert_eq!(e.judged.len(), e.sent.len());
+        assert!(e
+            .sent
+            .iter()
+            .zip(&e.judged)
+            .all(|(c, j)| Judgement::of(c) == *j));
         assert_eq!(e.refused, 1);
         // GET, DBSIZE × 2 nodes, MGET split in 2 (a and b hash to different slots), SET.
         let split_parts = split_by_slot(&cmds[3]).map_or(1, |s| s.parts.len());

@@ -47,7 +47,17 @@ pub struct Fanout {
 /// assert!(fan_out(&cmd("GET").arg("k"), &map).is_none());
 /// ```
 pub fn fan_out(cmd: &Cmd, map: &SlotMap) -> Option<Result<Fanout>> {
-    let CommandClass::MultiNode { request, response } = command_class(cmd) else {
+    fan_out_class(cmd, command_class(cmd), map)
+}
+
+/// [`fan_out`] for a command whose class is known already (judged when it entered the
+/// request).
+pub(crate) fn fan_out_class(
+    cmd: &Cmd,
+    class: CommandClass,
+    map: &SlotMap,
+) -> Option<Result<Fanout>> {
+    let CommandClass::MultiNode { request, response } = class else {
         return None;
     };
     let mut name = String::from_utf8_lossy(cmd.name()).to_ascii_uppercase();

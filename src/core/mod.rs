@@ -11,7 +11,8 @@
 //! - [`resp`]: the incremental decoder and the encoder.
 //! - [`cmd`]: the command builder; [`reply`]: replies into Rust types; [`redirect`]:
 //!   `MOVED` and `ASK`.
-//! - [`command_table`], [`route`]: each command's class and the key that routes it.
+//! - [`command_table`], [`route`]: each command's class and the key that routes it;
+//!   [`judgement`]: both, found once when a command enters a request and carried with it.
 //! - [`topology`]: the slot map from `CLUSTER SLOTS` / `CLUSTER SHARDS`.
 //! - [`config`], [`url`]: options and seeds.
 //! - [`plan`], [`split`], [`fanout`], `expand`: pipelines into per-node batches,
@@ -45,6 +46,7 @@ pub mod error;
 pub(crate) mod expand;
 pub mod fanout;
 pub mod handshake;
+pub mod judgement;
 pub mod node;
 pub mod nodes;
 pub mod pipeline;

@@ -12,10 +12,10 @@
 use bytes::BytesMut;
 
 use crate::core::cmd::Cmd;
-use crate::core::command_table::is_read_only;
 use crate::core::error::{Error, ErrorKind};
+use crate::core::judgement::Judgement;
 use crate::core::resp::encode;
-use crate::core::route::{route_command, Route};
+use crate::core::route::Route;
 use crate::core::topology::{NodeAddr, SlotMap};
 
 /// One command's place in a batch.
@@ -96,8 +96,9 @@ pub enum ReadTarget {
 /// only reads), everything else to the primary. `Err` when the read has nowhere to go.
 /// Returns the node and its batch key (`2 * shard` for the primary, `+ 1` for a read
 /// node), so each node gets one batch.
+#[inline]
 fn target_of<'a>(
-    cmd: &Cmd,
+    judged: &Judgement,
     shard: usize,
     map: &'a SlotMap,
     reads: &'a [ReadTarget],
@@ -107,7 +108,7 @@ fn target_of<'a>(
     let Some(read) = reads.get(shard) else {
         return Ok((2 * shard, primary));
     };
-    if !is_read_only(cmd) {
+    if !judged.is_read_only() {
         return Ok((2 * shard, primary));
     }
     match read {
@@ -158,14 +159,37 @@ pub fn plan_pipeline_with(
     reads: &[ReadTarget],
     pins: &[Option<NodeAddr>],
 ) -> Plan {
-    if let ([only], [] | [None]) = (cmds, pins) {
-        return plan_single(only, map, reads);
+    plan_judged(cmds, &Judgement::all(cmds), map, reads, pins)
+}
+
+/// [`plan_pipeline_with`] for commands judged already (`judged[i]` is `cmds[i]`'s, as a
+/// request carries them): routing reads each command's slot and read-only flag from its
+/// judgement instead of asking the command table again.
+///
+/// ```
+/// use redis_cluster_uring::core::judgement::Judgement;
+/// use redis_cluster_uring::core::plan::plan_judged;
+/// use redis_cluster_uring::{cmd, NodeAddr, SlotMap};
+/// let map = SlotMap::split_evenly(&[NodeAddr::new("a", 1), NodeAddr::new("b", 1)]);
+/// let cmds = [cmd("GET").arg("x"), cmd("GET").arg("y"), cmd("ECHO").arg("hi")];
+/// let plan = plan_judged(&cmds, &Judgement::all(&cmds), &map, &[], &[]);
+/// assert_eq!(plan.batches.iter().map(|b| b.entries.len()).sum::<usize>(), 3);
+/// ```
+pub fn plan_judged(
+    cmds: &[Cmd],
+    judged: &[Judgement],
+    map: &SlotMap,
+    reads: &[ReadTarget],
+    pins: &[Option<NodeAddr>],
+) -> Plan {
+    if let ([only], [j], [] | [None]) = (cmds, judged, pins) {
+        return plan_single(only, j, map, reads);
     }
-    // Pass 1: the target of each command as a batch number, and each batch's size, so
-    // every buffer is allocated once at its exact size.
+    // Pass 1: the target of each command as a batch number, and each batch's size and
+    // number of commands, so every buffer and entry list is allocated once, exactly.
     let mut batch_of_key: Vec<Option<usize>> = vec![None; 2 * map.shards().len()];
-    let mut targets: Vec<(NodeAddr, usize)> = Vec::new(); // (node, bytes)
-    let mut assigned: Vec<Option<usize>> = Vec::with_capacity(cmds.len());
+    let mut targets: Vec<Target> = Vec::new();
+    let mut assigned: Vec<usize> = Vec::with_capacity(cmds.len());
     let mut keyless: Vec<usize> = Vec::new();
     let mut failed = Vec::new();
     // Batches of pinned nodes that are not a shard's primary or chosen read node.
@@ -182,78 +206,71 @@ pub fn plan_pipeline_with(
                 }
             });
             let batch = match known {
-                Some(key) => *batch_of_key[key].get_or_insert_with(|| {
-                    targets.push((node.clone(), 0));
-                    targets.len() - 1
-                }),
+                Some(key) => {
+                    *batch_of_key[key].get_or_insert_with(|| Target::add(&mut targets, node))
+                }
                 None => match other_nodes.iter().find(|(n, _)| n == node) {
                     Some((_, b)) => *b,
                     None => {
-                        targets.push((node.clone(), 0));
-                        other_nodes.push((node.clone(), targets.len() - 1));
-                        targets.len() - 1
+                        let b = Target::add(&mut targets, node);
+                        other_nodes.push((node.clone(), b));
+                        b
                     }
                 },
             };
-            targets[batch].1 += cmd.encoded_len();
-            assigned.push(Some(batch));
+            targets[batch].take(cmd);
+            assigned.push(batch);
             continue;
         }
-        let shard = match route_command(cmd) {
-            Ok(Route::Slot(slot)) => match map.shard_index_for(slot) {
-                Some(shard) => shard,
-                None => {
-                    failed.push((
-                        index,
-                        Error::new(
-                            ErrorKind::ClusterDown,
-                            format!("no node serves slot {slot}"),
-                        ),
-                    ));
-                    assigned.push(None);
-                    continue;
-                }
-            },
-            Ok(Route::AnyNode) => {
-                keyless.push(index);
-                assigned.push(None);
-                continue;
+        // A caller that judged fewer commands than it gave has the rest judged here.
+        let judgement = &judged
+            .get(index)
+            .copied()
+            .unwrap_or_else(|| Judgement::of(cmd));
+        let Some(slot) = judgement.slot() else {
+            match judgement.route(cmd) {
+                Err(e) => failed.push((index, e)),
+                Ok(_) => keyless.push(index),
             }
-            Err(e) => {
-                failed.push((index, e));
-                assigned.push(None);
-                continue;
-            }
+            assigned.push(UNASSIGNED);
+            continue;
         };
-        let (key, node) = match target_of(cmd, shard, map, reads) {
+        let Some(shard) = map.shard_index_for(slot) else {
+            failed.push((
+                index,
+                Error::new(
+                    ErrorKind::ClusterDown,
+                    format!("no node serves slot {slot}"),
+                ),
+            ));
+            assigned.push(UNASSIGNED);
+            continue;
+        };
+        let (key, node) = match target_of(judgement, shard, map, reads) {
             Ok(target) => target,
             Err(e) => {
                 failed.push((index, e));
-                assigned.push(None);
+                assigned.push(UNASSIGNED);
                 continue;
             }
         };
-        let batch = *batch_of_key[key].get_or_insert_with(|| {
-            targets.push((node.clone(), 0));
-            targets.len() - 1
-        });
-        targets[batch].1 += cmd.encoded_len();
-        assigned.push(Some(batch));
+        let batch = *batch_of_key[key].get_or_insert_with(|| Target::add(&mut targets, node));
+        targets[batch].take(cmd);
+        assigned.push(batch);
     }
     if !keyless.is_empty() {
         let batch = match targets.first() {
             Some(_) => Some(0),
             None if !map.shards().is_empty() => {
-                targets.push((map.shards()[0].primary.clone(), 0));
-                Some(0)
+                Some(Target::add(&mut targets, &map.shards()[0].primary))
             }
             None => None,
         };
         for index in keyless {
             match batch {
                 Some(b) => {
-                    targets[b].1 += cmds[index].encoded_len();
-                    assigned[index] = Some(b);
+                    targets[b].take(&cmds[index]);
+                    assigned[index] = b;
                 }
                 None => failed.push((
                     index,
@@ -265,15 +282,14 @@ pub fn plan_pipeline_with(
     // Pass 2: encode.
     let mut batches: Vec<NodeBatch> = targets
         .into_iter()
-        .map(|(node, bytes)| NodeBatch {
-            node,
-            entries: Vec::new(),
-            buf: BytesMut::with_capacity(bytes),
+        .map(|t| NodeBatch {
+            node: t.node,
+            entries: Vec::with_capacity(t.commands),
+            buf: BytesMut::with_capacity(t.bytes),
         })
         .collect();
     for (index, batch) in assigned.into_iter().enumerate() {
-        if let Some(b) = batch {
-            let batch = &mut batches[b];
+        if let Some(batch) = batches.get_mut(batch) {
             cmds[index].write_to(&mut batch.buf);
             batch.entries.push(BatchEntry {
                 index,
@@ -285,10 +301,38 @@ pub fn plan_pipeline_with(
     Plan { batches, failed }
 }
 
+/// A command with no batch (failed, or keyless until the batches are known).
+const UNASSIGNED: usize = usize::MAX;
+
+/// One batch being planned: its node, and the bytes and commands it will hold.
+struct Target {
+    node: NodeAddr,
+    bytes: usize,
+    commands: usize,
+}
+
+impl Target {
+    /// A new batch for `node`; its number.
+    fn add(targets: &mut Vec<Target>, node: &NodeAddr) -> usize {
+        targets.push(Target {
+            node: node.clone(),
+            bytes: 0,
+            commands: 0,
+        });
+        targets.len() - 1
+    }
+
+    /// `cmd` goes in this batch.
+    fn take(&mut self, cmd: &Cmd) {
+        self.bytes += cmd.encoded_len();
+        self.commands += 1;
+    }
+}
+
 /// The one-command case (every plain `client.get(..)`), without the bookkeeping vectors
 /// a pipeline needs.
-fn plan_single(cmd: &Cmd, map: &SlotMap, reads: &[ReadTarget]) -> Plan {
-    let node = match route_command(cmd) {
+fn plan_single(cmd: &Cmd, judged: &Judgement, map: &SlotMap, reads: &[ReadTarget]) -> Plan {
+    let node = match judged.route(cmd) {
         Ok(Route::Slot(slot)) => map
             .shard_index_for(slot)
             .ok_or_else(|| {
@@ -297,7 +341,7 @@ fn plan_single(cmd: &Cmd, map: &SlotMap, reads: &[ReadTarget]) -> Plan {
                     format!("no node serves slot {slot}"),
                 )
             })
-            .and_then(|shard| target_of(cmd, shard, map, reads).map(|(_, node)| node.clone())),
+            .and_then(|shard| target_of(judged, shard, map, reads).map(|(_, node)| node.clone())),
         Ok(Route::AnyNode) if !map.shards().is_empty() => Ok(map.shards()[0].primary.clone()),
         Ok(Route::AnyNode) => Err(Error::new(
             ErrorKind::ClusterDown,
@@ -421,6 +465,7 @@ mod tests {
                 .collect();
             assert_eq!(decoded, want);
             assert_eq!(batch.buf.len(), batch.buf.capacity());
+            assert_eq!(batch.entries.len(), batch.entries.capacity());
             assert_eq!(batch.expected_replies(), indexes.len());
         }
     }

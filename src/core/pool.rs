@@ -771,13 +771,13 @@ impl Pool {
             input.clear();
             return Ok(());
         };
-        let received = c.conn.receive(input);
-        pushes.extend(c.conn.take_pushes());
         let mut answered = false;
-        for (to, value) in c.conn.take_replies() {
+        let execs = &mut self.execs;
+        let received = c.conn.receive_with(input, |to, value| {
             answered = true;
-            complete(&mut self.execs, to, RoundReply::Value(value));
-        }
+            complete(execs, to, RoundReply::Value(value));
+        });
+        pushes.extend(c.conn.take_pushes());
         if answered {
             c.timeouts = 0;
         }

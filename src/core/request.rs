@@ -29,6 +29,7 @@ use std::time::Instant;
 use crate::core::cmd::Cmd;
 use crate::core::error::{Error, Result};
 use crate::core::expand::{expand, is_plain, Expansion};
+use crate::core::judgement::Judgement;
 use crate::core::node::NodeAddr;
 use crate::core::plan::{BatchEntry, NodeBatch, ReadTarget};
 use crate::core::report::{judge_round, Reporter};
@@ -117,8 +118,10 @@ impl<'a> Request<'a> {
         Request::rounds(cmds, None, limits, deadline, serial, None)
     }
 
-    /// A pipeline: each command expanded by its class (see [`crate::core::expand`])
-    /// against `map`; the results fold back to one per command of `cmds`.
+    /// A pipeline: each command judged once (see [`Judgement`]) and expanded by its
+    /// class (see [`crate::core::expand`]) against `map`; the results fold back to one
+    /// per command of `cmds`.
+    #[cfg(test)]
     pub(crate) fn pipeline(
         cmds: &'a [Cmd],
         map: &SlotMap,
@@ -127,8 +130,33 @@ impl<'a> Request<'a> {
         serial: bool,
         reporter: Option<&'a mut Reporter>,
     ) -> Request<'a> {
-        let expansion = (!is_plain(cmds)).then(|| expand(cmds, map));
-        Request::rounds(cmds, expansion, limits, deadline, serial, reporter)
+        let judged = Judgement::all(cmds);
+        Request::pipeline_judged(cmds, judged, map, limits, deadline, serial, reporter)
+    }
+
+    /// [`Request::pipeline`] for commands judged already (`judged[i]` is `cmds[i]`'s):
+    /// every later step reads the judgements instead of asking the table again.
+    pub(crate) fn pipeline_judged(
+        cmds: &'a [Cmd],
+        judged: Vec<Judgement>,
+        map: &SlotMap,
+        limits: RoundLimits,
+        deadline: Option<Instant>,
+        serial: bool,
+        reporter: Option<&'a mut Reporter>,
+    ) -> Request<'a> {
+        let (expansion, judged) = if is_plain(cmds, &judged) {
+            (None, judged)
+        } else {
+            let mut expansion = expand(cmds, &judged, map);
+            let judged = std::mem::take(&mut expansion.judged);
+            (Some(expansion), judged)
+        };
+        let mut request = Request::rounds(cmds, expansion, limits, deadline, serial, reporter);
+        if let Machine::Rounds { rounds, .. } = &mut request.machine {
+            rounds.set_judged(judged);
+        }
+        request
     }
 
     /// Rounds for `cmds`, or for what `expansion` sends instead (its multi-node copies
@@ -175,11 +203,13 @@ impl<'a> Request<'a> {
         deadline: Option<Instant>,
         counters: &crate::core::stats::Counters,
     ) -> Result<Request<'a>> {
-        if let Err(e) = crate::core::transaction::check_watched_transaction(cmds, slot) {
-            counters.add_refused();
-            return Err(e);
-        }
-        let tx = TxRound::new(cmds, limits, deadline)?.pinned(node.clone());
+        let tx = match TxRound::watched(cmds, slot, node.clone(), limits, deadline) {
+            Ok(tx) => tx,
+            Err(e) => {
+                counters.add_refused();
+                return Err(e);
+            }
+        };
         Ok(Request::from_transaction(cmds, tx, None))
     }
 

@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use crate::core::cmd::Cmd;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::plan::{plan_pipeline_with, plan_resend, NodeBatch, ReadTarget};
+use crate::core::judgement::Judgement;
+use crate::core::plan::{plan_judged, plan_resend, NodeBatch, ReadTarget};
 pub use crate::core::redirect::{parse_redirect, Redirect};
 use crate::core::reply::server_error;
 use crate::core::resp::Value;
-use crate::core::route::{route_command, Route};
+use crate::core::route::Route;
 use crate::core::slot::Slot;
 use crate::core::topology::{NodeAddr, SlotMap};
 
@@ -318,6 +319,9 @@ pub struct Rounds {
     pins: Vec<Option<NodeAddr>>,
     /// Where each shard's read-only commands go (empty: to primaries).
     reads: Vec<ReadTarget>,
+    /// Each command's judgement (class, slot, read-only), given by the request that
+    /// judged them, or found at the first planning; routing a retry reads it too.
+    judged: Vec<Judgement>,
 }
 
 impl Rounds {
@@ -339,6 +343,7 @@ impl Rounds {
             effects: Vec::new(),
             pins: Vec::new(),
             reads: Vec::new(),
+            judged: Vec::new(),
         }
     }
 
@@ -374,6 +379,19 @@ impl Rounds {
         self.reads = reads;
     }
 
+    /// The commands' judgements, made when they entered the request (`judged[i]` is
+    /// command i's): planning and retries route by them instead of judging again.
+    pub(crate) fn set_judged(&mut self, judged: Vec<Judgement>) {
+        self.judged = judged;
+    }
+
+    /// Judges the commands unless the request did.
+    fn judge_commands(&mut self, cmds: &[Cmd]) {
+        if self.judged.len() != cmds.len() {
+            self.judged = Judgement::all(cmds);
+        }
+    }
+
     fn pin(&self, index: usize) -> Option<&NodeAddr> {
         self.pins.get(index).and_then(Option::as_ref)
     }
@@ -391,7 +409,8 @@ impl Rounds {
                 .collect();
             return self.start_with(plan_resend(&items, cmds));
         }
-        let plan = plan_pipeline_with(cmds, map, &self.reads, &self.pins);
+        self.judge_commands(cmds);
+        let plan = plan_judged(cmds, &self.judged, map, &self.reads, &self.pins);
         for (index, error) in plan.failed {
             // A slot nobody serves: the map is incomplete or out of date.
             if error.kind() == ErrorKind::ClusterDown {
@@ -429,6 +448,11 @@ impl Rounds {
             return;
         }
         match reply {
+            // Anything but an error reply is the command's result: no redirect, no
+            // retry, no budget to look at (the usual case, decided without `decide`).
+            Some(RoundReply::Value(value)) if !matches!(value, Value::Error(_)) => {
+                self.set(index, Ok(value))
+            }
             Some(RoundReply::Value(value)) => {
                 let (redirects, retries) = self.taken[index];
                 // A named node's redirect goes back to the caller, whatever the budget.
@@ -595,7 +619,13 @@ impl Rounds {
                 let pinned = self.pin(index).cloned();
                 let target = match pinned {
                     Some(node) => Some(Ok(node)),
-                    None => cmds.get(index).map(|c| route_target(c, map, seeds)),
+                    None => cmds.get(index).map(|c| {
+                        let judged = match self.judged.get(index) {
+                            Some(j) => *j,
+                            None => Judgement::of(c),
+                        };
+                        route_judged(c, &judged, map, seeds)
+                    }),
                 };
                 match target {
                     Some(Ok(node)) => items.push((index, node, false)),
@@ -653,7 +683,17 @@ fn accept(value: Value) -> Result<Value> {
 
 /// The node a command goes to now: its slot's primary, or any known node when keyless.
 pub fn route_target(command: &Cmd, map: &SlotMap, seeds: &[NodeAddr]) -> Result<NodeAddr> {
-    match route_command(command)? {
+    route_judged(command, &Judgement::of(command), map, seeds)
+}
+
+/// [`route_target`] for a command judged already.
+fn route_judged(
+    command: &Cmd,
+    judged: &Judgement,
+    map: &SlotMap,
+    seeds: &[NodeAddr],
+) -> Result<NodeAddr> {
+    match judged.route(command)? {
         Route::Slot(slot) => map.node_for(slot).cloned().ok_or_else(|| {
             Error::new(
                 ErrorKind::ClusterDown,

@@ -1,13 +1,18 @@
 //! Command routing: which arguments of a command are keys, and so which slot it goes to.
 //!
-//! Most commands have one key, at index 1. The exceptions are listed here by name:
-//! keyless commands go to any node; multi-key commands must keep every key in one slot
-//! (the server refuses them otherwise with `CROSSSLOT`, so the client refuses them first,
-//! without a round trip); scripts and streams say where their keys are. A command this
-//! table does not know is assumed to have its key at index 1, which is right for the
-//! great majority of module and future commands.
+//! Where the keys are is the command table's business ([`crate::core::command_table`],
+//! one lookup of the name): most commands have one key, at index 1; keyless commands go
+//! to any node; multi-key commands must keep every key in one slot (the server refuses
+//! them otherwise with `CROSSSLOT`, so the client refuses them first, without a round
+//! trip); scripts and streams say where their keys are. A command the table does not
+//! know is assumed to have its key at index 1, which is right for the great majority of
+//! module and future commands. This module turns those positions into keys and a slot.
+
+use std::ops::Range;
 
 use crate::core::cmd::Cmd;
+use crate::core::command_table::{describe, Keys};
+pub use crate::core::command_table::{stream_options, StreamOptions};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::slot::{slot_for_key, Slot};
 
@@ -20,105 +25,59 @@ pub enum Route {
     AnyNode,
 }
 
-/// Where the keys of a command are.
+/// The slots of a command's keys, as far as routing needs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keys {
-    /// No key.
+pub(crate) enum KeySlots {
+    /// No key: any node.
     None,
-    /// One key at this index.
-    At(usize),
-    /// Keys from index `first`, every `step` arguments, until the end (minus `skip_last`).
-    Every {
-        first: usize,
-        step: usize,
-        skip_last: usize,
-    },
-    /// `numkeys` at index `at`, the keys right after it (EVAL and FCALL at 2, LMPOP and
-    /// ZUNION at 1, BLMPOP after its timeout at 2).
-    NumKeysAt(usize),
-    /// A destination key at 1, `numkeys` at 2, the source keys after it (ZUNIONSTORE).
-    DestThenCounted,
-    /// After the `STREAMS` keyword, the first half of what remains (XREAD, XREADGROUP).
-    Streams,
+    /// Every key in this slot.
+    One(Slot),
+    /// The first key's slot, and the first other slot met.
+    Cross(Slot, Slot),
 }
 
-/// The command name upper-cased into a stack buffer (names are short; a longer one is no
-/// command these tables know). Shared with the command table.
-pub(crate) fn upper_name(name: &[u8]) -> Option<([u8; 24], usize)> {
-    if name.len() > 24 {
-        return None;
+impl KeySlots {
+    /// As a route, or the `CrossSlot` error naming `cmd`.
+    pub(crate) fn route(self, cmd: &Cmd) -> Result<Route> {
+        match self {
+            KeySlots::None => Ok(Route::AnyNode),
+            KeySlots::One(slot) => Ok(Route::Slot(slot)),
+            KeySlots::Cross(first, other) => Err(Error::new(
+                ErrorKind::CrossSlot,
+                format!(
+                    "{} keys hash to different slots ({first} and {other}); use a hash tag",
+                    String::from_utf8_lossy(cmd.name())
+                ),
+            )),
+        }
     }
-    let mut buf = [0u8; 24];
-    for (d, s) in buf.iter_mut().zip(name) {
-        *d = s.to_ascii_uppercase();
-    }
-    Some((buf, name.len()))
 }
 
-fn key_positions(cmd: &Cmd) -> Keys {
-    let every = |step, skip_last| Keys::Every {
-        first: 1,
-        step,
-        skip_last,
-    };
-    let default = if cmd.len() > 1 {
-        Keys::At(1)
-    } else {
-        Keys::None
-    };
-    let Some((buf, len)) = upper_name(cmd.name()) else {
-        return default;
-    };
-    // One `match` over the upper-cased name: the compiler turns it into a few length and
-    // byte comparisons instead of a scan through tables, which matters at a million
-    // commands per second.
-    match &buf[..len] {
-        b"GET" | b"SET" | b"INCR" | b"INCRBY" | b"DECR" | b"DECRBY" | b"HGET" | b"HSET"
-        | b"HGETALL" | b"EXPIRE" | b"TTL" | b"LPUSH" | b"RPUSH" | b"LPOP" | b"RPOP" | b"SADD"
-        | b"ZADD" | b"STRLEN" | b"APPEND" | b"GETSET" | b"SETEX" | b"PEXPIRE" => default,
-        b"ACL" | b"ASKING" | b"AUTH" | b"BGREWRITEAOF" | b"BGSAVE" | b"CLIENT" | b"CLUSTER"
-        | b"COMMAND" | b"CONFIG" | b"DBSIZE" | b"DEBUG" | b"ECHO" | b"FAILOVER" | b"FLUSHALL"
-        | b"FLUSHDB" | b"FUNCTION" | b"HELLO" | b"INFO" | b"KEYS" | b"LASTSAVE" | b"LATENCY"
-        | b"LOLWUT" | b"MODULE" | b"MONITOR" | b"MULTI" | b"EXEC" | b"DISCARD" | b"PING"
-        | b"PSUBSCRIBE" | b"PUBLISH" | b"PUBSUB" | b"PUNSUBSCRIBE" | b"QUIT" | b"RANDOMKEY"
-        | b"READONLY" | b"READWRITE" | b"REPLICAOF" | b"RESET" | b"ROLE" | b"SAVE" | b"SCAN"
-        | b"SCRIPT" | b"SELECT" | b"SHUTDOWN" | b"SLAVEOF" | b"SLOWLOG" | b"SUBSCRIBE"
-        | b"SWAPDB" | b"SYNC" | b"TIME" | b"UNSUBSCRIBE" | b"UNWATCH" | b"WAIT" | b"WAITAOF" => {
-            Keys::None
-        }
-        // `MEMORY USAGE key` is the one keyed MEMORY subcommand.
-        b"MEMORY" => match cmd.arg_at(1) {
-            Some(sub) if sub.eq_ignore_ascii_case(b"USAGE") => Keys::At(2),
-            _ => Keys::None,
-        },
-        // Every argument after the name is a key.
-        b"DEL" | b"EXISTS" | b"MGET" | b"PFCOUNT" | b"PFMERGE" | b"SDIFF" | b"SDIFFSTORE"
-        | b"SINTER" | b"SINTERSTORE" | b"SUNION" | b"SUNIONSTORE" | b"TOUCH" | b"UNLINK"
-        | b"WATCH" => every(1, 0),
-        // Source and destination at 1 and 2.
-        b"BLMOVE" | b"BRPOPLPUSH" | b"COPY" | b"LMOVE" | b"RENAME" | b"RENAMENX" | b"RPOPLPUSH"
-        | b"SMOVE" => every(1, cmd.len().saturating_sub(3)),
-        b"MSET" | b"MSETNX" => every(2, 0),
-        // The last argument is the timeout.
-        b"BLPOP" | b"BRPOP" | b"BZPOPMIN" | b"BZPOPMAX" => every(1, 1),
-        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" | b"BLMPOP"
-        | b"BZMPOP" => Keys::NumKeysAt(2),
-        b"LMPOP" | b"ZMPOP" | b"SINTERCARD" | b"ZUNION" | b"ZINTER" | b"ZDIFF" | b"ZINTERCARD" => {
-            Keys::NumKeysAt(1)
-        }
-        b"ZUNIONSTORE" | b"ZINTERSTORE" | b"ZDIFFSTORE" => Keys::DestThenCounted,
-        b"XREAD" | b"XREADGROUP" => Keys::Streams,
-        // Subcommand first, then the key (`OBJECT ENCODING key`, `XINFO STREAM key`);
-        // `OBJECT HELP` has none.
-        b"OBJECT" | b"XINFO" => {
-            if cmd.len() > 2 {
-                Keys::At(2)
-            } else {
-                Keys::None
-            }
-        }
-        _ => default,
+/// The slots of the keys at `keys` in `cmd`.
+#[inline]
+pub(crate) fn key_slots(cmd: &Cmd, keys: Keys) -> KeySlots {
+    // The one-key case is by far the most common.
+    if let Keys::At(i) = keys {
+        return match cmd.arg_at(i) {
+            Some(key) => KeySlots::One(slot_for_key(key)),
+            None => KeySlots::None,
+        };
     }
+    several_key_slots(cmd, keys)
+}
+
+/// [`key_slots`] of anything but one key.
+fn several_key_slots(cmd: &Cmd, keys: Keys) -> KeySlots {
+    let mut slot = None;
+    for key in keys_at(cmd, keys) {
+        let s = slot_for_key(key);
+        match slot {
+            None => slot = Some(s),
+            Some(first) if first != s => return KeySlots::Cross(first, s),
+            Some(_) => {}
+        }
+    }
+    slot.map_or(KeySlots::None, KeySlots::One)
 }
 
 /// The keys of a command, in argument order.
@@ -131,95 +90,54 @@ fn key_positions(cmd: &Cmd) -> Keys {
 /// assert_eq!(command_keys(&c), vec![&b"k1"[..], b"k2"]);
 /// ```
 pub fn command_keys(cmd: &Cmd) -> Vec<&[u8]> {
+    keys_at(cmd, describe(cmd).keys).collect()
+}
+
+/// The keys at `keys` in `cmd`, in argument order.
+fn keys_at(cmd: &Cmd, keys: Keys) -> impl Iterator<Item = &[u8]> {
+    let (lead, rest) = key_indexes(cmd, keys);
+    lead.into_iter().chain(rest).filter_map(|i| cmd.arg_at(i))
+}
+
+/// The argument indexes of a command's keys: maybe one, then a run every `step`.
+fn key_indexes(cmd: &Cmd, keys: Keys) -> (Option<usize>, std::iter::StepBy<Range<usize>>) {
     let args = cmd.len();
-    match key_positions(cmd) {
-        Keys::None => Vec::new(),
-        Keys::At(i) => cmd.arg_at(i).into_iter().collect(),
+    let run = |range: Range<usize>| range.step_by(1);
+    match keys {
+        Keys::None => (None, run(0..0)),
+        Keys::At(i) => (Some(i), run(0..0)),
         Keys::Every {
             first,
             step,
             skip_last,
-        } => (first..args.saturating_sub(skip_last))
-            .step_by(step)
-            .filter_map(|i| cmd.arg_at(i))
-            .collect(),
-        Keys::NumKeysAt(at) => numkeys_after(cmd, at).collect(),
-        Keys::DestThenCounted => cmd
-            .arg_at(1)
-            .into_iter()
-            .chain(numkeys_after(cmd, 2))
-            .collect(),
-        Keys::Streams => {
-            let Some(at) = stream_options(cmd).streams_at else {
-                return Vec::new();
-            };
-            let rest = args - at - 1;
-            (at + 1..at + 1 + rest / 2)
-                .filter_map(|i| cmd.arg_at(i))
-                .collect()
-        }
+        } => (None, (first..args.saturating_sub(skip_last)).step_by(step)),
+        Keys::NumKeysAt(at) => (None, run(numkeys_after(cmd, at))),
+        Keys::DestThenCounted => (Some(1), run(numkeys_after(cmd, 2))),
+        Keys::Streams => match stream_options(cmd).streams_at {
+            Some(at) => {
+                let rest = args - at - 1;
+                (None, run(at + 1..at + 1 + rest / 2))
+            }
+            None => (None, run(0..0)),
+        },
     }
 }
 
-/// The keys counted by the `numkeys` argument at index `at`; a count larger than the
-/// arguments is clamped, not trusted.
-fn numkeys_after(cmd: &Cmd, at: usize) -> impl Iterator<Item = &[u8]> {
+/// The indexes of the keys counted by the `numkeys` argument at index `at`; a count
+/// larger than the arguments is clamped, not trusted.
+fn numkeys_after(cmd: &Cmd, at: usize) -> Range<usize> {
     let n = cmd
         .arg_at(at)
         .and_then(|n| std::str::from_utf8(n).ok())
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(0);
     let end = (at + 1).saturating_add(n).min(cmd.len());
-    (at + 1..end).filter_map(|i| cmd.arg_at(i))
-}
-
-/// The options of `XREAD` / `XREADGROUP` before their `STREAMS` keyword.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StreamOptions<'a> {
-    /// The argument after `BLOCK`, if the command blocks.
-    pub block: Option<&'a [u8]>,
-    /// Index of the `STREAMS` keyword.
-    pub streams_at: Option<usize>,
-}
-
-/// Parses the options of `XREAD` / `XREADGROUP` keyword by keyword, skipping each
-/// option's values, so a group or consumer *named* `STREAMS` or `BLOCK` is a name, not
-/// a keyword.
-///
-/// ```
-/// use redis_cluster_uring::{cmd, core::route::stream_options};
-/// let c = cmd("XREADGROUP").arg("GROUP").arg("streams").arg("block").arg("BLOCK").arg(0)
-///     .arg("STREAMS").arg("s").arg(">");
-/// let o = stream_options(&c);
-/// assert_eq!(o.block, Some(&b"0"[..]));
-/// assert_eq!(o.streams_at, Some(6));
-/// ```
-pub fn stream_options(cmd: &Cmd) -> StreamOptions<'_> {
-    let mut options = StreamOptions::default();
-    let mut i = 1;
-    while let Some(arg) = cmd.arg_at(i) {
-        let word = |w: &[u8]| arg.eq_ignore_ascii_case(w);
-        if word(b"STREAMS") {
-            options.streams_at = Some(i);
-            break;
-        } else if word(b"GROUP") {
-            i += 3;
-        } else if word(b"BLOCK") {
-            options.block = cmd.arg_at(i + 1);
-            i += 2;
-        } else if word(b"COUNT") || word(b"CLAIM") {
-            i += 2;
-        } else {
-            // NOACK, or an option this client does not know: one word.
-            i += 1;
-        }
-    }
-    options
+    at + 1..end.max(at + 1)
 }
 
 /// True when the command can name several keys (and so may need splitting by slot).
 pub fn is_multi_key(cmd: &Cmd) -> bool {
-    !matches!(key_positions(cmd), Keys::None | Keys::At(_))
+    describe(cmd).keys.is_multi_key()
 }
 
 /// Routes one command: the slot of its keys, `AnyNode` when it has none, or a `CrossSlot`
@@ -234,31 +152,7 @@ pub fn is_multi_key(cmd: &Cmd) -> bool {
 /// assert!(route_command(&cmd("MGET").arg("{t}a").arg("{t}b")).is_ok());
 /// ```
 pub fn route_command(cmd: &Cmd) -> Result<Route> {
-    // The one-key case is by far the most common: no allocation for it.
-    if let Keys::At(i) = key_positions(cmd) {
-        return Ok(match cmd.arg_at(i) {
-            Some(key) => Route::Slot(slot_for_key(key)),
-            None => Route::AnyNode,
-        });
-    }
-    let mut slot = None;
-    for key in command_keys(cmd) {
-        let s = slot_for_key(key);
-        match slot {
-            None => slot = Some(s),
-            Some(first) if first != s => {
-                return Err(Error::new(
-                    ErrorKind::CrossSlot,
-                    format!(
-                        "{} keys hash to different slots ({first} and {s}); use a hash tag",
-                        String::from_utf8_lossy(cmd.name())
-                    ),
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(slot.map_or(Route::AnyNode, Route::Slot))
+    key_slots(cmd, describe(cmd).keys).route(cmd)
 }
 
 #[cfg(test)]

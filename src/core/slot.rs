@@ -51,7 +51,7 @@ impl fmt::Display for Slot {
 /// assert_eq!(hash_tag(b"foo{{bar}}zap"), b"{bar");
 /// ```
 pub fn hash_tag(key: &[u8]) -> &[u8] {
-    if let Some(open) = key.iter().position(|&b| b == b'{') {
+    if let Some(open) = first_open_brace(key) {
         let rest = &key[open + 1..];
         if let Some(close) = rest.iter().position(|&b| b == b'}') {
             if close > 0 {
@@ -62,6 +62,33 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
     key
 }
 
+/// Where the first `{` of `key` is, eight bytes at a time (most keys have none, and a
+/// byte-by-byte search was the larger part of hashing a short key).
+fn first_open_brace(key: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const BRACES: u64 = u64::from_ne_bytes([b'{'; 8]);
+    let mut words = key.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        // A byte of `x` is zero where the key has a brace; the lowest byte flagged
+        // here is the first zero byte (a flag above it may be a borrow's, never below).
+        let x = u64::from_le_bytes(bytes) ^ BRACES;
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(at + zeros.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'{')
+        .map(|i| at + i)
+}
+
 /// The slot of `key`, as a Redis Cluster node computes it (`CLUSTER KEYSLOT`).
 ///
 /// ```
@@ -70,9 +97,60 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
 /// assert_eq!(slot_for_key(b"{user1000}.following"), slot_for_key(b"{user1000}.followers"));
 /// ```
 pub fn slot_for_key(key: &[u8]) -> Slot {
-    let crc = crc16::State::<crc16::XMODEM>::calculate(hash_tag(key));
-    Slot(crc % SLOT_COUNT)
+    Slot(crc16(hash_tag(key)) % SLOT_COUNT)
 }
+
+/// CRC16 as the cluster spec defines it (XMODEM: polynomial 0x1021, initial value 0,
+/// no reflection), two bytes per step: the CRC so far xored with the next two bytes
+/// is the register the polynomial shifts through, and `CRC16_PAIRS` holds what its high
+/// byte contributes after two byte steps (the spec's reference code does one byte per
+/// table lookup, as the last odd byte here does).
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut pairs = bytes.chunks_exact(2);
+    let mut crc = 0u16;
+    for pair in &mut pairs {
+        let register = crc ^ u16::from_be_bytes([pair[0], pair[1]]);
+        crc = CRC16_PAIRS[usize::from(register >> 8)] ^ CRC16_TABLE[usize::from(register & 0xFF)];
+    }
+    match pairs.remainder() {
+        [last] => (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ last)],
+        _ => crc,
+    }
+}
+
+/// The CRC of each byte value shifted through the polynomial, built at compile time.
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// [`CRC16_TABLE`] one byte step further: what a high byte `i` of the register becomes
+/// after two byte steps (`(T[i] << 8) ^ T[T[i] >> 8]`).
+const CRC16_PAIRS: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let once = CRC16_TABLE[i];
+        table[i] = (once << 8) ^ CRC16_TABLE[(once >> 8) as usize];
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -81,6 +159,7 @@ mod tests {
 
     #[test]
     fn crc16_spec_vector() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
         assert_eq!(
             crc16::State::<crc16::XMODEM>::calculate(b"123456789"),
             0x31C3
@@ -143,6 +222,18 @@ mod tests {
         #[test]
         fn any_key_maps_in_range(key in proptest::collection::vec(any::<u8>(), 0..64)) {
             prop_assert!(slot_for_key(&key).get() < SLOT_COUNT);
+        }
+
+        #[test]
+        fn the_first_brace_is_found_wherever_it_is(
+            key in proptest::collection::vec(prop_oneof![Just(b'{'), Just(b'}'), Just(b'z'), Just(b'|'), Just(0xFB), any::<u8>()], 0..40)
+        ) {
+            prop_assert_eq!(first_open_brace(&key), key.iter().position(|&b| b == b'{'));
+        }
+
+        #[test]
+        fn the_table_crc_is_the_crc16_crates(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(crc16(&bytes), crc16::State::<crc16::XMODEM>::calculate(&bytes));
         }
     }
 }

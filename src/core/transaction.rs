@@ -35,13 +35,14 @@ use bytes::BytesMut;
 use crate::core::cmd::{cmd, Cmd, ToArg};
 use crate::core::command_table::{command_class, CommandClass};
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::judgement::Judgement;
 use crate::core::reply::server_error;
 use crate::core::resp::{encode, Value};
 use crate::core::round::{
     backoff, classify_reply, saturating_later, Effect, Redirect, ReplyAction, RoundLimits,
     RoundReply,
 };
-use crate::core::route::{route_command, Route};
+use crate::core::route::Route;
 use crate::core::slot::{slot_for_key, Slot};
 use crate::core::stats::Counters;
 use crate::core::topology::{NodeAddr, SlotMap};
@@ -64,7 +65,9 @@ use crate::core::topology::{NodeAddr, SlotMap};
 pub fn transaction_slot(cmds: &[Cmd]) -> Result<Slot> {
     let mut slot: Option<Slot> = None;
     for c in cmds {
-        match command_class(c) {
+        // One lookup of the command for its class and its slot.
+        let judged = Judgement::of(c);
+        match judged.class() {
             CommandClass::Regular | CommandClass::Blocking => {}
             CommandClass::Empty => {
                 return Err(Error::new(
@@ -82,7 +85,7 @@ pub fn transaction_slot(cmds: &[Cmd]) -> Result<Slot> {
                 ))
             }
         }
-        match route_command(c)? {
+        match judged.route(c)? {
             Route::AnyNode => {}
             Route::Slot(s) => match slot {
                 None => slot = Some(s),
@@ -151,7 +154,12 @@ pub fn watch_command<K: ToArg>(keys: &[K]) -> Result<(Cmd, Slot)> {
 /// slot (its node holds the watches): [`transaction_slot`]'s refusals, or
 /// [`ErrorKind::CrossSlot`] for another slot.
 pub fn check_watched_transaction(cmds: &[Cmd], watched: Slot) -> Result<()> {
-    let slot = transaction_slot(cmds)?;
+    in_watched_slot(transaction_slot(cmds)?, watched)
+}
+
+/// [`check_watched_transaction`] for a transaction whose slot is known (a [`TxRound`]
+/// found it when it was made).
+fn in_watched_slot(slot: Slot, watched: Slot) -> Result<()> {
     if slot == watched {
         Ok(())
     } else {
@@ -551,6 +559,21 @@ impl TxRound {
             outcome: None,
             effects: Vec::new(),
         })
+    }
+
+    /// A `WATCH` session's transaction: [`TxRound::new`], refused unless it runs in the
+    /// `watched` slot ([`check_watched_transaction`]; the commands are judged once for
+    /// both), and pinned to `node`, whose connection holds the watches.
+    pub(crate) fn watched(
+        cmds: &[Cmd],
+        watched: Slot,
+        node: NodeAddr,
+        limits: RoundLimits,
+        deadline: Option<Instant>,
+    ) -> Result<TxRound> {
+        let tx = TxRound::new(cmds, limits, deadline)?;
+        in_watched_slot(tx.slot, watched)?;
+        Ok(tx.pinned(node))
     }
 
     /// Runs on `node` only (its connection holds the `WATCH`); no redirect is followed.

@@ -16,7 +16,7 @@
 //! recursion, so nesting depth is limited by [`DecodeLimits::max_depth`], not by the
 //! thread's stack.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::core::error::{Error, Result};
 use crate::core::value::Value;
@@ -110,6 +110,25 @@ fn parse_int(line: &[u8]) -> Result<i64> {
             .ok_or_else(|| Error::protocol("integer out of range"))?;
     }
     Ok(n)
+}
+
+/// A line of 1 to 18 plain digits as a number (no sign, so no overflow either); `None`
+/// for anything else, which [`parse_int`] then reads or refuses with its errors. The
+/// usual length or integer line, read without a pass to check it first.
+#[inline]
+fn short_number(line: &[u8]) -> Option<u64> {
+    if line.is_empty() || line.len() > 18 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &b in line {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(digit);
+    }
+    Some(n)
 }
 
 /// A length header: `-1` (null, only where `allow_null`) or `0..=max`.
@@ -398,11 +417,91 @@ pub fn decode_slice(src: &[u8], limits: &DecodeLimits) -> Result<Decoded> {
 /// assert_eq!(decode(&mut buf, &Default::default()).unwrap(), None);
 /// ```
 pub fn decode(src: &mut BytesMut, limits: &DecodeLimits) -> Result<Option<Value>> {
+    if let Some(scalar) = decode_scalar(src, limits) {
+        return scalar;
+    }
     let Some(n) = frame_len(src, limits)? else {
         return Ok(None);
     };
     let frame = src.split_to(n).freeze();
     build(&frame, &mut 0, limits).map(Some)
+}
+
+/// [`decode`] of the replies nearly every command gets: a bulk string, a simple string,
+/// an error or an integer, read in one pass straight off `src` (the general path walks
+/// a frame, splits it off, then builds from it: two passes and two reference counts
+/// more per reply). A bulk string is one split of `src` (zero-copy, one reference
+/// count); `+OK`, the answer of every write, is a static string and shares nothing.
+/// `None` for every other kind of reply, left to the general path; the checks and their
+/// errors are the general path's, in the same order, and `src` is untouched unless a
+/// whole reply is taken.
+fn decode_scalar(src: &mut BytesMut, limits: &DecodeLimits) -> Option<Result<Option<Value>>> {
+    let kind = *src.first()?;
+    if !matches!(kind, b'$' | b'+' | b'-' | b':') {
+        return None;
+    }
+    let cr = match find_crlf(src, 1) {
+        Ok(Some(cr)) => cr,
+        Ok(None) => return Some(Ok(None)),
+        Err(e) => return Some(Err(e)),
+    };
+    let after = cr + 2;
+    let value = match kind {
+        b'+' if &src[1..cr] == b"OK" => {
+            src.advance(after);
+            Value::SimpleString(Bytes::from_static(b"OK"))
+        }
+        b'+' | b'-' => {
+            let mut line = src.split_to(after);
+            line.advance(1);
+            line.truncate(cr - 1);
+            let line = line.freeze();
+            if kind == b'+' {
+                Value::SimpleString(line)
+            } else {
+                Value::Error(line)
+            }
+        }
+        b':' => {
+            let n = match short_number(&src[1..cr]) {
+                Some(n) => n as i64,
+                None => match parse_int(&src[1..cr]) {
+                    Ok(n) => n,
+                    Err(e) => return Some(Err(e)),
+                },
+            };
+            src.advance(after);
+            Value::Int(n)
+        }
+        _ => {
+            let len = match short_number(&src[1..cr]) {
+                Some(n) if n <= limits.max_bulk_len as u64 => n as usize,
+                // A sign, nil, too many digits, over the limit, not a number.
+                _ => match parse_len(&src[1..cr], limits.max_bulk_len, "bulk", true) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => {
+                        src.advance(after);
+                        return Some(Ok(Some(Value::Nil)));
+                    }
+                    Err(e) => return Some(Err(e)),
+                },
+            };
+            let end = after + len;
+            if src.len() < end + 2 {
+                return Some(Ok(None));
+            }
+            if &src[end..end + 2] != b"\r\n" {
+                return Some(Err(Error::protocol("bulk string not followed by CRLF")));
+            }
+            // The whole reply off the buffer in one split, then its framing off the
+            // piece: one reference count, and the buffer's own start moved once.
+            let mut body = src.split_to(end + 2);
+            body.advance(after);
+            body.truncate(len);
+            Value::Bulk(body.freeze())
+        }
+    };
+    Some(Ok(Some(value)))
 }
 
 #[cfg(test)]
@@ -553,6 +652,21 @@ mod tests {
             assert_eq!(decode(&mut buf, &limits()).unwrap(), Some(want));
         }
         assert_eq!(decode(&mut buf, &limits()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_lone_bulk_string_is_zero_copy_and_ok_shares_nothing() {
+        let mut buf = BytesMut::from(&b"$5\r\nhello\r\n+OK\r\n+QUEUED\r\n"[..]);
+        let base = buf.as_ptr() as usize;
+        let Some(Value::Bulk(hello)) = decode(&mut buf, &limits()).unwrap() else {
+            panic!("not a bulk string")
+        };
+        assert_eq!(hello.as_ptr() as usize, base + 4, "the bulk was copied");
+        let ok = decode(&mut buf, &limits()).unwrap();
+        assert_eq!(ok, Some(Value::SimpleString(Bytes::from_static(b"OK"))));
+        let queued = decode(&mut buf, &limits()).unwrap();
+        assert_eq!(queued, Some(Value::SimpleString("QUEUED".into())));
+        assert!(buf.is_empty());
     }
 
     #[test]
@@ -759,7 +873,63 @@ mod tests {
         })
     }
 
+    /// Replies that start like the ones `decode` reads in one pass, with whatever
+    /// follows: bodies of any length, bad lengths, missing or broken CRLFs, huge numbers.
+    fn scalar_like() -> impl Strategy<Value = Vec<u8>> {
+        let head = prop_oneof![
+            Just(b"$".to_vec()),
+            Just(b"+".to_vec()),
+            Just(b"-".to_vec()),
+            Just(b":".to_vec()),
+            Just(b"+OK".to_vec()),
+            Just(b"$-1".to_vec()),
+            Just(b"$-2".to_vec()),
+            Just(b":-".to_vec()),
+        ];
+        let number = prop_oneof![
+            "[0-9]{0,3}",
+            "[0-9]{18,21}",
+            Just(String::new()),
+            Just("-1".to_string())
+        ];
+        let tail = proptest::collection::vec(
+            prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'x'), any::<u8>()],
+            0..24,
+        );
+        (head, number, any::<bool>(), tail).prop_map(|(mut wire, n, crlf, tail)| {
+            wire.extend_from_slice(n.as_bytes());
+            if crlf {
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend(tail);
+            wire
+        })
+    }
+
     proptest! {
+        #[test]
+        fn one_pass_scalars_decode_as_the_general_path_does(wire in scalar_like()) {
+            let small = DecodeLimits { max_bulk_len: 8, ..limits() };
+            for lim in [limits(), small] {
+                let mut buf = BytesMut::from(&wire[..]);
+                let fast = decode(&mut buf, &lim);
+                match (decode_slice(&wire, &lim), fast) {
+                    (Ok(Decoded::Complete(want, n)), Ok(Some(got))) => {
+                        prop_assert_eq!(got, want);
+                        prop_assert_eq!(buf.len(), wire.len() - n, "bytes taken");
+                    }
+                    (Ok(Decoded::Incomplete), Ok(None)) => {
+                        prop_assert_eq!(buf.len(), wire.len(), "untouched")
+                    }
+                    (Err(want), Err(got)) => {
+                        prop_assert_eq!(got.detail(), want.detail());
+                        prop_assert_eq!(buf.len(), wire.len(), "untouched");
+                    }
+                    other => prop_assert!(false, "disagreement: {:?}", other),
+                }
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
             let small = DecodeLimits { max_bulk_len: 64, max_elements: 8, max_depth: 4 };
