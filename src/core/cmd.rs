@@ -108,15 +108,17 @@ fn decimal_len(n: usize) -> usize {
 /// with `p + digits(p) + 5 == element`. A payload of `d` digits' length has
 /// `p + d <= 10^d - 1 + d`, so the first `d` whose bound holds is its digit count (one
 /// comparison for the usual short argument).
-fn payload_len(element: usize) -> usize {
-    let m = element - BULK_FRAMING;
+/// `None` only for a size no bulk string has (offsets past 4 GiB, which the ends
+/// cannot hold, are saturated, never trusted).
+fn payload_len(element: usize) -> Option<usize> {
+    let m = element.checked_sub(BULK_FRAMING)?;
     let mut digits = 1;
     let mut largest = 9usize; // the largest payload length of `digits` digits
-    while m > largest + digits {
+    while m > largest.saturating_add(digits) {
         digits += 1;
         largest = largest.saturating_mul(10).saturating_add(9);
     }
-    m - digits
+    m.checked_sub(digits)
 }
 
 /// Starts a command with its name: `cmd("GET").arg("k")`.
@@ -226,8 +228,9 @@ impl Cmd {
             Some(prev) => ends[prev] as usize,
             None => 0,
         };
-        let len = payload_len(end.checked_sub(start)?);
-        self.data.get(end - 2 - len..end - 2)
+        let len = payload_len(end.checked_sub(start)?)?;
+        let payload_end = end.checked_sub(2)?;
+        self.data.get(payload_end.checked_sub(len)?..payload_end)
     }
 
     /// All arguments, name first.
@@ -592,9 +595,18 @@ mod tests {
             lengths.extend([p - 2, p - 1, p, p + 1]);
         }
         for p in lengths {
-            assert_eq!(payload_len(p + decimal_len(p) + BULK_FRAMING), p, "{p}");
+            assert_eq!(
+                payload_len(p + decimal_len(p) + BULK_FRAMING),
+                Some(p),
+                "{p}"
+            );
         }
         assert_eq!(decimal_len(usize::MAX), 20);
+        // Sizes no bulk string has (saturated offsets) are refused, not a panic.
+        for size in [0, 1, BULK_FRAMING, usize::MAX] {
+            let _ = payload_len(size);
+        }
+        assert_eq!(payload_len(BULK_FRAMING), None);
     }
 
     /// An argument that does not say its length, longer than nine bytes: its header is
