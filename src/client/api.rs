@@ -56,12 +56,14 @@ impl Client {
     /// ```
     pub async fn query<T: FromReply>(&self, command: impl std::borrow::Borrow<Cmd>) -> Result<T> {
         let command: &Cmd = std::borrow::Borrow::borrow(&command);
-        let path = self.inner.cluster.borrow().path(command)?;
+        // Judged once: the path, the single path's route and a request's plan read it.
+        let judged = crate::core::judgement::Judgement::of(command);
+        let path = self.inner.cluster.borrow().path_judged(command, &judged)?;
         let results = match path {
-            Path::Single => return T::from_reply(self.query_one(command).await?),
+            Path::Single => return T::from_reply(self.query_one(command, &judged).await?),
             Path::Blocking(timeout) => self.run_blocking(None, command, timeout).await?,
             Path::Request => {
-                self.execute_commands(std::slice::from_ref(command), None)
+                self.execute_judged(std::slice::from_ref(command), vec![judged], None)
                     .await?
             }
         };

@@ -14,6 +14,7 @@ use crate::core::cluster::Cluster;
 use crate::core::cmd::{cmd, Cmd};
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::judgement::Judgement;
 pub use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::refresh::UNRESPONSIVE_AFTER;
@@ -22,7 +23,7 @@ use crate::core::report::Reporter;
 use crate::core::request::{Request, Step};
 use crate::core::resp::Value;
 use crate::core::round::{classify_reply, Effect, ReplyAction, RoundLimits, RoundReply, Rounds};
-use crate::core::route::{route_command, Route};
+use crate::core::route::Route;
 use crate::core::stats::Counters;
 use crate::core::tls::TlsConfig;
 use crate::core::topology::{NodeAddr, SlotMap};
@@ -164,12 +165,12 @@ impl Client {
     /// the exec, nothing allocated in the steady state. Anything but a plain answer (a
     /// redirect, a retry, a lost connection, the deadline, a keyless command) goes on
     /// through the round machine from that point, exactly as a pipeline of one would.
-    pub(super) async fn query_one(&self, command: &Cmd) -> Result<Value> {
+    pub(super) async fn query_one(&self, command: &Cmd, judged: &Judgement) -> Result<Value> {
         self.ensure_open()?;
         self.inner.counters.add_execution();
         let deadline = deadline_after(self.inner.config.request_timeout);
         let cmds = std::slice::from_ref(command);
-        let conn = match route_command(command) {
+        let conn = match judged.route(command) {
             Ok(Route::Slot(slot)) => {
                 let map = self.inner.cluster.borrow().map().clone();
                 map.node_for(slot).map(|node| self.connection_for(node))
@@ -267,6 +268,18 @@ impl Client {
         cmds: &[Cmd],
         reporter: Option<&mut Reporter>,
     ) -> Result<Vec<Result<Value>>> {
+        self.execute_judged(cmds, Judgement::all(cmds), reporter)
+            .await
+    }
+
+    /// [`Client::execute_commands`] for commands judged already (`judged[i]` is
+    /// `cmds[i]`'s).
+    pub(super) async fn execute_judged(
+        &self,
+        cmds: &[Cmd],
+        judged: Vec<Judgement>,
+        reporter: Option<&mut Reporter>,
+    ) -> Result<Vec<Result<Value>>> {
         self.ensure_open()?;
         if cmds.is_empty() {
             return Ok(Vec::new());
@@ -274,10 +287,13 @@ impl Client {
         let deadline = deadline_after(self.inner.config.request_timeout);
         let mut request = {
             let pool = self.inner.pool.borrow();
-            self.inner
-                .cluster
-                .borrow_mut()
-                .pipeline(cmds, pool.nodes(), deadline, reporter)
+            self.inner.cluster.borrow_mut().pipeline_judged(
+                cmds,
+                judged,
+                pool.nodes(),
+                deadline,
+                reporter,
+            )
         };
         self.drive(&mut request, deadline, Lane::Shared, None).await;
         request.results()

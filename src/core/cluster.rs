@@ -167,7 +167,10 @@ impl Cluster {
 
     /// A pipeline (or one command) as a request: expanded (refusals counted, splits,
     /// fan-outs), with the round budgets, `Config::execution`, and where each shard's
-    /// reads go under `Config::read_from` (the zone and round trip from `nodes`).
+    /// reads go under `Config::read_from` (the zone and round trip from `nodes`). The
+    /// clients judge their commands first ([`Cluster::pipeline_judged`]); the simulation
+    /// and the tests start here.
+    #[cfg(test)]
     pub(crate) fn pipeline<'a>(
         &mut self,
         cmds: &'a [Cmd],
