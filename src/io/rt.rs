@@ -115,6 +115,10 @@ pub(crate) fn sleep(d: Duration) -> Sleep {
 }
 
 /// `future`'s output, or `None` when `deadline` passes first (no deadline: never).
+///
+/// Every request with a timeout waits through here, so no engine allocates for it: the
+/// ring's timer and tokio's `timeout_at` live in this future's own state (only compio's
+/// timer, whose type cannot be named, is boxed).
 pub(crate) async fn timeout_at<F: Future>(
     deadline: Option<Instant>,
     future: F,
@@ -122,8 +126,19 @@ pub(crate) async fn timeout_at<F: Future>(
     let Some(at) = deadline else {
         return Some(future.await);
     };
+    match running() {
+        Runtime::Ring => race(future, executor::sleep_until(at)).await,
+        Runtime::Compio => race(future, sleep_until(at)).await,
+        Runtime::Tokio => tokio::time::timeout_at(tokio::time::Instant::from_std(at), future)
+            .await
+            .ok(),
+    }
+}
+
+/// `future`'s output, or `None` when `timer` ends first.
+async fn race<F: Future, T: Future<Output = ()>>(future: F, timer: T) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
-    let mut timer = std::pin::pin!(sleep_until(at));
+    let mut timer = std::pin::pin!(timer);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
