@@ -1,17 +1,22 @@
-//! One node connection's life, over any engine: connect, then one writer loop and one
-//! long-lived reader, both moving bytes between the socket and the connection's sans-IO
-//! [`Conn`](crate::core::conn::Conn) in the pool, which does TLS, the handshake and the
-//! reply order.
+//! One node connection's life, over any engine: connect, then move bytes between the
+//! socket and the connection's sans-IO [`Conn`](crate::core::conn::Conn) in the pool,
+//! which does TLS, the handshake and the reply order.
 //!
-//! The reader is the only code that reads the socket, and it never gives up a read
-//! half-way: with io_uring an abandoned read still completes into its buffer, so a reader
-//! that could be cancelled would lose bytes and shift every later reply. Timeouts
-//! therefore act on requests (see [`crate::client::pool`]) and on the pool's record of the
-//! connection (the handshake's deadline), never on reads.
+//! What the bytes mean is decided once, by the connection's [`Wire`] (an
+//! [`Endpoint`]): the ring engine's loop drives the socket itself and calls it from its
+//! completions (no task per connection); the other engines run a reader task and a writer
+//! loop that call it.
+//!
+//! A read is never given up half-way: with io_uring an abandoned read still completes
+//! into its buffer, so a reader that could be cancelled would lose bytes and shift every
+//! later reply. Timeouts therefore act on requests (see [`crate::client::pool`]) and on
+//! the pool's record of the connection (the handshake's deadline), never on reads.
 
 use std::cell::RefCell;
+use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -21,7 +26,7 @@ use crate::core::pool::{ConnId, Pool};
 use crate::core::resp::Value;
 use crate::core::stats::Counters as Stats;
 use crate::core::topology::NodeAddr;
-use crate::io::{rt, ByteStream, SocketOptions, Transport};
+use crate::io::{rt, ByteStream, Endpoint, SocketOptions, Transport};
 
 /// Below this much spare room the reader grows its buffer before the next read.
 const MIN_READ_SPACE: usize = 4096;
@@ -95,20 +100,13 @@ pub(crate) async fn run_connection<T: Transport>(link: Link) {
             if let Some(pool) = pool.upgrade() {
                 pool.borrow_mut().socket_up(conn);
             }
-            Rc::new(stream)
+            stream
         }
         Some(Err(error)) => return fail_early(&pool, conn, &addr, error),
         None => return fail_early(&pool, conn, &addr, timed_out("connecting")),
     };
-    let reader = rt::spawn_local(read_loop(
-        stream.clone(),
-        pool.clone(),
-        stats.clone(),
-        conn,
-        options.clone(),
-    ));
     // The handshake's deadline acts on the pool's record, never on a read: a connection
-    // not ready by then fails, which stops the writer, whose shutdown ends the read.
+    // not ready by then fails, which ends its output, whose end shuts the socket down.
     let watchdog = deadline.map(|at| {
         let pool = pool.clone();
         let addr = addr.clone();
@@ -125,18 +123,30 @@ pub(crate) async fn run_connection<T: Transport>(link: Link) {
             }
         })
     });
-    write_loop(&*stream, &pool, &stats, conn).await;
+    let wire = Wire {
+        pool,
+        stats,
+        conn,
+        addr,
+        options,
+        pushes: Vec::new(),
+        watchdog,
+    };
+    // The ring engine's loop moves the bytes itself; the other engines run a reader
+    // task and this task as the writer.
+    let (stream, wire) = match T::drive(stream, wire) {
+        Ok(()) => return,
+        Err(back) => back,
+    };
+    let stream = Rc::new(stream);
+    let wire = Rc::new(RefCell::new(wire));
+    let reader = rt::spawn_local(read_loop(stream.clone(), wire.clone()));
+    write_loop(&*stream, &wire).await;
     // Whoever stopped first, the other must stop too: shutting the socket down
     // completes the reader's outstanding read, which is then its last.
     stream.shutdown();
     let _ = reader.await;
-    if let Some(watchdog) = watchdog {
-        watchdog.abort();
-    }
-    if let Some(pool) = pool.upgrade() {
-        pool.borrow_mut().release(conn);
-    }
-    tracing::debug!(%addr, "connection closed");
+    wire.borrow_mut().closed();
 }
 
 /// A connection that failed before it could be used: every caller waiting on it gets the
@@ -206,66 +216,55 @@ async fn within<F: std::future::Future>(deadline: Option<Instant>, f: F) -> Opti
     rt::timeout_at(deadline, f).await
 }
 
-async fn write_loop<S: ByteStream>(
-    stream: &S,
-    pool: &Weak<RefCell<Pool>>,
-    stats: &Stats,
-    conn: ConnId,
-) {
-    loop {
-        // Waits (woken by the pool) until there is something to write; `None` once the
-        // connection or the client is gone.
-        let out = std::future::poll_fn(|cx| match pool.upgrade() {
-            Some(pool) => pool.borrow_mut().poll_output(conn, cx),
-            None => std::task::Poll::Ready(None),
-        })
-        .await;
-        let Some(out) = out else { return };
-        stats.add_write(out.len());
-        let (res, buf) = stream.write_all(out).await;
-        if res.is_ok() {
-            if let Some(pool) = pool.upgrade() {
-                pool.borrow_mut().give_back_output(conn, buf);
-            }
-        }
-        if let Err(e) = res {
-            if let Some(pool) = pool.upgrade() {
-                let addr = pool.borrow().addr(conn).cloned();
-                let error = match addr {
-                    Some(a) => Error::io(format!("write to {a}"), e),
-                    None => Error::io("write", e),
-                };
-                pool.borrow_mut().fail(conn, &error);
-            }
-            return;
-        }
-    }
-}
-
-async fn read_loop<S: ByteStream>(
-    stream: Rc<S>,
+/// A connection's side of its socket: what the bytes read mean and which bytes to write
+/// next, for whichever code moves them (the ring's loop, or a reader and a writer task).
+pub(crate) struct Wire {
     pool: Weak<RefCell<Pool>>,
     stats: Rc<Stats>,
     conn: ConnId,
+    addr: NodeAddr,
     options: ConnOptions,
-) {
-    let mut pushes = Vec::new();
-    let mut buf = BytesMut::with_capacity(options.read_buffer_size);
-    loop {
-        buf = ready_for_read(buf, options.read_buffer_size);
-        if buf.capacity() - buf.len() < MIN_READ_SPACE {
-            let want = options.read_buffer_size.max(MIN_READ_SPACE);
-            if !buf.try_reclaim(want) {
-                // The replies just decoded still share the buffer until their callers
-                // run: let them, then the buffer can be reused in place instead of a new
-                // one allocated (about once per 40 batches).
-                rt::yield_now().await;
-                buf.reserve(want);
-            }
+    /// Push frames read, on their way to the handler (kept to reuse its memory).
+    pushes: Vec<Value>,
+    /// The handshake's deadline, ended with the connection.
+    watchdog: Option<rt::Task>,
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wire")
+            .field("conn", &self.conn)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Wire {
+    fn usual_room(&self) -> usize {
+        self.options.read_buffer_size.max(MIN_READ_SPACE)
+    }
+}
+
+impl Endpoint for Wire {
+    fn room(&self, buf: BytesMut) -> Result<BytesMut, BytesMut> {
+        let mut buf = ready_for_read(buf, self.options.read_buffer_size);
+        if buf.capacity() - buf.len() < MIN_READ_SPACE && !buf.try_reclaim(self.usual_room()) {
+            return Err(buf);
         }
-        let (res, returned) = stream.read(buf).await;
-        buf = returned;
-        let Some(pool) = pool.upgrade() else { return };
+        Ok(buf)
+    }
+
+    fn grow(&self, buf: &mut BytesMut) {
+        if buf.capacity() - buf.len() < MIN_READ_SPACE {
+            buf.reserve(self.usual_room());
+        }
+    }
+
+    fn received(&mut self, res: io::Result<usize>, buf: &mut BytesMut) -> bool {
+        let Some(pool) = self.pool.upgrade() else {
+            return false;
+        };
+        let conn = self.conn;
         let failure = {
             let mut pool = pool.borrow_mut();
             match res {
@@ -275,22 +274,101 @@ async fn read_loop<S: ByteStream>(
                 )),
                 Err(e) => Some(Error::io(format!("read from {}", describe(&pool, conn)), e)),
                 Ok(n) => {
-                    stats.add_read(n);
+                    self.stats.add_read(n);
                     // A frame that cannot be parsed poisons the stream (nothing after it
                     // can be framed); replies before it were delivered and are kept.
-                    pool.receive(conn, &mut buf, &mut pushes, Instant::now)
+                    pool.receive(conn, buf, &mut self.pushes, Instant::now)
                         .err()
                 }
             }
         };
         // The pool is not borrowed any more: the handler may call the client.
-        hand_over(&options, &stats, conn, &pool, &mut pushes);
+        hand_over(&self.options, &self.stats, conn, &pool, &mut self.pushes);
         let mut pool = pool.borrow_mut();
         if let Some(error) = failure {
             pool.fail(conn, &error);
+            return false;
+        }
+        !pool.is_closed(conn)
+    }
+
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<Option<BytesMut>> {
+        let out = match self.pool.upgrade() {
+            Some(pool) => pool.borrow_mut().poll_output(self.conn, cx),
+            None => Poll::Ready(None),
+        };
+        if let Poll::Ready(Some(out)) = &out {
+            self.stats.add_write(out.len());
+        }
+        out
+    }
+
+    fn sent(&mut self, res: io::Result<()>, buf: BytesMut) -> bool {
+        let Some(pool) = self.pool.upgrade() else {
+            return false;
+        };
+        let mut pool = pool.borrow_mut();
+        match res {
+            Ok(()) => {
+                pool.give_back_output(self.conn, buf);
+                true
+            }
+            Err(e) => {
+                let error = match pool.addr(self.conn) {
+                    Some(a) => Error::io(format!("write to {a}"), e),
+                    None => Error::io("write", e),
+                };
+                pool.fail(self.conn, &error);
+                false
+            }
+        }
+    }
+
+    fn closed(&mut self) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.abort();
+        }
+        if let Some(pool) = self.pool.upgrade() {
+            pool.borrow_mut().release(self.conn);
+        }
+        tracing::debug!(addr = %self.addr, "connection closed");
+    }
+}
+
+async fn write_loop<S: ByteStream>(stream: &S, wire: &RefCell<Wire>) {
+    loop {
+        // Waits (woken by the pool) until there is something to write; `None` once the
+        // connection or the client is gone.
+        let out = std::future::poll_fn(|cx| wire.borrow_mut().poll_output(cx)).await;
+        let Some(out) = out else { return };
+        let (res, buf) = stream.write_all(out).await;
+        if !wire.borrow_mut().sent(res, buf) {
             return;
         }
-        if pool.is_closed(conn) {
+    }
+}
+
+async fn read_loop<S: ByteStream>(stream: Rc<S>, wire: Rc<RefCell<Wire>>) {
+    let size = wire.borrow().options.read_buffer_size;
+    let mut buf = BytesMut::with_capacity(size);
+    loop {
+        let room = wire.borrow().room(buf);
+        buf = match room {
+            Ok(buf) => buf,
+            Err(buf) => {
+                // The replies just decoded still share the buffer until their callers
+                // run: let them, then the buffer can be reused in place instead of a new
+                // one allocated (about once per 40 batches).
+                rt::yield_now().await;
+                let room = wire.borrow().room(buf);
+                let mut buf = room.unwrap_or_else(|buf| buf);
+                wire.borrow().grow(&mut buf);
+                buf
+            }
+        };
+        let (res, returned) = stream.read(buf).await;
+        buf = returned;
+        if !wire.borrow_mut().received(res, &mut buf) {
             return;
         }
     }

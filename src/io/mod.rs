@@ -8,6 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -22,6 +23,43 @@ pub(crate) mod uring;
 pub(crate) trait Transport: ByteStream + Sized {
     /// Connects and applies [`SocketOptions`] (with `TCP_NODELAY` always on).
     async fn connect(addr: SocketAddr, options: &SocketOptions) -> io::Result<Self>;
+
+    /// Hands the connected socket and its connection's [`Endpoint`] to the engine's own
+    /// loop, which then moves the bytes itself: no task per connection, and a read's
+    /// completion goes straight to the connection. `Err` hands both back when the engine
+    /// moves bytes with tasks instead (the connection then runs a reader and a writer).
+    fn drive<E: Endpoint>(self, endpoint: E) -> Result<(), (Self, E)> {
+        Err((self, endpoint))
+    }
+}
+
+/// A connection as the code moving its bytes sees it: where read bytes go, where bytes
+/// to write come from, and what each outcome means for the connection. It decides; the
+/// engine only moves bytes and calls it.
+pub(crate) trait Endpoint: 'static {
+    /// The buffer for the next read, with room at its end. `Err` hands it back when room
+    /// means new memory that waiting would save (replies just decoded still share it):
+    /// the caller may let their owners run first, then [`Endpoint::grow`] it.
+    fn room(&self, buf: BytesMut) -> Result<BytesMut, BytesMut>;
+
+    /// Makes room in a buffer [`Endpoint::room`] handed back, allocating if it must.
+    fn grow(&self, buf: &mut BytesMut);
+
+    /// A read's outcome (its bytes at the end of `buf`): replies go to their callers,
+    /// and the bytes consumed leave `buf`. False when the connection is over: the
+    /// socket is then shut down and closed.
+    fn received(&mut self, res: io::Result<usize>, buf: &mut BytesMut) -> bool;
+
+    /// The next bytes to write; `Pending` (the waker woken when there are some) while
+    /// there are none; `None` when the connection is over.
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<Option<BytesMut>>;
+
+    /// A write's outcome, with its buffer back (emptied after a whole write). False
+    /// when the connection is over.
+    fn sent(&mut self, res: io::Result<()>, buf: BytesMut) -> bool;
+
+    /// The socket is shut down and nothing is in flight on it any more.
+    fn closed(&mut self);
 }
 
 /// A connected byte stream: an engine's socket (TLS is the connection's own business, in

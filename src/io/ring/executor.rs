@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::driven::{self, SOCKET};
 use super::reactor::Reactor;
 
 /// Tasks polled per turn before the ring is entered again, so a task that keeps waking
@@ -75,12 +76,19 @@ impl Shared {
     }
 }
 
-/// One task's waker.
-struct TaskWaker {
+/// One task's waker (or a loop-driven socket's: see [`super::driven`]).
+pub(super) struct TaskWaker {
     task: usize,
     /// Already on the woken list: a second wake before it runs adds nothing.
     queued: AtomicBool,
     shared: Arc<Shared>,
+}
+
+impl TaskWaker {
+    /// Taken off the woken list: a wake from now on lists it again.
+    pub(super) fn rearm(&self) {
+        self.queued.store(false, Ordering::Release);
+    }
 }
 
 impl Wake for TaskWaker {
@@ -111,6 +119,8 @@ pub(crate) struct Runtime {
     timers: RefCell<BTreeMap<(Instant, u64), Waker>>,
     timer_seq: Cell<u64>,
     pub(crate) reactor: RefCell<Reactor>,
+    /// Connections whose bytes the loop moves itself.
+    pub(super) sockets: RefCell<driven::Sockets>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -146,10 +156,16 @@ impl Runtime {
             timers: RefCell::new(BTreeMap::new()),
             timer_seq: Cell::new(0),
             reactor: RefCell::new(reactor),
+            sockets: RefCell::new(driven::Sockets::default()),
         })
     }
 
-    fn waker_for(&self, task: usize) -> Arc<TaskWaker> {
+    /// Hands a connected socket to the loop, which moves its bytes from now on.
+    pub(crate) fn drive(&self, stream: super::RingStream, endpoint: Box<dyn crate::io::Endpoint>) {
+        driven::drive(self, stream, endpoint);
+    }
+
+    pub(super) fn waker_for(&self, task: usize) -> Arc<TaskWaker> {
         Arc::new(TaskWaker {
             task,
             queued: AtomicBool::new(false),
@@ -262,6 +278,8 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
         fn drop(&mut self) {
             let tasks = std::mem::take(&mut *self.0.tasks.borrow_mut());
             drop(tasks);
+            let sockets = std::mem::take(&mut *self.0.sockets.borrow_mut());
+            drop(sockets);
             self.0.timers.borrow_mut().clear();
             CURRENT.with(|c| c.borrow_mut().take());
         }
@@ -288,6 +306,8 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
                     {
                         return Ok(out);
                     }
+                } else if key >= SOCKET {
+                    rt.sockets.borrow_mut().woken(key);
                 } else {
                     rt.poll_task(key);
                 }
@@ -295,6 +315,10 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
             rt.take_woken(&mut woken);
         }
         let next_timer = rt.fire_timers(Instant::now());
+        rt.take_woken(&mut woken);
+        // Every task of the turn ran: the sockets' reads are armed and their output
+        // sent, in the turn's one system call.
+        driven::flush(&rt);
         rt.take_woken(&mut woken);
         let wait = if woken.is_empty() {
             // Parked from here: a wake from another thread must ring the eventfd. Checked
@@ -315,6 +339,8 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
         turned?;
         // Completions wake their tasks (and the eventfd's read is armed again).
         rt.reactor.borrow_mut().complete();
+        // Reads go straight to their connections, which wake the callers.
+        driven::complete(&rt);
         rt.take_woken(&mut woken);
     }
 }

@@ -5,6 +5,7 @@
 //! - [`reactor`]: operations in flight, the buffers the kernel owns meanwhile, and the
 //!   one `io_uring_enter` per loop turn.
 //! - [`executor`]: tasks, wakers (cross-thread wakes through an eventfd) and timers.
+//! - [`driven`]: connections whose bytes the loop moves itself, without a task.
 //! - this file: the socket ([`RingStream`]) as the connection code sees it.
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use super::{ByteStream, SocketOptions, Transport};
 use executor::Runtime;
 use reactor::{Owned, Purpose};
 
+mod driven;
 pub(crate) mod executor;
 pub(crate) mod reactor;
 pub(crate) mod setup;
@@ -128,9 +130,78 @@ fn result(res: i32) -> io::Result<usize> {
     }
 }
 
+/// What a send's completion means for its buffer.
+enum Sent {
+    /// All of it went: the buffer is emptied for reuse.
+    All,
+    /// Part of it went (an older kernel, despite `MSG_WAITALL`): the rest is left in it.
+    Part,
+    Failed(io::Error),
+}
+
+/// Applies a send's result to its buffer.
+fn sent(res: i32, buf: &mut BytesMut) -> Sent {
+    match result(res) {
+        Err(e) => Sent::Failed(e),
+        Ok(0) if !buf.is_empty() => Sent::Failed(io::ErrorKind::WriteZero.into()),
+        Ok(n) if n >= buf.len() => {
+            buf.clear();
+            Sent::All
+        }
+        Ok(n) => {
+            buf.advance(n);
+            Sent::Part
+        }
+    }
+}
+
+/// Applies a read's result to its buffer: the bytes the kernel wrote join its length.
+fn received(res: i32, buf: &mut BytesMut) -> io::Result<usize> {
+    if res > 0 {
+        let n = (res as usize).min(buf.capacity() - buf.len());
+        // SAFETY: the kernel wrote `n` bytes into the spare capacity that started at the
+        // buffer's length when the read was made (`recv_entry`; the buffer was owned by
+        // the reactor meanwhile, untouched); it never reports more than the length it
+        // was given, and `n` is capped at the capacity anyway.
+        unsafe { buf.set_len(buf.len() + n) };
+    }
+    result(res)
+}
+
 impl RingStream {
     fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+
+    /// A send of all of `buf`. The buffer must then be owned by the operation (the
+    /// reactor) until its completion, unmoved in memory.
+    fn send_entry(&self, buf: &BytesMut) -> io_uring::squeue::Entry {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let ptr = buf.as_ptr();
+        on_target!(self.target(), |t| opcode::Send::new(t, ptr, len)
+            .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+            .build())
+    }
+
+    /// A read into `buf`'s spare capacity, never over the bytes in it. The buffer must
+    /// then be owned by the operation until its completion; [`received`] applies it.
+    fn recv_entry(&self, buf: &mut BytesMut) -> io::Result<io_uring::squeue::Entry> {
+        let start = buf.len();
+        let spare = buf.capacity() - start;
+        if spare == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no spare capacity to read into",
+            ));
+        }
+        let len = u32::try_from(spare).unwrap_or(u32::MAX);
+        // SAFETY: the pointer is the start of `buf`'s spare capacity, `len` bytes of
+        // which are allocated; the kernel writes there only, never over unparsed bytes.
+        let ptr = unsafe { buf.as_mut_ptr().add(start) };
+        Ok(on_target!(self.target(), |t| opcode::Recv::new(
+            t, ptr, len
+        )
+        .build()))
     }
 
     fn target(&self) -> Target {
@@ -170,19 +241,23 @@ impl Transport for RingStream {
         let fixed = runtime()?.reactor.borrow_mut().register(socket.as_raw_fd());
         Ok(RingStream { socket, fixed })
     }
+
+    fn drive<E: super::Endpoint>(self, endpoint: E) -> Result<(), (Self, E)> {
+        match executor::current() {
+            Some(rt) => {
+                rt.drive(self, Box::new(endpoint));
+                Ok(())
+            }
+            None => Err((self, endpoint)),
+        }
+    }
 }
 
 impl ByteStream for RingStream {
     async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         let mut buf = buf;
-        let mut sent_total = 0;
-        let total = buf.len();
         loop {
-            let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-            let ptr = buf.as_ptr();
-            let entry = on_target!(self.target(), |t| opcode::Send::new(t, ptr, len)
-                .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
-                .build());
+            let entry = self.send_entry(&buf);
             let op = match OpFuture::start(
                 entry,
                 Owned {
@@ -197,46 +272,20 @@ impl ByteStream for RingStream {
             };
             let (res, owned) = op.await;
             buf = owned.buf.unwrap_or_default();
-            match result(res) {
-                Err(e) => return (Err(e), buf),
-                Ok(0) if !buf.is_empty() => {
-                    return (Err(io::ErrorKind::WriteZero.into()), buf);
-                }
-                Ok(n) => {
-                    sent_total += n;
-                    if n >= buf.len() {
-                        // Sent: the buffer comes back whole (emptied) for reuse.
-                        buf.clear();
-                        debug_assert!(sent_total >= total);
-                        return (Ok(()), buf);
-                    }
-                    // Short despite MSG_WAITALL (an older kernel): the rest.
-                    buf.advance(n);
-                }
+            match sent(res, &mut buf) {
+                Sent::All => return (Ok(()), buf),
+                Sent::Failed(e) => return (Err(e), buf),
+                Sent::Part => {}
             }
         }
     }
 
     async fn read(&self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         let mut buf = buf;
-        let start = buf.len();
-        let spare = buf.capacity() - start;
-        if spare == 0 {
-            return (
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "no spare capacity to read into",
-                )),
-                buf,
-            );
-        }
-        let len = u32::try_from(spare).unwrap_or(u32::MAX);
-        // SAFETY: the pointer is the start of `buf`'s spare capacity, `len` bytes of
-        // which are allocated; the kernel writes there only, never over unparsed bytes.
-        // `buf` moves into the reactor's op and is not touched until the completion
-        // hands it back.
-        let ptr = unsafe { buf.as_mut_ptr().add(start) };
-        let entry = on_target!(self.target(), |t| opcode::Recv::new(t, ptr, len).build());
+        let entry = match self.recv_entry(&mut buf) {
+            Ok(entry) => entry,
+            Err(e) => return (Err(e), buf),
+        };
         let op = match OpFuture::start(
             entry,
             Owned {
@@ -250,14 +299,7 @@ impl ByteStream for RingStream {
         };
         let (res, owned) = op.await;
         let mut buf = owned.buf.unwrap_or_default();
-        if res > 0 {
-            let n = (res as usize).min(buf.capacity() - buf.len());
-            // SAFETY: the kernel wrote `n` bytes into the spare capacity that started
-            // at the buffer's length (it never reports more than the length it was
-            // given, and `n` is capped at the capacity anyway).
-            unsafe { buf.set_len(buf.len() + n) };
-        }
-        (result(res), buf)
+        (received(res, &mut buf), buf)
     }
 
     fn shutdown(&self) {
@@ -356,6 +398,117 @@ mod tests {
             let (res, buf) = stream.read(BytesMut::with_capacity(64)).await;
             assert_eq!(res.unwrap(), 4);
             assert_eq!(&buf[..], b":1\r\n");
+        })
+        .unwrap();
+    }
+
+    /// An endpoint that writes what it is given and records what it reads.
+    #[derive(Default)]
+    struct Probe {
+        out: std::collections::VecDeque<BytesMut>,
+        writer: Option<std::task::Waker>,
+        read: Vec<u8>,
+        sent: usize,
+        closed: bool,
+    }
+
+    struct Shared(Rc<std::cell::RefCell<Probe>>);
+
+    impl crate::io::Endpoint for Shared {
+        fn room(&self, buf: BytesMut) -> Result<BytesMut, BytesMut> {
+            Err(buf)
+        }
+        fn grow(&self, buf: &mut BytesMut) {
+            buf.reserve(16);
+        }
+        fn received(&mut self, res: io::Result<usize>, buf: &mut BytesMut) -> bool {
+            let mut p = self.0.borrow_mut();
+            p.read.extend_from_slice(buf);
+            buf.clear();
+            matches!(res, Ok(n) if n > 0)
+        }
+        fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<Option<BytesMut>> {
+            let mut p = self.0.borrow_mut();
+            match p.out.pop_front() {
+                Some(out) => Poll::Ready(Some(out)),
+                None => {
+                    p.writer = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        }
+        fn sent(&mut self, res: io::Result<()>, _buf: BytesMut) -> bool {
+            self.0.borrow_mut().sent += 1;
+            res.is_ok()
+        }
+        fn closed(&mut self) {
+            self.0.borrow_mut().closed = true;
+        }
+    }
+
+    #[test]
+    fn a_driven_socket_moves_bytes_without_a_task_and_ends_with_nothing_in_flight() {
+        if probe().is_err() {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        executor::block_on(async move {
+            let accept = std::thread::spawn(move || listener.accept().unwrap().0);
+            let stream = RingStream::connect(addr, &PLAIN).await.unwrap();
+            let mut server = accept.join().unwrap();
+            let probe = Rc::new(std::cell::RefCell::new(Probe::default()));
+            probe
+                .borrow_mut()
+                .out
+                .push_back(BytesMut::from(&b"PING\r\n"[..]));
+            assert!(stream.drive(Shared(probe.clone())).is_ok());
+            let rt = executor::current().unwrap();
+            assert_eq!(rt.sockets.borrow().len(), 1);
+            let mut got = [0u8; 6];
+            // The loop sends it at its next turn; the server thread reads it.
+            let server = std::thread::spawn(move || {
+                server.read_exact(&mut got).unwrap();
+                assert_eq!(&got, b"PING\r\n");
+                // Longer than the endpoint's 16-byte growth: more than one read.
+                server.write_all(b"+PONG and a longer line\r\n").unwrap();
+                server
+            });
+            let pong = b"+PONG and a longer line\r\n";
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while probe.borrow().read.len() < pong.len() && Instant::now() < deadline {
+                executor::sleep_until(Instant::now() + Duration::from_millis(1)).await;
+            }
+            assert_eq!(&probe.borrow().read[..], pong);
+            assert_eq!(probe.borrow().sent, 1);
+            // More output wakes the socket through its waker.
+            let server = server.join().unwrap();
+            probe
+                .borrow_mut()
+                .out
+                .push_back(BytesMut::from(&b"again"[..]));
+            if let Some(w) = probe.borrow_mut().writer.take() {
+                w.wake();
+            }
+            // Read on another thread: this one must turn the loop to send it.
+            let reader = std::thread::spawn(move || {
+                let mut server = server;
+                let mut again = [0u8; 5];
+                server.read_exact(&mut again).unwrap();
+                assert_eq!(&again, b"again");
+                // The peer closes: the read ends the connection.
+            });
+            while !reader.is_finished() && Instant::now() < deadline {
+                executor::sleep_until(Instant::now() + Duration::from_millis(1)).await;
+            }
+            reader.join().unwrap();
+            // The socket is forgotten with nothing left in flight.
+            while !probe.borrow().closed && Instant::now() < deadline {
+                executor::sleep_until(Instant::now() + Duration::from_millis(1)).await;
+            }
+            assert!(probe.borrow().closed);
+            assert_eq!(rt.sockets.borrow().len(), 0);
+            assert_eq!(in_flight(), 0);
         })
         .unwrap();
     }

@@ -90,6 +90,8 @@ struct Op {
     state: State,
     owned: Owned,
     purpose: Purpose,
+    /// The loop-driven socket its completion goes to (no future awaits it).
+    socket: Option<usize>,
 }
 
 /// The ring and what is in flight on it.
@@ -116,6 +118,8 @@ pub(crate) struct Reactor {
     free_fixed: Vec<u32>,
     /// The wakers of the completions one turn reaps (kept to reuse its memory).
     wakers: Vec<Waker>,
+    /// Completions of loop-driven sockets' operations: (socket, operation).
+    driven: Vec<(usize, usize)>,
     /// Loop turns and system calls made, for the benchmark's report.
     pub(crate) turns: u64,
     pub(crate) enters: u64,
@@ -167,6 +171,7 @@ impl Reactor {
             gather,
             free_fixed,
             wakers: Vec::new(),
+            driven: Vec::new(),
             turns: 0,
             enters: 0,
         })
@@ -217,10 +222,23 @@ impl Reactor {
         owned: Owned,
         purpose: Purpose,
     ) -> io::Result<usize> {
+        self.start_for(entry, owned, purpose, None)
+    }
+
+    /// [`Reactor::start`] for a loop-driven socket: the completion is listed for the
+    /// loop ([`Reactor::take_driven`]) instead of waking a future.
+    pub(crate) fn start_for(
+        &mut self,
+        entry: io_uring::squeue::Entry,
+        owned: Owned,
+        purpose: Purpose,
+        socket: Option<usize>,
+    ) -> io::Result<usize> {
         let key = self.ops.insert(Op {
             state: State::Waiting(None),
             owned,
             purpose,
+            socket,
         });
         let entry = entry.user_data(key as u64);
         if let Err(e) = self.push(&entry) {
@@ -315,6 +333,20 @@ impl Reactor {
         }
     }
 
+    /// A completed operation's result and what it owned; `None` while it is in flight.
+    pub(crate) fn take(&mut self, key: usize) -> Option<(i32, Owned)> {
+        match self.ops.get(key)?.state {
+            State::Done(result) => Some((result, self.ops.remove(key).owned)),
+            _ => None,
+        }
+    }
+
+    /// The loop-driven sockets' completions reaped since the last call, as (socket,
+    /// operation), into `into`.
+    pub(crate) fn take_driven(&mut self, into: &mut Vec<(usize, usize)>) {
+        into.append(&mut self.driven);
+    }
+
     /// The future awaiting `key` is gone: the kernel is asked to cancel the operation,
     /// and what it owns is freed when its completion is reaped.
     pub(crate) fn orphan(&mut self, key: usize) {
@@ -393,9 +425,13 @@ impl Reactor {
                     let Some(op) = self.ops.get_mut(key) else {
                         continue;
                     };
-                    let purpose = op.purpose;
+                    let (purpose, socket) = (op.purpose, op.socket);
                     let previous = std::mem::replace(&mut op.state, State::Done(cqe.result()));
                     self.account(purpose);
+                    if let (Some(socket), State::Waiting(_)) = (socket, &previous) {
+                        self.driven.push((socket, key));
+                        continue;
+                    }
                     match previous {
                         State::Waiting(Some(w)) => wakers.push(w),
                         State::Waiting(None) | State::Done(_) => {}
