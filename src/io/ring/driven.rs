@@ -17,24 +17,87 @@
 //! freed. Every decision stays with the connection; this file only moves bytes.
 
 use std::cell::RefCell;
+use std::io;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
+use io_uring::squeue::Entry;
 use slab::Slab;
 
-use super::executor::{Runtime, TaskWaker};
-use super::reactor::{Owned, Purpose};
-use super::{received, sent, RingStream, Sent};
-use crate::io::{ByteStream, Endpoint};
+use super::reactor::{Owned, Purpose, Reactor};
+use crate::io::Endpoint;
+
+/// A socket as the loop drives it (the ring's stream): the operations it is sent.
+pub(super) trait Socket {
+    fn fd(&self) -> RawFd;
+    /// A send of all of `buf`, which the operation then owns until its completion.
+    fn send_entry(&self, buf: &BytesMut) -> Entry;
+    /// A read into `buf`'s spare capacity, which the operation then owns until its
+    /// completion; [`received`] applies the result.
+    fn recv_entry(&self, buf: &mut BytesMut) -> io::Result<Entry>;
+    fn shutdown(&self);
+}
+
+/// A socket's waker, taken off the loop's woken list: a wake from now on lists it again.
+pub(super) trait Rearm {
+    fn rearm(&self);
+}
+
+/// What a send's completion means for its buffer.
+pub(super) enum Sent {
+    /// All of it went: the buffer is emptied for reuse.
+    All,
+    /// Part of it went (an older kernel, despite `MSG_WAITALL`): the rest is left in it.
+    Part,
+    Failed(io::Error),
+}
+
+fn result(res: i32) -> io::Result<usize> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as usize)
+    }
+}
+
+/// Applies a send's result to its buffer.
+pub(super) fn sent(res: i32, buf: &mut BytesMut) -> Sent {
+    match result(res) {
+        Err(e) => Sent::Failed(e),
+        Ok(0) if !buf.is_empty() => Sent::Failed(io::ErrorKind::WriteZero.into()),
+        Ok(n) if n >= buf.len() => {
+            buf.clear();
+            Sent::All
+        }
+        Ok(n) => {
+            buf.advance(n);
+            Sent::Part
+        }
+    }
+}
+
+/// Applies a read's result to its buffer: the bytes the kernel wrote join its length.
+pub(super) fn received(res: i32, buf: &mut BytesMut) -> io::Result<usize> {
+    if res > 0 {
+        let n = (res as usize).min(buf.capacity() - buf.len());
+        // SAFETY: the kernel wrote `n` bytes into the spare capacity that started at the
+        // buffer's length when the read was made (`Socket::recv_entry`; the buffer was
+        // owned by the reactor meanwhile, untouched); it never reports more than the
+        // length it was given, and `n` is capped at the capacity anyway.
+        unsafe { buf.set_len(buf.len() + n) };
+    }
+    result(res)
+}
 
 /// Wake keys at or above this are sockets (their key plus this), not tasks.
 pub(super) const SOCKET: usize = 1 << (usize::BITS - 2);
 
 /// One loop-driven socket.
 struct Driven {
-    stream: RingStream,
+    stream: Box<dyn Socket>,
     endpoint: Box<dyn Endpoint>,
     /// The read in flight (the reactor's operation key).
     read: Option<usize>,
@@ -49,7 +112,7 @@ struct Driven {
     dirty: bool,
     /// Woken by the pool when the connection has something to write.
     waker: Waker,
-    task: Arc<TaskWaker>,
+    task: Arc<dyn Rearm + Send + Sync>,
 }
 
 /// The loop-driven sockets of one runtime.
@@ -89,6 +152,35 @@ impl Sockets {
         }
     }
 
+    /// The key the next socket gets (its waker is made for it first).
+    pub(super) fn vacant_key(&self) -> usize {
+        self.slab.vacant_key()
+    }
+
+    /// Hands `stream` to the loop: its first flush arms the read and sends what is
+    /// queued. `waker` must list [`SOCKET`] plus the key ([`Sockets::vacant_key`]).
+    pub(super) fn insert(
+        &mut self,
+        stream: Box<dyn Socket>,
+        endpoint: Box<dyn Endpoint>,
+        waker: Waker,
+        task: Arc<dyn Rearm + Send + Sync>,
+    ) {
+        let key = self.slab.insert(Rc::new(RefCell::new(Driven {
+            stream,
+            endpoint,
+            read: None,
+            send: None,
+            spare: Some(BytesMut::new()),
+            ending: false,
+            shut: false,
+            dirty: true,
+            waker,
+            task,
+        })));
+        self.dirty.push(key);
+    }
+
     fn get(&self, key: usize) -> Option<Rc<RefCell<Driven>>> {
         self.slab.get(key).cloned()
     }
@@ -100,44 +192,23 @@ impl Sockets {
     }
 }
 
-/// Hands `stream` to the loop: its first flush arms the read and sends what is queued.
-pub(super) fn drive(rt: &Runtime, stream: RingStream, endpoint: Box<dyn Endpoint>) {
-    let mut sockets = rt.sockets.borrow_mut();
-    let entry = sockets.slab.vacant_entry();
-    let key = entry.key();
-    let task = rt.waker_for(SOCKET + key);
-    entry.insert(Rc::new(RefCell::new(Driven {
-        stream,
-        endpoint,
-        read: None,
-        send: None,
-        spare: Some(BytesMut::new()),
-        ending: false,
-        shut: false,
-        dirty: true,
-        waker: Waker::from(task.clone()),
-        task,
-    })));
-    sockets.dirty.push(key);
-}
-
 /// Before the ring is entered: arms reads and sends output on every socket listed, and
 /// ends those whose connection is over.
-pub(super) fn flush(rt: &Runtime) {
-    let mut dirty = std::mem::take(&mut rt.sockets.borrow_mut().dirty);
+pub(super) fn flush(reactor: &RefCell<Reactor>, sockets: &RefCell<Sockets>) {
+    let mut dirty = std::mem::take(&mut sockets.borrow_mut().dirty);
     for &key in &dirty {
-        let Some(cell) = rt.sockets.borrow().get(key) else {
+        let Some(cell) = sockets.borrow().get(key) else {
             continue;
         };
-        let gone = cell.borrow_mut().flush(rt, key);
+        let gone = cell.borrow_mut().flush(reactor, key);
         if gone {
             // Dropped outside any borrow of the driven socket: its stream's drop frees
             // its slot in the ring's file table.
-            rt.sockets.borrow_mut().slab.try_remove(key);
+            sockets.borrow_mut().slab.try_remove(key);
         }
     }
     dirty.clear();
-    let mut sockets = rt.sockets.borrow_mut();
+    let mut sockets = sockets.borrow_mut();
     if sockets.dirty.is_empty() {
         // Kept: no allocation per turn.
         sockets.dirty = dirty;
@@ -145,34 +216,34 @@ pub(super) fn flush(rt: &Runtime) {
 }
 
 /// After the completions are reaped: each goes to its socket's connection.
-pub(super) fn complete(rt: &Runtime) {
-    let mut done = std::mem::take(&mut rt.sockets.borrow_mut().done);
-    rt.reactor.borrow_mut().take_driven(&mut done);
+pub(super) fn complete(reactor: &RefCell<Reactor>, sockets: &RefCell<Sockets>) {
+    let mut done = std::mem::take(&mut sockets.borrow_mut().done);
+    reactor.borrow_mut().take_driven(&mut done);
     for &(key, op) in &done {
-        let Some((res, owned)) = rt.reactor.borrow_mut().take(op) else {
+        let Some((res, owned)) = reactor.borrow_mut().take(op) else {
             continue;
         };
-        let Some(cell) = rt.sockets.borrow().get(key) else {
+        let Some(cell) = sockets.borrow().get(key) else {
             continue;
         };
         // The connection may run the user's push handler: no borrow but this socket's
         // own is held (nothing the handler can reach).
         cell.borrow_mut()
-            .completed(rt, key, op, res, owned.buf.unwrap_or_default());
-        rt.sockets.borrow_mut().touch(key);
+            .completed(reactor, key, op, res, owned.buf.unwrap_or_default());
+        sockets.borrow_mut().touch(key);
     }
     done.clear();
-    rt.sockets.borrow_mut().done = done;
+    sockets.borrow_mut().done = done;
 }
 
 impl Driven {
     /// One flush; true when the socket is over and nothing is in flight on it.
-    fn flush(&mut self, rt: &Runtime, key: usize) -> bool {
+    fn flush(&mut self, reactor: &RefCell<Reactor>, key: usize) -> bool {
         self.dirty = false;
         if !self.ending && self.send.is_none() {
             let waker = self.waker.clone();
             match self.endpoint.poll_output(&mut Context::from_waker(&waker)) {
-                Poll::Ready(Some(buf)) => self.start_send(rt, key, buf),
+                Poll::Ready(Some(buf)) => self.start_send(reactor, key, buf),
                 Poll::Ready(None) => self.ending = true,
                 Poll::Pending => {}
             }
@@ -183,7 +254,7 @@ impl Driven {
             let buf = self.spare.take().unwrap_or_default();
             let mut buf = self.endpoint.room(buf).unwrap_or_else(|buf| buf);
             self.endpoint.grow(&mut buf);
-            self.start_read(rt, key, buf);
+            self.start_read(reactor, key, buf);
         }
         if !self.ending {
             return false;
@@ -200,9 +271,9 @@ impl Driven {
         true
     }
 
-    fn start_read(&mut self, rt: &Runtime, key: usize, mut buf: BytesMut) {
+    fn start_read(&mut self, reactor: &RefCell<Reactor>, key: usize, mut buf: BytesMut) {
         let started = self.stream.recv_entry(&mut buf).and_then(|entry| {
-            rt.reactor.borrow_mut().start_for(
+            reactor.borrow_mut().start_for(
                 entry,
                 Owned {
                     buf: Some(buf),
@@ -224,9 +295,9 @@ impl Driven {
         }
     }
 
-    fn start_send(&mut self, rt: &Runtime, key: usize, buf: BytesMut) {
+    fn start_send(&mut self, reactor: &RefCell<Reactor>, key: usize, buf: BytesMut) {
         let entry = self.stream.send_entry(&buf);
-        let started = rt.reactor.borrow_mut().start_for(
+        let started = reactor.borrow_mut().start_for(
             entry,
             Owned {
                 buf: Some(buf),
@@ -244,7 +315,14 @@ impl Driven {
         }
     }
 
-    fn completed(&mut self, rt: &Runtime, key: usize, op: usize, res: i32, mut buf: BytesMut) {
+    fn completed(
+        &mut self,
+        reactor: &RefCell<Reactor>,
+        key: usize,
+        op: usize,
+        res: i32,
+        mut buf: BytesMut,
+    ) {
         if self.read == Some(op) {
             self.read = None;
             let res = received(res, &mut buf);
@@ -260,7 +338,7 @@ impl Driven {
                         self.ending = true;
                     }
                 }
-                Sent::Part if !self.ending => self.start_send(rt, key, buf),
+                Sent::Part if !self.ending => self.start_send(reactor, key, buf),
                 Sent::Part => {}
                 Sent::Failed(e) => {
                     self.endpoint.sent(Err(e), buf);

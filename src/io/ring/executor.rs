@@ -77,16 +77,15 @@ impl Shared {
 }
 
 /// One task's waker (or a loop-driven socket's: see [`super::driven`]).
-pub(super) struct TaskWaker {
+struct TaskWaker {
     task: usize,
     /// Already on the woken list: a second wake before it runs adds nothing.
     queued: AtomicBool,
     shared: Arc<Shared>,
 }
 
-impl TaskWaker {
-    /// Taken off the woken list: a wake from now on lists it again.
-    pub(super) fn rearm(&self) {
+impl driven::Rearm for TaskWaker {
+    fn rearm(&self) {
         self.queued.store(false, Ordering::Release);
     }
 }
@@ -161,11 +160,17 @@ impl Runtime {
     }
 
     /// Hands a connected socket to the loop, which moves its bytes from now on.
-    pub(crate) fn drive(&self, stream: super::RingStream, endpoint: Box<dyn crate::io::Endpoint>) {
-        driven::drive(self, stream, endpoint);
+    pub(super) fn drive(
+        &self,
+        stream: Box<dyn driven::Socket>,
+        endpoint: Box<dyn crate::io::Endpoint>,
+    ) {
+        let mut sockets = self.sockets.borrow_mut();
+        let task = self.waker_for(SOCKET + sockets.vacant_key());
+        sockets.insert(stream, endpoint, Waker::from(task.clone()), task);
     }
 
-    pub(super) fn waker_for(&self, task: usize) -> Arc<TaskWaker> {
+    fn waker_for(&self, task: usize) -> Arc<TaskWaker> {
         Arc::new(TaskWaker {
             task,
             queued: AtomicBool::new(false),
@@ -318,7 +323,7 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
         rt.take_woken(&mut woken);
         // Every task of the turn ran: the sockets' reads are armed and their output
         // sent, in the turn's one system call.
-        driven::flush(&rt);
+        driven::flush(&rt.reactor, &rt.sockets);
         rt.take_woken(&mut woken);
         let wait = if woken.is_empty() {
             // Parked from here: a wake from another thread must ring the eventfd. Checked
@@ -340,7 +345,7 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
         // Completions wake their tasks (and the eventfd's read is armed again).
         rt.reactor.borrow_mut().complete();
         // Reads go straight to their connections, which wake the callers.
-        driven::complete(&rt);
+        driven::complete(&rt.reactor, &rt.sockets);
         rt.take_woken(&mut woken);
     }
 }

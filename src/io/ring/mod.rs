@@ -16,10 +16,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use io_uring::{opcode, types};
 
 use super::{ByteStream, SocketOptions, Transport};
+use driven::{received, sent, Sent, Socket as _};
 use executor::Runtime;
 use reactor::{Owned, Purpose};
 
@@ -130,47 +131,22 @@ fn result(res: i32) -> io::Result<usize> {
     }
 }
 
-/// What a send's completion means for its buffer.
-enum Sent {
-    /// All of it went: the buffer is emptied for reuse.
-    All,
-    /// Part of it went (an older kernel, despite `MSG_WAITALL`): the rest is left in it.
-    Part,
-    Failed(io::Error),
-}
-
-/// Applies a send's result to its buffer.
-fn sent(res: i32, buf: &mut BytesMut) -> Sent {
-    match result(res) {
-        Err(e) => Sent::Failed(e),
-        Ok(0) if !buf.is_empty() => Sent::Failed(io::ErrorKind::WriteZero.into()),
-        Ok(n) if n >= buf.len() => {
-            buf.clear();
-            Sent::All
-        }
-        Ok(n) => {
-            buf.advance(n);
-            Sent::Part
-        }
-    }
-}
-
-/// Applies a read's result to its buffer: the bytes the kernel wrote join its length.
-fn received(res: i32, buf: &mut BytesMut) -> io::Result<usize> {
-    if res > 0 {
-        let n = (res as usize).min(buf.capacity() - buf.len());
-        // SAFETY: the kernel wrote `n` bytes into the spare capacity that started at the
-        // buffer's length when the read was made (`recv_entry`; the buffer was owned by
-        // the reactor meanwhile, untouched); it never reports more than the length it
-        // was given, and `n` is capped at the capacity anyway.
-        unsafe { buf.set_len(buf.len() + n) };
-    }
-    result(res)
-}
-
 impl RingStream {
+    fn target(&self) -> Target {
+        match self.fixed {
+            Some(i) => Target::Fixed(i),
+            None => Target::Fd(self.fd()),
+        }
+    }
+}
+
+impl driven::Socket for RingStream {
     fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+
+    fn shutdown(&self) {
+        ByteStream::shutdown(self);
     }
 
     /// A send of all of `buf`. The buffer must then be owned by the operation (the
@@ -202,13 +178,6 @@ impl RingStream {
             t, ptr, len
         )
         .build()))
-    }
-
-    fn target(&self) -> Target {
-        match self.fixed {
-            Some(i) => Target::Fixed(i),
-            None => Target::Fd(self.fd()),
-        }
     }
 }
 
@@ -245,7 +214,7 @@ impl Transport for RingStream {
     fn drive<E: super::Endpoint>(self, endpoint: E) -> Result<(), (Self, E)> {
         match executor::current() {
             Some(rt) => {
-                rt.drive(self, Box::new(endpoint));
+                rt.drive(Box::new(self), Box::new(endpoint));
                 Ok(())
             }
             None => Err((self, endpoint)),
