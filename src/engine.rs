@@ -14,6 +14,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::time::Duration;
 
 use crate::core::error::{Error, ErrorKind, Result};
 
@@ -80,6 +81,77 @@ pub struct RingTurns {
     pub turns: u64,
     /// `io_uring_enter` calls (a turn with nothing to submit and ready work enters none).
     pub enters: u64,
+}
+
+/// How the ring engine's loop waits in the kernel when no task is ready
+/// ([`set_ring_wait`]). Both submit everything queued in the same call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RingWait {
+    /// Waits for every completion the loop expects (each send in flight, a reply on each
+    /// socket sent to), at most this long, then for the first one: a fan-out's replies
+    /// from every node in one system call. The default, 20 µs: the lowest latency when
+    /// the client's core is otherwise idle (a latency-critical service). Needs Linux
+    /// 6.12 (`IORING_FEAT_MIN_TIMEOUT`); on older kernels the loop waits as for
+    /// [`RingWait::First`].
+    Gather(Duration),
+    /// Wakes at the first completion: the least CPU per command, and the most throughput
+    /// when every core is busy (a thread-per-core server whose cores are shared with
+    /// other work, or with the Redis servers themselves), at a few more system calls per
+    /// fan-out and a somewhat higher p50 on an idle core. See README's benchmark.
+    First,
+}
+
+impl Default for RingWait {
+    fn default() -> RingWait {
+        RingWait::Gather(Duration::from_micros(
+            crate::io::ring::DEFAULT_GATHER_US.into(),
+        ))
+    }
+}
+
+/// Sets how the ring engine's loop on this thread waits ([`RingWait`]), from now on.
+/// Fails with [`ErrorKind::Config`] outside the ring engine, or for a gather of a
+/// second or more.
+///
+/// ```no_run
+/// use redis_cluster_uring::engine::{self, Engine, RingWait};
+/// engine::start_with(Engine::Ring, async {
+///     // A thread-per-core server whose cores are all busy: least CPU per command.
+///     engine::set_ring_wait(RingWait::First).unwrap();
+///     assert_eq!(engine::ring_wait(), Some(RingWait::First));
+/// })
+/// .unwrap();
+/// ```
+pub fn set_ring_wait(wait: RingWait) -> Result<()> {
+    let us = match wait {
+        RingWait::First => 0,
+        RingWait::Gather(d) if d >= Duration::from_secs(1) => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("a ring gather of {d:?}: it must be under a second"),
+            ))
+        }
+        // At least 1 µs: zero would mean `First`.
+        RingWait::Gather(d) => u32::try_from(d.as_micros()).unwrap_or(u32::MAX).max(1),
+    };
+    if crate::io::ring::set_gather_us(us) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Config,
+            "set_ring_wait outside the ring engine (engine::start with Engine::Ring)",
+        ))
+    }
+}
+
+/// How the ring engine's loop on this thread waits, `None` outside it. A kernel without
+/// the minimum wait reports [`RingWait::First`] whatever was set.
+pub fn ring_wait() -> Option<RingWait> {
+    crate::io::ring::gather_us().map(|us| match us {
+        Some(0) | None => RingWait::First,
+        Some(us) => RingWait::Gather(Duration::from_micros(us.into())),
+    })
 }
 
 /// The io_uring features the ring engine uses on this thread, `None` outside it.

@@ -4,7 +4,7 @@
 
 mod support;
 
-use redis_cluster_uring::engine::{self, Engine};
+use redis_cluster_uring::engine::{self, Engine, RingWait};
 use redis_cluster_uring::{Client, Config, ErrorKind, Pipeline, Value};
 use support::cluster;
 
@@ -199,6 +199,12 @@ fn the_ring_engine_enters_the_kernel_once_per_turn() {
     }
     let cluster = cluster(3, 0);
     let seeds = cluster.seed_addrs();
+    // Outside the ring engine there is no loop to set.
+    assert_eq!(
+        engine::set_ring_wait(RingWait::First).unwrap_err().kind(),
+        ErrorKind::Config
+    );
+    assert_eq!(engine::ring_wait(), None);
     engine::start_with(Engine::Ring, async {
         let client = Client::connect(&seeds, Config::default()).await.unwrap();
         assert_eq!(client.engine(), Engine::Ring);
@@ -208,19 +214,42 @@ fn the_ring_engine_enters_the_kernel_once_per_turn() {
         }
         // Connections up first.
         client.execute(&pipe).await.unwrap();
-        let before = engine::ring_turns().unwrap();
-        let rounds = 20;
-        for _ in 0..rounds {
-            let replies = client.execute(&pipe).await.unwrap();
-            assert_eq!(replies.len(), 600);
-        }
-        let after = engine::ring_turns().unwrap();
-        let (turns, enters) = (after.turns - before.turns, after.enters - before.enters);
-        assert!(enters <= turns, "{enters} enters in {turns} turns");
-        assert!(enters > 0);
         let features = engine::ring_features().unwrap();
-        assert!(engine::ring_features().is_some());
-        eprintln!("{features:?}: {enters} enters and {turns} turns for {rounds} pipelines");
+        // Where the kernel cannot gather, the loop waits for the first completion.
+        let default = match features.min_wait {
+            true => RingWait::default(),
+            false => RingWait::First,
+        };
+        assert_eq!(engine::ring_wait(), Some(default));
+        let gather = RingWait::Gather(std::time::Duration::from_micros(50));
+        for wait in [RingWait::First, gather, RingWait::default()] {
+            engine::set_ring_wait(wait).unwrap();
+            let expected = if features.min_wait {
+                wait
+            } else {
+                RingWait::First
+            };
+            assert_eq!(engine::ring_wait(), Some(expected));
+            let before = engine::ring_turns().unwrap();
+            let rounds = 20;
+            for _ in 0..rounds {
+                let replies = client.execute(&pipe).await.unwrap();
+                assert_eq!(replies.len(), 600);
+            }
+            let after = engine::ring_turns().unwrap();
+            let (turns, enters) = (after.turns - before.turns, after.enters - before.enters);
+            assert!(
+                enters <= turns,
+                "{wait:?}: {enters} enters in {turns} turns"
+            );
+            assert!(enters > 0);
+            eprintln!(
+                "{features:?}, {wait:?}: {enters} enters and {turns} turns for {rounds} pipelines"
+            );
+        }
+        assert!(
+            engine::set_ring_wait(RingWait::Gather(std::time::Duration::from_secs(2))).is_err()
+        );
     })
     .unwrap();
 }

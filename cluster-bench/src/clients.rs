@@ -40,12 +40,15 @@ pub enum ClientKind {
     /// This library, parallel pipelines, on compio's runtime and sockets (what a compio
     /// server embedding a client gets).
     Compio,
+    /// `Ring` whose loop wakes at the first completion (`RingWait::First`) instead of
+    /// gathering every expected one: less CPU, for cores shared with other work.
+    RingFirst,
 }
 
 impl ClientKind {
     /// Every client, in table order (a new one goes last: its place is its colour in
     /// the figures).
-    pub const ALL: [ClientKind; 10] = [
+    pub const ALL: [ClientKind; 11] = [
         ClientKind::Ring,
         ClientKind::Uring,
         ClientKind::Epoll,
@@ -56,6 +59,7 @@ impl ClientKind {
         ClientKind::Fred,
         ClientKind::Floor,
         ClientKind::Compio,
+        ClientKind::RingFirst,
     ];
 
     /// The name used on the command line and in reports.
@@ -71,6 +75,7 @@ impl ClientKind {
             ClientKind::Fred => "fred",
             ClientKind::Floor => "floor",
             ClientKind::Compio => "compio",
+            ClientKind::RingFirst => "ring-first",
         }
     }
 
@@ -95,6 +100,7 @@ impl ClientKind {
             ClientKind::Fred => "fred+tls",
             ClientKind::Floor => "floor+tls",
             ClientKind::Compio => "compio+tls",
+            ClientKind::RingFirst => "ring-first+tls",
         }
     }
 
@@ -286,7 +292,9 @@ fn run_on_this_thread(spec: &CaseSpec) -> Result<CaseResult, String> {
     match spec.client {
         ClientKind::Uring => ours(spec, redis_cluster_uring::Engine::IoUring, false),
         ClientKind::Epoll => ours(spec, redis_cluster_uring::Engine::Epoll, false),
-        ClientKind::Ring => ours(spec, redis_cluster_uring::Engine::Ring, false),
+        ClientKind::Ring | ClientKind::RingFirst => {
+            ours(spec, redis_cluster_uring::Engine::Ring, false)
+        }
         ClientKind::Compio => ours(spec, redis_cluster_uring::Engine::Compio, false),
         ClientKind::Serial => ours(spec, redis_cluster_uring::Engine::IoUring, true),
         ClientKind::Blocking => ours_blocking(spec),
@@ -395,6 +403,12 @@ fn ours(
 ) -> Result<CaseResult, String> {
     use redis_cluster_uring::{cmd, Client, Config, Execution, Pipeline};
     let outcome = redis_cluster_uring::engine::start_with(engine, async {
+        if spec.client == ClientKind::RingFirst {
+            redis_cluster_uring::engine::set_ring_wait(
+                redis_cluster_uring::engine::RingWait::First,
+            )
+            .map_err(|e| e.to_string())?;
+        }
         let mut config = Config::default().periodic_refresh(None).engine(engine);
         if let Some(trust) = &spec.tls {
             config = config.tls(trust.client_config()?);

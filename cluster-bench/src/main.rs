@@ -47,7 +47,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "16,128,1024")]
     k: Vec<usize>,
     /// Clients to run: ring (the default engine), uring (tokio-uring), epoll, serial, blocking, redis-rs, redis-rs-sync, fred,
-    /// floor (the least any client can cost, for the ÷ floor columns), and compio (default all).
+    /// floor (the least any client can cost, for the ÷ floor columns), compio, and ring-first
+    /// (the ring engine waking at the first completion: engine::RingWait::First) (default all).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
     /// Workloads: fanout, single-node, concurrent.
@@ -520,7 +521,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             }
         }
     }
-    let total = (cases.len() * delays.len()) as u64 + if args.threads > 1 { 2 } else { 0 };
+    let total = (cases.len() * delays.len()) as u64 + if args.threads > 1 { 4 } else { 0 };
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?,
@@ -714,47 +715,52 @@ fn redis_version() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// Fan-out K=128 on 1 thread, then on `threads` threads with one client each.
+/// Fan-out K=128 on 1 thread, then on `threads` threads with one client each, for the
+/// ring engine with each of its waits.
 fn thread_scaling(
     variant: &Variant,
     threads: usize,
     duration: Duration,
     bar: &ProgressBar,
 ) -> Result<String, String> {
-    let mut line = String::from("\n## thread-per-core scaling (ring, the default engine; fanout K=128)\n| threads | cmds/s | ÷ 1 thread |\n|---:|---:|---:|\n");
-    let mut single = 0.0;
-    for n in [1, threads] {
-        bar.set_message(format!("thread scaling: {n} threads"));
-        let handles: Vec<_> = (0..n)
-            .map(|_| {
-                let spec = CaseSpec {
-                    client: ClientKind::Ring,
-                    workload: Workload::Fanout,
-                    k: 128,
-                    seeds: variant.seeds.clone(),
-                    tls: variant.tls.clone(),
-                    warmup: Duration::from_millis(200),
-                    duration,
-                    syscalls: Err("not counted in the scaling table".into()),
-                };
-                std::thread::spawn(move || run_case(spec))
-            })
-            .collect();
-        let mut total = 0.0;
-        for h in handles {
-            let r = h
-                .join()
-                .map_err(|_| "a scaling thread panicked".to_string())??;
-            total += r.commands as f64 / r.elapsed.as_secs_f64();
+    let mut line = String::from(
+        "\n## thread-per-core scaling (the ring engine, gathering and waking at the first completion; fanout K=128)\n| client | threads | cmds/s | ÷ 1 thread |\n|---|---:|---:|---:|\n",
+    );
+    for client in [ClientKind::Ring, ClientKind::RingFirst] {
+        let mut single = 0.0;
+        for n in [1, threads] {
+            bar.set_message(format!("thread scaling: {client} on {n} threads"));
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let spec = CaseSpec {
+                        client,
+                        workload: Workload::Fanout,
+                        k: 128,
+                        seeds: variant.seeds.clone(),
+                        tls: variant.tls.clone(),
+                        warmup: Duration::from_millis(200),
+                        duration,
+                        syscalls: Err("not counted in the scaling table".into()),
+                    };
+                    std::thread::spawn(move || run_case(spec))
+                })
+                .collect();
+            let mut total = 0.0;
+            for h in handles {
+                let r = h
+                    .join()
+                    .map_err(|_| "a scaling thread panicked".to_string())??;
+                total += r.commands as f64 / r.elapsed.as_secs_f64();
+            }
+            if n == 1 {
+                single = total;
+            }
+            line.push_str(&format!(
+                "| {client} | {n} | {total:.0} | {:.2} |\n",
+                total / single.max(1.0)
+            ));
+            bar.inc(1);
         }
-        if n == 1 {
-            single = total;
-        }
-        line.push_str(&format!(
-            "| {n} | {total:.0} | {:.2} |\n",
-            total / single.max(1.0)
-        ));
-        bar.inc(1);
     }
     Ok(line)
 }

@@ -29,6 +29,8 @@ pub(crate) mod executor;
 pub(crate) mod reactor;
 pub(crate) mod setup;
 
+pub(crate) use reactor::GATHER_US as DEFAULT_GATHER_US;
+
 /// A TCP socket whose reads, sends and connect go through this thread's ring.
 pub(crate) struct RingStream {
     socket: socket2::Socket,
@@ -293,6 +295,19 @@ pub(crate) fn probe() -> io::Result<()> {
 /// The ring features of the engine running on this thread, if it is this one.
 pub(crate) fn features() -> Option<setup::RingFeatures> {
     executor::current().map(|rt| rt.reactor.borrow().features())
+}
+
+/// The wait of the engine running on this thread (see [`reactor::Reactor::gather_us`]):
+/// `None` outside it, `Some(None)` where the kernel cannot gather.
+pub(crate) fn gather_us() -> Option<Option<u32>> {
+    executor::current().map(|rt| rt.reactor.borrow().gather_us())
+}
+
+/// Sets the wait of the engine running on this thread; false outside it.
+pub(crate) fn set_gather_us(us: u32) -> bool {
+    executor::current()
+        .map(|rt| rt.reactor.borrow_mut().set_gather_us(us))
+        .is_some()
 }
 
 /// Loop turns and `io_uring_enter` calls so far on this thread's ring.

@@ -38,7 +38,7 @@ const DROP_REAP: Duration = Duration::from_secs(1);
 /// against 3.4 system calls per K = 16 pipeline; the price is CPU, 2,818 against 2,404
 /// ns per command at K = 16 (the kernel wakes the waiter for each completion to count
 /// them, inside the one call).
-const GATHER_US: u32 = 20;
+pub(crate) const GATHER_US: u32 = 20;
 
 /// What an operation is for, as the turn's wait counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,8 @@ pub(crate) struct Reactor {
     /// The kernel takes a minimum wait (`IORING_FEAT_MIN_TIMEOUT`, 6.12): a turn may
     /// wait for several completions without starving the ones already in.
     gather: bool,
+    /// How long a turn gathers expected completions, in µs (0: it waits for the first).
+    gather_us: u32,
     /// Free slots of the registered file table.
     free_fixed: Vec<u32>,
     /// The wakers of the completions one turn reaps (kept to reuse its memory).
@@ -152,7 +154,7 @@ impl Reactor {
         // The ring's own descriptor registered: no file lookup per `io_uring_enter`.
         // Refused on older kernels, which costs only that lookup.
         let _ = ring.submitter().register_ring_fd();
-        let gather = ring.params().is_feature_min_timeout();
+        let gather = features.min_wait;
         let free_fixed = if features.registered_files {
             (0..FIXED_FILES).rev().collect()
         } else {
@@ -169,6 +171,7 @@ impl Reactor {
             sockets: Vec::new(),
             replies: 0,
             gather,
+            gather_us: GATHER_US,
             free_fixed,
             wakers: Vec::new(),
             driven: Vec::new(),
@@ -208,6 +211,18 @@ impl Reactor {
         {
             self.free_fixed.push(slot);
         }
+    }
+
+    /// How long a turn gathers the completions it expects, in µs (0: it waits for the
+    /// first one); `None` where the kernel has no minimum wait (it always waits for the
+    /// first).
+    pub(crate) fn gather_us(&self) -> Option<u32> {
+        self.gather.then_some(self.gather_us)
+    }
+
+    /// Sets [`Reactor::gather_us`].
+    pub(crate) fn set_gather_us(&mut self, us: u32) {
+        self.gather_us = us;
     }
 
     /// The features in use.
@@ -399,9 +414,10 @@ impl Reactor {
         // Waiting: for every completion expected, as long as `GATHER_US`, then for the
         // first one (the kernel's minimum wait); without that feature, for the first.
         let expected = self.expected();
-        let (want, gather) = match (wait, self.gather && expected > 1) {
+        let gathers = self.gather && self.gather_us > 0 && expected > 1;
+        let (want, gather) = match (wait, gathers) {
             (false, _) => (0, 0),
-            (true, true) => (expected, GATHER_US),
+            (true, true) => (expected, self.gather_us),
             (true, false) => (1, 0),
         };
         self.enters += 1;

@@ -27,6 +27,9 @@ pub struct RingFeatures {
     pub registered_files: bool,
     /// Successful sends post no completion (`IOSQE_CQE_SKIP_SUCCESS`).
     pub skip_send_completions: bool,
+    /// A wait may gather several completions for a minimum time
+    /// (`IORING_FEAT_MIN_TIMEOUT`, 6.12): see `engine::RingWait`.
+    pub min_wait: bool,
 }
 
 fn einval(e: &io::Error) -> bool {
@@ -87,6 +90,7 @@ pub(crate) fn build(
     // the kernel or failed (and so posts a completion even with the skip flag).
     features.skip_send_completions =
         ring.params().is_feature_skip_cqe_on_success() && features.defer_taskrun;
+    features.min_wait = ring.params().is_feature_min_timeout();
     Ok((ring, features))
 }
 
