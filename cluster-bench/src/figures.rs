@@ -21,10 +21,12 @@ use std::fmt::Write as _;
 use crate::clients::ClientKind;
 use crate::report::Record;
 
-/// Ten colours that stay apart from each other (Tableau 10).
-const PALETTE: [&str; 10] = [
+/// Colours that stay apart from each other (Tableau 10 and a cyan): one per client, and
+/// a count prime to the four markers, so that colour and marker repeat together only
+/// after 44 series.
+const PALETTE: [&str; 11] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac",
+    "#9c755f", "#bab0ac", "#17becf",
 ];
 
 /// Font sizes and an estimate of a character's width at `FONT` for laying out text.
