@@ -30,7 +30,9 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-3}"
 
 # The client's integration suite, whole, on the default engine (the ring the async
 # client owns; the blocking client's own ring), then against Valkey 9 on the same engine.
-SUITE="--test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients"
+# `databases` starts its own Valkey 9 (numbered databases) and Redis 7 (the refusal)
+# clusters, so it runs once, here.
+SUITE="--test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test databases"
 echo "== integration tests on the ring engine"
 # shellcheck disable=SC2086
 REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $SUITE

@@ -129,6 +129,10 @@ pub struct Config {
     pub credentials: CredentialSource,
     /// `CLIENT SETNAME` for every connection.
     pub client_name: Option<String>,
+    /// The numbered database every connection selects in its handshake (and again after
+    /// each reconnect); 0, the default, sends no `SELECT`. Valkey 9 clusters started with
+    /// `cluster-databases N` have databases 0 to N - 1; Redis Cluster has only 0.
+    pub database: u32,
     /// TLS for every connection (`None`: plain TCP).
     pub tls: Option<crate::core::tls::TlsConfig>,
     /// Where RESP3 push frames go (`None`: counted in `Stats::pushes` and dropped).
@@ -217,6 +221,7 @@ impl Default for Config {
             protocol: Protocol::Resp3,
             credentials: CredentialSource::None,
             client_name: None,
+            database: 0,
             tls: None,
             push_handler: None,
             request_timeout: Some(Duration::from_secs(5)),
@@ -310,6 +315,21 @@ impl Config {
     /// Sets [`Config::client_name`].
     pub fn client_name(mut self, name: impl Into<String>) -> Self {
         self.client_name = Some(name.into());
+        self
+    }
+
+    /// Sets [`Config::database`]: every connection selects database `n` (a URL seed's
+    /// path, `redis://host:port/3`, sets it too). A server that refuses it (Redis
+    /// Cluster, a Valkey cluster with fewer databases) fails the connection with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming its answer.
+    ///
+    /// ```
+    /// use redis_cluster_uring::Config;
+    /// let config = Config::default().database(3);
+    /// assert_eq!(config.database, 3);
+    /// ```
+    pub fn database(mut self, n: u32) -> Self {
+        self.database = n;
         self
     }
 

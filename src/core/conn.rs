@@ -152,6 +152,7 @@ impl<T: Copy> Conn<T> {
             protocol: config.protocol,
             credentials: config.credentials.current().map_err(|e| at(node, e))?,
             client_name: config.client_name.clone(),
+            database: config.database,
             read_only: config.read_from != ReadFrom::Primary && map.is_replica(node),
             ..HandshakeOptions::default()
         };

@@ -2,9 +2,10 @@
 //! any caller's command.
 //!
 //! One round trip in the common case: `HELLO <proto> [AUTH user pass] [SETNAME name]`,
-//! `CLIENT SETINFO LIB-NAME`, `CLIENT SETINFO LIB-VER` and, on replica connections,
-//! `READONLY`, pipelined. A server that does not know `HELLO` (before Redis 6) gets a
-//! second round in RESP2: `AUTH`, `CLIENT SETNAME`, `READONLY`. `CLIENT SETINFO` errors
+//! `CLIENT SETINFO LIB-NAME`, `CLIENT SETINFO LIB-VER`, `SELECT <db>` for a numbered
+//! database and, on replica connections, `READONLY`, pipelined. A server that does not
+//! know `HELLO` (before Redis 6) gets a second round in RESP2: `AUTH`, `CLIENT SETNAME`,
+//! `SELECT`, `READONLY`. `CLIENT SETINFO` errors
 //! are ignored (older servers lack it); any other failure is a typed error that says which
 //! step failed and why, and the connection is not used.
 //!
@@ -132,6 +133,8 @@ pub struct HandshakeOptions {
     pub lib: Option<(&'static str, &'static str)>,
     /// Send `READONLY` (a connection to a replica that serves reads).
     pub read_only: bool,
+    /// `SELECT` this database (0: none sent).
+    pub database: u32,
 }
 
 impl Default for HandshakeOptions {
@@ -142,6 +145,7 @@ impl Default for HandshakeOptions {
             client_name: None,
             lib: Some(("redis-cluster-uring", env!("CARGO_PKG_VERSION"))),
             read_only: false,
+            database: 0,
         }
     }
 }
@@ -180,6 +184,7 @@ enum Expect {
     Hello,
     SetInfo,
     ReadOnly { after_fallback: bool },
+    Select { after_fallback: bool },
     Auth,
     SetName,
 }
@@ -244,6 +249,12 @@ impl Handshake {
             self.awaiting.push_back(Expect::SetInfo);
             self.awaiting.push_back(Expect::SetInfo);
         }
+        if self.options.database != 0 {
+            cmds.push(cmd("SELECT").arg(self.options.database));
+            self.awaiting.push_back(Expect::Select {
+                after_fallback: false,
+            });
+        }
         if self.options.read_only {
             cmds.push(cmd("READONLY"));
             self.awaiting.push_back(Expect::ReadOnly {
@@ -282,6 +293,12 @@ impl Handshake {
                     cmds.push(cmd("CLIENT").arg("SETNAME").arg(name));
                     self.awaiting.push_back(Expect::SetName);
                 }
+                if self.options.database != 0 {
+                    cmds.push(cmd("SELECT").arg(self.options.database));
+                    self.awaiting.push_back(Expect::Select {
+                        after_fallback: true,
+                    });
+                }
                 if self.options.read_only {
                     cmds.push(cmd("READONLY"));
                     self.awaiting.push_back(Expect::ReadOnly {
@@ -311,9 +328,22 @@ impl Handshake {
             (
                 Expect::ReadOnly {
                     after_fallback: false,
+                }
+                | Expect::Select {
+                    after_fallback: false,
                 },
                 Some(_),
             ) if self.fell_back => {}
+            (Expect::Select { .. }, Some(e)) => {
+                return HandshakeStep::Failed(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "database {} cannot be selected (Config::database): the server \
+                         answered {e:?}",
+                        self.options.database
+                    ),
+                ))
+            }
             (Expect::ReadOnly { .. }, Some(e)) => {
                 return HandshakeStep::Failed(Error::new(
                     ErrorKind::ServerError,
@@ -434,6 +464,63 @@ mod tests {
             HandshakeStep::Send(cmds) => cmds.iter().map(args).collect(),
             other => panic!("expected commands, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_database_is_selected_in_the_first_round_and_a_refusal_names_the_answer() {
+        let options = HandshakeOptions {
+            database: 3,
+            read_only: true,
+            lib: None,
+            ..HandshakeOptions::default()
+        };
+        let mut h = Handshake::new(options.clone());
+        let cmds = sent(h.start());
+        assert_eq!(cmds[1], ["SELECT", "3"]);
+        assert_eq!(cmds[2], ["READONLY"]);
+        assert!(matches!(
+            h.on_reply(hello_reply(3, "")),
+            HandshakeStep::Wait
+        ));
+        assert!(matches!(h.on_reply(ok()), HandshakeStep::Wait));
+        assert!(matches!(h.on_reply(ok()), HandshakeStep::Done(_)));
+        // Database 0 sends nothing.
+        let mut h = Handshake::new(HandshakeOptions {
+            database: 0,
+            ..options.clone()
+        });
+        assert!(sent(h.start()).iter().all(|c| c[0] != "SELECT"));
+        // Refused (Redis Cluster): a configuration error that quotes the server.
+        let mut h = Handshake::new(options.clone());
+        sent(h.start());
+        assert!(matches!(
+            h.on_reply(hello_reply(3, "")),
+            HandshakeStep::Wait
+        ));
+        match h.on_reply(err("ERR SELECT is not allowed in cluster mode")) {
+            HandshakeStep::Failed(e) => {
+                assert_eq!(e.kind(), ErrorKind::Config);
+                assert!(e.detail().contains("database 3"), "{e}");
+                assert!(e.detail().contains("not allowed in cluster mode"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Before Redis 6 the first round's SELECT fails unauthenticated; the one sent
+        // after AUTH decides.
+        let mut h = Handshake::new(HandshakeOptions {
+            credentials: Some(Credentials::password("pw")),
+            read_only: false,
+            ..options
+        });
+        sent(h.start());
+        let second = sent(h.on_reply(err("ERR unknown command 'HELLO'")));
+        assert_eq!(second, [vec!["AUTH", "pw"], vec!["SELECT", "3"]]);
+        assert!(matches!(
+            h.on_reply(err("NOAUTH Authentication required.")),
+            HandshakeStep::Wait
+        ));
+        assert!(matches!(h.on_reply(ok()), HandshakeStep::Wait));
+        assert!(matches!(h.on_reply(ok()), HandshakeStep::Done(_)));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Seed addresses: `host:port`, or URLs in the conventions users know from redis-rs and
 //! other clients.
 //!
-//! - `redis://[[username]:password@]host[:port][/0]`: plain TCP; port 6379 by default;
+//! - `redis://[[username]:password@]host[:port][/db]`: plain TCP; port 6379 by default;
+//!   `db` is the numbered database every connection selects (`Config::database`; Valkey
+//!   9 clusters with `cluster-databases`);
 //! - `rediss://...`: the same over TLS;
 //! - `valkey://` and `valkeys://` are accepted as synonyms;
-//! - user and password are percent-decoded (`%40` for `@`); a database other than 0 is
-//!   refused (a cluster has only database 0), as is any query string, so nothing a user
-//!   wrote is silently ignored.
+//! - user and password are percent-decoded (`%40` for `@`); a path that is no number is
+//!   refused, as is any query string, so nothing a user wrote is silently ignored.
 
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::handshake::Credentials;
@@ -21,6 +22,9 @@ pub struct Seed {
     pub credentials: Option<Credentials>,
     /// `rediss://` (TLS).
     pub tls: bool,
+    /// The URL's path, `redis://host:port/3`: the database to select (see
+    /// [`Config::database`](crate::Config::database)).
+    pub database: Option<u32>,
 }
 
 fn bad(seed: &str, why: &str) -> Error {
@@ -42,7 +46,8 @@ fn bad(seed: &str, why: &str) -> Error {
 /// assert!(s.tls);
 /// assert_eq!(s.credentials.unwrap().username(), Some("app"));
 /// assert_eq!(parse_seed("10.0.0.1:6379").unwrap().addr, NodeAddr::new("10.0.0.1", 6379));
-/// assert!(parse_seed("redis://h:1/3").is_err()); // a cluster has only database 0
+/// assert_eq!(parse_seed("redis://h:1/3").unwrap().database, Some(3));
+/// assert!(parse_seed("redis://h:1/x").is_err());
 /// ```
 pub fn parse_seed(seed: &str) -> Result<Seed> {
     let (scheme, rest) = match seed.split_once("://") {
@@ -65,6 +70,7 @@ pub fn parse_seed(seed: &str) -> Result<Seed> {
             addr,
             credentials: None,
             tls: false,
+            database: None,
         });
     }
     if rest.contains('?') || rest.contains('#') {
@@ -74,9 +80,13 @@ pub fn parse_seed(seed: &str) -> Result<Seed> {
         Some((a, p)) => (a, p),
         None => (rest, ""),
     };
-    if !path.is_empty() && path != "0" {
-        return Err(bad(seed, "a cluster has only database 0"));
-    }
+    let database = match path {
+        "" => None,
+        n => Some(
+            n.parse::<u32>()
+                .map_err(|_| bad(seed, "the path must be a database number"))?,
+        ),
+    };
     let (userinfo, hostport) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
@@ -112,6 +122,7 @@ pub fn parse_seed(seed: &str) -> Result<Seed> {
         addr,
         credentials,
         tls,
+        database,
     })
 }
 
@@ -138,8 +149,9 @@ fn decode(s: &str) -> std::result::Result<String, &'static str> {
 }
 
 /// Parses a client's seeds, checked against its configuration: `rediss://` needs
-/// `Config::tls`, the URLs may not disagree on credentials, and their credentials serve
-/// when the configuration names none (they are moved into `config`).
+/// `Config::tls`, the URLs may not disagree on credentials or databases, and their
+/// credentials and database serve when the configuration names none (they are moved
+/// into `config`; a database the configuration names must be the URLs' too).
 ///
 /// ```
 /// use redis_cluster_uring::{url::parse_seeds, Config, ErrorKind};
@@ -157,6 +169,7 @@ pub fn parse_seeds<S: AsRef<str>>(
     use crate::core::handshake::CredentialSource;
     let mut parsed = Vec::with_capacity(seeds.len());
     let mut from_urls: Option<Credentials> = None;
+    let mut database: Option<u32> = None;
     for s in seeds {
         let seed = parse_seed(s.as_ref())?;
         if seed.tls && config.tls.is_none() {
@@ -174,6 +187,15 @@ pub fn parse_seeds<S: AsRef<str>>(
             }
             from_urls = Some(c);
         }
+        if let Some(n) = seed.database {
+            if database.is_some_and(|known| known != n) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "the seed URLs name different databases",
+                ));
+            }
+            database = Some(n);
+        }
         parsed.push(seed.addr);
     }
     if parsed.is_empty() {
@@ -182,12 +204,59 @@ pub fn parse_seeds<S: AsRef<str>>(
     if let (Some(c), CredentialSource::None) = (from_urls, &config.credentials) {
         config.credentials = CredentialSource::Fixed(c);
     }
+    match database {
+        Some(n) if config.database != 0 && config.database != n => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the seed URLs name database {n}, Config::database {}",
+                    config.database
+                ),
+            ))
+        }
+        Some(n) => config.database = n,
+        None => {}
+    }
     Ok(parsed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_urls_path_is_the_database_and_the_seeds_must_agree() {
+        use crate::core::config::Config;
+        assert_eq!(parse_seed("redis://h:1").unwrap().database, None);
+        assert_eq!(parse_seed("redis://h:1/").unwrap().database, None);
+        assert_eq!(parse_seed("redis://h:1/0").unwrap().database, Some(0));
+        assert_eq!(parse_seed("rediss://:pw@h/15").unwrap().database, Some(15));
+        for bad in [
+            "redis://h:1/x",
+            "redis://h:1/-1",
+            "redis://h:1/3/4",
+            "redis://h:1/99999999999",
+        ] {
+            assert_eq!(
+                parse_seed(bad).unwrap_err().kind(),
+                ErrorKind::Config,
+                "{bad}"
+            );
+        }
+        // The URLs' database moves into the configuration.
+        let mut config = Config::default();
+        parse_seeds(&["redis://h:1/3", "h:2"], &mut config).unwrap();
+        assert_eq!(config.database, 3);
+        // Disagreeing seeds, or a URL against the configuration: refused.
+        let e = parse_seeds(&["redis://h:1/3", "redis://h:2/2"], &mut Config::default());
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::Config);
+        let e = parse_seeds(&["redis://h:1/3"], &mut Config::default().database(2));
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::Config);
+        // The same database twice is fine, and a plain seed keeps the configuration's.
+        let mut config = Config::default().database(3);
+        parse_seeds(&["redis://h:1/3", "h:2"], &mut config).unwrap();
+        assert_eq!(config.database, 3);
+    }
 
     #[test]
     fn urls_in_the_usual_forms() {
@@ -216,7 +285,9 @@ mod tests {
             "http://h:1",
             "redis://",
             "redis://h:notaport",
-            "redis://h:1/2",
+            // A database path that is no number (a number selects it: issue 21).
+            "redis://h:1/two",
+            "redis://u:hunter2@h:1/x",
             "redis://h:1?protocol=resp3",
             "redis://user@h:1",
             "redis://u:%zz@h:1",
