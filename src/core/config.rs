@@ -321,7 +321,7 @@ impl Config {
     /// Sets [`Config::database`]: every connection selects database `n` (a URL seed's
     /// path, `redis://host:port/3`, sets it too). A server that refuses it (Redis
     /// Cluster, a Valkey cluster with fewer databases) fails the connection with
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming its answer.
+    /// [`ErrorKind::Config`] naming its answer.
     ///
     /// ```
     /// use redis_cluster_uring::Config;
