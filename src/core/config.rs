@@ -425,6 +425,7 @@ pub const ENGINE_ENV: &str = "REDIS_CLUSTER_URING_ENGINE";
 
 /// Which I/O engine a client (or `engine::start`) uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Engine {
     /// io_uring when the kernel allows it, epoll otherwise.
     #[default]
