@@ -49,6 +49,20 @@ fn value_in(cluster: &Cluster, port: u16, db: u32, key: &str) -> Option<String> 
     }
 }
 
+/// `GET key` once the cluster serves it again (within 10 s): a kill may fail the requests
+/// in flight (typed errors), and a failover leaves the slot unserved for a while.
+async fn get_once_served<C: TestClient>(client: &mut C, key: &str) -> Option<String> {
+    let mut last = None;
+    for _ in 0..100 {
+        match client.query::<Option<String>>(cmd("GET").arg(key)).await {
+            Ok(v) => return v,
+            Err(e) => last = Some(e),
+        }
+        redis_cluster_uring::engine::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{key} not served within 10 s: {last:?}")
+}
+
 fn db_keys() -> ScanOptions {
     ScanOptions {
         pattern: Some("db:*".into()),
@@ -145,18 +159,10 @@ async fn a_redirect_and_a_reconnect_keep_the_database<C: TestClient>(
     for node in cluster.nodes() {
         let _ = cluster.run(node.port, &["CLIENT", "KILL", "TYPE", "normal"]);
     }
-    let mut got = None;
-    for _ in 0..50 {
-        match client.query::<Option<String>>(cmd("GET").arg(key)).await {
-            Ok(v) => {
-                got = Some(v);
-                break;
-            }
-            // The kill may land on a request in flight: that one fails, typed.
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    assert_eq!(got.flatten().as_deref(), Some("after-move"));
+    assert_eq!(
+        get_once_served(&mut client, key).await.as_deref(),
+        Some("after-move")
+    );
 }
 
 async fn a_failover_keeps_the_database<C: TestClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
@@ -180,17 +186,10 @@ async fn a_failover_keeps_the_database<C: TestClient>(cluster: &Cluster, _: &Sco
     assert!(replicated >= 1);
     cluster.kill_node(old).unwrap();
     let promoted = cluster.wait_for_failover(slot, old).unwrap();
-    let mut got = None;
-    for _ in 0..100 {
-        match client.query::<Option<String>>(cmd("GET").arg(key)).await {
-            Ok(v) => {
-                got = Some(v);
-                break;
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-    assert_eq!(got.flatten().as_deref(), Some("kept"));
+    assert_eq!(
+        get_once_served(&mut client, key).await.as_deref(),
+        Some("kept")
+    );
     assert_eq!(value_in(cluster, promoted, 3, key).as_deref(), Some("kept"));
 }
 

@@ -524,7 +524,7 @@ mod tests {
         const PUBSUB: &str = "pub/sub needs connections of its own: use Client::subscriber (and PUBLISH/SPUBLISH on the client)";
         const HANDSHAKE: &str =
             "authentication and protocol settings belong to the connection handshake (Config), not to a command";
-        const NO_SELECT: &str = "Redis Cluster has only database 0";
+        const NO_SELECT: &str = "the database belongs to the connection handshake: use Config::database (every connection selects it; Redis Cluster has only database 0)";
         const REPLY_MODE: &str =
             "it would silence replies that other callers of the shared connection wait for";
         const ROUTING: &str =
