@@ -589,6 +589,10 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             redis_version()
         ),
     };
+    // The answer first, in plain words; the tables after it.
+    if let Some(verdict) = report::verdict(&records) {
+        println!("{verdict}");
+    }
     println!(
         "cluster-bench: {cluster}, {} CPUs, {:.0}s in all{}",
         cpus,

@@ -254,6 +254,71 @@ fn ratio(a: f64, b: Option<f64>) -> String {
 }
 
 /// Prints one table per (delay, workload), then the fan-out ÷ single-node ratios.
+/// The bench's answer in plain words, before the tables: for the fan-out pipeline (the
+/// middle K run, no injected delay), the default client (`ring`) against the serial mode,
+/// the fastest peer and the floor. `None` when the run has no such case or no `ring` row.
+pub fn verdict(records: &[Record]) -> Option<String> {
+    let fanout: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.workload == "fanout" && !r.tls)
+        .collect();
+    let delay = fanout.iter().map(|r| r.delay_ms).min()?;
+    let mut ks: Vec<usize> = fanout
+        .iter()
+        .filter(|r| r.delay_ms == delay && r.client == "ring")
+        .map(|r| r.k)
+        .collect();
+    ks.sort_unstable();
+    ks.dedup();
+    let k = *ks.get(ks.len() / 2)?;
+    let case: Vec<&Record> = fanout
+        .into_iter()
+        .filter(|r| r.delay_ms == delay && r.k == k)
+        .collect();
+    let row = |name: &str| case.iter().copied().find(|r| r.client == name);
+    let ours = row("ring")?;
+    let mut out = format!(
+        "Verdict (fan-out pipeline of {k} commands, {delay} ms injected delay; `ring` is this \
+         library's default async client):\n"
+    );
+    if let Some(serial) = row("serial") {
+        out.push_str(&format!(
+            "- every node at once against one node after another: p50 {:.0} against {:.0} µs, \
+             {:.1}x faster than the serial mode\n",
+            ours.p50_us,
+            serial.p50_us,
+            serial.p50_us / ours.p50_us
+        ));
+    }
+    let fastest = case
+        .iter()
+        .copied()
+        .filter(|r| matches!(r.client, "redis-rs" | "redis-rs-sync" | "fred"))
+        .min_by(|a, b| a.p50_us.total_cmp(&b.p50_us));
+    if let Some(peer) = fastest {
+        out.push_str(&format!(
+            "- against the fastest peer here, {}: p50 {:.0} against {:.0} µs ({:.2}x), CPU per \
+             command {:.0} against {:.0} ns ({:.2}x)\n",
+            peer.client,
+            ours.p50_us,
+            peer.p50_us,
+            ours.p50_us / peer.p50_us,
+            ours.cpu_ns_per_cmd,
+            peer.cpu_ns_per_cmd,
+            ours.cpu_ns_per_cmd / peer.cpu_ns_per_cmd
+        ));
+    }
+    if let Some(floor) = row("floor") {
+        out.push_str(&format!(
+            "- against the floor (the least any client can cost): p50 {:.2}x, CPU per command \
+             {:.2}x\n",
+            ours.p50_us / floor.p50_us,
+            ours.cpu_ns_per_cmd / floor.cpu_ns_per_cmd
+        ));
+    }
+    Some(out)
+}
+
 pub fn print_tables(records: &[Record]) -> String {
     let mut out = String::new();
     let mut groups: BTreeMap<(u64, &str), Vec<&Record>> = BTreeMap::new();
@@ -412,6 +477,64 @@ pub fn tls_table(records: &[Record]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verdict_reads_the_middle_k_without_delay_against_serial_the_fastest_peer_and_the_floor()
+    {
+        let mut records = Vec::new();
+        for (delay, scale) in [(0, 1.0), (1, 10.0)] {
+            for k in [16, 128, 1024] {
+                let k_f = k as f64;
+                records.push(case("ring", k, delay, 100.0 * scale + k_f, 700.0));
+                records.push(case("serial", k, delay, 300.0 * scale + k_f, 1400.0));
+                records.push(case("redis-rs", k, delay, 500.0 * scale + k_f, 3500.0));
+                records.push(case("redis-rs-sync", k, delay, 200.0 * scale + k_f, 800.0));
+                records.push(case("floor", k, delay, 160.0 * scale + k_f, 350.0));
+            }
+        }
+        let verdict = verdict(&records).unwrap();
+        assert!(
+            verdict.contains("fan-out pipeline of 128 commands, 0 ms"),
+            "{verdict}"
+        );
+        // 428 against 228 µs: the serial mode's p50 over ours.
+        assert!(
+            verdict.contains("p50 228 against 428 µs, 1.9x faster"),
+            "{verdict}"
+        );
+        // The fastest peer is redis-rs-sync (328 µs), not redis-rs.
+        assert!(
+            verdict.contains("fastest peer here, redis-rs-sync: p50 228 against 328 µs (0.70x)"),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("CPU per command 700 against 800 ns (0.88x)"),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains(
+                "floor (the least any client can cost): p50 0.79x, CPU per command 2.00x"
+            ),
+            "{verdict}"
+        );
+        // Without a ring row there is nothing to say; without peers, the rest is said.
+        let no_ring: Vec<Record> = records
+            .iter()
+            .filter(|r| r.client != "ring")
+            .cloned()
+            .collect();
+        assert!(super::verdict(&no_ring).is_none());
+        let alone: Vec<Record> = records
+            .iter()
+            .filter(|r| r.client == "ring")
+            .cloned()
+            .collect();
+        let verdict = super::verdict(&alone).unwrap();
+        assert!(
+            !verdict.contains("peer") && !verdict.contains("serial") && !verdict.contains("floor"),
+            "{verdict}"
+        );
+    }
 
     fn case(client: &'static str, k: usize, delay_ms: u64, p50: f64, cpu: f64) -> Record {
         Record::sample("fanout", client, k, delay_ms, p50, cpu, 0.0)
