@@ -716,25 +716,22 @@ fn choose_engine(requested: Engine) -> Result<Engine> {
             "Engine::IoUring requested inside a runtime started without io_uring",
         )),
         (Engine::Auto, Some(running)) => Ok(running),
-        // Each runtime carries only its own engines' sockets.
-        (Engine::Ring, Some(running)) if running != Engine::Ring => Err(Error::new(
+        // The ring's and compio's runtimes each carry only their own engine's sockets,
+        // and those engines run only inside their own runtime.
+        (requested, Some(running @ (Engine::Ring | Engine::Compio))) => {
+            if requested == running {
+                Ok(running)
+            } else {
+                Err(Error::new(
+                    ErrorKind::Config,
+                    format!("Engine::{requested} requested inside the {running} engine's runtime"),
+                ))
+            }
+        }
+        (requested @ (Engine::Ring | Engine::Compio), Some(running)) => Err(Error::new(
             ErrorKind::Config,
-            format!("Engine::Ring requested inside a runtime started for {running}"),
+            format!("Engine::{requested} requested inside a runtime started for {running}"),
         )),
-        (requested, Some(Engine::Ring)) if requested != Engine::Ring => Err(Error::new(
-            ErrorKind::Config,
-            format!("Engine::{requested} requested inside the ring engine's runtime"),
-        )),
-        (Engine::Ring, Some(Engine::Ring)) => Ok(Engine::Ring),
-        (Engine::Compio, Some(running)) if running != Engine::Compio => Err(Error::new(
-            ErrorKind::Config,
-            format!("Engine::Compio requested inside a runtime started for {running}"),
-        )),
-        (requested, Some(Engine::Compio)) if requested != Engine::Compio => Err(Error::new(
-            ErrorKind::Config,
-            format!("Engine::{requested} requested inside a compio runtime"),
-        )),
-        (Engine::Compio, Some(Engine::Compio)) => Ok(Engine::Compio),
         (requested, _) => engine::resolve_in_tokio(requested),
     }
 }

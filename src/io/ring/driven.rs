@@ -241,8 +241,11 @@ impl Driven {
     fn flush(&mut self, reactor: &RefCell<Reactor>, key: usize) -> bool {
         self.dirty = false;
         if !self.ending && self.send.is_none() {
-            let waker = self.waker.clone();
-            match self.endpoint.poll_output(&mut Context::from_waker(&waker)) {
+            // The socket's own waker, lent: no clone per flush.
+            match self
+                .endpoint
+                .poll_output(&mut Context::from_waker(&self.waker))
+            {
                 Poll::Ready(Some(buf)) => self.start_send(reactor, key, buf),
                 Poll::Ready(None) => self.ending = true,
                 Poll::Pending => {}
