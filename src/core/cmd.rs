@@ -267,6 +267,14 @@ impl Cmd {
     }
 }
 
+/// A borrowed command, copied: for calls that take the command to another thread
+/// ([`SharedClient::query`](crate::SharedClient::query)).
+impl From<&Cmd> for Cmd {
+    fn from(c: &Cmd) -> Cmd {
+        c.clone()
+    }
+}
+
 impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut list = f.debug_list();

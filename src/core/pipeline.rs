@@ -22,6 +22,15 @@ pub struct Pipeline {
     pub(crate) atomic: bool,
 }
 
+/// A borrowed pipeline, copied into an `Arc`: for calls that take the pipeline to another
+/// thread ([`SharedClient::execute`](crate::SharedClient::execute)). Keep a pipeline run
+/// again and again in an `Arc` to send it without the copy.
+impl From<&Pipeline> for std::sync::Arc<Pipeline> {
+    fn from(p: &Pipeline) -> std::sync::Arc<Pipeline> {
+        std::sync::Arc::new(p.clone())
+    }
+}
+
 impl Pipeline {
     /// An empty pipeline.
     pub fn new() -> Pipeline {

@@ -37,6 +37,47 @@ pub struct Stats {
     pub blocking: u64,
 }
 
+/// The counters of several clients (a [`SharedClient`](crate::SharedClient)'s workers)
+/// add up.
+///
+/// ```
+/// use redis_cluster_uring::Stats;
+/// let mut total = Stats { writes: 2, ..Stats::default() };
+/// total += Stats { writes: 3, reads: 1, ..Stats::default() };
+/// assert_eq!((total.writes, total.reads), (5, 1));
+/// ```
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, other: Stats) {
+        // Destructured, so a new counter cannot be forgotten here.
+        let Stats {
+            writes,
+            bytes_written,
+            reads,
+            bytes_read,
+            executions,
+            redirects,
+            retries,
+            refreshes,
+            connects,
+            pushes,
+            refused,
+            blocking,
+        } = other;
+        self.writes = self.writes.wrapping_add(writes);
+        self.bytes_written = self.bytes_written.wrapping_add(bytes_written);
+        self.reads = self.reads.wrapping_add(reads);
+        self.bytes_read = self.bytes_read.wrapping_add(bytes_read);
+        self.executions = self.executions.wrapping_add(executions);
+        self.redirects = self.redirects.wrapping_add(redirects);
+        self.retries = self.retries.wrapping_add(retries);
+        self.refreshes = self.refreshes.wrapping_add(refreshes);
+        self.connects = self.connects.wrapping_add(connects);
+        self.pushes = self.pushes.wrapping_add(pushes);
+        self.refused = self.refused.wrapping_add(refused);
+        self.blocking = self.blocking.wrapping_add(blocking);
+    }
+}
+
 /// The live counters (single-threaded, so plain cells).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
