@@ -8,7 +8,7 @@
 //! ```
 
 use redis_cluster_uring::tls::TlsConfig;
-use redis_cluster_uring::{engine, Client, Config, ErrorKind, Pipeline, ReadFrom};
+use redis_cluster_uring::{engine, AsyncCommands, Client, Config, ErrorKind, Pipeline, ReadFrom};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL")

@@ -4,7 +4,7 @@
 //! cargo run --example quick_start -- 127.0.0.1:7000
 //! ```
 
-use redis_cluster_uring::{cmd, Client, Config, Pipeline, Value};
+use redis_cluster_uring::{cmd, AsyncCommands, Client, Config, Pipeline, Value};
 
 fn main() {
     let seed = std::env::args()

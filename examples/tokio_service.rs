@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use redis_cluster_uring::{cmd, Config, Pipeline, Result, SharedClient};
+use redis_cluster_uring::{AsyncCommands, Config, Pipeline, Result, SharedClient};
 
 #[tokio::main]
 #[allow(dead_code)] // `tests/shared.rs` includes this file and calls `serve` itself.
@@ -54,15 +54,16 @@ pub async fn serve(seeds: &[String], tasks: usize, rounds: u64) -> Result<Served
         handles.push(tokio::spawn(async move {
             let key = format!("service:{t}");
             for round in 0..rounds {
-                client.query::<()>(cmd("SET").arg(&key).arg(round)).await?;
-                let value: u64 = client.query(cmd("GET").arg(&key)).await?;
+                // The typed helpers of `AsyncCommands`; their futures are `Send` here.
+                client.set(&key, round).await?;
+                let value: u64 = client.get(&key).await?;
                 assert_eq!(value, round, "a reply reached the wrong caller");
             }
             let mut pipe = Pipeline::with_capacity(32);
             for other in 0..32 {
                 pipe.get(format!("service:{}", (t + other) % tasks));
             }
-            let values: Vec<Option<u64>> = client.query_pipeline(pipe).await?;
+            let values: Vec<Option<u64>> = client.query_pipeline(&pipe).await?;
             assert_eq!(values.len(), 32);
             Ok::<u64, redis_cluster_uring::Error>(2 * rounds + 32)
         }));

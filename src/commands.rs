@@ -1,16 +1,18 @@
 //! Typed helpers for the commands users reach for first: strings, keys and expiry, hashes,
 //! lists, sets, sorted sets, scripting and publishing.
 //!
-//! Each command is defined once, in a table below, and that one definition gives three
+//! Each command is defined once, in a table below, and that one definition gives four
 //! things of the same name:
 //! - a pure constructor here, `commands::hset(key, field, value)`, that returns the
-//!   [`Cmd`] (testable without a server, usable with [`Client::query`]);
+//!   [`Cmd`] (testable without a server, usable with any client's `query`);
 //! - a [`Pipeline`] method that adds it, `pipe.hset(key, field, value)`;
-//! - an async [`Client`] method that runs it and converts the reply with [`FromReply`];
-//! - the same method on [`blocking::Client`](crate::blocking::Client), without `.await`.
+//! - an [`AsyncCommands`] method that runs it and converts the reply with [`FromReply`],
+//!   on [`Client`] and [`SharedClient`];
+//! - the same method on [`Commands`], without `.await`, on
+//!   [`blocking::Client`](crate::blocking::Client) and [`SharedBlocking`].
 //!
 //! Arguments are generic over [`ToArg`] (one value) or [`ToArgs`] (one value, or a slice,
-//! array or `Vec` of them: keys, members, fields). Replies that carry data (`GET`,
+//! array, `Vec` or tuple of them: keys, members, fields). Replies that carry data (`GET`,
 //! `HGETALL`, `LRANGE`, scripts...) convert into a type the caller picks (`Option<String>`,
 //! `Vec<u8>`, `HashMap`, tuples...); replies that are a count, a flag or a status have the
 //! one type that fits (`u64`, `bool`, `()`), so `client.sadd("s", 1).await?` needs no
@@ -28,7 +30,7 @@
 //!
 //! ```no_run
 //! use std::collections::HashMap;
-//! use redis_cluster_uring::{engine, Client, Config, Pipeline};
+//! use redis_cluster_uring::prelude::*;
 //! engine::start(async {
 //!     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
 //!     client.hset_multiple("user:1", &[("name", "Ada"), ("lang", "en")]).await?;
@@ -37,16 +39,16 @@
 //!     client.sadd("tags", vec!["a", "b", "c"]).await?;
 //!     let values: Vec<Option<String>> = client.mget(&["k1", "k2", "k3"]).await?;
 //!     let mut pipe = Pipeline::new();
-//!     pipe.incr("visits", 1).zadd("board", "ada", 12.5).zadd("board", "bob", 9.0);
-//!     for reply in client.execute(&pipe).await? {
-//!         reply?;
-//!     }
+//!     pipe.incr("visits", 1).ignore().zadd("board", "ada", 12.5).zadd("board", "bob", 9.0);
+//!     let (ada, bob): (u64, u64) = client.query_pipeline(&pipe).await?;
 //!     let top: Vec<(String, f64)> = client.zrevrange_withscores("board", 0, 9).await?;
-//!     println!("{user:?} {name:?} {values:?} {top:?}");
+//!     println!("{user:?} {name:?} {values:?} {ada} {bob} {top:?}");
 //!     Ok::<(), redis_cluster_uring::Error>(())
 //! })
 //! .unwrap();
 //! ```
+
+use std::future::Future;
 
 use crate::blocking::Client as BlockingClient;
 use crate::client::{Client, Pipeline};
@@ -54,40 +56,64 @@ use crate::core::cmd::{cmd, Cmd, ToArg, ToArgs};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::reply::FromReply;
 use crate::core::resp::Value;
+use crate::shared::{SharedBlocking, SharedClient};
 
-/// Defines commands: for each entry, the pure constructor, the [`Pipeline`] method and the
-/// [`Client`] method. An entry is a doc comment, then
+/// The command table is a list of families, each a macro that hands its entries to an
+/// emitter. An entry is a doc comment, then
 /// `fn name<generics>(arguments) -> Reply = constructor expression;`, where `Reply` is
 /// - `T`: the client method gains a last type parameter `T: FromReply` the caller picks;
 /// - `Vec<(M, f64)>`: members with their scores, `M: FromReply` picked by the caller, the
 ///   same on RESP2 (a flat array) and RESP3 (an array of pairs);
 /// - any other type: the client method returns exactly that type.
 ///
-/// Entries are consumed one at a time (the types of the three arms cannot be told apart
-/// inside one repetition), so keep each invocation to a family of commands, well below the
-/// macro recursion limit.
-macro_rules! commands {
+/// Four emitters read every family, so each command is defined once and gives: the pure
+/// constructor (`commands::get`), the [`Pipeline`] method, the [`AsyncCommands`] method
+/// and the [`Commands`] method. The trait methods are emitted one entry at a time (the
+/// three reply forms cannot be told apart inside one repetition), so a family stays well
+/// below the macro recursion limit.
+macro_rules! constructors {
+    ($(
+        $(#[$meta:meta])*
+        fn $name:ident<$($g:ident: $b:ident),*>($($arg:ident: $ty:ty),*) -> $reply:ty
+            = $build:expr;
+    )*) => {$(
+        $(#[$meta])*
+        pub fn $name<$($g: $b),*>($($arg: $ty),*) -> Cmd {
+            $build
+        }
+    )*};
+}
+
+/// Emits the [`Pipeline`] methods of a family (inside `impl Pipeline`).
+macro_rules! pipeline_methods {
+    ($(
+        $(#[$meta:meta])*
+        fn $name:ident<$($g:ident: $b:ident),*>($($arg:ident: $ty:ty),*) -> $reply:ty
+            = $build:expr;
+    )*) => {$(
+        $(#[$meta])*
+        pub fn $name<$($g: $b),*>(&mut self, $($arg: $ty),*) -> &mut Pipeline {
+            self.add($name($($arg),*))
+        }
+    )*};
+}
+
+/// Emits the [`AsyncCommands`] methods of a family (inside the trait).
+macro_rules! async_methods {
     () => {};
     (
         $(#[$meta:meta])*
         fn $name:ident<$($g:ident: $b:ident),*>($($arg:ident: $ty:ty),*) -> T = $build:expr;
         $($rest:tt)*
     ) => {
-        constructor_and_pipeline!($(#[$meta])* $name [$($g: $b),*] [$($arg: $ty),*] $build);
-        impl Client {
-            $(#[$meta])*
-            pub async fn $name<$($g: $b,)* T: FromReply>(&self, $($arg: $ty),*) -> Result<T> {
-                self.query($name($($arg),*)).await
-            }
+        $(#[$meta])*
+        fn $name<$($g: $b,)* T: FromReply>(
+            &self,
+            $($arg: $ty),*
+        ) -> impl Future<Output = Result<T>> {
+            self.query($name($($arg),*))
         }
-        impl BlockingClient {
-            blocking_doc! { $name
-                pub fn $name<$($g: $b,)* T: FromReply>(&mut self, $($arg: $ty),*) -> Result<T> {
-                    self.query($name($($arg),*))
-                }
-            }
-        }
-        commands!($($rest)*);
+        async_methods!($($rest)*);
     };
     (
         $(#[$meta:meta])*
@@ -95,27 +121,15 @@ macro_rules! commands {
             = $build:expr;
         $($rest:tt)*
     ) => {
-        constructor_and_pipeline!($(#[$meta])* $name [$($g: $b),*] [$($arg: $ty),*] $build);
-        impl Client {
-            $(#[$meta])*
-            pub async fn $name<$($g: $b,)* M: FromReply>(
-                &self,
-                $($arg: $ty),*
-            ) -> Result<Vec<(M, f64)>> {
-                scored(self.query($name($($arg),*)).await?)
-            }
+        $(#[$meta])*
+        fn $name<$($g: $b,)* M: FromReply>(
+            &self,
+            $($arg: $ty),*
+        ) -> impl Future<Output = Result<Vec<(M, f64)>>> {
+            let reply = self.query::<Value>($name($($arg),*));
+            async move { scored(reply.await?) }
         }
-        impl BlockingClient {
-            blocking_doc! { $name
-                pub fn $name<$($g: $b,)* M: FromReply>(
-                    &mut self,
-                    $($arg: $ty),*
-                ) -> Result<Vec<(M, f64)>> {
-                    scored(self.query($name($($arg),*))?)
-                }
-            }
-        }
-        commands!($($rest)*);
+        async_methods!($($rest)*);
     };
     (
         $(#[$meta:meta])*
@@ -123,314 +137,538 @@ macro_rules! commands {
             = $build:expr;
         $($rest:tt)*
     ) => {
-        constructor_and_pipeline!($(#[$meta])* $name [$($g: $b),*] [$($arg: $ty),*] $build);
-        impl Client {
-            $(#[$meta])*
-            pub async fn $name<$($g: $b),*>(&self, $($arg: $ty),*) -> Result<$reply> {
-                self.query($name($($arg),*)).await
-            }
+        $(#[$meta])*
+        fn $name<$($g: $b),*>(&self, $($arg: $ty),*) -> impl Future<Output = Result<$reply>> {
+            self.query($name($($arg),*))
         }
-        impl BlockingClient {
-            blocking_doc! { $name
-                pub fn $name<$($g: $b),*>(&mut self, $($arg: $ty),*) -> Result<$reply> {
-                    self.query($name($($arg),*))
-                }
-            }
-        }
-        commands!($($rest)*);
+        async_methods!($($rest)*);
     };
 }
 
-/// The doc of a blocking client's helper: a pointer to the async one, whose examples show
-/// the reply types (the blocking method is the same call without `.await`).
-macro_rules! blocking_doc {
-    ($name:ident $item:item) => {
-        #[doc = concat!(
-            "The blocking form of [`Client::", stringify!($name), "`](crate::Client::",
-            stringify!($name), "): runs [`commands::", stringify!($name),
-            "`](crate::commands::", stringify!($name), ") and converts the reply the same way."
-        )]
-        $item
-    };
-}
-
-/// The two parts of an entry that do not depend on the reply type.
-macro_rules! constructor_and_pipeline {
+/// Emits the [`Commands`] methods of a family (inside the trait).
+macro_rules! blocking_methods {
+    () => {};
     (
-        $(#[$meta:meta])* $name:ident [$($g:ident: $b:ident),*] [$($arg:ident: $ty:ty),*]
-        $build:expr
+        $(#[$meta:meta])*
+        fn $name:ident<$($g:ident: $b:ident),*>($($arg:ident: $ty:ty),*) -> T = $build:expr;
+        $($rest:tt)*
     ) => {
         $(#[$meta])*
-        pub fn $name<$($g: $b),*>($($arg: $ty),*) -> Cmd {
-            $build
+        fn $name<$($g: $b,)* T: FromReply>(&mut self, $($arg: $ty),*) -> Result<T> {
+            self.query($name($($arg),*))
         }
-
-        impl Pipeline {
-            $(#[$meta])*
-            pub fn $name<$($g: $b),*>(&mut self, $($arg: $ty),*) -> &mut Pipeline {
-                self.add($name($($arg),*))
-            }
+        blocking_methods!($($rest)*);
+    };
+    (
+        $(#[$meta:meta])*
+        fn $name:ident<$($g:ident: $b:ident),*>($($arg:ident: $ty:ty),*) -> Vec<(M, f64)>
+            = $build:expr;
+        $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        fn $name<$($g: $b,)* M: FromReply>(
+            &mut self,
+            $($arg: $ty),*
+        ) -> Result<Vec<(M, f64)>> {
+            scored(self.query($name($($arg),*))?)
         }
+        blocking_methods!($($rest)*);
+    };
+    (
+        $(#[$meta:meta])*
+        fn $name:ident<$($g:ident: $b:ident),*>($($arg:ident: $ty:ty),*) -> $reply:ty
+            = $build:expr;
+        $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        fn $name<$($g: $b),*>(&mut self, $($arg: $ty),*) -> Result<$reply> {
+            self.query($name($($arg),*))
+        }
+        blocking_methods!($($rest)*);
     };
 }
 
 // Strings.
-commands! {
-    /// `GET key`: the value, or nil.
-    fn get<K: ToArg>(key: K) -> T = cmd("GET").arg(key);
-    /// `SET key value`.
-    fn set<K: ToArg, V: ToArg>(key: K, value: V) -> () = cmd("SET").arg(key).arg(value);
-    /// `SET key value` with expiry, condition and `GET` from [`SetOptions`]: `OK` (or the
-    /// old value with `GET`), nil when the condition failed; `bool` reads it as "was set".
-    fn set_options<K: ToArg, V: ToArg>(key: K, value: V, options: SetOptions) -> T = {
-        let mut c = cmd("SET").arg(key).arg(value);
-        options.write_to(&mut c);
-        c
-    };
-    /// `SET key value EX seconds`.
-    fn set_ex<K: ToArg, V: ToArg>(key: K, value: V, seconds: u64) -> () =
-        cmd("SET").arg(key).arg(value).arg("EX").arg(seconds);
-    /// `SET key value PX milliseconds`.
-    fn pset_ex<K: ToArg, V: ToArg>(key: K, value: V, millis: u64) -> () =
-        cmd("SET").arg(key).arg(value).arg("PX").arg(millis);
-    /// `SET key value NX`: whether the key was set (it did not exist).
-    fn set_nx<K: ToArg, V: ToArg>(key: K, value: V) -> bool =
-        cmd("SET").arg(key).arg(value).arg("NX");
-    /// `GETSET key value`: the old value, or nil.
-    fn getset<K: ToArg, V: ToArg>(key: K, value: V) -> T = cmd("GETSET").arg(key).arg(value);
-    /// `GETDEL key`: the value, or nil; the key is deleted.
-    fn get_del<K: ToArg>(key: K) -> T = cmd("GETDEL").arg(key);
-    /// `MGET key [key ...]`: the values in key order (nil for missing keys).
-    fn mget<K: ToArgs>(keys: K) -> T = cmd("MGET").arg_multi(keys);
-    /// `MSET key value [key value ...]`.
-    fn mset<K: ToArg, V: ToArg>(items: &[(K, V)]) -> () = {
-        let mut c = cmd("MSET");
-        for (k, v) in items {
-            c.push_arg(k).push_arg(v);
+macro_rules! strings {
+    ($emit:ident) => {
+        $emit! {
+            /// `GET key`: the value, or nil.
+            fn get<K: ToArg>(key: K) -> T = cmd("GET").arg(key);
+            /// `SET key value`.
+            fn set<K: ToArg, V: ToArg>(key: K, value: V) -> () = cmd("SET").arg(key).arg(value);
+            /// `SET key value` with expiry, condition and `GET` from [`SetOptions`]: `OK` (or the
+            /// old value with `GET`), nil when the condition failed; `bool` reads it as "was set".
+            fn set_options<K: ToArg, V: ToArg>(key: K, value: V, options: SetOptions) -> T = {
+                let mut c = cmd("SET").arg(key).arg(value);
+                options.write_to(&mut c);
+                c
+            };
+            /// `SET key value EX seconds`.
+            fn set_ex<K: ToArg, V: ToArg>(key: K, value: V, seconds: u64) -> () =
+                cmd("SET").arg(key).arg(value).arg("EX").arg(seconds);
+            /// `SET key value PX milliseconds`.
+            fn pset_ex<K: ToArg, V: ToArg>(key: K, value: V, millis: u64) -> () =
+                cmd("SET").arg(key).arg(value).arg("PX").arg(millis);
+            /// `SET key value NX`: whether the key was set (it did not exist).
+            fn set_nx<K: ToArg, V: ToArg>(key: K, value: V) -> bool =
+                cmd("SET").arg(key).arg(value).arg("NX");
+            /// `GETSET key value`: the old value, or nil.
+            fn getset<K: ToArg, V: ToArg>(key: K, value: V) -> T = cmd("GETSET").arg(key).arg(value);
+            /// `GETDEL key`: the value, or nil; the key is deleted.
+            fn get_del<K: ToArg>(key: K) -> T = cmd("GETDEL").arg(key);
+            /// `MGET key [key ...]`: the values in key order (nil for missing keys).
+            fn mget<K: ToArgs>(keys: K) -> T = cmd("MGET").arg_multi(keys);
+            /// `MSET key value [key value ...]`.
+            fn mset<K: ToArg, V: ToArg>(items: &[(K, V)]) -> () = {
+                let mut c = cmd("MSET");
+                for (k, v) in items {
+                    c.push_arg(k).push_arg(v);
+                }
+                c
+            };
+            /// `INCRBY key by`: the new value.
+            fn incr<K: ToArg>(key: K, by: i64) -> i64 = cmd("INCRBY").arg(key).arg(by);
+            /// `DECRBY key by`: the new value.
+            fn decr<K: ToArg>(key: K, by: i64) -> i64 = cmd("DECRBY").arg(key).arg(by);
+            /// `INCRBYFLOAT key by`: the new value.
+            fn incr_by_float<K: ToArg>(key: K, by: f64) -> f64 = cmd("INCRBYFLOAT").arg(key).arg(by);
+            /// `APPEND key value`: the new length.
+            fn append<K: ToArg, V: ToArg>(key: K, value: V) -> u64 = cmd("APPEND").arg(key).arg(value);
+            /// `STRLEN key`: the value's length (0 when missing).
+            fn strlen<K: ToArg>(key: K) -> u64 = cmd("STRLEN").arg(key);
         }
-        c
     };
-    /// `INCRBY key by`: the new value.
-    fn incr<K: ToArg>(key: K, by: i64) -> i64 = cmd("INCRBY").arg(key).arg(by);
-    /// `DECRBY key by`: the new value.
-    fn decr<K: ToArg>(key: K, by: i64) -> i64 = cmd("DECRBY").arg(key).arg(by);
-    /// `INCRBYFLOAT key by`: the new value.
-    fn incr_by_float<K: ToArg>(key: K, by: f64) -> f64 = cmd("INCRBYFLOAT").arg(key).arg(by);
-    /// `APPEND key value`: the new length.
-    fn append<K: ToArg, V: ToArg>(key: K, value: V) -> u64 = cmd("APPEND").arg(key).arg(value);
-    /// `STRLEN key`: the value's length (0 when missing).
-    fn strlen<K: ToArg>(key: K) -> u64 = cmd("STRLEN").arg(key);
 }
 
 // Keys and expiry.
-commands! {
-    /// `DEL key [key ...]`: how many keys were removed.
-    fn del<K: ToArgs>(keys: K) -> u64 = cmd("DEL").arg_multi(keys);
-    /// `UNLINK key [key ...]`: how many keys were removed (memory reclaimed later).
-    fn unlink<K: ToArgs>(keys: K) -> u64 = cmd("UNLINK").arg_multi(keys);
-    /// `EXISTS key`: whether the key exists.
-    fn exists<K: ToArg>(key: K) -> bool = cmd("EXISTS").arg(key);
-    /// `EXISTS key [key ...]`: how many of the keys exist (a key named twice counts twice).
-    fn exists_count<K: ToArgs>(keys: K) -> u64 = cmd("EXISTS").arg_multi(keys);
-    /// `EXPIRE key seconds`: whether a timeout was set.
-    fn expire<K: ToArg>(key: K, seconds: u64) -> bool = cmd("EXPIRE").arg(key).arg(seconds);
-    /// `PEXPIRE key milliseconds`: whether a timeout was set.
-    fn pexpire<K: ToArg>(key: K, millis: u64) -> bool = cmd("PEXPIRE").arg(key).arg(millis);
-    /// `EXPIREAT key unix-seconds`: whether a timeout was set.
-    fn expire_at<K: ToArg>(key: K, unix_seconds: u64) -> bool =
-        cmd("EXPIREAT").arg(key).arg(unix_seconds);
-    /// `PEXPIREAT key unix-milliseconds`: whether a timeout was set.
-    fn pexpire_at<K: ToArg>(key: K, unix_millis: u64) -> bool =
-        cmd("PEXPIREAT").arg(key).arg(unix_millis);
-    /// `TTL key`: seconds left; -1 without a timeout, -2 when the key is missing.
-    fn ttl<K: ToArg>(key: K) -> i64 = cmd("TTL").arg(key);
-    /// `PTTL key`: milliseconds left; -1 without a timeout, -2 when the key is missing.
-    fn pttl<K: ToArg>(key: K) -> i64 = cmd("PTTL").arg(key);
-    /// `PERSIST key`: whether a timeout was removed.
-    fn persist<K: ToArg>(key: K) -> bool = cmd("PERSIST").arg(key);
-    /// `TYPE key`: `string`, `list`, `set`, `zset`, `hash`, `stream`, or `none`.
-    fn type_of<K: ToArg>(key: K) -> String = cmd("TYPE").arg(key);
-    /// `RENAME key new_key` (both in one slot).
-    fn rename<K: ToArg, N: ToArg>(key: K, new_key: N) -> () =
-        cmd("RENAME").arg(key).arg(new_key);
-    /// `RENAMENX key new_key` (both in one slot): whether it was renamed.
-    fn rename_nx<K: ToArg, N: ToArg>(key: K, new_key: N) -> bool =
-        cmd("RENAMENX").arg(key).arg(new_key);
+macro_rules! keys_and_expiry {
+    ($emit:ident) => {
+        $emit! {
+            /// `DEL key [key ...]`: how many keys were removed.
+            fn del<K: ToArgs>(keys: K) -> u64 = cmd("DEL").arg_multi(keys);
+            /// `UNLINK key [key ...]`: how many keys were removed (memory reclaimed later).
+            fn unlink<K: ToArgs>(keys: K) -> u64 = cmd("UNLINK").arg_multi(keys);
+            /// `EXISTS key`: whether the key exists.
+            fn exists<K: ToArg>(key: K) -> bool = cmd("EXISTS").arg(key);
+            /// `EXISTS key [key ...]`: how many of the keys exist (a key named twice counts twice).
+            fn exists_count<K: ToArgs>(keys: K) -> u64 = cmd("EXISTS").arg_multi(keys);
+            /// `EXPIRE key seconds`: whether a timeout was set.
+            fn expire<K: ToArg>(key: K, seconds: u64) -> bool = cmd("EXPIRE").arg(key).arg(seconds);
+            /// `PEXPIRE key milliseconds`: whether a timeout was set.
+            fn pexpire<K: ToArg>(key: K, millis: u64) -> bool = cmd("PEXPIRE").arg(key).arg(millis);
+            /// `EXPIREAT key unix-seconds`: whether a timeout was set.
+            fn expire_at<K: ToArg>(key: K, unix_seconds: u64) -> bool =
+                cmd("EXPIREAT").arg(key).arg(unix_seconds);
+            /// `PEXPIREAT key unix-milliseconds`: whether a timeout was set.
+            fn pexpire_at<K: ToArg>(key: K, unix_millis: u64) -> bool =
+                cmd("PEXPIREAT").arg(key).arg(unix_millis);
+            /// `TTL key`: seconds left; -1 without a timeout, -2 when the key is missing.
+            fn ttl<K: ToArg>(key: K) -> i64 = cmd("TTL").arg(key);
+            /// `PTTL key`: milliseconds left; -1 without a timeout, -2 when the key is missing.
+            fn pttl<K: ToArg>(key: K) -> i64 = cmd("PTTL").arg(key);
+            /// `PERSIST key`: whether a timeout was removed.
+            fn persist<K: ToArg>(key: K) -> bool = cmd("PERSIST").arg(key);
+            /// `TYPE key`: `string`, `list`, `set`, `zset`, `hash`, `stream`, or `none`.
+            fn type_of<K: ToArg>(key: K) -> String = cmd("TYPE").arg(key);
+            /// `RENAME key new_key` (both in one slot).
+            fn rename<K: ToArg, N: ToArg>(key: K, new_key: N) -> () =
+                cmd("RENAME").arg(key).arg(new_key);
+            /// `RENAMENX key new_key` (both in one slot): whether it was renamed.
+            fn rename_nx<K: ToArg, N: ToArg>(key: K, new_key: N) -> bool =
+                cmd("RENAMENX").arg(key).arg(new_key);
+        }
+    };
 }
 
 // Hashes.
-commands! {
-    /// `HSET key field value`: number of fields added.
-    fn hset<K: ToArg, F: ToArg, V: ToArg>(key: K, field: F, value: V) -> u64 =
-        cmd("HSET").arg(key).arg(field).arg(value);
-    /// `HSET key field value [field value ...]`: number of fields added.
-    fn hset_multiple<K: ToArg, F: ToArg, V: ToArg>(key: K, items: &[(F, V)]) -> u64 = {
-        let mut c = cmd("HSET").arg(key);
-        for (f, v) in items {
-            c.push_arg(f).push_arg(v);
+macro_rules! hashes {
+    ($emit:ident) => {
+        $emit! {
+            /// `HSET key field value`: number of fields added.
+            fn hset<K: ToArg, F: ToArg, V: ToArg>(key: K, field: F, value: V) -> u64 =
+                cmd("HSET").arg(key).arg(field).arg(value);
+            /// `HSET key field value [field value ...]`: number of fields added.
+            fn hset_multiple<K: ToArg, F: ToArg, V: ToArg>(key: K, items: &[(F, V)]) -> u64 = {
+                let mut c = cmd("HSET").arg(key);
+                for (f, v) in items {
+                    c.push_arg(f).push_arg(v);
+                }
+                c
+            };
+            /// `HSETNX key field value`: whether the field was set (it did not exist).
+            fn hset_nx<K: ToArg, F: ToArg, V: ToArg>(key: K, field: F, value: V) -> bool =
+                cmd("HSETNX").arg(key).arg(field).arg(value);
+            /// `HGET key field`: the value, or nil.
+            fn hget<K: ToArg, F: ToArg>(key: K, field: F) -> T = cmd("HGET").arg(key).arg(field);
+            /// `HMGET key field [field ...]`: the values in field order (nil for missing fields).
+            fn hmget<K: ToArg, F: ToArgs>(key: K, fields: F) -> T =
+                cmd("HMGET").arg(key).arg_multi(fields);
+            /// `HGETALL key`: every field and value (a map, or pairs).
+            fn hgetall<K: ToArg>(key: K) -> T = cmd("HGETALL").arg(key);
+            /// `HDEL key field [field ...]`: number of fields removed.
+            fn hdel<K: ToArg, F: ToArgs>(key: K, fields: F) -> u64 =
+                cmd("HDEL").arg(key).arg_multi(fields);
+            /// `HEXISTS key field`: whether the field exists.
+            fn hexists<K: ToArg, F: ToArg>(key: K, field: F) -> bool =
+                cmd("HEXISTS").arg(key).arg(field);
+            /// `HINCRBY key field by`: the new value.
+            fn hincr_by<K: ToArg, F: ToArg>(key: K, field: F, by: i64) -> i64 =
+                cmd("HINCRBY").arg(key).arg(field).arg(by);
+            /// `HKEYS key`: the field names.
+            fn hkeys<K: ToArg>(key: K) -> T = cmd("HKEYS").arg(key);
+            /// `HVALS key`: the values.
+            fn hvals<K: ToArg>(key: K) -> T = cmd("HVALS").arg(key);
+            /// `HLEN key`: the number of fields.
+            fn hlen<K: ToArg>(key: K) -> u64 = cmd("HLEN").arg(key);
         }
-        c
     };
-    /// `HSETNX key field value`: whether the field was set (it did not exist).
-    fn hset_nx<K: ToArg, F: ToArg, V: ToArg>(key: K, field: F, value: V) -> bool =
-        cmd("HSETNX").arg(key).arg(field).arg(value);
-    /// `HGET key field`: the value, or nil.
-    fn hget<K: ToArg, F: ToArg>(key: K, field: F) -> T = cmd("HGET").arg(key).arg(field);
-    /// `HMGET key field [field ...]`: the values in field order (nil for missing fields).
-    fn hmget<K: ToArg, F: ToArgs>(key: K, fields: F) -> T =
-        cmd("HMGET").arg(key).arg_multi(fields);
-    /// `HGETALL key`: every field and value (a map, or pairs).
-    fn hgetall<K: ToArg>(key: K) -> T = cmd("HGETALL").arg(key);
-    /// `HDEL key field [field ...]`: number of fields removed.
-    fn hdel<K: ToArg, F: ToArgs>(key: K, fields: F) -> u64 =
-        cmd("HDEL").arg(key).arg_multi(fields);
-    /// `HEXISTS key field`: whether the field exists.
-    fn hexists<K: ToArg, F: ToArg>(key: K, field: F) -> bool =
-        cmd("HEXISTS").arg(key).arg(field);
-    /// `HINCRBY key field by`: the new value.
-    fn hincr_by<K: ToArg, F: ToArg>(key: K, field: F, by: i64) -> i64 =
-        cmd("HINCRBY").arg(key).arg(field).arg(by);
-    /// `HKEYS key`: the field names.
-    fn hkeys<K: ToArg>(key: K) -> T = cmd("HKEYS").arg(key);
-    /// `HVALS key`: the values.
-    fn hvals<K: ToArg>(key: K) -> T = cmd("HVALS").arg(key);
-    /// `HLEN key`: the number of fields.
-    fn hlen<K: ToArg>(key: K) -> u64 = cmd("HLEN").arg(key);
 }
 
 // Lists.
-commands! {
-    /// `LPUSH key value [value ...]`: the new length.
-    fn lpush<K: ToArg, V: ToArgs>(key: K, values: V) -> u64 =
-        cmd("LPUSH").arg(key).arg_multi(values);
-    /// `RPUSH key value [value ...]`: the new length.
-    fn rpush<K: ToArg, V: ToArgs>(key: K, values: V) -> u64 =
-        cmd("RPUSH").arg(key).arg_multi(values);
-    /// `LPOP key [count]`: one value (or nil) without a count, a list (or nil) with one.
-    fn lpop<K: ToArg>(key: K, count: Option<usize>) -> T = with_count(cmd("LPOP").arg(key), count);
-    /// `RPOP key [count]`: one value (or nil) without a count, a list (or nil) with one.
-    fn rpop<K: ToArg>(key: K, count: Option<usize>) -> T = with_count(cmd("RPOP").arg(key), count);
-    /// `LRANGE key start stop`: the elements from `start` to `stop` inclusive (negative
-    /// counts from the end).
-    fn lrange<K: ToArg>(key: K, start: isize, stop: isize) -> T =
-        cmd("LRANGE").arg(key).arg(start).arg(stop);
-    /// `LLEN key`: the length.
-    fn llen<K: ToArg>(key: K) -> u64 = cmd("LLEN").arg(key);
-    /// `LINDEX key index`: the element, or nil.
-    fn lindex<K: ToArg>(key: K, index: isize) -> T = cmd("LINDEX").arg(key).arg(index);
-    /// `LSET key index value`.
-    fn lset<K: ToArg, V: ToArg>(key: K, index: isize, value: V) -> () =
-        cmd("LSET").arg(key).arg(index).arg(value);
-    /// `LREM key count value`: how many were removed (`count` > 0 from the head, < 0 from
-    /// the tail, 0 all).
-    fn lrem<K: ToArg, V: ToArg>(key: K, count: isize, value: V) -> u64 =
-        cmd("LREM").arg(key).arg(count).arg(value);
-    /// `LTRIM key start stop`: keeps only that range.
-    fn ltrim<K: ToArg>(key: K, start: isize, stop: isize) -> () =
-        cmd("LTRIM").arg(key).arg(start).arg(stop);
+macro_rules! lists {
+    ($emit:ident) => {
+        $emit! {
+            /// `LPUSH key value [value ...]`: the new length.
+            fn lpush<K: ToArg, V: ToArgs>(key: K, values: V) -> u64 =
+                cmd("LPUSH").arg(key).arg_multi(values);
+            /// `RPUSH key value [value ...]`: the new length.
+            fn rpush<K: ToArg, V: ToArgs>(key: K, values: V) -> u64 =
+                cmd("RPUSH").arg(key).arg_multi(values);
+            /// `LPOP key [count]`: one value (or nil) without a count, a list (or nil) with one.
+            fn lpop<K: ToArg>(key: K, count: Option<usize>) -> T = with_count(cmd("LPOP").arg(key), count);
+            /// `RPOP key [count]`: one value (or nil) without a count, a list (or nil) with one.
+            fn rpop<K: ToArg>(key: K, count: Option<usize>) -> T = with_count(cmd("RPOP").arg(key), count);
+            /// `LRANGE key start stop`: the elements from `start` to `stop` inclusive (negative
+            /// counts from the end).
+            fn lrange<K: ToArg>(key: K, start: isize, stop: isize) -> T =
+                cmd("LRANGE").arg(key).arg(start).arg(stop);
+            /// `LLEN key`: the length.
+            fn llen<K: ToArg>(key: K) -> u64 = cmd("LLEN").arg(key);
+            /// `LINDEX key index`: the element, or nil.
+            fn lindex<K: ToArg>(key: K, index: isize) -> T = cmd("LINDEX").arg(key).arg(index);
+            /// `LSET key index value`.
+            fn lset<K: ToArg, V: ToArg>(key: K, index: isize, value: V) -> () =
+                cmd("LSET").arg(key).arg(index).arg(value);
+            /// `LREM key count value`: how many were removed (`count` > 0 from the head, < 0 from
+            /// the tail, 0 all).
+            fn lrem<K: ToArg, V: ToArg>(key: K, count: isize, value: V) -> u64 =
+                cmd("LREM").arg(key).arg(count).arg(value);
+            /// `LTRIM key start stop`: keeps only that range.
+            fn ltrim<K: ToArg>(key: K, start: isize, stop: isize) -> () =
+                cmd("LTRIM").arg(key).arg(start).arg(stop);
+        }
+    };
 }
 
 // Sets.
-commands! {
-    /// `SADD key member [member ...]`: how many were added.
-    fn sadd<K: ToArg, M: ToArgs>(key: K, members: M) -> u64 =
-        cmd("SADD").arg(key).arg_multi(members);
-    /// `SREM key member [member ...]`: how many were removed.
-    fn srem<K: ToArg, M: ToArgs>(key: K, members: M) -> u64 =
-        cmd("SREM").arg(key).arg_multi(members);
-    /// `SMEMBERS key`: every member.
-    fn smembers<K: ToArg>(key: K) -> T = cmd("SMEMBERS").arg(key);
-    /// `SISMEMBER key member`: whether it is a member.
-    fn sismember<K: ToArg, M: ToArg>(key: K, member: M) -> bool =
-        cmd("SISMEMBER").arg(key).arg(member);
-    /// `SCARD key`: the number of members.
-    fn scard<K: ToArg>(key: K) -> u64 = cmd("SCARD").arg(key);
-    /// `SPOP key`: a random member, removed; nil when the set is empty.
-    fn spop<K: ToArg>(key: K) -> T = cmd("SPOP").arg(key);
-    /// `SINTER key [key ...]` (keys in one slot): the members in every set.
-    fn sinter<K: ToArgs>(keys: K) -> T = cmd("SINTER").arg_multi(keys);
-    /// `SUNION key [key ...]` (keys in one slot): the members in any set.
-    fn sunion<K: ToArgs>(keys: K) -> T = cmd("SUNION").arg_multi(keys);
-    /// `SDIFF key [key ...]` (keys in one slot): the first set's members in no other.
-    fn sdiff<K: ToArgs>(keys: K) -> T = cmd("SDIFF").arg_multi(keys);
+macro_rules! sets {
+    ($emit:ident) => {
+        $emit! {
+            /// `SADD key member [member ...]`: how many were added.
+            fn sadd<K: ToArg, M: ToArgs>(key: K, members: M) -> u64 =
+                cmd("SADD").arg(key).arg_multi(members);
+            /// `SREM key member [member ...]`: how many were removed.
+            fn srem<K: ToArg, M: ToArgs>(key: K, members: M) -> u64 =
+                cmd("SREM").arg(key).arg_multi(members);
+            /// `SMEMBERS key`: every member.
+            fn smembers<K: ToArg>(key: K) -> T = cmd("SMEMBERS").arg(key);
+            /// `SISMEMBER key member`: whether it is a member.
+            fn sismember<K: ToArg, M: ToArg>(key: K, member: M) -> bool =
+                cmd("SISMEMBER").arg(key).arg(member);
+            /// `SCARD key`: the number of members.
+            fn scard<K: ToArg>(key: K) -> u64 = cmd("SCARD").arg(key);
+            /// `SPOP key`: a random member, removed; nil when the set is empty.
+            fn spop<K: ToArg>(key: K) -> T = cmd("SPOP").arg(key);
+            /// `SINTER key [key ...]` (keys in one slot): the members in every set.
+            fn sinter<K: ToArgs>(keys: K) -> T = cmd("SINTER").arg_multi(keys);
+            /// `SUNION key [key ...]` (keys in one slot): the members in any set.
+            fn sunion<K: ToArgs>(keys: K) -> T = cmd("SUNION").arg_multi(keys);
+            /// `SDIFF key [key ...]` (keys in one slot): the first set's members in no other.
+            fn sdiff<K: ToArgs>(keys: K) -> T = cmd("SDIFF").arg_multi(keys);
+        }
+    };
 }
 
 // Sorted sets.
-commands! {
-    /// `ZADD key score member`: how many members were added (0 when the score changed).
-    fn zadd<K: ToArg, M: ToArg, S: ToArg>(key: K, member: M, score: S) -> u64 =
-        cmd("ZADD").arg(key).arg(score).arg(member);
-    /// `ZADD key score member [score member ...]` from `(score, member)` pairs: how many
-    /// members were added.
-    fn zadd_multiple<K: ToArg, S: ToArg, M: ToArg>(key: K, items: &[(S, M)]) -> u64 = {
-        let mut c = cmd("ZADD").arg(key);
-        for (s, m) in items {
-            c.push_arg(s).push_arg(m);
+macro_rules! sorted_sets {
+    ($emit:ident) => {
+        $emit! {
+            /// `ZADD key score member`: how many members were added (0 when the score changed).
+            fn zadd<K: ToArg, M: ToArg, S: ToArg>(key: K, member: M, score: S) -> u64 =
+                cmd("ZADD").arg(key).arg(score).arg(member);
+            /// `ZADD key score member [score member ...]` from `(score, member)` pairs: how many
+            /// members were added.
+            fn zadd_multiple<K: ToArg, S: ToArg, M: ToArg>(key: K, items: &[(S, M)]) -> u64 = {
+                let mut c = cmd("ZADD").arg(key);
+                for (s, m) in items {
+                    c.push_arg(s).push_arg(m);
+                }
+                c
+            };
+            /// `ZREM key member [member ...]`: how many were removed.
+            fn zrem<K: ToArg, M: ToArgs>(key: K, members: M) -> u64 =
+                cmd("ZREM").arg(key).arg_multi(members);
+            /// `ZSCORE key member`: the score, or `None` when not a member.
+            fn zscore<K: ToArg, M: ToArg>(key: K, member: M) -> Option<f64> =
+                cmd("ZSCORE").arg(key).arg(member);
+            /// `ZINCRBY key by member`: the new score.
+            fn zincr_by<K: ToArg, M: ToArg>(key: K, member: M, by: f64) -> f64 =
+                cmd("ZINCRBY").arg(key).arg(by).arg(member);
+            /// `ZRANGE key start stop`: members by rank, lowest score first.
+            fn zrange<K: ToArg>(key: K, start: isize, stop: isize) -> T =
+                cmd("ZRANGE").arg(key).arg(start).arg(stop);
+            /// `ZRANGE key start stop WITHSCORES`: `(member, score)` by rank, lowest first.
+            fn zrange_withscores<K: ToArg>(key: K, start: isize, stop: isize) -> Vec<(M, f64)> =
+                cmd("ZRANGE").arg(key).arg(start).arg(stop).arg("WITHSCORES");
+            /// `ZRANGE key start stop REV`: members by rank, highest score first.
+            fn zrevrange<K: ToArg>(key: K, start: isize, stop: isize) -> T =
+                cmd("ZRANGE").arg(key).arg(start).arg(stop).arg("REV");
+            /// `ZRANGE key start stop REV WITHSCORES`: `(member, score)` by rank, highest first.
+            fn zrevrange_withscores<K: ToArg>(key: K, start: isize, stop: isize) -> Vec<(M, f64)> =
+                cmd("ZRANGE").arg(key).arg(start).arg(stop).arg("REV").arg("WITHSCORES");
+            /// `ZRANGE key min max BYSCORE`: members with `min <= score <= max` (`"-inf"`, `"(1"`
+            /// for exclusive, numbers).
+            fn zrangebyscore<K: ToArg, Min: ToArg, Max: ToArg>(key: K, min: Min, max: Max) -> T =
+                cmd("ZRANGE").arg(key).arg(min).arg(max).arg("BYSCORE");
+            /// `ZRANGE key min max BYSCORE WITHSCORES`: `(member, score)` in that score range.
+            fn zrangebyscore_withscores<K: ToArg, Min: ToArg, Max: ToArg>(
+                key: K,
+                min: Min,
+                max: Max
+            ) -> Vec<(M, f64)> =
+                cmd("ZRANGE").arg(key).arg(min).arg(max).arg("BYSCORE").arg("WITHSCORES");
+            /// `ZCARD key`: the number of members.
+            fn zcard<K: ToArg>(key: K) -> u64 = cmd("ZCARD").arg(key);
+            /// `ZRANK key member`: the rank from the lowest score, or `None` when not a member.
+            fn zrank<K: ToArg, M: ToArg>(key: K, member: M) -> Option<u64> =
+                cmd("ZRANK").arg(key).arg(member);
+            /// `ZREVRANK key member`: the rank from the highest score, or `None`.
+            fn zrevrank<K: ToArg, M: ToArg>(key: K, member: M) -> Option<u64> =
+                cmd("ZREVRANK").arg(key).arg(member);
+            /// `ZCOUNT key min max`: how many members have `min <= score <= max`.
+            fn zcount<K: ToArg, Min: ToArg, Max: ToArg>(key: K, min: Min, max: Max) -> u64 =
+                cmd("ZCOUNT").arg(key).arg(min).arg(max);
         }
-        c
     };
-    /// `ZREM key member [member ...]`: how many were removed.
-    fn zrem<K: ToArg, M: ToArgs>(key: K, members: M) -> u64 =
-        cmd("ZREM").arg(key).arg_multi(members);
-    /// `ZSCORE key member`: the score, or `None` when not a member.
-    fn zscore<K: ToArg, M: ToArg>(key: K, member: M) -> Option<f64> =
-        cmd("ZSCORE").arg(key).arg(member);
-    /// `ZINCRBY key by member`: the new score.
-    fn zincr_by<K: ToArg, M: ToArg>(key: K, member: M, by: f64) -> f64 =
-        cmd("ZINCRBY").arg(key).arg(by).arg(member);
-    /// `ZRANGE key start stop`: members by rank, lowest score first.
-    fn zrange<K: ToArg>(key: K, start: isize, stop: isize) -> T =
-        cmd("ZRANGE").arg(key).arg(start).arg(stop);
-    /// `ZRANGE key start stop WITHSCORES`: `(member, score)` by rank, lowest first.
-    fn zrange_withscores<K: ToArg>(key: K, start: isize, stop: isize) -> Vec<(M, f64)> =
-        cmd("ZRANGE").arg(key).arg(start).arg(stop).arg("WITHSCORES");
-    /// `ZRANGE key start stop REV`: members by rank, highest score first.
-    fn zrevrange<K: ToArg>(key: K, start: isize, stop: isize) -> T =
-        cmd("ZRANGE").arg(key).arg(start).arg(stop).arg("REV");
-    /// `ZRANGE key start stop REV WITHSCORES`: `(member, score)` by rank, highest first.
-    fn zrevrange_withscores<K: ToArg>(key: K, start: isize, stop: isize) -> Vec<(M, f64)> =
-        cmd("ZRANGE").arg(key).arg(start).arg(stop).arg("REV").arg("WITHSCORES");
-    /// `ZRANGE key min max BYSCORE`: members with `min <= score <= max` (`"-inf"`, `"(1"`
-    /// for exclusive, numbers).
-    fn zrangebyscore<K: ToArg, Min: ToArg, Max: ToArg>(key: K, min: Min, max: Max) -> T =
-        cmd("ZRANGE").arg(key).arg(min).arg(max).arg("BYSCORE");
-    /// `ZRANGE key min max BYSCORE WITHSCORES`: `(member, score)` in that score range.
-    fn zrangebyscore_withscores<K: ToArg, Min: ToArg, Max: ToArg>(
-        key: K,
-        min: Min,
-        max: Max
-    ) -> Vec<(M, f64)> =
-        cmd("ZRANGE").arg(key).arg(min).arg(max).arg("BYSCORE").arg("WITHSCORES");
-    /// `ZCARD key`: the number of members.
-    fn zcard<K: ToArg>(key: K) -> u64 = cmd("ZCARD").arg(key);
-    /// `ZRANK key member`: the rank from the lowest score, or `None` when not a member.
-    fn zrank<K: ToArg, M: ToArg>(key: K, member: M) -> Option<u64> =
-        cmd("ZRANK").arg(key).arg(member);
-    /// `ZREVRANK key member`: the rank from the highest score, or `None`.
-    fn zrevrank<K: ToArg, M: ToArg>(key: K, member: M) -> Option<u64> =
-        cmd("ZREVRANK").arg(key).arg(member);
-    /// `ZCOUNT key min max`: how many members have `min <= score <= max`.
-    fn zcount<K: ToArg, Min: ToArg, Max: ToArg>(key: K, min: Min, max: Max) -> u64 =
-        cmd("ZCOUNT").arg(key).arg(min).arg(max);
 }
 
 // Scripting and publishing.
-commands! {
-    /// `EVAL script numkeys key... arg...` (keys in one slot; `()` for none).
-    fn eval<S: ToArg, K: ToArgs, A: ToArgs>(script: S, keys: K, args: A) -> T =
-        script_call("EVAL", script, keys, args);
-    /// `EVALSHA sha1 numkeys key... arg...` (keys in one slot; `()` for none).
-    fn evalsha<S: ToArg, K: ToArgs, A: ToArgs>(sha1: S, keys: K, args: A) -> T =
-        script_call("EVALSHA", sha1, keys, args);
-    /// `SCRIPT LOAD script` on every primary: the script's SHA1.
-    fn script_load<S: ToArg>(script: S) -> String = cmd("SCRIPT").arg("LOAD").arg(script);
-    /// `PUBLISH channel message`: how many subscribers on the node that ran it got it (the
-    /// cluster forwards it to every node's subscribers).
-    fn publish<C: ToArg, M: ToArg>(channel: C, message: M) -> u64 =
-        cmd("PUBLISH").arg(channel).arg(message);
-    /// `SPUBLISH shard_channel message`: how many shard subscribers got it.
-    fn spublish<C: ToArg, M: ToArg>(channel: C, message: M) -> u64 =
-        cmd("SPUBLISH").arg(channel).arg(message);
+macro_rules! scripting_and_publishing {
+    ($emit:ident) => {
+        $emit! {
+            /// `EVAL script numkeys key... arg...` (keys in one slot; `()` for none).
+            fn eval<S: ToArg, K: ToArgs, A: ToArgs>(script: S, keys: K, args: A) -> T =
+                script_call("EVAL", script, keys, args);
+            /// `EVALSHA sha1 numkeys key... arg...` (keys in one slot; `()` for none).
+            fn evalsha<S: ToArg, K: ToArgs, A: ToArgs>(sha1: S, keys: K, args: A) -> T =
+                script_call("EVALSHA", sha1, keys, args);
+            /// `SCRIPT LOAD script` on every primary: the script's SHA1.
+            fn script_load<S: ToArg>(script: S) -> String = cmd("SCRIPT").arg("LOAD").arg(script);
+            /// `PUBLISH channel message`: how many subscribers on the node that ran it got it (the
+            /// cluster forwards it to every node's subscribers).
+            fn publish<C: ToArg, M: ToArg>(channel: C, message: M) -> u64 =
+                cmd("PUBLISH").arg(channel).arg(message);
+            /// `SPUBLISH shard_channel message`: how many shard subscribers got it.
+            fn spublish<C: ToArg, M: ToArg>(channel: C, message: M) -> u64 =
+                cmd("SPUBLISH").arg(channel).arg(message);
+        }
+    };
+}
+
+/// Every family, through one emitter.
+macro_rules! every_family {
+    ($emit:ident) => {
+        strings!($emit);
+        keys_and_expiry!($emit);
+        hashes!($emit);
+        lists!($emit);
+        sets!($emit);
+        sorted_sets!($emit);
+        scripting_and_publishing!($emit);
+    };
+}
+
+every_family!(constructors);
+
+impl Pipeline {
+    every_family!(pipeline_methods);
+}
+
+/// The typed commands of the async clients ([`Client`], [`SharedClient`]): one required
+/// [`query`](AsyncCommands::query) (and the pipeline calls), and a provided method per
+/// command of this module, which builds the command, runs it and converts the reply with
+/// [`FromReply`]. A method's doc names the command and its reply.
+///
+/// The methods take `&self`: any number of them may be in flight on one client at once,
+/// and they share its connections. Import the trait (or [`crate::prelude`]) to call them.
+///
+/// ```no_run
+/// use redis_cluster_uring::{engine, AsyncCommands, Client, Config};
+/// engine::start(async {
+///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+///     client.set("greeting", "hello").await?;
+///     let greeting: Option<String> = client.get("greeting").await?;
+///     // Two at once on one client: both in flight together.
+///     let (a, b) = tokio::join!(client.incr("a", 1), client.incr("b", 1));
+///     println!("{greeting:?} {} {}", a?, b?);
+///     Ok::<(), redis_cluster_uring::Error>(())
+/// })
+/// .unwrap();
+/// ```
+///
+/// Code generic over the async clients takes `C: AsyncCommands`. Its futures are `Send`
+/// when the client's are ([`SharedClient`]'s) and the caller knows the client's type.
+pub trait AsyncCommands {
+    /// Runs one command where the cluster routes it and converts the reply
+    /// ([`Client::query`]).
+    fn query<T: FromReply>(&self, command: Cmd) -> impl Future<Output = Result<T>>;
+
+    /// Runs a pipeline: each command's result at its index, ignored ones left out
+    /// ([`Client::execute`]).
+    fn execute(&self, pipeline: &Pipeline) -> impl Future<Output = Result<Vec<Result<Value>>>>;
+
+    /// Runs a pipeline and converts its replies into `T` as one array (a `Vec`, a tuple,
+    /// `()`); fails on the first error ([`Client::query_pipeline`]).
+    fn query_pipeline<T: FromReply>(&self, pipeline: &Pipeline) -> impl Future<Output = Result<T>>;
+
+    /// Runs a [`Script`]: `EVALSHA`, then `EVAL` (which also loads it) when the node
+    /// answers `NOSCRIPT`. Keys must share one slot; `()` for none.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{commands::Script, engine, AsyncCommands, Client, Config};
+    /// engine::start(async {
+    ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+    ///     let add = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    ///     let n: i64 = client.invoke_script(&add, "counter", 5).await?;
+    ///     println!("{n}");
+    ///     Ok::<(), redis_cluster_uring::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    fn invoke_script<K: ToArgs, A: ToArgs, T: FromReply>(
+        &self,
+        script: &Script,
+        keys: K,
+        args: A,
+    ) -> impl Future<Output = Result<T>> {
+        // Both commands built now: the future holds no argument.
+        let first = self.query::<Value>(evalsha(script.sha1(), &keys, &args));
+        let fallback = eval(script.source(), keys, args);
+        async move {
+            match first.await {
+                Err(e) if e.code() == Some("NOSCRIPT") => self.query(fallback).await,
+                reply => T::from_reply(reply?),
+            }
+        }
+    }
+
+    every_family!(async_methods);
+}
+
+/// The typed commands of the blocking clients ([`blocking::Client`](crate::blocking::Client),
+/// [`SharedBlocking`]): one required
+/// [`query`](Commands::query) (and the pipeline calls), and a provided method per command
+/// of this module, the same as [`AsyncCommands`]'s without `.await`.
+///
+/// ```no_run
+/// use redis_cluster_uring::{blocking, Commands, Config};
+/// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+/// client.set("greeting", "hello")?;
+/// let greeting: Option<String> = client.get("greeting")?;
+/// # Ok::<(), redis_cluster_uring::Error>(())
+/// ```
+pub trait Commands {
+    /// Runs one command where the cluster routes it and converts the reply
+    /// ([`blocking::Client::query`](crate::blocking::Client::query)).
+    fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T>;
+
+    /// Runs a pipeline: each command's result at its index, ignored ones left out.
+    fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>>;
+
+    /// Runs a pipeline and converts its replies into `T` as one array (a `Vec`, a tuple,
+    /// `()`); fails on the first error.
+    fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<T>;
+
+    /// Runs a [`Script`]: `EVALSHA`, then `EVAL` (which also loads it) when the node
+    /// answers `NOSCRIPT`. Keys must share one slot; `()` for none.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, commands::Script, Commands, Config};
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
+    /// let add = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    /// let n: i64 = client.invoke_script(&add, "counter", 5)?;
+    /// # let _ = n;
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    fn invoke_script<K: ToArgs, A: ToArgs, T: FromReply>(
+        &mut self,
+        script: &Script,
+        keys: K,
+        args: A,
+    ) -> Result<T> {
+        match self.query::<Value>(evalsha(script.sha1(), &keys, &args)) {
+            Err(e) if e.code() == Some("NOSCRIPT") => self.query(eval(script.source(), keys, args)),
+            reply => T::from_reply(reply?),
+        }
+    }
+
+    every_family!(blocking_methods);
+}
+
+impl AsyncCommands for Client {
+    fn query<T: FromReply>(&self, command: Cmd) -> impl Future<Output = Result<T>> {
+        Client::query(self, command)
+    }
+
+    fn execute(&self, pipeline: &Pipeline) -> impl Future<Output = Result<Vec<Result<Value>>>> {
+        Client::execute(self, pipeline)
+    }
+
+    fn query_pipeline<T: FromReply>(&self, pipeline: &Pipeline) -> impl Future<Output = Result<T>> {
+        Client::query_pipeline(self, pipeline)
+    }
+}
+
+impl AsyncCommands for SharedClient {
+    fn query<T: FromReply>(&self, command: Cmd) -> impl Future<Output = Result<T>> {
+        SharedClient::query(self, command)
+    }
+
+    fn execute(&self, pipeline: &Pipeline) -> impl Future<Output = Result<Vec<Result<Value>>>> {
+        SharedClient::execute(self, pipeline)
+    }
+
+    fn query_pipeline<T: FromReply>(&self, pipeline: &Pipeline) -> impl Future<Output = Result<T>> {
+        SharedClient::query_pipeline(self, pipeline)
+    }
+}
+
+impl Commands for BlockingClient {
+    fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+        BlockingClient::query(self, command)
+    }
+
+    fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+        BlockingClient::execute(self, pipeline)
+    }
+
+    fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<T> {
+        BlockingClient::query_pipeline(self, pipeline)
+    }
+}
+
+impl Commands for SharedBlocking {
+    fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+        SharedBlocking::query(self, command)
+    }
+
+    fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+        SharedBlocking::execute(self, pipeline)
+    }
+
+    fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<T> {
+        SharedBlocking::query_pipeline(self, pipeline)
+    }
 }
 
 /// Appends `count` when there is one (`LPOP key [count]`).
@@ -613,64 +851,6 @@ impl Script {
     /// The SHA1 of the source, lower-case hex, as `SCRIPT LOAD` answers it.
     pub fn sha1(&self) -> &str {
         &self.sha1
-    }
-}
-
-impl Client {
-    /// Runs a [`Script`]: `EVALSHA`, then `EVAL` (which also loads it) when the node answers
-    /// `NOSCRIPT`. Keys must share one slot; `()` for none.
-    ///
-    /// ```no_run
-    /// use redis_cluster_uring::{commands::Script, engine, Client, Config};
-    /// engine::start(async {
-    ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
-    ///     let add = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
-    ///     let n: i64 = client.invoke_script(&add, "counter", 5).await?;
-    ///     println!("{n}");
-    ///     Ok::<(), redis_cluster_uring::Error>(())
-    /// })
-    /// .unwrap();
-    /// ```
-    pub async fn invoke_script<K: ToArgs, A: ToArgs, T: FromReply>(
-        &self,
-        script: &Script,
-        keys: K,
-        args: A,
-    ) -> Result<T> {
-        match self
-            .query::<Value>(evalsha(script.sha1(), &keys, &args))
-            .await
-        {
-            Err(e) if e.code() == Some("NOSCRIPT") => {
-                self.query(eval(script.source(), keys, args)).await
-            }
-            reply => T::from_reply(reply?),
-        }
-    }
-}
-
-impl BlockingClient {
-    /// The blocking form of [`Client::invoke_script`]: `EVALSHA`, then `EVAL` on
-    /// `NOSCRIPT`.
-    ///
-    /// ```no_run
-    /// use redis_cluster_uring::{blocking, commands::Script, Config};
-    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
-    /// let add = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
-    /// let n: i64 = client.invoke_script(&add, "counter", 5)?;
-    /// # let _ = n;
-    /// # Ok::<(), redis_cluster_uring::Error>(())
-    /// ```
-    pub fn invoke_script<K: ToArgs, A: ToArgs, T: FromReply>(
-        &mut self,
-        script: &Script,
-        keys: K,
-        args: A,
-    ) -> Result<T> {
-        match self.query::<Value>(evalsha(script.sha1(), &keys, &args)) {
-            Err(e) if e.code() == Some("NOSCRIPT") => self.query(eval(script.source(), keys, args)),
-            reply => T::from_reply(reply?),
-        }
     }
 }
 

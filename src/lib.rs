@@ -91,6 +91,7 @@ pub mod transaction {
 
 pub use client::{Client, Pipeline};
 pub use cmd::{cmd, Cmd, ToArg, ToArgs};
+pub use commands::{AsyncCommands, Commands};
 pub use config::{Config, Execution, ReadFrom, RefreshPolicy, ReplicaChoice};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
@@ -100,6 +101,22 @@ pub use shared::SharedClient;
 pub use slot::{slot_for_key, Slot};
 pub use stats::Stats;
 pub use topology::{NodeAddr, SlotMap};
+
+/// What most programs use, in one import: the clients, the commands traits, commands,
+/// pipelines, configuration, errors and replies.
+///
+/// ```
+/// use redis_cluster_uring::prelude::*;
+/// let mut pipe = Pipeline::new();
+/// pipe.add(cmd("PING"));
+/// # let _: Option<Client> = None;
+/// ```
+pub mod prelude {
+    pub use crate::{
+        blocking, cmd, engine, AsyncCommands, Client, Cmd, Commands, Config, Error, ErrorKind,
+        FromReply, Pipeline, Result, SharedClient, Value,
+    };
+}
 
 /// The README's examples, compiled as doc tests so they cannot rot.
 #[cfg(doctest)]

@@ -100,7 +100,7 @@ struct Shared {
 enum Job {
     /// One command; its reply, unconverted (the caller converts it on its own thread).
     Query(Cmd, oneshot::Sender<Result<Value>>),
-    /// A pipeline, whole.
+    /// A pipeline, whole; every command's result (ignored or not).
     Execute(Arc<Pipeline>, oneshot::Sender<Result<Vec<Result<Value>>>>),
     /// Anything else, run on the worker with its client ([`SharedClient::run`]).
     Run(OnWorker),
@@ -252,22 +252,28 @@ impl SharedClient {
     /// send it without a copy (a pipeline run again and again is best kept in an `Arc`);
     /// `&Pipeline` is cloned.
     pub async fn execute(&self, pipeline: impl Into<Arc<Pipeline>>) -> Result<Vec<Result<Value>>> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Execute(pipeline.into(), tx))?;
-        rx.await.map_err(|_| shut_down())?
+        let pipeline = pipeline.into();
+        let results = self.execute_every(pipeline.clone()).await?;
+        pipeline.finish(results)
     }
 
-    /// Runs a pipeline and converts every reply; fails on the first error, like
+    /// Runs a pipeline and converts its replies (those not ignored) into `T`, as one
+    /// array: a `Vec`, a tuple, `()`. Fails on the first error reply, like
     /// [`Client::query_pipeline`].
     pub async fn query_pipeline<T: FromReply>(
         &self,
         pipeline: impl Into<Arc<Pipeline>>,
-    ) -> Result<Vec<T>> {
-        self.execute(pipeline)
-            .await?
-            .into_iter()
-            .map(|r| T::from_reply(r?))
-            .collect()
+    ) -> Result<T> {
+        let pipeline = pipeline.into();
+        let results = self.execute_every(pipeline.clone()).await?;
+        pipeline.convert(results)
+    }
+
+    /// Every command's result, from the worker (what to keep is decided here).
+    async fn execute_every(&self, pipeline: Arc<Pipeline>) -> Result<Vec<Result<Value>>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Execute(pipeline, tx))?;
+        rx.await.map_err(|_| shut_down())?
     }
 
     /// Runs `f` on this thread's worker with its [`Client`] and returns what it returns:
@@ -384,10 +390,7 @@ impl SharedBlocking {
     }
 
     /// [`SharedClient::query_pipeline`], waited for.
-    pub fn query_pipeline<T: FromReply>(
-        &self,
-        pipeline: impl Into<Arc<Pipeline>>,
-    ) -> Result<Vec<T>> {
+    pub fn query_pipeline<T: FromReply>(&self, pipeline: impl Into<Arc<Pipeline>>) -> Result<T> {
         wait(self.client.query_pipeline(pipeline))?
     }
 
@@ -482,7 +485,7 @@ async fn serve(client: Client, mut inbox: mpsc::UnboundedReceiver<Job>) {
                 Job::Execute(pipeline, reply) => {
                     let client = client.clone();
                     drop(engine::spawn_local(async move {
-                        let _ = reply.send(client.execute(&pipeline).await);
+                        let _ = reply.send(client.execute_every(&pipeline).await);
                     }));
                 }
                 Job::Run(f) => drop(engine::spawn_local(f(client.clone()))),

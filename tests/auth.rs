@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis_cluster_uring::handshake::{Credentials, Protocol};
 use redis_cluster_uring::{cmd, commands, Config, ErrorKind, Value};
-use support::clients::{on_both_clients, pause, works, TestClient};
+use support::clients::{on_both_clients, pause, works, AnyClient};
 use support::{Cluster, ClusterSpec};
 
 on_both_clients! {
@@ -32,17 +32,14 @@ fn protected_cluster() -> Cluster {
     .unwrap_or_else(|e| panic!("could not start a test cluster: {e}"))
 }
 
-async fn password_and_acl_user_right_and_wrong<C: TestClient>(
-    cluster: &Cluster,
-    _: &Scope<'_, '_>,
-) {
+async fn password_and_acl_user_right_and_wrong<C: AnyClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
     let seeds = cluster.seed_addrs();
     // The default user's password, from the configuration.
     let config = Config::default().credentials(Credentials::password(PASSWORD));
-    works(&mut C::try_connect(&seeds, config).await.unwrap()).await;
+    works(&C::try_connect(&seeds, config).await.unwrap()).await;
     // An ACL user, from a URL.
     let url = format!("redis://app:app-pw@{}", seeds[0]);
-    works(&mut C::try_connect(&[url], Config::default()).await.unwrap()).await;
+    works(&C::try_connect(&[url], Config::default()).await.unwrap()).await;
 
     // Wrong password, wrong user password, no credentials: typed, naming the node and
     // the user, never the secret.
@@ -66,7 +63,7 @@ async fn password_and_acl_user_right_and_wrong<C: TestClient>(
     }
 }
 
-async fn a_rotating_credentials_provider_is_asked_on_every_connect<C: TestClient>(
+async fn a_rotating_credentials_provider_is_asked_on_every_connect<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -82,8 +79,8 @@ async fn a_rotating_credentials_provider_is_asked_on_every_connect<C: TestClient
                 Ok(Credentials::password(current.borrow().clone()))
             }
         });
-    let mut client = C::try_connect(&seeds, config).await.unwrap();
-    works(&mut client).await;
+    let client = C::try_connect(&seeds, config).await.unwrap();
+    works(&client).await;
     let before = asked.get();
     assert!(before >= 3, "asked for each connection: {before}");
 
@@ -124,19 +121,16 @@ async fn a_rotating_credentials_provider_is_asked_on_every_connect<C: TestClient
     }
     assert!(ok, "the client never reconnected with the rotated password");
     assert!(asked.get() > before, "the provider was asked again");
-    works(&mut client).await;
+    works(&client).await;
 }
 
-async fn resp3_by_default_and_resp2_on_request<C: TestClient>(
-    cluster: &Cluster,
-    _: &Scope<'_, '_>,
-) {
+async fn resp3_by_default_and_resp2_on_request<C: AnyClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
     let seeds = cluster.seed_addrs();
     for (protocol, config) in [
         (Protocol::Resp3, Config::default()),
         (Protocol::Resp2, Config::default().protocol(Protocol::Resp2)),
     ] {
-        let mut client = C::try_connect(&seeds, config).await.unwrap();
+        let client = C::try_connect(&seeds, config).await.unwrap();
         let _: i64 = client
             .query(cmd("HSET").arg("h").arg("f").arg("v"))
             .await

@@ -6,7 +6,8 @@
 
 mod support;
 
-use redis_cluster_uring::blocking::{self, Backend};
+use redis_cluster_uring::blocking;
+use redis_cluster_uring::Commands;
 use redis_cluster_uring::{Config, Engine};
 use support::clients::connect_blocking;
 use support::cluster;
@@ -23,7 +24,7 @@ fn the_backend_is_the_one_asked_for_and_reports_its_ring_features() {
     // Ring features exist on the ring only.
     assert_eq!(
         client.ring_features().is_some(),
-        client.engine() == Backend::Ring
+        client.engine() == Engine::Ring
     );
     // Config::engine picks the backend, over the environment variable.
     let poll = blocking::Client::connect(
@@ -31,7 +32,7 @@ fn the_backend_is_the_one_asked_for_and_reports_its_ring_features() {
         Config::default().engine(Engine::Epoll),
     )
     .unwrap();
-    assert_eq!(poll.engine(), Backend::Poll);
+    assert_eq!(poll.engine(), Engine::Epoll);
     assert!(poll.ring_features().is_none());
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use redis_cluster_uring::{
     cmd, commands, slot_for_key, Cmd, Config, ErrorKind, NodeAddr, Pipeline, SlotMap, Value,
 };
-use support::clients::{names_in, on_both_clients, pause, TestClient};
+use support::clients::{names_in, on_both_clients, pause, AnyClient};
 use support::Cluster;
 use test_cluster::fault_proxy::FaultProxies;
 
@@ -80,7 +80,7 @@ fn bulk(s: &str) -> Value {
     Value::Bulk(s.to_string().into())
 }
 
-async fn live_migration_of_many_slots_under_multi_key_load<'s, C: TestClient>(
+async fn live_migration_of_many_slots_under_multi_key_load<'s, C: AnyClient>(
     cluster: &'s Cluster,
     helpers: &'s Scope<'s, '_>,
 ) {
@@ -113,7 +113,7 @@ async fn live_migration_of_many_slots_under_multi_key_load<'s, C: TestClient>(
         done_ref.store(true, Ordering::SeqCst);
     });
     let _release = ReleaseOnDrop(&ready);
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     let mut tally = Tally::default();
     let mut iteration = 0u64;
     let mut after_done = 0;
@@ -195,7 +195,7 @@ async fn live_migration_of_many_slots_under_multi_key_load<'s, C: TestClient>(
     assert!(stats.retries > 0, "the split slots produced TRYAGAIN");
 }
 
-async fn kill_9_of_a_primary_with_incrs_in_flight_never_duplicates<'s, C: TestClient>(
+async fn kill_9_of_a_primary_with_incrs_in_flight_never_duplicates<'s, C: AnyClient>(
     cluster: &'s Cluster,
     helpers: &'s Scope<'s, '_>,
 ) {
@@ -219,7 +219,7 @@ async fn kill_9_of_a_primary_with_incrs_in_flight_never_duplicates<'s, C: TestCl
         promoted_ref.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::SeqCst);
     });
     let _release = ReleaseOnDrop(&go);
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     // Four counters on every primary.
     let map = client.slot_map();
     let counters: Vec<String> = map
@@ -288,7 +288,7 @@ async fn kill_9_of_a_primary_with_incrs_in_flight_never_duplicates<'s, C: TestCl
     }
     let mut duplicates = 0;
     for (i, value) in client
-        .query_pipeline::<i64>(&pipe)
+        .query_pipeline::<Vec<i64>>(&pipe)
         .await
         .unwrap()
         .into_iter()
@@ -307,7 +307,7 @@ async fn kill_9_of_a_primary_with_incrs_in_flight_never_duplicates<'s, C: TestCl
 
 async fn a_stopped_primary_costs_only_its_own_keys_and_serves_again_when_continued<
     's,
-    C: TestClient,
+    C: AnyClient,
 >(
     cluster: &'s Cluster,
     helpers: &'s Scope<'s, '_>,
@@ -335,7 +335,7 @@ async fn a_stopped_primary_costs_only_its_own_keys_and_serves_again_when_continu
         continued_ref.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::SeqCst);
     });
     let _release = ReleaseOnDrop(&go);
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     go.store(true, Ordering::SeqCst);
     let victim_addr = client
         .slot_map()
@@ -394,7 +394,7 @@ async fn a_stopped_primary_costs_only_its_own_keys_and_serves_again_when_continu
 
 async fn a_primary_stopped_until_its_replica_takes_over_is_replaced_within_seconds<
     's,
-    C: TestClient,
+    C: AnyClient,
 >(
     cluster: &'s Cluster,
     helpers: &'s Scope<'s, '_>,
@@ -420,7 +420,7 @@ async fn a_primary_stopped_until_its_replica_takes_over_is_replaced_within_secon
         cluster_ref.resume_node(victim).unwrap();
     });
     let _release = ReleaseOnDrop(&finished);
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     client
         .query::<()>(commands::set("{part}:k", 0))
         .await
@@ -476,7 +476,7 @@ fn cluster_behind_fault_proxies() -> (Cluster, FaultProxies) {
     (cluster, proxies)
 }
 
-async fn connections_cut_mid_reply_give_typed_errors_and_never_desync<C: TestClient>(
+async fn connections_cut_mid_reply_give_typed_errors_and_never_desync<C: AnyClient>(
     (cluster, proxies): &(Cluster, FaultProxies),
     _: &Scope<'_, '_>,
 ) {
@@ -493,7 +493,7 @@ async fn connections_cut_mid_reply_give_typed_errors_and_never_desync<C: TestCli
         seed ^= seed << 17;
         seed % below
     };
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     let keys: Vec<String> = (0..200).map(|i| format!("cut:{i}")).collect();
     let value = |i: usize| format!("{i:0>40}");
     let mut load = Pipeline::new();
@@ -544,14 +544,14 @@ async fn connections_cut_mid_reply_give_typed_errors_and_never_desync<C: TestCli
 /// timeouts in a row (its late replies could still be matched before that); the
 /// blocking client closes it at the first (it has no reader to drain it). Either way the
 /// node is served again on a fresh connection once it answers.
-async fn a_stalled_node_times_out_then_is_reconnected<C: TestClient>(
+async fn a_stalled_node_times_out_then_is_reconnected<C: AnyClient>(
     (cluster, proxies): &(Cluster, FaultProxies),
     _: &Scope<'_, '_>,
 ) {
     let config = Config::default()
         .request_timeout(Some(Duration::from_millis(200)))
         .max_consecutive_timeouts(3);
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     // Every primary connected first, so the only connection opened below is the
     // replacement of the stalled one.
     client.query::<()>(cmd("PING")).await.unwrap();

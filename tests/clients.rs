@@ -1,5 +1,5 @@
 //! One integration suite for both clients: every scenario here is written once, generic
-//! over [`TestClient`], and runs as two tests, `<scenario>::on_async` on the async
+//! over [`AnyClient`], and runs as two tests, `<scenario>::on_async` on the async
 //! [`Client`](redis_cluster_uring::Client) and `<scenario>::on_blocking` on
 //! [`blocking::Client`](redis_cluster_uring::blocking::Client), each on a cluster of its
 //! own (`on_both_clients!`, in `tests/support/clients.rs`). Fan-out pipelines, single queries, refusals, a live slot migration, a failover, a
@@ -24,7 +24,7 @@ use std::time::Duration;
 use redis_cluster_uring::{
     cmd, slot_for_key, Cmd, Config, ErrorKind, Execution, NodeAddr, Pipeline, Value,
 };
-use support::clients::{on_both_clients, pause, TestClient};
+use support::clients::{on_both_clients, pause, AnyClient};
 use support::Cluster;
 
 on_both_clients! {
@@ -37,17 +37,18 @@ on_both_clients! {
     a_reply_slower_than_the_deadline_never_shifts_later_ones(3, 0);
     serial_execution_gives_the_same_replies(3, 0);
     atomic_pipelines_commit_abort_and_follow_a_migration(3, 0);
+    typed_helpers_ignored_replies_and_tuples_come_from_the_library_traits(3, 0);
 }
 
 fn bulk(s: impl ToString) -> Value {
     Value::Bulk(s.to_string().into())
 }
 
-async fn a_fan_out_pipeline_of_1000_commands_answers_in_order<C: TestClient>(
+async fn a_fan_out_pipeline_of_1000_commands_answers_in_order<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut set = Pipeline::with_capacity(1000);
     for i in 0..1000 {
         set.set(format!("fan:{i}"), i);
@@ -112,11 +113,11 @@ async fn a_fan_out_pipeline_of_1000_commands_answers_in_order<C: TestClient>(
     assert_eq!(replies[2].as_ref().unwrap(), &bulk(1));
 }
 
-async fn single_queries_multi_node_commands_and_splits<C: TestClient>(
+async fn single_queries_multi_node_commands_and_splits<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     client
         .query::<()>(cmd("SET").arg("q:a").arg("hello"))
         .await
@@ -193,11 +194,11 @@ async fn single_queries_multi_node_commands_and_splits<C: TestClient>(
     assert!(client.server_info(&primaries[0]).is_some());
 }
 
-async fn refused_commands_fail_alone_with_the_same_kinds<C: TestClient>(
+async fn refused_commands_fail_alone_with_the_same_kinds<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let cases: Vec<(Cmd, ErrorKind)> = vec![
         (Cmd::new(), ErrorKind::InvalidCommand),
         (cmd("MULTI"), ErrorKind::Unsupported),
@@ -240,14 +241,14 @@ async fn refused_commands_fail_alone_with_the_same_kinds<C: TestClient>(
     assert_eq!(v, "1");
 }
 
-async fn a_live_slot_migration_goes_through_ask_then_moved<'s, C: TestClient>(
+async fn a_live_slot_migration_goes_through_ask_then_moved<'s, C: AnyClient>(
     cluster: &'s Cluster,
     helpers: &'s Scope<'s, '_>,
 ) {
     let slot = slot_for_key(b"mig");
     let from = cluster.master_for_slot(slot.get());
     let to = cluster.other_master(from);
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut setup = Pipeline::new();
     for i in 0..50 {
         setup.set(format!("{{mig}}:{i}"), i);
@@ -297,14 +298,14 @@ async fn a_live_slot_migration_goes_through_ask_then_moved<'s, C: TestClient>(
     assert_eq!(client.slot_map().node_for(slot).map(|n| n.port), Some(back));
 }
 
-async fn a_killed_primary_gives_typed_errors_then_its_replica_serves<'s, C: TestClient>(
+async fn a_killed_primary_gives_typed_errors_then_its_replica_serves<'s, C: AnyClient>(
     cluster: &'s Cluster,
     helpers: &'s Scope<'s, '_>,
 ) {
     let slot = slot_for_key(b"fo");
     let victim = cluster.master_for_slot(slot.get());
     let config = Config::default().request_timeout(Some(Duration::from_millis(500)));
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     let mut pipe = Pipeline::new();
     for i in 0..30 {
         pipe.set(format!("{{fo}}:{i}"), i);
@@ -377,12 +378,12 @@ async fn a_killed_primary_gives_typed_errors_then_its_replica_serves<'s, C: Test
     );
 }
 
-async fn a_stopped_node_times_out_alone_then_serves_again<C: TestClient>(
+async fn a_stopped_node_times_out_alone_then_serves_again<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
     let config = Config::default().request_timeout(Some(Duration::from_millis(300)));
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     let slot = slot_for_key(b"slow");
     let port = cluster.master_for_slot(slot.get());
     let mut pipe = Pipeline::new();
@@ -432,12 +433,12 @@ async fn a_stopped_node_times_out_alone_then_serves_again<C: TestClient>(
     assert!(ok, "the node did not serve again after SIGCONT");
 }
 
-async fn a_reply_slower_than_the_deadline_never_shifts_later_ones<C: TestClient>(
+async fn a_reply_slower_than_the_deadline_never_shifts_later_ones<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
     let config = Config::default().request_timeout(Some(Duration::from_millis(200)));
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     client
         .query::<()>(cmd("SET").arg("{slow}a").arg("first"))
         .await
@@ -473,12 +474,12 @@ async fn a_reply_slower_than_the_deadline_never_shifts_later_ones<C: TestClient>
     assert_eq!(a, "first");
 }
 
-async fn serial_execution_gives_the_same_replies<C: TestClient>(
+async fn serial_execution_gives_the_same_replies<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
     let config = Config::default().execution(Execution::Serial);
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     let mut pipe = Pipeline::new();
     for i in 0..300 {
         pipe.set(format!("ser:{i}"), i).get(format!("ser:{i}"));
@@ -492,11 +493,11 @@ async fn serial_execution_gives_the_same_replies<C: TestClient>(
 
 /// Atomic pipelines: committed with each result, aborted per command, refused across
 /// slots, and carried through a live migration of their slot.
-async fn atomic_pipelines_commit_abort_and_follow_a_migration<'s, C: TestClient>(
+async fn atomic_pipelines_commit_abort_and_follow_a_migration<'s, C: AnyClient>(
     cluster: &'s Cluster,
     helpers: &'s Scope<'s, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut tx = Pipeline::new();
     tx.atomic()
         .set("{bt}a", 1)
@@ -546,4 +547,61 @@ async fn atomic_pipelines_commit_abort_and_follow_a_migration<'s, C: TestClient>
     let n1: i64 = client.query(cmd("GET").arg("{bt}n1")).await.unwrap();
     let n2: i64 = client.query(cmd("GET").arg("{bt}n2")).await.unwrap();
     assert_eq!((n1, n2), (committed, committed));
+}
+
+/// The commands trait's typed helpers, `arg` with slices and tuples, a pipeline that
+/// ignores replies and converts the rest into a tuple: the same on both clients.
+async fn typed_helpers_ignored_replies_and_tuples_come_from_the_library_traits<C: AnyClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    let client = C::connect(cluster, Config::default()).await;
+    // Typed helpers, provided by `AsyncCommands` over the client's one `query`.
+    client.set("typed:name", "Ada").await.unwrap();
+    assert_eq!(client.incr("typed:visits", 2).await.unwrap(), 2);
+    let name: Option<String> = client.get("typed:name").await.unwrap();
+    assert_eq!(name.as_deref(), Some("Ada"));
+    // `arg` takes a slice of pairs and a tuple: HSET key f v f v f v.
+    let added: u64 = client
+        .query(
+            cmd("HSET")
+                .arg("typed:user")
+                .arg([("name", "Ada"), ("lang", "en")])
+                .arg(("born", 1815)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added, 3);
+    // Keys on several nodes, as a slice, through the split multi-key path.
+    let keys = ["typed:a", "typed:b", "typed:c"];
+    client
+        .query::<()>(cmd("MSET").arg(vec![("typed:a", 1), ("typed:b", 2), ("typed:c", 3)]))
+        .await
+        .unwrap();
+    let values: Vec<i64> = client.mget(&keys).await.unwrap();
+    assert_eq!(values, vec![1, 2, 3]);
+
+    // Ignored replies are left out of `execute` and of the tuple.
+    let mut pipe = Pipeline::new();
+    pipe.set("typed:x", 10)
+        .ignore()
+        .incr("typed:x", 5)
+        .hget("typed:user", "lang")
+        .del("typed:nothing")
+        .ignore();
+    let replies = client.execute(&pipe).await.unwrap();
+    assert_eq!(replies.len(), 2);
+    assert_eq!(replies[0].as_ref().unwrap(), &Value::Int(15));
+    let (x, lang): (i64, String) = client.query_pipeline(&pipe).await.unwrap();
+    assert_eq!((x, lang.as_str()), (15, "en"));
+    client.query_pipeline::<()>(&pipe).await.unwrap();
+    // An ignored command's error is left out of `execute`, but `query_pipeline` fails on
+    // it: ignoring drops a value, never a failure.
+    let mut failing = Pipeline::new();
+    failing.incr("typed:name", 1).ignore().get("typed:a");
+    let replies = client.execute(&failing).await.unwrap();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].as_ref().unwrap(), &bulk(1));
+    let e = client.query_pipeline::<(i64,)>(&failing).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ServerError);
 }

@@ -14,8 +14,9 @@ use std::thread::Scope;
 use std::time::Duration;
 
 use redis_cluster_uring::engine;
+use redis_cluster_uring::AsyncCommands;
 use redis_cluster_uring::{cmd, slot_for_key, Config, ErrorKind, NodeAddr, Pipeline, Value};
-use support::clients::{on_both_clients, TestClient};
+use support::clients::{on_both_clients, AnyClient};
 use support::{client, client_with, cluster, run, Cluster};
 
 on_both_clients! {
@@ -72,7 +73,7 @@ fn timed_out_requests_never_shift_later_replies() {
     });
 }
 
-async fn redirect_loop_ends_in_a_typed_error_for_that_command_only<C: TestClient>(
+async fn redirect_loop_ends_in_a_typed_error_for_that_command_only<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -94,7 +95,7 @@ async fn redirect_loop_ends_in_a_typed_error_for_that_command_only<C: TestClient
             ],
         )
         .unwrap();
-    let mut client = C::connect(cluster, Config::default().max_redirects(4)).await;
+    let client = C::connect(cluster, Config::default().max_redirects(4)).await;
     let mut pipe = Pipeline::new();
     pipe.get("{loop}missing")
         .set("elsewhere", "fine")
@@ -113,7 +114,7 @@ async fn redirect_loop_ends_in_a_typed_error_for_that_command_only<C: TestClient
         .unwrap();
 }
 
-async fn a_dead_node_does_not_cost_the_others_their_replies<C: TestClient>(
+async fn a_dead_node_does_not_cost_the_others_their_replies<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -122,7 +123,7 @@ async fn a_dead_node_does_not_cost_the_others_their_replies<C: TestClient>(
     let config = Config::default()
         .request_timeout(Some(Duration::from_millis(800)))
         .periodic_refresh(None);
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     let mut keys = Vec::new();
     for i in 0..60 {
         keys.push(format!("live:{i}"));

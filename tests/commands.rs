@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis_cluster_uring::commands::{self, Script, SetOptions};
 use redis_cluster_uring::handshake::Protocol;
+use redis_cluster_uring::AsyncCommands;
 use redis_cluster_uring::{slot_for_key, Config, ErrorKind, FromReply, Pipeline, Value};
 use support::{client, client_with, cluster, run};
 

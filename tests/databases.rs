@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use redis_cluster_uring::scan::ScanOptions;
 use redis_cluster_uring::{cmd, Config, ErrorKind, NodeAddr, Pipeline, Value};
-use support::clients::{on_both_clients, TestClient};
+use support::clients::{on_both_clients, AnyClient};
 use support::{Cluster, ClusterSpec, Server};
 use test_cluster::Reply;
 
@@ -51,7 +51,7 @@ fn value_in(cluster: &Cluster, port: u16, db: u32, key: &str) -> Option<String> 
 
 /// `GET key` once the cluster serves it again (within 10 s): a kill may fail the requests
 /// in flight (typed errors), and a failover leaves the slot unserved for a while.
-async fn get_once_served<C: TestClient>(client: &mut C, key: &str) -> Option<String> {
+async fn get_once_served<C: AnyClient>(client: &mut C, key: &str) -> Option<String> {
     let mut last = None;
     for _ in 0..100 {
         match client.query::<Option<String>>(cmd("GET").arg(key)).await {
@@ -74,18 +74,18 @@ fn owner(cluster: &Cluster, key: &str) -> u16 {
     cluster.master_for_slot(redis_cluster_uring::slot::slot_for_key(key.as_bytes()).get())
 }
 
-async fn keys_of_database_3_are_invisible_from_database_0<C: TestClient>(
+async fn keys_of_database_3_are_invisible_from_database_0<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut three = C::connect(cluster, Config::default().database(3)).await;
+    let three = C::connect(cluster, Config::default().database(3)).await;
     // The URL's path says the same.
     let urls: Vec<String> = cluster
         .seed_addrs()
         .iter()
         .map(|a| format!("redis://{a}/0"))
         .collect();
-    let mut zero = C::try_connect(&urls, Config::default()).await.unwrap();
+    let zero = C::try_connect(&urls, Config::default()).await.unwrap();
     let mut pipe = Pipeline::new();
     for i in 0..100 {
         pipe.set(format!("db:{i}"), format!("three-{i}"));
@@ -128,7 +128,7 @@ async fn keys_of_database_3_are_invisible_from_database_0<C: TestClient>(
     assert_eq!(refused.kind(), ErrorKind::Unsupported, "{refused}");
 }
 
-async fn a_redirect_and_a_reconnect_keep_the_database<C: TestClient>(
+async fn a_redirect_and_a_reconnect_keep_the_database<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -165,7 +165,7 @@ async fn a_redirect_and_a_reconnect_keep_the_database<C: TestClient>(
     );
 }
 
-async fn a_failover_keeps_the_database<C: TestClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
+async fn a_failover_keeps_the_database<C: AnyClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
     let mut client = C::connect(cluster, Config::default().database(3)).await;
     let key = "failover:{y}";
     client
@@ -193,7 +193,7 @@ async fn a_failover_keeps_the_database<C: TestClient>(cluster: &Cluster, _: &Sco
     assert_eq!(value_in(cluster, promoted, 3, key).as_deref(), Some("kept"));
 }
 
-async fn a_server_without_databases_refuses_with_a_config_error<C: TestClient>(
+async fn a_server_without_databases_refuses_with_a_config_error<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -211,7 +211,7 @@ async fn a_server_without_databases_refuses_with_a_config_error<C: TestClient>(
     // The server's own answer is in it.
     assert!(error.detail().contains("SELECT"), "{error}");
     // Database 0 is Redis Cluster's one database: no SELECT is sent, it works.
-    let mut zero = C::try_connect(&cluster.seed_addrs(), Config::default().database(0))
+    let zero = C::try_connect(&cluster.seed_addrs(), Config::default().database(0))
         .await
         .unwrap();
     zero.query::<()>(cmd("SET").arg("k").arg(1)).await.unwrap();

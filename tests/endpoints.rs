@@ -9,7 +9,7 @@ mod support;
 use std::thread::Scope;
 
 use redis_cluster_uring::{slot_for_key, Config, NodeAddr, Pipeline, Value};
-use support::clients::{on_both_clients, TestClient};
+use support::clients::{on_both_clients, AnyClient};
 use support::{Cluster, ClusterSpec};
 
 on_both_clients! {
@@ -42,8 +42,8 @@ fn cluster_with(settings: &[(&str, &str)]) -> Cluster {
 }
 
 /// Writes and reads keys on every node; returns the hosts the client's map names.
-async fn exercise<C: TestClient>(cluster: &Cluster) -> Vec<String> {
-    let mut client = C::connect(cluster, Config::default()).await;
+async fn exercise<C: AnyClient>(cluster: &Cluster) -> Vec<String> {
+    let client = C::connect(cluster, Config::default()).await;
     let mut pipe = Pipeline::new();
     for i in 0..300 {
         pipe.set(format!("ep:{i}"), i).get(format!("ep:{i}"));
@@ -66,14 +66,14 @@ async fn exercise<C: TestClient>(cluster: &Cluster) -> Vec<String> {
 
 /// The async client resolves names off its event loop (a blocking lookup would stall
 /// every caller); the blocking client resolves them in line.
-async fn host_names_are_resolved_trying_each_address<C: TestClient>(
+async fn host_names_are_resolved_trying_each_address<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
     assert_eq!(exercise::<C>(cluster).await, vec!["localhost".to_string()]);
 }
 
-async fn question_mark_uses_the_announced_ip_not_the_answering_host<C: TestClient>(
+async fn question_mark_uses_the_announced_ip_not_the_answering_host<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -81,17 +81,17 @@ async fn question_mark_uses_the_announced_ip_not_the_answering_host<C: TestClien
     assert_eq!(exercise::<C>(cluster).await, vec!["::1".to_string()]);
 }
 
-async fn null_endpoint_means_the_host_that_answered<C: TestClient>(
+async fn null_endpoint_means_the_host_that_answered<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
     assert_eq!(exercise::<C>(cluster).await, vec!["127.0.0.1".to_string()]);
 }
 
-async fn ipv6_literals_work_end_to_end<C: TestClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
+async fn ipv6_literals_work_end_to_end<C: AnyClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
     assert_eq!(exercise::<C>(cluster).await, vec!["::1".to_string()]);
     // A redirect in the `::1:port` form is followed too.
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let slot = slot_for_key(b"ep:0");
     let map = client.slot_map();
     let owner = map.node_for(slot).cloned().unwrap();

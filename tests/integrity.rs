@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use redis_cluster_uring::config::PushHandler;
 use redis_cluster_uring::engine;
+use redis_cluster_uring::AsyncCommands;
 use redis_cluster_uring::{
     cmd, commands, slot_for_key, Client, Cmd, Config, ErrorKind, NodeAddr, Pipeline, SlotMap, Value,
 };
-use support::clients::{on_both_clients, TestClient};
+use support::clients::{on_both_clients, AnyClient};
 use support::push_proxy::PushProxies;
 use support::{client_with, cluster, run, Cluster, ClusterSpec};
 
@@ -227,11 +228,11 @@ fn every_class_on_one_shared_client_leaves_every_reply_in_place() {
     });
 }
 
-async fn refused_commands_send_nothing_and_name_the_way<C: TestClient>(
+async fn refused_commands_send_nothing_and_name_the_way<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     client.query::<()>(commands::set("warm", 1)).await.unwrap();
     let before = client.stats().writes;
     for (command, kind) in refused_commands() {
@@ -253,11 +254,11 @@ async fn refused_commands_send_nothing_and_name_the_way<C: TestClient>(
     assert_eq!(client.stats().writes, before);
 }
 
-async fn multi_node_commands_run_per_named_node<C: TestClient>(
+async fn multi_node_commands_run_per_named_node<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut pipe = Pipeline::new();
     for i in 0..300 {
         pipe.set(format!("count:{i}"), i);
@@ -465,7 +466,7 @@ fn huge_timeouts_do_not_panic() {
     });
 }
 
-async fn a_multi_node_command_with_a_dead_node_says_which<C: TestClient>(
+async fn a_multi_node_command_with_a_dead_node_says_which<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -473,7 +474,7 @@ async fn a_multi_node_command_with_a_dead_node_says_which<C: TestClient>(
     let config = Config::default()
         .max_retries(1)
         .request_timeout(Some(Duration::from_secs(2)));
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     let mut pipe = Pipeline::new();
     for i in 0..90 {
         pipe.set(format!("fan:{i}"), i);

@@ -8,8 +8,9 @@ use std::rc::Rc;
 use std::thread::Scope;
 
 use redis_cluster_uring::engine;
+use redis_cluster_uring::AsyncCommands;
 use redis_cluster_uring::{cmd, Config, ErrorKind, Execution, Pipeline, Value};
-use support::clients::{on_both_clients, TestClient};
+use support::clients::{on_both_clients, AnyClient};
 use support::{client, cluster, run, Cluster};
 
 on_both_clients! {
@@ -68,11 +69,11 @@ fn check_mixed(prefix: &str, n: usize, replies: &[redis_cluster_uring::Result<Va
     }
 }
 
-async fn pipelines_of_1_100_and_10000_commands_come_back_in_order<C: TestClient>(
+async fn pipelines_of_1_100_and_10000_commands_come_back_in_order<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     assert_eq!(client.slot_map().shards().len(), 3);
     for n in [1, 100, 10_000] {
         let prefix = format!("order{n}");
@@ -84,22 +85,22 @@ async fn pipelines_of_1_100_and_10000_commands_come_back_in_order<C: TestClient>
     assert_eq!(client.connection_count(), 3);
 }
 
-async fn empty_pipeline_returns_nothing_without_io<C: TestClient>(
+async fn empty_pipeline_returns_nothing_without_io<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let before = client.stats();
     let replies = client.execute(&Pipeline::new()).await.unwrap();
     assert!(replies.is_empty());
     assert_eq!(client.stats().writes, before.writes);
 }
 
-async fn server_errors_are_values_and_raise_on_error_fails_the_whole<C: TestClient>(
+async fn server_errors_are_values_and_raise_on_error_fails_the_whole<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut pipe = Pipeline::new();
     pipe.set("err:str", "x")
         .add(cmd("LPUSH").arg("err:str").arg(1)) // WRONGTYPE
@@ -132,8 +133,8 @@ async fn server_errors_are_values_and_raise_on_error_fails_the_whole<C: TestClie
     assert!(replies[1].is_ok());
 }
 
-async fn one_mebibyte_values_and_hash_tags<C: TestClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
-    let mut client = C::connect(cluster, Config::default()).await;
+async fn one_mebibyte_values_and_hash_tags<C: AnyClient>(cluster: &Cluster, _: &Scope<'_, '_>) {
+    let client = C::connect(cluster, Config::default()).await;
     let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
     let mut pipe = Pipeline::new();
     for i in 0..4 {
@@ -154,12 +155,12 @@ async fn one_mebibyte_values_and_hash_tags<C: TestClient>(cluster: &Cluster, _: 
     assert_eq!(mget, vec!["1", "2"]);
 }
 
-async fn serial_and_parallel_modes_give_identical_results<C: TestClient>(
+async fn serial_and_parallel_modes_give_identical_results<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut parallel = C::connect(cluster, Config::default()).await;
-    let mut serial = C::connect(cluster, Config::default().execution(Execution::Serial)).await;
+    let parallel = C::connect(cluster, Config::default()).await;
+    let serial = C::connect(cluster, Config::default().execution(Execution::Serial)).await;
     let mut setup = Pipeline::new();
     for i in 0..300 {
         setup.set(format!("same:{i}"), i * 3);
@@ -273,11 +274,11 @@ async fn futures_join_all<F: std::future::Future>(
         .collect()
 }
 
-async fn cross_slot_mget_mset_del_are_split_by_slot_and_merged<C: TestClient>(
+async fn cross_slot_mget_mset_del_are_split_by_slot_and_merged<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let keys: Vec<String> = (0..20).map(|i| format!("split:{i}")).collect();
     let mut mset = cmd("MSET");
     for k in &keys {

@@ -389,7 +389,7 @@ mod on_the_blocking_client {
     use redis_cluster_uring::blocking::Subscriber;
     use redis_cluster_uring::handshake::Protocol;
     use redis_cluster_uring::pubsub::{Message, SubKind};
-    use redis_cluster_uring::{slot_for_key, Config};
+    use redis_cluster_uring::{slot_for_key, Commands, Config};
 
     use super::support::clients::connect_blocking;
     use super::support::cluster;
@@ -436,9 +436,10 @@ mod on_the_blocking_client {
             let sharded: Vec<String> = (0..30).map(|i| format!("orders:{i}")).collect();
             sub.ssubscribe(&sharded).unwrap();
             assert_eq!(sub.out_of_sync(), 0);
+            let map = client.slot_map();
             let owners: BTreeSet<u16> = sharded
                 .iter()
-                .filter_map(|c| client.slot_map().node_for(slot_for_key(c.as_bytes())))
+                .filter_map(|c| map.node_for(slot_for_key(c.as_bytes())))
                 .map(|n| n.port)
                 .collect();
             assert_eq!(owners.len(), 3, "the sharded channels span every primary");

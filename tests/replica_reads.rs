@@ -10,7 +10,7 @@ use std::thread::Scope;
 use std::time::{Duration, Instant};
 
 use redis_cluster_uring::{cmd, Config, NodeAddr, Pipeline, ReadFrom, ReplicaChoice, Value};
-use support::clients::{on_both_clients, pause, TestClient};
+use support::clients::{on_both_clients, pause, AnyClient};
 use support::{Cluster, ClusterSpec, Server};
 
 on_both_clients! {
@@ -43,7 +43,7 @@ fn get_calls(cluster: &Cluster) -> HashMap<u16, u64> {
 
 /// Waits (a liveness bound) until the client's map lists a replica for every shard:
 /// servers list a fresh replica in `CLUSTER SLOTS` only after a moment.
-async fn wait_for_replicas<C: TestClient>(client: &mut C, per_shard: usize) {
+async fn wait_for_replicas<C: AnyClient>(client: &mut C, per_shard: usize) {
     let start = Instant::now();
     loop {
         client.refresh_slots().await.unwrap();
@@ -64,7 +64,7 @@ async fn wait_for_replicas<C: TestClient>(client: &mut C, per_shard: usize) {
 }
 
 /// Writes `n` keys and waits until every replica has them.
-async fn load<C: TestClient>(client: &mut C, n: usize) {
+async fn load<C: AnyClient>(client: &mut C, n: usize) {
     let mut pipe = Pipeline::new();
     for i in 0..n {
         pipe.set(format!("rr:{i}"), i);
@@ -86,7 +86,7 @@ async fn load<C: TestClient>(client: &mut C, n: usize) {
     }
 }
 
-async fn read_all<C: TestClient>(client: &mut C, n: usize) {
+async fn read_all<C: AnyClient>(client: &mut C, n: usize) {
     let mut pipe = Pipeline::new();
     for i in 0..n {
         pipe.get(format!("rr:{i}"));
@@ -104,7 +104,7 @@ async fn read_all<C: TestClient>(client: &mut C, n: usize) {
     }
 }
 
-async fn reads_land_on_replicas_and_writes_on_primaries<C: TestClient>(
+async fn reads_land_on_replicas_and_writes_on_primaries<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -169,7 +169,7 @@ fn zone_of(cluster: &Cluster) -> HashMap<u16, &'static str> {
         .collect()
 }
 
-async fn az_affinity_reads_from_the_replica_in_the_clients_zone<C: TestClient>(
+async fn az_affinity_reads_from_the_replica_in_the_clients_zone<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -212,7 +212,7 @@ async fn az_affinity_reads_from_the_replica_in_the_clients_zone<C: TestClient>(
     }
 }
 
-async fn a_failover_under_replica_reads_recovers<C: TestClient>(
+async fn a_failover_under_replica_reads_recovers<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {

@@ -8,7 +8,7 @@ use std::thread::Scope;
 use std::time::Duration;
 
 use redis_cluster_uring::{cmd, slot_for_key, Cmd, Config, ErrorKind, Pipeline, Value};
-use support::clients::{names_in, on_both_clients, TestClient};
+use support::clients::{names_in, on_both_clients, AnyClient};
 use support::Cluster;
 
 on_both_clients! {
@@ -19,18 +19,18 @@ on_both_clients! {
     an_atomic_pipeline_reports_its_one_node(3, 0);
 }
 
-async fn set<C: TestClient>(client: &mut C, key: &str, value: &str) {
+async fn set<C: AnyClient>(client: &mut C, key: &str, value: &str) {
     client
         .query::<()>(cmd("SET").arg(key).arg(value))
         .await
         .unwrap();
 }
 
-async fn a_fan_out_pipeline_reports_every_nodes_share<C: TestClient>(
+async fn a_fan_out_pipeline_reports_every_nodes_share<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut pipe = Pipeline::new();
     for i in 0..300 {
         pipe.set(format!("r:{i}"), i);
@@ -58,12 +58,12 @@ async fn a_fan_out_pipeline_reports_every_nodes_share<C: TestClient>(
     eprintln!("{report}");
 }
 
-async fn a_stopped_node_is_named_and_the_others_replies_kept<C: TestClient>(
+async fn a_stopped_node_is_named_and_the_others_replies_kept<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
     let config = Config::default().request_timeout(Some(Duration::from_millis(300)));
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     let victim = client.slot_map().primaries().next().unwrap().clone();
     let mut pipe = Pipeline::new();
     for i in 0..90 {
@@ -95,7 +95,7 @@ async fn a_stopped_node_is_named_and_the_others_replies_kept<C: TestClient>(
     eprintln!("{report}");
 }
 
-async fn redirects_are_counted_on_the_node_that_sent_them<C: TestClient>(
+async fn redirects_are_counted_on_the_node_that_sent_them<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -122,7 +122,7 @@ async fn redirects_are_counted_on_the_node_that_sent_them<C: TestClient>(
 /// multi-node (fanned out), refused (connection state, blocking, node-specific, empty),
 /// and a server error. Each gets its own result at its own index, and the report shows
 /// every node written once.
-async fn a_pipeline_mixing_every_class_answers_each_in_place<C: TestClient>(
+async fn a_pipeline_mixing_every_class_answers_each_in_place<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
@@ -171,11 +171,11 @@ async fn a_pipeline_mixing_every_class_answers_each_in_place<C: TestClient>(
     );
 }
 
-async fn an_atomic_pipeline_reports_its_one_node<C: TestClient>(
+async fn an_atomic_pipeline_reports_its_one_node<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut tx = Pipeline::new();
     tx.atomic().set("{at}a", 1).set("{at}b", 2);
     let (r, report) = client.execute_with_report(&tx).await.unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis_cluster_uring::scan::ScanOptions;
 use redis_cluster_uring::{cmd, slot_for_key, Config, Pipeline};
-use support::clients::{on_both_clients, TestClient};
+use support::clients::{on_both_clients, AnyClient};
 use support::Cluster;
 
 on_both_clients! {
@@ -26,11 +26,11 @@ fn as_strings(keys: Vec<bytes::Bytes>) -> HashSet<String> {
         .collect()
 }
 
-async fn scan_returns_every_key_with_match_and_type<C: TestClient>(
+async fn scan_returns_every_key_with_match_and_type<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut pipe = Pipeline::new();
     for i in 0..3000 {
         pipe.set(format!("user:{i}"), i);
@@ -66,7 +66,7 @@ async fn scan_returns_every_key_with_match_and_type<C: TestClient>(
     assert!(hashes.iter().all(|k| k.starts_with("h:")));
 }
 
-async fn a_scan_survives_live_slot_migrations<'s, C: TestClient>(
+async fn a_scan_survives_live_slot_migrations<'s, C: AnyClient>(
     cluster: &'s Cluster,
     helpers: &'s Scope<'s, '_>,
 ) {
@@ -85,7 +85,7 @@ async fn a_scan_survives_live_slot_migrations<'s, C: TestClient>(
                 .unwrap();
         }
     });
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut pipe = Pipeline::new();
     let mut expected = HashSet::new();
     for tag in &tags {

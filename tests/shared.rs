@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis_cluster_uring::scan::ScanOptions;
-use redis_cluster_uring::{cmd, slot_for_key, Config, ErrorKind, Pipeline, SharedClient, Value};
+use redis_cluster_uring::{
+    cmd, slot_for_key, Commands, Config, ErrorKind, Pipeline, SharedClient, Value,
+};
 use support::Cluster;
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
@@ -194,6 +196,11 @@ fn plain_threads_block_on_their_replies() {
             });
         }
     });
+    // The blocking view is a `Commands` client: the typed helpers without `.await`.
+    let mut commands = blocking.clone();
+    assert_eq!(commands.incr("shared:plain:counter", 2).unwrap(), 2);
+    let got: Option<u64> = commands.get("shared:plain:counter").unwrap();
+    assert_eq!(got, Some(2));
     let inner = blocking.clone();
     let on_worker = runtime(1)
         .block_on(client.run(move |_| async move { inner.query::<Value>(cmd("PING")) }))

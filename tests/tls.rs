@@ -11,7 +11,7 @@ use std::thread::Scope;
 
 use redis_cluster_uring::tls::TlsConfig;
 use redis_cluster_uring::{cmd, Config, ErrorKind};
-use support::clients::{on_both_clients, works, TestClient};
+use support::clients::{on_both_clients, works, AnyClient};
 use support::{Cluster, ClusterSpec};
 use test_cluster::{TlsFiles, TLS_PORT_OFFSET};
 
@@ -101,7 +101,7 @@ fn temp_dir() -> PathBuf {
     std::env::temp_dir().join(format!("rcu-tls-{}-{n}", std::process::id()))
 }
 
-async fn tls_cluster_with_the_right_ca_and_not_with_a_wrong_one<C: TestClient>(
+async fn tls_cluster_with_the_right_ca_and_not_with_a_wrong_one<C: AnyClient>(
     TlsFixture { pki, cluster, .. }: &TlsFixture,
     _: &Scope<'_, '_>,
 ) {
@@ -109,10 +109,10 @@ async fn tls_cluster_with_the_right_ca_and_not_with_a_wrong_one<C: TestClient>(
     let tls = TlsConfig::new()
         .add_root_pem(pki.ca_pem.as_bytes())
         .unwrap();
-    let mut client = C::try_connect(&seeds, Config::default().tls(tls.clone()))
+    let client = C::try_connect(&seeds, Config::default().tls(tls.clone()))
         .await
         .unwrap();
-    works(&mut client).await;
+    works(&client).await;
     // A large value crosses many TLS records, both ways.
     let big = "t".repeat(1024 * 1024);
     client
@@ -134,7 +134,7 @@ async fn tls_cluster_with_the_right_ca_and_not_with_a_wrong_one<C: TestClient>(
     // A rediss:// seed with the same configuration.
     let url = format!("rediss://{}", seeds[0]);
     works(
-        &mut C::try_connect(&[url], Config::default().tls(tls))
+        &C::try_connect(&[url], Config::default().tls(tls))
             .await
             .unwrap(),
     )
@@ -161,7 +161,7 @@ async fn tls_cluster_with_the_right_ca_and_not_with_a_wrong_one<C: TestClient>(
     assert_eq!(e.kind(), ErrorKind::Config);
 }
 
-async fn mutual_tls_needs_the_client_certificate<C: TestClient>(
+async fn mutual_tls_needs_the_client_certificate<C: AnyClient>(
     TlsFixture { pki, cluster, .. }: &TlsFixture,
     _: &Scope<'_, '_>,
 ) {
@@ -180,8 +180,8 @@ async fn mutual_tls_needs_the_client_certificate<C: TestClient>(
     let mutual = roots
         .client_cert_pem(pki.client.0.as_bytes(), pki.client.1.as_bytes())
         .unwrap();
-    let mut client = C::try_connect(&seeds, Config::default().tls(mutual))
+    let client = C::try_connect(&seeds, Config::default().tls(mutual))
         .await
         .unwrap();
-    works(&mut client).await;
+    works(&client).await;
 }

@@ -13,8 +13,10 @@ use std::thread::Scope;
 use std::time::Duration;
 
 use redis_cluster_uring::engine;
+use redis_cluster_uring::AsyncCommands;
+use redis_cluster_uring::Commands;
 use redis_cluster_uring::{cmd, commands, slot_for_key, Config, ErrorKind, Pipeline, Value};
-use support::clients::{on_both_clients, pause, TestClient};
+use support::clients::{on_both_clients, pause, AnyClient};
 use support::{client, client_with, cluster, run, Cluster};
 
 on_both_clients! {
@@ -24,11 +26,11 @@ on_both_clients! {
     transactions_keep_committing_during_live_migrations(3, 0);
 }
 
-async fn atomic_pipeline_commits_and_reports_each_command<C: TestClient>(
+async fn atomic_pipeline_commits_and_reports_each_command<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let mut tx = Pipeline::new();
     tx.atomic()
         .set("{acct:1}name", "ada")
@@ -56,11 +58,11 @@ async fn atomic_pipeline_commits_and_reports_each_command<C: TestClient>(
     assert_eq!(n, vec![1, 2]);
 }
 
-async fn queue_time_errors_abort_the_whole_transaction<C: TestClient>(
+async fn queue_time_errors_abort_the_whole_transaction<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     client
         .query::<()>(commands::set("{q}kept", "before"))
         .await
@@ -92,11 +94,11 @@ async fn queue_time_errors_abort_the_whole_transaction<C: TestClient>(
         .unwrap());
 }
 
-async fn cross_slot_and_misplaced_commands_are_refused_before_sending<C: TestClient>(
+async fn cross_slot_and_misplaced_commands_are_refused_before_sending<C: AnyClient>(
     cluster: &Cluster,
     _: &Scope<'_, '_>,
 ) {
-    let mut client = C::connect(cluster, Config::default()).await;
+    let client = C::connect(cluster, Config::default()).await;
     let written = client.stats().bytes_written;
     let mut tx = Pipeline::new();
     tx.atomic().set("a", 1).set("b", 2);
@@ -252,7 +254,7 @@ fn watch_retries_on_conflict_and_commits_once() {
 /// by `MIGRATE`, the slot handed over with `SETSLOT`): queue-time `ASK`, `EXEC`-time
 /// `TRYAGAIN` and `MOVED` are all absorbed, and every committed transaction ran exactly
 /// once and atomically (both counters equal the commits).
-async fn transactions_keep_committing_during_live_migrations<'s, C: TestClient>(
+async fn transactions_keep_committing_during_live_migrations<'s, C: AnyClient>(
     cluster: &'s Cluster,
     helpers: &'s Scope<'s, '_>,
 ) {
@@ -274,7 +276,7 @@ async fn transactions_keep_committing_during_live_migrations<'s, C: TestClient>(
         max_retries: 16,
         ..Config::default()
     };
-    let mut client = C::connect(cluster, config).await;
+    let client = C::connect(cluster, config).await;
     let mut committed = 0i64;
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     let start = client.stats();

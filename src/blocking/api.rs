@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::core::cluster::Path;
 use crate::core::cmd::Cmd;
 use crate::core::command_table::NamedNode;
-use crate::core::config::Config;
+use crate::core::config::{Config, Engine};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::handshake::ServerInfo;
 use crate::core::judgement::Judgement;
@@ -33,7 +33,7 @@ impl Client {
     /// use redis_cluster_uring::{blocking, Config, Engine};
     /// // Forces the poll backend (the environment variable does the same).
     /// let client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default().engine(Engine::Epoll))?;
-    /// assert_eq!(client.engine(), blocking::Backend::Poll);
+    /// assert_eq!(client.engine(), Engine::Epoll);
     /// # Ok::<(), redis_cluster_uring::Error>(())
     /// ```
     pub fn connect<S: AsRef<str>>(seeds: &[S], mut config: Config) -> Result<Client> {
@@ -41,9 +41,14 @@ impl Client {
         Client::connect_parsed(parsed, config, None)
     }
 
-    /// The backend in use.
-    pub fn engine(&self) -> Backend {
-        self.backend
+    /// The engine in use, as the async client names its engines: [`Engine::Ring`], the
+    /// client's own io_uring instance, or [`Engine::Epoll`], the readiness fallback
+    /// (here nonblocking sockets and `poll(2)`).
+    pub fn engine(&self) -> Engine {
+        match self.backend {
+            Backend::Ring => Engine::Ring,
+            Backend::Poll => Engine::Epoll,
+        }
     }
 
     /// The io_uring features in use (`None` on the poll backend).
@@ -72,9 +77,9 @@ impl Client {
         self.cluster.counters().snapshot()
     }
 
-    /// The current slot map.
-    pub fn slot_map(&self) -> &SlotMap {
-        self.cluster.map()
+    /// The current slot map: shared, not copied (a refresh swaps in a new one).
+    pub fn slot_map(&self) -> std::sync::Arc<SlotMap> {
+        self.cluster.map().clone()
     }
 
     /// Number of open connections (one per node in use).
@@ -83,9 +88,9 @@ impl Client {
     }
 
     /// What `node` said of itself in its connection's handshake, while connected.
-    pub fn server_info(&self, node: &NodeAddr) -> Option<&ServerInfo> {
+    pub fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo> {
         self.pool.find(node)?;
-        self.pool.server_info(node)
+        self.pool.server_info(node).cloned()
     }
 
     /// Runs a pipeline: every node's batch in one submission, all replies awaited
@@ -106,12 +111,17 @@ impl Client {
     /// # Ok::<(), redis_cluster_uring::Error>(())
     /// ```
     pub fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
-        let results = if pipeline.is_atomic() {
-            self.execute_atomic(pipeline.commands(), None)?
+        let results = self.execute_every(pipeline)?;
+        pipeline.finish(results)
+    }
+
+    /// Every command's result, ignored or not, before [`Pipeline::raise_on_error`].
+    fn execute_every(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+        if pipeline.is_atomic() {
+            self.execute_atomic(pipeline.commands(), None)
         } else {
-            self.execute_commands(pipeline.commands(), None)?
-        };
-        pipeline.raise_first_error(results)
+            self.execute_commands(pipeline.commands(), None)
+        }
     }
 
     /// Runs a pipeline like [`execute`](Client::execute) and reports, per node, the
@@ -144,15 +154,15 @@ impl Client {
             self.execute_commands(pipeline.commands(), Some(&mut reporter))?
         };
         let report = reporter.finish(Instant::now());
-        Ok((pipeline.raise_first_error(results)?, report))
+        Ok((pipeline.finish(results)?, report))
     }
 
-    /// Runs a pipeline and converts every reply; fails on the first error.
-    pub fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
-        self.execute(pipeline)?
-            .into_iter()
-            .map(|r| T::from_reply(r?))
-            .collect()
+    /// Runs a pipeline and converts its replies (those not [ignored](Pipeline::ignore))
+    /// into `T`, as one array: a `Vec` of one type, a tuple of different types, `()` to
+    /// drop them. Fails on the first error reply, of any command.
+    pub fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<T> {
+        let results = self.execute_every(pipeline)?;
+        pipeline.convert(results)
     }
 
     /// Runs one command on the node that owns its key and converts the reply. A
@@ -169,17 +179,18 @@ impl Client {
     /// # let _ = n;
     /// # Ok::<(), redis_cluster_uring::Error>(())
     /// ```
-    pub fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+    pub fn query<T: FromReply>(&mut self, command: impl std::borrow::Borrow<Cmd>) -> Result<T> {
+        let command: &Cmd = command.borrow();
         // Judged once: the path, and the request if it takes one, read the judgement.
-        let judged = Judgement::of(&command);
-        let results = match self.cluster.path_judged(&command, &judged)? {
+        let judged = Judgement::of(command);
+        let results = match self.cluster.path_judged(command, &judged)? {
             Path::Blocking(budget) => {
                 self.cluster.counters().add_execution();
                 self.cluster.counters().add_blocking();
                 self.housekeeping();
                 let limits = self.cluster.limits();
                 let results = self.run(
-                    std::slice::from_ref(&command),
+                    std::slice::from_ref(command),
                     deadline_after(budget),
                     Vec::new(),
                     limits,
@@ -189,7 +200,7 @@ impl Client {
             }
             // One caller at a time: the single path would save nothing here.
             Path::Single | Path::Request => {
-                self.execute_judged(std::slice::from_ref(&command), vec![judged], None)?
+                self.execute_judged(std::slice::from_ref(command), vec![judged], None)?
             }
         };
         match results.into_iter().next() {

@@ -30,7 +30,7 @@ use crate::core::pool::{ConnId, Pool, QueueLimits};
 
 /// Which backend a blocking [`Client`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// One io_uring instance owned by the client.
     Ring,
     /// Nonblocking sockets and `poll(2)`.

@@ -56,7 +56,7 @@ mod scan;
 mod transaction;
 mod transport;
 
-pub use driver::{Backend, Client};
+pub use driver::Client;
 pub use pubsub::Subscriber;
 pub use ring::RingFeatures;
 pub use scan::BlockingScan;

@@ -27,7 +27,7 @@ const RECONCILE_TICK: Duration = Duration::from_millis(100);
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use redis_cluster_uring::{blocking, Config};
+/// use redis_cluster_uring::{blocking, Commands, Config};
 /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], Config::default())?;
 /// let mut sub = client.subscriber()?;
 /// sub.subscribe(&["news"])?;              // cluster-wide

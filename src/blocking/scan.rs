@@ -34,7 +34,9 @@ impl<'c> BlockingScan<'c> {
     /// scan can go on: the node it failed on is scanned again from its start.
     pub fn next_batch(&mut self) -> Result<Option<Vec<Bytes>>> {
         loop {
-            let step = self.machine.step(self.client.slot_map(), Instant::now())?;
+            let step = self
+                .machine
+                .step(self.client.cluster.map(), Instant::now())?;
             match step {
                 ScanStep::Ask { node, command } => {
                     let reply = self.client.query_node::<Value>(&node, command);

@@ -3,7 +3,6 @@
 //! clock.
 
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Instant;
 
 use crate::core::cluster::{Cluster, Path};
@@ -73,19 +72,23 @@ impl Client {
         }
     }
 
-    /// Runs a pipeline. Each command's result is at its index; a server error reply is an
-    /// `Err` for that command only. With [`Pipeline::raise_on_error`] the first error is
-    /// returned instead.
+    /// Runs a pipeline. Each command's result is at its index (ignored commands,
+    /// [`Pipeline::ignore`], left out); a server error reply is an `Err` for that command
+    /// only. With [`Pipeline::raise_on_error`] the first error is returned instead.
     ///
     /// The outer `Err` is for the pipeline as a whole: [`ErrorKind::Timeout`] when
     /// `request_timeout` passes, [`ErrorKind::Shutdown`] after [`Client::shutdown`].
     pub async fn execute(&self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
-        let results = if pipeline.atomic {
-            self.execute_atomic(&pipeline.cmds).await?
+        pipeline.finish(self.execute_every(pipeline).await?)
+    }
+
+    /// Every command's result, ignored or not, before [`Pipeline::raise_on_error`].
+    pub(crate) async fn execute_every(&self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+        if pipeline.atomic {
+            self.execute_atomic(&pipeline.cmds).await
         } else {
-            self.execute_commands(&pipeline.cmds, None).await?
-        };
-        pipeline.raise_first_error(results)
+            self.execute_commands(&pipeline.cmds, None).await
+        }
     }
 
     /// Runs a pipeline like [`Client::execute`] and also reports, per node written to,
@@ -126,16 +129,27 @@ impl Client {
                 .await?
         };
         let report = reporter.finish(Instant::now());
-        Ok((pipeline.raise_first_error(results)?, report))
+        Ok((pipeline.finish(results)?, report))
     }
 
-    /// Runs a pipeline and converts every reply; fails on the first error.
-    pub async fn query_pipeline<T: FromReply>(&self, pipeline: &Pipeline) -> Result<Vec<T>> {
-        self.execute(pipeline)
-            .await?
-            .into_iter()
-            .map(|r| T::from_reply(r?))
-            .collect()
+    /// Runs a pipeline and converts its replies (those not [ignored](Pipeline::ignore))
+    /// into `T`, as one array: a `Vec` of one type, a tuple of different types, `()` to
+    /// drop them. Fails on the first error reply, of any command.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{engine, Client, Config, Pipeline};
+    /// engine::start(async {
+    ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
+    ///     let mut pipe = Pipeline::new();
+    ///     pipe.set("name", "Ada").ignore().incr("visits", 1).get("name");
+    ///     let (visits, name): (u64, String) = client.query_pipeline(&pipe).await?;
+    ///     let all: Vec<Option<String>> = client.query_pipeline(&pipe).await?;
+    ///     Ok::<(), redis_cluster_uring::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn query_pipeline<T: FromReply>(&self, pipeline: &Pipeline) -> Result<T> {
+        pipeline.convert(self.execute_every(pipeline).await?)
     }
 
     /// `PING` on every primary, all at once; `Ok` when every one answered, otherwise an
@@ -197,7 +211,7 @@ impl Client {
     }
 
     /// The current slot map.
-    pub fn slot_map(&self) -> Rc<SlotMap> {
+    pub fn slot_map(&self) -> std::sync::Arc<SlotMap> {
         self.inner.cluster.borrow().map().clone()
     }
 

@@ -76,7 +76,7 @@ impl Drop for Inner {
 /// slot map from the seeds, then opens one connection per node on first use.
 ///
 /// ```no_run
-/// use redis_cluster_uring::{engine, Client, Config, Pipeline};
+/// use redis_cluster_uring::{engine, AsyncCommands, Client, Config, Pipeline};
 /// engine::start(async {
 ///     let client = Client::connect(&["127.0.0.1:7000"], Config::default()).await?;
 ///     client.set("greeting", "hello").await?;

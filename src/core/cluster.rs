@@ -61,7 +61,7 @@ pub enum Path {
 /// The cluster's state and the decisions made from it (see the module docs).
 #[derive(Debug)]
 pub struct Cluster {
-    map: Rc<SlotMap>,
+    map: Arc<SlotMap>,
     seeds: Vec<NodeAddr>,
     /// Shared with the driver, which reads it everywhere (it never changes).
     config: Rc<Config>,
@@ -77,7 +77,7 @@ impl Cluster {
     pub fn new(seeds: Vec<NodeAddr>, config: Config, seed: u64) -> Cluster {
         let router = ReadRouter::new(config.read_from.clone(), seed.rotate_left(32) ^ seed);
         Cluster {
-            map: Rc::new(SlotMap::empty()),
+            map: Arc::new(SlotMap::empty()),
             seeds,
             config: Rc::new(config),
             refresh: Refresh::new(seed),
@@ -93,7 +93,7 @@ impl Cluster {
     }
 
     /// The current slot map.
-    pub fn map(&self) -> &Rc<SlotMap> {
+    pub fn map(&self) -> &Arc<SlotMap> {
         &self.map
     }
 
@@ -357,14 +357,14 @@ impl Cluster {
         let seeds = &self.seeds;
         nodes.retain(|addr| in_cluster(&map, seeds, addr));
         self.refresh.adopted(&self.map, &map);
-        self.map = Rc::new(map);
+        self.map = Arc::new(map);
         self.counters.add_refresh();
         Ok(())
     }
 
     /// Takes `map` as it is, as if a refresh had just fetched it.
     pub fn adopt_given(&mut self, map: SlotMap, now: Instant) {
-        self.map = Rc::new(map);
+        self.map = Arc::new(map);
         self.refresh.finished(now);
     }
 

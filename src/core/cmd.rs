@@ -140,27 +140,30 @@ impl Cmd {
         }
     }
 
-    /// Appends an argument (builder style).
-    pub fn arg<A: ToArg>(mut self, arg: A) -> Cmd {
-        self.push_arg(arg);
-        self
-    }
-
-    /// Appends one argument per element of a slice, array or `Vec`, or one for a single
-    /// value (builder style). Bytes (`&[u8]`, `Vec<u8>`) stay one argument.
+    /// Appends arguments (builder style): one for a single value, one per element of a
+    /// slice, array or `Vec`, a tuple's fields in order, none for `None` (see [`ToArgs`]).
+    /// Bytes (`&[u8]`, `Vec<u8>`) stay one argument.
     ///
     /// ```
     /// use redis_cluster_uring::cmd;
-    /// let c = cmd("DEL").arg_multi(&["a", "b"]).arg_multi(vec![1, 2]).arg_multi(b"raw");
+    /// let c = cmd("DEL").arg(&["a", "b"]).arg(vec![1, 2]).arg(b"raw");
     /// assert_eq!(c.len(), 6);
     /// assert_eq!(c.arg_at(5), Some(b"raw".as_slice()));
+    /// let c = cmd("SET").arg("k").arg(1).arg(Some(("EX", 10)));
+    /// assert_eq!(c.len(), 5);
     /// ```
-    pub fn arg_multi<A: ToArgs>(mut self, args: A) -> Cmd {
-        self.push_arg_multi(args);
+    pub fn arg<A: ToArgs>(mut self, args: A) -> Cmd {
+        args.write_args(&mut self);
         self
     }
 
-    /// Appends one or several arguments in place, as [`Cmd::arg_multi`].
+    /// The same as [`Cmd::arg`], which takes several arguments too (kept for code written
+    /// before it did).
+    pub fn arg_multi<A: ToArgs>(self, args: A) -> Cmd {
+        self.arg(args)
+    }
+
+    /// Appends one or several arguments in place, as [`Cmd::arg`].
     pub fn push_arg_multi<A: ToArgs>(&mut self, args: A) -> &mut Cmd {
         args.write_args(self);
         self
@@ -309,8 +312,27 @@ impl<'a> Iterator for Args<'a> {
 
 impl ExactSizeIterator for Args<'_> {}
 
-/// A value that can be a command argument: strings, bytes, integers, floats.
-pub trait ToArg {
+/// A value that is one command argument: strings, bytes, integers, floats.
+///
+/// Every `ToArg` type is also [`ToArgs`] (one argument), so it goes straight into
+/// [`Cmd::arg`]. A type of your own implements both, the second in one line:
+///
+/// ```
+/// use redis_cluster_uring::{cmd, Cmd, ToArg, ToArgs};
+/// struct UserId(u64);
+/// impl ToArg for UserId {
+///     fn write_arg(&self, out: &mut Vec<u8>) {
+///         out.extend_from_slice(format!("user:{}", self.0).as_bytes())
+///     }
+/// }
+/// impl ToArgs for UserId {
+///     fn write_args(&self, cmd: &mut Cmd) {
+///         cmd.push_arg(self);
+///     }
+/// }
+/// assert_eq!(cmd("GET").arg(UserId(7)).arg_at(1), Some(b"user:7".as_slice()));
+/// ```
+pub trait ToArg: ToArgs {
     /// Appends the argument's bytes to `out`.
     fn write_arg(&self, out: &mut Vec<u8>);
 
@@ -322,38 +344,47 @@ pub trait ToArg {
     fn byte_len(&self) -> Option<usize> {
         None
     }
-
-    /// Appends a slice of such values to `cmd`: one argument each, except for `u8`, whose
-    /// slice is one binary argument. A hook for [`ToArgs`], which cannot tell `[u8]` from
-    /// `[T]` otherwise (Rust has no specialization); implementors keep the default.
-    #[doc(hidden)]
-    fn push_slice(items: &[Self], cmd: &mut Cmd)
-    where
-        Self: Sized,
-    {
-        for item in items {
-            cmd.push_arg(item);
-        }
-    }
 }
 
-/// One or several command arguments: a single [`ToArg`] value is one; a slice, array or
-/// `Vec` of them is one per element (bytes excepted: `&[u8]`, `[u8; N]` and `Vec<u8>` are
-/// one binary argument); `()` is none.
+/// One or several command arguments, for [`Cmd::arg`]: a single [`ToArg`] value is one;
+/// a slice, array or `Vec` is one per element (bytes excepted: `&[u8]`, `[u8; N]` and
+/// `Vec<u8>` are one binary argument); a tuple is its fields' arguments in order (so a
+/// slice of `(field, value)` pairs is field, value, field, value...); `None` and `()` are
+/// none.
 ///
 /// ```
-/// use redis_cluster_uring::{Cmd, ToArgs};
+/// use redis_cluster_uring::{cmd, Cmd, ToArgs};
+/// let c = cmd("HSET")
+///     .arg("user:1")
+///     .arg(&[("name", "Ada"), ("lang", "en")])
+///     .arg(("visits", 3));
+/// assert_eq!(c.len(), 8);
 /// let mut c = Cmd::new();
 /// ["a", "b"].write_args(&mut c);
 /// vec![String::from("c")].write_args(&mut c);
 /// 7.write_args(&mut c);
 /// b"bytes".write_args(&mut c);
 /// ().write_args(&mut c);
+/// None::<&str>.write_args(&mut c);
 /// assert_eq!(c.len(), 5);
 /// ```
 pub trait ToArgs {
     /// Appends the arguments to `cmd`.
     fn write_args(&self, cmd: &mut Cmd);
+
+    /// Appends a slice of such values to `cmd`: each one's arguments, except for `u8`,
+    /// whose slice is one binary argument. A hook for the slice impls, which cannot tell
+    /// `[u8]` from `[T]` otherwise (Rust has no specialization); implementors keep the
+    /// default.
+    #[doc(hidden)]
+    fn write_slice(items: &[Self], cmd: &mut Cmd)
+    where
+        Self: Sized,
+    {
+        for item in items {
+            item.write_args(cmd);
+        }
+    }
 }
 
 impl<T: ToArgs + ?Sized> ToArgs for &T {
@@ -362,21 +393,29 @@ impl<T: ToArgs + ?Sized> ToArgs for &T {
     }
 }
 
-impl<T: ToArg> ToArgs for [T] {
+impl<T: ToArgs> ToArgs for [T] {
     fn write_args(&self, cmd: &mut Cmd) {
-        T::push_slice(self, cmd)
+        T::write_slice(self, cmd)
     }
 }
 
-impl<T: ToArg, const N: usize> ToArgs for [T; N] {
+impl<T: ToArgs, const N: usize> ToArgs for [T; N] {
     fn write_args(&self, cmd: &mut Cmd) {
-        T::push_slice(self, cmd)
+        T::write_slice(self, cmd)
     }
 }
 
-impl<T: ToArg> ToArgs for Vec<T> {
+impl<T: ToArgs> ToArgs for Vec<T> {
     fn write_args(&self, cmd: &mut Cmd) {
-        T::push_slice(self, cmd)
+        T::write_slice(self, cmd)
+    }
+}
+
+impl<T: ToArgs> ToArgs for Option<T> {
+    fn write_args(&self, cmd: &mut Cmd) {
+        if let Some(v) = self {
+            v.write_args(cmd)
+        }
     }
 }
 
@@ -384,8 +423,27 @@ impl ToArgs for () {
     fn write_args(&self, _cmd: &mut Cmd) {}
 }
 
-/// The single-argument types (everything [`ToArg`] but the byte containers, which the
-/// slice impls above cover).
+/// Tuples: each field's arguments, in order.
+macro_rules! tuple_args {
+    ($($t:ident),+) => {
+        impl<$($t: ToArgs),+> ToArgs for ($($t,)+) {
+            #[allow(non_snake_case)]
+            fn write_args(&self, cmd: &mut Cmd) {
+                let ($($t,)+) = self;
+                $($t.write_args(cmd);)+
+            }
+        }
+    };
+}
+tuple_args!(A);
+tuple_args!(A, B);
+tuple_args!(A, B, C);
+tuple_args!(A, B, C, D);
+tuple_args!(A, B, C, D, E);
+tuple_args!(A, B, C, D, E, F);
+
+/// The single-argument types (everything [`ToArg`] but `u8` and the byte containers,
+/// which the slice impls above cover).
 macro_rules! one_arg {
     ($($t:ty),*) => {$(
         impl ToArgs for $t {
@@ -395,9 +453,18 @@ macro_rules! one_arg {
         }
     )*};
 }
-one_arg!(
-    str, String, Bytes, i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64
-);
+one_arg!(str, String, Bytes, i8, i16, i32, i64, i128, isize, u16, u32, u64, u128, usize, f32, f64);
+
+impl ToArgs for u8 {
+    fn write_args(&self, cmd: &mut Cmd) {
+        cmd.push_arg(self);
+    }
+
+    /// Bytes are one binary argument, not one number per byte.
+    fn write_slice(items: &[u8], cmd: &mut Cmd) {
+        cmd.push_arg(items);
+    }
+}
 
 impl<T: ToArg + ?Sized> ToArg for &T {
     fn write_arg(&self, out: &mut Vec<u8>) {
@@ -483,11 +550,6 @@ int_arg!(i8, i16, i32, i64, i128, isize, u16, u32, u64, u128, usize);
 impl ToArg for u8 {
     fn write_arg(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes())
-    }
-
-    /// Bytes are one binary argument, not one number per byte.
-    fn push_slice(items: &[u8], cmd: &mut Cmd) {
-        cmd.push_arg(items);
     }
 }
 
@@ -621,6 +683,12 @@ mod tests {
     /// rewritten and its payload moved.
     struct Unsized(&'static str);
 
+    impl ToArgs for Unsized {
+        fn write_args(&self, cmd: &mut Cmd) {
+            cmd.push_arg(self);
+        }
+    }
+
     impl ToArg for Unsized {
         fn write_arg(&self, out: &mut Vec<u8>) {
             out.extend_from_slice(self.0.as_bytes())
@@ -629,6 +697,12 @@ mod tests {
 
     /// An argument whose hint is wrong both ways: the bytes written count.
     struct Lying(&'static str, usize);
+
+    impl ToArgs for Lying {
+        fn write_args(&self, cmd: &mut Cmd) {
+            cmd.push_arg(self);
+        }
+    }
 
     impl ToArg for Lying {
         fn write_arg(&self, out: &mut Vec<u8>) {

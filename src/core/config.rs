@@ -432,10 +432,12 @@ pub enum Engine {
     Auto,
     /// io_uring only: an error of kind [`ErrorKind::IoUringUnavailable`] when refused.
     IoUring,
-    /// Readiness-based tokio sockets (epoll).
+    /// The readiness-based fallback where io_uring is refused: tokio sockets on epoll
+    /// for the async client, nonblocking sockets and `poll(2)` for the blocking one.
     Epoll,
-    /// The client's own io_uring instance and a small executor parked in it: one
-    /// `io_uring_enter` per loop turn (see `engine::start`).
+    /// The client's own io_uring instance: for the async client with a small executor
+    /// parked in it, one `io_uring_enter` per loop turn (see `engine::start`); for the
+    /// blocking client, one per pipeline.
     Ring,
     /// compio's runtime and sockets (io_uring), for applications already on compio: a
     /// client created inside a compio runtime picks it. `Auto` never does.

@@ -376,9 +376,9 @@ impl MapEdit for SlotMap {
 }
 
 /// The cluster machine's shared map: copied on write, only when a `MOVED` changes it.
-impl MapEdit for std::rc::Rc<SlotMap> {
+impl MapEdit for std::sync::Arc<SlotMap> {
     fn apply_moved(&mut self, slot: Slot, to: &NodeAddr) {
-        std::rc::Rc::make_mut(self).apply_moved(slot, to);
+        std::sync::Arc::make_mut(self).apply_moved(slot, to);
     }
 
     fn is_primary(&self, node: &NodeAddr) -> bool {

@@ -268,9 +268,14 @@ macro_rules! tuple_reply {
         }
     };
 }
+tuple_reply!(1; A);
 tuple_reply!(2; A, B);
 tuple_reply!(3; A, B, C);
 tuple_reply!(4; A, B, C, D);
+tuple_reply!(5; A, B, C, D, E);
+tuple_reply!(6; A, B, C, D, E, F);
+tuple_reply!(7; A, B, C, D, E, F, G);
+tuple_reply!(8; A, B, C, D, E, F, G, H);
 
 #[cfg(test)]
 mod tests {

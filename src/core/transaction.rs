@@ -279,7 +279,7 @@ pub(crate) fn transaction_ended(
     pipe: &crate::core::pipeline::Pipeline,
 ) -> Result<SessionEnd> {
     match outcome {
-        Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(pipe.raise_first_error(results)?)),
+        Ok(TxOutcome::Done(results)) => Ok(SessionEnd::Done(pipe.finish(results)?)),
         Ok(TxOutcome::Conflict) => Ok(SessionEnd::Again {
             end: AttemptEnd::Conflict,
             clean: true,

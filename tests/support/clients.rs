@@ -1,22 +1,25 @@
-//! The async and the blocking client behind one trait, so that a scenario is written once
-//! and runs on both (`tests/clients.rs`).
+//! The async and the blocking client in one scenario: written once with `.await`, run on
+//! both (`tests/clients.rs` and most other files).
 //!
-//! Every method is `async`. The async client awaits its own methods; the blocking client
-//! runs its synchronous ones inside them, which blocks the test thread (and the runtime
-//! on it) for the length of the call. Nothing else runs on that thread meanwhile, so
-//! nothing waits behind it.
+//! Commands are the library's [`AsyncCommands`]. The async client awaits its own; the
+//! blocking one, wrapped in [`Blocking`], runs each call to its end and returns a ready
+//! future, which blocks the test thread (and the runtime on it) for the length of the
+//! call. Nothing else runs on that thread meanwhile, so nothing waits behind it.
 
+use std::cell::RefCell;
 use std::fmt;
-use std::rc::Rc;
+use std::future::{ready, Future};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis_cluster_uring::blocking::{self, Backend};
+use redis_cluster_uring::blocking;
 use redis_cluster_uring::engine;
 use redis_cluster_uring::handshake::ServerInfo;
 use redis_cluster_uring::report::PipelineReport;
 use redis_cluster_uring::scan::ScanOptions;
 use redis_cluster_uring::{
-    Client, Cmd, Config, Engine, FromReply, NodeAddr, Pipeline, Result, SlotMap, Stats, Value,
+    AsyncCommands, Client, Cmd, Config, Engine, FromReply, NodeAddr, Pipeline, Result, SlotMap,
+    Stats, Value,
 };
 
 use super::{client_with, Cluster};
@@ -40,35 +43,36 @@ impl fmt::Display for ClientKind {
     }
 }
 
-/// What the shared scenarios do with a client. Not object-safe (generic and `async`
-/// methods): scenarios are generic over it instead.
-pub trait TestClient: Sized {
+/// A client the shared scenarios run on: the async [`Client`], or the blocking one
+/// awaited ([`Blocking`]).
+///
+/// Commands go through the library's own [`AsyncCommands`] (a supertrait here), typed
+/// helpers included. What is left below has the same shape on both clients and is only
+/// delegated: a scenario written once with `.await` needs the blocking client's calls as
+/// futures, and only a test wrapper can give them that shape (the library's blocking
+/// client implements the blocking [`Commands`](redis_cluster_uring::Commands) trait).
+/// Not object-safe (generic and `async` methods): scenarios are generic over it instead.
+pub trait AnyClient: AsyncCommands + Sized {
     /// The client this is.
     fn kind() -> ClientKind;
     /// Connects to `cluster`, checking that it runs on the engine the environment forces.
     async fn connect(cluster: &Cluster, config: Config) -> Self;
     /// Connects through `seeds` (addresses or URLs), or says why not.
     async fn try_connect(seeds: &[String], config: Config) -> Result<Self>;
-    /// Runs a pipeline (each command's result at its index).
-    async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>>;
     /// Runs a pipeline and reports each node's share of it.
     async fn execute_with_report(
-        &mut self,
+        &self,
         pipeline: &Pipeline,
     ) -> Result<(Vec<Result<Value>>, PipelineReport)>;
-    /// Runs a pipeline and converts every reply; fails on the first error.
-    async fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>>;
-    /// Runs one command where it is routed and converts the reply.
-    async fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T>;
     /// Runs one command on a given node, without routing.
-    async fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T>;
+    async fn query_node<T: FromReply>(&self, node: &NodeAddr, command: Cmd) -> Result<T>;
     /// Scans every key of the cluster to the end, pausing `between` batches (so that the
     /// cluster can change under the scan).
-    async fn scan(&mut self, options: ScanOptions, between: Duration) -> Result<Scanned>;
+    async fn scan(&self, options: ScanOptions, between: Duration) -> Result<Scanned>;
     /// Reloads the slot map now.
-    async fn refresh_slots(&mut self) -> Result<()>;
-    /// The current slot map (a copy for the blocking client, which lends its own).
-    fn slot_map(&self) -> Rc<SlotMap>;
+    async fn refresh_slots(&self) -> Result<()>;
+    /// The current slot map.
+    fn slot_map(&self) -> Arc<SlotMap>;
     /// Open connections that serve routed requests (one per node in use).
     fn connection_count(&self) -> usize;
     /// The client's counters.
@@ -77,9 +81,35 @@ pub trait TestClient: Sized {
     fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo>;
 }
 
+/// [`blocking::Client`], its calls as ready futures: each runs to its end on this thread
+/// (blocking the runtime on it, which has nothing else to run meanwhile).
+#[derive(Debug)]
+pub struct Blocking(RefCell<blocking::Client>);
+
+impl Blocking {
+    /// The blocking client itself.
+    pub fn get_mut(&mut self) -> &mut blocking::Client {
+        self.0.get_mut()
+    }
+}
+
+impl AsyncCommands for Blocking {
+    fn query<T: FromReply>(&self, command: Cmd) -> impl Future<Output = Result<T>> {
+        ready(self.0.borrow_mut().query(command))
+    }
+
+    fn execute(&self, pipeline: &Pipeline) -> impl Future<Output = Result<Vec<Result<Value>>>> {
+        ready(self.0.borrow_mut().execute(pipeline))
+    }
+
+    fn query_pipeline<T: FromReply>(&self, pipeline: &Pipeline) -> impl Future<Output = Result<T>> {
+        ready(self.0.borrow_mut().query_pipeline(pipeline))
+    }
+}
+
 /// One `#[test]` per client for each scenario: `<scenario>::on_async` on the async
 /// [`Client`] and `<scenario>::on_blocking` on [`blocking::Client`], each with a fixture
-/// of its own. A scenario is an `async fn <scenario><C: TestClient>(&Fixture, &Scope)`;
+/// of its own. A scenario is an `async fn <scenario><C: AnyClient>(&Fixture, &Scope)`;
 /// the scope is there for helper threads that change the cluster while the client works
 /// (and joins them however the scenario ends).
 ///
@@ -115,7 +145,7 @@ macro_rules! on_both_clients {
                 let fixture = $fixture;
                 std::thread::scope(|helpers| {
                     $crate::support::run(
-                        super::$scenario::<::redis_cluster_uring::blocking::Client>(
+                        super::$scenario::<$crate::support::clients::Blocking>(
                             &fixture, helpers,
                         ),
                     )
@@ -144,7 +174,7 @@ pub fn names_in(
 
 /// Runs 60 `SET`/`GET` pairs spread over every node and checks each reply: the client
 /// works end to end (through whatever handshake, TLS or credentials it was given).
-pub async fn works<C: TestClient>(client: &mut C) {
+pub async fn works<C: AnyClient>(client: &C) {
     let mut pipe = Pipeline::new();
     for i in 0..60 {
         pipe.set(format!("works:{i}"), i).get(format!("works:{i}"));
@@ -182,9 +212,9 @@ pub fn connect_blocking(cluster: &Cluster, config: Config) -> blocking::Client {
         .expect("the blocking client connects to the test cluster");
     match Engine::from_env() {
         Ok(Some(Engine::IoUring | Engine::Ring | Engine::Compio)) => {
-            assert_eq!(client.engine(), Backend::Ring)
+            assert_eq!(client.engine(), Engine::Ring)
         }
-        Ok(Some(Engine::Epoll)) => assert_eq!(client.engine(), Backend::Poll),
+        Ok(Some(Engine::Epoll)) => assert_eq!(client.engine(), Engine::Epoll),
         _ => {}
     }
     client
@@ -196,7 +226,7 @@ pub async fn pause(time: Duration) {
     engine::sleep(time).await;
 }
 
-impl TestClient for Client {
+impl AnyClient for Client {
     fn kind() -> ClientKind {
         ClientKind::Async
     }
@@ -209,30 +239,18 @@ impl TestClient for Client {
         Client::connect(seeds, config).await
     }
 
-    async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
-        Client::execute(self, pipeline).await
-    }
-
     async fn execute_with_report(
-        &mut self,
+        &self,
         pipeline: &Pipeline,
     ) -> Result<(Vec<Result<Value>>, PipelineReport)> {
         Client::execute_with_report(self, pipeline).await
     }
 
-    async fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
-        Client::query_pipeline(self, pipeline).await
-    }
-
-    async fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
-        Client::query(self, command).await
-    }
-
-    async fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
+    async fn query_node<T: FromReply>(&self, node: &NodeAddr, command: Cmd) -> Result<T> {
         Client::query_node(self, node, command).await
     }
 
-    async fn scan(&mut self, options: ScanOptions, between: Duration) -> Result<Scanned> {
+    async fn scan(&self, options: ScanOptions, between: Duration) -> Result<Scanned> {
         let mut scan = Client::scan(self, options);
         let (mut keys, mut batches) = (Vec::new(), 0);
         while let Some(batch) = scan.next_batch().await? {
@@ -247,11 +265,11 @@ impl TestClient for Client {
         })
     }
 
-    async fn refresh_slots(&mut self) -> Result<()> {
+    async fn refresh_slots(&self) -> Result<()> {
         Client::refresh_slots(self).await
     }
 
-    fn slot_map(&self) -> Rc<SlotMap> {
+    fn slot_map(&self) -> Arc<SlotMap> {
         Client::slot_map(self)
     }
 
@@ -268,44 +286,33 @@ impl TestClient for Client {
     }
 }
 
-impl TestClient for blocking::Client {
+impl AnyClient for Blocking {
     fn kind() -> ClientKind {
         ClientKind::Blocking
     }
 
     async fn connect(cluster: &Cluster, config: Config) -> Self {
-        connect_blocking(cluster, config)
+        Blocking(RefCell::new(connect_blocking(cluster, config)))
     }
 
     async fn try_connect(seeds: &[String], config: Config) -> Result<Self> {
-        blocking::Client::connect(seeds, config)
-    }
-
-    async fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
-        blocking::Client::execute(self, pipeline)
+        blocking::Client::connect(seeds, config).map(|c| Blocking(RefCell::new(c)))
     }
 
     async fn execute_with_report(
-        &mut self,
+        &self,
         pipeline: &Pipeline,
     ) -> Result<(Vec<Result<Value>>, PipelineReport)> {
-        blocking::Client::execute_with_report(self, pipeline)
+        self.0.borrow_mut().execute_with_report(pipeline)
     }
 
-    async fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<Vec<T>> {
-        blocking::Client::query_pipeline(self, pipeline)
+    async fn query_node<T: FromReply>(&self, node: &NodeAddr, command: Cmd) -> Result<T> {
+        self.0.borrow_mut().query_node(node, command)
     }
 
-    async fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
-        blocking::Client::query(self, command)
-    }
-
-    async fn query_node<T: FromReply>(&mut self, node: &NodeAddr, command: Cmd) -> Result<T> {
-        blocking::Client::query_node(self, node, command)
-    }
-
-    async fn scan(&mut self, options: ScanOptions, between: Duration) -> Result<Scanned> {
-        let mut scan = blocking::Client::scan(self, options);
+    async fn scan(&self, options: ScanOptions, between: Duration) -> Result<Scanned> {
+        let mut client = self.0.borrow_mut();
+        let mut scan = client.scan(options);
         let (mut keys, mut batches) = (Vec::new(), 0);
         while let Some(batch) = scan.next_batch()? {
             keys.extend(batch);
@@ -319,23 +326,23 @@ impl TestClient for blocking::Client {
         })
     }
 
-    async fn refresh_slots(&mut self) -> Result<()> {
-        blocking::Client::refresh_slots(self)
+    async fn refresh_slots(&self) -> Result<()> {
+        self.0.borrow_mut().refresh_slots()
     }
 
-    fn slot_map(&self) -> Rc<SlotMap> {
-        Rc::new(blocking::Client::slot_map(self).clone())
+    fn slot_map(&self) -> Arc<SlotMap> {
+        self.0.borrow().slot_map()
     }
 
     fn connection_count(&self) -> usize {
-        blocking::Client::connection_count(self)
+        self.0.borrow().connection_count()
     }
 
     fn stats(&self) -> Stats {
-        blocking::Client::stats(self)
+        self.0.borrow().stats()
     }
 
     fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo> {
-        blocking::Client::server_info(self, node).cloned()
+        self.0.borrow().server_info(node)
     }
 }
