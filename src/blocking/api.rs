@@ -194,6 +194,7 @@ impl Client {
                     deadline_after(budget),
                     Vec::new(),
                     limits,
+                    true,
                 );
                 self.maybe_refresh();
                 results?
@@ -241,6 +242,7 @@ impl Client {
             deadline,
             vec![Some(node.clone())],
             self.cluster.limits(),
+            true,
         );
         self.maybe_refresh();
         let results = results?;

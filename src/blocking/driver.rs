@@ -188,16 +188,18 @@ impl Client {
     }
 
     /// `cmds` sent as they are (command i pinned to `pins[i]` when given), to the end.
+    /// `traced`: a caller's request, not a slot-map fetch.
     pub(super) fn run(
         &mut self,
         cmds: &[Cmd],
         deadline: Option<Instant>,
         pins: Vec<Option<NodeAddr>>,
         limits: RoundLimits,
+        traced: bool,
     ) -> Result<Vec<Result<Value>>> {
-        let mut request = self
-            .cluster
-            .plain(cmds, pins, self.pool.nodes(), deadline, limits);
+        let mut request =
+            self.cluster
+                .plain(cmds, pins, self.pool.nodes(), deadline, limits, traced);
         self.drive(&mut request, deadline);
         request.results()
     }
@@ -580,7 +582,7 @@ impl Client {
             // The group's questions are in flight together, in one submission.
             let (cmds, pins) = SlotMapFetch::questions(&group);
             let deadline = deadline_after(Some(fetch.budget()));
-            let replies = self.run(&cmds, deadline, pins, fetch.limits())?;
+            let replies = self.run(&cmds, deadline, pins, fetch.limits(), false)?;
             if let Some(map) = fetch.group_answered(&group, replies) {
                 return Ok(map);
             }

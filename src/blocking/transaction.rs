@@ -265,7 +265,8 @@ impl Client {
             deadline,
             reporter,
         )
-        .inspect_err(|_| self.cluster.counters().add_refused())?;
+        .inspect_err(|_| self.cluster.counters().add_refused())?
+        .traced(self.cluster.trace(cmds, self.pool.nodes()));
         self.cluster.counters().add_execution();
         self.drive(&mut request, deadline);
         self.maybe_refresh();

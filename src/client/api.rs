@@ -59,7 +59,14 @@ impl Client {
         let judged = crate::core::judgement::Judgement::of(command);
         let path = self.inner.cluster.borrow().path_judged(command, &judged)?;
         let results = match path {
-            Path::Single => return T::from_reply(self.query_one(command, &judged).await?),
+            // Traced, it takes the request path, whose rounds carry the spans.
+            Path::Single if !self.inner.config.telemetry => {
+                return T::from_reply(self.query_one(command, &judged).await?)
+            }
+            Path::Single => {
+                self.execute_judged(std::slice::from_ref(command), vec![judged], None)
+                    .await?
+            }
             Path::Blocking(timeout) => self.run_blocking(None, command, timeout).await?,
             Path::Request => {
                 self.execute_judged(std::slice::from_ref(command), vec![judged], None)
@@ -200,6 +207,7 @@ impl Client {
                     vec![node.clone()],
                     deadline_after(timeout),
                     RoundLimits::of(&self.inner.config),
+                    true,
                 )
                 .await?
             }

@@ -314,37 +314,42 @@ impl Client {
         let cmds = std::slice::from_ref(command);
         let deadline = deadline_after(timeout);
         let pins = node.map(|n| vec![Some(n.clone())]).unwrap_or_default();
-        let mut request = self.request(cmds, pins, deadline, RoundLimits::of(&self.inner.config));
+        let limits = RoundLimits::of(&self.inner.config);
+        let mut request = self.request(cmds, pins, deadline, limits, true);
         self.drive(&mut request, deadline, Lane::Dedicated, None)
             .await;
         request.results()
     }
 
     /// Commands sent as they are, command i to `pins[i]` when given.
+    /// `traced`: a caller's request, not a slot-map fetch.
     fn request<'a>(
         &self,
         cmds: &'a [Cmd],
         pins: Vec<Option<NodeAddr>>,
         deadline: Option<Deadline>,
         limits: RoundLimits,
+        traced: bool,
     ) -> Request<'a> {
         let pool = self.inner.pool.borrow();
         self.inner
             .cluster
             .borrow_mut()
-            .plain(cmds, pins, pool.nodes(), deadline, limits)
+            .plain(cmds, pins, pool.nodes(), deadline, limits, traced)
     }
 
-    /// Commands sent to the nodes the caller named (`targets[i]` for command i).
+    /// Commands sent to the nodes named (`targets[i]` for command i); `traced`: a
+    /// caller's request, not a slot-map fetch.
     pub(super) async fn run_pinned(
         &self,
         cmds: &[Cmd],
         targets: Vec<NodeAddr>,
         deadline: Option<Deadline>,
         limits: RoundLimits,
+        traced: bool,
     ) -> Result<Vec<Result<Value>>> {
         let pins = targets.into_iter().map(Some).collect();
-        let mut request = self.request(cmds, pins, deadline, limits);
+        let mut request = self.request(cmds, pins, deadline, limits, traced);
         self.drive(&mut request, deadline, Lane::Shared, None).await;
         request.results()
     }
@@ -572,10 +577,16 @@ impl Client {
         limits: RoundLimits,
     ) -> Result<Value> {
         let deadline = deadline_after(Some(budget));
-        self.run_pinned(&[cmd("CLUSTER").arg("SLOTS")], vec![node], deadline, limits)
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(Error::protocol("no reply")))
+        self.run_pinned(
+            &[cmd("CLUSTER").arg("SLOTS")],
+            vec![node],
+            deadline,
+            limits,
+            false,
+        )
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(Error::protocol("no reply")))
     }
 
     pub(super) async fn fetch_slot_map(&self) -> Result<SlotMap> {

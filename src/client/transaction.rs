@@ -88,7 +88,11 @@ impl Client {
             deadline,
             reporter,
         )
-        .inspect_err(|_| self.inner.counters.add_refused())?;
+        .inspect_err(|_| self.inner.counters.add_refused())?
+        .traced({
+            let pool = self.inner.pool.borrow();
+            self.inner.cluster.borrow().trace(cmds, pool.nodes())
+        });
         self.inner.counters.add_execution();
         self.drive(&mut request, deadline, Lane::Shared, None).await;
         request.results()

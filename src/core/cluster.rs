@@ -40,6 +40,7 @@ use crate::core::request::Request;
 use crate::core::round::{Effect, RoundLimits};
 use crate::core::slot::Slot;
 use crate::core::stats::Counters;
+use crate::core::telemetry::Trace;
 use crate::core::tls::TlsConfig;
 use crate::core::topology::{NodeAddr, SlotMap};
 
@@ -76,13 +77,14 @@ impl Cluster {
     /// drivers take it from the standard library's random keys, a simulation fixes it.
     pub fn new(seeds: Vec<NodeAddr>, config: Config, seed: u64) -> Cluster {
         let router = ReadRouter::new(config.read_from.clone(), seed.rotate_left(32) ^ seed);
+        let metrics = config.telemetry;
         Cluster {
             map: Arc::new(SlotMap::empty()),
             seeds,
             config: Rc::new(config),
             refresh: Refresh::new(seed),
             router,
-            counters: Rc::new(Counters::default()),
+            counters: Rc::new(Counters::new(metrics)),
         }
     }
 
@@ -201,7 +203,8 @@ impl Cluster {
             self.serial(),
             reporter,
         )
-        .reading(reads);
+        .reading(reads)
+        .traced(self.trace(cmds, nodes));
         for _ in 0..request.refused() {
             self.counters.add_refused();
         }
@@ -210,6 +213,9 @@ impl Cluster {
 
     /// Commands sent as they are, command i to `pins[i]` when given (a named node, a
     /// blocking command's key's node otherwise), with `limits`.
+    /// `traced`: a caller's request (traced when `Config::telemetry` asks), not the
+    /// client's own (a slot-map fetch).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn plain<'a>(
         &mut self,
         cmds: &'a [Cmd],
@@ -217,11 +223,31 @@ impl Cluster {
         nodes: &NodeTable,
         deadline: Option<Instant>,
         limits: RoundLimits,
+        traced: bool,
     ) -> Request<'a> {
         let reads = nodes.read_targets(&mut self.router, &self.map);
+        let trace = if traced {
+            self.trace(cmds, nodes)
+        } else {
+            None
+        };
         Request::plain(cmds, limits, deadline, self.serial())
             .pinned(pins)
             .reading(reads)
+            .traced(trace)
+    }
+
+    /// A caller's request's spans and metrics, when `Config::telemetry` asks for them (a
+    /// slot-map fetch is the client's own business and is not traced).
+    pub(crate) fn trace(&self, cmds: &[Cmd], nodes: &NodeTable) -> Option<Trace> {
+        self.config.telemetry.then(|| {
+            Trace::start(
+                cmds,
+                crate::core::telemetry::system_name(nodes.server_name()),
+                self.config.database,
+                true,
+            )
+        })
     }
 
     fn serial(&self) -> bool {

@@ -133,6 +133,10 @@ pub struct Config {
     /// each reconnect); 0, the default, sends no `SELECT`. Valkey 9 clusters started with
     /// `cluster-databases N` have databases 0 to N - 1; Redis Cluster has only 0.
     pub database: u32,
+    /// Spans and metrics after OpenTelemetry's database conventions (see
+    /// [`crate::core::telemetry`]); off by default, and free when off. Metrics need the
+    /// `metrics` feature too.
+    pub telemetry: bool,
     /// TLS for every connection (`None`: plain TCP).
     pub tls: Option<crate::core::tls::TlsConfig>,
     /// Where RESP3 push frames go (`None`: counted in `Stats::pushes` and dropped).
@@ -222,6 +226,7 @@ impl Default for Config {
             credentials: CredentialSource::None,
             client_name: None,
             database: 0,
+            telemetry: false,
             tls: None,
             push_handler: None,
             request_timeout: Some(Duration::from_secs(5)),
@@ -330,6 +335,19 @@ impl Config {
     /// ```
     pub fn database(mut self, n: u32) -> Self {
         self.database = n;
+        self
+    }
+
+    /// Sets [`Config::telemetry`]: a `tracing` span per request (`redis.request`) with a
+    /// child per node batch (`redis.batch`), and with the `metrics` feature the client's
+    /// histogram and counters, named after OpenTelemetry's database conventions.
+    ///
+    /// ```
+    /// use redis_cluster_uring::Config;
+    /// assert!(Config::default().telemetry(true).telemetry);
+    /// ```
+    pub fn telemetry(mut self, on: bool) -> Self {
+        self.telemetry = on;
         self
     }
 

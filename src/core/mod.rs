@@ -66,6 +66,7 @@ pub mod scan;
 pub mod slot;
 pub mod split;
 pub mod stats;
+pub mod telemetry;
 pub mod tls;
 pub mod topology;
 pub mod transaction;

@@ -62,12 +62,19 @@ struct NodeState {
 #[derive(Debug, Default)]
 pub struct NodeTable {
     nodes: HashMap<NodeAddr, NodeState>,
+    /// What the last handshake said the server is (`redis`, `valkey`), for telemetry.
+    server_name: Option<Box<str>>,
 }
 
 impl NodeTable {
     /// A connection to `node` is up and its handshake done: its failure count starts
     /// again, and what it said of itself is kept.
     pub fn connected(&mut self, node: &NodeAddr, info: ServerInfo, rtt: Duration) {
+        if let Some(name) = &info.server {
+            if self.server_name.as_deref() != Some(name.as_str()) {
+                self.server_name = Some(name.as_str().into());
+            }
+        }
         let state = self.nodes.entry(node.clone()).or_default();
         state.health = NodeHealth::default();
         state.info = Some((info, rtt));
@@ -95,6 +102,12 @@ impl NodeTable {
     /// How `node`'s connections have been doing.
     pub fn health(&self, node: &NodeAddr) -> NodeHealth {
         self.nodes.get(node).map(|s| s.health).unwrap_or_default()
+    }
+
+    /// What the servers say they are (`redis`, `valkey`), from the last handshake that
+    /// said.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
     }
 
     /// What `node` said of itself in its last handshake.

@@ -34,6 +34,7 @@ use crate::core::node::NodeAddr;
 use crate::core::plan::{BatchEntry, NodeBatch, ReadTarget};
 use crate::core::report::{judge_round, Reporter};
 use crate::core::round::{Effect, Next, RoundLimits, RoundReply, Rounds};
+use crate::core::telemetry::Trace;
 use crate::core::topology::SlotMap;
 use crate::core::transaction::{TxNext, TxOutcome, TxRound};
 use crate::core::value::Value;
@@ -75,6 +76,8 @@ pub(crate) struct Request<'a> {
     /// A batch was written since the last wait.
     unwaited: bool,
     reporter: Option<&'a mut Reporter>,
+    /// Spans and metrics, when `Config::telemetry` asks (see [`Trace`]).
+    trace: Option<Trace>,
 }
 
 impl std::fmt::Debug for Request<'_> {
@@ -104,7 +107,14 @@ impl<'a> Request<'a> {
             written: Vec::new(),
             unwaited: false,
             reporter,
+            trace: None,
         }
+    }
+
+    /// Traces the request: its span opens now, its batches' spans as they are written.
+    pub(crate) fn traced(mut self, trace: Option<Trace>) -> Request<'a> {
+        self.trace = trace;
+        self
     }
 
     /// `cmds` sent as they are (the caller knows none is refused, split or fanned out):
@@ -282,6 +292,9 @@ impl<'a> Request<'a> {
 
     /// What to do next.
     pub(crate) fn poll(&mut self, now: Instant, map: &SlotMap, seeds: &[NodeAddr]) -> Step {
+        if let Some(t) = &mut self.trace {
+            t.close_round(now);
+        }
         if self.unwaited && (self.serial || self.queue.is_empty()) {
             return Step::Wait;
         }
@@ -347,6 +360,9 @@ impl<'a> Request<'a> {
         if let Some(r) = self.reporter.as_deref_mut() {
             r.batch_sent(&node, entries.len(), bytes, now);
         }
+        if let Some(t) = &mut self.trace {
+            t.written(&node, entries.len(), now);
+        }
         self.written.push((node, entries));
         self.unwaited = true;
     }
@@ -386,6 +402,9 @@ impl<'a> Request<'a> {
             return;
         }
         self.queue.clear();
+        if let Some(t) = &mut self.trace {
+            t.round_ended();
+        }
         let written = std::mem::take(&mut self.written);
         match &mut self.machine {
             Machine::Rounds { rounds, .. } => {
@@ -431,8 +450,9 @@ impl<'a> Request<'a> {
 
     /// The outcome: one result per command given (a pipeline's are folded back from
     /// the expansion), or the transaction's.
-    pub(crate) fn finish(self) -> Result<TxOutcome> {
-        match self.machine {
+    pub(crate) fn finish(mut self) -> Result<TxOutcome> {
+        let trace = self.trace.take();
+        let outcome = match self.machine {
             Machine::Rounds { rounds, .. } => {
                 let results = rounds.finish();
                 Ok(TxOutcome::Done(match self.expansion {
@@ -441,7 +461,15 @@ impl<'a> Request<'a> {
                 }))
             }
             Machine::Atomic(tx) => tx.finish(),
+        };
+        if let Some(trace) = trace {
+            match &outcome {
+                Ok(TxOutcome::Done(results)) => trace.finish(Ok(results)),
+                Ok(_) => trace.finish(Ok(&[])),
+                Err(e) => trace.finish(Err(e)),
+            }
         }
+        outcome
     }
 
     /// [`Request::finish`] for a request outside a `WATCH` session, where only results

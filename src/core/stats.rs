@@ -93,6 +93,8 @@ pub(crate) struct Counters {
     pushes: Cell<u64>,
     refused: Cell<u64>,
     blocking: Cell<u64>,
+    /// Also count into the `metrics` facade (`Config::telemetry`).
+    metrics: bool,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -100,6 +102,14 @@ fn bump(c: &Cell<u64>, by: u64) {
 }
 
 impl Counters {
+    /// Counters that also feed the `metrics` facade when `metrics` is set.
+    pub(crate) fn new(metrics: bool) -> Counters {
+        Counters {
+            metrics,
+            ..Counters::default()
+        }
+    }
+
     pub(crate) fn add_write(&self, bytes: usize) {
         bump(&self.writes, 1);
         bump(&self.bytes_written, bytes as u64);
@@ -113,15 +123,27 @@ impl Counters {
     }
     pub(crate) fn add_redirect(&self) {
         bump(&self.redirects, 1);
+        if self.metrics {
+            crate::core::telemetry::counter(crate::core::telemetry::names::REDIRECTS, 1);
+        }
     }
     pub(crate) fn retries_add(&self, n: usize) {
         bump(&self.retries, n as u64);
+        if self.metrics && n > 0 {
+            crate::core::telemetry::counter(crate::core::telemetry::names::RETRIES, n as u64);
+        }
     }
     pub(crate) fn add_refresh(&self) {
         bump(&self.refreshes, 1);
+        if self.metrics {
+            crate::core::telemetry::counter(crate::core::telemetry::names::REFRESHES, 1);
+        }
     }
     pub(crate) fn add_connect(&self) {
         bump(&self.connects, 1);
+        if self.metrics {
+            crate::core::telemetry::counter(crate::core::telemetry::names::CONNECTIONS_OPENED, 1);
+        }
     }
     pub(crate) fn add_push(&self) {
         bump(&self.pushes, 1);

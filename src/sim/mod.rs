@@ -471,6 +471,7 @@ impl SimClient {
             self.pool.nodes(),
             deadline,
             limits,
+            true,
         );
         self.drive(world, &mut request, deadline);
         self.maybe_refresh(world);
@@ -902,9 +903,14 @@ impl SimClient {
         while let Some(group) = fetch.next_group() {
             let (cmds, pins) = SlotMapFetch::questions(&group);
             let deadline = Some(sim_now() + fetch.budget());
-            let mut request =
-                self.cluster
-                    .plain(&cmds, pins, self.pool.nodes(), deadline, fetch.limits());
+            let mut request = self.cluster.plain(
+                &cmds,
+                pins,
+                self.pool.nodes(),
+                deadline,
+                fetch.limits(),
+                false,
+            );
             self.drive(world, &mut request, deadline);
             if let Some(map) = fetch.group_answered(&group, request.results()?) {
                 return Ok(map);

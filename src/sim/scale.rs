@@ -1015,6 +1015,7 @@ impl<'t> Client<'t> {
                     self.pool.nodes(),
                     deadline,
                     r.fetch.limits(),
+                    false,
                 );
                 let exec = self.pool.new_exec(request.reply_slots());
                 Some(Flight {
