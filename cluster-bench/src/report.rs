@@ -5,19 +5,19 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::clients::{CaseResult, ClientKind, Workload};
+use crate::clients::{CaseResult, ClientKind, TaskRuntime, Workload, TASKS_FANOUT_MAX_K};
 
 /// One measured case, reduced to figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
-    /// `fanout`, `single-node` or `concurrent`.
+    /// `fanout`, `single-node`, `concurrent`, `tasks` or `tasks-fanout`.
     pub workload: &'static str,
     /// Client name (`uring+tls` for a TLS row).
     pub client: &'static str,
     /// Over TLS (present only then, so plain records are as before).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
-    /// Commands per pipeline (or concurrent callers).
+    /// Commands per pipeline (or concurrent callers, or tasks for `tasks`).
     pub k: usize,
     /// Injected reply delay per node.
     pub delay_ms: u64,
@@ -39,7 +39,8 @@ pub struct Record {
     /// The client's CPU time in the measured window. The user/system split comes from
     /// timer-tick samples, so below [`ROUGH_SPLIT_MS`] it is rough (see `cpu.rs`).
     pub cpu_ms: f64,
-    /// Heap allocations per command on the client thread.
+    /// Heap allocations per command on the client thread (the multi-thread workloads: in
+    /// the whole process but the delay proxy).
     pub allocs_per_cmd: f64,
     /// Failed operations.
     pub errors: u64,
@@ -71,6 +72,10 @@ pub struct Record {
     pub cpu_div_floor: Option<f64>,
     #[serde(skip)]
     kind: Option<(ClientKind, Workload)>,
+    /// The multi-thread workloads: tasks, runtime threads and workers, for the table's
+    /// title (the JSON keeps its fields).
+    #[serde(skip)]
+    runtime: Option<TaskRuntime>,
 }
 
 impl Record {
@@ -111,6 +116,7 @@ impl Record {
             p50_div_floor: None,
             cpu_div_floor: None,
             kind: Some((client, workload)),
+            runtime: r.runtime,
         }
     }
 
@@ -150,6 +156,7 @@ impl Record {
             p50_div_floor: None,
             cpu_div_floor: None,
             kind: None,
+            runtime: None,
         }
     }
 
@@ -223,6 +230,17 @@ proxy are not counted.
   makes many more (about one per command) pays more.
 ",
     );
+    if records.iter().any(|r| r.runtime.is_some()) {
+        out.push_str(
+            "
+On the multi-thread workloads (tasks, tasks-fanout) the client's work is spread over
+threads: CPU is every thread of the process but the main thread, the delay proxy and
+other cases' threads (tokio's workers, shared's redis-worker threads, the case thread
+waiting in block_on); allocs/cmd counts the allocations of every thread but the delay
+proxy; syscalls/op is empty, as the perf counter counts one thread.
+",
+        );
+    }
     if records.iter().any(Record::is_floor) {
         out.push_str(
             "
@@ -326,8 +344,16 @@ pub fn print_tables(records: &[Record]) -> String {
         groups.entry((r.delay_ms, r.workload)).or_default().push(r);
     }
     for ((delay, workload), rows) in &groups {
-        let unit = if *workload == "concurrent" { "C" } else { "K" };
-        let _ = writeln!(out, "\n## {workload}, injected delay {delay} ms");
+        let unit = if matches!(*workload, "concurrent" | "tasks") {
+            "C"
+        } else {
+            "K"
+        };
+        let _ = writeln!(
+            out,
+            "\n## {workload}{}, injected delay {delay} ms",
+            about_tasks(workload, rows)
+        );
         let _ = writeln!(
             out,
             "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | user ns/cmd | sys ns/cmd | allocs/cmd | syscalls/op | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer | p50 ÷ floor | CPU ÷ floor |"
@@ -418,6 +444,33 @@ pub fn print_tables(records: &[Record]) -> String {
         }
     }
     out
+}
+
+/// What a multi-thread workload's table title says of how it ran: tasks, runtime threads,
+/// `shared`'s workers. Empty for the other workloads.
+fn about_tasks(workload: &str, rows: &[&Record]) -> String {
+    let Some(runtime) = rows.iter().find_map(|r| r.runtime) else {
+        return String::new();
+    };
+    let workers = rows
+        .iter()
+        .find_map(|r| r.runtime.and_then(|rt| rt.workers))
+        .map_or(String::new(), |w| {
+            format!(
+                " (shared: {w} worker thread{})",
+                if w == 1 { "" } else { "s" }
+            )
+        });
+    let each = match workload {
+        "tasks" => "a GET of its own key".to_string(),
+        _ => format!("the fan-out pipeline of K commands (K up to {TASKS_FANOUT_MAX_K})"),
+    };
+    format!(
+        ": {} tokio tasks on a multi-thread runtime of {} thread{}{workers}, each in a loop of {each}",
+        runtime.tasks,
+        runtime.threads,
+        if runtime.threads == 1 { "" } else { "s" },
+    )
 }
 
 /// For every row measured both over TLS and plain TCP (same servers, same run): the two
