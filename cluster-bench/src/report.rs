@@ -271,11 +271,100 @@ fn ratio(a: f64, b: Option<f64>) -> String {
     }
 }
 
-/// Prints one table per (delay, workload), then the fan-out ÷ single-node ratios.
 /// The bench's answer in plain words, before the tables: for the fan-out pipeline (the
 /// middle K run, no injected delay), the default client (`ring`) against the serial mode,
-/// the fastest peer and the floor. `None` when the run has no such case or no `ring` row.
+/// the fastest peer and the floor; and for tasks on a multi-thread runtime, `shared`
+/// against the issue's targets. `None` when the run has neither.
 pub fn verdict(records: &[Record]) -> Option<String> {
+    let parts: Vec<String> = [fanout_verdict(records), tasks_verdict(records)]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!parts.is_empty()).then(|| parts.concat())
+}
+
+/// A figure's target: at most `at_most` times the better peer's.
+struct Target {
+    name: &'static str,
+    unit: &'static str,
+    figure: fn(&Record) -> f64,
+    at_most: f64,
+}
+
+/// The targets `shared` has on the `tasks` workload against the better peer: CPU per
+/// command at most 0.7x, p50 and p99 no worse.
+const TASKS_TARGETS: [Target; 3] = [
+    Target {
+        name: "CPU per command",
+        unit: "ns",
+        figure: |r| r.cpu_ns_per_cmd,
+        at_most: 0.7,
+    },
+    Target {
+        name: "p50",
+        unit: "µs",
+        figure: |r| r.p50_us,
+        at_most: 1.0,
+    },
+    Target {
+        name: "p99",
+        unit: "µs",
+        figure: |r| r.p99_us,
+        at_most: 1.0,
+    },
+];
+
+/// One line: on `tasks` (plain TCP) at the run's first delay, `shared` against the better
+/// of redis-rs and fred on each figure (the lower CPU, the lower p50, the lower p99), each
+/// ratio with its target, met or missed (judged on the ratio as printed). `None` without
+/// a `shared` row or a peer's.
+fn tasks_verdict(records: &[Record]) -> Option<String> {
+    let tasks: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.workload == "tasks" && !r.tls)
+        .collect();
+    let delay = tasks.iter().map(|r| r.delay_ms).min()?;
+    let case: Vec<&Record> = tasks.into_iter().filter(|r| r.delay_ms == delay).collect();
+    let ours = case.iter().copied().find(|r| r.client == "shared")?;
+    let peers: Vec<&Record> = case
+        .iter()
+        .copied()
+        .filter(|r| matches!(r.client, "redis-rs" | "fred"))
+        .collect();
+    let names: Vec<&str> = peers.iter().map(|r| r.client).collect();
+    let figures: Vec<String> = TASKS_TARGETS
+        .iter()
+        .map(|t| {
+            let figure = t.figure;
+            let peer = peers
+                .iter()
+                .copied()
+                .min_by(|a, b| figure(a).total_cmp(&figure(b)))?;
+            let ratio = figure(ours) / figure(peer);
+            let met = (ratio * 100.0).round() / 100.0 <= t.at_most;
+            Some(format!(
+                "{} {:.0} against {:.0} {} ({}), {ratio:.2}x (target ≤ {:.1}: {})",
+                t.name,
+                figure(ours),
+                figure(peer),
+                t.unit,
+                peer.client,
+                t.at_most,
+                if met { "met" } else { "missed" }
+            ))
+        })
+        .collect::<Option<_>>()?;
+    Some(format!(
+        "Verdict ({} tokio tasks issuing GETs on a multi-thread runtime, {delay} ms injected \
+         delay; `shared` is this library's SharedClient) against the better of {}: {}\n",
+        ours.k,
+        names.join(" and "),
+        figures.join("; ")
+    ))
+}
+
+/// The fan-out part of [`verdict`].
+fn fanout_verdict(records: &[Record]) -> Option<String> {
     let fanout: Vec<&Record> = records
         .iter()
         .filter(|r| r.workload == "fanout" && !r.tls)
@@ -337,6 +426,7 @@ pub fn verdict(records: &[Record]) -> Option<String> {
     Some(out)
 }
 
+/// Prints one table per (delay, workload), then the fan-out ÷ single-node ratios.
 pub fn print_tables(records: &[Record]) -> String {
     let mut out = String::new();
     let mut groups: BTreeMap<(u64, &str), Vec<&Record>> = BTreeMap::new();
@@ -587,6 +677,84 @@ mod tests {
             !verdict.contains("peer") && !verdict.contains("serial") && !verdict.contains("floor"),
             "{verdict}"
         );
+    }
+
+    #[test]
+    fn the_tasks_verdict_holds_shared_to_the_better_peer_on_each_figure_at_the_first_delay() {
+        let tasks = |client, delay_ms, p50, p99, cpu| {
+            let mut r = Record::sample("tasks", client, 64, delay_ms, p50, cpu, 0.0);
+            r.p99_us = p99;
+            r
+        };
+        let mut records = vec![
+            // At 0 ms: fred has the lower CPU and p50, redis-rs the lower p99.
+            tasks("shared", 0, 100.0, 300.0, 2600.0),
+            tasks("redis-rs", 0, 120.0, 280.0, 5000.0),
+            tasks("fred", 0, 90.0, 400.0, 4000.0),
+            // A later delay, where every target is met, is not the one judged.
+            tasks("shared", 1, 1000.0, 1000.0, 1000.0),
+            tasks("redis-rs", 1, 2000.0, 2000.0, 5000.0),
+            tasks("fred", 1, 2000.0, 2000.0, 5000.0),
+            // Nor a TLS row.
+            tasks("shared+tls", 0, 1.0, 1.0, 1.0),
+        ];
+        records[6].tls = true;
+        let verdict = verdict(&records).unwrap();
+        assert_eq!(verdict.lines().count(), 1, "{verdict}");
+        assert!(
+            verdict.contains("64 tokio tasks issuing GETs on a multi-thread runtime, 0 ms"),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("against the better of redis-rs and fred"),
+            "{verdict}"
+        );
+        assert!(
+            verdict
+                .contains("CPU per command 2600 against 4000 ns (fred), 0.65x (target ≤ 0.7: met)"),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("p50 100 against 90 µs (fred), 1.11x (target ≤ 1.0: missed)"),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("p99 300 against 280 µs (redis-rs), 1.07x (target ≤ 1.0: missed)"),
+            "{verdict}"
+        );
+        // Judged as printed: 0.704 shows as 0.70, and meets 0.7.
+        records[0].cpu_ns_per_cmd = 2816.0;
+        assert!(
+            super::verdict(&records)
+                .unwrap()
+                .contains("0.70x (target ≤ 0.7: met)"),
+            "{verdict}"
+        );
+        // One peer: the line names it alone; none, or no shared row: no line.
+        let one_peer: Vec<Record> = records
+            .iter()
+            .filter(|r| r.client != "fred")
+            .cloned()
+            .collect();
+        let verdict = super::verdict(&one_peer).unwrap();
+        assert!(verdict.contains("the better of redis-rs:"), "{verdict}");
+        let alone: Vec<Record> = records
+            .iter()
+            .filter(|r| r.client.starts_with("shared"))
+            .cloned()
+            .collect();
+        assert!(super::verdict(&alone).is_none());
+        let no_shared: Vec<Record> = records
+            .iter()
+            .filter(|r| !r.client.starts_with("shared"))
+            .cloned()
+            .collect();
+        assert!(super::verdict(&no_shared).is_none());
+        // Beside the fan-out verdict, after it.
+        records.push(case("ring", 16, 0, 100.0, 700.0));
+        let both = super::verdict(&records).unwrap();
+        assert!(both.starts_with("Verdict (fan-out"), "{both}");
+        assert!(both.contains("\nVerdict (64 tokio tasks"), "{both}");
     }
 
     fn case(client: &'static str, k: usize, delay_ms: u64, p50: f64, cpu: f64) -> Record {
