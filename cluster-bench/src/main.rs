@@ -117,7 +117,9 @@ struct Args {
     /// pipelines until --duration ends; exits non-zero on any mismatch.
     #[arg(long)]
     verify: bool,
-    /// Thread-per-core scaling: run the ring engine's fan-out on 1 and on N threads, one client each.
+    /// Thread scaling: run the ring engine's fan-out on 1 and on N threads, one client each;
+    /// and the `tasks` workload through SharedClient with 1 and with N workers, on a tokio
+    /// runtime of N threads both times.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Primaries of the local cluster the bench starts.
@@ -575,7 +577,12 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             }
         }
     }
-    let total = (cases.len() * delays.len()) as u64 + if args.threads > 1 { 4 } else { 0 };
+    let total = (cases.len() * delays.len()) as u64
+        + if args.threads > 1 {
+            SCALING_STEPS as u64
+        } else {
+            0
+        };
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?,
@@ -632,6 +639,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             scaling = Some(thread_scaling(
                 &target.variants[0],
                 args.threads,
+                args.concurrency,
                 duration,
                 &bar,
             )?);
@@ -777,14 +785,34 @@ fn redis_version() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The cases [`thread_scaling`] runs: ring and ring-first on 1 and N threads, shared with
+/// 1 and N workers.
+const SCALING_STEPS: usize = 6;
+
 /// Fan-out K=128 on 1 thread, then on `threads` threads with one client each, for the
-/// ring engine with each of its waits.
+/// ring engine with each of its waits; then the `tasks` workload (`tasks` tokio tasks
+/// issuing GETs) through `SharedClient` with 1 worker and with `threads` workers, on a
+/// runtime of `threads` threads both times.
 fn thread_scaling(
     variant: &Variant,
     threads: usize,
+    tasks: usize,
     duration: Duration,
     bar: &ProgressBar,
 ) -> Result<String, String> {
+    let spec = |client, workload, k| CaseSpec {
+        client,
+        workload,
+        k,
+        tasks,
+        runtime_threads: Some(threads),
+        workers: None,
+        seeds: variant.seeds.clone(),
+        tls: variant.tls.clone(),
+        warmup: Duration::from_millis(200),
+        duration,
+        syscalls: Err("not counted in the scaling table".into()),
+    };
     let mut line = String::from(
         "\n## thread-per-core scaling (the ring engine, gathering and waking at the first completion; fanout K=128)\n| client | threads | cmds/s | ÷ 1 thread |\n|---|---:|---:|---:|\n",
     );
@@ -794,19 +822,7 @@ fn thread_scaling(
             bar.set_message(format!("thread scaling: {client} on {n} threads"));
             let handles: Vec<_> = (0..n)
                 .map(|_| {
-                    let spec = CaseSpec {
-                        client,
-                        workload: Workload::Fanout,
-                        k: 128,
-                        tasks: 64,
-                        runtime_threads: None,
-                        workers: None,
-                        seeds: variant.seeds.clone(),
-                        tls: variant.tls.clone(),
-                        warmup: Duration::from_millis(200),
-                        duration,
-                        syscalls: Err("not counted in the scaling table".into()),
-                    };
+                    let spec = spec(client, Workload::Fanout, 128);
                     std::thread::spawn(move || run_case(spec))
                 })
                 .collect();
@@ -826,6 +842,28 @@ fn thread_scaling(
             ));
             bar.inc(1);
         }
+    }
+    line.push_str(&format!(
+        "\n## SharedClient worker scaling (tasks: {tasks} tokio tasks issuing GETs, on a runtime of {threads} threads both times)\n| client | workers | cmds/s | ÷ 1 worker | failed ops |\n|---|---:|---:|---:|---:|\n",
+    ));
+    let mut single = 0.0;
+    for workers in [1, threads] {
+        bar.set_message(format!("thread scaling: shared with {workers} workers"));
+        let spec = CaseSpec {
+            workers: Some(workers),
+            ..spec(ClientKind::Shared, Workload::Tasks, tasks)
+        };
+        let r = run_case(spec)?;
+        let rate = r.commands as f64 / r.elapsed.as_secs_f64();
+        if workers == 1 {
+            single = rate;
+        }
+        line.push_str(&format!(
+            "| shared | {workers} | {rate:.0} | {:.2} | {} |\n",
+            rate / single.max(1.0),
+            r.errors
+        ));
+        bar.inc(1);
     }
     Ok(line)
 }
