@@ -66,7 +66,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fanout,single-node,concurrent"
+        default_value = "fanout,single-node,concurrent,tasks,tasks-fanout"
     )]
     workloads: Vec<String>,
     /// Concurrent callers on one thread for the `concurrent` workload, and tokio tasks for
