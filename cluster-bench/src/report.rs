@@ -354,11 +354,14 @@ fn tasks_verdict(records: &[Record]) -> Option<String> {
             ))
         })
         .collect::<Option<_>>()?;
+    let against = match names[..] {
+        [one] => format!("against {one}, the only peer run"),
+        _ => format!("against the better of {}", names.join(" and ")),
+    };
     Some(format!(
         "Verdict ({} tokio tasks issuing GETs on a multi-thread runtime, {delay} ms injected \
-         delay; `shared` is this library's SharedClient) against the better of {}: {}\n",
+         delay; `shared` is this library's SharedClient) {against}: {}\n",
         ours.k,
-        names.join(" and "),
         figures.join("; ")
     ))
 }
@@ -737,7 +740,10 @@ mod tests {
             .cloned()
             .collect();
         let verdict = super::verdict(&one_peer).unwrap();
-        assert!(verdict.contains("the better of redis-rs:"), "{verdict}");
+        assert!(
+            verdict.contains("against redis-rs, the only peer run:"),
+            "{verdict}"
+        );
         let alone: Vec<Record> = records
             .iter()
             .filter(|r| r.client.starts_with("shared"))
