@@ -1,5 +1,8 @@
 //! The clients under test, each driven the way its users drive it, one case at a time on
 //! a fresh thread (so per-thread CPU and allocation counters see only that client).
+//!
+//! The multi-thread workloads (`tasks`, `tasks-fanout`) start a tokio multi-thread runtime
+//! on that thread and are measured in `tasks.rs`.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -43,12 +46,16 @@ pub enum ClientKind {
     /// `Ring` whose loop wakes at the first completion (`RingWait::First`) instead of
     /// gathering every expected one: less CPU, for cores shared with other work.
     RingFirst,
+    /// This library's `SharedClient` (one handle cloned into every task, N worker threads
+    /// each with its own client on its own ring), on a tokio multi-thread runtime: the
+    /// multi-thread workloads only.
+    Shared,
 }
 
 impl ClientKind {
     /// Every client, in table order (a new one goes last: its place is its colour in
     /// the figures).
-    pub const ALL: [ClientKind; 11] = [
+    pub const ALL: [ClientKind; 12] = [
         ClientKind::Ring,
         ClientKind::Uring,
         ClientKind::Epoll,
@@ -60,6 +67,7 @@ impl ClientKind {
         ClientKind::Floor,
         ClientKind::Compio,
         ClientKind::RingFirst,
+        ClientKind::Shared,
     ];
 
     /// The name used on the command line and in reports.
@@ -76,6 +84,7 @@ impl ClientKind {
             ClientKind::Floor => "floor",
             ClientKind::Compio => "compio",
             ClientKind::RingFirst => "ring-first",
+            ClientKind::Shared => "shared",
         }
     }
 
@@ -101,6 +110,7 @@ impl ClientKind {
             ClientKind::Floor => "floor+tls",
             ClientKind::Compio => "compio+tls",
             ClientKind::RingFirst => "ring-first+tls",
+            ClientKind::Shared => "shared+tls",
         }
     }
 
@@ -113,11 +123,26 @@ impl ClientKind {
         if self == ClientKind::Floor {
             return crate::floor::unsupported(workload.unwrap_or(Workload::Fanout), tls);
         }
-        match (self, workload) {
-            (
-                ClientKind::RedisRsSync | ClientKind::Serial | ClientKind::Blocking,
-                Some(Workload::Concurrent),
-            ) => Some("a blocking client has no concurrent callers"),
+        // Past TLS, every client runs some workload.
+        let workload = workload?;
+        match self {
+            ClientKind::Shared if !workload.on_tasks() => Some(
+                "it is for tasks on a multi-thread runtime (tasks, tasks-fanout); on one \
+                 thread this library is the `ring` row",
+            ),
+            ClientKind::Shared | ClientKind::RedisRs | ClientKind::Fred => None,
+            ClientKind::RedisRsSync if workload.on_tasks() => Some(
+                "a blocking connection: each task would block a runtime thread; redis-rs's \
+                 row here is its async connection",
+            ),
+            _ if workload.on_tasks() => {
+                Some("a single-threaded client: `shared` is this library on a multi-thread runtime")
+            }
+            ClientKind::RedisRsSync | ClientKind::Serial | ClientKind::Blocking
+                if workload == Workload::Concurrent =>
+            {
+                Some("a blocking client has no concurrent callers")
+            }
             _ => None,
         }
     }
@@ -146,23 +171,46 @@ pub enum Workload {
     SingleNode,
     /// C callers on one thread, each issuing single GETs.
     Concurrent,
+    /// C tasks on a tokio multi-thread runtime, each issuing single GETs of its own key.
+    Tasks,
+    /// C tasks on a tokio multi-thread runtime, each running the fan-out pipeline of K
+    /// commands (K up to [`TASKS_FANOUT_MAX_K`]).
+    TasksFanout,
 }
 
+/// The largest K `tasks-fanout` runs: 64 tasks with 1024 commands each in flight is
+/// another benchmark (a bulk load), not a service's tasks.
+pub const TASKS_FANOUT_MAX_K: usize = 128;
+
 impl Workload {
+    /// Every workload, in the order of `--help`.
+    pub const ALL: [Workload; 5] = [
+        Workload::Fanout,
+        Workload::SingleNode,
+        Workload::Concurrent,
+        Workload::Tasks,
+        Workload::TasksFanout,
+    ];
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Workload::Fanout => "fanout",
             Workload::SingleNode => "single-node",
             Workload::Concurrent => "concurrent",
+            Workload::Tasks => "tasks",
+            Workload::TasksFanout => "tasks-fanout",
         }
     }
 
     /// Parses a name from the command line.
     pub fn parse(s: &str) -> Option<Workload> {
-        [Workload::Fanout, Workload::SingleNode, Workload::Concurrent]
-            .into_iter()
-            .find(|w| w.name() == s)
+        Workload::ALL.into_iter().find(|w| w.name() == s)
+    }
+
+    /// Whether it runs as tokio tasks on a multi-thread runtime (see `tasks.rs`).
+    pub fn on_tasks(self) -> bool {
+        matches!(self, Workload::Tasks | Workload::TasksFanout)
     }
 }
 
@@ -202,8 +250,16 @@ pub struct CaseSpec {
     pub client: ClientKind,
     /// What.
     pub workload: Workload,
-    /// Commands per pipeline (fanout, single-node) or concurrent callers (concurrent).
+    /// Commands per pipeline (fanout, single-node, tasks-fanout) or concurrent callers
+    /// (concurrent, tasks).
     pub k: usize,
+    /// Tokio tasks of the multi-thread workloads (for `tasks`, equal to `k`).
+    pub tasks: usize,
+    /// Worker threads of their tokio runtime (`None`: `available_parallelism` at case
+    /// time, which `--pin` narrows to one).
+    pub runtime_threads: Option<usize>,
+    /// `SharedClient`'s worker threads (`None`: its default, one per CPU it may use).
+    pub workers: Option<usize>,
     /// Cluster seeds, `host:port` or `redis://` / `rediss://` URLs.
     pub seeds: Vec<String>,
     /// TLS to every node (`None`: plain TCP).
@@ -230,7 +286,8 @@ pub struct CaseResult {
     pub elapsed: Duration,
     /// The client's CPU in the window: its case thread and any helper threads.
     pub cpu: CpuTime,
-    /// Heap allocations by the client thread in the window.
+    /// Heap allocations by the client thread in the window (the multi-thread workloads:
+    /// by every thread of the process but the delay proxy).
     pub allocations: u64,
     /// For this library: socket writes and reads in the window, and operations.
     pub io: Option<(u64, u64, u64)>,
@@ -241,9 +298,24 @@ pub struct CaseResult {
     pub ops: u64,
     /// On the ring engine: its loop turns in the window.
     pub turns: Option<u64>,
+    /// The multi-thread workloads: the tasks and threads that ran them.
+    pub runtime: Option<TaskRuntime>,
 }
 
-/// Keys of a pipeline: spread over all slots, or all behind one hash tag.
+/// How a multi-thread case ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskRuntime {
+    /// Tokio tasks, each in a closed loop.
+    pub tasks: usize,
+    /// The runtime's worker threads.
+    pub threads: usize,
+    /// `SharedClient`'s worker threads (other clients: `None`).
+    pub workers: Option<usize>,
+}
+
+/// Keys of a pipeline (spread over all slots, or all behind one hash tag), or of the
+/// concurrent callers and tasks: `bench:0` to `bench:{k-1}`, which `tasks` reads one per
+/// task.
 pub fn keys(workload: Workload, k: usize) -> Vec<String> {
     (0..k)
         .map(|i| match workload {
@@ -278,6 +350,26 @@ pub fn pipeline_args(workload: Workload, k: usize) -> Vec<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// The fan-out (or single-node) pipeline as this library's `Pipeline`, failing on the
+/// first error.
+pub fn our_pipeline(workload: Workload, k: usize) -> redis_cluster_uring::Pipeline {
+    let mut pipe = redis_cluster_uring::Pipeline::with_capacity(k);
+    for (i, key) in keys(workload, k).iter().enumerate() {
+        if is_get(i) {
+            pipe.get(key.as_str());
+        } else {
+            pipe.set(key.as_str(), VALUE);
+        }
+    }
+    pipe.raise_on_error(true);
+    pipe
+}
+
+/// A latency histogram for one case (or one task): 1 µs to 60 s, 3 significant digits.
+pub fn latency_histogram() -> Result<Histogram<u64>, String> {
+    Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).map_err(|e| e.to_string())
+}
+
 /// Runs a case on a new thread and waits for it.
 pub fn run_case(spec: CaseSpec) -> Result<CaseResult, String> {
     std::thread::Builder::new()
@@ -289,6 +381,9 @@ pub fn run_case(spec: CaseSpec) -> Result<CaseResult, String> {
 }
 
 fn run_on_this_thread(spec: &CaseSpec) -> Result<CaseResult, String> {
+    if spec.workload.on_tasks() {
+        return crate::tasks::run(spec);
+    }
     match spec.client {
         ClientKind::Uring => ours(spec, redis_cluster_uring::Engine::IoUring, false),
         ClientKind::Epoll => ours(spec, redis_cluster_uring::Engine::Epoll, false),
@@ -302,6 +397,7 @@ fn run_on_this_thread(spec: &CaseSpec) -> Result<CaseResult, String> {
         ClientKind::RedisRsSync => redis_rs_sync(spec),
         ClientKind::Fred => fred_client(spec),
         ClientKind::Floor => floor(spec),
+        ClientKind::Shared => Err("shared runs the multi-thread workloads only".into()),
     }
 }
 
@@ -317,9 +413,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let latency = RefCell::new(
-        Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).map_err(|e| e.to_string())?,
-    );
+    let latency = RefCell::new(latency_histogram()?);
     let errors = RefCell::new(0u64);
     let ops = RefCell::new(0u64);
     let first_error = RefCell::new(None::<String>);
@@ -393,6 +487,7 @@ where
         syscalls,
         ops,
         turns,
+        runtime: None,
     })
 }
 
@@ -401,7 +496,7 @@ fn ours(
     engine: redis_cluster_uring::Engine,
     serial: bool,
 ) -> Result<CaseResult, String> {
-    use redis_cluster_uring::{cmd, Client, Config, Execution, Pipeline};
+    use redis_cluster_uring::{cmd, Client, Config, Execution};
     let outcome = redis_cluster_uring::engine::start_with(engine, async {
         if spec.client == ClientKind::RingFirst {
             redis_cluster_uring::engine::set_ring_wait(
@@ -433,15 +528,7 @@ fn ours(
                 .await?
             }
             _ => {
-                let mut pipe = Pipeline::with_capacity(spec.k);
-                for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
-                    if is_get(i) {
-                        pipe.get(key.as_str());
-                    } else {
-                        pipe.set(key.as_str(), VALUE);
-                    }
-                }
-                pipe.raise_on_error(true);
+                let pipe = our_pipeline(spec.workload, spec.k);
                 measure(spec, 1, spec.k as u64, || async {
                     client
                         .execute(&pipe)
@@ -466,7 +553,7 @@ fn ours(
 /// `blocking::Client`: the same pipeline as `ours`, each `execute` one submission and
 /// one wait on the client's own ring.
 fn ours_blocking(spec: &CaseSpec) -> Result<CaseResult, String> {
-    use redis_cluster_uring::{blocking, Config, Pipeline};
+    use redis_cluster_uring::{blocking, Config};
     if spec.workload == Workload::Concurrent {
         return Err("a blocking client has no concurrent callers".into());
     }
@@ -476,15 +563,7 @@ fn ours_blocking(spec: &CaseSpec) -> Result<CaseResult, String> {
     }
     let client =
         RefCell::new(blocking::Client::connect(&spec.seeds, config).map_err(|e| e.to_string())?);
-    let mut pipe = Pipeline::with_capacity(spec.k);
-    for (i, key) in keys(spec.workload, spec.k).iter().enumerate() {
-        if is_get(i) {
-            pipe.get(key.as_str());
-        } else {
-            pipe.set(key.as_str(), VALUE);
-        }
-    }
-    pipe.raise_on_error(true);
+    let pipe = our_pipeline(spec.workload, spec.k);
     // As for redis-rs's blocking client: each op blocks this thread.
     futures::executor::block_on(measure(spec, 1, spec.k as u64, || {
         let outcome = client
@@ -534,7 +613,7 @@ fn redis_nodes(spec: &CaseSpec) -> Vec<String> {
 }
 
 /// redis-rs's cluster client for the case: URLs (with their credentials), TLS trust.
-fn redis_cluster_client(spec: &CaseSpec) -> Result<redis::cluster::ClusterClient, String> {
+pub fn redis_cluster_client(spec: &CaseSpec) -> Result<redis::cluster::ClusterClient, String> {
     use redis::cluster::ClusterClient;
     use redis::io::tcp::TcpSettings;
     let mut builder = ClusterClient::builder(redis_nodes(spec))
@@ -577,35 +656,43 @@ fn redis_rs_async(spec: &CaseSpec) -> Result<CaseResult, String> {
             _ => {
                 // Its cluster pipeline refuses keys in several slots, so the usual
                 // workaround: K single commands in flight at once.
-                let cmds: Vec<redis::Cmd> = keys(spec.workload, spec.k)
-                    .iter()
-                    .enumerate()
-                    .map(|(i, key)| {
-                        if is_get(i) {
-                            redis::cmd("GET").arg(key).clone()
-                        } else {
-                            redis::cmd("SET").arg(key).arg(VALUE).clone()
-                        }
-                    })
-                    .collect();
-                measure(spec, 1, spec.k as u64, || {
-                    let conn = conn.clone();
-                    let cmds = &cmds;
-                    async move {
-                        let all = cmds.iter().map(|c| {
-                            let mut conn = conn.clone();
-                            async move { c.query_async::<redis::Value>(&mut conn).await }
-                        });
-                        for r in futures::future::join_all(all).await {
-                            r.map_err(|e| e.to_string())?;
-                        }
-                        Ok(())
-                    }
-                })
-                .await
+                let cmds = redis_commands(spec.workload, spec.k);
+                measure(spec, 1, spec.k as u64, || redis_join_all(&conn, &cmds)).await
             }
         }
     })
+}
+
+/// The fan-out (or single-node) pipeline's commands for redis-rs, as single commands:
+/// its async cluster pipeline refuses keys in several slots, so its users send K single
+/// commands at once ([`redis_join_all`]).
+pub fn redis_commands(workload: Workload, k: usize) -> Vec<redis::Cmd> {
+    keys(workload, k)
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            if is_get(i) {
+                redis::cmd("GET").arg(key).clone()
+            } else {
+                redis::cmd("SET").arg(key).arg(VALUE).clone()
+            }
+        })
+        .collect()
+}
+
+/// `cmds` in flight at once on clones of `conn`, joined: redis-rs's fan-out.
+pub async fn redis_join_all(
+    conn: &redis::cluster_async::ClusterConnection,
+    cmds: &[redis::Cmd],
+) -> Result<(), String> {
+    let all = cmds.iter().map(|c| {
+        let mut conn = conn.clone();
+        async move { c.query_async::<redis::Value>(&mut conn).await }
+    });
+    for r in futures::future::join_all(all).await {
+        r.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn redis_rs_sync(spec: &CaseSpec) -> Result<CaseResult, String> {
@@ -636,34 +723,8 @@ fn redis_rs_sync(spec: &CaseSpec) -> Result<CaseResult, String> {
 
 fn fred_client(spec: &CaseSpec) -> Result<CaseResult, String> {
     use fred::prelude::*;
-    if spec.tls.is_some() {
-        return Err("fred is built without TLS here".into());
-    }
-    let parsed = spec
-        .seeds
-        .iter()
-        .map(|s| seeds::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
     current_thread_runtime()?.block_on(async {
-        let hosts: Vec<(String, u16)> = parsed.iter().map(|s| (s.host.clone(), s.port)).collect();
-        // Credentials from the first URL that has some (the client refuses differing ones).
-        let auth = parsed.iter().find(|s| s.password.is_some());
-        let config = Config {
-            server: ServerConfig::new_clustered(hosts),
-            username: auth.and_then(|s| s.username.clone()),
-            password: auth.and_then(|s| s.password.clone()),
-            ..Config::default()
-        };
-        let client = Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.tcp = TcpConfig {
-                    nodelay: Some(true),
-                    ..TcpConfig::default()
-                };
-            })
-            .build()
-            .map_err(|e| e.to_string())?;
-        client.init().await.map_err(|e| e.to_string())?;
+        let client = fred_connect(spec).await?;
         let result = match spec.workload {
             Workload::Concurrent => {
                 measure(spec, spec.k, 1, || async {
@@ -677,25 +738,62 @@ fn fred_client(spec: &CaseSpec) -> Result<CaseResult, String> {
             }
             _ => {
                 let keys = keys(spec.workload, spec.k);
-                measure(spec, 1, spec.k as u64, || async {
-                    let pipe = client.pipeline();
-                    for (i, key) in keys.iter().enumerate() {
-                        let queued: Result<(), Error> = if is_get(i) {
-                            pipe.get(key.as_str()).await
-                        } else {
-                            pipe.set(key.as_str(), VALUE, None, None, false).await
-                        };
-                        queued.map_err(|e| e.to_string())?;
-                    }
-                    pipe.all::<Vec<Value>>()
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                })
-                .await
+                measure(spec, 1, spec.k as u64, || fred_pipeline(&client, &keys)).await
             }
         };
         let _ = client.quit().await;
         result
     })
+}
+
+/// A connected fred cluster client for the case, on the current tokio runtime.
+pub async fn fred_connect(spec: &CaseSpec) -> Result<fred::clients::Client, String> {
+    use fred::prelude::*;
+    if spec.tls.is_some() {
+        return Err("fred is built without TLS here".into());
+    }
+    let parsed = spec
+        .seeds
+        .iter()
+        .map(|s| seeds::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hosts: Vec<(String, u16)> = parsed.iter().map(|s| (s.host.clone(), s.port)).collect();
+    // Credentials from the first URL that has some (the client refuses differing ones).
+    let auth = parsed.iter().find(|s| s.password.is_some());
+    let config = Config {
+        server: ServerConfig::new_clustered(hosts),
+        username: auth.and_then(|s| s.username.clone()),
+        password: auth.and_then(|s| s.password.clone()),
+        ..Config::default()
+    };
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.tcp = TcpConfig {
+                nodelay: Some(true),
+                ..TcpConfig::default()
+            };
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    client.init().await.map_err(|e| e.to_string())?;
+    Ok(client)
+}
+
+/// The fan-out pipeline (GETs and SETs of `keys`, see [`is_get`]) through fred's
+/// `pipeline()`, one per operation.
+pub async fn fred_pipeline(client: &fred::clients::Client, keys: &[String]) -> Result<(), String> {
+    use fred::prelude::*;
+    let pipe = client.pipeline();
+    for (i, key) in keys.iter().enumerate() {
+        let queued: Result<(), Error> = if is_get(i) {
+            pipe.get(key.as_str()).await
+        } else {
+            pipe.set(key.as_str(), VALUE, None, None, false).await
+        };
+        queued.map_err(|e| e.to_string())?;
+    }
+    pipe.all::<Vec<Value>>()
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }

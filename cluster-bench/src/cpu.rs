@@ -13,6 +13,11 @@
 //! threads themselves. A helper that starts and exits inside the window is missed; in
 //! practice they sit idle while a case is measured.
 //!
+//! On the multi-thread workloads (`tasks.rs`) the case thread only waits in `block_on`,
+//! and the client's work is on such helpers: tokio's worker threads and `SharedClient`'s
+//! `redis-worker-*` threads, all counted the same way (each runtime is shut down at the
+//! end of its case, so none lingers into the next).
+//!
 //! So `user + system` is the figure `cpu_ns_per_cmd` always reported, by construction.
 
 use std::ops::Sub;

@@ -3,9 +3,10 @@
 //!
 //! Both figures are small multiples of the fan-out workload. Each client keeps one colour
 //! in every panel and in both figures (and one marker shape on the latency lines), taken
-//! from its place in `ClientKind::ALL`: a client added there gets the next pair, and ten
-//! colours and four shapes give twenty distinct pairs. A TLS row is its client's colour,
-//! dashed. The legend is a row above the panels, clear of the data.
+//! from its place in `ClientKind::ALL`: a client added there gets the next pair. There is
+//! a colour for every client and two to spare, and thirteen colours and four shapes give
+//! 52 distinct pairs. A TLS row is its client's colour, dashed. The legend is a row above
+//! the panels, clear of the data.
 //!
 //! - [`latency_svg`]: one panel per injected delay (three to a row, four as two by two):
 //!   p50 latency of a pipeline by K, log-log (K grows by factors, and so does latency at
@@ -21,12 +22,12 @@ use std::fmt::Write as _;
 use crate::clients::ClientKind;
 use crate::report::Record;
 
-/// Colours that stay apart from each other (Tableau 10 and a cyan): one per client, and
-/// a count prime to the four markers, so that colour and marker repeat together only
-/// after 44 series.
-const PALETTE: [&str; 11] = [
+/// Colours that stay apart from each other (Tableau 10, a cyan, an indigo and a near
+/// black): one per client with room to spare, and a count prime to the four markers, so
+/// that colour and marker repeat together only after 52 series.
+const PALETTE: [&str; 13] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac", "#17becf",
+    "#9c755f", "#bab0ac", "#17becf", "#3b3b98", "#333333",
 ];
 
 /// Font sizes and an estimate of a character's width at `FONT` for laying out text.
@@ -41,7 +42,7 @@ struct Series {
     colour: &'static str,
     /// Marker shape index (0 circle, 1 square, 2 triangle, 3 diamond): clients next to
     /// each other differ in shape too, which tells apart points that overlap, and with
-    /// ten colours and four shapes twenty clients get distinct pairs.
+    /// thirteen colours and four shapes 52 series get distinct pairs.
     marker: usize,
     dashed: bool,
 }
@@ -714,17 +715,45 @@ mod tests {
     }
 
     #[test]
+    fn every_client_has_a_colour_of_its_own() {
+        let names: Vec<&'static str> = ClientKind::ALL.iter().map(|c| c.name()).collect();
+        let records = sample_records(&names, &[0]);
+        let all: Vec<&Record> = records.iter().collect();
+        let series = series_of(&all);
+        assert_eq!(series.len(), ClientKind::ALL.len());
+        let colours: std::collections::HashSet<&str> = series.iter().map(|s| s.colour).collect();
+        assert_eq!(colours.len(), ClientKind::ALL.len(), "colours repeat");
+        // The rule that keeps colour and marker pairs apart the longest.
+        assert_eq!(
+            gcd(PALETTE.len(), 4),
+            1,
+            "the palette's size shares a factor with 4"
+        );
+        assert!(PALETTE.len() > ClientKind::ALL.len());
+    }
+
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+
+    #[test]
     fn more_clients_than_colours_still_differ() {
-        let names: Vec<&'static str> = (0..20)
+        // As many as the colours and markers have pairs (the module's promise).
+        let n = PALETTE.len() * 4;
+        let names: Vec<&'static str> = (0..n)
             .map(|i| &*Box::leak(format!("c{i}").into_boxed_str()))
             .collect();
         let records = sample_records(&names, &[0]);
         let all: Vec<&Record> = records.iter().collect();
         let series = series_of(&all);
-        assert_eq!(series.len(), 20);
+        assert_eq!(series.len(), n);
         let styles: std::collections::HashSet<(&str, usize)> =
             series.iter().map(|s| (s.colour, s.marker)).collect();
-        assert_eq!(styles.len(), 20);
+        assert_eq!(styles.len(), n);
     }
 
     #[test]

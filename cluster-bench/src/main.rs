@@ -5,6 +5,11 @@
 //! blocking) and fred in the same run, at 0 and 1 ms of injected per-node reply delay,
 //! prints the tables with ratios, and tears the cluster down.
 //!
+//! It also measures the clients a service on a multi-thread runtime shares between its
+//! tasks: 64 tokio tasks issuing GETs, or each running the fan-out pipeline, through this
+//! library's `SharedClient` (the `shared` row), redis-rs's async connection and fred, on
+//! the same runtime (`tasks.rs`).
+//!
 //! `--tls` starts that cluster with TLS (certificates made at start) and measures each
 //! client twice on the same nodes, through their plain and their TLS ports; `--nodes`
 //! takes seeds as the client does (`host:port`, `redis://[user:password@]host:port`,
@@ -23,6 +28,7 @@ mod proxy;
 mod report;
 mod seeds;
 mod syscalls;
+mod tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,18 +53,25 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "16,128,1024")]
     k: Vec<usize>,
     /// Clients to run: ring (the default engine), uring (tokio-uring), epoll, serial, blocking, redis-rs, redis-rs-sync, fred,
-    /// floor (the least any client can cost, for the ÷ floor columns), compio, and ring-first
-    /// (the ring engine waking at the first completion: engine::RingWait::First) (default all).
+    /// floor (the least any client can cost, for the ÷ floor columns), compio, ring-first
+    /// (the ring engine waking at the first completion: engine::RingWait::First), and shared
+    /// (SharedClient on a tokio multi-thread runtime: the tasks workloads only) (default all).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
-    /// Workloads: fanout, single-node, concurrent.
+    /// Workloads: fanout (one pipeline over every node), single-node (its commands behind
+    /// one hash tag), concurrent (C callers on one thread issuing GETs), tasks (C tokio
+    /// tasks on a multi-thread runtime issuing GETs: shared, redis-rs and fred only) and
+    /// tasks-fanout (C tasks each running the fan-out pipeline, K up to 128; the same
+    /// three clients).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fanout,single-node,concurrent"
+        default_value = "fanout,single-node,concurrent,tasks,tasks-fanout"
     )]
     workloads: Vec<String>,
-    /// Concurrent callers on one thread for the `concurrent` workload.
+    /// Concurrent callers on one thread for the `concurrent` workload, and tokio tasks for
+    /// `tasks` and `tasks-fanout` (on a runtime with a worker thread per CPU, one with
+    /// --pin).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Injected reply delay per node in milliseconds, comma-separated (local cluster
@@ -104,7 +117,9 @@ struct Args {
     /// pipelines until --duration ends; exits non-zero on any mismatch.
     #[arg(long)]
     verify: bool,
-    /// Thread-per-core scaling: run the ring engine's fan-out on 1 and on N threads, one client each.
+    /// Thread scaling: run the ring engine's fan-out on 1 and on N threads, one client each;
+    /// and the `tasks` workload through SharedClient with 1 and with N workers, on a tokio
+    /// runtime of N threads both times.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Primaries of the local cluster the bench starts.
@@ -295,8 +310,9 @@ fn connect_error(e: redis_cluster_uring::Error) -> String {
     }
 }
 
-/// Writes the keys the GETs read, through our client.
-fn preset_keys(variant: &Variant, max_k: usize) -> Result<(), String> {
+/// Writes the keys the GETs read, through our client: the pipelines' keys up to the
+/// largest K and the tasks' keys, one per task.
+fn preset_keys(variant: &Variant, max_k: usize, tasks: usize) -> Result<(), String> {
     use redis_cluster_uring::{engine, Client, Pipeline};
     let config = client_config(variant)?.periodic_refresh(None);
     engine::start(async {
@@ -304,8 +320,12 @@ fn preset_keys(variant: &Variant, max_k: usize) -> Result<(), String> {
             .await
             .map_err(connect_error)?;
         let mut pipe = Pipeline::new();
-        for w in [Workload::Fanout, Workload::SingleNode] {
-            for key in clients::keys(w, max_k.max(1)) {
+        for (w, n) in [
+            (Workload::Fanout, max_k),
+            (Workload::SingleNode, max_k),
+            (Workload::Tasks, tasks),
+        ] {
+            for key in clients::keys(w, n.max(1)) {
                 pipe.set(key, clients::VALUE);
             }
         }
@@ -337,8 +357,10 @@ fn parse_workloads(args: &Args) -> Result<Vec<Workload>, String> {
     args.workloads
         .iter()
         .map(|w| {
-            Workload::parse(w)
-                .ok_or_else(|| format!("unknown workload {w:?} (fanout, single-node, concurrent)"))
+            Workload::parse(w).ok_or_else(|| {
+                let known: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+                format!("unknown workload {w:?} ({})", known.join(", "))
+            })
         })
         .collect()
 }
@@ -463,11 +485,45 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 notes.push(format!("{c} skipped over TLS: {why}"));
             }
         }
+        // One note per reason, naming the workloads it skips.
+        let mut skips: Vec<(&str, Vec<&str>)> = Vec::new();
         for &w in &workloads {
             if let Some(why) = c.skipped(Some(w), false) {
-                notes.push(format!("{c} skipped for {}: {why}", w.name()));
+                match skips.iter_mut().find(|(reason, _)| *reason == why) {
+                    Some((_, names)) => names.push(w.name()),
+                    None => skips.push((why, vec![w.name()])),
+                }
             }
         }
+        for (why, names) in skips {
+            notes.push(format!("{c} skipped for {}: {why}", names.join(", ")));
+        }
+    }
+    let tasks_fanout_ks: Vec<usize> = args
+        .k
+        .iter()
+        .copied()
+        .filter(|&k| k <= clients::TASKS_FANOUT_MAX_K)
+        .collect();
+    let left_out: Vec<String> = args
+        .k
+        .iter()
+        .filter(|k| !tasks_fanout_ks.contains(k))
+        .map(usize::to_string)
+        .collect();
+    if workloads.contains(&Workload::TasksFanout) && !left_out.is_empty() {
+        notes.push(format!(
+            "tasks-fanout runs K up to {} (K = {} left out{}): {} tasks with more commands \
+             each in flight is a bulk load, another benchmark",
+            clients::TASKS_FANOUT_MAX_K,
+            left_out.join(", "),
+            if tasks_fanout_ks.is_empty() {
+                ", so it did not run"
+            } else {
+                ""
+            },
+            args.concurrency,
+        ));
     }
     // Counted before --pin narrows this process to one CPU.
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -507,10 +563,10 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             if c.skipped(Some(w), false).is_some() {
                 continue;
             }
-            let sizes = if w == Workload::Concurrent {
-                vec![args.concurrency]
-            } else {
-                args.k.clone()
+            let sizes = match w {
+                Workload::Concurrent | Workload::Tasks => vec![args.concurrency],
+                Workload::TasksFanout => tasks_fanout_ks.clone(),
+                Workload::Fanout | Workload::SingleNode => args.k.clone(),
             };
             for k in sizes {
                 for (v, &tls) in transports.iter().enumerate() {
@@ -521,7 +577,12 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             }
         }
     }
-    let total = (cases.len() * delays.len()) as u64 + if args.threads > 1 { 4 } else { 0 };
+    let total = (cases.len() * delays.len()) as u64
+        + if args.threads > 1 {
+            SCALING_STEPS as u64
+        } else {
+            0
+        };
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?,
@@ -538,6 +599,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         preset_keys(
             &target.variants[0],
             args.k.iter().copied().max().unwrap_or(1),
+            args.concurrency,
         )?;
         for &(workload, client, k, v) in &cases {
             let variant = &target.variants[v];
@@ -548,6 +610,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 client,
                 workload,
                 k,
+                tasks: args.concurrency,
+                runtime_threads: None,
+                workers: None,
                 seeds: variant.seeds.clone(),
                 tls: variant.tls.clone(),
                 warmup: Duration::from_millis(200).min(duration),
@@ -574,6 +639,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             scaling = Some(thread_scaling(
                 &target.variants[0],
                 args.threads,
+                args.concurrency,
                 duration,
                 &bar,
             )?);
@@ -719,14 +785,34 @@ fn redis_version() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The cases [`thread_scaling`] runs: ring and ring-first on 1 and N threads, shared with
+/// 1 and N workers.
+const SCALING_STEPS: usize = 6;
+
 /// Fan-out K=128 on 1 thread, then on `threads` threads with one client each, for the
-/// ring engine with each of its waits.
+/// ring engine with each of its waits; then the `tasks` workload (`tasks` tokio tasks
+/// issuing GETs) through `SharedClient` with 1 worker and with `threads` workers, on a
+/// runtime of `threads` threads both times.
 fn thread_scaling(
     variant: &Variant,
     threads: usize,
+    tasks: usize,
     duration: Duration,
     bar: &ProgressBar,
 ) -> Result<String, String> {
+    let spec = |client, workload, k| CaseSpec {
+        client,
+        workload,
+        k,
+        tasks,
+        runtime_threads: Some(threads),
+        workers: None,
+        seeds: variant.seeds.clone(),
+        tls: variant.tls.clone(),
+        warmup: Duration::from_millis(200),
+        duration,
+        syscalls: Err("not counted in the scaling table".into()),
+    };
     let mut line = String::from(
         "\n## thread-per-core scaling (the ring engine, gathering and waking at the first completion; fanout K=128)\n| client | threads | cmds/s | ÷ 1 thread |\n|---|---:|---:|---:|\n",
     );
@@ -736,16 +822,7 @@ fn thread_scaling(
             bar.set_message(format!("thread scaling: {client} on {n} threads"));
             let handles: Vec<_> = (0..n)
                 .map(|_| {
-                    let spec = CaseSpec {
-                        client,
-                        workload: Workload::Fanout,
-                        k: 128,
-                        seeds: variant.seeds.clone(),
-                        tls: variant.tls.clone(),
-                        warmup: Duration::from_millis(200),
-                        duration,
-                        syscalls: Err("not counted in the scaling table".into()),
-                    };
+                    let spec = spec(client, Workload::Fanout, 128);
                     std::thread::spawn(move || run_case(spec))
                 })
                 .collect();
@@ -765,6 +842,28 @@ fn thread_scaling(
             ));
             bar.inc(1);
         }
+    }
+    line.push_str(&format!(
+        "\n## SharedClient worker scaling (tasks: {tasks} tokio tasks issuing GETs, on a runtime of {threads} threads both times)\n| client | workers | cmds/s | ÷ 1 worker | failed ops |\n|---|---:|---:|---:|---:|\n",
+    ));
+    let mut single = 0.0;
+    for workers in [1, threads] {
+        bar.set_message(format!("thread scaling: shared with {workers} workers"));
+        let spec = CaseSpec {
+            workers: Some(workers),
+            ..spec(ClientKind::Shared, Workload::Tasks, tasks)
+        };
+        let r = run_case(spec)?;
+        let rate = r.commands as f64 / r.elapsed.as_secs_f64();
+        if workers == 1 {
+            single = rate;
+        }
+        line.push_str(&format!(
+            "| shared | {workers} | {rate:.0} | {:.2} | {} |\n",
+            rate / single.max(1.0),
+            r.errors
+        ));
+        bar.inc(1);
     }
     Ok(line)
 }

@@ -2,9 +2,10 @@
 //! `delay` before passing it on, which is what a client a millisecond away from its
 //! cluster sees. Requests pass through at once.
 //!
-//! It runs on its own thread and runtime, so its work is not charged to the client being
-//! measured. Delays are absolute deadlines per chunk (a queue of `(due, bytes)`), so two
-//! chunks 10 µs apart leave 10 µs apart: the proxy adds latency, not serialisation.
+//! It runs on its own thread and runtime, so its work (CPU time and allocations) is not
+//! charged to the client being measured. Delays are absolute deadlines per chunk (a queue
+//! of `(due, bytes)`), so two chunks 10 µs apart leave 10 µs apart: the proxy adds
+//! latency, not serialisation.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -58,6 +59,9 @@ impl Pending {
         std::thread::Builder::new()
             .name(crate::cpu::PROXY_THREAD.into())
             .spawn(move || {
+                // Not the client's: the multi-thread cases count every other thread's
+                // allocations.
+                crate::alloc::exclude_this_thread();
                 // SAFETY: gettid has no preconditions and cannot fail.
                 let _ = started.send(unsafe { libc::gettid() });
                 let runtime = match tokio::runtime::Builder::new_current_thread()

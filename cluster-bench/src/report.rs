@@ -5,19 +5,19 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::clients::{CaseResult, ClientKind, Workload};
+use crate::clients::{CaseResult, ClientKind, TaskRuntime, Workload, TASKS_FANOUT_MAX_K};
 
 /// One measured case, reduced to figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
-    /// `fanout`, `single-node` or `concurrent`.
+    /// `fanout`, `single-node`, `concurrent`, `tasks` or `tasks-fanout`.
     pub workload: &'static str,
     /// Client name (`uring+tls` for a TLS row).
     pub client: &'static str,
     /// Over TLS (present only then, so plain records are as before).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
-    /// Commands per pipeline (or concurrent callers).
+    /// Commands per pipeline (or concurrent callers, or tasks for `tasks`).
     pub k: usize,
     /// Injected reply delay per node.
     pub delay_ms: u64,
@@ -39,7 +39,8 @@ pub struct Record {
     /// The client's CPU time in the measured window. The user/system split comes from
     /// timer-tick samples, so below [`ROUGH_SPLIT_MS`] it is rough (see `cpu.rs`).
     pub cpu_ms: f64,
-    /// Heap allocations per command on the client thread.
+    /// Heap allocations per command on the client thread (the multi-thread workloads: in
+    /// the whole process but the delay proxy).
     pub allocs_per_cmd: f64,
     /// Failed operations.
     pub errors: u64,
@@ -71,6 +72,10 @@ pub struct Record {
     pub cpu_div_floor: Option<f64>,
     #[serde(skip)]
     kind: Option<(ClientKind, Workload)>,
+    /// The multi-thread workloads: tasks, runtime threads and workers, for the table's
+    /// title (the JSON keeps its fields).
+    #[serde(skip)]
+    runtime: Option<TaskRuntime>,
 }
 
 impl Record {
@@ -111,6 +116,7 @@ impl Record {
             p50_div_floor: None,
             cpu_div_floor: None,
             kind: Some((client, workload)),
+            runtime: r.runtime,
         }
     }
 
@@ -150,6 +156,7 @@ impl Record {
             p50_div_floor: None,
             cpu_div_floor: None,
             kind: None,
+            runtime: None,
         }
     }
 
@@ -223,6 +230,17 @@ proxy are not counted.
   makes many more (about one per command) pays more.
 ",
     );
+    if records.iter().any(|r| r.runtime.is_some()) {
+        out.push_str(
+            "
+On the multi-thread workloads (tasks, tasks-fanout) the client's work is spread over
+threads: CPU is every thread of the process but the main thread, the delay proxy and
+other cases' threads (tokio's workers, shared's redis-worker threads, the case thread
+waiting in block_on); allocs/cmd counts the allocations of every thread but the delay
+proxy; syscalls/op is empty, as the perf counter counts one thread.
+",
+        );
+    }
     if records.iter().any(Record::is_floor) {
         out.push_str(
             "
@@ -253,11 +271,103 @@ fn ratio(a: f64, b: Option<f64>) -> String {
     }
 }
 
-/// Prints one table per (delay, workload), then the fan-out ÷ single-node ratios.
 /// The bench's answer in plain words, before the tables: for the fan-out pipeline (the
 /// middle K run, no injected delay), the default client (`ring`) against the serial mode,
-/// the fastest peer and the floor. `None` when the run has no such case or no `ring` row.
+/// the fastest peer and the floor; and for tasks on a multi-thread runtime, `shared`
+/// against the issue's targets. `None` when the run has neither.
 pub fn verdict(records: &[Record]) -> Option<String> {
+    let parts: Vec<String> = [fanout_verdict(records), tasks_verdict(records)]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!parts.is_empty()).then(|| parts.concat())
+}
+
+/// A figure's target: at most `at_most` times the better peer's.
+struct Target {
+    name: &'static str,
+    unit: &'static str,
+    figure: fn(&Record) -> f64,
+    at_most: f64,
+}
+
+/// The targets `shared` has on the `tasks` workload against the better peer: CPU per
+/// command at most 0.7x, p50 and p99 no worse.
+const TASKS_TARGETS: [Target; 3] = [
+    Target {
+        name: "CPU per command",
+        unit: "ns",
+        figure: |r| r.cpu_ns_per_cmd,
+        at_most: 0.7,
+    },
+    Target {
+        name: "p50",
+        unit: "µs",
+        figure: |r| r.p50_us,
+        at_most: 1.0,
+    },
+    Target {
+        name: "p99",
+        unit: "µs",
+        figure: |r| r.p99_us,
+        at_most: 1.0,
+    },
+];
+
+/// One line: on `tasks` (plain TCP) at the run's first delay, `shared` against the better
+/// of redis-rs and fred on each figure (the lower CPU, the lower p50, the lower p99), each
+/// ratio with its target, met or missed (judged on the ratio as printed). `None` without
+/// a `shared` row or a peer's.
+fn tasks_verdict(records: &[Record]) -> Option<String> {
+    let tasks: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.workload == "tasks" && !r.tls)
+        .collect();
+    let delay = tasks.iter().map(|r| r.delay_ms).min()?;
+    let case: Vec<&Record> = tasks.into_iter().filter(|r| r.delay_ms == delay).collect();
+    let ours = case.iter().copied().find(|r| r.client == "shared")?;
+    let peers: Vec<&Record> = case
+        .iter()
+        .copied()
+        .filter(|r| matches!(r.client, "redis-rs" | "fred"))
+        .collect();
+    let names: Vec<&str> = peers.iter().map(|r| r.client).collect();
+    let figures: Vec<String> = TASKS_TARGETS
+        .iter()
+        .map(|t| {
+            let figure = t.figure;
+            let peer = peers
+                .iter()
+                .copied()
+                .min_by(|a, b| figure(a).total_cmp(&figure(b)))?;
+            let ratio = figure(ours) / figure(peer);
+            let met = (ratio * 100.0).round() / 100.0 <= t.at_most;
+            Some(format!(
+                "{} {:.0} against {:.0} {} ({}), {ratio:.2}x (target ≤ {:.1}: {})",
+                t.name,
+                figure(ours),
+                figure(peer),
+                t.unit,
+                peer.client,
+                t.at_most,
+                if met { "met" } else { "missed" }
+            ))
+        })
+        .collect::<Option<_>>()?;
+    let against = match names[..] {
+        [one] => format!("against {one}, the only peer run"),
+        _ => format!("against the better of {}", names.join(" and ")),
+    };
+    Some(format!(
+        "Verdict ({} tokio tasks issuing GETs on a multi-thread runtime, {delay} ms injected \
+         delay; `shared` is this library's SharedClient) {against}: {}\n",
+        ours.k,
+        figures.join("; ")
+    ))
+}
+
+/// The fan-out part of [`verdict`].
+fn fanout_verdict(records: &[Record]) -> Option<String> {
     let fanout: Vec<&Record> = records
         .iter()
         .filter(|r| r.workload == "fanout" && !r.tls)
@@ -319,6 +429,7 @@ pub fn verdict(records: &[Record]) -> Option<String> {
     Some(out)
 }
 
+/// Prints one table per (delay, workload), then the fan-out ÷ single-node ratios.
 pub fn print_tables(records: &[Record]) -> String {
     let mut out = String::new();
     let mut groups: BTreeMap<(u64, &str), Vec<&Record>> = BTreeMap::new();
@@ -326,8 +437,16 @@ pub fn print_tables(records: &[Record]) -> String {
         groups.entry((r.delay_ms, r.workload)).or_default().push(r);
     }
     for ((delay, workload), rows) in &groups {
-        let unit = if *workload == "concurrent" { "C" } else { "K" };
-        let _ = writeln!(out, "\n## {workload}, injected delay {delay} ms");
+        let unit = if matches!(*workload, "concurrent" | "tasks") {
+            "C"
+        } else {
+            "K"
+        };
+        let _ = writeln!(
+            out,
+            "\n## {workload}{}, injected delay {delay} ms",
+            about_tasks(workload, rows)
+        );
         let _ = writeln!(
             out,
             "| client | {unit} | p50 µs | p99 µs | p99.9 µs | cmds/s | CPU ns/cmd | user ns/cmd | sys ns/cmd | allocs/cmd | syscalls/op | writes/op | p50 ÷ best peer | p50 ÷ serial | CPU ÷ best peer | p50 ÷ floor | CPU ÷ floor |"
@@ -418,6 +537,33 @@ pub fn print_tables(records: &[Record]) -> String {
         }
     }
     out
+}
+
+/// What a multi-thread workload's table title says of how it ran: tasks, runtime threads,
+/// `shared`'s workers. Empty for the other workloads.
+fn about_tasks(workload: &str, rows: &[&Record]) -> String {
+    let Some(runtime) = rows.iter().find_map(|r| r.runtime) else {
+        return String::new();
+    };
+    let workers = rows
+        .iter()
+        .find_map(|r| r.runtime.and_then(|rt| rt.workers))
+        .map_or(String::new(), |w| {
+            format!(
+                " (shared: {w} worker thread{})",
+                if w == 1 { "" } else { "s" }
+            )
+        });
+    let each = match workload {
+        "tasks" => "a GET of its own key".to_string(),
+        _ => format!("the fan-out pipeline of K commands (K up to {TASKS_FANOUT_MAX_K})"),
+    };
+    format!(
+        ": {} tokio tasks on a multi-thread runtime of {} thread{}{workers}, each in a loop of {each}",
+        runtime.tasks,
+        runtime.threads,
+        if runtime.threads == 1 { "" } else { "s" },
+    )
 }
 
 /// For every row measured both over TLS and plain TCP (same servers, same run): the two
@@ -534,6 +680,87 @@ mod tests {
             !verdict.contains("peer") && !verdict.contains("serial") && !verdict.contains("floor"),
             "{verdict}"
         );
+    }
+
+    #[test]
+    fn the_tasks_verdict_holds_shared_to_the_better_peer_on_each_figure_at_the_first_delay() {
+        let tasks = |client, delay_ms, p50, p99, cpu| {
+            let mut r = Record::sample("tasks", client, 64, delay_ms, p50, cpu, 0.0);
+            r.p99_us = p99;
+            r
+        };
+        let mut records = vec![
+            // At 0 ms: fred has the lower CPU and p50, redis-rs the lower p99.
+            tasks("shared", 0, 100.0, 300.0, 2600.0),
+            tasks("redis-rs", 0, 120.0, 280.0, 5000.0),
+            tasks("fred", 0, 90.0, 400.0, 4000.0),
+            // A later delay, where every target is met, is not the one judged.
+            tasks("shared", 1, 1000.0, 1000.0, 1000.0),
+            tasks("redis-rs", 1, 2000.0, 2000.0, 5000.0),
+            tasks("fred", 1, 2000.0, 2000.0, 5000.0),
+            // Nor a TLS row.
+            tasks("shared+tls", 0, 1.0, 1.0, 1.0),
+        ];
+        records[6].tls = true;
+        let verdict = verdict(&records).unwrap();
+        assert_eq!(verdict.lines().count(), 1, "{verdict}");
+        assert!(
+            verdict.contains("64 tokio tasks issuing GETs on a multi-thread runtime, 0 ms"),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("against the better of redis-rs and fred"),
+            "{verdict}"
+        );
+        assert!(
+            verdict
+                .contains("CPU per command 2600 against 4000 ns (fred), 0.65x (target ≤ 0.7: met)"),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("p50 100 against 90 µs (fred), 1.11x (target ≤ 1.0: missed)"),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("p99 300 against 280 µs (redis-rs), 1.07x (target ≤ 1.0: missed)"),
+            "{verdict}"
+        );
+        // Judged as printed: 0.704 shows as 0.70, and meets 0.7.
+        records[0].cpu_ns_per_cmd = 2816.0;
+        assert!(
+            super::verdict(&records)
+                .unwrap()
+                .contains("0.70x (target ≤ 0.7: met)"),
+            "{verdict}"
+        );
+        // One peer: the line names it alone; none, or no shared row: no line.
+        let one_peer: Vec<Record> = records
+            .iter()
+            .filter(|r| r.client != "fred")
+            .cloned()
+            .collect();
+        let verdict = super::verdict(&one_peer).unwrap();
+        assert!(
+            verdict.contains("against redis-rs, the only peer run:"),
+            "{verdict}"
+        );
+        let alone: Vec<Record> = records
+            .iter()
+            .filter(|r| r.client.starts_with("shared"))
+            .cloned()
+            .collect();
+        assert!(super::verdict(&alone).is_none());
+        let no_shared: Vec<Record> = records
+            .iter()
+            .filter(|r| !r.client.starts_with("shared"))
+            .cloned()
+            .collect();
+        assert!(super::verdict(&no_shared).is_none());
+        // Beside the fan-out verdict, after it.
+        records.push(case("ring", 16, 0, 100.0, 700.0));
+        let both = super::verdict(&records).unwrap();
+        assert!(both.starts_with("Verdict (fan-out"), "{both}");
+        assert!(both.contains("\nVerdict (64 tokio tasks"), "{both}");
     }
 
     fn case(client: &'static str, k: usize, delay_ms: u64, p50: f64, cpu: f64) -> Record {

@@ -59,6 +59,10 @@ pub fn unsupported(workload: Workload, tls: bool) -> Option<&'static str> {
             "concurrent callers measure how a client schedules many requests, and the \
              floor has no callers: it is one precomputed pipeline",
         ),
+        Workload::Tasks | Workload::TasksFanout => Some(
+            "tasks on a multi-thread runtime measure how a client serves many threads, and \
+             the floor has one thread and no callers: it is one precomputed pipeline",
+        ),
     }
 }
 
