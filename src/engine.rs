@@ -175,12 +175,26 @@ pub fn probe_ring() -> Result<()> {
 const PREFERENCE: [Engine; 3] = [Engine::Ring, Engine::IoUring, Engine::Epoll];
 
 fn probe(engine: Engine) -> Result<()> {
+    built(engine)?;
     match engine {
         Engine::Ring => probe_ring(),
         // compio's driver is io_uring only here (its `polling` fallback is not built).
         Engine::IoUring | Engine::Compio => probe_io_uring(),
         _ => Ok(()),
     }
+}
+
+/// Whether this build has `engine`: tokio-uring and compio are features (on by default).
+pub(crate) fn built(engine: Engine) -> Result<()> {
+    let missing = match engine {
+        Engine::IoUring if !cfg!(feature = "tokio-uring") => "tokio-uring",
+        Engine::Compio if !cfg!(feature = "compio") => "compio",
+        _ => return Ok(()),
+    };
+    Err(Error::new(
+        ErrorKind::Config,
+        format!("Engine::{engine} is not in this build (the `{missing}` feature)"),
+    ))
 }
 
 /// The environment override, when `requested` is `Auto`.
@@ -228,8 +242,11 @@ pub(crate) fn resolve_in_tokio(requested: Engine) -> Result<Engine> {
             "Engine::Compio runs only inside a compio runtime (yours, or engine::start's)",
         )),
         Engine::Epoll => Ok(Engine::Epoll),
-        Engine::IoUring => probe_io_uring().map(|()| Engine::IoUring),
-        Engine::Auto => match probe_io_uring() {
+        Engine::IoUring => {
+            built(Engine::IoUring)?;
+            probe_io_uring().map(|()| Engine::IoUring)
+        }
+        Engine::Auto => match built(Engine::IoUring).and_then(|()| probe_io_uring()) {
             Ok(()) => Ok(Engine::IoUring),
             Err(e) => {
                 tracing::warn!(reason = %e, "io_uring unavailable, using the epoll engine");

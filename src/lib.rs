@@ -58,7 +58,9 @@ pub mod shared;
 mod sim;
 
 // The client API: the user-facing parts of the core, at the paths users know.
-pub use crate::core::{cmd, config, error, reply, resp, slot, stats, telemetry, tls, topology, url};
+pub use crate::core::{
+    cmd, config, error, reply, resp, slot, stats, telemetry, tls, topology, url,
+};
 
 /// Connection handshake settings: protocol, credentials, what a node says of itself.
 pub mod handshake {

@@ -71,7 +71,7 @@ pub struct Client {
     /// The slot map, seeds, configuration, refresh policy, read router and counters, and
     /// the decisions made from them (the core's, as in the async client).
     pub(super) cluster: Cluster,
-    tls: Option<(Arc<rustls::ClientConfig>, TlsConfig)>,
+    tls: Option<(Arc<crate::core::tls::Rustls>, TlsConfig)>,
     events: Vec<Event>,
     /// Push frames read and not yet handed over (kept to reuse the vector).
     pushes: Vec<Value>,

@@ -56,7 +56,7 @@ pub(super) struct Inner {
     pub(super) refresh_wake: Rc<tokio::sync::Notify>,
     pub(super) closed: Cell<bool>,
     /// TLS, built once from `Config::tls`.
-    pub(super) tls: Option<(std::sync::Arc<rustls::ClientConfig>, TlsConfig)>,
+    pub(super) tls: Option<(std::sync::Arc<crate::core::tls::Rustls>, TlsConfig)>,
 }
 
 impl Drop for Inner {

@@ -23,8 +23,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::ClientConfig;
-
 use crate::core::cmd::Cmd;
 use crate::core::command_table::{deadline_budget, named_node_path, CommandClass, NamedNode};
 use crate::core::config::{Config, Execution};
@@ -41,7 +39,7 @@ use crate::core::round::{Effect, RoundLimits};
 use crate::core::slot::Slot;
 use crate::core::stats::Counters;
 use crate::core::telemetry::Trace;
-use crate::core::tls::TlsConfig;
+use crate::core::tls::{Rustls, TlsConfig};
 use crate::core::topology::{NodeAddr, SlotMap};
 
 /// The path one command takes through a client (`query`).
@@ -420,7 +418,7 @@ impl Cluster {
     pub(crate) fn connection<T: Copy>(
         &self,
         node: &NodeAddr,
-        tls: Option<&(Arc<ClientConfig>, TlsConfig)>,
+        tls: Option<&(Arc<Rustls>, TlsConfig)>,
     ) -> Result<Conn<T>> {
         Conn::to_node(node, &self.config, &self.map, tls)
     }

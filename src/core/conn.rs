@@ -13,7 +13,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use rustls::ClientConfig;
 
 use crate::core::cmd::Cmd;
 use crate::core::config::{Config, ReadFrom};
@@ -22,7 +21,7 @@ use crate::core::handshake::{Handshake, HandshakeOptions, HandshakeStep, ServerI
 use crate::core::plan::BatchEntry;
 use crate::core::resp::decode::decode;
 use crate::core::resp::{DecodeLimits, Value};
-use crate::core::tls::{TlsConfig, TlsLayer};
+use crate::core::tls::{Rustls, TlsConfig, TlsLayer};
 use crate::core::topology::{NodeAddr, SlotMap};
 
 /// Who waits for a reply. `T` names a caller's command: its index in the request for
@@ -146,7 +145,7 @@ impl<T: Copy> Conn<T> {
         node: &NodeAddr,
         config: &Config,
         map: &SlotMap,
-        tls: Option<&(Arc<ClientConfig>, TlsConfig)>,
+        tls: Option<&(Arc<Rustls>, TlsConfig)>,
     ) -> Result<Conn<T>> {
         let handshake = HandshakeOptions {
             protocol: config.protocol,

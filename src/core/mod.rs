@@ -67,6 +67,11 @@ pub mod slot;
 pub mod split;
 pub mod stats;
 pub mod telemetry;
+#[cfg(feature = "tls")]
+pub mod tls;
+// Without the `tls` feature, a `TlsConfig` that refuses to be used (see the file).
+#[cfg(not(feature = "tls"))]
+#[path = "tls_off.rs"]
 pub mod tls;
 pub mod topology;
 pub mod transaction;

@@ -27,6 +27,9 @@ use rustls::{
 
 use crate::core::error::{Error, ErrorKind, Result};
 
+/// The rustls configuration a client shares between its connections.
+pub(crate) type Rustls = ClientConfig;
+
 /// TLS settings for every connection of a client.
 ///
 /// ```no_run
