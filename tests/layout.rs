@@ -132,13 +132,20 @@ struct Crate {
 }
 
 fn read_crate() -> Crate {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    // This package is `tests/`; the library's sources are beside it.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src");
     let mut all = Vec::new();
     sources(&src, &mut all);
     let files: BTreeMap<String, PathBuf> = all
         .iter()
         .map(|f| (module_of(&src, f), f.clone()))
         .collect();
+    // A wrong path would make every check below pass on nothing.
+    assert!(
+        files.contains_key("core::cluster") && files.len() > 50,
+        "the library's sources are not at {}",
+        src.display()
+    );
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (module, file) in &files {
         let text = fs::read_to_string(file).expect("read source");
