@@ -20,7 +20,7 @@ if echo "$out" | grep "^warning" | grep -qvE "$expected"; then
     exit 1
 fi
 unexpected=$(cargo package --list --allow-dirty -p redis-cluster-uring 2>/dev/null |
-    grep -vE '^(src/.*\.rs|examples/[^/]*\.rs|README\.md|DESIGN\.md|CHANGELOG\.md|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|\.cargo_vcs_info\.json)$' || true)
+    grep -vE '^(src/.*\.rs|examples/[^/]*\.rs|README\.md|DESIGN\.md|CHANGELOG\.md|LICENSE-MIT|LICENSE-APACHE|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|\.cargo_vcs_info\.json)$' || true)
 if [ -n "$unexpected" ]; then
     echo "publish-check: the package would carry more than the library and its documents:" >&2
     echo "$unexpected" >&2
