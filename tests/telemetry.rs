@@ -159,6 +159,7 @@ async fn a_pipeline_a_command_and_an_error_have_their_spans<C: AnyClient>(
     // Several nodes served it: the nodes are on the batches, not on the request.
     assert_eq!(field(request, "server.address"), None);
     assert_eq!(field(request, "error.type"), None);
+    assert_eq!(field(request, "otel.status_code"), None);
     let batches: Vec<_> = spans.iter().filter(|s| s.name == "redis.batch").collect();
     assert_eq!(batches.len(), 3, "one batch per primary: {spans:#?}");
     let mut ports = Vec::new();
@@ -166,6 +167,9 @@ async fn a_pipeline_a_command_and_an_error_have_their_spans<C: AnyClient>(
     for b in &batches {
         assert_eq!(b.parent, Some(request.id));
         assert!(b.closed);
+        // Its own name in a trace, not its request's.
+        assert_eq!(field(b, "otel.name"), None);
+        assert_eq!(field(b, "otel.kind"), Some("client"));
         assert_eq!(field(b, "server.address"), Some("127.0.0.1"));
         assert_eq!(field(b, "db.system.name"), Some(system));
         assert_eq!(field(b, "db.operation.name"), Some("BATCH GET"));
@@ -198,6 +202,10 @@ async fn a_pipeline_a_command_and_an_error_have_their_spans<C: AnyClient>(
         field(request, "server.port"),
         Some(owner.to_string().as_str())
     );
+    // A batch of one command has no batch size (the conventions never say 1).
+    let batch = spans.iter().find(|s| s.name == "redis.batch").unwrap();
+    assert_eq!(field(batch, "db.operation.batch.size"), None);
+    assert_eq!(batch.parent, Some(request.id));
 
     // A command the server refuses: `error.type` is its error code.
     client
@@ -218,6 +226,7 @@ async fn a_pipeline_a_command_and_an_error_have_their_spans<C: AnyClient>(
         Some("WRONGTYPE"),
         "{request:?}"
     );
+    assert_eq!(field(request, "otel.status_code"), Some("ERROR"));
 
     #[cfg(feature = "metrics")]
     {
@@ -236,6 +245,14 @@ async fn a_pipeline_a_command_and_an_error_have_their_spans<C: AnyClient>(
         assert!(labels.iter().all(|l| l
             .get("server.port")
             .is_some_and(|p| want.contains(&p.parse().unwrap()))));
+        // The failed request's sample, and only it, has `error.type`.
+        let failed: Vec<_> = labels
+            .iter()
+            .filter(|l| l.contains_key("error.type"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{labels:?}");
+        assert_eq!(failed[0]["error.type"], "WRONGTYPE");
+        assert_eq!(failed[0]["db.operation.name"], "LPUSH");
         assert!(samples.iter().all(|s| *s >= 0.0 && *s < 5.0));
         // Every node was connected to, and nothing is in flight any more.
         assert!(recorder.counter(names::CONNECTIONS_OPENED) >= 3);

@@ -14,13 +14,18 @@
 //!   one command, `BATCH` otherwise), `db.operation.batch.size` (pipelines),
 //!   `db.namespace` (the database index), `server.address` and `server.port` (when one
 //!   node served it), `error.type` (the server's error code, or the error kind).
-//! - **Node batch span** `redis.batch`, a child: one per batch written to a node, from
-//!   the write to the end of its round (the client judges a round when every node's
-//!   replies are in, or at the deadline), with `server.address`, `server.port`,
-//!   `db.operation.batch.size` (its commands) and `redis.round_trip_us`.
+//!   A failed request's span also has `otel.status_code = ERROR`.
+//! - **Node batch span** `redis.batch` (its OpenTelemetry name too, so a trace tells it
+//!   from its request), a child: one per batch written to a node, from the write to the
+//!   end of its round (the client judges a round when every node's replies are in, or at
+//!   the deadline), with `db.operation.name`, `server.address`, `server.port`,
+//!   `db.operation.batch.size` (its commands, when more than one) and
+//!   `redis.round_trip_us`. Numbers are recorded as `i64`, which exporters keep as
+//!   integers.
 //! - **Metrics** (with the `metrics` feature, through the `metrics` facade):
-//!   `db.client.operation.duration` (a histogram in seconds, per node batch: labels
-//!   `db.system.name`, `db.operation.name`, `server.address`, `server.port`),
+//!   `db.client.operation.duration` (a histogram in seconds, per node batch, recorded
+//!   when the request ends: labels `db.system.name`, `db.operation.name`,
+//!   `server.address`, `server.port`, and `error.type` when the request failed),
 //!   `redis.client.redirects`, `redis.client.retries`, `redis.client.refreshes`,
 //!   `redis.client.connections.opened`, `redis.client.timeouts` (counters) and
 //!   `redis.client.requests.in_flight` (a gauge).
@@ -97,6 +102,31 @@ pub fn system_name(server: Option<&str>) -> &'static str {
     }
 }
 
+/// Describes the metrics (unit and help) to the recorder once per process.
+fn describe() {
+    #[cfg(feature = "metrics")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            use metrics::Unit;
+            metrics::describe_histogram!(
+                names::OPERATION_DURATION,
+                Unit::Seconds,
+                "Duration of database client operations, per node batch."
+            );
+            metrics::describe_counter!(names::REDIRECTS, "MOVED and ASK redirects followed.");
+            metrics::describe_counter!(names::RETRIES, "Commands retried.");
+            metrics::describe_counter!(names::REFRESHES, "Slot-map refreshes completed.");
+            metrics::describe_counter!(
+                names::CONNECTIONS_OPENED,
+                "Connections opened, reconnects included."
+            );
+            metrics::describe_counter!(names::TIMEOUTS, "Requests with a command timed out.");
+            metrics::describe_gauge!(names::IN_FLIGHT, "Requests under way.");
+        });
+    }
+}
+
 /// One batch written and not yet judged.
 struct Batch {
     node: NodeAddr,
@@ -118,6 +148,8 @@ pub(crate) struct Trace {
     round_over: bool,
     /// The last instant the request saw (its end, once it is done).
     last: Option<Instant>,
+    /// Each node batch's duration, recorded once the request's outcome is known.
+    samples: Vec<(NodeAddr, f64)>,
 }
 
 impl std::fmt::Debug for Trace {
@@ -133,7 +165,7 @@ impl Trace {
     /// Opens the request's span (a child of the caller's current span).
     pub(crate) fn start(cmds: &[Cmd], system: &'static str, database: u32, metrics: bool) -> Trace {
         let operation = operation_name(cmds);
-        let batch_size = (cmds.len() > 1).then_some(cmds.len() as u64);
+        let batch_size = (cmds.len() > 1).then_some(cmds.len() as i64);
         let span = tracing::info_span!(
             target: TARGET,
             "redis.request",
@@ -146,8 +178,10 @@ impl Trace {
             server.address = Empty,
             server.port = Empty,
             error.type = Empty,
+            otel.status_code = Empty,
         );
         if metrics {
+            describe();
             gauge(names::IN_FLIGHT, 1.0);
         }
         Trace {
@@ -159,6 +193,7 @@ impl Trace {
             node: None,
             round_over: false,
             last: None,
+            samples: Vec::new(),
         }
     }
 
@@ -169,13 +204,12 @@ impl Trace {
             target: TARGET,
             parent: &self.span,
             "redis.batch",
-            otel.name = %self.operation,
             otel.kind = "client",
             db.system.name = self.system,
             db.operation.name = %self.operation,
-            db.operation.batch.size = commands as u64,
+            db.operation.batch.size = (commands > 1).then_some(commands as i64),
             server.address = %node.host,
-            server.port = node.port,
+            server.port = i64::from(node.port),
             redis.round_trip_us = Empty,
         );
         self.node = match self.node.take() {
@@ -203,17 +237,10 @@ impl Trace {
         }
         for batch in self.batches.drain(..) {
             let took = now.saturating_duration_since(batch.written);
-            batch
-                .span
-                .record("redis.round_trip_us", took.as_micros() as u64);
+            let micros = i64::try_from(took.as_micros()).unwrap_or(i64::MAX);
+            batch.span.record("redis.round_trip_us", micros);
             if self.metrics {
-                histogram(
-                    names::OPERATION_DURATION,
-                    took.as_secs_f64(),
-                    self.system,
-                    &self.operation,
-                    &batch.node,
-                );
+                self.samples.push((batch.node, took.as_secs_f64()));
             }
         }
     }
@@ -228,15 +255,27 @@ impl Trace {
         }
         if let Some(Some(node)) = &self.node {
             self.span.record("server.address", node.host.as_str());
-            self.span.record("server.port", node.port);
+            self.span.record("server.port", i64::from(node.port));
         }
         let failure = match outcome {
             Err(e) => Some(e),
             Ok([one]) => one.as_ref().err(),
             Ok(_) => None,
         };
-        if let Some(e) = failure {
-            self.span.record("error.type", error_type(e).as_ref());
+        let error = failure.map(error_type);
+        if let Some(error) = &error {
+            self.span.record("error.type", error.as_ref());
+            self.span.record("otel.status_code", "ERROR");
+        }
+        for (node, seconds) in std::mem::take(&mut self.samples) {
+            histogram(
+                names::OPERATION_DURATION,
+                seconds,
+                self.system,
+                &self.operation,
+                &node,
+                error.as_deref(),
+            );
         }
         let timed_out = match outcome {
             Err(e) => e.kind() == ErrorKind::Timeout,
@@ -273,18 +312,29 @@ fn gauge(name: &'static str, by: f64) {
     let _ = (name, by);
 }
 
-fn histogram(name: &'static str, seconds: f64, system: &'static str, op: &str, node: &NodeAddr) {
+fn histogram(
+    name: &'static str,
+    seconds: f64,
+    system: &'static str,
+    op: &str,
+    node: &NodeAddr,
+    error: Option<&str>,
+) {
     #[cfg(feature = "metrics")]
-    metrics::histogram!(
-        name,
-        "db.system.name" => system,
-        "db.operation.name" => op.to_string(),
-        "server.address" => node.host.clone(),
-        "server.port" => node.port.to_string(),
-    )
-    .record(seconds);
+    {
+        let mut labels = vec![
+            metrics::Label::new("db.system.name", system),
+            metrics::Label::new("db.operation.name", op.to_string()),
+            metrics::Label::new("server.address", node.host.clone()),
+            metrics::Label::new("server.port", node.port.to_string()),
+        ];
+        if let Some(error) = error {
+            labels.push(metrics::Label::new("error.type", error.to_string()));
+        }
+        metrics::histogram!(name, labels).record(seconds);
+    }
     #[cfg(not(feature = "metrics"))]
-    let _ = (name, seconds, system, op, node);
+    let _ = (name, seconds, system, op, node, error);
 }
 
 #[cfg(test)]
