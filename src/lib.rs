@@ -4,7 +4,8 @@
 //! batch is written in the same io_uring submission, and all replies are awaited together:
 //! the pipeline costs the slowest node's round trip, not the sum of them. One thread, no
 //! task per request; a [`Client`] is `!Send`, the natural shape for thread-per-core
-//! servers that embed one client per core.
+//! servers that embed one client per core. Services on a multi-threaded runtime share a
+//! [`SharedClient`] instead.
 //!
 //! # Quick start
 //! ```no_run
@@ -37,13 +38,16 @@
 //!   plain tokio, `io/compio.rs` on compio) and `io/rt.rs`, the runtime services the
 //!   client takes from whichever runs; [`engine`] picks one (probe, environment override,
 //!   runtime start).
-//! - [`commands`]: typed helpers (`get`, `hset`, `zadd`, `eval`...), each defined once as a
-//!   `Cmd` constructor, a [`Pipeline`] method, a [`Client`] method and a
-//!   [`blocking::Client`] method.
+//! - [`commands`]: typed helpers (`get`, `hset`, `zadd`, `eval`...), each defined once and
+//!   emitted as a `Cmd` constructor, a [`Pipeline`] method, and provided methods of the
+//!   [`AsyncCommands`] trait ([`Client`], [`SharedClient`]) and the [`Commands`] trait
+//!   ([`blocking::Client`]).
+//! - [`shared`] (`src/shared.rs`): [`SharedClient`], the `Send + Sync + Clone` handle for
+//!   multi-threaded runtimes: worker threads, each an async [`Client`] on its own ring.
 //!
 //! The user-facing parts of the core are re-exported here at their usual paths
 //! ([`cmd`](mod@cmd), [`config`], [`error`], [`resp`], [`slot`], [`topology`], [`tls`],
-//! [`url`], [`reply`], [`stats`], and the small [`handshake`], [`pubsub`], [`scan`],
+//! [`url`], [`reply`], [`stats`], [`telemetry`], and the small [`handshake`], [`pubsub`], [`scan`],
 //! [`report`] and [`transaction`] modules).
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
