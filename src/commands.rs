@@ -615,61 +615,53 @@ pub trait Commands {
     every_family!(blocking_methods);
 }
 
-impl AsyncCommands for Client {
-    fn query<T: FromReply>(&self, command: Cmd) -> impl Future<Output = Result<T>> {
-        Client::query(self, command)
-    }
+/// Implements [`AsyncCommands`] for a client type by its inherent methods of the same
+/// names (each client keeps those, with its own argument forms).
+macro_rules! async_commands_by_inherent_methods {
+    ($($t:ty),*) => {$(
+        impl AsyncCommands for $t {
+            fn query<T: FromReply>(&self, command: Cmd) -> impl Future<Output = Result<T>> {
+                <$t>::query(self, command)
+            }
 
-    fn execute(&self, pipeline: &Pipeline) -> impl Future<Output = Result<Vec<Result<Value>>>> {
-        Client::execute(self, pipeline)
-    }
+            fn execute(
+                &self,
+                pipeline: &Pipeline,
+            ) -> impl Future<Output = Result<Vec<Result<Value>>>> {
+                <$t>::execute(self, pipeline)
+            }
 
-    fn query_pipeline<T: FromReply>(&self, pipeline: &Pipeline) -> impl Future<Output = Result<T>> {
-        Client::query_pipeline(self, pipeline)
-    }
+            fn query_pipeline<T: FromReply>(
+                &self,
+                pipeline: &Pipeline,
+            ) -> impl Future<Output = Result<T>> {
+                <$t>::query_pipeline(self, pipeline)
+            }
+        }
+    )*};
 }
 
-impl AsyncCommands for SharedClient {
-    fn query<T: FromReply>(&self, command: Cmd) -> impl Future<Output = Result<T>> {
-        SharedClient::query(self, command)
-    }
+/// Implements [`Commands`] the same way.
+macro_rules! commands_by_inherent_methods {
+    ($($t:ty),*) => {$(
+        impl Commands for $t {
+            fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
+                <$t>::query(self, command)
+            }
 
-    fn execute(&self, pipeline: &Pipeline) -> impl Future<Output = Result<Vec<Result<Value>>>> {
-        SharedClient::execute(self, pipeline)
-    }
+            fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
+                <$t>::execute(self, pipeline)
+            }
 
-    fn query_pipeline<T: FromReply>(&self, pipeline: &Pipeline) -> impl Future<Output = Result<T>> {
-        SharedClient::query_pipeline(self, pipeline)
-    }
+            fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<T> {
+                <$t>::query_pipeline(self, pipeline)
+            }
+        }
+    )*};
 }
 
-impl Commands for BlockingClient {
-    fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
-        BlockingClient::query(self, command)
-    }
-
-    fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
-        BlockingClient::execute(self, pipeline)
-    }
-
-    fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<T> {
-        BlockingClient::query_pipeline(self, pipeline)
-    }
-}
-
-impl Commands for SharedBlocking {
-    fn query<T: FromReply>(&mut self, command: Cmd) -> Result<T> {
-        SharedBlocking::query(self, command)
-    }
-
-    fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Result<Value>>> {
-        SharedBlocking::execute(self, pipeline)
-    }
-
-    fn query_pipeline<T: FromReply>(&mut self, pipeline: &Pipeline) -> Result<T> {
-        SharedBlocking::query_pipeline(self, pipeline)
-    }
-}
+async_commands_by_inherent_methods!(Client, SharedClient);
+commands_by_inherent_methods!(BlockingClient, SharedBlocking);
 
 /// Appends `count` when there is one (`LPOP key [count]`).
 fn with_count(mut c: Cmd, count: Option<usize>) -> Cmd {

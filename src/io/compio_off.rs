@@ -11,41 +11,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::BytesMut;
-
-use super::{ByteStream, SocketOptions, Transport};
-
-/// The error of a build without the engine.
-fn not_built() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "this build has no compio engine (the `compio` feature)",
-    )
-}
-
-/// No compio stream exists in this build.
-#[derive(Debug)]
-pub(crate) enum CompioStream {}
-
-impl Transport for CompioStream {
-    async fn connect(_addr: SocketAddr, _options: &SocketOptions) -> io::Result<Self> {
-        Err(not_built())
-    }
-}
-
-impl ByteStream for CompioStream {
-    async fn write_all(&self, _buf: BytesMut) -> (io::Result<()>, BytesMut) {
-        match *self {}
-    }
-
-    async fn read(&self, _buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        match *self {}
-    }
-
-    fn shutdown(&self) {
-        match *self {}
-    }
-}
+stream_not_built!(
+    CompioStream,
+    "this build has no compio engine (the `compio` feature)"
+);
 
 /// Refuses: there is no compio runtime in this build.
 pub(crate) fn block_on<F: Future>(_future: F) -> io::Result<F::Output> {

@@ -13,6 +13,52 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+/// A stream type for an engine left out of the build (`*_off.rs`): uninhabited, so the
+/// methods that take one have nothing to do, and connecting says which feature is
+/// missing. Defined once for both engines' files.
+#[allow(unused_macros)] // used only in a build without one of the engines
+macro_rules! stream_not_built {
+    ($name:ident, $why:literal) => {
+        /// No such stream exists in this build.
+        #[derive(Debug)]
+        pub(crate) enum $name {}
+
+        /// The error of a build without the engine.
+        fn not_built() -> std::io::Error {
+            std::io::Error::new(std::io::ErrorKind::Unsupported, $why)
+        }
+
+        impl $crate::io::Transport for $name {
+            async fn connect(
+                _addr: std::net::SocketAddr,
+                _options: &$crate::io::SocketOptions,
+            ) -> std::io::Result<Self> {
+                Err(not_built())
+            }
+        }
+
+        impl $crate::io::ByteStream for $name {
+            async fn write_all(
+                &self,
+                _buf: bytes::BytesMut,
+            ) -> (std::io::Result<()>, bytes::BytesMut) {
+                match *self {}
+            }
+
+            async fn read(
+                &self,
+                _buf: bytes::BytesMut,
+            ) -> (std::io::Result<usize>, bytes::BytesMut) {
+                match *self {}
+            }
+
+            fn shutdown(&self) {
+                match *self {}
+            }
+        }
+    };
+}
+
 // An engine left out of the build keeps its place with a file that refuses it, so the
 // code that picks engines has no `cfg` of its own.
 #[cfg(feature = "compio")]

@@ -3,43 +3,11 @@
 //! epoll) instead. The stream type is uninhabited: no value of it can exist.
 
 use std::io;
-use std::net::SocketAddr;
 
-use bytes::BytesMut;
-
-use super::{ByteStream, SocketOptions, Transport};
-
-/// The error of a build without the engine.
-fn not_built() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "this build has no tokio-uring engine (the `tokio-uring` feature)",
-    )
-}
-
-/// No tokio-uring stream exists in this build.
-#[derive(Debug)]
-pub(crate) enum UringStream {}
-
-impl Transport for UringStream {
-    async fn connect(_addr: SocketAddr, _options: &SocketOptions) -> io::Result<Self> {
-        Err(not_built())
-    }
-}
-
-impl ByteStream for UringStream {
-    async fn write_all(&self, _buf: BytesMut) -> (io::Result<()>, BytesMut) {
-        match *self {}
-    }
-
-    async fn read(&self, _buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        match *self {}
-    }
-
-    fn shutdown(&self) {
-        match *self {}
-    }
-}
+stream_not_built!(
+    UringStream,
+    "this build has no tokio-uring engine (the `tokio-uring` feature)"
+);
 
 /// Sets up (and drops) a two-entry ring: whether this process may use io_uring at all
 /// (the ring engine asks too).
