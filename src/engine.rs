@@ -262,7 +262,8 @@ pub(crate) fn resolve_in_tokio(requested: Engine) -> Result<Engine> {
 /// inside pick the same engine.
 ///
 /// # Panics
-/// When [`ENGINE_ENV`] holds an unknown value or no runtime can be built at all; use
+/// When [`ENGINE_ENV`] holds an unknown value or names an engine this build leaves out
+/// (a feature), or no runtime can be built at all; use
 /// [`start_with`] to get those as errors instead.
 ///
 /// ```no_run
@@ -275,8 +276,9 @@ pub(crate) fn resolve_in_tokio(requested: Engine) -> Result<Engine> {
 pub fn start<F: Future>(future: F) -> F::Output {
     match start_with(Engine::Auto, future) {
         Ok(out) => out,
-        // Auto never asks for io_uring unconditionally; only a bad environment value or
-        // a failure to build any runtime gets here.
+        // Auto never asks for io_uring unconditionally; only a bad environment value (an
+        // unknown engine, or one this build leaves out) or a failure to build any
+        // runtime gets here.
         Err(e) => panic!("cannot start a runtime: {e}"),
     }
 }

@@ -37,6 +37,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, Span};
 
 use crate::client::Client;
 use crate::core::cmd::Cmd;
@@ -96,14 +97,20 @@ struct Shared {
     inboxes: Box<[mpsc::UnboundedSender<Job>]>,
 }
 
-/// What a caller hands a worker.
+/// What a caller hands a worker. The span is the caller's current one: the worker runs
+/// the request inside it, so the request's own spans (`Config::telemetry`) are its
+/// children, in the caller's trace.
 enum Job {
     /// One command; its reply, unconverted (the caller converts it on its own thread).
-    Query(Cmd, oneshot::Sender<Result<Value>>),
+    Query(Cmd, oneshot::Sender<Result<Value>>, Span),
     /// A pipeline, whole; every command's result (ignored or not).
-    Execute(Arc<Pipeline>, oneshot::Sender<Result<Vec<Result<Value>>>>),
+    Execute(
+        Arc<Pipeline>,
+        oneshot::Sender<Result<Vec<Result<Value>>>>,
+        Span,
+    ),
     /// Anything else, run on the worker with its client ([`SharedClient::run`]).
-    Run(OnWorker),
+    Run(OnWorker, Span),
     /// Stop taking requests, let those in flight finish for up to the grace, then answer.
     Shutdown(Duration, oneshot::Sender<()>),
 }
@@ -116,7 +123,7 @@ impl std::fmt::Debug for Job {
         f.write_str(match self {
             Job::Query(..) => "Query",
             Job::Execute(..) => "Execute",
-            Job::Run(_) => "Run",
+            Job::Run(..) => "Run",
             Job::Shutdown(..) => "Shutdown",
         })
     }
@@ -241,7 +248,7 @@ impl SharedClient {
     /// The command is moved to the worker; `&Cmd` is cloned.
     pub async fn query<T: FromReply>(&self, command: impl Into<Cmd>) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Query(command.into(), tx))?;
+        self.send(Job::Query(command.into(), tx, Span::current()))?;
         T::from_reply(rx.await.map_err(|_| shut_down())??)
     }
 
@@ -272,7 +279,7 @@ impl SharedClient {
     /// Every command's result, from the worker (what to keep is decided here).
     async fn execute_every(&self, pipeline: Arc<Pipeline>) -> Result<Vec<Result<Value>>> {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Execute(pipeline, tx))?;
+        self.send(Job::Execute(pipeline, tx, Span::current()))?;
         rx.await.map_err(|_| shut_down())?
     }
 
@@ -305,11 +312,8 @@ impl SharedClient {
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Run(Box::new(move |client| {
-            Box::pin(async move {
-                let _ = tx.send(f(client).await);
-            })
-        })))?;
+        let job = Box::new(move |client| Box::pin(answer(tx, f(client))) as Pin<Box<_>>);
+        self.send(Job::Run(job, Span::current()))?;
         rx.await.map_err(|_| shut_down())
     }
 
@@ -318,12 +322,13 @@ impl SharedClient {
         let mut total = Stats::default();
         for w in 0..self.workers() {
             let (tx, rx) = oneshot::channel();
+            let job = Box::new(move |client: Client| {
+                Box::pin(async move {
+                    let _ = tx.send(client.stats());
+                }) as Pin<Box<_>>
+            });
             self.inner.inboxes[w]
-                .send(Job::Run(Box::new(move |client| {
-                    Box::pin(async move {
-                        let _ = tx.send(client.stats());
-                    })
-                })))
+                .send(Job::Run(job, Span::none()))
                 .map_err(|_| shut_down())?;
             total += rx.await.map_err(|_| shut_down())?;
         }
@@ -468,8 +473,11 @@ fn worker_main(
         }
         serve(client, inbox).await;
     });
-    if let (Err(e), Some(ready)) = (started, ready.take()) {
-        let _ = ready.send(Err(e));
+    match (started, ready.take()) {
+        (Err(e), Some(ready)) => drop(ready.send(Err(e))),
+        // After connecting: the worker's callers now get `Shutdown`; say why, once.
+        (Err(e), None) => tracing::error!(worker = index, error = %e, "SharedClient worker ended"),
+        (Ok(()), _) => {}
     }
 }
 
@@ -481,19 +489,17 @@ async fn serve(client: Client, mut inbox: mpsc::UnboundedReceiver<Job>) {
     while inbox.recv_many(&mut jobs, INBOX_BATCH).await > 0 {
         for job in jobs.drain(..) {
             match job {
-                Job::Query(command, reply) => {
+                Job::Query(command, reply, span) => {
                     let client = client.clone();
-                    drop(engine::spawn_local(async move {
-                        let _ = reply.send(client.query::<Value>(&command).await);
-                    }));
+                    let work = async move { client.query::<Value>(&command).await };
+                    drop(engine::spawn_local(answer(reply, work).instrument(span)));
                 }
-                Job::Execute(pipeline, reply) => {
+                Job::Execute(pipeline, reply, span) => {
                     let client = client.clone();
-                    drop(engine::spawn_local(async move {
-                        let _ = reply.send(client.execute_every(&pipeline).await);
-                    }));
+                    let work = async move { client.execute_every(&pipeline).await };
+                    drop(engine::spawn_local(answer(reply, work).instrument(span)));
                 }
-                Job::Run(f) => drop(engine::spawn_local(f(client.clone()))),
+                Job::Run(f, span) => drop(engine::spawn_local(f(client.clone()).instrument(span))),
                 Job::Shutdown(grace, ack) => {
                     // Take no more: later sends fail; what is queued still runs (and
                     // fails with `Shutdown` once the client is closed).
@@ -518,13 +524,31 @@ async fn serve(client: Client, mut inbox: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
+/// Runs `work` and sends its output, unless the caller stops waiting first: then `work`
+/// is dropped at once, which cancels it as dropping a [`Client`] call does (a blocking
+/// command's dedicated connection is closed, a shared connection's late replies are
+/// read and dropped). A `BLPOP` given up on must not pop an element nobody receives.
+async fn answer<T>(mut reply: oneshot::Sender<T>, work: impl Future<Output = T>) {
+    let mut work = pin!(work);
+    let out = std::future::poll_fn(|cx| {
+        if reply.poll_closed(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        work.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    if let Some(out) = out {
+        let _ = reply.send(out);
+    }
+}
+
 /// Answers a request that arrived after the shutdown.
 fn fail(job: Job) {
     match job {
-        Job::Query(_, reply) => drop(reply.send(Err(shut_down()))),
-        Job::Execute(_, reply) => drop(reply.send(Err(shut_down()))),
+        Job::Query(_, reply, _) => drop(reply.send(Err(shut_down()))),
+        Job::Execute(_, reply, _) => drop(reply.send(Err(shut_down()))),
         // Dropping its reply sender tells the caller.
-        Job::Run(_) => {}
+        Job::Run(..) => {}
         Job::Shutdown(_, ack) => drop(ack.send(())),
     }
 }

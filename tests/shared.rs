@@ -365,3 +365,50 @@ fn the_tokio_service_example_runs_its_sixty_four_tasks() {
     assert_eq!(served.tasks, 64);
     assert_eq!(served.commands, 64 * (2 * 50 + 32));
 }
+
+/// The worker's blocking connections, asked on the worker.
+async fn blocking_connections(client: &SharedClient) -> usize {
+    client
+        .run(|c| async move { c.blocking_connection_count() })
+        .await
+        .unwrap()
+}
+
+/// Waits (up to 10 s) until the worker has `n` blocking connections.
+async fn until_blocking_connections(client: &SharedClient, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while blocking_connections(client).await != n {
+        assert!(Instant::now() < deadline, "never {n} blocking connections");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A caller that stops waiting for a `BLPOP` (a timeout, a dropped task) stops it on the
+/// worker too: its dedicated connection is closed, and an element pushed afterwards stays
+/// in the list instead of going to a pop nobody receives.
+#[test]
+fn a_caller_that_gives_up_on_a_blocking_command_loses_no_element() {
+    let cluster = support::cluster(3, 0);
+    runtime(2).block_on(async {
+        let client = shared(&cluster, 1).await;
+        let popper = client.clone();
+        let blocked = tokio::spawn(async move {
+            popper
+                .query::<Value>(cmd("BLPOP").arg("shared:queue").arg(0))
+                .await
+        });
+        // The BLPOP waits on its dedicated connection...
+        until_blocking_connections(&client, 1).await;
+        // ...until its caller gives up.
+        blocked.abort();
+        assert!(blocked.await.unwrap_err().is_cancelled());
+        until_blocking_connections(&client, 0).await;
+        let pushed: i64 = client
+            .query(cmd("LPUSH").arg("shared:queue").arg("job"))
+            .await
+            .unwrap();
+        assert_eq!(pushed, 1);
+        let left: i64 = client.query(cmd("LLEN").arg("shared:queue")).await.unwrap();
+        assert_eq!(left, 1, "a forgotten BLPOP took the element");
+    });
+}

@@ -20,21 +20,84 @@ on_both_clients! {
     a_pipeline_a_command_and_an_error_have_their_spans(3, 0);
 }
 
+/// A `SharedClient` runs each request on a worker thread, inside its caller's span: the
+/// request's span is that span's child, so a service's trace shows its Redis calls.
+/// The one test of this binary with a global subscriber (the worker threads have no
+/// default of their own); the others keep theirs on their own thread.
+#[test]
+fn a_shared_client_request_is_a_child_of_its_callers_span() {
+    use tracing::Instrument;
+    let cluster = support::cluster(3, 0);
+    let capture = Capture::default();
+    tracing::subscriber::set_global_default(capture.clone()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = redis_cluster_uring::SharedClient::connect_with_workers(
+            &cluster.seed_addrs(),
+            1,
+            || Config::default().telemetry(true),
+        )
+        .await
+        .unwrap();
+        let caller = tracing::info_span!(target: "redis_cluster_uring::test", "caller");
+        let caller_id = caller.id().unwrap().into_u64();
+        client
+            .query::<()>(cmd("SET").arg("otel:shared").arg(1))
+            .instrument(caller.clone())
+            .await
+            .unwrap();
+        let mut pipe = Pipeline::new();
+        for i in 0..30 {
+            pipe.get(format!("otel:shared:{i}"));
+        }
+        client
+            .execute(&pipe)
+            .instrument(caller.clone())
+            .await
+            .unwrap();
+        client.shutdown(std::time::Duration::from_secs(1)).await;
+        let spans = capture.take();
+        let requests: Vec<_> = spans.iter().filter(|s| s.name == "redis.request").collect();
+        assert_eq!(requests.len(), 2, "{spans:#?}");
+        for request in requests {
+            assert_eq!(request.parent, Some(caller_id), "{request:?}");
+        }
+        let names: Vec<_> = spans
+            .iter()
+            .filter(|s| s.parent == Some(caller_id))
+            .filter_map(|s| field(s, "otel.name"))
+            .collect();
+        assert_eq!(names, ["SET", "BATCH GET"]);
+    });
+}
+
 /// One span as the subscriber saw it.
 #[derive(Debug, Clone)]
 struct SpanRecord {
     id: u64,
     name: &'static str,
+    metadata: &'static Metadata<'static>,
     parent: Option<u64>,
     fields: BTreeMap<String, String>,
     closed: bool,
 }
 
 /// A subscriber that keeps every span of this crate's target, with its fields (those
-/// recorded later included) and whether it closed.
+/// recorded later included), its parent (given, or the span the thread is in) and
+/// whether it closed.
 #[derive(Default, Clone)]
 struct Capture {
-    spans: Arc<Mutex<Vec<SpanRecord>>>,
+    spans: Arc<Mutex<BTreeMap<u64, SpanRecord>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+thread_local! {
+    /// The spans this thread is in, innermost last (the contextual parent).
+    static ENTERED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
@@ -56,43 +119,70 @@ impl Subscriber for Capture {
     }
 
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {
-        let mut spans = self.spans.lock().unwrap();
-        let id = spans.len() as u64 + 1;
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut fields = BTreeMap::new();
         attrs.record(&mut Fields(&mut fields));
-        spans.push(SpanRecord {
+        let parent = match attrs.parent() {
+            Some(p) => Some(p.into_u64()),
+            None if attrs.is_contextual() => ENTERED.with(|e| e.borrow().last().copied()),
+            None => None,
+        };
+        self.spans.lock().unwrap().insert(
             id,
-            name: attrs.metadata().name(),
-            parent: attrs.parent().map(Id::into_u64),
-            fields,
-            closed: false,
-        });
+            SpanRecord {
+                id,
+                name: attrs.metadata().name(),
+                metadata: attrs.metadata(),
+                parent,
+                fields,
+                closed: false,
+            },
+        );
         Id::from_u64(id)
     }
 
     fn record(&self, span: &Id, values: &Record<'_>) {
-        let mut spans = self.spans.lock().unwrap();
-        let s = &mut spans[span.into_u64() as usize - 1];
-        values.record(&mut Fields(&mut s.fields));
+        if let Some(s) = self.spans.lock().unwrap().get_mut(&span.into_u64()) {
+            values.record(&mut Fields(&mut s.fields));
+        }
     }
 
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, _: &Event<'_>) {}
 
-    fn enter(&self, _: &Id) {}
+    /// What `Span::current()` asks: the span this thread is in.
+    fn current_span(&self) -> tracing_core::span::Current {
+        let current = ENTERED.with(|e| e.borrow().last().copied());
+        let spans = self.spans.lock().unwrap();
+        match current.and_then(|id| spans.get(&id).map(|s| (id, s.metadata))) {
+            Some((id, metadata)) => tracing_core::span::Current::new(Id::from_u64(id), metadata),
+            None => tracing_core::span::Current::none(),
+        }
+    }
 
-    fn exit(&self, _: &Id) {}
+    fn enter(&self, span: &Id) {
+        ENTERED.with(|e| e.borrow_mut().push(span.into_u64()));
+    }
+
+    fn exit(&self, _: &Id) {
+        ENTERED.with(|e| e.borrow_mut().pop());
+    }
 
     fn try_close(&self, id: Id) -> bool {
-        self.spans.lock().unwrap()[id.into_u64() as usize - 1].closed = true;
+        if let Some(s) = self.spans.lock().unwrap().get_mut(&id.into_u64()) {
+            s.closed = true;
+        }
         true
     }
 }
 
 impl Capture {
+    /// Every span kept so far, in the order they opened; forgotten here.
     fn take(&self) -> Vec<SpanRecord> {
         std::mem::take(&mut *self.spans.lock().unwrap())
+            .into_values()
+            .collect()
     }
 }
 

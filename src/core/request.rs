@@ -397,14 +397,15 @@ impl<'a> Request<'a> {
         mut take: impl FnMut(usize) -> Option<RoundReply>,
     ) {
         self.unwaited = false;
+        // The batches waited for are done (serial: the one node's, before the next goes).
+        if let Some(t) = &mut self.trace {
+            t.round_ended();
+        }
         if all_in && !self.queue.is_empty() {
             // Serial: the next node's batch goes now.
             return;
         }
         self.queue.clear();
-        if let Some(t) = &mut self.trace {
-            t.round_ended();
-        }
         let written = std::mem::take(&mut self.written);
         match &mut self.machine {
             Machine::Rounds { rounds, .. } => {
@@ -586,6 +587,33 @@ mod tests {
         let results = serial.results().unwrap();
         assert_eq!(results.len(), 3);
         assert!(results.iter().all(|r| r.is_ok()));
+    }
+
+    #[test]
+    fn a_traced_serial_pipeline_closes_each_nodes_batch_before_the_next_goes() {
+        let map = SlotMap::split_evenly(&nodes());
+        let cmds = keys_on_every_node(&map);
+        let trace = crate::core::telemetry::Trace::start(&cmds, "redis", 0, false);
+        let mut serial =
+            Request::pipeline(&cmds, &map, limits(), None, true, None).traced(Some(trace));
+        let now = Instant::now();
+        let mut writes = 0;
+        loop {
+            match serial.poll(now, &map, &[]) {
+                Step::Done => break,
+                Step::Write(batch) => {
+                    writes += 1;
+                    serial.written(batch.node, batch.entries, batch.buf.len(), now);
+                    // Only this node's batch is open: the one before it was closed
+                    // when its wait ended, so its time is its own.
+                    assert_eq!(serial.trace.as_ref().map(|t| t.open_batches()), Some(1));
+                }
+                Step::Wait => serial.waited(true, |_| Some(bulk("v"))),
+                Step::Sleep(_) => unreachable!("no retry here"),
+            }
+        }
+        assert_eq!(writes, 3);
+        assert_eq!(serial.trace.as_ref().map(|t| t.open_batches()), Some(0));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! attributed after the database semantic conventions.
 //!
 //! A `Trace` rides inside the core's `Request`, so both clients (and every path a
-//! request takes: pipelines, single commands, blocking commands, transactions) are
-//! traced by the same code; the drivers do nothing for it. Time comes from the driver's
+//! request takes: pipelines, single commands, blocking commands, node queries, atomic
+//! pipelines; not yet a `WATCH` session's commands) are traced by the same code; the
+//! drivers do nothing for it. A `SharedClient` runs each request inside its caller's
+//! span, on the worker, so the request's span is a child of the caller's there too. Time comes from the driver's
 //! instants, as everywhere in the core; spans are opened and closed where the request
 //! writes a batch and judges a round, so their length is what the caller waited.
 //!
@@ -222,6 +224,12 @@ impl Trace {
             span,
             written: now,
         });
+    }
+
+    /// Batch spans open now (for tests).
+    #[cfg(test)]
+    pub(crate) fn open_batches(&self) -> usize {
+        self.batches.len()
     }
 
     /// The round's wait is over: its batches close at the next instant the request sees.
