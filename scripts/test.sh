@@ -46,13 +46,15 @@ REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring-tests $FEATURE
 # The other engines run the part that exercises an engine's sockets and timers, within
 # CI's time: pipelines (batching, concurrent callers, large replies), timeouts and
 # abandoned replies (integrity), faults (chaos: kills, stops, resets), cluster changes
-# (reconnects, failovers) and TLS. Everything above them is the same code on every
+# (reconnects, failovers) and TLS; `SharedClient`, whose workers then run that engine
+# (cancellation, kill -9), and telemetry. Everything above them is the same code on every
 # engine. The blocking client runs its poll(2) backend under `epoll`, its ring under
 # `compio` (it has no compio backend).
 for engine in io_uring epoll compio; do
     echo "== engine tests on the $engine engine"
     REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring-tests $FEATURES \
-        --test pipeline --test integrity --test chaos --test cluster_changes --test tls --test blocking
+        --test pipeline --test integrity --test chaos --test cluster_changes --test tls --test blocking \
+        --test shared --test telemetry
 done
 
 # The same suite against a Valkey 9 cluster, once (ring engine). Not TLS: the

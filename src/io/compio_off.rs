@@ -41,9 +41,10 @@ impl std::fmt::Display for NotBuilt {
 }
 
 impl<T> Task<T> {
-    /// Only called where [`is_running`] said yes, which it never does in this build.
+    /// Called only where [`is_running`] said yes, which it never does in this build; if
+    /// it were, the future is dropped and the task has ended without an output.
     pub(crate) fn spawn<F: Future<Output = T> + 'static>(_future: F) -> Task<T> {
-        unreachable!("compio is never running in a build without the compio feature")
+        Task(PhantomData)
     }
 
     pub(crate) fn abort(&self) {}
