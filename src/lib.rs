@@ -63,7 +63,7 @@ mod sim;
 
 // The client API: the user-facing parts of the core, at the paths users know.
 pub use crate::core::{
-    cmd, config, error, reply, resp, slot, stats, telemetry, tls, topology, url,
+    cache, cmd, config, error, reply, resp, slot, stats, telemetry, tls, topology, url,
 };
 
 /// Connection handshake settings: protocol, credentials, what a node says of itself.
@@ -95,6 +95,7 @@ pub mod transaction {
     pub use crate::core::transaction::TxOutcome;
 }
 
+pub use cache::{CacheConfig, CachedCommand};
 pub use client::{Client, Pipeline};
 pub use cmd::{cmd, Cmd, ToArg, ToArgs};
 pub use commands::{AsyncCommands, Commands};

@@ -321,18 +321,36 @@ impl SharedClient {
     pub async fn stats(&self) -> Result<Stats> {
         let mut total = Stats::default();
         for w in 0..self.workers() {
-            let (tx, rx) = oneshot::channel();
-            let job = Box::new(move |client: Client| {
-                Box::pin(async move {
-                    let _ = tx.send(client.stats());
-                }) as Pin<Box<_>>
-            });
-            self.inner.inboxes[w]
-                .send(Job::Run(job, Span::none()))
-                .map_err(|_| shut_down())?;
-            total += rx.await.map_err(|_| shut_down())?;
+            total += self.on_worker(w, |client| client.stats()).await?;
         }
         Ok(total)
+    }
+
+    /// Empties every worker's client-side cache ([`Client::cache_clear`]; each worker
+    /// has a cache of its own, filled by its own connections).
+    pub async fn cache_clear(&self) -> Result<()> {
+        for w in 0..self.workers() {
+            self.on_worker(w, |client| client.cache_clear()).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on worker `w`'s client, between its requests.
+    async fn on_worker<R: Send + 'static>(
+        &self,
+        w: usize,
+        f: impl FnOnce(&Client) -> R + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(move |client: Client| {
+            Box::pin(async move {
+                let _ = tx.send(f(&client));
+            }) as Pin<Box<_>>
+        });
+        self.inner.inboxes[w]
+            .send(Job::Run(job, Span::none()))
+            .map_err(|_| shut_down())?;
+        rx.await.map_err(|_| shut_down())
     }
 
     /// Closes every worker's client as [`Client::shutdown`] does (requests in flight get

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::core::cache::Lookup;
 use crate::core::cluster::Path;
 use crate::core::cmd::Cmd;
 use crate::core::command_table::NamedNode;
@@ -75,6 +76,22 @@ impl Client {
     /// ```
     pub fn stats(&self) -> Stats {
         self.cluster.counters().snapshot()
+    }
+
+    /// Empties the client-side cache ([`Config::cache`](crate::Config::cache)); reads
+    /// in flight fill nothing. Counted in `Stats::cache_flushes`.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{blocking, cmd, CacheConfig, Config};
+    /// let config = Config::default().cache(CacheConfig::default());
+    /// let mut client = blocking::Client::connect(&["127.0.0.1:7000"], config)?;
+    /// let _: Option<String> = client.query(cmd("GET").arg("k"))?;
+    /// client.cache_clear();
+    /// assert_eq!(client.stats().cache_entries, 0);
+    /// # Ok::<(), redis_cluster_uring::Error>(())
+    /// ```
+    pub fn cache_clear(&mut self) {
+        self.cluster.cache_clear();
     }
 
     /// The current slot map: shared, not copied (a refresh swaps in a new one).
@@ -183,6 +200,22 @@ impl Client {
         let command: &Cmd = command.borrow();
         // Judged once: the path, and the request if it takes one, read the judgement.
         let judged = Judgement::of(command);
+        let mut reads = Vec::new();
+        if self.cluster.config().cache.is_some() {
+            // Invalidations already read by the kernel are applied before a hit.
+            self.take_pending_input();
+            match self.cluster.cache_lookup(command, &judged, Instant::now) {
+                Lookup::Pass => {}
+                Lookup::Hit(value) => return T::from_reply(value),
+                Lookup::Miss(read) => reads.push((0, read)),
+                Lookup::Mget(mut m) => {
+                    let reads = std::mem::take(&mut m.reads);
+                    let judged = Judgement::all(&m.gets);
+                    let results = self.execute_judged(&m.gets, judged, None, reads)?;
+                    return T::from_reply(m.answer(results)?);
+                }
+            }
+        }
         let results = match self.cluster.path_judged(command, &judged)? {
             Path::Blocking(budget) => {
                 self.cluster.counters().add_execution();
@@ -201,7 +234,7 @@ impl Client {
             }
             // One caller at a time: the single path would save nothing here.
             Path::Single | Path::Request => {
-                self.execute_judged(std::slice::from_ref(command), vec![judged], None)?
+                self.execute_judged(std::slice::from_ref(command), vec![judged], None, reads)?
             }
         };
         match results.into_iter().next() {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::core::cache::Read;
 use crate::core::cluster::{Cluster, SlotMapFetch};
 use crate::core::cmd::Cmd;
 use crate::core::config::Config;
@@ -125,6 +126,7 @@ impl Client {
             link_frames_dropped: 0,
             _not_send: std::marker::PhantomData,
         };
+        client.pool.use_cache(client.cluster.cache());
         match map {
             Some(map) => client.cluster.adopt_given(map, Instant::now()),
             None => client.refresh_slots()?,
@@ -163,25 +165,27 @@ impl Client {
         cmds: &[Cmd],
         reporter: Option<&mut Reporter>,
     ) -> Result<Vec<Result<Value>>> {
-        self.execute_judged(cmds, Judgement::all(cmds), reporter)
+        self.execute_judged(cmds, Judgement::all(cmds), reporter, Vec::new())
     }
 
     /// [`Client::execute_commands`] for commands judged already (`judged[i]` is
-    /// `cmds[i]`'s).
+    /// `cmds[i]`'s); reply i of `reads` fills the client-side cache.
     pub(super) fn execute_judged(
         &mut self,
         cmds: &[Cmd],
         judged: Vec<Judgement>,
         reporter: Option<&mut Reporter>,
+        reads: Vec<(usize, Read)>,
     ) -> Result<Vec<Result<Value>>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
         self.housekeeping();
         let deadline = deadline_after(self.cluster.config().request_timeout);
-        let mut request =
-            self.cluster
-                .pipeline_judged(cmds, judged, self.pool.nodes(), deadline, reporter);
+        let mut request = self
+            .cluster
+            .pipeline_judged(cmds, judged, self.pool.nodes(), deadline, reporter)
+            .caching(reads);
         self.drive(&mut request, deadline);
         self.maybe_refresh();
         request.results()
@@ -207,7 +211,11 @@ impl Client {
     /// The driver: does what the request says (write, wait, sleep, stop), moves replies
     /// into it and applies its effects. No decision is made here.
     pub(super) fn drive(&mut self, request: &mut Request<'_>, deadline: Option<Instant>) {
-        let exec = self.pool.new_exec(request.reply_slots());
+        let exec = self.pool.new_exec_reading(
+            request.reply_slots(),
+            request.take_reads(),
+            request.commands(),
+        );
         loop {
             match request.poll(Instant::now(), self.cluster.map(), self.cluster.seeds()) {
                 Step::Done => break,
@@ -552,17 +560,26 @@ impl Client {
     /// nothing is written to them), idle ones past `idle_timeout` are closed, and the
     /// periodic refresh runs when due.
     pub(super) fn housekeeping(&mut self) {
-        let mut events = std::mem::take(&mut self.events);
-        if self.io.peek(&mut events).is_ok() && !events.is_empty() {
-            // Nothing is awaited between requests: every event ends its connection.
-            self.handle(&mut events);
-        }
-        self.events = events;
+        self.take_pending_input();
         if let Some(idle) = self.cluster.config().idle_timeout {
             let stale = self.pool.close_idle(Instant::now(), Some(idle), |_| true);
             self.remove(&stale);
         }
         self.maybe_refresh();
+    }
+
+    /// Applies what idle connections received since the last request, without waiting:
+    /// a close, or the client-side cache's invalidations (so a hit never serves an entry
+    /// whose invalidation is already in this process). The ring enters the kernel only
+    /// when a completion is pending; `poll(2)` asks once.
+    pub(super) fn take_pending_input(&mut self) {
+        let mut events = std::mem::take(&mut self.events);
+        if self.io.peek(&mut events).is_ok() && !events.is_empty() {
+            // Nothing is awaited between requests: a read is pushes (or what ends the
+            // connection), a close ends it.
+            self.handle(&mut events);
+        }
+        self.events = events;
     }
 
     /// Refreshes the slot map if the rounds asked for it and the last refresh is older

@@ -525,13 +525,18 @@ impl Transport for Ring {
     }
 
     fn peek(&mut self, events: &mut Vec<Event>) -> io::Result<()> {
-        // Pending completions (a server that closed an idle connection) are flagged in
-        // shared memory: the kernel is entered only when there are some.
+        // Every link keeps a read armed between requests (a close, an invalidation
+        // push): arming one after its last reply costs one submission.
+        let ops = self.ops.len();
+        self.arm_reads()?;
+        let armed = self.ops.len() > ops;
+        // Pending completions are flagged in shared memory: the kernel is entered only
+        // when there are some (or reads to submit).
         let pending = {
             let sq = self.ring.submission();
             sq.taskrun() || sq.cq_overflow()
         };
-        if pending {
+        if pending || armed {
             self.enter(0, Some(Duration::ZERO))?;
         }
         self.reap(events);

@@ -5,10 +5,12 @@
 use std::cell::RefCell;
 use std::time::Instant;
 
+use crate::core::cache::{Lookup, Read};
 use crate::core::cluster::{Cluster, Path};
 use crate::core::cmd::{cmd, Cmd};
 use crate::core::command_table::NamedNode;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::judgement::Judgement;
 use crate::core::pipeline::Pipeline;
 use crate::core::reply::FromReply;
 use crate::core::report::{PipelineReport, Reporter};
@@ -56,22 +58,42 @@ impl Client {
     pub async fn query<T: FromReply>(&self, command: impl std::borrow::Borrow<Cmd>) -> Result<T> {
         let command: &Cmd = std::borrow::Borrow::borrow(&command);
         // Judged once: the path, the single path's route and a request's plan read it.
-        let judged = crate::core::judgement::Judgement::of(command);
+        let judged = Judgement::of(command);
+        let mut read = None;
+        if self.inner.config.cache.is_some() {
+            let lookup = self
+                .inner
+                .cluster
+                .borrow()
+                .cache_lookup(command, &judged, Instant::now);
+            match lookup {
+                Lookup::Pass => {}
+                Lookup::Hit(value) => {
+                    self.after_hit().await;
+                    return T::from_reply(value);
+                }
+                Lookup::Miss(r) => read = Some(r),
+                Lookup::Mget(mut m) => {
+                    let reads = std::mem::take(&mut m.reads);
+                    let judged = Judgement::all(&m.gets);
+                    let results = self.execute_judged(&m.gets, judged, None, reads).await?;
+                    return T::from_reply(m.answer(results)?);
+                }
+            }
+        }
         let path = self.inner.cluster.borrow().path_judged(command, &judged)?;
+        let reads = |read: Option<Read>| read.map(|r| vec![(0, r)]).unwrap_or_default();
         let results = match path {
             // Traced, it takes the request path, whose rounds carry the spans.
             Path::Single if !self.inner.config.telemetry => {
-                return T::from_reply(self.query_one(command, &judged).await?)
+                return T::from_reply(self.query_one(command, &judged, read).await?)
             }
-            Path::Single => {
-                self.execute_judged(std::slice::from_ref(command), vec![judged], None)
+            Path::Single | Path::Request => {
+                let cmds = std::slice::from_ref(command);
+                self.execute_judged(cmds, vec![judged], None, reads(read))
                     .await?
             }
             Path::Blocking(timeout) => self.run_blocking(None, command, timeout).await?,
-            Path::Request => {
-                self.execute_judged(std::slice::from_ref(command), vec![judged], None)
-                    .await?
-            }
         };
         match results.into_iter().next() {
             Some(r) => T::from_reply(r?),
@@ -231,6 +253,25 @@ impl Client {
     /// Counters since the client was created.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
+    }
+
+    /// Empties the client-side cache ([`Config::cache`](crate::Config::cache)); reads
+    /// in flight fill nothing. Counted in `Stats::cache_flushes`.
+    ///
+    /// ```no_run
+    /// use redis_cluster_uring::{engine, CacheConfig, Client, Config};
+    /// engine::start(async {
+    ///     let config = Config::default().cache(CacheConfig::default());
+    ///     let client = Client::connect(&["127.0.0.1:7000"], config).await?;
+    ///     let _: Option<String> = client.query(redis_cluster_uring::cmd("GET").arg("k")).await?;
+    ///     client.cache_clear();
+    ///     assert_eq!(client.stats().cache_entries, 0);
+    ///     Ok::<(), redis_cluster_uring::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn cache_clear(&self) {
+        self.inner.cluster.borrow().cache_clear();
     }
 
     /// Number of open shared connections (one per node in use).

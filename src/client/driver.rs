@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use crate::core::cache::Read;
 use crate::core::cluster::Cluster;
 use crate::core::cmd::{cmd, Cmd};
 use crate::core::config::Config;
@@ -55,6 +56,8 @@ pub(super) struct Inner {
     /// Wakes the background refresh loop: a refresh was asked for.
     pub(super) refresh_wake: Rc<tokio::sync::Notify>,
     pub(super) closed: Cell<bool>,
+    /// Answers from the client-side cache since the caller last yielded to the loop.
+    pub(super) hits: Cell<u32>,
     /// TLS, built once from `Config::tls`.
     pub(super) tls: Option<(std::sync::Arc<crate::core::tls::Rustls>, TlsConfig)>,
 }
@@ -133,15 +136,18 @@ impl Client {
         };
         tracing::debug!(%engine, "client engine");
         let cluster = Cluster::new(parsed, config, (random_unit() * u64::MAX as f64) as u64);
+        let mut pool = Pool::new(Instant::now);
+        pool.use_cache(cluster.cache());
         let client = Client {
             inner: Rc::new(Inner {
                 engine,
-                pool: Rc::new(RefCell::new(Pool::new(Instant::now))),
+                pool: Rc::new(RefCell::new(pool)),
                 config: cluster.shared_config(),
                 counters: cluster.counters().clone(),
                 cluster: RefCell::new(cluster),
                 refresh_wake: Rc::new(tokio::sync::Notify::new()),
                 closed: Cell::new(false),
+                hits: Cell::new(0),
                 tls,
             }),
         };
@@ -165,7 +171,12 @@ impl Client {
     /// the exec, nothing allocated in the steady state. Anything but a plain answer (a
     /// redirect, a retry, a lost connection, the deadline, a keyless command) goes on
     /// through the round machine from that point, exactly as a pipeline of one would.
-    pub(super) async fn query_one(&self, command: &Cmd, judged: &Judgement) -> Result<Value> {
+    pub(super) async fn query_one(
+        &self,
+        command: &Cmd,
+        judged: &Judgement,
+        read: Option<Read>,
+    ) -> Result<Value> {
         self.ensure_open()?;
         self.inner.counters.add_execution();
         let deadline = deadline_after(self.inner.config.request_timeout);
@@ -190,6 +201,9 @@ impl Client {
         };
         let pool = &self.inner.pool;
         let exec = pool.borrow_mut().new_exec(1);
+        if let Some(read) = read {
+            pool.borrow_mut().expect_read(exec, read);
+        }
         let guard = ExecGuard {
             pool: pool.clone(),
             exec,
@@ -237,6 +251,19 @@ impl Client {
             .unwrap_or_else(|| Err(Error::protocol("no reply")))
     }
 
+    /// After an answer from the client-side cache, which waited for nothing: every
+    /// [`HITS_BETWEEN_YIELDS`]th yields to the loop, so callers that only hit hot keys
+    /// still let it read the invalidations that end those entries.
+    pub(super) async fn after_hit(&self) {
+        let n = self.inner.hits.get() + 1;
+        if n >= HITS_BETWEEN_YIELDS {
+            self.inner.hits.set(0);
+            rt::yield_now().await;
+        } else {
+            self.inner.hits.set(n);
+        }
+    }
+
     /// Closes the client: new requests fail with [`ErrorKind::Shutdown`]; requests in
     /// flight get up to `grace` to finish, then fail with the same kind; connections are
     /// closed. Other clones of this client see the same closed state.
@@ -268,17 +295,18 @@ impl Client {
         cmds: &[Cmd],
         reporter: Option<&mut Reporter>,
     ) -> Result<Vec<Result<Value>>> {
-        self.execute_judged(cmds, Judgement::all(cmds), reporter)
+        self.execute_judged(cmds, Judgement::all(cmds), reporter, Vec::new())
             .await
     }
 
     /// [`Client::execute_commands`] for commands judged already (`judged[i]` is
-    /// `cmds[i]`'s).
+    /// `cmds[i]`'s); reply i of `reads` fills the client-side cache.
     pub(super) async fn execute_judged(
         &self,
         cmds: &[Cmd],
         judged: Vec<Judgement>,
         reporter: Option<&mut Reporter>,
+        reads: Vec<(usize, Read)>,
     ) -> Result<Vec<Result<Value>>> {
         self.ensure_open()?;
         if cmds.is_empty() {
@@ -294,7 +322,8 @@ impl Client {
                 deadline,
                 reporter,
             )
-        };
+        }
+        .caching(reads);
         self.drive(&mut request, deadline, Lane::Shared, None).await;
         request.results()
     }
@@ -365,7 +394,11 @@ impl Client {
         session: Option<ConnId>,
     ) {
         let pool = &self.inner.pool;
-        let exec = pool.borrow_mut().new_exec(request.reply_slots());
+        let exec = pool.borrow_mut().new_exec_reading(
+            request.reply_slots(),
+            request.take_reads(),
+            request.commands(),
+        );
         let _guard = ExecGuard {
             pool: pool.clone(),
             exec,
@@ -804,6 +837,11 @@ impl Drop for Leases {
 pub(super) type Deadline = Instant;
 
 /// Waits `d` on the runtime's timer (a retry's or a scan's pause).
+/// Cache hits in a row before a caller yields to the loop (see [`Client::after_hit`]):
+/// a hit costs well under a microsecond, so invalidations wait at most tens of
+/// microseconds behind a caller that does nothing else.
+pub(super) const HITS_BETWEEN_YIELDS: u32 = 64;
+
 pub(super) async fn pause(d: Duration) {
     rt::sleep(d).await
 }

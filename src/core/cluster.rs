@@ -19,10 +19,12 @@
 //! assert_eq!(cluster.path(&cmd("DBSIZE")).unwrap(), Path::Request);
 //! ```
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::core::cache::{Cache, Lookup};
 use crate::core::cmd::Cmd;
 use crate::core::command_table::{deadline_budget, named_node_path, CommandClass, NamedNode};
 use crate::core::config::{Config, Execution};
@@ -67,6 +69,8 @@ pub struct Cluster {
     refresh: Refresh,
     router: ReadRouter,
     counters: Rc<Counters>,
+    /// The client-side cache, shared with the pool (see [`crate::core::cache`]).
+    cache: Rc<RefCell<Cache>>,
 }
 
 impl Cluster {
@@ -76,13 +80,16 @@ impl Cluster {
     pub fn new(seeds: Vec<NodeAddr>, config: Config, seed: u64) -> Cluster {
         let router = ReadRouter::new(config.read_from.clone(), seed.rotate_left(32) ^ seed);
         let metrics = config.telemetry;
+        let counters = Rc::new(Counters::new(metrics));
+        let cache = Cache::new(config.cache.clone(), counters.clone());
         Cluster {
             map: Arc::new(SlotMap::empty()),
             seeds,
             config: Rc::new(config),
             refresh: Refresh::new(seed),
             router,
-            counters: Rc::new(Counters::new(metrics)),
+            counters,
+            cache: Rc::new(RefCell::new(cache)),
         }
     }
 
@@ -115,6 +122,30 @@ impl Cluster {
     /// The counters (shared with the connections that count reads and writes).
     pub(crate) fn counters(&self) -> &Rc<Counters> {
         &self.counters
+    }
+
+    /// The client-side cache, for the pool to share ([`Pool::use_cache`]).
+    ///
+    /// [`Pool::use_cache`]: crate::core::pool::Pool::use_cache
+    pub(crate) fn cache(&self) -> Rc<RefCell<Cache>> {
+        self.cache.clone()
+    }
+
+    /// What the client-side cache says of `cmd` before it is sent (see
+    /// [`crate::core::cache`]): its answer, or the read its reply fills; a write's keys
+    /// are invalidated here. `clock` is read only when entries expire.
+    pub(crate) fn cache_lookup(
+        &self,
+        cmd: &Cmd,
+        judged: &Judgement,
+        clock: impl FnOnce() -> Instant,
+    ) -> Lookup {
+        self.cache.borrow_mut().lookup(cmd, judged, clock)
+    }
+
+    /// Empties the client-side cache (`cache_clear`).
+    pub(crate) fn cache_clear(&self) {
+        self.cache.borrow_mut().clear();
     }
 
     /// The refresh policy's state.
@@ -261,8 +292,36 @@ impl Cluster {
         effects: impl Iterator<Item = Effect>,
         clock: impl Fn() -> Instant,
     ) -> Vec<NodeAddr> {
-        self.refresh
-            .apply_effects(effects, &mut self.map, &self.counters, clock)
+        // A `MOVED` slot's entries were filled from its old owner.
+        let mut moved = Vec::new();
+        let effects = effects.inspect(|effect| {
+            if let Effect::Redirected {
+                moved: Some((slot, _)),
+            } = effect
+            {
+                moved.push(slot.get());
+            }
+        });
+        let timed_out = self
+            .refresh
+            .apply_effects(effects, &mut self.map, &self.counters, clock);
+        if !moved.is_empty() {
+            self.cache
+                .borrow_mut()
+                .slots_moved(|slot| moved.contains(&slot));
+        }
+        timed_out
+    }
+
+    /// Takes `map` as the map: the client-side cache drops the slots whose owner
+    /// changed (a failover, a migration).
+    fn replace_map(&mut self, map: SlotMap) {
+        let old = std::mem::replace(&mut self.map, Arc::new(map));
+        let new = &self.map;
+        self.cache.borrow_mut().slots_moved(|slot| {
+            let slot = Slot::new(slot);
+            slot.map(|s| old.node_for(s)) != slot.map(|s| new.node_for(s))
+        });
     }
 
     /// Where a `WATCH` session's next attempt watches: the slot's owner, or the
@@ -381,14 +440,14 @@ impl Cluster {
         let seeds = &self.seeds;
         nodes.retain(|addr| in_cluster(&map, seeds, addr));
         self.refresh.adopted(&self.map, &map);
-        self.map = Arc::new(map);
+        self.replace_map(map);
         self.counters.add_refresh();
         Ok(())
     }
 
     /// Takes `map` as it is, as if a refresh had just fetched it.
     pub fn adopt_given(&mut self, map: SlotMap, now: Instant) {
-        self.map = Arc::new(map);
+        self.replace_map(map);
         self.refresh.finished(now);
     }
 

@@ -137,6 +137,11 @@ pub struct Config {
     /// [`crate::core::telemetry`]); off by default, and free when off. Metrics need the
     /// `metrics` feature too.
     pub telemetry: bool,
+    /// The client-side cache (`None`, the default: off). With it, every connection to a
+    /// primary turns `CLIENT TRACKING ON` (RESP3) and `GET`, `HGET`, `HGETALL`, `MGET`,
+    /// `EXISTS`, `STRLEN` and `SMEMBERS` are answered from the process when they can
+    /// be; see [`crate::core::cache`] for what keeps it correct.
+    pub cache: Option<crate::core::cache::CacheConfig>,
     /// TLS for every connection (`None`: plain TCP).
     pub tls: Option<crate::core::tls::TlsConfig>,
     /// Where RESP3 push frames go (`None`: counted in `Stats::pushes` and dropped).
@@ -227,6 +232,7 @@ impl Default for Config {
             client_name: None,
             database: 0,
             telemetry: false,
+            cache: None,
             tls: None,
             push_handler: None,
             request_timeout: Some(Duration::from_secs(5)),
@@ -348,6 +354,18 @@ impl Config {
     /// ```
     pub fn telemetry(mut self, on: bool) -> Self {
         self.telemetry = on;
+        self
+    }
+
+    /// Turns the client-side cache on ([`Config::cache`]).
+    ///
+    /// ```
+    /// use redis_cluster_uring::{CacheConfig, Config};
+    /// let config = Config::default().cache(CacheConfig::default().max_entries(50_000));
+    /// assert!(config.cache.is_some());
+    /// ```
+    pub fn cache(mut self, cache: crate::core::cache::CacheConfig) -> Self {
+        self.cache = Some(cache);
         self
     }
 

@@ -153,6 +153,8 @@ impl<T: Copy> Conn<T> {
             client_name: config.client_name.clone(),
             database: config.database,
             read_only: config.read_from != ReadFrom::Primary && map.is_replica(node),
+            // Replicas do not track: the cache fills only from primaries.
+            tracking: config.cache.is_some() && !map.is_replica(node),
             ..HandshakeOptions::default()
         };
         let tls = match tls {
@@ -197,6 +199,18 @@ impl<T: Copy> Conn<T> {
         Conn {
             phase: Phase::Ready,
             ..Conn::stillborn(addr, DecodeLimits::default())
+        }
+    }
+
+    /// [`Conn::ready_for_test`] whose handshake turned tracking on.
+    #[cfg(test)]
+    pub(crate) fn tracking_for_test(addr: NodeAddr) -> Conn<T> {
+        Conn {
+            info: Some(ServerInfo {
+                tracking: true,
+                ..ServerInfo::default()
+            }),
+            ..Conn::ready_for_test(addr)
         }
     }
 

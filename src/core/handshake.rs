@@ -135,6 +135,9 @@ pub struct HandshakeOptions {
     pub read_only: bool,
     /// `SELECT` this database (0: none sent).
     pub database: u32,
+    /// Send `CLIENT TRACKING ON` (the client-side cache; RESP3 only: a connection that
+    /// falls back to RESP2 does not track).
+    pub tracking: bool,
 }
 
 impl Default for HandshakeOptions {
@@ -146,6 +149,7 @@ impl Default for HandshakeOptions {
             lib: Some(("redis-cluster-uring", env!("CARGO_PKG_VERSION"))),
             read_only: false,
             database: 0,
+            tracking: false,
         }
     }
 }
@@ -163,6 +167,9 @@ pub struct ServerInfo {
     pub role: Option<String>,
     /// The node's availability zone (Valkey's `availability-zone`), when set.
     pub availability_zone: Option<String>,
+    /// `CLIENT TRACKING ON` was accepted: the node pushes `invalidate` for the keys this
+    /// connection reads, so its replies may fill the client-side cache.
+    pub tracking: bool,
 }
 
 /// What the driver does next.
@@ -187,6 +194,7 @@ enum Expect {
     Select { after_fallback: bool },
     Auth,
     SetName,
+    Tracking,
 }
 
 /// One connection's handshake.
@@ -260,6 +268,10 @@ impl Handshake {
             self.awaiting.push_back(Expect::ReadOnly {
                 after_fallback: false,
             });
+        }
+        if self.options.tracking && self.options.protocol == Protocol::Resp3 {
+            cmds.push(cmd("CLIENT").arg("TRACKING").arg("ON"));
+            self.awaiting.push_back(Expect::Tracking);
         }
         HandshakeStep::Send(cmds)
     }
@@ -352,6 +364,18 @@ impl Handshake {
             }
             // Library name and version are a courtesy: older servers lack SETINFO.
             (Expect::SetInfo, _) => {}
+            // Tracking accepted on a RESP3 connection: its reads may fill the cache. A
+            // refusal (an ACL without CLIENT, RESP2 after a fallback) leaves a
+            // connection that works and fills nothing.
+            (Expect::Tracking, None) => {
+                // A replica's reads never fill (they may lag the primary's invalidations).
+                let replica = self.info.role.as_deref() == Some("replica");
+                self.info.tracking =
+                    !self.fell_back && self.info.protocol == Protocol::Resp3 && !replica
+            }
+            (Expect::Tracking, Some(e)) => {
+                tracing::debug!(error = %e, "CLIENT TRACKING refused: no client-side caching here");
+            }
             (_, None) => {}
         }
         if self.awaiting.is_empty() {
@@ -521,6 +545,55 @@ mod tests {
         ));
         assert!(matches!(h.on_reply(ok()), HandshakeStep::Wait));
         assert!(matches!(h.on_reply(ok()), HandshakeStep::Done(_)));
+    }
+
+    #[test]
+    fn tracking_is_asked_for_in_the_first_round_and_only_a_primary_on_resp3_fills() {
+        let tracking = HandshakeOptions {
+            lib: None,
+            tracking: true,
+            ..HandshakeOptions::default()
+        };
+        let done = |h: &mut Handshake, reply: Value| match h.on_reply(reply) {
+            HandshakeStep::Done(info) => info,
+            other => panic!("{other:?}"),
+        };
+        let primary = || {
+            Value::Map(vec![
+                (bulk("proto"), Value::Int(3)),
+                (bulk("role"), bulk("master")),
+            ])
+        };
+        let mut h = Handshake::new(tracking.clone());
+        let cmds = sent(h.start());
+        assert_eq!(cmds[1], ["CLIENT", "TRACKING", "ON"]);
+        assert!(matches!(h.on_reply(primary()), HandshakeStep::Wait));
+        assert!(done(&mut h, ok()).tracking);
+        // Refused (an ACL without CLIENT): the connection works, and fills nothing.
+        let mut h = Handshake::new(tracking.clone());
+        sent(h.start());
+        h.on_reply(primary());
+        assert!(!done(&mut h, err("NOPERM no CLIENT for you")).tracking);
+        // A replica does not fill.
+        let mut h = Handshake::new(tracking.clone());
+        sent(h.start());
+        h.on_reply(Value::Map(vec![
+            (bulk("proto"), Value::Int(3)),
+            (bulk("role"), bulk("replica")),
+        ]));
+        assert!(!done(&mut h, ok()).tracking);
+        // RESP2 asked for: not even sent (its pushes would need a redirect connection).
+        let mut h = Handshake::new(HandshakeOptions {
+            protocol: Protocol::Resp2,
+            ..tracking.clone()
+        });
+        assert_eq!(sent(h.start()).len(), 1);
+        // A server without HELLO falls back to RESP2: the first round's TRACKING is
+        // answered, and nothing is trusted to track.
+        let mut h = Handshake::new(tracking);
+        sent(h.start());
+        h.on_reply(err("ERR unknown command 'HELLO'"));
+        assert!(!done(&mut h, ok()).tracking);
     }
 
     #[test]

@@ -34,9 +34,11 @@
 //!   every driver carries; `pool`: the async client's connections and in-flight requests
 //!   (each reply to its caller, backlog caps, stalls, timeouts in a row, idle and
 //!   dedicated connections).
+//! - [`cache`]: the client-side cache and the rules that keep it correct.
 //! - [`pubsub`], [`scan`], [`report`], [`stats`]: subscriptions, cluster SCAN, the
 //!   per-node report, the counters.
 
+pub mod cache;
 pub mod cluster;
 pub mod cmd;
 pub mod command_table;

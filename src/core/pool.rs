@@ -30,6 +30,7 @@
 //! the caller gave up while the command still blocks (its late reply could not be matched
 //! to anyone).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -38,6 +39,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use slab::Slab;
 
+use crate::core::cache::{Cache, Read};
 use crate::core::cmd::Cmd;
 use crate::core::conn::{Conn, Output};
 use crate::core::error::{Error, ErrorKind};
@@ -98,6 +100,9 @@ pub(crate) struct Exec {
     wake_each: bool,
     /// A reply arrived since the waiter last looked (with `wake_each`).
     progress: bool,
+    /// Reads whose replies fill the client-side cache, by reply index (empty, and
+    /// allocation-free, when nothing is cached).
+    reads: Vec<(usize, Read)>,
 }
 
 /// Identifies one incarnation of a connection: slab keys are reused after a connection
@@ -224,6 +229,10 @@ pub(crate) struct Pool {
     on_unreachable: Option<Hook>,
     /// The refresh loop checks for stalled connections (requests are waiting).
     watching_stalls: bool,
+    /// The client-side cache, shared with the `Cluster` (which answers lookups from it
+    /// and drops the slots that move): filled here as replies arrive, invalidated by the
+    /// pushes read here, emptied of a connection's entries when it ends here.
+    cache: Rc<RefCell<Cache>>,
 }
 
 impl Pool {
@@ -240,7 +249,14 @@ impl Pool {
             unreachable: Vec::new(),
             on_unreachable: None,
             watching_stalls: false,
+            cache: Rc::new(RefCell::new(Cache::new(None, Rc::default()))),
         }
+    }
+
+    /// Shares the cluster's client-side cache (`Cluster::cache`), read with the pool's
+    /// clock.
+    pub(crate) fn use_cache(&mut self, cache: Rc<RefCell<Cache>>) {
+        self.cache = cache;
     }
 
     /// The live connection to `addr`, if there is one.
@@ -288,6 +304,10 @@ impl Pool {
             key,
             id: self.next_id,
         }
+    }
+
+    fn conn_mut_even_closed(&mut self, conn: ConnId) -> Option<&mut Connection> {
+        self.conns.get_mut(conn.key).filter(|c| c.id == conn.id)
     }
 
     fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Connection> {
@@ -470,6 +490,11 @@ impl Pool {
             return false;
         }
         c.timeouts = c.timeouts.saturating_add(1);
+        // The node may be stopped with invalidations owed: what it filled is not trusted.
+        self.cache.borrow_mut().connection_lost(conn.id);
+        let Some(c) = self.conn_mut(conn) else {
+            return false;
+        };
         if max_in_a_row == 0 || c.timeouts < max_in_a_row {
             return false;
         }
@@ -526,6 +551,31 @@ impl Pool {
             replies,
             ..Exec::default()
         })
+    }
+
+    /// Starts an exec awaiting up to `n` replies for `cmds`, whose `reads` fill the
+    /// cache: the keys `cmds` write are invalidated in the cache first (before a byte
+    /// of them is sent).
+    pub(crate) fn new_exec_reading(
+        &mut self,
+        n: usize,
+        reads: Vec<(usize, Read)>,
+        cmds: &[Cmd],
+    ) -> usize {
+        let exec = self.new_exec(n);
+        let mut cache = self.cache.borrow_mut();
+        if cache.is_on() {
+            cache.written(cmds);
+            self.execs[exec].reads = reads;
+        }
+        exec
+    }
+
+    /// Attaches the cache fill of reply 0 of `exec` (the single-command path).
+    pub(crate) fn expect_read(&mut self, exec: usize, read: Read) {
+        if let Some(e) = self.execs.get_mut(exec) {
+            e.reads.push((0, read));
+        }
     }
 
     /// Queues a batch on a connection for `exec`. The bytes go out on the writer's next
@@ -773,11 +823,24 @@ impl Pool {
         };
         let mut answered = false;
         let execs = &mut self.execs;
+        let tracking = c.conn.server_info().is_some_and(|info| info.tracking);
+        let cache = &self.cache;
+        let clock = &clock;
         let received = c.conn.receive_with(input, |to, value| {
             answered = true;
+            if tracking {
+                fill(execs, cache, conn.id, to, &value, clock);
+            }
             complete(execs, to, RoundReply::Value(value));
         });
-        pushes.extend(c.conn.take_pushes());
+        if c.subscriber {
+            pushes.extend(c.conn.take_pushes());
+        } else {
+            // Invalidations apply now, before any caller sees a later reply; nothing
+            // else here is the cache's.
+            let mut cache = self.cache.borrow_mut();
+            pushes.extend(c.conn.take_pushes().filter(|p| !cache.on_push(p)));
+        }
         if answered {
             c.timeouts = 0;
         }
@@ -870,6 +933,13 @@ impl Pool {
         };
         c.closed = true;
         wake(&mut c.writer);
+        if c.conn.server_info().is_some_and(|info| info.tracking) {
+            // Its invalidations die with it: so does every entry it filled.
+            self.cache.borrow_mut().connection_lost(conn.id);
+        }
+        let Some(c) = self.conn_mut_even_closed(conn) else {
+            return;
+        };
         let lost = c.conn.fail(error);
         if self.by_addr.get(&addr) == Some(&conn.key) {
             self.by_addr.remove(&addr);
@@ -989,6 +1059,29 @@ impl Pool {
     }
 }
 
+/// Fills the cache from reply `to`, when its exec asked for it: the first reply at that
+/// index decides (a redirect or an error fills nothing, and its retry neither).
+fn fill(
+    execs: &mut Slab<Exec>,
+    cache: &RefCell<Cache>,
+    conn: u64,
+    to: ReplyTo,
+    value: &Value,
+    clock: &impl Fn() -> Instant,
+) {
+    let Some(e) = execs.get_mut(to.exec) else {
+        return;
+    };
+    if e.reads.is_empty() {
+        return;
+    }
+    let Some(i) = e.reads.iter().position(|(index, _)| *index == to.index) else {
+        return;
+    };
+    let (_, read) = e.reads.swap_remove(i);
+    cache.borrow_mut().fill(read, conn, true, value, clock);
+}
+
 /// Hands a reply (or a failure) to its exec and wakes the waiter when it is due.
 fn complete(execs: &mut Slab<Exec>, to: ReplyTo, reply: RoundReply) {
     let ReplyTo { exec, index } = to;
@@ -1066,6 +1159,12 @@ mod tests {
                     resp(item, out);
                 }
             }
+            Value::Array(items) => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    resp(item, out);
+                }
+            }
             other => panic!("no encoding for {other:?} here"),
         }
     }
@@ -1098,6 +1197,103 @@ mod tests {
     fn ready(pool: &mut Pool, exec: usize) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         pool.poll_exec(exec, &mut cx).is_ready()
+    }
+
+    /// A pool whose cache is on, and a tracking connection of it.
+    fn caching_pool() -> (Pool, ConnId, Rc<RefCell<Cache>>) {
+        let mut pool = Pool::new(Instant::now);
+        let cache = Rc::new(RefCell::new(Cache::new(
+            Some(crate::core::cache::CacheConfig::default()),
+            Rc::default(),
+        )));
+        pool.use_cache(cache.clone());
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let conn = pool.open(Conn::tracking_for_test(a), 1024);
+        (pool, conn, cache)
+    }
+
+    /// A `GET key` queued on `conn` whose reply fills the cache.
+    fn cached_get(pool: &mut Pool, conn: ConnId, cache: &RefCell<Cache>, key: &str) -> usize {
+        let get = crate::core::cmd::cmd("GET").arg(key);
+        let judged = crate::core::judgement::Judgement::of(&get);
+        let crate::core::cache::Lookup::Miss(read) =
+            cache.borrow_mut().lookup(&get, &judged, Instant::now)
+        else {
+            panic!("a miss");
+        };
+        let exec = pool.new_exec_reading(1, vec![(0, read)], std::slice::from_ref(&get));
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        assert!(enqueue(pool, conn, exec, batch(&a, &[(0, false)])));
+        pool.take_output(conn).unwrap();
+        exec
+    }
+
+    fn invalidate(key: &'static str) -> Value {
+        Value::Push(vec![bulk("invalidate"), Value::Array(vec![bulk(key)])])
+    }
+
+    #[test]
+    fn a_reply_fills_the_cache_as_it_arrives_unless_an_invalidation_came_first() {
+        let (mut pool, conn, cache) = caching_pool();
+        let exec = cached_get(&mut pool, conn, &cache, "k");
+        assert!(deliver(&mut pool, conn, bulk("v")).unwrap().is_empty());
+        assert!(ready(&mut pool, exec));
+        assert_eq!(cache.borrow().peek_get(b"k"), Some(&bulk("v")));
+        // The server's invalidation ends it, and is not handed on as a push.
+        assert!(deliver(&mut pool, conn, invalidate("k"))
+            .unwrap()
+            .is_empty());
+        assert_eq!(cache.borrow().peek_get(b"k"), None);
+        // An invalidation before the reply: the reply is returned, not kept.
+        let exec = cached_get(&mut pool, conn, &cache, "k");
+        deliver(&mut pool, conn, invalidate("k")).unwrap();
+        deliver(&mut pool, conn, bulk("old")).unwrap();
+        assert!(matches!(pool.take_reply(exec, 0), Some(RoundReply::Value(v)) if v == bulk("old")));
+        assert_eq!(cache.borrow().peek_get(b"k"), None);
+        // Reply and invalidation in one read: gone once the read is handled.
+        let _ = cached_get(&mut pool, conn, &cache, "k");
+        let mut bytes = Vec::new();
+        resp(&bulk("v2"), &mut bytes);
+        resp(&invalidate("k"), &mut bytes);
+        let mut input = BytesMut::from(&bytes[..]);
+        pool.receive(conn, &mut input, &mut Vec::new(), Instant::now)
+            .unwrap();
+        assert_eq!(cache.borrow().peek_get(b"k"), None);
+    }
+
+    #[test]
+    fn a_connection_that_ends_or_times_out_takes_its_entries_with_it() {
+        let (mut pool, conn, cache) = caching_pool();
+        cached_get(&mut pool, conn, &cache, "k");
+        deliver(&mut pool, conn, bulk("v")).unwrap();
+        assert_eq!(cache.borrow().len(), 1);
+        pool.fail(conn, &Error::new(ErrorKind::Io, "reset"));
+        assert_eq!(cache.borrow().len(), 0);
+        // A request timing out on a connection: the node may owe invalidations.
+        let a = NodeAddr::new("127.0.0.1", 7000);
+        let conn = pool.open(Conn::tracking_for_test(a.clone()), 1024);
+        pool.connected(
+            conn,
+            ServerInfo {
+                tracking: true,
+                ..ServerInfo::default()
+            },
+            Duration::ZERO,
+        );
+        cached_get(&mut pool, conn, &cache, "k");
+        deliver(&mut pool, conn, bulk("v")).unwrap();
+        let exec = pool.new_exec(1);
+        assert!(enqueue(&mut pool, conn, exec, batch(&a, &[(0, false)])));
+        pool.take_output(conn).unwrap();
+        assert_eq!(cache.borrow().len(), 1);
+        pool.note_timeout(&a, 3);
+        assert_eq!(cache.borrow().len(), 0);
+        // A connection that does not track fills nothing.
+        let b = NodeAddr::new("127.0.0.1", 7001);
+        let plain = pool.open(test_conn(&b), 1024);
+        cached_get(&mut pool, plain, &cache, "p");
+        deliver(&mut pool, plain, bulk("v")).unwrap();
+        assert_eq!(cache.borrow().len(), 0);
     }
 
     #[test]

@@ -26,6 +26,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use crate::core::cache::Read;
 use crate::core::cmd::Cmd;
 use crate::core::error::{Error, Result};
 use crate::core::expand::{expand, is_plain, Expansion};
@@ -79,6 +80,9 @@ pub(crate) struct Request<'a> {
     /// Spans and metrics, when `Config::telemetry` asks (see [`Trace`]). Boxed: off, it
     /// adds one pointer to every request, not a trace's size.
     trace: Option<Box<Trace>>,
+    /// Replies that fill the client-side cache, by index, for the driver to hand the
+    /// pool with the request's exec.
+    reads: Vec<(usize, Read)>,
 }
 
 impl std::fmt::Debug for Request<'_> {
@@ -109,7 +113,23 @@ impl<'a> Request<'a> {
             unwaited: false,
             reporter,
             trace: None,
+            reads: Vec::new(),
         }
+    }
+
+    /// Reply i of `reads` fills the client-side cache (its index is the command's: a
+    /// request that was expanded or is atomic fills nothing).
+    pub(crate) fn caching(mut self, reads: Vec<(usize, Read)>) -> Request<'a> {
+        if self.expansion.is_none() && matches!(self.machine, Machine::Rounds { .. }) {
+            self.reads = reads;
+        }
+        self
+    }
+
+    /// The cache fills, for the driver to give the pool with the exec
+    /// (`Pool::new_exec_reading`).
+    pub(crate) fn take_reads(&mut self) -> Vec<(usize, Read)> {
+        std::mem::take(&mut self.reads)
     }
 
     /// Traces the request: its span opens now, its batches' spans as they are written.

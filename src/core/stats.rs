@@ -35,6 +35,22 @@ pub struct Stats {
     pub refused: u64,
     /// Blocking commands run on a dedicated connection.
     pub blocking: u64,
+    /// Reads answered by the client-side cache (`Config::cache`; each key of an `MGET`
+    /// counts).
+    pub cache_hits: u64,
+    /// Cacheable reads the cache did not have.
+    pub cache_misses: u64,
+    /// Keys the servers invalidated (`invalidate` pushes).
+    pub cache_invalidations: u64,
+    /// Whole-cache drops: a server's flush (`invalidate` with a null) or
+    /// `cache_clear()`.
+    pub cache_flushes: u64,
+    /// Entries evicted to stay within `max_entries` / `max_bytes`.
+    pub cache_evictions: u64,
+    /// Replies returned but not cached because an invalidation raced them.
+    pub cache_refused_fills: u64,
+    /// Keys cached now (a gauge: clients' entries add up).
+    pub cache_entries: u64,
 }
 
 /// The counters of several clients (a [`SharedClient`](crate::SharedClient)'s workers)
@@ -62,6 +78,13 @@ impl std::ops::AddAssign for Stats {
             pushes,
             refused,
             blocking,
+            cache_hits,
+            cache_misses,
+            cache_invalidations,
+            cache_flushes,
+            cache_evictions,
+            cache_refused_fills,
+            cache_entries,
         } = other;
         self.writes = self.writes.wrapping_add(writes);
         self.bytes_written = self.bytes_written.wrapping_add(bytes_written);
@@ -75,6 +98,13 @@ impl std::ops::AddAssign for Stats {
         self.pushes = self.pushes.wrapping_add(pushes);
         self.refused = self.refused.wrapping_add(refused);
         self.blocking = self.blocking.wrapping_add(blocking);
+        self.cache_hits = self.cache_hits.wrapping_add(cache_hits);
+        self.cache_misses = self.cache_misses.wrapping_add(cache_misses);
+        self.cache_invalidations = self.cache_invalidations.wrapping_add(cache_invalidations);
+        self.cache_flushes = self.cache_flushes.wrapping_add(cache_flushes);
+        self.cache_evictions = self.cache_evictions.wrapping_add(cache_evictions);
+        self.cache_refused_fills = self.cache_refused_fills.wrapping_add(cache_refused_fills);
+        self.cache_entries = self.cache_entries.wrapping_add(cache_entries);
     }
 }
 
@@ -93,6 +123,13 @@ pub(crate) struct Counters {
     pushes: Cell<u64>,
     refused: Cell<u64>,
     blocking: Cell<u64>,
+    cache_hits: Cell<u64>,
+    cache_misses: Cell<u64>,
+    cache_invalidations: Cell<u64>,
+    cache_flushes: Cell<u64>,
+    cache_evictions: Cell<u64>,
+    cache_refused_fills: Cell<u64>,
+    cache_entries: Cell<u64>,
     /// Also count into the `metrics` facade (`Config::telemetry`).
     metrics: bool,
 }
@@ -104,6 +141,9 @@ fn bump(c: &Cell<u64>, by: u64) {
 impl Counters {
     /// Counters that also feed the `metrics` facade when `metrics` is set.
     pub(crate) fn new(metrics: bool) -> Counters {
+        if metrics {
+            crate::core::telemetry::describe();
+        }
         Counters {
             metrics,
             ..Counters::default()
@@ -154,6 +194,44 @@ impl Counters {
     pub(crate) fn add_blocking(&self) {
         bump(&self.blocking, 1);
     }
+    pub(crate) fn add_cache_hit(&self) {
+        bump(&self.cache_hits, 1);
+        if self.metrics {
+            crate::core::telemetry::counter(crate::core::telemetry::names::CACHE_HITS, 1);
+        }
+    }
+    pub(crate) fn add_cache_miss(&self) {
+        bump(&self.cache_misses, 1);
+        if self.metrics {
+            crate::core::telemetry::counter(crate::core::telemetry::names::CACHE_MISSES, 1);
+        }
+    }
+    pub(crate) fn add_cache_invalidation(&self) {
+        bump(&self.cache_invalidations, 1);
+        if self.metrics {
+            crate::core::telemetry::counter(crate::core::telemetry::names::CACHE_INVALIDATIONS, 1);
+        }
+    }
+    pub(crate) fn add_cache_flush(&self) {
+        bump(&self.cache_flushes, 1);
+        if self.metrics {
+            crate::core::telemetry::counter(crate::core::telemetry::names::CACHE_FLUSHES, 1);
+        }
+    }
+    pub(crate) fn add_cache_eviction(&self) {
+        bump(&self.cache_evictions, 1);
+    }
+    pub(crate) fn add_cache_refused_fill(&self) {
+        bump(&self.cache_refused_fills, 1);
+    }
+    pub(crate) fn set_cache_entries(&self, n: usize) {
+        let was = self.cache_entries.replace(n as u64);
+        if self.metrics && was != n as u64 {
+            // A change, not a value: every client of the process adds to one gauge.
+            let delta = n as f64 - was as f64;
+            crate::core::telemetry::gauge(crate::core::telemetry::names::CACHE_ENTRIES, delta);
+        }
+    }
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             writes: self.writes.get(),
@@ -168,6 +246,13 @@ impl Counters {
             pushes: self.pushes.get(),
             refused: self.refused.get(),
             blocking: self.blocking.get(),
+            cache_hits: self.cache_hits.get(),
+            cache_misses: self.cache_misses.get(),
+            cache_invalidations: self.cache_invalidations.get(),
+            cache_flushes: self.cache_flushes.get(),
+            cache_evictions: self.cache_evictions.get(),
+            cache_refused_fills: self.cache_refused_fills.get(),
+            cache_entries: self.cache_entries.get(),
         }
     }
 }

@@ -64,6 +64,16 @@ pub mod names {
     pub const TIMEOUTS: &str = "redis.client.timeouts";
     /// Gauge: requests under way.
     pub const IN_FLIGHT: &str = "redis.client.requests.in_flight";
+    /// Counter: reads answered by the client-side cache.
+    pub const CACHE_HITS: &str = "redis.client.cache.hits";
+    /// Counter: cacheable reads the cache did not have.
+    pub const CACHE_MISSES: &str = "redis.client.cache.misses";
+    /// Counter: keys invalidated by the servers.
+    pub const CACHE_INVALIDATIONS: &str = "redis.client.cache.invalidations";
+    /// Counter: whole-cache drops (a server's flush, `cache_clear`).
+    pub const CACHE_FLUSHES: &str = "redis.client.cache.flushes";
+    /// Gauge: keys cached.
+    pub const CACHE_ENTRIES: &str = "redis.client.cache.entries";
 }
 
 /// The operation name of a request: the command's name, upper case; for a pipeline,
@@ -105,7 +115,7 @@ pub fn system_name(server: Option<&str>) -> &'static str {
 }
 
 /// Describes the metrics (unit and help) to the recorder once per process.
-fn describe() {
+pub(crate) fn describe() {
     #[cfg(feature = "metrics")]
     {
         static ONCE: std::sync::Once = std::sync::Once::new();
@@ -125,6 +135,23 @@ fn describe() {
             );
             metrics::describe_counter!(names::TIMEOUTS, "Requests with a command timed out.");
             metrics::describe_gauge!(names::IN_FLIGHT, "Requests under way.");
+            metrics::describe_counter!(
+                names::CACHE_HITS,
+                "Reads answered by the client-side cache."
+            );
+            metrics::describe_counter!(
+                names::CACHE_MISSES,
+                "Cacheable reads the cache did not have."
+            );
+            metrics::describe_counter!(
+                names::CACHE_INVALIDATIONS,
+                "Keys invalidated by the servers."
+            );
+            metrics::describe_counter!(
+                names::CACHE_FLUSHES,
+                "Whole-cache drops: a server's flush or cache_clear."
+            );
+            metrics::describe_gauge!(names::CACHE_ENTRIES, "Keys in the client-side cache.");
         });
     }
 }
@@ -313,7 +340,7 @@ pub(crate) fn counter(name: &'static str, by: u64) {
     let _ = (name, by);
 }
 
-fn gauge(name: &'static str, by: f64) {
+pub(crate) fn gauge(name: &'static str, by: f64) {
     #[cfg(feature = "metrics")]
     metrics::gauge!(name).increment(by);
     #[cfg(not(feature = "metrics"))]

@@ -77,6 +77,8 @@ pub trait AnyClient: AsyncCommands + Sized {
     fn connection_count(&self) -> usize;
     /// The client's counters.
     fn stats(&self) -> Stats;
+    /// Empties the client-side cache.
+    fn cache_clear(&self);
     /// What `node` said of itself in its connection's handshake.
     fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo>;
 }
@@ -281,6 +283,10 @@ impl AnyClient for Client {
         Client::stats(self)
     }
 
+    fn cache_clear(&self) {
+        Client::cache_clear(self)
+    }
+
     fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo> {
         Client::server_info(self, node)
     }
@@ -340,6 +346,10 @@ impl AnyClient for Blocking {
 
     fn stats(&self) -> Stats {
         self.0.borrow().stats()
+    }
+
+    fn cache_clear(&self) {
+        self.0.borrow_mut().cache_clear()
     }
 
     fn server_info(&self, node: &NodeAddr) -> Option<ServerInfo> {
