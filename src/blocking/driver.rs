@@ -83,6 +83,8 @@ pub struct Client {
     /// `max_buffered_messages`, the oldest dropped first (counted in `link_frames_dropped`).
     pub(super) link_frames: std::collections::VecDeque<(u64, Value)>,
     pub(super) link_frames_dropped: u64,
+    /// When the client-side cache's heartbeat is next looked at.
+    next_heartbeat: Instant,
     /// The ring accepts submissions from the thread that created it only
     /// (`SINGLE_ISSUER`): the client stays on that thread.
     _not_send: std::marker::PhantomData<std::rc::Rc<()>>,
@@ -124,6 +126,7 @@ impl Client {
             scratch: Default::default(),
             link_frames: std::collections::VecDeque::new(),
             link_frames_dropped: 0,
+            next_heartbeat: Instant::now(),
             _not_send: std::marker::PhantomData,
         };
         client.pool.use_cache(client.cluster.cache());
@@ -575,11 +578,49 @@ impl Client {
     pub(super) fn take_pending_input(&mut self) {
         let mut events = std::mem::take(&mut self.events);
         if self.io.peek(&mut events).is_ok() && !events.is_empty() {
-            // Nothing is awaited between requests: a read is pushes (or what ends the
+            // Between requests a read is pushes, a heartbeat's reply (or what ends the
             // connection), a close ends it.
             self.handle(&mut events);
         }
         self.events = events;
+        self.cache_heartbeat();
+    }
+
+    /// The client-side cache's heartbeat (`Pool::heartbeat`), looked at no more than
+    /// four times per interval: a `PING` it queues is written at once, its reply read
+    /// by a later call.
+    fn cache_heartbeat(&mut self) {
+        let Some(every) = self
+            .cluster
+            .config()
+            .cache
+            .as_ref()
+            .map(|c| c.heartbeat_interval())
+        else {
+            return;
+        };
+        let now = Instant::now();
+        if now < self.next_heartbeat {
+            return;
+        }
+        self.next_heartbeat = now + every / 4;
+        if self.pool.heartbeat(now) {
+            let mut failed = Vec::new();
+            self.flush_writes(&mut failed);
+            for (conn, error) in failed {
+                self.fail(conn, &error);
+            }
+            let mut events = std::mem::take(&mut self.events);
+            // Submitted, not waited for.
+            if self
+                .io
+                .wait(&[], 0, Some(Duration::ZERO), &mut events)
+                .is_ok()
+            {
+                self.handle(&mut events);
+            }
+            self.events = events;
+        }
     }
 
     /// Refreshes the slot map if the rounds asked for it and the last refresh is older

@@ -163,6 +163,10 @@ impl Client {
         if let Some(idle) = client.inner.config.idle_timeout {
             rt::spawn_local(close_idle_connections(Rc::downgrade(&client.inner), idle));
         }
+        if let Some(cache) = &client.inner.config.cache {
+            let every = cache.heartbeat_interval();
+            rt::spawn_local(cache_heartbeat(Rc::downgrade(&client.inner), every));
+        }
         Ok(client)
     }
 
@@ -731,6 +735,21 @@ async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
 }
 
 /// Closes connections that had nothing in flight for `idle` (they reopen on demand).
+/// The client-side cache's heartbeat (`Pool::heartbeat`), twice per interval, for as
+/// long as the client lives.
+async fn cache_heartbeat(inner: Weak<Inner>, every: Duration) {
+    loop {
+        rt::sleep(every / 2).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.closed.get() {
+            return;
+        }
+        inner.pool.borrow_mut().heartbeat(Instant::now());
+    }
+}
+
 async fn close_idle_connections(inner: Weak<Inner>, idle: Duration) {
     let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
     loop {

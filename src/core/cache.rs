@@ -126,10 +126,12 @@ pub struct CacheConfig {
     ttl: Option<Duration>,
     prefixes: Vec<Bytes>,
     commands: u8,
+    heartbeat: Duration,
 }
 
 impl Default for CacheConfig {
-    /// 10,000 keys, 64 MiB, no TTL cap, every key, every command of [`CachedCommand`].
+    /// 10,000 keys, 64 MiB, no TTL cap, every key, every command of [`CachedCommand`],
+    /// a 1 s heartbeat.
     fn default() -> CacheConfig {
         CacheConfig {
             max_entries: 10_000,
@@ -137,6 +139,7 @@ impl Default for CacheConfig {
             ttl: None,
             prefixes: Vec::new(),
             commands: CachedCommand::ALL.iter().fold(0, |m, c| m | c.bit()),
+            heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -173,6 +176,21 @@ impl CacheConfig {
     pub fn only(mut self, commands: &[CachedCommand]) -> Self {
         self.commands = commands.iter().fold(0, |m, c| m | c.bit());
         self
+    }
+
+    /// A connection whose entries are cached and that has been silent this long is sent
+    /// a `PING`; unanswered after as long again, its entries are dropped (a stopped node
+    /// sends no invalidations, and its replica may be promoted and written). Keep it
+    /// well under the cluster's `cluster-node-timeout`, after which a failover can
+    /// start: the entries are then gone before the new primary takes a write.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The heartbeat's interval ([`CacheConfig::heartbeat`]).
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat
     }
 
     fn caches(&self, command: CachedCommand) -> bool {
@@ -275,6 +293,9 @@ pub(crate) struct Cache {
     floor: u64,
     /// Each key invalidated since the floor, with its stamp.
     recent: HashMap<Bytes, u64>,
+    /// Entries per connection (a connection with none costs nothing when it ends, and
+    /// needs no heartbeat).
+    per_conn: HashMap<u64, usize>,
     counters: Rc<Counters>,
 }
 
@@ -288,7 +309,29 @@ impl Cache {
             seq: 0,
             floor: 0,
             recent: HashMap::new(),
+            per_conn: HashMap::new(),
             counters,
+        }
+    }
+
+    /// The heartbeat of connections holding entries (`None`: the cache is off).
+    pub(crate) fn heartbeat(&self) -> Option<Duration> {
+        self.config.as_ref().map(|c| c.heartbeat)
+    }
+
+    /// Whether entries filled by connection `conn` are cached.
+    pub(crate) fn holds(&self, conn: u64) -> bool {
+        self.per_conn.contains_key(&conn)
+    }
+
+    fn counted(&mut self, conn: u64, added: bool) {
+        if added {
+            *self.per_conn.entry(conn).or_insert(0) += 1;
+        } else if let Some(n) = self.per_conn.get_mut(&conn) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_conn.remove(&conn);
+            }
         }
     }
 
@@ -487,12 +530,14 @@ impl Cache {
                 },
             );
             self.bytes += bytes;
+            self.counted(conn, true);
         }
         while self.entries.len() > max_entries || self.bytes > max_bytes {
             let Some((_, old)) = self.entries.pop_lru() else {
                 break;
             };
             self.bytes -= old.bytes;
+            self.counted(old.conn, false);
             self.counters.add_cache_eviction();
         }
         self.counters.set_cache_entries(self.entries.len());
@@ -569,7 +614,9 @@ impl Cache {
     /// A connection ended (closed, failed, or a request on it timed out): every entry
     /// it filled goes, since its invalidations may be lost.
     pub(crate) fn connection_lost(&mut self, conn: u64) {
-        self.retain(|e| e.conn != conn);
+        if self.holds(conn) {
+            self.retain(|e| e.conn != conn);
+        }
     }
 
     /// Slots changed owner in the client's map: their entries go, and every fill in
@@ -594,6 +641,7 @@ impl Cache {
     fn drop_all(&mut self) {
         self.bump_floor();
         self.entries.clear();
+        self.per_conn.clear();
         self.bytes = 0;
         self.counters.set_cache_entries(0);
     }
@@ -609,10 +657,17 @@ impl Cache {
             return;
         }
         let mut freed = 0;
+        let per_conn = &mut self.per_conn;
         self.entries.retain(|_, e| {
             let kept = keep(e);
             if !kept {
                 freed += e.bytes;
+                if let Some(n) = per_conn.get_mut(&e.conn) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_conn.remove(&e.conn);
+                    }
+                }
             }
             kept
         });
@@ -623,6 +678,7 @@ impl Cache {
     fn remove(&mut self, key: &[u8]) {
         if let Some(e) = self.entries.pop(key) {
             self.bytes -= e.bytes;
+            self.counted(e.conn, false);
             self.counters.set_cache_entries(self.entries.len());
         }
     }

@@ -136,6 +136,11 @@ struct Connection {
     opened: Instant,
     /// Last time a request was queued here (idle connections are closed after a while).
     last_used: Instant,
+    /// Last time it read anything (the client-side cache's heartbeat).
+    last_heard: Instant,
+    /// The cache's heartbeat `PING` in flight: answered once `Conn::answered` reaches
+    /// the count, sent at the instant.
+    ping: Option<(u64, Instant)>,
     /// While written requests wait for replies: when the connection last made progress
     /// (its first write, or its last read), for noticing a node that stopped answering.
     waiting_since: Option<Instant>,
@@ -190,7 +195,7 @@ impl QueueLimits {
         }
     }
 
-    #[cfg(test)]
+    /// No cap (tests, and the cache's heartbeat: one `PING` is always let through).
     pub(crate) const UNLIMITED: QueueLimits = QueueLimits {
         max_queued_bytes: usize::MAX,
         max_pending_replies: usize::MAX,
@@ -298,6 +303,8 @@ impl Pool {
             ready: false,
             opened: now,
             last_used: now,
+            last_heard: now,
+            ping: None,
             waiting_since: None,
         });
         ConnId {
@@ -508,6 +515,71 @@ impl Pool {
         // fresh connection at once (a long command, a brief stall).
         self.end(conn, &error, false);
         true
+    }
+
+    /// The client-side cache's heartbeat, at `now` (a driver calls it at least every
+    /// half interval while the cache is on): a connection holding cached entries that
+    /// has been silent for the interval is sent a `PING` (its reply read and dropped);
+    /// one whose `PING` is still unanswered after the interval loses its entries, since
+    /// a stopped node sends no invalidations. So does one silent for two intervals
+    /// (a client nobody called meanwhile could not have asked). True when a `PING` was
+    /// queued (the blocking client then writes it).
+    pub(crate) fn heartbeat(&mut self, now: Instant) -> bool {
+        let Some(every) = self.cache.borrow().heartbeat() else {
+            return false;
+        };
+        let mut due = Vec::new();
+        let mut silent = Vec::new();
+        {
+            let cache = self.cache.borrow();
+            for (key, c) in self.conns.iter_mut() {
+                if c.closed || c.subscriber || !c.ready || !cache.holds(c.id) {
+                    continue;
+                }
+                match c.ping {
+                    Some((needed, _)) if c.conn.answered() >= needed => c.ping = None,
+                    Some((_, sent)) => {
+                        if now.saturating_duration_since(sent) >= every {
+                            silent.push(c.id);
+                        }
+                        continue;
+                    }
+                    None => {}
+                }
+                let quiet = now.saturating_duration_since(c.last_heard);
+                if quiet >= every.saturating_mul(2) {
+                    // Nobody looked for that long (a blocking client left alone): what
+                    // the node did meanwhile is unknown.
+                    silent.push(c.id);
+                }
+                if quiet >= every {
+                    due.push(ConnId { key, id: c.id });
+                }
+            }
+        }
+        for id in silent {
+            tracing::debug!(
+                conn = id,
+                "heartbeat unanswered: its cached entries are dropped"
+            );
+            self.cache.borrow_mut().connection_lost(id);
+        }
+        let ping = crate::core::cmd::cmd("PING");
+        let mut queued = false;
+        for conn in due {
+            // Nobody waits for the reply: it is read and dropped in its place.
+            let exec = self.new_exec(1);
+            let limits = QueueLimits::UNLIMITED;
+            if self.enqueue_command(conn, exec, &ping, limits).is_ok() {
+                if let Some(c) = self.conn_mut(conn) {
+                    let needed = c.conn.answered() + c.conn.awaited() as u64;
+                    c.ping = Some((needed, now));
+                }
+                queued = true;
+            }
+            self.abandon(exec);
+        }
+        queued
     }
 
     /// Closes connections nobody needs: idle (no reply awaited) for `idle_for` or longer,
@@ -843,6 +915,9 @@ impl Pool {
         }
         if answered {
             c.timeouts = 0;
+        }
+        if tracking {
+            c.last_heard = clock();
         }
         c.waiting_since = c.conn.owes_replies().then(&clock);
         if c.conn.wants_write() {
@@ -1293,6 +1368,47 @@ mod tests {
         let plain = pool.open(test_conn(&b), 1024);
         cached_get(&mut pool, plain, &cache, "p");
         deliver(&mut pool, plain, bulk("v")).unwrap();
+        assert_eq!(cache.borrow().len(), 0);
+    }
+
+    #[test]
+    fn a_silent_connection_is_pinged_and_loses_its_entries_when_it_does_not_answer() {
+        let (mut pool, conn, cache) = caching_pool();
+        let info = ServerInfo {
+            tracking: true,
+            ..ServerInfo::default()
+        };
+        pool.connected(conn, info, Duration::ZERO);
+        let t0 = Instant::now();
+        let s = Duration::from_millis;
+        cached_get(&mut pool, conn, &cache, "k");
+        deliver_at(&mut pool, conn, bulk("v"), t0).unwrap();
+        assert!(!pool.heartbeat(t0 + s(500)), "not silent yet");
+        assert!(
+            pool.heartbeat(t0 + s(1000)),
+            "silent for the interval: a PING"
+        );
+        let out = pool.take_output(conn).unwrap();
+        assert!(out.ends_with(b"PING\r\n"));
+        assert!(!pool.heartbeat(t0 + s(1500)), "one PING at a time");
+        assert_eq!(cache.borrow().len(), 1);
+        // Answered: nothing more until the next silence.
+        deliver_at(&mut pool, conn, bulk("PONG"), t0 + s(1600)).unwrap();
+        assert!(!pool.heartbeat(t0 + s(2000)));
+        assert!(pool.heartbeat(t0 + s(2700)));
+        pool.take_output(conn).unwrap();
+        assert_eq!(cache.borrow().len(), 1);
+        // Unanswered for an interval: the entries go (the connection stays).
+        pool.heartbeat(t0 + s(3700));
+        assert_eq!(cache.borrow().len(), 0);
+        assert!(!pool.is_closed(conn));
+        // Nobody looked for two intervals: the entries go at the first look.
+        let t1 = t0 + s(10_000);
+        cached_get(&mut pool, conn, &cache, "k");
+        deliver_at(&mut pool, conn, bulk("PONG"), t1).unwrap();
+        deliver_at(&mut pool, conn, bulk("v"), t1).unwrap();
+        assert_eq!(cache.borrow().len(), 1);
+        pool.heartbeat(t1 + s(2000));
         assert_eq!(cache.borrow().len(), 0);
     }
 
