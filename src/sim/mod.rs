@@ -22,11 +22,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::core::cache::{self, CacheConfig, Lookup, Read};
 use crate::core::cluster::{Cluster, SlotMapFetch};
 use crate::core::cmd::{cmd, Cmd};
 use crate::core::command_table::NamedNode;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::judgement::Judgement;
 use crate::core::pipeline::Pipeline;
 use crate::core::plan::{BatchEntry, NodeBatch};
 use crate::core::pool::{ConnId, Pool, QueueLimits};
@@ -79,9 +81,12 @@ struct SimSub {
 
 impl SimClient {
     fn new(world: &World, config: Config, seed: u64) -> SimClient {
+        let cluster = Cluster::new(world.seeds(), config, seed);
+        let mut pool = Pool::new(sim_now);
+        pool.use_cache(cluster.cache());
         SimClient {
-            cluster: Cluster::new(world.seeds(), config, seed),
-            pool: Pool::new(sim_now),
+            cluster,
+            pool,
             links: BTreeMap::new(),
             keys: BTreeMap::new(),
             refused_batches: 0,
@@ -227,11 +232,22 @@ impl SimClient {
 
     /// A pipeline, as the blocking client runs one.
     fn execute(&mut self, world: &mut World, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+        self.execute_reading(world, cmds, Vec::new())
+    }
+
+    /// [`SimClient::execute`] whose reply i of `reads` fills the cache.
+    fn execute_reading(
+        &mut self,
+        world: &mut World,
+        cmds: &[Cmd],
+        reads: Vec<(usize, Read)>,
+    ) -> Result<Vec<Result<Value>>> {
         self.maybe_refresh(world);
         let deadline = self.cluster.config().request_timeout.map(|t| sim_now() + t);
         let mut request = self
             .cluster
-            .pipeline(cmds, self.pool.nodes(), deadline, None);
+            .pipeline(cmds, self.pool.nodes(), deadline, None)
+            .caching(reads);
         let (started, refreshing) = (sim_now(), self.refreshing);
         self.drive(world, &mut request, deadline);
         let own = sim_now().saturating_duration_since(started) - (self.refreshing - refreshing);
@@ -242,6 +258,46 @@ impl SimClient {
             .map_or(Duration::ZERO, |t| own.saturating_sub(t));
         self.maybe_refresh(world);
         request.results()
+    }
+
+    /// One command as the blocking client's `query` runs it with the cache on: what
+    /// arrived is applied and the heartbeat looked at first, then the cache answers or
+    /// the command runs (its reply filling the cache). A hit also says which connection
+    /// filled the entry, for the caller's checks.
+    fn query_cached(
+        &mut self,
+        world: &mut World,
+        command: Cmd,
+    ) -> (Result<Value>, Vec<Option<u64>>) {
+        if self.pool.heartbeat(sim_now()) {
+            self.flush(world);
+        }
+        let judged = Judgement::of(&command);
+        let reads = match self.cluster.cache_lookup(&command, &judged, sim_now) {
+            Lookup::Hit(value) => {
+                // Each key's entry (a GET's one key, or every key of an MGET).
+                let cache = self.cluster.cache();
+                let cache = cache.borrow();
+                let conns = command
+                    .args()
+                    .skip(1)
+                    .map(|key| cache::entry_conn(&cache, key))
+                    .collect();
+                return (Ok(value), conns);
+            }
+            Lookup::Miss(read) => vec![(0, read)],
+            Lookup::Mget(mut m) => {
+                let reads = std::mem::take(&mut m.reads);
+                let gets = std::mem::take(&mut m.gets);
+                let outcome = self.execute_reading(world, &gets, reads);
+                return (outcome.and_then(|r| m.answer(r)), Vec::new());
+            }
+            Lookup::Pass => Vec::new(),
+        };
+        let outcome = self.execute_reading(world, std::slice::from_ref(&command), reads);
+        let reply =
+            outcome.and_then(|mut r| r.pop().unwrap_or_else(|| Err(Error::protocol("no reply"))));
+        (reply, Vec::new())
     }
 
     /// An atomic pipeline (`MULTI` ... `EXEC` on the slot's node), as both clients run one.
@@ -514,10 +570,16 @@ impl SimClient {
                             .map_err(|e| format!("an atomic pipeline was refused: {e}"))?
                     }
                 };
+                let mut request = request;
+                let exec = self.pool.new_exec_reading(
+                    request.reply_slots(),
+                    request.take_reads(),
+                    request.commands(),
+                );
                 callers.push(Caller {
                     index: next,
                     started: sim_now(),
-                    exec: self.pool.new_exec(request.reply_slots()),
+                    exec,
                     request,
                     deadline,
                     state: CallState::Ready,
@@ -666,7 +728,11 @@ impl SimClient {
         request: &mut Request<'_>,
         deadline: Option<std::time::Instant>,
     ) {
-        let exec = self.pool.new_exec(request.reply_slots());
+        let exec = self.pool.new_exec_reading(
+            request.reply_slots(),
+            request.take_reads(),
+            request.commands(),
+        );
         loop {
             match request.poll(sim_now(), self.cluster.map(), self.cluster.seeds()) {
                 Step::Done => break,
@@ -1101,6 +1167,17 @@ struct Coverage {
     /// Subscriptions sent again after they were all confirmed (a slot moved, a failover,
     /// a lost connection).
     resubscribed: u64,
+    /// Reads answered by the client-side cache (each checked against the key's value).
+    cache_hits: u64,
+    /// Of those, hits older than the key's value while its invalidation was on its way
+    /// (or could not come: a cut the client had not heard of, a deposed primary).
+    cache_stale_hits: u64,
+    /// Keys the nodes invalidated, as the cache counted them.
+    cache_invalidations: u64,
+    /// Replies not cached because an invalidation raced them.
+    cache_refused_fills: u64,
+    /// Other clients' writes to cached keys.
+    cache_external_writes: u64,
 }
 
 /// Returns the named invariant's breach from the enclosing function when `$ok` is false.
@@ -1494,9 +1571,24 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
     for c in COUNTERS {
         world.preload_counter(c.as_bytes());
     }
-    let config = Config::default()
+    for k in 0..CACHED {
+        world.preload(format!("c:{k}").as_bytes(), b"x0");
+    }
+    // A quarter of the runs cache (a stream of its own: the other runs are as they were).
+    // Fewer entries than keys, so eviction happens too; a heartbeat well within the
+    // faults' pauses.
+    let mut cache_rng = Rng::new(seed ^ 0x00ca_c4ed);
+    let caching = cache_rng.chance(25);
+    let mut config = Config::default()
         .request_timeout(Some(REQUEST_TIMEOUT))
         .connect_timeout(Duration::from_millis(50));
+    if caching {
+        config = config.cache(
+            CacheConfig::default()
+                .max_entries(6)
+                .heartbeat(Duration::from_millis(40)),
+        );
+    }
     // Caps low enough that concurrent callers meet them (a refused batch fails unsent).
     let config = Config {
         max_queued_bytes: 512,
@@ -1534,6 +1626,7 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
         client.subscribe_sharded(&pubsub.channels);
     }
     let mut ledger = Ledger::default();
+    let mut cached = CacheLedger::default();
     // A fifth of the runs scan the cluster from a round on, through the rest of the
     // workload and its faults.
     let scan_from = rng
@@ -1559,6 +1652,9 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
             pubsub.publish(&mut world);
             let got = client.sub_tick(&mut world, Duration::from_millis(5));
             pubsub.take(round, got)?;
+        }
+        if caching {
+            cached.round(&mut client, &mut world, &mut cache_rng, round)?;
         }
         if scan_from == Some(round) {
             scan = Some(ScanRun::begin(&mut world, &mut rng));
@@ -1741,12 +1837,169 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
             format!("{key:?} is {:?}", world.value_of(key)),
         );
     }
+    if caching {
+        cached.after_heal(&mut client, &mut world)?;
+        let stats = client.cluster.counters().snapshot();
+        coverage.cache_hits = cached.hits;
+        coverage.cache_stale_hits = cached.stale_hits;
+        coverage.cache_invalidations = stats.cache_invalidations;
+        coverage.cache_refused_fills = stats.cache_refused_fills;
+        coverage.cache_external_writes = cached.external_writes;
+    }
     if !pubsub.channels.is_empty() {
         pubsub.after_heal(&mut client, &mut world)?;
         coverage.messages = pubsub.delivered.len() as u64;
         coverage.resubscribed = client.sub.as_ref().map_or(0, |s| s.resubscribed);
     }
     Ok(coverage)
+}
+
+/// Keys the cache workload reads, writes and lets another client write (`c:0` ..).
+const CACHED: u64 = 8;
+
+/// The client-side cache's part of a run: reads through the cache, writes through the
+/// client and by another client, interleaved with the run's faults; every hit checked
+/// against the key's value in the world.
+#[derive(Default)]
+struct CacheLedger {
+    /// The next value written (each write is unique).
+    version: u64,
+    hits: u64,
+    stale_hits: u64,
+    external_writes: u64,
+}
+
+impl CacheLedger {
+    /// A few operations on the cached keys, with time passing between some of them.
+    fn round(
+        &mut self,
+        client: &mut SimClient,
+        world: &mut World,
+        rng: &mut Rng,
+        round: usize,
+    ) -> std::result::Result<(), String> {
+        for _ in 0..2 + rng.below(6) {
+            let key = format!("c:{}", rng.below(CACHED));
+            match rng.below(10) {
+                0..=4 => {
+                    let (reply, conns) = client.query_cached(world, cmd("GET").arg(&key));
+                    if let (Ok(value), [Some(conn)]) = (&reply, conns.as_slice()) {
+                        self.check_hit(client, world, round, &key, value, *conn)?;
+                    }
+                }
+                5 => {
+                    let other = format!("c:{}", rng.below(CACHED));
+                    let mget = cmd("MGET").arg(&key).arg(&other);
+                    let (reply, conns) = client.query_cached(world, mget);
+                    if let (Ok(Value::Array(values)), 2) = (&reply, conns.len()) {
+                        for ((k, v), conn) in [&key, &other].into_iter().zip(values).zip(conns) {
+                            let Some(conn) = conn else {
+                                return Err(format!(
+                                    "invariant `an MGET hit is every key's entry`: {k} has none"
+                                ));
+                            };
+                            self.check_hit(client, world, round, k, v, conn)?;
+                        }
+                    }
+                }
+                6 | 7 => {
+                    self.version += 1;
+                    let value = format!("x{}", self.version);
+                    if world.write_externally(key.as_bytes(), value.as_bytes()) {
+                        self.external_writes += 1;
+                    }
+                }
+                _ => {
+                    self.version += 1;
+                    let set = cmd("SET").arg(&key).arg(format!("o{}", self.version));
+                    let _ = client.execute(world, &[set]);
+                }
+            }
+            if rng.chance(50) {
+                pass_time(world, client, Duration::from_micros(rng.below(3000)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A hit of `key` answered `value` from the entry connection `conn` filled: that
+    /// connection is alive, and the value is the key's now unless its invalidation is
+    /// still on its way ([`World::stale_allowed`]).
+    fn check_hit(
+        &mut self,
+        client: &SimClient,
+        world: &World,
+        round: usize,
+        key: &str,
+        value: &Value,
+        conn: u64,
+    ) -> std::result::Result<(), String> {
+        self.hits += 1;
+        let link = client
+            .links
+            .values()
+            .find(|(c, _, _)| c.id == conn && !client.pool.is_closed(*c))
+            .map(|(_, link, _)| *link);
+        let Some(link) = link else {
+            return Err(format!(
+                "invariant `no entry survives its connection`: round {round}: {key} hit \
+                 from connection {conn}, which is gone"
+            ));
+        };
+        let truth = world.value_of(key.as_bytes());
+        let fresh = match value {
+            Value::Bulk(b) => truth.as_ref() == Some(b),
+            Value::Nil => truth.is_none(),
+            _ => false,
+        };
+        if !fresh {
+            check!(
+                world.stale_allowed(link, key.as_bytes()),
+                "no entry outlives an invalidation the client received",
+                format!("round {round}: {key} hit {value:?}, the key is {truth:?}"),
+            );
+            self.stale_hits += 1;
+        }
+        Ok(())
+    }
+
+    /// Healed: another client writes every key, the invalidations arrive, and each read
+    /// then answers the new value.
+    fn after_heal(
+        &mut self,
+        client: &mut SimClient,
+        world: &mut World,
+    ) -> std::result::Result<(), String> {
+        for k in 0..CACHED {
+            let key = format!("c:{k}");
+            // Read twice: a fill, then (usually) a hit.
+            for _ in 0..2 {
+                let (reply, conns) = client.query_cached(world, cmd("GET").arg(&key));
+                if let (Ok(value), [Some(conn)]) = (&reply, conns.as_slice()) {
+                    self.check_hit(client, world, usize::MAX, &key, value, *conn)?;
+                }
+            }
+            self.version += 1;
+            let value = format!("x{}", self.version);
+            check!(
+                world.write_externally(key.as_bytes(), value.as_bytes()),
+                "after the faults heal, every node is reachable",
+                format!("{key}"),
+            );
+        }
+        pass_time(world, client, Duration::from_millis(20));
+        for k in 0..CACHED {
+            let key = format!("c:{k}");
+            let (reply, _) = client.query_cached(world, cmd("GET").arg(&key));
+            let truth = world.value_of(key.as_bytes());
+            check!(
+                matches!(&reply, Ok(Value::Bulk(b)) if Some(b) == truth.as_ref()),
+                "after the faults heal, a read answers another client's last write",
+                format!("{key} read {reply:?}, the key is {truth:?}"),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The messages published to the subscriber's channels and those it handed over.
@@ -1925,6 +2178,11 @@ impl Coverage {
         self.scan_disturbances += o.scan_disturbances;
         self.messages += o.messages;
         self.resubscribed += o.resubscribed;
+        self.cache_hits += o.cache_hits;
+        self.cache_stale_hits += o.cache_stale_hits;
+        self.cache_invalidations += o.cache_invalidations;
+        self.cache_refused_fills += o.cache_refused_fills;
+        self.cache_external_writes += o.cache_external_writes;
     }
 }
 
@@ -2005,6 +2263,20 @@ fn simulated_cluster_under_faults_keeps_every_invariant() {
             (
                 "resubscriptions after a move or a lost connection",
                 c.resubscribed,
+            ),
+            ("reads answered by the cache", c.cache_hits),
+            (
+                "cache hits older than the key while its invalidation travelled",
+                c.cache_stale_hits,
+            ),
+            ("keys invalidated by the nodes", c.cache_invalidations),
+            (
+                "cache fills refused for a racing invalidation",
+                c.cache_refused_fills,
+            ),
+            (
+                "other clients' writes to cached keys",
+                c.cache_external_writes,
             ),
         ] {
             assert!(n > 0, "no {what} in {} seeds: {c:?}", seeds.len());

@@ -163,6 +163,13 @@ struct Link {
     sub: bool,
     /// The sharded channels it is subscribed to (`SSUBSCRIBE`); gone with the connection.
     ssubs: BTreeSet<Bytes>,
+    /// `CLIENT TRACKING ON` was sent: the keys it reads are tracked.
+    tracking: bool,
+    /// Keys read since their last invalidation (the server's tracking table for this
+    /// connection): the next change of one pushes `invalidate` and forgets it.
+    tracked: BTreeSet<Bytes>,
+    /// Invalidations pushed and not delivered yet: arrival, and the key (empty: a flush).
+    invalidations: Vec<(Instant, Bytes)>,
 }
 
 /// What the client side of a connection sees.
@@ -316,6 +323,7 @@ impl World {
     /// Sets `key` on node `i` (every change of a node's data goes through here or
     /// [`World::remove`]): stamped, so a `WATCH` on it sees the change.
     fn put(&mut self, i: usize, key: Bytes, value: Bytes) {
+        self.invalidate(i, &key);
         self.stamp += 1;
         self.nodes[i].touched.insert(key.clone(), self.stamp);
         if !self.ever.contains(&key) {
@@ -326,6 +334,7 @@ impl World {
 
     /// Deletes `key` from node `i`, stamped as [`World::put`].
     fn remove(&mut self, i: usize, key: &Bytes) -> Option<Bytes> {
+        self.invalidate(i, key);
         self.stamp += 1;
         self.nodes[i].touched.insert(key.clone(), self.stamp);
         self.nodes[i].data.remove(key)
@@ -333,9 +342,92 @@ impl World {
 
     /// Replaces node `i`'s whole data set (a resync): every key counts as touched.
     fn replace_data(&mut self, i: usize, data: BTreeMap<Bytes, Bytes>) {
+        // Every key may have changed: tracking connections hear a flush.
+        self.invalidate_all(i);
         self.stamp += 1;
         self.nodes[i].flushed = self.stamp;
         self.nodes[i].data = data;
+    }
+
+    /// `key` changes on node `i`: each connection tracking it is pushed `invalidate`
+    /// (after whatever it was sent before) and stops tracking it, as Redis does.
+    fn invalidate(&mut self, i: usize, key: &Bytes) {
+        for l in 0..self.links.len() {
+            let link = &mut self.links[l];
+            if link.node != i || !link.open || !link.tracked.remove(key) {
+                continue;
+            }
+            let mut frame = b">2\r\n".to_vec();
+            frame.extend(bulk(b"invalidate"));
+            frame.extend(b"*1\r\n");
+            frame.extend(bulk(key));
+            self.push_invalidation(l, frame, key.clone());
+        }
+    }
+
+    /// Every key of node `i` may have changed: a flush (`invalidate` with a null).
+    fn invalidate_all(&mut self, i: usize) {
+        for l in 0..self.links.len() {
+            let link = &mut self.links[l];
+            if link.node != i || !link.open || !link.tracking {
+                continue;
+            }
+            link.tracked.clear();
+            let mut frame = b">2\r\n".to_vec();
+            frame.extend(bulk(b"invalidate"));
+            frame.extend(b"_\r\n");
+            self.push_invalidation(l, frame, Bytes::new());
+        }
+    }
+
+    fn push_invalidation(&mut self, link: usize, frame: Vec<u8>, key: Bytes) {
+        self.push_to(link, frame);
+        if let Some((at, _)) = self.links[link].to_client.back() {
+            let at = *at;
+            self.links[link].invalidations.push((at, key));
+        }
+    }
+
+    /// Whether a cached `value` of `key` filled from link `link`, other than the key's
+    /// value now, may still be served: the invalidation is on its way (pushed and not
+    /// delivered), the connection was cut and the client has not heard yet (the push
+    /// died with it), or the node is a deposed primary that still serves the slot
+    /// (cut off from its cluster, it never hears of the new primary's writes: the
+    /// client's entries go when its map names the new owner).
+    pub(crate) fn stale_allowed(&self, link: usize, key: &[u8]) -> bool {
+        let l = &self.links[link];
+        let pending = l
+            .invalidations
+            .iter()
+            .any(|(_, k)| k.is_empty() || k.as_ref() == key);
+        (l.open && pending) || (!l.open && !l.reported) || self.deposed(l.node).is_some()
+    }
+
+    /// Another client writes `key` where it lives now (the owner, or during its slot's
+    /// migration whichever side has it), if it can reach that node: not down, stopped,
+    /// cut off or deposed. Returns whether it wrote.
+    pub(crate) fn write_externally(&mut self, key: &[u8], value: &[u8]) -> bool {
+        let now = sim_now();
+        let slot = slot_for_key(key).get();
+        let owner = self.owner[slot as usize];
+        let node = match self.migration.filter(|m| m.slot == slot) {
+            Some(m) if !self.nodes[owner].data.contains_key(key) => m.to,
+            _ => owner,
+        };
+        let n = &self.nodes[node];
+        if self.is_down(node)
+            || n.paused_until.is_some_and(|p| p > now)
+            || self.cut_off(node, now)
+            || self.deposed(node).is_some()
+        {
+            return false;
+        }
+        self.store(
+            node,
+            Bytes::copy_from_slice(key),
+            Bytes::copy_from_slice(value),
+        );
+        true
     }
 
     /// What a `WATCH` of `key` on node `i` remembers, and `EXEC` compares.
@@ -437,6 +529,9 @@ impl World {
             reported: false,
             sub: false,
             ssubs: BTreeSet::new(),
+            tracking: false,
+            tracked: BTreeSet::new(),
+            invalidations: Vec::new(),
         });
         Some(self.links.len() - 1)
     }
@@ -791,6 +886,8 @@ impl World {
                     seen.push(Seen::Bytes(i, piece));
                 }
             }
+            // Delivered: the client has them (it handles `seen` before anyone reads).
+            self.links[i].invalidations.retain(|(t, _)| *t > at);
         }
     }
 
@@ -901,7 +998,15 @@ impl World {
                 }
             }
             b"HELLO" => b"%1\r\n+proto\r\n:3\r\n".to_vec(),
-            b"CLIENT" | b"READONLY" => b"+OK\r\n".to_vec(),
+            b"CLIENT" | b"READONLY" => {
+                let on = |k: usize, word: &[u8]| {
+                    args.get(k).is_some_and(|a| a.eq_ignore_ascii_case(word))
+                };
+                if on(1, b"TRACKING") && on(2, b"ON") {
+                    self.links[i].tracking = true;
+                }
+                b"+OK\r\n".to_vec()
+            }
             b"ASKING" => {
                 self.links[i].asking = true;
                 b"+OK\r\n".to_vec()
@@ -978,6 +1083,10 @@ impl World {
                 }
                 if let Some(refusal) = self.transient_error() {
                     return refusal;
+                }
+                if name.as_slice() == b"GET" && self.links[i].tracking {
+                    // Redis tracks a key read whether or not it exists.
+                    self.links[i].tracked.insert(key.clone());
                 }
                 if self.faults.oom > 0
                     && name.as_slice() == b"SET"

@@ -120,6 +120,10 @@ pub(crate) struct Runtime {
     pub(crate) reactor: RefCell<Reactor>,
     /// Connections whose bytes the loop moves itself.
     pub(super) sockets: RefCell<driven::Sockets>,
+    /// Tasks that yielded ([`yield_now`]): woken after the turn's completions are
+    /// reaped, so a task that yields lets the ring's input in (a read that arrived,
+    /// an invalidation) before it runs again.
+    deferred: RefCell<Vec<Waker>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -156,6 +160,7 @@ impl Runtime {
             timer_seq: Cell::new(0),
             reactor: RefCell::new(reactor),
             sockets: RefCell::new(driven::Sockets::default()),
+            deferred: RefCell::new(Vec::new()),
         })
     }
 
@@ -325,7 +330,7 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
         // sent, in the turn's one system call.
         driven::flush(&rt.reactor, &rt.sockets);
         rt.take_woken(&mut woken);
-        let wait = if woken.is_empty() {
+        let wait = if woken.is_empty() && rt.deferred.borrow().is_empty() {
             // Parked from here: a wake from another thread must ring the eventfd. Checked
             // once more after saying so, so a wake just before is not missed.
             rt.shared.parked.store(true, Ordering::SeqCst);
@@ -346,6 +351,9 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
         rt.reactor.borrow_mut().complete();
         // Reads go straight to their connections, which wake the callers.
         driven::complete(&rt.reactor, &rt.sockets);
+        // The tasks that yielded run again now, after what the kernel had was taken in.
+        let deferred = std::mem::take(&mut *rt.deferred.borrow_mut());
+        deferred.into_iter().for_each(Waker::wake);
         rt.take_woken(&mut woken);
     }
 }
@@ -532,17 +540,21 @@ impl Drop for Sleep {
     }
 }
 
-/// Gives the other tasks a turn.
+/// Gives the other tasks a turn, and the ring one: the task runs again after the loop
+/// has entered the kernel (without waiting) and handed out what completed, as tokio's
+/// `yield_now` waits for its driver. A task that only yields still lets reads in.
 pub(crate) async fn yield_now() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
+            return Poll::Ready(());
         }
+        yielded = true;
+        match current() {
+            Some(rt) => rt.deferred.borrow_mut().push(cx.waker().clone()),
+            None => cx.waker().wake_by_ref(),
+        }
+        Poll::Pending
     })
     .await
 }
