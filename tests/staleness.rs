@@ -27,6 +27,10 @@
 //!   for before (and, after a failover, no increment the failover lost);
 //! - reads never go backwards, except from an increment a failover lost back to what
 //!   survived it; a read never returns a value the writer never wrote.
+//!
+//! A second scenario pins down, without timing, what bounds the staleness of a caller
+//! that only hits: once the invalidation has been delivered to the process, the entry
+//! goes within a few hits.
 
 mod support;
 
@@ -42,6 +46,7 @@ use support::Cluster;
 
 on_both_clients! {
     a_cached_counter_across_client_kill_migration_and_failover(3, 1);
+    an_invalidation_in_the_socket_ends_the_entry_within_a_few_hits(3, 0);
 }
 
 /// The counter.
@@ -858,4 +863,131 @@ async fn a_cached_counter_across_client_kill_migration_and_failover<'s, C: AnyCl
         problems.len(),
         problems.join("\n")
     );
+}
+
+/// The local port of the connection to the node on `port` that has tracking on (`t` in
+/// `CLIENT LIST`'s flags): the cached client's, the only one that tracks.
+fn tracking_connection(cluster: &Cluster, port: u16) -> u16 {
+    let list = cluster
+        .run(port, &["CLIENT", "LIST"])
+        .unwrap()
+        .text()
+        .unwrap_or_default();
+    let tracking: Vec<u16> = list
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .any(|f| f.strip_prefix("flags=").is_some_and(|f| f.contains('t')))
+        })
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("addr="))
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+        })
+        .collect();
+    assert_eq!(tracking.len(), 1, "one tracking connection: {list}");
+    tracking[0]
+}
+
+/// The kernel's queues of the TCP socket `127.0.0.1:local` → `127.0.0.1:remote`
+/// (`/proc/net/tcp`): bytes sent but not yet acknowledged by the peer, and bytes
+/// received but not yet read by the socket's owner.
+fn tcp_queues(local: u16, remote: u16) -> Option<(u64, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let (local, remote) = (
+        format!("0100007F:{local:04X}"),
+        format!("0100007F:{remote:04X}"),
+    );
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.get(1) != Some(&local.as_str()) || f.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (tx, rx) = f.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
+
+/// Once the server's `invalidate` push for another client's write has been delivered
+/// to this process, a caller that only hits the entry sees it go within a few hits: the
+/// blocking client looks at its sockets on every call; the async client's caller yields
+/// to the loop every 64 hits (`HITS_BETWEEN_YIELDS`), which is meant to let it read the
+/// push.
+///
+/// Not timing: the test thread holds the client still (no call, no await) until the
+/// push has reached the client's side (the server has served a later command, so it
+/// wrote the push; its socket has no byte the client's kernel did not acknowledge), then
+/// counts the hits that still answer the old value.
+async fn an_invalidation_in_the_socket_ends_the_entry_within_a_few_hits<C: AnyClient>(
+    cluster: &Cluster,
+    _: &Scope<'_, '_>,
+) {
+    // Well above the 64 hits between two yields, and the loop turns that may take to
+    // deliver the push to the cache; far below what a loop that never reads would show.
+    const FEW: u64 = 1024;
+    let config = Config::default().cache(redis_cluster_uring::CacheConfig::default());
+    let client = C::connect(cluster, config).await;
+    let key = "arrived:{k}";
+    let port = cluster.master_for_slot(slot_for_key(key.as_bytes()).get());
+    for round in 0..3 {
+        let (old, new) = (format!("old{round}"), format!("new{round}"));
+        cluster.run(port, &["SET", key, &old]).unwrap();
+        // Read until cached (the first read after the write may race its invalidation).
+        let start = Instant::now();
+        loop {
+            let before = client.stats().cache_hits;
+            let v: Option<String> = client.query(cmd("GET").arg(key)).await.unwrap();
+            if v.as_deref() == Some(old.as_str()) && client.stats().cache_hits > before {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "never cached");
+            pause(Duration::from_millis(1)).await;
+        }
+        let local = tracking_connection(cluster, port);
+        // Another client's write: the server pushes `invalidate` to the client's
+        // connection. From here the client does not run until the push has reached it:
+        // written by the server before it serves a later command (the PING), and
+        // acknowledged by the client's kernel.
+        cluster.run(port, &["SET", key, &new]).unwrap();
+        cluster.run(port, &["PING"]).unwrap();
+        let start = Instant::now();
+        while tcp_queues(port, local).is_none_or(|(unacked, _)| unacked > 0) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the push never reached the client"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Where it is: unread in the socket, or already taken by the kernel for the
+        // client (an io_uring read that ran).
+        let unread = tcp_queues(local, port).map_or(0, |(_, rx)| rx);
+        let mut stale = 0u64;
+        loop {
+            let v: Option<String> = client.query(cmd("GET").arg(key)).await.unwrap();
+            if v.as_deref() == Some(new.as_str()) {
+                break;
+            }
+            assert_eq!(v.as_deref(), Some(old.as_str()));
+            stale += 1;
+            // Liveness only: hits alone must end the entry at some point.
+            assert!(stale < 10_000_000, "the entry outlived ten million hits");
+        }
+        eprintln!(
+            "staleness({}): with the invalidation delivered ({unread} bytes unread in its \
+             socket), the client answered the old value {stale} more times",
+            C::kind()
+        );
+        assert!(
+            stale <= FEW,
+            "{}: with the invalidation already delivered to the client ({unread} bytes \
+             unread in its socket), {stale} cache hits in a row still answered the old \
+             value (at most {FEW} expected: a caller answered from the cache yields to the \
+             loop every 64 hits)",
+            C::kind()
+        );
+    }
 }
