@@ -22,9 +22,10 @@
 //!   again, the reader reads that value or a later one (a liveness bound of 10 s), and at
 //!   the end it reads exactly the server's last value;
 //! - no stale entry survives the client seeing the fault: a read begun after the reader
-//!   saw the connection loss (its first read after the kill that was not a hit) or the
-//!   slot's new owner (migration) returns at least what the writer had been acknowledged
-//!   for before (and, after a failover, no increment the failover lost);
+//!   saw the connection loss (the end of its first read after the kill that was not a
+//!   hit, or of a read that failed after the kill) or the slot's new owner (migration)
+//!   returns at least what the writer had been acknowledged for before (and, after a
+//!   failover, no increment the failover lost);
 //! - reads never go backwards, except from an increment a failover lost back to what
 //!   survived it; a read never returns a value the writer never wrote.
 //!
@@ -170,6 +171,14 @@ impl Drop for SetOnDrop<'_> {
 
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+/// `at - from` in milliseconds, negative when `at` came first.
+fn signed_ms(at: Duration, from: Duration) -> String {
+    match at.checked_sub(from) {
+        Some(d) => ms(d),
+        None => format!("-{}", ms(from - at)),
+    }
 }
 
 /// The writer: `INCR` as fast as it can on an uncached blocking client. After a failed
@@ -422,9 +431,9 @@ struct ReaderLog {
     /// Values no write produced (nil, or above anything the writer had sent).
     never_written: Vec<String>,
     /// Per published fault: when the reader saw it, as the beginning and the end of the
-    /// read that showed it: its first read begun after the kill that was not a hit (the
-    /// entries are gone by its end), or its first read with the new owner in its map
-    /// (gone by its beginning).
+    /// read that showed it: its first read begun after the kill that was not a hit, or
+    /// that failed after the kill (the entries are gone by its end); or its first read
+    /// with the new owner in its map (gone by its beginning).
     seen: Vec<Option<(Duration, Duration)>>,
 }
 
@@ -455,7 +464,8 @@ async fn read_until_finished<C: AnyClient>(client: &C, shared: &Shared) -> Reade
         let start = shared.now();
         let acked = shared.latest_ack.load(Ordering::SeqCst);
         // The faults the reader is looking for: a kill is seen by the first read begun
-        // after it that is not a hit, a migration by the new owner in the slot map.
+        // after it that is not a hit (or failed after it), a migration by the new owner
+        // in the slot map.
         let mut looking_for_loss = false;
         for (fault, seen) in faults.iter().zip(log.seen.iter_mut()) {
             if seen.is_some() || start <= fault.armed {
@@ -474,13 +484,17 @@ async fn read_until_finished<C: AnyClient>(client: &C, shared: &Shared) -> Reade
         let result = client.query::<Option<i64>>(cmd("GET").arg(KEY)).await;
         let end = shared.now();
         shared.reads.fetch_add(1, Ordering::Relaxed);
-        if let Some(hits) = hits {
-            if result.is_err() || client.stats().cache_hits == hits {
-                for (fault, seen) in faults.iter().zip(log.seen.iter_mut()) {
-                    if seen.is_none() && start > fault.armed && fault.kind != FaultKind::Migration {
-                        *seen = Some((start, end));
-                    }
-                }
+        // A read that failed after the kill saw it too, even begun before (it was in
+        // flight on the connection, or waited for the dead node).
+        if shared.fault_count.load(Ordering::SeqCst) > faults.len() {
+            faults = shared.faults.lock().unwrap().clone();
+            log.seen.resize(faults.len(), None);
+        }
+        let missed = hits.is_some_and(|hits| client.stats().cache_hits == hits);
+        for (fault, seen) in faults.iter().zip(log.seen.iter_mut()) {
+            let saw = (start > fault.armed && missed) || (end > fault.armed && result.is_err());
+            if seen.is_none() && fault.kind != FaultKind::Migration && saw {
+                *seen = Some((start, end));
             }
         }
         match result {
@@ -785,10 +799,11 @@ async fn a_cached_counter_across_client_kill_migration_and_failover<'s, C: AnyCl
             None => "not checked (the conductor stopped)".into(),
         };
         eprintln!(
-            "{}; fault took {} ms; the read that saw it began {} ms after {}; {caught_up}; stale reads after it={stale_after_seen}",
+            "{}; fault took {} ms; the read that saw it began {} ms and ended {} ms after {}; {caught_up}; stale reads after it={stale_after_seen}",
             phase.line(kind, fault.kind.name()),
             ms(fault.complete - fault.issued),
-            seen.map_or("never".into(), |(s, _)| ms(s.saturating_sub(fault.armed))),
+            seen.map_or("never".into(), |(s, _)| signed_ms(s, fault.armed)),
+            seen.map_or("never".into(), |(_, e)| signed_ms(e, fault.armed)),
             fault.kind.armed_by(),
         );
     }
