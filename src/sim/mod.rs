@@ -1654,6 +1654,20 @@ fn run(seed: u64, schedule: &Schedule) -> std::result::Result<Coverage, String> 
             pubsub.take(round, got)?;
         }
         if caching {
+            if cache_rng.chance(10) {
+                // A primary stopped past the node timeout (twice the heartbeat and more),
+                // its replica promoted while its connections stay open and silent.
+                let shard = cache_rng.below(3) as usize;
+                let stopped = Duration::from_millis(150 + cache_rng.below(300));
+                world.stop_and_fail_over(shard, Duration::from_millis(100), stopped);
+                // Nothing else is sent meanwhile: only the heartbeat can tell the entries
+                // of the stopped node from good ones when the cached keys are read next.
+                pass_time(
+                    &mut world,
+                    &mut client,
+                    Duration::from_millis(100 + cache_rng.below(100)),
+                );
+            }
             cached.round(&mut client, &mut world, &mut cache_rng, round)?;
         }
         if scan_from == Some(round) {
@@ -1862,8 +1876,12 @@ const CACHED: u64 = 8;
 /// against the key's value in the world.
 #[derive(Default)]
 struct CacheLedger {
-    /// The next value written (each write is unique).
+    /// The next value written (each write is unique; `x<n>` by another client, `o<n>`
+    /// through the client: the number orders them).
     version: u64,
+    /// Each key's last write the client was acknowledged for: a read after it must see
+    /// it or a later one (read your writes), unless a failover lost it.
+    own: BTreeMap<String, u64>,
     hits: u64,
     stale_hits: u64,
     external_writes: u64,
@@ -1912,7 +1930,11 @@ impl CacheLedger {
                 _ => {
                     self.version += 1;
                     let set = cmd("SET").arg(&key).arg(format!("o{}", self.version));
-                    let _ = client.execute(world, &[set]);
+                    if let Ok(results) = client.execute(world, &[set]) {
+                        if matches!(results.as_slice(), [Ok(Value::SimpleString(_))]) {
+                            self.own.insert(key.clone(), self.version);
+                        }
+                    }
                 }
             }
             if rng.chance(50) {
@@ -1953,12 +1975,43 @@ impl CacheLedger {
             _ => false,
         };
         if !fresh {
+            let slot = crate::core::slot::slot_for_key(key.as_bytes());
+            let map = client.cluster.map();
             check!(
-                world.stale_allowed(link, key.as_bytes()),
+                world.stale_allowed(link, key.as_bytes(), map.node_for(slot)),
                 "no entry outlives an invalidation the client received",
-                format!("round {round}: {key} hit {value:?}, the key is {truth:?}"),
+                format!(
+                    "round {round}: {key} hit {value:?}, the key is {truth:?}; filled from {}; \
+                     the client maps it to {:?}",
+                    world.describe_link(link, key.as_bytes()),
+                    map.node_for(slot),
+                ),
             );
             self.stale_hits += 1;
+        }
+        // Read your writes: never older than the client's own acknowledged write (a
+        // deposed primary in a split brain answers what it has, cached or not).
+        let version = match value {
+            Value::Bulk(b) => std::str::from_utf8(&b[1..])
+                .ok()
+                .and_then(|n| n.parse().ok()),
+            _ => None,
+        };
+        let exempt = world.lost.contains(key.as_bytes()) || world.link_deposed(link);
+        if let (Some(&own), false) = (self.own.get(key), exempt) {
+            check!(
+                version.is_some_and(|v: u64| v >= own),
+                "a read after the client's acknowledged write sees it",
+                format!(
+                    "round {round}: {key} hit {value:?} after the client wrote o{own}; the key \
+                     is {truth:?}; filled from {}; the client maps it to {:?}",
+                    world.describe_link(link, key.as_bytes()),
+                    client
+                        .cluster
+                        .map()
+                        .node_for(crate::core::slot::slot_for_key(key.as_bytes())),
+                ),
+            );
         }
         Ok(())
     }

@@ -131,6 +131,10 @@ struct Node {
     /// compares. Every change of `data` goes through [`World::put`] and
     /// [`World::remove`], which stamp it, so no write can slip past a watch.
     touched: BTreeMap<Bytes, u64>,
+    /// Stopped and replaced by its replica while it could not answer (a SIGSTOP longer
+    /// than the node timeout): until then it hears nothing, not even replication; then
+    /// it rejoins as the new primary's replica.
+    replaced_until: Option<Instant>,
     /// When the whole data set was last replaced (a promotion, a resync after a failover):
     /// every key counts as touched then, as Redis touches every watched key when it
     /// flushes a database.
@@ -232,6 +236,13 @@ pub(crate) struct World {
     /// Changes that may move or drop keys (a migration, a failover, a deposed primary
     /// rejoining) while a scan ran.
     pub(crate) scan_disturbances: u64,
+    /// Stopped primaries whose replica is promoted at the instant (the node timeout).
+    promotions: Vec<(Instant, usize)>,
+    /// The link whose command is running: its own invalidations follow the reply, as
+    /// Redis sends them to the client that made the change.
+    executing: Option<usize>,
+    /// Those invalidations, pushed once the reply is.
+    after_reply: Vec<(usize, Vec<u8>, Bytes)>,
 }
 
 impl World {
@@ -250,6 +261,7 @@ impl World {
                 deposed: None,
                 touched: BTreeMap::new(),
                 flushed: 0,
+                replaced_until: None,
             })
             .collect();
         let owner: Vec<usize> = (0..SLOT_COUNT as usize)
@@ -282,6 +294,9 @@ impl World {
             ever: BTreeSet::new(),
             scan_stable: None,
             scan_disturbances: 0,
+            promotions: Vec::new(),
+            executing: None,
+            after_reply: Vec::new(),
         }
     }
 
@@ -361,7 +376,11 @@ impl World {
             frame.extend(bulk(b"invalidate"));
             frame.extend(b"*1\r\n");
             frame.extend(bulk(key));
-            self.push_invalidation(l, frame, key.clone());
+            if self.executing == Some(l) {
+                self.after_reply.push((l, frame, key.clone()));
+            } else {
+                self.push_invalidation(l, frame, key.clone());
+            }
         }
     }
 
@@ -394,13 +413,55 @@ impl World {
     /// died with it), or the node is a deposed primary that still serves the slot
     /// (cut off from its cluster, it never hears of the new primary's writes: the
     /// client's entries go when its map names the new owner).
-    pub(crate) fn stale_allowed(&self, link: usize, key: &[u8]) -> bool {
+    pub(crate) fn stale_allowed(
+        &self,
+        link: usize,
+        key: &[u8],
+        client_owner: Option<&NodeAddr>,
+    ) -> bool {
         let l = &self.links[link];
         let pending = l
             .invalidations
             .iter()
             .any(|(_, k)| k.is_empty() || k.as_ref() == key);
-        (l.open && pending) || (!l.open && !l.reported) || self.deposed(l.node).is_some()
+        let deposed = self.deposed(l.node).is_some();
+        // Once the client's map names another owner, the slot's entries must be gone.
+        let still_mapped = client_owner == Some(&self.nodes[l.node].addr);
+        (l.open && pending) || (!l.open && !l.reported) || (deposed && still_mapped)
+    }
+
+    /// Whether link `link`'s node is a deposed primary still serving (split brain): what
+    /// it answers may predate writes its successor took, cache or no cache.
+    pub(crate) fn link_deposed(&self, link: usize) -> bool {
+        self.deposed(self.links[link].node).is_some()
+    }
+
+    /// Link `link` and its node, for a failure's message.
+    pub(crate) fn describe_link(&self, link: usize, key: &[u8]) -> String {
+        let l = &self.links[link];
+        let n = &self.nodes[l.node];
+        let slot = slot_for_key(key).get() as usize;
+        format!(
+            "link {link} to node {} ({}; open {}, reported {}, tracking {}, tracks the key {}, \
+             invalidations in flight {:?}); the node: primary of {:?}, paused until {:?}, \
+             replaced until {:?}, deposed {:?}, holds {:?}; the slot's owner is node {} \
+             (migration {:?}); now {:?}",
+            l.node,
+            n.addr,
+            l.open,
+            l.reported,
+            l.tracking,
+            l.tracked.contains(key),
+            l.invalidations,
+            n.primary,
+            n.paused_until,
+            n.replaced_until,
+            n.deposed,
+            n.data.get(key),
+            self.owner[slot],
+            self.migration,
+            sim_now(),
+        )
     }
 
     /// Another client writes `key` where it lives now (the owner, or during its slot's
@@ -463,6 +524,29 @@ impl World {
                 self.put(replica, key, value);
             }
         }
+        let due: Vec<usize> = self
+            .promotions
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, old)| *old)
+            .collect();
+        self.promotions.retain(|(at, _)| *at > now);
+        for old in due {
+            self.promote_stopped(old);
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].replaced_until.is_some_and(|t| t <= now) {
+                // Awake again, and told it was replaced: a replica of its successor,
+                // its data the successor's (its tracking connections hear a flush).
+                self.nodes[i].replaced_until = None;
+                if let Some(successor) = self.nodes[i].primary {
+                    let data = self.nodes[successor].data.clone();
+                    self.replace_data(i, data);
+                }
+                self.topology_changed();
+                self.recheck_scan();
+            }
+        }
         for i in 0..self.nodes.len() {
             if let Some((until, successor)) = self.nodes[i].deposed {
                 if until <= now {
@@ -486,7 +570,9 @@ impl World {
     /// Whether node `i` holds a copy of primary `node`'s writes: a replica of it, and not
     /// a deposed primary that has not rejoined yet (it still serves its own data).
     fn copies(&self, i: usize, node: usize) -> bool {
-        self.nodes[i].primary == Some(node) && self.deposed(i).is_none()
+        self.nodes[i].primary == Some(node)
+            && self.deposed(i).is_none()
+            && self.nodes[i].replaced_until.is_none()
     }
 
     /// Whether node `i` is a deposed primary still serving as one, and its successor.
@@ -560,16 +646,20 @@ impl World {
         node == owner || self.deposed(node) == Some(owner)
     }
 
-    /// Bytes the node of link `i` pushes on its own (a message, an unsubscribe).
+    /// Bytes the node of link `i` pushes on its own (a message, an unsubscribe, an
+    /// invalidation); a stopped node sends them once it runs again.
     fn push_to(&mut self, i: usize, bytes: Vec<u8>) {
         if !self.links[i].open {
             return;
         }
+        let awake = self.nodes[self.links[i].node]
+            .paused_until
+            .map_or(sim_now(), |p| p.max(sim_now()));
         let at = self.links[i]
             .to_client
             .back()
             .map_or(sim_now(), |(t, _)| *t)
-            .max(sim_now())
+            .max(awake)
             + self.latency_for(i);
         self.links[i].to_client.push_back((at, Bytes::from(bytes)));
     }
@@ -664,15 +754,68 @@ impl World {
         else {
             return;
         };
-        let Some(new) = (0..self.nodes.len()).find(|&i| self.nodes[i].primary == Some(old)) else {
+        let Some(new) = self.replica_to_promote(old) else {
             return;
         };
-        if self.nodes[new].deposed.is_some() {
-            // Its replica is a deposed primary that has not rejoined yet.
+        self.finish_migration();
+        self.settle();
+        self.promote(old, new);
+        if split_brain {
+            // Cut off from the other nodes, not from the clients: it goes on serving.
+            self.nodes[old].deposed = Some((sim_now() + d, new));
+        } else {
+            let data = self.nodes[new].data.clone();
+            self.replace_data(old, data);
+            self.nodes[old].down_until = Some(sim_now() + d);
+            self.kill_links(old);
+        }
+        self.recheck_scan();
+        self.unsubscribe_lost();
+    }
+
+    /// Stops shard `shard`'s primary (SIGSTOP) for `d`; once it has been silent for
+    /// `node_timeout` its replica is promoted, its connections still open (they hear
+    /// nothing, and no invalidation of what the new primary is written). When it wakes
+    /// it rejoins as the new primary's replica.
+    pub(crate) fn stop_and_fail_over(&mut self, shard: usize, node_timeout: Duration, d: Duration) {
+        let primaries = self.primaries();
+        let Some(&old) = primaries.get(shard % primaries.len()) else {
+            return;
+        };
+        if self.replica_to_promote(old).is_none()
+            || self.nodes[old].paused_until.is_some_and(|p| p > sim_now())
+        {
+            return;
+        }
+        self.pause(old, d.max(node_timeout + Duration::from_millis(1)));
+        self.promotions.push((sim_now() + node_timeout, old));
+    }
+
+    /// Promotes the replica of the stopped `old`, if it still can be.
+    fn promote_stopped(&mut self, old: usize) {
+        let Some(new) = self.replica_to_promote(old) else {
+            return;
+        };
+        if self.nodes[old].primary.is_some() {
             return;
         }
         self.finish_migration();
-        self.settle();
+        self.promote(old, new);
+        self.nodes[old].replaced_until = self.nodes[old].paused_until;
+        self.recheck_scan();
+        self.unsubscribe_lost();
+    }
+
+    /// The replica of primary `old` a failover would promote (none when it is a deposed
+    /// primary or a replaced one that has not rejoined yet).
+    fn replica_to_promote(&self, old: usize) -> Option<usize> {
+        let new = (0..self.nodes.len()).find(|&i| self.nodes[i].primary == Some(old))?;
+        (self.nodes[new].deposed.is_none() && self.nodes[new].replaced_until.is_none())
+            .then_some(new)
+    }
+
+    /// `new` takes over `old`'s slots.
+    fn promote(&mut self, old: usize, new: usize) {
         // Writes still on their way to the promoted replica are lost.
         let promoted = new;
         self.replicating.retain(|(_, replica, key, _)| {
@@ -692,17 +835,6 @@ impl World {
         // A promoted replica's watches (if it had any) do not survive its new role.
         self.stamp += 1;
         self.nodes[new].flushed = self.stamp;
-        if split_brain {
-            // Cut off from the other nodes, not from the clients: it goes on serving.
-            self.nodes[old].deposed = Some((sim_now() + d, new));
-        } else {
-            let data = self.nodes[new].data.clone();
-            self.replace_data(old, data);
-            self.nodes[old].down_until = Some(sim_now() + d);
-            self.kill_links(old);
-        }
-        self.recheck_scan();
-        self.unsubscribe_lost();
     }
 
     /// Partitions node `i` from everyone for `d`: bytes to and from it wait, and no
@@ -909,7 +1041,9 @@ impl World {
                 // A client that sends garbage is a bug the invariants catch.
                 other => panic!("the client sent something that is not a command: {other:?}"),
             };
+            self.executing = Some(i);
             let reply = self.execute(i, &args);
+            self.executing = None;
             let at = self.links[i]
                 .to_client
                 .back()
@@ -925,6 +1059,9 @@ impl World {
                 };
                 let piece = rest.split_to(cut.min(rest.len()));
                 self.links[i].to_client.push_back((at, piece));
+            }
+            for (link, frame, key) in std::mem::take(&mut self.after_reply) {
+                self.push_invalidation(link, frame, key);
             }
         }
     }
