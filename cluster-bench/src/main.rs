@@ -840,7 +840,7 @@ fn run_zipf(
     let mut hits = Vec::new();
     if first {
         bar.set_message("zipf: pure cache hits");
-        match zipf::hit_costs(&variant.seeds, duration.min(Duration::from_secs(1)), rows) {
+        match zipf::hit_costs(&spec, duration.min(Duration::from_secs(1)), rows) {
             Ok(h) => hits = h,
             Err(e) => bar.suspend(|| eprintln!("zipf pure hits failed: {e}")),
         }
