@@ -837,7 +837,7 @@ impl HitKeys {
     fn describe(self, keys: usize) -> String {
         match self {
             HitKeys::Hot => format!("{HOT_KEYS} hot keys in turn"),
-            HitKeys::Zipf => format!("{keys} keys drawn Zipf(s = {S}), all cached"),
+            HitKeys::Zipf => format!("{keys} keys drawn Zipf(s = {S:.1}), all cached"),
         }
     }
 }
@@ -1214,7 +1214,7 @@ pub fn tables(records: &[Record], hits: &[HitCost], harness: Option<&HarnessCost
             .max();
         let _ = writeln!(
             out,
-            "\n## zipf, injected delay {delay} ms: GETs of {} keys drawn Zipf(s = {}) by {} on one thread (blocking: 1); {:.0}% of operations are SETs of a drawn key through a second, uncached client on the same thread{}",
+            "\n## zipf, injected delay {delay} ms: GETs of {} keys drawn Zipf(s = {:.1}) by {} on one thread (blocking: 1); {:.0}% of operations are SETs of a drawn key through a second, uncached client on the same thread{}",
             first.keys,
             first.zipf_s,
             callers.map_or("the callers".into(), |c| format!("{c} callers")),
