@@ -1238,9 +1238,11 @@ pub fn tables(records: &[Record], hits: &[HitCost], harness: Option<&HarnessCost
         for r in &at {
             let Some(z) = &r.zipf else { continue };
             let ratio = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.2}"));
+            // As the other tables mark a user/system split resting on few timer ticks.
+            let rough = if r.rough_split() { "~" } else { "" };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {}{:.0} | {}{:.0} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
                 r.client,
                 r.k,
                 r.cmds_per_s,
@@ -1249,7 +1251,9 @@ pub fn tables(records: &[Record], hits: &[HitCost], harness: Option<&HarnessCost
                 r.p99_us,
                 r.p999_us,
                 r.cpu_ns_per_cmd,
+                rough,
                 r.user_ns_per_cmd,
+                rough,
                 r.sys_ns_per_cmd,
                 r.allocs_per_cmd,
                 r.syscalls_per_op.map_or("-".into(), |s| format!("{s:.2}")),
