@@ -849,8 +849,9 @@ pub struct HitCost {
     pub workload: &'static str,
     /// `ring` or `blocking`.
     pub client: &'static str,
-    /// Which keys are read.
-    pub keys: HitKeys,
+    /// Which keys are read: `hot` or `zipf` (not named `keys`, which the zipf rows use
+    /// for the size of the key set).
+    pub key_set: HitKeys,
     pub key_count: usize,
     /// GETs in the window, and how many the cache answered.
     pub gets: u64,
@@ -972,7 +973,7 @@ impl HitPlan {
         HitCost {
             workload: "zipf-hit",
             client,
-            keys: self.keys,
+            key_set: self.keys,
             key_count: self.key_count,
             gets,
             hits: stats.1.cache_hits - stats.0.cache_hits,
@@ -1176,7 +1177,7 @@ fn target_lines(records: &[Record], hits: &[HitCost]) -> Vec<TargetLine> {
         lines.push(TargetLine {
             what: format!(
                 "client CPU per cache hit (pure hits: {})",
-                h.keys.describe(h.key_count)
+                h.key_set.describe(h.key_count)
             ),
             client: h.client,
             figure: format!("{:.0} ns", h.cpu_ns_per_get),
@@ -1307,7 +1308,7 @@ pub fn tables(records: &[Record], hits: &[HitCost], harness: Option<&HarnessCost
                 out,
                 "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | < {:.0} ns | {} |",
                 h.client,
-                h.keys.describe(h.key_count),
+                h.key_set.describe(h.key_count),
                 h.gets,
                 h.hits,
                 h.gets_per_s,
@@ -1498,7 +1499,7 @@ mod tests {
         let hits = [HitCost {
             workload: "zipf-hit",
             client: "ring",
-            keys: HitKeys::Hot,
+            key_set: HitKeys::Hot,
             key_count: HOT_KEYS,
             gets: 1,
             hits: 1,

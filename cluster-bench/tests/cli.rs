@@ -190,9 +190,16 @@ fn tiny_zipf_run_reports_hit_rates_targets_and_pure_hits() {
         .filter(|r| r["workload"] == "zipf-hit")
         .collect();
     assert_eq!(hits.len(), 4, "{records:?}");
-    for h in hits {
+    for h in &hits {
         assert_eq!(h["gets"], h["hits"], "every GET a hit: {h}");
         assert_eq!(h["socket_writes"], 0, "{h}");
+    }
+    for set in ["hot", "zipf"] {
+        assert_eq!(
+            hits.iter().filter(|h| h["key_set"] == set).count(),
+            2,
+            "{set}"
+        );
     }
     assert_eq!(
         records
