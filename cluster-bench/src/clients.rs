@@ -125,6 +125,9 @@ impl ClientKind {
         }
         // Past TLS, every client runs some workload.
         let workload = workload?;
+        if workload == Workload::Zipf {
+            return crate::zipf::skipped(self);
+        }
         match self {
             ClientKind::Shared if !workload.on_tasks() => Some(
                 "it is for tasks on a multi-thread runtime (tasks, tasks-fanout); on one \
@@ -176,6 +179,9 @@ pub enum Workload {
     /// C tasks on a tokio multi-thread runtime, each running the fan-out pipeline of K
     /// commands (K up to [`TASKS_FANOUT_MAX_K`]).
     TasksFanout,
+    /// GETs of a Zipf-distributed key set, 1% SETs through a second client, with the
+    /// client-side cache on and off (`zipf.rs`, which runs it).
+    Zipf,
 }
 
 /// The largest K `tasks-fanout` runs: 64 tasks with 1024 commands each in flight is
@@ -184,12 +190,13 @@ pub const TASKS_FANOUT_MAX_K: usize = 128;
 
 impl Workload {
     /// Every workload, in the order of `--help`.
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::Fanout,
         Workload::SingleNode,
         Workload::Concurrent,
         Workload::Tasks,
         Workload::TasksFanout,
+        Workload::Zipf,
     ];
 
     /// The name used on the command line and in reports.
@@ -200,6 +207,7 @@ impl Workload {
             Workload::Concurrent => "concurrent",
             Workload::Tasks => "tasks",
             Workload::TasksFanout => "tasks-fanout",
+            Workload::Zipf => "zipf",
         }
     }
 

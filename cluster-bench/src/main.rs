@@ -10,6 +10,11 @@
 //! library's `SharedClient` (the `shared` row), redis-rs's async connection and fred, on
 //! the same runtime (`tasks.rs`).
 //!
+//! `--workloads zipf` (not in the default run) measures the client-side cache: GETs of a
+//! Zipf-distributed key set with 1% writes from a second client, through this library's
+//! clients with the cache on and off, redis-rs beside them, and the CPU of a pure cache
+//! hit (`zipf.rs`).
+//!
 //! `--tls` starts that cluster with TLS (certificates made at start) and measures each
 //! client twice on the same nodes, through their plain and their TLS ports; `--nodes`
 //! takes seeds as the client does (`host:port`, `redis://[user:password@]host:port`,
@@ -29,6 +34,7 @@ mod report;
 mod seeds;
 mod syscalls;
 mod tasks;
+mod zipf;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,18 +68,26 @@ struct Args {
     /// one hash tag), concurrent (C callers on one thread issuing GETs), tasks (C tokio
     /// tasks on a multi-thread runtime issuing GETs: shared, redis-rs and fred only) and
     /// tasks-fanout (C tasks each running the fan-out pipeline, K up to 128; the same
-    /// three clients).
+    /// three clients); and, when named, zipf (GETs of a Zipf-distributed key set with 1%
+    /// writes from a second client, the client-side cache on and off: ring and blocking,
+    /// each with and without the cache, and redis-rs; plus the CPU of a pure cache hit).
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "fanout,single-node,concurrent,tasks,tasks-fanout"
     )]
     workloads: Vec<String>,
-    /// Concurrent callers on one thread for the `concurrent` workload, and tokio tasks for
-    /// `tasks` and `tasks-fanout` (on a runtime with a worker thread per CPU, one with
-    /// --pin).
+    /// Concurrent callers on one thread for the `concurrent` and `zipf` workloads, and
+    /// tokio tasks for `tasks` and `tasks-fanout` (on a runtime with a worker thread per
+    /// CPU, one with --pin).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Keys of the zipf workload (`zipf:0`..), drawn Zipf(s = 1.0).
+    #[arg(long, default_value_t = zipf::DEFAULT_KEYS)]
+    zipf_keys: usize,
+    /// The zipf workload's cache size (`CacheConfig::max_entries`) [default: --zipf-keys].
+    #[arg(long)]
+    zipf_cache_entries: Option<usize>,
     /// Injected reply delay per node in milliseconds, comma-separated (local cluster
     /// only) [default: 0,1].
     #[arg(long, value_delimiter = ',')]
@@ -378,6 +392,15 @@ fn validate(args: &Args) -> Result<(), String> {
     if args.concurrency == 0 || args.threads == 0 {
         return Err("--concurrency and --threads must be at least 1".into());
     }
+    if !(zipf::HOT_KEYS..=10_000_000).contains(&args.zipf_keys) {
+        return Err(format!(
+            "--zipf-keys takes {} to 10000000 keys",
+            zipf::HOT_KEYS
+        ));
+    }
+    if args.zipf_cache_entries == Some(0) {
+        return Err("--zipf-cache-entries must be at least 1".into());
+    }
     if args.pin && args.threads > 1 {
         return Err(
             "--pin puts the whole client on one CPU, so --threads scaling would measure \
@@ -557,7 +580,13 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         None
     };
     let mut cases = Vec::new();
-    for &w in &workloads {
+    // The zipf workload runs its own rows (`zipf.rs`), after the other cases.
+    let zipf_rows = if workloads.contains(&Workload::Zipf) {
+        zipf::rows(&clients)
+    } else {
+        Vec::new()
+    };
+    for &w in workloads.iter().filter(|&&w| w != Workload::Zipf) {
         for &c in &clients {
             // Each skip is a note printed with the tables (above).
             if c.skipped(Some(w), false).is_some() {
@@ -567,6 +596,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 Workload::Concurrent | Workload::Tasks => vec![args.concurrency],
                 Workload::TasksFanout => tasks_fanout_ks.clone(),
                 Workload::Fanout | Workload::SingleNode => args.k.clone(),
+                Workload::Zipf => Vec::new(),
             };
             for k in sizes {
                 for (v, &tls) in transports.iter().enumerate() {
@@ -577,7 +607,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             }
         }
     }
-    let total = (cases.len() * delays.len()) as u64
+    let total = ((cases.len() + zipf_rows.len()) * delays.len()) as u64
         + if args.threads > 1 {
             SCALING_STEPS as u64
         } else {
@@ -589,6 +619,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     );
     let mut records = Vec::new();
     let mut scaling = None;
+    let mut zipf_hits = Vec::new();
     let started = Instant::now();
     for &delay in &delays {
         bar.set_message(format!("starting cluster (delay {delay} ms)"));
@@ -635,6 +666,22 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             }
             bar.inc(1);
         }
+        if !zipf_rows.is_empty() {
+            let (mut measured, hits) = run_zipf(
+                args,
+                &target.variants[0],
+                delay,
+                delay == delays[0],
+                &zipf_rows,
+                &syscalls,
+                &bar,
+            )?;
+            for r in &mut measured {
+                r.pin = pin.as_ref().map(pin::Plan::summary);
+            }
+            records.extend(measured);
+            zipf_hits.extend(hits);
+        }
         if args.threads > 1 && delay == delays[0] {
             scaling = Some(thread_scaling(
                 &target.variants[0],
@@ -647,6 +694,16 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     }
     bar.finish_and_clear();
     report::add_floor_ratios(&mut records);
+    zipf::add_ratios(&mut records);
+    // The zipf loop's own cost, once, after the cases (CPU only, no cluster).
+    let zipf_harness = if zipf_rows.is_empty() {
+        None
+    } else {
+        Some(zipf::harness_costs(
+            args.zipf_keys,
+            Duration::from_millis(500),
+        )?)
+    };
     let cluster = match &args.nodes {
         Some(nodes) => format!("the cluster of --nodes ({} seeds)", nodes.len()),
         None => format!(
@@ -657,6 +714,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     };
     // The answer first, in plain words; the tables after it.
     if let Some(verdict) = report::verdict(&records) {
+        println!("{verdict}");
+    }
+    if let Some(verdict) = zipf::verdict(&records, &zipf_hits) {
         println!("{verdict}");
     }
     println!(
@@ -689,6 +749,10 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         println!("note: {note}");
     }
     print!("{}", report::print_tables(&records));
+    print!(
+        "{}",
+        zipf::tables(&records, &zipf_hits, zipf_harness.as_ref())
+    );
     if let Some(table) = report::tls_table(&records) {
         print!("{table}");
         println!(
@@ -704,7 +768,18 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     }
     print!("{}", report::cpu_explained(&records));
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+        // One object per case; the zipf workload adds its pure-hit microbenchmark
+        // (`zipf-hit`) and its harness's cost (`zipf-harness`).
+        let mut all = serde_json::to_value(&records).map_err(|e| e.to_string())?;
+        if let Some(list) = all.as_array_mut() {
+            for h in &zipf_hits {
+                list.push(serde_json::to_value(h).map_err(|e| e.to_string())?);
+            }
+            if let Some(h) = &zipf_harness {
+                list.push(serde_json::to_value(h).map_err(|e| e.to_string())?);
+            }
+        }
+        let json = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("write {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.svg {
@@ -719,6 +794,58 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         return Err("no case completed".into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The zipf workload on one cluster: its keys loaded, each row measured, and (`first`: at
+/// the run's first delay) the pure-hit microbenchmark. Plain TCP only: over TLS it is
+/// left out with a message.
+fn run_zipf(
+    args: &Args,
+    variant: &Variant,
+    delay: u64,
+    first: bool,
+    rows: &[zipf::Row],
+    syscalls: &Result<u64, String>,
+    bar: &ProgressBar,
+) -> Result<(Vec<Record>, Vec<zipf::HitCost>), String> {
+    if variant.tls.is_some() {
+        bar.suspend(|| eprintln!("zipf: left out, it runs over plain TCP only"));
+        bar.inc(rows.len() as u64);
+        return Ok((Vec::new(), Vec::new()));
+    }
+    bar.set_message(format!(
+        "zipf: loading {} keys (delay={delay}ms)",
+        args.zipf_keys
+    ));
+    zipf::load(&variant.seeds, args.zipf_keys)?;
+    let duration = Duration::from_secs_f64(args.duration);
+    let spec = zipf::ZipfSpec {
+        keys: args.zipf_keys,
+        cache_entries: args.zipf_cache_entries.unwrap_or(args.zipf_keys),
+        concurrency: args.concurrency,
+        seeds: variant.seeds.clone(),
+        warmup: Duration::from_millis(500).min(duration),
+        duration,
+        syscalls: syscalls.clone(),
+    };
+    let mut records = Vec::new();
+    for &row in rows {
+        bar.set_message(format!("zipf {} delay={delay}ms", row.label()));
+        match zipf::run_row(row, &spec) {
+            Ok(result) => records.push(zipf::record(row, &spec, delay, &result)),
+            Err(e) => bar.suspend(|| eprintln!("zipf {} delay={delay}ms failed: {e}", row.label())),
+        }
+        bar.inc(1);
+    }
+    let mut hits = Vec::new();
+    if first {
+        bar.set_message("zipf: pure cache hits");
+        match zipf::hit_costs(&spec, duration.min(Duration::from_secs(1)), rows) {
+            Ok(h) => hits = h,
+            Err(e) => bar.suspend(|| eprintln!("zipf pure hits failed: {e}")),
+        }
+    }
+    Ok((records, hits))
 }
 
 /// Pins a freshly started cluster's servers, and the delay proxy, to the servers' CPUs.

@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::clients::{CaseResult, ClientKind, TaskRuntime, Workload, TASKS_FANOUT_MAX_K};
+use crate::zipf::ZipfFigures;
 
 /// One measured case, reduced to figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
-    /// `fanout`, `single-node`, `concurrent`, `tasks` or `tasks-fanout`.
+    /// `fanout`, `single-node`, `concurrent`, `tasks`, `tasks-fanout` or `zipf`.
     pub workload: &'static str,
     /// Client name (`uring+tls` for a TLS row).
     pub client: &'static str,
@@ -70,6 +71,9 @@ pub struct Record {
     /// `cpu_ns_per_cmd` ÷ the floor's, likewise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_div_floor: Option<f64>,
+    /// The `zipf` workload's figures (its rows only; see `zipf.rs`), in the same object.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub zipf: Option<ZipfFigures>,
     #[serde(skip)]
     kind: Option<(ClientKind, Workload)>,
     /// The multi-thread workloads: tasks, runtime threads and workers, for the table's
@@ -115,6 +119,7 @@ impl Record {
             pin: None,
             p50_div_floor: None,
             cpu_div_floor: None,
+            zipf: None,
             kind: Some((client, workload)),
             runtime: r.runtime,
         }
@@ -155,6 +160,7 @@ impl Record {
             pin: None,
             p50_div_floor: None,
             cpu_div_floor: None,
+            zipf: None,
             kind: None,
             runtime: None,
         }
@@ -429,11 +435,12 @@ fn fanout_verdict(records: &[Record]) -> Option<String> {
     Some(out)
 }
 
-/// Prints one table per (delay, workload), then the fan-out ÷ single-node ratios.
+/// Prints one table per (delay, workload), then the fan-out ÷ single-node ratios. The
+/// `zipf` rows have tables of their own (`zipf::tables`).
 pub fn print_tables(records: &[Record]) -> String {
     let mut out = String::new();
     let mut groups: BTreeMap<(u64, &str), Vec<&Record>> = BTreeMap::new();
-    for r in records {
+    for r in records.iter().filter(|r| r.zipf.is_none()) {
         groups.entry((r.delay_ms, r.workload)).or_default().push(r);
     }
     for ((delay, workload), rows) in &groups {

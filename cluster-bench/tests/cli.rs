@@ -29,6 +29,8 @@ fn bad_arguments_fail_with_a_message_not_a_panic() {
         &["--nodes", "127.0.0.1:1", "--tls"],
         &["--tls", "--delay-ms", "1"],
         &["--pin", "--threads", "2"],
+        &["--workloads", "zipf", "--zipf-keys", "3"],
+        &["--workloads", "zipf", "--zipf-cache-entries", "0"],
     ] {
         let out = bench().args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -133,6 +135,80 @@ fn tiny_run_writes_json_records_with_every_field() {
     let _ = std::fs::remove_file(json);
     let _ = std::fs::remove_file(svg);
     let _ = std::fs::remove_file(svg_cpu);
+}
+
+#[test]
+fn tiny_zipf_run_reports_hit_rates_targets_and_pure_hits() {
+    let json = std::env::temp_dir().join(format!("cluster-bench-zipf-{}.json", std::process::id()));
+    let out = bench()
+        .args([
+            "--workloads",
+            "zipf",
+            "--zipf-keys",
+            "2000",
+            "--delay-ms",
+            "0",
+        ])
+        .args(["--duration", "0.2", "--concurrency", "4"])
+        .args(["--clients", "ring,blocking,redis-rs"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for text in [
+        "## zipf, injected delay 0 ms",
+        "| ring+cache | 4 |",
+        "| blocking+cache | 1 |",
+        "| redis-rs | 4 |",
+        "## zipf: pure cache hits",
+        "## zipf targets",
+        "Verdict (zipf",
+    ] {
+        assert!(stdout.contains(text), "missing {text:?}: {stdout}");
+    }
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["workload"] == "zipf").collect();
+    assert_eq!(rows.len(), 5, "{records:?}");
+    for r in &rows {
+        let cached = r["cache"].as_bool().unwrap();
+        // A hit rate on the cached rows only, and the ratio to their uncached row.
+        assert_eq!(r.get("hit_rate").is_some(), cached, "{r}");
+        assert_eq!(r.get("reads_div_uncached").is_some(), cached, "{r}");
+        assert!(r["reads"].as_u64().unwrap() > 0, "{r}");
+    }
+    // Pure hits: ring and blocking, on the hot keys and on the whole key set.
+    let hits: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["workload"] == "zipf-hit")
+        .collect();
+    assert_eq!(hits.len(), 4, "{records:?}");
+    for h in &hits {
+        assert_eq!(h["gets"], h["hits"], "every GET a hit: {h}");
+        assert_eq!(h["socket_writes"], 0, "{h}");
+    }
+    for set in ["hot", "zipf"] {
+        assert_eq!(
+            hits.iter().filter(|h| h["key_set"] == set).count(),
+            2,
+            "{set}"
+        );
+    }
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["workload"] == "zipf-harness")
+            .count(),
+        1
+    );
+    let _ = std::fs::remove_file(json);
 }
 
 #[test]

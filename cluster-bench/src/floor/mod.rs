@@ -63,6 +63,7 @@ pub fn unsupported(workload: Workload, tls: bool) -> Option<&'static str> {
             "tasks on a multi-thread runtime measure how a client serves many threads, and \
              the floor has one thread and no callers: it is one precomputed pipeline",
         ),
+        Workload::Zipf => Some("zipf measures the client-side cache, which the floor has not"),
     }
 }
 
