@@ -28,7 +28,9 @@ pub struct Stats {
     pub refreshes: u64,
     /// Connections opened.
     pub connects: u64,
-    /// RESP3 push frames received (out-of-band data, never taken for a reply).
+    /// RESP3 push frames handed on (out-of-band data, never taken for a reply). The
+    /// client-side cache's invalidations are its own: counted in `cache_invalidations`
+    /// and `cache_flushes`, not here.
     pub pushes: u64,
     /// Commands refused before sending (empty, connection-state, multi-node without a
     /// node, blocking in a pipeline).
