@@ -39,6 +39,38 @@ impl Drop for ReleaseOnDrop<'_> {
     }
 }
 
+/// Callers of one async client that miss the same key at once send one `GET`: the others
+/// wait for its reply (hits once it is kept).
+#[test]
+fn concurrent_misses_of_one_key_send_one_read() {
+    let cluster = support::cluster(3, 0);
+    support::run(async {
+        let client = <redis_cluster_uring::Client as AnyClient>::connect(&cluster, cached()).await;
+        let key = "coalesce:k";
+        let port = port_of(&cluster, key);
+        cluster.run(port, &["SET", key, "v"]).unwrap();
+        for round in 0..3 {
+            // Invalidated by another client's write before each round but the first.
+            if round > 0 {
+                cluster.run(port, &["SET", key, "v"]).unwrap();
+                pause(Duration::from_millis(20)).await;
+            }
+            let served = get_calls(&cluster, port);
+            let get = || client.query::<String>(cmd("GET").arg(key));
+            let (a, b, c, d, e, f, g, h) =
+                tokio::join!(get(), get(), get(), get(), get(), get(), get(), get());
+            for v in [a, b, c, d, e, f, g, h] {
+                assert_eq!(v.unwrap(), "v");
+            }
+            assert_eq!(
+                get_calls(&cluster, port) - served,
+                1,
+                "round {round}: eight callers' misses sent more than one GET"
+            );
+        }
+    });
+}
+
 fn cached() -> Config {
     Config::default().cache(CacheConfig::default())
 }

@@ -205,7 +205,8 @@ impl Client {
             // Invalidations already read by the kernel are applied before a hit.
             self.take_pending_input();
             match self.cluster.cache_lookup(command, &judged, Instant::now) {
-                Lookup::Pass => {}
+                // One caller: nothing of its own is in flight to wait for.
+                Lookup::Pass | Lookup::Wait(_) => {}
                 Lookup::Hit(value) => return T::from_reply(value),
                 Lookup::Miss(read) => reads.push((0, read)),
                 Lookup::Mget(mut m) => {

@@ -60,12 +60,16 @@ impl Client {
         // Judged once: the path, the single path's route and a request's plan read it.
         let judged = Judgement::of(command);
         let mut read = None;
-        if self.inner.config.cache.is_some() {
-            let lookup = self
-                .inner
-                .cluster
-                .borrow()
-                .cache_lookup(command, &judged, Instant::now);
+        let mut coalesce = true;
+        while self.inner.config.cache.is_some() {
+            let lookup = {
+                let cluster = self.inner.cluster.borrow();
+                if coalesce {
+                    cluster.cache_lookup_shared(command, &judged, Instant::now)
+                } else {
+                    cluster.cache_lookup(command, &judged, Instant::now)
+                }
+            };
             match lookup {
                 Lookup::Pass => {}
                 Lookup::Hit(value) => {
@@ -73,6 +77,18 @@ impl Client {
                     return T::from_reply(value);
                 }
                 Lookup::Miss(r) => read = Some(r),
+                Lookup::Wait(flight) => {
+                    // Another caller's read of it is in flight: wait for its reply, then
+                    // look again. Not longer than a request of one's own: then send it.
+                    let cache = self.inner.cluster.borrow().cache();
+                    let landed =
+                        std::future::poll_fn(|cx| cache.borrow_mut().poll_landed(&flight, cx));
+                    let deadline = deadline_after(self.inner.config.request_timeout);
+                    if crate::io::rt::timeout_at(deadline, landed).await.is_none() {
+                        coalesce = false;
+                    }
+                    continue;
+                }
                 Lookup::Mget(mut m) => {
                     let reads = std::mem::take(&mut m.reads);
                     let judged = Judgement::all(&m.gets);
@@ -80,6 +96,7 @@ impl Client {
                     return T::from_reply(m.answer(results)?);
                 }
             }
+            break;
         }
         let path = self.inner.cluster.borrow().path_judged(command, &judged)?;
         let reads = |read: Option<Read>| read.map(|r| vec![(0, r)]).unwrap_or_default();

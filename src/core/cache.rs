@@ -34,8 +34,10 @@
 //! copied out of the read buffer, so an entry never pins a connection's buffer), least
 //! recently used first out; plus the invalidation stamps (at most [`RECENT_STAMPS`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -215,12 +217,68 @@ enum Variant {
 
 /// A miss on its way to the server: what its reply fills, and the ticket that says
 /// whether an invalidation raced it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Read {
     key: Bytes,
     variant: Variant,
     slot: u16,
     ticket: u64,
+    /// The flight other callers wait on (see [`Lookup::Wait`]), when it leads one: it
+    /// lands when the read is dropped, however it ends (filled, refused, failed,
+    /// abandoned, never sent).
+    flight: Option<FlightGuard>,
+}
+
+/// A read in flight that callers of the same key and command wait for.
+#[derive(Debug)]
+struct Flight {
+    variant: Variant,
+    id: u64,
+    waiters: Vec<Waker>,
+}
+
+/// The reads in flight that others wait for, by key: at most one per command of a key,
+/// and no more than the reads in flight.
+#[derive(Debug, Default)]
+struct Flights {
+    by_key: HashMap<Bytes, Vec<Flight>>,
+    next: u64,
+}
+
+/// Ends its flight when dropped: the callers waiting on it look again.
+#[derive(Debug)]
+struct FlightGuard {
+    flights: Weak<RefCell<Flights>>,
+    key: Bytes,
+    id: u64,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let Some(flights) = self.flights.upgrade() else {
+            return;
+        };
+        let Ok(mut flights) = flights.try_borrow_mut() else {
+            return;
+        };
+        let Some(list) = flights.by_key.get_mut(&self.key) else {
+            return;
+        };
+        if let Some(i) = list.iter().position(|f| f.id == self.id) {
+            let flight = list.swap_remove(i);
+            flight.waiters.into_iter().for_each(Waker::wake);
+        }
+        if list.is_empty() {
+            flights.by_key.remove(&self.key);
+        }
+    }
+}
+
+/// What a caller waits on: the flight of `key`'s read.
+#[derive(Debug)]
+pub(crate) struct Awaited {
+    key: Bytes,
+    id: u64,
 }
 
 /// What the cache says about a command, before it is sent.
@@ -232,6 +290,10 @@ pub(crate) enum Lookup {
     Hit(Value),
     /// Run it as usual; its reply (reply 0) fills the cache.
     Miss(Read),
+    /// The same read is in flight for another caller: wait until it ends
+    /// ([`Cache::poll_landed`]), then look again (a hit, or a miss of one's own when its
+    /// reply could not be kept). Concurrent misses of a hot key cost one round trip.
+    Wait(Awaited),
     /// An `MGET` with keys missing: run [`MgetMiss::gets`] (a `GET` per key missing,
     /// reply i filling read i), then [`MgetMiss::answer`].
     Mget(MgetMiss),
@@ -296,6 +358,8 @@ pub(crate) struct Cache {
     /// Entries per connection (a connection with none costs nothing when it ends, and
     /// needs no heartbeat).
     per_conn: HashMap<u64, usize>,
+    /// Reads in flight that other callers wait for.
+    flights: Rc<RefCell<Flights>>,
     counters: Rc<Counters>,
 }
 
@@ -310,6 +374,7 @@ impl Cache {
             floor: 0,
             recent: HashMap::new(),
             per_conn: HashMap::new(),
+            flights: Rc::default(),
             counters,
         }
     }
@@ -355,6 +420,19 @@ impl Cache {
         judged: &Judgement,
         now: impl FnOnce() -> Instant,
     ) -> Lookup {
+        self.lookup_as(cmd, judged, now, false)
+    }
+
+    /// [`Cache::lookup`] for a client with concurrent callers (`coalesce`): a miss whose
+    /// read is already in flight waits for it ([`Lookup::Wait`]) instead of sending its
+    /// own.
+    pub(crate) fn lookup_as(
+        &mut self,
+        cmd: &Cmd,
+        judged: &Judgement,
+        now: impl FnOnce() -> Instant,
+        coalesce: bool,
+    ) -> Lookup {
         let Some(config) = &self.config else {
             return Lookup::Pass;
         };
@@ -392,10 +470,58 @@ impl Cache {
                 self.counters.add_cache_hit();
                 Lookup::Hit(value)
             }
+            None if coalesce => {
+                let mut flights = self.flights.borrow_mut();
+                if let Some(f) = flights
+                    .by_key
+                    .get(key)
+                    .and_then(|fs| fs.iter().find(|f| f.variant == variant))
+                {
+                    return Lookup::Wait(Awaited {
+                        key: Bytes::copy_from_slice(key),
+                        id: f.id,
+                    });
+                }
+                flights.next += 1;
+                let id = flights.next;
+                let key = Bytes::copy_from_slice(key);
+                flights.by_key.entry(key.clone()).or_default().push(Flight {
+                    variant: variant.clone(),
+                    id,
+                    waiters: Vec::new(),
+                });
+                drop(flights);
+                self.counters.add_cache_miss();
+                let mut read = self.read(&key, variant, slot.get());
+                read.flight = Some(FlightGuard {
+                    flights: Rc::downgrade(&self.flights),
+                    key,
+                    id,
+                });
+                Lookup::Miss(read)
+            }
             None => {
                 self.counters.add_cache_miss();
                 Lookup::Miss(self.read(key, variant, slot.get()))
             }
+        }
+    }
+
+    /// Ready once the flight a caller waits on has ended (its reply kept or not).
+    pub(crate) fn poll_landed(&mut self, awaited: &Awaited, cx: &mut Context<'_>) -> Poll<()> {
+        let mut flights = self.flights.borrow_mut();
+        let flight = flights
+            .by_key
+            .get_mut(&awaited.key)
+            .and_then(|fs| fs.iter_mut().find(|f| f.id == awaited.id));
+        match flight {
+            Some(f) => {
+                if !f.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    f.waiters.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            None => Poll::Ready(()),
         }
     }
 
@@ -448,6 +574,7 @@ impl Cache {
             variant,
             slot,
             ticket: self.seq,
+            flight: None,
         }
     }
 
@@ -818,6 +945,44 @@ mod tests {
         assert_eq!(c.len(), 1);
         let s = c.counters.snapshot();
         assert_eq!((s.cache_hits, s.cache_entries), (2, 1));
+    }
+
+    #[test]
+    fn concurrent_misses_of_a_key_wait_for_one_read() {
+        let mut c = cache(CacheConfig::default());
+        let shared = |c: &mut Cache, command: &Cmd| {
+            c.lookup_as(command, &Judgement::of(command), Instant::now, true)
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let Lookup::Miss(read) = shared(&mut c, &get("k")) else {
+            panic!("the first caller reads");
+        };
+        let Lookup::Wait(flight) = shared(&mut c, &get("k")) else {
+            panic!("the second waits");
+        };
+        // Another command of the key, or another key, is not the same read.
+        assert!(matches!(
+            shared(&mut c, &cmd("STRLEN").arg("k")),
+            Lookup::Miss(_)
+        ));
+        assert!(matches!(shared(&mut c, &get("j")), Lookup::Miss(_)));
+        assert!(c.poll_landed(&flight, &mut cx).is_pending());
+        c.fill(read, 1, true, &bulk("v"), Instant::now);
+        assert!(c.poll_landed(&flight, &mut cx).is_ready());
+        assert_eq!(hit(&mut c, &get("k")), Some(bulk("v")));
+        // A read that ends without filling (a failure, an abandoned request, a caller
+        // gone before sending) lets the waiters go too: they read for themselves.
+        c.invalidate(b"k");
+        let Lookup::Miss(read) = shared(&mut c, &get("k")) else {
+            panic!("a miss");
+        };
+        let Lookup::Wait(flight) = shared(&mut c, &get("k")) else {
+            panic!("waits");
+        };
+        drop(read);
+        assert!(c.poll_landed(&flight, &mut cx).is_ready());
+        assert!(matches!(shared(&mut c, &get("k")), Lookup::Miss(_)));
+        assert!(c.flights.borrow().by_key.len() <= 3);
     }
 
     #[test]

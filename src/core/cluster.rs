@@ -143,6 +143,17 @@ impl Cluster {
         self.cache.borrow_mut().lookup(cmd, judged, clock)
     }
 
+    /// [`Cluster::cache_lookup`] for a client whose callers run concurrently: a miss
+    /// already in flight for another caller is waited for ([`Lookup::Wait`]).
+    pub(crate) fn cache_lookup_shared(
+        &self,
+        cmd: &Cmd,
+        judged: &Judgement,
+        clock: impl FnOnce() -> Instant,
+    ) -> Lookup {
+        self.cache.borrow_mut().lookup_as(cmd, judged, clock, true)
+    }
+
     /// Empties the client-side cache (`cache_clear`).
     pub(crate) fn cache_clear(&self) {
         self.cache.borrow_mut().clear();

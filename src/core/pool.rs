@@ -1109,6 +1109,8 @@ impl Pool {
     /// and dropped; the entry is freed when the last one arrives.
     pub(crate) fn abandon(&mut self, exec: usize) {
         if let Some(e) = self.execs.get_mut(exec) {
+            // Reads that never filled: dropped, so whoever waits on them looks again.
+            e.reads.clear();
             if e.outstanding == 0 {
                 self.execs.remove(exec);
             } else {

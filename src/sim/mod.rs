@@ -292,7 +292,8 @@ impl SimClient {
                 let outcome = self.execute_reading(world, &gets, reads);
                 return (outcome.and_then(|r| m.answer(r)), Vec::new());
             }
-            Lookup::Pass => Vec::new(),
+            // One caller: nothing of its own is in flight to wait for.
+            Lookup::Pass | Lookup::Wait(_) => Vec::new(),
         };
         let outcome = self.execute_reading(world, std::slice::from_ref(&command), reads);
         let reply =
