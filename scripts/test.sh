@@ -38,7 +38,7 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-3}"
 # client owns; the blocking client's own ring), then against Valkey 9 on the same engine.
 # `databases` starts its own Valkey 9 (numbered databases) and Redis 7 (the refusal)
 # clusters, so it runs once, here.
-SUITE="--test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test databases --test shared --test telemetry"
+SUITE="--test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test tls --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test databases --test shared --test telemetry --test cache --test staleness"
 echo "== integration tests on the ring engine"
 # shellcheck disable=SC2086
 REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring-tests $FEATURES $SUITE
@@ -47,14 +47,15 @@ REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring-tests $FEATURE
 # CI's time: pipelines (batching, concurrent callers, large replies), timeouts and
 # abandoned replies (integrity), faults (chaos: kills, stops, resets), cluster changes
 # (reconnects, failovers) and TLS; `SharedClient`, whose workers then run that engine
-# (cancellation, kill -9), and telemetry. Everything above them is the same code on every
-# engine. The blocking client runs its poll(2) backend under `epoll`, its ring under
+# (cancellation, kill -9), and telemetry; the client-side cache, whose callers answered
+# from memory must still let each engine's loop read the invalidations. Everything above
+# them is the same code on every engine. The blocking client runs its poll(2) backend under `epoll`, its ring under
 # `compio` (it has no compio backend).
 for engine in io_uring epoll compio; do
     echo "== engine tests on the $engine engine"
     REDIS_CLUSTER_URING_ENGINE=$engine cargo test -p redis-cluster-uring-tests $FEATURES \
         --test pipeline --test integrity --test chaos --test cluster_changes --test tls --test blocking \
-        --test shared --test telemetry
+        --test shared --test telemetry --test cache
 done
 
 # The same suite against a Valkey 9 cluster, once (ring engine). Not TLS: the
@@ -62,4 +63,4 @@ done
 # the same `Client`s as everywhere else (it ran against Valkey once, by hand, and passed).
 echo "== integration tests against Valkey 9"
 CLUSTER_SERVER=valkey REDIS_CLUSTER_URING_ENGINE=ring cargo test -p redis-cluster-uring-tests $FEATURES \
-    --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test telemetry
+    --test pipeline --test cluster_changes --test integrity --test chaos --test endpoints --test auth --test replica_reads --test scan --test transactions --test pubsub --test commands --test report --test blocking --test clients --test telemetry --test cache --test staleness

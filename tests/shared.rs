@@ -412,3 +412,53 @@ fn a_caller_that_gives_up_on_a_blocking_command_loses_no_element() {
         assert_eq!(left, 1, "a forgotten BLPOP took the element");
     });
 }
+
+/// The client-side cache on a `SharedClient`: each worker has its own, filled and
+/// invalidated by its own connections; hits, another client's write seen through the
+/// invalidation, the counters added up, and `cache_clear` on every worker.
+#[test]
+fn each_worker_caches_and_another_clients_write_is_seen() {
+    let cluster = support::cluster(3, 0);
+    runtime(2).block_on(async {
+        let config = || Config::default().cache(redis_cluster_uring::CacheConfig::default());
+        let client = SharedClient::connect_with_workers(&cluster.seed_addrs(), 2, config)
+            .await
+            .unwrap();
+        let key = "shared:cache:k";
+        let port = cluster.master_for_slot(slot_for_key(key.as_bytes()).get());
+        cluster.run(port, &["SET", key, "old"]).unwrap();
+        // Reads from tasks on both runtime threads reach both workers.
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..20 {
+                    let v: String = client.query(cmd("GET").arg(key)).await.unwrap();
+                    assert_eq!(v, "old");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let stats = client.stats().await.unwrap();
+        assert!(stats.cache_hits >= 100, "{stats:?}");
+        assert!(stats.cache_entries >= 1);
+        cluster.run(port, &["SET", key, "new"]).unwrap();
+        let start = Instant::now();
+        loop {
+            let v: String = client.query(cmd("GET").arg(key)).await.unwrap();
+            if v == "new" {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the write was never seen"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(client.stats().await.unwrap().cache_invalidations >= 1);
+        client.cache_clear().await.unwrap();
+        assert_eq!(client.stats().await.unwrap().cache_entries, 0);
+    });
+}
