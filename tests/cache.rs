@@ -12,8 +12,8 @@ use std::thread::Scope;
 use std::time::{Duration, Instant};
 
 use redis_cluster_uring::{
-    cmd, slot_for_key, CacheConfig, Config, NodeAddr, Pipeline, ReadFrom, ReplicaChoice, Stats,
-    Value,
+    cmd, slot_for_key, CacheConfig, Cmd, Config, NodeAddr, Pipeline, ReadFrom, ReplicaChoice,
+    Stats, Value,
 };
 use support::clients::{names_in, on_both_clients, pause, AnyClient};
 use support::Cluster;
@@ -105,15 +105,20 @@ fn keys_on<C: AnyClient>(client: &C, port: u16, prefix: &str, n: usize) -> Vec<S
 /// Reads `key` through the client until it answers `want` (a liveness bound of 5 s:
 /// the invalidation's trip).
 async fn eventually<C: AnyClient>(client: &C, key: &str, want: Option<&str>) -> Duration {
+    until_reads(client, cmd("GET").arg(key), want).await
+}
+
+/// Runs `read` through the client until it answers `want` (the same bound).
+async fn until_reads<C: AnyClient>(client: &C, read: Cmd, want: Option<&str>) -> Duration {
     let start = Instant::now();
     loop {
-        let got: Option<String> = client.query(cmd("GET").arg(key)).await.unwrap();
+        let got: Option<String> = client.query(read.clone()).await.unwrap();
         if got.as_deref() == want {
             return start.elapsed();
         }
         assert!(
             start.elapsed() < Duration::from_secs(5),
-            "{key} still reads {got:?}, not {want:?}"
+            "{read:?} still reads {got:?}, not {want:?}"
         );
         pause(Duration::from_millis(1)).await;
     }
@@ -210,34 +215,11 @@ async fn another_clients_write_is_seen_once_its_invalidation_arrives<C: AnyClien
     }
     // Hashes and sets too.
     let port = port_of(cluster, "inv:h");
+    let hget = || cmd("HGET").arg("inv:h").arg("f");
     cluster.run(port, &["HSET", "inv:h", "f", "1"]).unwrap();
-    let start = Instant::now();
-    loop {
-        let v: Option<String> = client
-            .query(cmd("HGET").arg("inv:h").arg("f"))
-            .await
-            .unwrap();
-        if v.as_deref() == Some("1") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5));
-    }
+    until_reads(&client, hget(), Some("1")).await;
     cluster.run(port, &["HSET", "inv:h", "f", "2"]).unwrap();
-    let start = Instant::now();
-    loop {
-        let v: Option<String> = client
-            .query(cmd("HGET").arg("inv:h").arg("f"))
-            .await
-            .unwrap();
-        if v.as_deref() == Some("2") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "HGET never saw the change"
-        );
-        pause(Duration::from_millis(1)).await;
-    }
+    until_reads(&client, hget(), Some("2")).await;
 }
 
 async fn writes_through_the_client_invalidate_before_they_are_sent<C: AnyClient>(

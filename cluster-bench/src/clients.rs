@@ -452,16 +452,7 @@ where
         }
     };
     run(Instant::now() + spec.warmup, false).await;
-    let mut counter = spec
-        .syscalls
-        .clone()
-        .and_then(SyscallCounter::for_this_thread);
-    let mut count = || match &mut counter {
-        Ok(c) => c
-            .read()
-            .map_err(|e| format!("reading the perf counter failed: {e}")),
-        Err(why) => Err(why.clone()),
-    };
+    let mut count = SyscallCounter::reader_for_this_thread(&spec.syscalls);
     let sys0 = count();
     let helpers0 = cpu::Helpers::snapshot();
     let turns0 = redis_cluster_uring::engine::ring_turns();

@@ -229,6 +229,20 @@ impl SyscallCounter {
     }
 
     /// System calls made by the thread since the counter was opened.
+    /// This thread's system calls so far, counted on `tracepoint` (or why they cannot
+    /// be): each call of the closure reads the counter.
+    pub fn reader_for_this_thread(
+        tracepoint: &Result<u64, String>,
+    ) -> impl FnMut() -> Result<u64, String> {
+        let mut counter = tracepoint.clone().and_then(SyscallCounter::for_this_thread);
+        move || match &mut counter {
+            Ok(c) => c
+                .read()
+                .map_err(|e| format!("reading the perf counter failed: {e}")),
+            Err(why) => Err(why.clone()),
+        }
+    }
+
     pub fn read(&mut self) -> io::Result<u64> {
         let mut buf = [0u8; 8];
         self.file.read_exact(&mut buf)?;
