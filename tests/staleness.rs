@@ -53,9 +53,9 @@ on_both_clients! {
 /// The counter.
 const KEY: &str = "stale:{counter}";
 /// Steady state measured before the first fault.
-const STEADY: Duration = Duration::from_secs(2);
+const STEADY: Duration = Duration::from_secs(1);
 /// Measured after each fault once the reader caught up, before the next.
-const SETTLE: Duration = Duration::from_millis(1500);
+const SETTLE: Duration = Duration::from_secs(1);
 /// Liveness bounds (not targets): the writer acknowledged again after a fault, and the
 /// reader caught up with it.
 const WRITER_BACK: Duration = Duration::from_secs(30);
