@@ -577,7 +577,8 @@ impl Client {
     /// when a completion is pending; `poll(2)` asks once.
     pub(super) fn take_pending_input(&mut self) {
         let mut events = std::mem::take(&mut self.events);
-        if self.io.peek(&mut events).is_ok() && !events.is_empty() {
+        let caching = self.cluster.config().cache.is_some();
+        if self.io.peek(&mut events, caching).is_ok() && !events.is_empty() {
             // Between requests a read is pushes, a heartbeat's reply (or what ends the
             // connection), a close ends it.
             self.handle(&mut events);

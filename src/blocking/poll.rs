@@ -209,7 +209,7 @@ impl Transport for Poll {
         self.link(token).map(|l| &mut l.read)
     }
 
-    fn peek(&mut self, events: &mut Vec<Event>) -> io::Result<()> {
+    fn peek(&mut self, events: &mut Vec<Event>, _arm: bool) -> io::Result<()> {
         // One `poll` with no wait: is any idle connection readable (closed by the server)?
         let all: Vec<usize> = (0..self.links.len())
             .filter(|&t| self.links[t].is_some())

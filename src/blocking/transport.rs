@@ -53,8 +53,11 @@ pub(crate) trait Transport: fmt::Debug {
     ) -> io::Result<()>;
     /// The connection's input buffer (bytes read and not yet taken).
     fn input(&mut self, token: usize) -> Option<&mut BytesMut>;
-    /// Events already there (a server that closed an idle connection), without waiting.
-    fn peek(&mut self, events: &mut Vec<Event>) -> io::Result<()>;
+    /// Events already there (a server that closed an idle connection, an invalidation),
+    /// without waiting. `arm`: every connection must have a read armed first (the
+    /// client-side cache reads between requests; otherwise the next wait arms them, in
+    /// the same submission as its sends).
+    fn peek(&mut self, events: &mut Vec<Event>, arm: bool) -> io::Result<()>;
 }
 
 /// Resolves `node` and connects to the first of its addresses that accepts, each with
