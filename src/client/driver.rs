@@ -165,7 +165,7 @@ impl Client {
         }
         if let Some(cache) = &client.inner.config.cache {
             let every = cache.heartbeat_interval();
-            rt::spawn_local(cache_heartbeat(Rc::downgrade(&client.inner), every));
+            rt::spawn_local(heartbeat_loop(Rc::downgrade(&client.inner), every));
         }
         Ok(client)
     }
@@ -737,7 +737,7 @@ async fn refresh_loop(inner: Weak<Inner>, wake: Rc<tokio::sync::Notify>) {
 /// Closes connections that had nothing in flight for `idle` (they reopen on demand).
 /// The client-side cache's heartbeat (`Pool::heartbeat`), twice per interval, for as
 /// long as the client lives.
-async fn cache_heartbeat(inner: Weak<Inner>, every: Duration) {
+async fn heartbeat_loop(inner: Weak<Inner>, every: Duration) {
     loop {
         rt::sleep(every / 2).await;
         let Some(inner) = inner.upgrade() else {
