@@ -204,10 +204,9 @@ impl Client {
                 .unwrap_or_else(|| Err(Error::protocol("no reply")));
         };
         let pool = &self.inner.pool;
-        let exec = pool.borrow_mut().new_exec(1);
-        if let Some(read) = read {
-            pool.borrow_mut().expect_read(exec, read);
-        }
+        // As every request's exec: a write's keys leave the cache before it is sent.
+        let reads = read.map(|r| vec![(0, r)]).unwrap_or_default();
+        let exec = pool.borrow_mut().new_exec_reading(1, reads, cmds);
         let guard = ExecGuard {
             pool: pool.clone(),
             exec,

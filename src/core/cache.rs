@@ -412,7 +412,8 @@ impl Cache {
     }
 
     /// What to do with `cmd` (judged as `judged`): answer it, or send it and fill the
-    /// cache from its reply. A write's keys are invalidated here, before it is sent.
+    /// cache from its reply. A write passes ([`Cache::written`] invalidates it as its
+    /// request starts).
     /// `now` is read only when entries expire (`CacheConfig::ttl`).
     pub(crate) fn lookup(
         &mut self,
@@ -436,10 +437,9 @@ impl Cache {
         let Some(config) = &self.config else {
             return Lookup::Pass;
         };
+        // A write passes: its keys are invalidated as its request starts, where every
+        // request of every driver goes (`Pool::new_exec_reading`).
         let Some(command) = CachedCommand::of(cmd.name()).filter(|c| config.caches(*c)) else {
-            if !judged.is_read_only() {
-                self.written(std::slice::from_ref(cmd));
-            }
             return Lookup::Pass;
         };
         let now = config.ttl.map(|_| now());
@@ -1018,10 +1018,10 @@ mod tests {
         assert_eq!(c.counters.snapshot().cache_refused_fills, 1);
         // A write through the client does the same to a read in flight.
         let read = miss(&mut c, &get("k"));
-        assert!(matches!(
-            lookup(&mut c, &cmd("SET").arg("k").arg("new")),
-            Lookup::Pass
-        ));
+        let set = cmd("SET").arg("k").arg("new");
+        assert!(matches!(lookup(&mut c, &set), Lookup::Pass));
+        // As its request starts (`Pool::new_exec_reading`).
+        c.written(std::slice::from_ref(&set));
         c.fill(read, 1, true, &bulk("old"), Instant::now);
         assert!(hit(&mut c, &get("k")).is_none());
         // An invalidation of another key does not.

@@ -132,8 +132,8 @@ impl Cluster {
     }
 
     /// What the client-side cache says of `cmd` before it is sent (see
-    /// [`crate::core::cache`]): its answer, or the read its reply fills; a write's keys
-    /// are invalidated here. `clock` is read only when entries expire.
+    /// [`crate::core::cache`]): its answer, or the read its reply fills. `clock` is read
+    /// only when entries expire.
     pub(crate) fn cache_lookup(
         &self,
         cmd: &Cmd,

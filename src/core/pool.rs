@@ -643,13 +643,6 @@ impl Pool {
         exec
     }
 
-    /// Attaches the cache fill of reply 0 of `exec` (the single-command path).
-    pub(crate) fn expect_read(&mut self, exec: usize, read: Read) {
-        if let Some(e) = self.execs.get_mut(exec) {
-            e.reads.push((0, read));
-        }
-    }
-
     /// Queues a batch on a connection for `exec`. The bytes go out on the writer's next
     /// turn, together with whatever else was queued in the same loop turn.
     pub(crate) fn enqueue(
